@@ -1,0 +1,22 @@
+"""The test suite. The database comes from DATABASE_URL (the test fixtures point it at a throwaway
+PostgreSQL server when one can be started); Celery uses an in-memory broker unless a test starts a real
+worker against a real Redis."""
+
+import os
+
+os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-not-secret")
+os.environ.setdefault("KOMMO_TOKEN_ENCRYPTION_KEY", "dGVzdC1vbmx5LWtleS1ub3Qtc2VjcmV0LTAwMDAwMDA=")
+os.environ.setdefault("REDIS_URL", "")
+
+from config.settings.base import *  # noqa: F403
+from config.settings.base import BASE_DIR, env
+
+DEBUG = False
+ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+DATABASES = {"default": env.db("DATABASE_URL", default="sqlite:///:memory:")}
+CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="memory://")
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
+CELERY_BEAT_SCHEDULE_FILENAME = str(BASE_DIR / ".run" / "test-celerybeat-schedule")
+LOGGING = {"version": 1, "disable_existing_loggers": False}

@@ -1,0 +1,130 @@
+"""Suite-wide fixtures: the database the suite runs on, and real Redis, PostgreSQL and Celery workers.
+
+TEST_DATABASE chooses the database: ``postgres`` (a throwaway server started here; CI uses it), ``sqlite``
+(in memory), or unset: PostgreSQL when it is installed, SQLite otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from tests.support.services import (
+    CeleryWorker,
+    PostgresServer,
+    RedisServer,
+    in_ci,
+    postgres_program,
+    unavailable,
+)
+
+
+def suite_database() -> str:
+    choice = os.environ.get("TEST_DATABASE", "").lower()
+    if choice in {"postgres", "sqlite"}:
+        return choice
+    if in_ci():
+        return "postgres"
+    return "postgres" if postgres_program("initdb") else "sqlite"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(
+    request: pytest.FixtureRequest, django_db_modify_db_settings_parallel_suffix: None
+) -> None:
+    """Points the default database at a throwaway PostgreSQL server when the suite runs on PostgreSQL."""
+    if suite_database() != "postgres":
+        return
+    import environ
+    from django.conf import settings
+    from django.db import connections
+
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    config = environ.Env.db_url_config(server.url)
+    # Updated in place: Django's connection handler holds this very dict.
+    settings.DATABASES["default"].update(
+        {key: config[key] for key in ("ENGINE", "NAME", "USER", "HOST", "PORT")}
+    )
+    settings.DATABASES["default"]["PASSWORD"] = ""
+    # A connection object made earlier still has the SQLite backend class: drop it so the next one is new.
+    connections["default"].close()
+    del connections["default"]
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    if item.get_closest_marker("postgres") and suite_database() != "postgres":
+        unavailable("this test needs PostgreSQL (TEST_DATABASE=postgres)")
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> Iterator[str]:
+    import redis
+
+    yield redis_server.url
+    redis.Redis.from_url(redis_server.url).flushall()
+
+
+@pytest.fixture
+def celery_on_redis(redis_url: str) -> Iterator[str]:
+    """This process sends tasks to the real Redis broker for the duration of the test."""
+    from config.celery import app
+
+    saved = app.conf.broker_url, app.conf.broker_transport_options
+    app.conf.broker_url = redis_url
+    app.conf.broker_transport_options = {"visibility_timeout": 2}
+    _reset_producer_pools(app)
+    yield redis_url
+    app.conf.broker_url, app.conf.broker_transport_options = saved
+    _reset_producer_pools(app)
+
+
+def _reset_producer_pools(app) -> None:  # type: ignore[no-untyped-def]
+    """Forget pooled broker connections so that the next task goes to the broker configured now."""
+    import kombu.pools
+
+    app._pool = None
+    app.amqp._producer_pool = None
+    kombu.pools.reset()
+
+
+@pytest.fixture
+def worker_database_url(transactional_db: None) -> str:
+    """The URL of the test database, for processes outside this one (it needs committed data)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        unavailable("a worker process shares the test database only on PostgreSQL")
+    s = connection.settings_dict
+    return f"postgres://{s['USER']}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
+
+
+@pytest.fixture
+def start_worker(celery_on_redis: str, worker_database_url: str) -> Iterator[Callable[..., CeleryWorker]]:
+    """Starts real Celery worker processes on the test's Redis and database; all are stopped afterwards."""
+    workers: list[CeleryWorker] = []
+
+    def start(**kwargs: object) -> CeleryWorker:
+        kwargs.setdefault("extra_env", {"CELERY_VISIBILITY_TIMEOUT": "2"})
+        worker = CeleryWorker(broker_url=celery_on_redis, database_url=worker_database_url, **kwargs)  # type: ignore[arg-type]
+        workers.append(worker)
+        return worker.start()
+
+    yield start
+    for worker in workers:
+        worker.stop()

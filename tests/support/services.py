@@ -1,0 +1,220 @@
+"""Throwaway PostgreSQL and Redis servers and real Celery worker processes for the tests.
+
+Each starts on a free loopback port in a temporary folder and is removed afterwards. When a program is
+not installed the test is skipped with the reason, except under ``CI=true``, where it fails instead: CI
+must never turn green by skipping what it was meant to check.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in {"1", "true", "yes"}
+
+
+def unavailable(reason: str) -> None:
+    """Skip the test, or fail it under CI=true."""
+    if in_ci():
+        pytest.fail(f"{reason} — CI=true requires it (.ci/run installs it)", pytrace=False)
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for(predicate, *, timeout: float, interval: float = 0.05, message: str = "condition"):  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise TimeoutError(f"timed out after {timeout}s waiting for {message}")
+
+
+def postgres_program(name: str) -> str | None:
+    candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)
+    return candidates[0] if candidates else shutil.which(name)
+
+
+@dataclass
+class PostgresServer:
+    port: int = field(default_factory=free_port)
+    user: str = "portal"
+    folder: Path | None = None
+
+    @property
+    def url(self) -> str:
+        return f"postgres://{self.user}@127.0.0.1:{self.port}/postgres"
+
+    def start(self) -> PostgresServer:
+        initdb, pg_ctl = postgres_program("initdb"), postgres_program("pg_ctl")
+        if not initdb or not pg_ctl:
+            unavailable("PostgreSQL is not installed (initdb/pg_ctl not found)")
+        assert initdb and pg_ctl
+        self.folder = Path(tempfile.mkdtemp(prefix="portal-pg-"))
+        run_as: list[str] = []
+        if os.geteuid() == 0:  # PostgreSQL refuses to run as root: use the postgres account.
+            try:
+                account = pwd.getpwnam("postgres")
+            except KeyError:
+                unavailable("running as root and there is no 'postgres' user to run PostgreSQL as")
+            os.chown(self.folder, account.pw_uid, account.pw_gid)
+            run_as = ["runuser", "-u", "postgres", "--"]
+        data = self.folder / "data"
+        subprocess.run(
+            [*run_as, initdb, "-D", str(data), "-U", self.user, "--auth=trust", "-E", "UTF8", "--no-sync"],
+            check=True,
+            capture_output=True,
+        )
+        options = (
+            f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off "
+            "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
+        )
+        subprocess.run(
+            [*run_as, pg_ctl, "-D", str(data), "-o", options, "-l", str(self.folder / "log"), "-w", "start"],
+            check=True,
+            capture_output=True,
+        )
+        self._run_as = run_as
+        self._pg_ctl = pg_ctl
+        return self
+
+    def stop(self) -> None:
+        if self.folder is None:
+            return
+        subprocess.run(
+            [*self._run_as, self._pg_ctl, "-D", str(self.folder / "data"), "-m", "immediate", "stop"],
+            capture_output=True,
+        )
+        shutil.rmtree(self.folder, ignore_errors=True)
+        self.folder = None
+
+
+@dataclass
+class RedisServer:
+    port: int = field(default_factory=free_port)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> RedisServer:
+        program = shutil.which("redis-server")
+        if not program:
+            unavailable("Redis is not installed (redis-server not found)")
+        assert program
+        self.process = subprocess.Popen(
+            [program, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        import redis
+
+        client = redis.Redis.from_url(self.url)
+
+        def answers() -> bool:
+            try:
+                return bool(client.ping())
+            except redis.ConnectionError:
+                return False
+
+        wait_for(answers, timeout=10, message="redis-server to answer")
+        return self
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+@dataclass
+class CeleryWorker:
+    """A real ``celery worker`` process, in its own session so that a test can SIGKILL all of it."""
+
+    broker_url: str
+    database_url: str
+    include: list[str] = field(default_factory=list)
+    queues: str = "default,webhooks,kommo"
+    extra_env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+    log_path: Path | None = None
+
+    def start(self, *, timeout: float = 30) -> CeleryWorker:
+        fd, log_name = tempfile.mkstemp(prefix="portal-worker-", suffix=".log")
+        self.log_path = Path(log_name)
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings.test",
+            "DATABASE_URL": self.database_url,
+            "CELERY_BROKER_URL": self.broker_url,
+            "REDIS_URL": self.broker_url,
+            **self.extra_env,
+        }
+        argv = [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", self.queues, "-c", "2"]
+        argv += ["-l", "INFO", "-n", f"test-{os.getpid()}-{time.monotonic_ns()}@%h"]
+        argv += ["--without-gossip", "--without-mingle", "--without-heartbeat"]
+        for module in self.include:
+            argv += ["-I", module]
+        self.process = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=fd, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        os.close(fd)
+        wait_for(
+            lambda: "ready." in self.log() or self.process.poll() is not None,
+            timeout=timeout,
+            message="worker",
+        )  # type: ignore[union-attr]
+        if self.process.poll() is not None:
+            raise RuntimeError(f"celery worker exited at start:\n{self.log()}")
+        return self
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path else ""
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool children at once: nothing gets to acknowledge or clean up."""
+        self._signal(signal.SIGKILL)
+        assert self.process is not None
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            self._signal(signal.SIGKILL)
+            return
+        self._signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            pass
+        self._signal(signal.SIGKILL)
+
+    def _signal(self, sig: signal.Signals) -> None:
+        if self.process is None:
+            return
+        try:
+            os.killpg(self.process.pid, sig)
+        except ProcessLookupError:
+            pass
