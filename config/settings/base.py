@@ -4,7 +4,7 @@ environment through the one ``env`` below; ``.env`` in the project root is read 
 from pathlib import Path
 
 import environ
-from kombu import Queue
+from kombu import Exchange, Queue
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 RUN_DIR = BASE_DIR / ".run"  # local state of the zero-setup mode: SQLite file, embedded broker, beat schedule
@@ -128,7 +128,12 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_QUEUES = (Queue("default"), Queue("webhooks"), Queue("kommo"))
+# Each queue has its own exchange and routing key: a task routed to one queue must never reach another.
+CELERY_TASK_QUEUES = tuple(
+    Queue(name, Exchange(name), routing_key=name) for name in ("default", "webhooks", "kommo")
+)
+CELERY_TASK_DEFAULT_EXCHANGE = "default"
+CELERY_TASK_DEFAULT_ROUTING_KEY = "default"
 # Routed by job: webhook intake must never wait behind a long sync; Kommo API work shares one queue.
 CELERY_TASK_ROUTES = {
     "apps.kommo.tasks.webhook_*": {"queue": "webhooks"},

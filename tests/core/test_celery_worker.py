@@ -23,17 +23,24 @@ def test_a_task_queued_on_commit_runs_exactly_once_and_never_for_a_rolled_back_t
 ):
     start_worker(include=["tests.support.probe_tasks"])
     committed, rolled_back = f"c-{uuid.uuid4()}", f"r-{uuid.uuid4()}"
+    per_queue = {queue: f"q-{queue}-{uuid.uuid4()}" for queue in ("default", "webhooks", "kommo")}
 
     with pytest.raises(RuntimeError), transaction.atomic():
         transaction.on_commit(lambda: probe_tasks.record.delay(rolled_back))
         raise RuntimeError("the request failed")
     with transaction.atomic():
         transaction.on_commit(lambda: probe_tasks.record.delay(committed))
+        for queue, key in per_queue.items():
+            transaction.on_commit(lambda q=queue, k=key: probe_tasks.record.apply_async((k,), queue=q))
         assert counts(celery_on_redis, committed) == (0, 0)  # nothing is sent before the commit
 
-    wait_for(lambda: counts(celery_on_redis, committed)[1] == 1, timeout=20, message="the task to run")
+    every = [committed, *per_queue.values()]
+    wait_for(
+        lambda: all(counts(celery_on_redis, k)[1] for k in every), timeout=20, message="the tasks to run"
+    )
     time.sleep(3)  # longer than the visibility timeout: an unacknowledged task would come back by now
-    assert counts(celery_on_redis, committed) == (1, 1)
+    for key in every:  # once each: a queue's routing never copies a task into another queue
+        assert counts(celery_on_redis, key) == (1, 1), key
     assert counts(celery_on_redis, rolled_back) == (0, 0)
 
 
