@@ -1,0 +1,7 @@
+from django.apps import AppConfig
+
+
+class KommoConfig(AppConfig):
+    name = "apps.kommo"
+    label = "kommo"
+    verbose_name = "Kommo"
