@@ -28,6 +28,7 @@ INSTALLED_APPS = [
     "drf_spectacular",
     "apps.core",
     "apps.users",
+    "apps.kommo",
     "apps.kommo_sandbox",
 ]
 

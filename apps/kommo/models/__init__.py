@@ -1,0 +1,3 @@
+from apps.kommo.models.account import KommoAccount
+
+__all__ = ["KommoAccount"]
