@@ -68,8 +68,13 @@ GENERAL_RETRY_LADDER: tuple[tuple[float, Callable[[int], bool]], ...] = (
 TASK_DATES_TZ = UTC
 NOTE_DATES_TZ = timezone(timedelta(hours=3))
 
-_SECTION = {"lead": "leads", "contact": "contacts", "company": "contacts", "task": "task"}
-_SECTION["catalog_element"] = "catalogs"
+_SECTION = {
+    "lead": "leads",
+    "contact": "contacts",
+    "company": "contacts",
+    "task": "task",
+    "catalog_element": "catalogs",
+}
 _ELEMENT_TYPE = {"contacts": "1", "leads": "2", "companies": "3", "customers": "12"}
 _ELEMENT_TYPE_OF_ENTITY = {"contact": "1", "lead": "2", "company": "3"}
 _NOTE_TYPE = {
@@ -847,8 +852,9 @@ class WebhookSender:
         request_id = str(uuid.uuid4())
         outcome = self._post(delivery.destination, body.encode(), request_id)
         now = time.monotonic()
+        disable = not outcome.valid and delivery.kind == "webhook" and self._count_invalid(delivery, now)
         with self._lock:
-            retry_in = None if outcome.valid else self._next_delay_locked(delivery, outcome, now)
+            retry_in = None if outcome.valid or disable else self._next_delay_locked(delivery, outcome, now)
             self._record_locked(
                 account_id=delivery.account_id,
                 outcome="delivered" if outcome.valid else "failed",
@@ -858,11 +864,7 @@ class WebhookSender:
                 result=outcome,
                 retry_in=retry_in,
             )
-        if (
-            not outcome.valid
-            and delivery.kind == "webhook"
-            and self._exceeds_disable_threshold(delivery, now)
-        ):
+        if disable:
             self.source.webhook_set_disabled(delivery.account_id, delivery.destination, True)
             with self._lock:
                 self._record_locked(
@@ -871,7 +873,6 @@ class WebhookSender:
                     error=f"more than {self.disable_after} invalid responses",
                     delivery=delivery,
                 )
-            return None
         return retry_in
 
     def _subscription_active(self, delivery: _Delivery) -> bool:
@@ -898,7 +899,7 @@ class WebhookSender:
         suspended_until = self._dp_suspended_until.get(delivery.destination, 0.0)
         return max(delay, suspended_until - now)
 
-    def _exceeds_disable_threshold(self, delivery: _Delivery, now: float) -> bool:
+    def _count_invalid(self, delivery: _Delivery, now: float) -> bool:
         """Count an invalid answer; True when the subscription must be disabled (more than ``disable_after``
         invalid answers within ``disable_window``, the latest one being invalid)."""
         with self._lock:

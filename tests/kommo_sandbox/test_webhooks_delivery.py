@@ -299,7 +299,9 @@ def test_a_subscription_is_disabled_after_more_invalid_answers_than_the_threshol
 
         assert len(server.requests) == 4  # the fourth invalid answer is one more than 3
         assert source.disabled_calls == [(ACCOUNT_ID, server.url, True)]
-        assert sender.deliveries()[-1]["outcome"] == "disabled"
+        last_attempt, disabled = sender.deliveries()[-2:]
+        assert (last_attempt["outcome"], last_attempt["retry_in"]) == ("failed", None)
+        assert disabled["outcome"] == "disabled"
 
         sender.enqueue(moved(lead_id=502))
         assert sender.wait_idle(5)
