@@ -1,0 +1,1 @@
+from apps.kommo.admin import account  # noqa: F401  (registers KommoAccount)

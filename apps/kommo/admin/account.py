@@ -1,0 +1,206 @@
+"""KommoAccount in the admin: connection state at a glance, connect buttons, health actions. Tokens and
+the client secret are never shown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
+
+from apps.kommo.exceptions import KommoError
+from apps.kommo.models.account import KommoAccount
+from apps.kommo.services import accounts as account_services
+
+
+class KommoAccountForm(forms.ModelForm):  # type: ignore[type-arg]
+    client_secret = forms.CharField(
+        label="OAuth client secret",
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False),
+        help_text="Write-only. Leave empty to keep the stored secret.",
+    )
+
+    class Meta:
+        model = KommoAccount
+        fields = (
+            "name",
+            "base_url",
+            "authorization_url",
+            "client_id",
+            "client_secret",
+            "redirect_uri",
+            "rate_limit_per_second",
+        )
+
+    def clean_client_secret(self) -> str:
+        value: str = self.cleaned_data.get("client_secret") or ""
+        return value or (self.instance.client_secret if self.instance.pk else "")
+
+
+class LongLivedTokenForm(forms.Form):
+    token = forms.CharField(
+        widget=forms.PasswordInput(render_value=False),
+        strip=True,
+        help_text="Kommo → Settings → Integrations → your private integration → Keys and scopes.",
+    )
+
+
+@admin.register(KommoAccount)
+class KommoAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    form = KommoAccountForm
+    change_form_template = "admin/kommo/kommoaccount/change_form.html"
+    list_display = (
+        "name",
+        "subdomain",
+        "kommo_id",
+        "auth_kind",
+        "connection_state",
+        "token_expires_at",
+        "short_auth_error",
+        "blocked_since",
+        "last_verified_at",
+    )
+    list_filter = ("auth_kind", ("blocked_since", admin.EmptyFieldListFilter))
+    search_fields = ("name", "subdomain", "base_url")
+    readonly_fields = (
+        "kommo_id",
+        "subdomain",
+        "auth_kind",
+        "connection_state",
+        "token_expires_at",
+        "webhook_url",
+        "auth_error",
+        "auth_error_at",
+        "blocked_since",
+        "blocked_reason",
+        "last_verified_at",
+    )
+    fieldsets = (
+        (None, {"fields": ("name", "base_url", "rate_limit_per_second")}),
+        (
+            "OAuth integration",
+            {"fields": ("client_id", "client_secret", "redirect_uri", "authorization_url")},
+        ),
+        (
+            "Connection",
+            {
+                "fields": (
+                    "auth_kind",
+                    "connection_state",
+                    "kommo_id",
+                    "subdomain",
+                    "token_expires_at",
+                    "last_verified_at",
+                    "webhook_url",
+                )
+            },
+        ),
+        ("Health", {"fields": ("auth_error", "auth_error_at", "blocked_since", "blocked_reason")}),
+    )
+    actions = ("verify_connection", "reset_circuit_breaker", "regenerate_webhook_token")
+
+    @admin.display(description="state")
+    def connection_state(self, account: KommoAccount) -> str:
+        if account.blocked_since:
+            return "blocked by Kommo (calls stopped)"
+        if not account.access_token:
+            return "not connected"
+        if account.auth_error:
+            return "auth error"
+        return "connected"
+
+    @admin.display(description="auth error")
+    def short_auth_error(self, account: KommoAccount) -> str:
+        text = str(account.auth_error)
+        return text if len(text) <= 80 else text[:79] + "…"
+
+    @admin.display(description="webhook URL")
+    def webhook_url(self, account: KommoAccount) -> str:
+        return account.webhook_url if account.pk else "-"
+
+    # -- actions ----------------------------------------------------------------------------------------
+
+    @admin.action(description="Verify connection (GET /api/v4/account)")
+    def verify_connection(self, request: HttpRequest, queryset: QuerySet[KommoAccount]) -> None:
+        for account in queryset:
+            try:
+                info = account_services.account_verify(account=account)
+            except KommoError as exc:
+                self.message_user(request, f"{account}: {exc}", messages.ERROR)
+            else:
+                self.message_user(request, f"{account}: connected to {info.subdomain} (id {info.id}).")
+
+    @admin.action(description="Reset circuit breaker (resume calls to Kommo)")
+    def reset_circuit_breaker(self, request: HttpRequest, queryset: QuerySet[KommoAccount]) -> None:
+        reset = sum(account_services.account_unblock(account=account) for account in queryset)
+        self.message_user(request, f"Circuit breaker reset on {reset} account(s).")
+
+    @admin.action(description="Regenerate webhook token (update the URL in Kommo afterwards)")
+    def regenerate_webhook_token(self, request: HttpRequest, queryset: QuerySet[KommoAccount]) -> None:
+        for account in queryset:
+            account_services.account_webhook_token_regenerate(account=account)
+            self.message_user(request, f"{account}: new webhook URL {account.webhook_url}", messages.WARNING)
+
+    # -- connect views ----------------------------------------------------------------------------------
+
+    def get_urls(self) -> list[URLPattern]:
+        own = [
+            path(
+                "<int:pk>/connect-oauth/",
+                self.admin_site.admin_view(self.connect_oauth_view),
+                name="kommo_kommoaccount_connect_oauth",
+            ),
+            path(
+                "<int:pk>/long-lived-token/",
+                self.admin_site.admin_view(self.long_lived_token_view),
+                name="kommo_kommoaccount_long_lived_token",
+            ),
+        ]
+        return own + super().get_urls()
+
+    def _change_url(self, account: KommoAccount) -> str:
+        return reverse("admin:kommo_kommoaccount_change", args=[account.pk])
+
+    def connect_oauth_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        account = get_object_or_404(KommoAccount, pk=pk)
+        if not self.has_change_permission(request, account):
+            return HttpResponseRedirect(self._change_url(account))
+        try:
+            url = account_services.account_oauth_authorization_url(account=account)
+        except ValueError as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return HttpResponseRedirect(self._change_url(account))
+        return HttpResponseRedirect(url)
+
+    def long_lived_token_view(self, request: HttpRequest, pk: int) -> HttpResponse:
+        account = get_object_or_404(KommoAccount, pk=pk)
+        if not self.has_change_permission(request, account):
+            return HttpResponseRedirect(self._change_url(account))
+        form = LongLivedTokenForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                info = account_services.account_long_lived_token_set(
+                    account=account, token=form.cleaned_data["token"]
+                )
+            except KommoError as exc:
+                form.add_error("token", f"Kommo refused the token: {exc}")
+            else:
+                self.message_user(
+                    request, f"Connected to {info.subdomain} (id {info.id}) with a long-lived token."
+                )
+                return HttpResponseRedirect(self._change_url(account))
+        context: dict[str, Any] = {
+            **self.admin_site.each_context(request),
+            "title": f"Long-lived token for {account}",
+            "form": form,
+            "account": account,
+            "opts": self.model._meta,
+        }
+        return TemplateResponse(request, "admin/kommo/kommoaccount/long_lived_token.html", context)

@@ -1,0 +1,273 @@
+"""Connected accounts: connecting, tokens, health state (auth errors, the circuit breaker).
+
+A refresh token works once, so a refresh is single-flight: it happens under a row lock on the account,
+and whoever gets the lock second re-reads the row and uses the token the first one obtained.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from urllib.parse import urlencode
+
+from django.conf import settings
+from django.core import signing
+from django.db import transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from apps.kommo import client as kommo_client
+from apps.kommo.exceptions import KommoAuthError, KommoError
+from apps.kommo.models.account import KommoAccount, new_webhook_token
+from apps.kommo.types import Account, TokenPair
+
+logger = logging.getLogger(__name__)
+
+OAUTH_STATE_SALT = "apps.kommo.oauth-state"
+OAUTH_STATE_MAX_AGE = 20 * 60  # Kommo's authorization codes live 20 minutes
+ERROR_TEXT_LIMIT = 2000
+
+
+def _refresh_margin() -> dt.timedelta:
+    return dt.timedelta(seconds=float(getattr(settings, "KOMMO_TOKEN_REFRESH_MARGIN_SECONDS", 600)))
+
+
+def _is_fresh(account: KommoAccount) -> bool:
+    return (
+        bool(account.access_token)
+        and account.token_expires_at is not None
+        and account.token_expires_at - _refresh_margin() > timezone.now()
+    )
+
+
+def _adopt(target: KommoAccount, source: KommoAccount) -> None:
+    target.access_token = source.access_token
+    target.refresh_token = source.refresh_token
+    target.token_expires_at = source.token_expires_at
+    target.auth_error = source.auth_error
+    target.auth_error_at = source.auth_error_at
+
+
+# -- tokens ---------------------------------------------------------------------------------------------
+
+
+def account_access_token(*, account: KommoAccount) -> str:
+    """A token to call Kommo with; an OAuth token is refreshed when it expires within the margin."""
+    if account.auth_kind == KommoAccount.AuthKind.LONG_LIVED:
+        if not account.access_token:
+            raise KommoAuthError("no long-lived token is set for this account")
+        return str(account.access_token)
+    if _is_fresh(account):
+        return str(account.access_token)
+    if not account.refresh_token:
+        raise KommoAuthError("the account is not connected: connect it with OAuth first")
+    return account_token_refresh(account=account, stale_access_token=str(account.access_token))
+
+
+def account_token_refresh(*, account: KommoAccount, stale_access_token: str) -> str:
+    """Exchange the refresh token for a new pair, once across every process: under a row lock, and only
+    if nobody replaced ``stale_access_token`` meanwhile (else that newer token is used). A failure is
+    recorded on the account and raised."""
+    if account.auth_kind != KommoAccount.AuthKind.OAUTH:
+        error = KommoAuthError("Kommo refused the long-lived token (expired or revoked): set a new one")
+        account_auth_error_record(account=account, message=str(error))
+        raise error
+    failure: KommoError
+    with transaction.atomic():
+        locked = KommoAccount.objects.select_for_update().get(pk=account.pk)
+        if locked.access_token != stale_access_token and _is_fresh(locked):
+            _adopt(account, locked)
+            return str(locked.access_token)
+        if not locked.refresh_token:
+            failure = KommoAuthError("no refresh token: connect the account with OAuth again")
+        else:
+            try:
+                tokens = kommo_client.KommoClient(locked).oauth_token(
+                    {
+                        "client_id": locked.client_id,
+                        "client_secret": locked.client_secret,
+                        "grant_type": "refresh_token",
+                        "refresh_token": locked.refresh_token,
+                        "redirect_uri": account_redirect_uri(account=locked),
+                    }
+                )
+            except KommoError as exc:
+                failure = exc
+            else:
+                _store_tokens(locked, tokens)
+                _adopt(account, locked)
+                logger.info("kommo account %s: access token refreshed", account.pk)
+                return tokens.access_token
+    account_auth_error_record(account=account, message=f"token refresh failed: {failure}")
+    raise failure
+
+
+def _store_tokens(account: KommoAccount, tokens: TokenPair) -> None:
+    account.access_token = tokens.access_token
+    account.refresh_token = tokens.refresh_token
+    account.token_expires_at = tokens.expires_at
+    account.auth_error = ""
+    account.auth_error_at = None
+    account.save(
+        update_fields=[
+            "access_token",
+            "refresh_token",
+            "token_expires_at",
+            "auth_error",
+            "auth_error_at",
+            "modified",
+        ]
+    )
+
+
+# -- health -------------------------------------------------------------------------------------------
+
+
+def account_auth_error_record(*, account: KommoAccount, message: str) -> None:
+    account.auth_error = message[:ERROR_TEXT_LIMIT]
+    account.auth_error_at = timezone.now()
+    if account.pk is not None:
+        KommoAccount.objects.filter(pk=account.pk).update(
+            auth_error=account.auth_error, auth_error_at=account.auth_error_at
+        )
+    logger.warning("kommo account %s: %s", account.pk, account.auth_error)
+
+
+def account_auth_error_clear(*, account: KommoAccount) -> None:
+    account.auth_error = ""
+    account.auth_error_at = None
+    if account.pk is not None:
+        KommoAccount.objects.filter(pk=account.pk).update(auth_error="", auth_error_at=None)
+
+
+def account_block(*, account: KommoAccount, reason: str) -> None:
+    """Open the circuit breaker: Kommo blocked the account, no call may leave until an admin resets it."""
+    now = timezone.now()
+    if account.blocked_since is None:
+        account.blocked_since = now
+        account.blocked_reason = reason[:ERROR_TEXT_LIMIT]
+    if account.pk is not None:
+        KommoAccount.objects.filter(pk=account.pk, blocked_since__isnull=True).update(
+            blocked_since=now, blocked_reason=reason[:ERROR_TEXT_LIMIT]
+        )
+    logger.error("kommo account %s: blocked by Kommo, calls stopped: %s", account.pk, reason)
+
+
+def account_unblock(*, account: KommoAccount) -> bool:
+    """Close the circuit breaker; returns whether it was open."""
+    was_blocked = KommoAccount.objects.filter(pk=account.pk, blocked_since__isnull=False).update(
+        blocked_since=None, blocked_reason=""
+    )
+    account.blocked_since = None
+    account.blocked_reason = ""
+    return bool(was_blocked)
+
+
+def account_webhook_token_regenerate(*, account: KommoAccount) -> str:
+    """A new secret webhook path; Kommo must be told the new URL (the old one answers 404 from now on)."""
+    account.webhook_token = new_webhook_token()
+    account.save(update_fields=["webhook_token", "modified"])
+    return str(account.webhook_token)
+
+
+def account_verify(*, account: KommoAccount) -> Account:
+    """Call ``GET /api/v4/account`` and store who the token belongs to."""
+    info = kommo_client.KommoClient(account).account_get()
+    account.kommo_id = info.id
+    account.subdomain = account.subdomain or info.subdomain
+    account.last_verified_at = timezone.now()
+    account.auth_error = ""
+    account.auth_error_at = None
+    account.save(
+        update_fields=["kommo_id", "subdomain", "last_verified_at", "auth_error", "auth_error_at", "modified"]
+    )
+    return info
+
+
+# -- connecting -----------------------------------------------------------------------------------------
+
+
+def account_redirect_uri(*, account: KommoAccount) -> str:
+    if account.redirect_uri:
+        return str(account.redirect_uri)
+    return str(settings.KOMMO_PUBLIC_URL).rstrip("/") + reverse("kommo:oauth-callback")
+
+
+def account_oauth_authorization_url(*, account: KommoAccount) -> str:
+    """Where to send the admin to grant access; ``state`` is signed and names the account."""
+    if not account.client_id:
+        raise ValueError("set the OAuth client id (the integration id) first")
+    state = signing.dumps({"account": account.pk}, salt=OAUTH_STATE_SALT)
+    query = urlencode({"client_id": account.client_id, "state": state, "mode": "post_message"})
+    return f"{account.oauth_authorize_base}?{query}"
+
+
+def account_oauth_complete(*, state: str, code: str) -> KommoAccount:
+    """The OAuth callback: check the signed state, exchange the code, read the account, save."""
+    try:
+        payload = signing.loads(state, salt=OAUTH_STATE_SALT, max_age=OAUTH_STATE_MAX_AGE)
+    except signing.BadSignature as exc:
+        raise KommoAuthError("the OAuth state is invalid or expired: start the connection again") from exc
+    account = KommoAccount.objects.get(pk=payload["account"])
+    try:
+        tokens = kommo_client.KommoClient(account).oauth_token(
+            {
+                "client_id": account.client_id,
+                "client_secret": account.client_secret,
+                "grant_type": "authorization_code",
+                "code": code,
+                "redirect_uri": account_redirect_uri(account=account),
+            }
+        )
+    except KommoError as exc:
+        account_auth_error_record(account=account, message=f"authorization code exchange failed: {exc}")
+        raise
+    account.auth_kind = KommoAccount.AuthKind.OAUTH
+    account.save(update_fields=["auth_kind", "modified"])
+    _store_tokens(account, tokens)
+    account_verify(account=account)
+    return account
+
+
+def account_long_lived_token_set(*, account: KommoAccount, token: str) -> Account:
+    """Switch the account to a long-lived token, after Kommo accepted it."""
+    probe = KommoAccount(
+        base_url=account.base_url,
+        auth_kind=KommoAccount.AuthKind.LONG_LIVED,
+        access_token=token,
+        rate_limit_per_second=account.rate_limit_per_second,
+    )
+    info = kommo_client.KommoClient(probe).account_get()
+    account.auth_kind = KommoAccount.AuthKind.LONG_LIVED
+    account.access_token = token
+    account.refresh_token = ""
+    account.token_expires_at = None
+    account.save()
+    account_verify(account=account)
+    return info
+
+
+def account_connect_with_token(
+    *, base_url: str, token: str, subdomain: str = "", name: str = ""
+) -> tuple[KommoAccount, bool]:
+    """Create or update the account a long-lived token belongs to (one row per base URL and Kommo account
+    id); returns it and whether it was created. The token is checked with Kommo before anything is saved."""
+    base_url = base_url.rstrip("/")
+    probe = KommoAccount(base_url=base_url, auth_kind=KommoAccount.AuthKind.LONG_LIVED, access_token=token)
+    info = kommo_client.KommoClient(probe).account_get()
+    with transaction.atomic():
+        account = KommoAccount.objects.select_for_update().filter(base_url=base_url, kommo_id=info.id).first()
+        created = account is None
+        if account is None:
+            account = KommoAccount(base_url=base_url, kommo_id=info.id)
+        account.name = name or account.name or info.name or info.subdomain
+        account.subdomain = subdomain or info.subdomain
+        account.auth_kind = KommoAccount.AuthKind.LONG_LIVED
+        account.access_token = token
+        account.refresh_token = ""
+        account.token_expires_at = None
+        account.auth_error = ""
+        account.auth_error_at = None
+        account.last_verified_at = timezone.now()
+        account.save()
+    return account, created
