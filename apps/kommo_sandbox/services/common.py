@@ -1,0 +1,254 @@
+"""Pieces shared by the services: request ids, scalar checks, tags, links and the events they record."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from apps.kommo_sandbox.entities import CfValues, Tag
+from apps.kommo_sandbox.errors import FieldError, invalid_type, not_found_entity, not_supported_choice
+from apps.kommo_sandbox.fields import event_values
+from apps.kommo_sandbox.store import Account, SandboxStore
+
+SINGULAR = {
+    "leads": "lead",
+    "contacts": "contact",
+    "companies": "company",
+    "catalog_elements": "catalog_element",
+}
+
+
+def request_id_of(item: Any, index: int) -> str:
+    """The client's ``request_id`` as a string, or the item's position ("0", "1", ...)."""
+    if isinstance(item, dict) and item.get("request_id") not in (None, ""):
+        return str(item["request_id"])
+    return str(index)
+
+
+def is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_int(raw: dict[str, Any], key: str, errors: list[FieldError], patch: dict[str, Any]) -> None:
+    if key in raw:
+        if is_int(raw[key]):
+            patch[key] = raw[key]
+        else:
+            errors.append(invalid_type(key, "int"))
+
+
+def check_str(raw: dict[str, Any], key: str, errors: list[FieldError], patch: dict[str, Any]) -> None:
+    if key in raw:
+        if isinstance(raw[key], str):
+            patch[key] = raw[key]
+        else:
+            errors.append(invalid_type(key, "string"))
+
+
+def check_user(
+    account: Account, raw: dict[str, Any], key: str, errors: list[FieldError], patch: dict[str, Any]
+) -> None:
+    if key not in raw:
+        return
+    value = raw[key]
+    if not is_int(value):
+        errors.append(invalid_type(key, "int"))
+    elif value != 0 and value not in account.users:
+        errors.append(not_supported_choice(key))
+    else:
+        patch[key] = value
+
+
+def parse_tags(
+    account: Account, entity_type: str, raw: Any, path: str
+) -> tuple[list[tuple[str, Any]], list[FieldError]]:
+    """``[{"id": 1} | {"name": "x"}]`` → ``[("id", 1) | ("name", "x")]``; names become tags on apply."""
+    if raw is None:
+        return [], []
+    if not isinstance(raw, list):
+        return [], [invalid_type(path, "array")]
+    out: list[tuple[str, Any]] = []
+    errors: list[FieldError] = []
+    for index, item in enumerate(raw):
+        if isinstance(item, dict) and is_int(item.get("id")):
+            tag = account.tags.get(item["id"])
+            if tag is None or tag.entity_type != entity_type:
+                errors.append(not_supported_choice(f"{path}.{index}.id"))
+            else:
+                out.append(("id", item["id"]))
+        elif isinstance(item, dict) and isinstance(item.get("name"), str) and item["name"].strip():
+            out.append(("name", item["name"].strip()))
+        else:
+            errors.append(invalid_type(f"{path}.{index}", "array"))
+    return out, errors
+
+
+def resolve_tags(
+    store: SandboxStore, account: Account, entity_type: str, refs: list[tuple[str, Any]]
+) -> list[int]:
+    ids: list[int] = []
+    for kind, value in refs:
+        if kind == "id":
+            tag_id = value
+        else:
+            existing = next(
+                (
+                    t
+                    for t in account.tags.values()
+                    if t.entity_type == entity_type and t.name.lower() == value.lower()
+                ),
+                None,
+            )
+            if existing is None:
+                existing = Tag(store.next_id("tag"), value, entity_type)
+                account.tags[existing.id] = existing
+            tag_id = existing.id
+        if tag_id not in ids:
+            ids.append(tag_id)
+    return ids
+
+
+def check_refs(
+    account_items: dict[int, Any], raw: Any, path: str
+) -> tuple[list[dict[str, Any]], list[FieldError]]:
+    """``_embedded.contacts`` / ``companies`` on write: ``[{"id": 1, ...}]`` naming existing records."""
+    if raw is None:
+        return [], []
+    if not isinstance(raw, list):
+        return [], [invalid_type(path, "array")]
+    out = []
+    errors: list[FieldError] = []
+    for index, item in enumerate(raw):
+        if not isinstance(item, dict) or not is_int(item.get("id")):
+            errors.append(invalid_type(f"{path}.{index}.id", "int"))
+        elif item["id"] not in account_items or getattr(account_items[item["id"]], "is_deleted", False):
+            errors.append(not_found_entity(f"{path}.{index}.id"))
+        else:
+            out.append(item)
+    return out, errors
+
+
+def tag_events(
+    store: SandboxStore,
+    account: Account,
+    entity: str,
+    entity_id: int,
+    user_id: int,
+    before: list[int],
+    after: list[int],
+) -> None:
+    for tag_id in after:
+        if tag_id not in before and tag_id in account.tags:
+            store.record_event(
+                account,
+                "entity_tag_added",
+                entity,
+                entity_id,
+                user_id,
+                after=[{"tag": {"name": account.tags[tag_id].name}}],
+            )
+    for tag_id in before:
+        if tag_id not in after and tag_id in account.tags:
+            store.record_event(
+                account,
+                "entity_tag_deleted",
+                entity,
+                entity_id,
+                user_id,
+                before=[{"tag": {"name": account.tags[tag_id].name}}],
+            )
+
+
+def cf_events(
+    store: SandboxStore,
+    account: Account,
+    entity: str,
+    entity_id: int,
+    user_id: int,
+    before: CfValues,
+    after: CfValues,
+) -> None:
+    """One ``custom_field_value_changed`` event per field whose values changed."""
+    old = {item["field_id"]: item["values"] for item in before}
+    new = {item["field_id"]: item["values"] for item in after}
+    for field_id in list(dict.fromkeys([*old, *new])):
+        if old.get(field_id) == new.get(field_id):
+            continue
+        field = account.fields.get(field_id)
+        if field is None:
+            continue
+        store.record_event(
+            account,
+            "custom_field_value_changed",
+            entity,
+            entity_id,
+            user_id,
+            before=event_values(field, old.get(field_id, [])),
+            after=event_values(field, new.get(field_id, [])),
+        )
+
+
+def link_events(
+    store: SandboxStore, account: Account, a: tuple[str, int], b: tuple[str, int], user_id: int, linked: bool
+) -> None:
+    """``entity_linked`` / ``entity_unlinked`` on both sides of a link."""
+    type_ = "entity_linked" if linked else "entity_unlinked"
+    for this, other in ((a, b), (b, a)):
+        if this[0] == "catalog_elements":
+            continue
+        value = [{"link": {"entity": {"id": other[1], "type": SINGULAR[other[0]]}}}]
+        if linked:
+            store.record_event(account, type_, SINGULAR[this[0]], this[1], user_id, after=value)
+        else:
+            store.record_event(account, type_, SINGULAR[this[0]], this[1], user_id, before=value)
+
+
+def link_contact_to_lead(
+    store: SandboxStore, account: Account, lead_id: int, contact_id: int, is_main: bool, user_id: int
+) -> bool:
+    """Link a contact to a lead (``is_main`` makes it the main contact). Returns whether anything changed."""
+    lead_key, contact_key = ("leads", lead_id), ("contacts", contact_id)
+    others = [meta for _, meta in account.links.linked(lead_key, "contacts") if meta is not None]
+    if account.links.is_linked(lead_key, contact_key):
+        meta = account.links.metadata(lead_key, contact_key)
+        if not is_main or meta is None or meta.get("main_contact"):
+            return False
+        for other in others:
+            other["main_contact"] = False
+        meta["main_contact"] = True
+        return True
+    main = is_main or not any(meta.get("main_contact") for meta in others)
+    if main:
+        for other in others:
+            other["main_contact"] = False
+    account.links.link(lead_key, contact_key, {"main_contact": main})
+    link_events(store, account, lead_key, contact_key, user_id, linked=True)
+    return True
+
+
+def link_single(
+    store: SandboxStore, account: Account, a: tuple[str, int], b: tuple[str, int], user_id: int
+) -> bool:
+    """Link ``a`` to ``b`` where ``a`` can have only one of ``b``'s kind (a lead's or contact's company)."""
+    if account.links.is_linked(a, b):
+        return False
+    for other, _ in account.links.linked(a, b[0]):
+        account.links.unlink(a, other)
+        link_events(store, account, a, other, user_id, linked=False)
+    account.links.link(a, b, None)
+    link_events(store, account, a, b, user_id, linked=True)
+    return True
+
+
+def update_closest_task(account: Account, entity_type: str | None, entity_id: int | None) -> None:
+    """``closest_task_at`` of a lead/contact/company: the earliest deadline of its open tasks."""
+    if entity_type not in ("leads", "contacts", "companies") or entity_id is None:
+        return
+    record = getattr(account, entity_type).get(entity_id)
+    if record is None:
+        return
+    deadlines = [
+        t.complete_till
+        for t in account.tasks.values()
+        if t.entity_type == entity_type and t.entity_id == entity_id and not t.is_completed
+    ]
+    record.closest_task_at = min(deadlines) if deadlines else None

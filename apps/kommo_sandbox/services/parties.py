@@ -1,0 +1,248 @@
+"""Contacts and companies: create and update, with their events and changes (API.md §6)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from apps.kommo_sandbox import serializers
+from apps.kommo_sandbox.entities import Company, Contact
+from apps.kommo_sandbox.errors import Collector, FieldError, invalid_type, not_blank, not_found_entity
+from apps.kommo_sandbox.fields import apply_values
+from apps.kommo_sandbox.services.common import (
+    cf_events,
+    check_int,
+    check_refs,
+    check_str,
+    check_user,
+    is_int,
+    link_single,
+    parse_tags,
+    request_id_of,
+    resolve_tags,
+    tag_events,
+)
+from apps.kommo_sandbox.store import Account, SandboxStore
+
+Kind = Literal["contacts", "companies"]
+SINGULAR: dict[Kind, Literal["contact", "company"]] = {"contacts": "contact", "companies": "company"}
+
+
+def party_repr(store: SandboxStore, account: Account, record: Contact | Company) -> dict[str, Any]:
+    """The representation published with changes: what ``GET ?with=leads,catalog_elements`` returns."""
+    origin = store.public_origin(account)
+    with_ = {"leads", "catalog_elements"}
+    if isinstance(record, Contact):
+        return serializers.contact(account, origin, record, with_)
+    return serializers.company(account, origin, record, with_ | {"contacts"})
+
+
+def validate_party(
+    account: Account, kind: Kind, raw: Any, existing: Contact | Company | None, max_cf: int | None = None
+) -> tuple[dict[str, Any], list[FieldError]]:
+    """Check one written contact/company; the normalized patch, or the errors."""
+    if not isinstance(raw, dict):
+        return {}, [invalid_type("", "array")]
+    errors: list[FieldError] = []
+    patch: dict[str, Any] = {}
+    check_str(raw, "name", errors, patch)
+    if kind == "contacts":
+        check_str(raw, "first_name", errors, patch)
+        check_str(raw, "last_name", errors, patch)
+    for key in ("created_at", "updated_at"):
+        check_int(raw, key, errors, patch)
+    for key in ("responsible_user_id", "created_by", "updated_by"):
+        check_user(account, raw, key, errors, patch)
+    if "custom_fields_values" in raw:
+        current = existing.custom_fields_values if existing else []
+        values, cf_errors = apply_values(
+            account.fields_for(kind),
+            account.field_codes_for(kind),
+            current,
+            raw["custom_fields_values"],
+            max_cf,
+        )
+        errors.extend(cf_errors)
+        patch["custom_fields_values"] = values
+    embedded = raw.get("_embedded") or {}
+    if not isinstance(embedded, dict):
+        errors.append(invalid_type("_embedded", "array"))
+        embedded = {}
+    if "tags" in embedded:
+        refs, tag_errors = parse_tags(account, kind, embedded["tags"], "_embedded.tags")
+        errors.extend(tag_errors)
+        patch["tags"] = refs
+    for key in ("tags_to_add", "tags_to_delete"):
+        if key in raw:
+            refs, tag_errors = parse_tags(account, kind, raw[key], key)
+            errors.extend(tag_errors)
+            patch[key] = refs
+    if kind == "contacts" and "companies" in embedded:
+        companies, ref_errors = check_refs(account.companies, embedded["companies"], "_embedded.companies")
+        errors.extend(ref_errors)
+        patch["company_ids"] = [c["id"] for c in companies[:1]]
+    if existing is None and not any(patch.get(k) for k in ("name", "first_name", "last_name")):
+        if kind == "companies":
+            errors.append(not_blank("name"))
+    return patch, errors
+
+
+def _display_name(patch: dict[str, Any], record: Contact | None) -> tuple[str, str, str]:
+    first = patch.get("first_name", record.first_name if record else "")
+    last = patch.get("last_name", record.last_name if record else "")
+    if "name" in patch:
+        name = patch["name"]
+        if record is None and "first_name" not in patch and "last_name" not in patch:
+            first = name
+    elif "first_name" in patch or "last_name" in patch or record is None:
+        name = f"{first} {last}".strip()
+    else:
+        name = record.name
+    return name, first, last
+
+
+def _tags_after(
+    store: SandboxStore, account: Account, kind: Kind, current: list[int], patch: dict[str, Any]
+) -> list[int]:
+    tag_ids = list(current)
+    if "tags" in patch:
+        tag_ids = resolve_tags(store, account, kind, patch["tags"])
+    for tag_id in resolve_tags(store, account, kind, patch.get("tags_to_add", [])):
+        if tag_id not in tag_ids:
+            tag_ids.append(tag_id)
+    removed = resolve_tags(store, account, kind, patch.get("tags_to_delete", []))
+    return [t for t in tag_ids if t not in removed]
+
+
+def create_party(
+    store: SandboxStore, account: Account, kind: Kind, patch: dict[str, Any], user_id: int
+) -> Contact | Company:
+    now = store.now()
+    record: Contact | Company
+    common = {
+        "id": store.next_id("contact" if kind == "contacts" else "company"),
+        "responsible_user_id": patch.get("responsible_user_id") or user_id,
+        "created_by": patch.get("created_by", user_id),
+        "updated_by": patch.get("updated_by", user_id),
+        "created_at": patch.get("created_at", now),
+        "updated_at": patch.get("updated_at", patch.get("created_at", now)),
+        "custom_fields_values": patch.get("custom_fields_values", []),
+    }
+    if kind == "contacts":
+        name, first, last = _display_name(patch, None)
+        record = Contact(name=name, first_name=first, last_name=last, **common)
+        account.contacts[record.id] = record
+    else:
+        record = Company(name=patch.get("name", ""), **common)
+        account.companies[record.id] = record
+    record.tag_ids = _tags_after(store, account, kind, [], patch)
+    singular = SINGULAR[kind]
+    store.record_event(account, f"{singular}_added", singular, record.id, user_id, at=record.created_at)
+    for company_id in patch.get("company_ids", []):
+        link_single(store, account, ("contacts", record.id), ("companies", company_id), user_id)
+    store.publish(account, singular, "add", record.id, party_repr(store, account, record), None, user_id)
+    return record
+
+
+def update_party(
+    store: SandboxStore,
+    account: Account,
+    kind: Kind,
+    record: Contact | Company,
+    patch: dict[str, Any],
+    user_id: int,
+) -> bool:
+    """Apply a validated patch; record events and publish the change. Returns whether anything changed."""
+    singular = SINGULAR[kind]
+    previous = party_repr(store, account, record)
+    before_name, before_responsible = record.name, record.responsible_user_id
+    before_cf, before_tags = record.custom_fields_values, list(record.tag_ids)
+    if isinstance(record, Contact):
+        record.name, record.first_name, record.last_name = _display_name(patch, record)
+    elif "name" in patch:
+        record.name = patch["name"]
+    if patch.get("responsible_user_id"):
+        record.responsible_user_id = patch["responsible_user_id"]
+    record.custom_fields_values = patch.get("custom_fields_values", record.custom_fields_values)
+    record.tag_ids = _tags_after(store, account, kind, record.tag_ids, patch)
+    linked = False
+    for company_id in patch.get("company_ids", []):
+        linked = (
+            link_single(store, account, ("contacts", record.id), ("companies", company_id), user_id) or linked
+        )
+    changed = (
+        linked
+        or record.name != before_name
+        or record.responsible_user_id != before_responsible
+        or record.custom_fields_values != before_cf
+        or record.tag_ids != before_tags
+    )
+    if not changed:
+        return False
+    record.updated_at = patch.get("updated_at", store.now())
+    record.updated_by = patch.get("updated_by", user_id)
+    if record.name != before_name:
+        store.record_event(
+            account,
+            "name_field_changed",
+            singular,
+            record.id,
+            user_id,
+            before=[{"name_field_value": {"name": before_name}}],
+            after=[{"name_field_value": {"name": record.name}}],
+        )
+    if record.responsible_user_id != before_responsible:
+        store.record_event(
+            account,
+            "entity_responsible_changed",
+            singular,
+            record.id,
+            user_id,
+            before=[{"responsible_user": {"id": before_responsible}}],
+            after=[{"responsible_user": {"id": record.responsible_user_id}}],
+        )
+    cf_events(store, account, singular, record.id, user_id, before_cf, record.custom_fields_values)
+    tag_events(store, account, singular, record.id, user_id, before_tags, record.tag_ids)
+    current = party_repr(store, account, record)
+    if record.responsible_user_id != before_responsible:
+        store.publish(account, singular, "responsible", record.id, current, previous, user_id)
+    else:
+        store.publish(account, singular, "update", record.id, current, previous, user_id)
+    return True
+
+
+def parties_create(
+    store: SandboxStore, account: Account, kind: Kind, user_id: int, items: list[Any]
+) -> list[tuple[Contact | Company, str]]:
+    collector = Collector()
+    patches = []
+    for index, raw in enumerate(items):
+        patch, errors = validate_party(account, kind, raw, None)
+        collector.add(request_id_of(raw, index), errors)
+        patches.append((patch, request_id_of(raw, index)))
+    collector.raise_if_any()
+    return [(create_party(store, account, kind, patch, user_id), rid) for patch, rid in patches]
+
+
+def parties_update(
+    store: SandboxStore, account: Account, kind: Kind, user_id: int, items: list[Any]
+) -> list[tuple[Contact | Company, str]]:
+    collector = Collector()
+    planned = []
+    records: dict[int, Contact | Company] = getattr(account, kind)
+    for index, raw in enumerate(items):
+        rid = request_id_of(raw, index)
+        record_id = raw.get("id") if isinstance(raw, dict) else None
+        if not is_int(record_id):
+            collector.add(rid, [not_blank("id")])
+            continue
+        record = records.get(record_id)
+        if record is None or record.is_deleted:
+            collector.add(rid, [not_found_entity("id")])
+            continue
+        patch, errors = validate_party(account, kind, raw, record)
+        collector.add(rid, errors)
+        planned.append((record, patch, rid))
+    collector.raise_if_any()
+    for record, patch, _ in planned:
+        update_party(store, account, kind, record, patch, user_id)
+    return [(record, rid) for record, _, rid in planned]
