@@ -1,3 +1,37 @@
 from apps.kommo.models.account import KommoAccount
+from apps.kommo.models.mirror import (
+    Catalog,
+    CatalogElement,
+    Company,
+    Contact,
+    ContactChannel,
+    CustomField,
+    CustomFieldEnum,
+    KommoUser,
+    Lead,
+    LeadCatalogElement,
+    LeadContact,
+    Pipeline,
+    StageChange,
+    Status,
+    SyncState,
+)
 
-__all__ = ["KommoAccount"]
+__all__ = [
+    "Catalog",
+    "CatalogElement",
+    "Company",
+    "Contact",
+    "ContactChannel",
+    "CustomField",
+    "CustomFieldEnum",
+    "KommoAccount",
+    "KommoUser",
+    "Lead",
+    "LeadCatalogElement",
+    "LeadContact",
+    "Pipeline",
+    "StageChange",
+    "Status",
+    "SyncState",
+]

@@ -1,0 +1,1034 @@
+"""Upserts into the local mirror from typed Kommo payloads, and the stage-change history.
+
+Every writer of the mirror (the sync, webhook processing, the events reconciliation, the admin's resync)
+goes through these functions, so the rules hold whoever calls:
+
+* an OLDER ``updated_at`` never overwrites a newer one (stale payloads are counted and skipped);
+* a page of 250 costs a handful of queries, not one per row (rows are locked, created and updated in
+  bulk; lookups of stages, users and linked rows are one query each);
+* embedded contacts / catalog elements of a lead replace its links when the payload carries them;
+* a lead whose stored stage differs from the payload's gets a :class:`StageChange` with the caller's
+  source, and the NEW stage changes come back to the caller: that list is the one place where follow-ups
+  (gate evaluation) hook in.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Generic, TypeVar
+
+from django.conf import settings
+from django.db import IntegrityError, models, transaction
+from django.db.models import OuterRef, Q, Subquery
+from django.utils import timezone
+
+from apps.core.normalize import email_normalize, phone_normalize
+from apps.kommo import types
+from apps.kommo.models.account import KommoAccount
+from apps.kommo.models.mirror import (
+    LOST_STATUS_ID,
+    WON_STATUS_ID,
+    Catalog,
+    CatalogElement,
+    Company,
+    Contact,
+    ContactChannel,
+    CustomField,
+    CustomFieldEnum,
+    KommoUser,
+    Lead,
+    LeadCatalogElement,
+    LeadContact,
+    MirrorModel,
+    Pipeline,
+    StageChange,
+    Status,
+)
+
+M = TypeVar("M", bound=MirrorModel)
+P = TypeVar("P")
+
+# Two reports of the same move whose times are exact (webhook ``last_modified``, event ``created_at``,
+# the portal's own move) are one move when they are this close.
+STAGE_CHANGE_WINDOW = dt.timedelta(seconds=getattr(settings, "KOMMO_STAGE_CHANGE_WINDOW_SECONDS", 300))
+# A move seen by comparing stages (a sync, a re-fetch) is only known to have happened before the lead's
+# ``updated_at``; an exact report up to this long before it is the same move.
+STAGE_CHANGE_INFERRED_LAG = dt.timedelta(hours=getattr(settings, "KOMMO_STAGE_CHANGE_INFERRED_LAG_HOURS", 24))
+DEFAULT_PHONE_REGION: str | None = getattr(settings, "KOMMO_DEFAULT_PHONE_REGION", None)
+
+Source = StageChange.Source
+
+
+@dataclass(frozen=True)
+class UpsertResult(Generic[M]):
+    """One upserted row: whether it was created, whether anything changed, and the stage changes the
+    upsert recorded that did not exist before (act on these only)."""
+
+    obj: M
+    created: bool
+    changed: bool
+    new_stage_changes: tuple[StageChange, ...] = ()
+
+
+@dataclass
+class BatchResult:
+    """What a bulk upsert did. ``new_stage_changes`` are the moves recorded for the first time."""
+
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    stale: int = 0
+    new_stage_changes: list[StageChange] = field(default_factory=list)
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.created or self.updated)
+
+    @property
+    def seen(self) -> int:
+        return self.created + self.updated + self.unchanged + self.stale
+
+    def add(self, other: BatchResult) -> None:
+        self.created += other.created
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.stale += other.stale
+        self.new_stage_changes.extend(other.new_stage_changes)
+
+
+@dataclass
+class _Applied(Generic[M, P]):
+    """A row the batch wrote, with its payload and its values before (None when it was created)."""
+
+    row: M
+    data: P
+    before: dict[str, Any] | None
+
+
+# -- the generic bulk engine -------------------------------------------------------------------------
+
+
+def _snapshot(row: models.Model, names: Iterable[str]) -> dict[str, Any]:
+    return {name: getattr(row, name) for name in names}
+
+
+def _newest_per_id(
+    items: Iterable[P], kommo_id: Callable[[P], int], updated_at: Callable[[P], Any]
+) -> list[P]:
+    """One payload per id (the newest by ``updated_at``), in the order of first appearance."""
+    chosen: dict[int, P] = {}
+    for item in items:
+        key = kommo_id(item)
+        current = chosen.get(key)
+        if current is None or _is_older(updated_at(current), updated_at(item)):
+            chosen[key] = item
+    return list(chosen.values())
+
+
+def _is_older(stored: dt.datetime | None, incoming: dt.datetime | None) -> bool:
+    """Whether ``stored`` is strictly older than ``incoming`` (unknown times never count as older)."""
+    return stored is not None and incoming is not None and stored < incoming
+
+
+def _upsert_rows(
+    *,
+    model: type[M],
+    account: KommoAccount,
+    items: Sequence[P],
+    kommo_id: Callable[[P], int],
+    values: Callable[[P], dict[str, Any]],
+    updated_at: Callable[[P], dt.datetime | None] = lambda item: None,
+    scope: Q | None = None,
+) -> tuple[BatchResult, list[_Applied[M, P]]]:
+    """Create or update one row per payload, under row locks, in a constant number of queries.
+
+    ``values`` gives the row's columns from a payload. A payload older than the row (by ``updated_at``)
+    is skipped; a soft-deleted row is brought back only by a payload newer than its deletion. Must run
+    inside a transaction (the locks last until it ends).
+    """
+    result = BatchResult()
+    applied: list[_Applied[M, P]] = []
+    if not items:
+        return result, applied
+    payloads = _newest_per_id(items, kommo_id, updated_at)
+    rows = model._default_manager.select_for_update().filter(
+        account=account, kommo_id__in=[kommo_id(item) for item in payloads]
+    )
+    if scope is not None:
+        rows = rows.filter(scope)
+    existing = {row.kommo_id: row for row in rows.order_by("kommo_id")}
+    to_create: list[M] = []
+    to_update: list[M] = []
+    changed_fields: set[str] = set()
+    now = timezone.now()
+    for item in payloads:
+        wanted = values(item)
+        row = existing.get(kommo_id(item))
+        if row is None:
+            if wanted.get("is_deleted"):
+                wanted.setdefault("deleted_at", now)
+            row = model(account=account, kommo_id=kommo_id(item), **wanted)
+            to_create.append(row)
+            applied.append(_Applied(row, item, None))
+            continue
+        incoming_at = updated_at(item)
+        stored_at: dt.datetime | None = getattr(row, "updated_at", None)
+        if _is_older(incoming_at, stored_at) or _undeletes_with_stale_payload(row, wanted, incoming_at):
+            result.stale += 1
+            continue
+        if wanted.get("is_deleted") and not row.is_deleted:
+            wanted["deleted_at"] = now
+        elif not wanted.get("is_deleted", row.is_deleted):
+            wanted["deleted_at"] = None
+        different = {name for name, value in wanted.items() if getattr(row, name) != value}
+        if not different:
+            result.unchanged += 1
+            continue
+        before = _snapshot(row, wanted)
+        for name in different:
+            setattr(row, name, wanted[name])
+        changed_fields |= different
+        to_update.append(row)
+        applied.append(_Applied(row, item, before))
+    if to_create:
+        model._default_manager.bulk_create(to_create)
+    if to_update:
+        model._default_manager.bulk_update(to_update, sorted(changed_fields | {"modified"}))
+    result.created += len(to_create)
+    result.updated += len(to_update)
+    return result, applied
+
+
+def _undeletes_with_stale_payload(
+    row: MirrorModel, wanted: dict[str, Any], incoming: dt.datetime | None
+) -> bool:
+    """A payload fetched before the row was deleted must not bring it back."""
+    if not row.is_deleted or wanted.get("is_deleted", True) or row.deleted_at is None or incoming is None:
+        return False
+    return incoming < row.deleted_at.replace(microsecond=0)
+
+
+def _retrying_on_conflict(fn: Callable[[], P]) -> P:
+    """Run ``fn`` in a transaction; if a concurrent writer inserted one of the rows first (unique
+    violation), run it once more: the rows now exist and take the update path."""
+    try:
+        with transaction.atomic():
+            return fn()
+    except IntegrityError:
+        with transaction.atomic():
+            return fn()
+
+
+def _pk_map(
+    model: type[MirrorModel], account: KommoAccount, kommo_ids: Iterable[int | None]
+) -> dict[int, int]:
+    wanted = {kid for kid in kommo_ids if kid is not None}
+    if not wanted:
+        return {}
+    rows = model._default_manager.filter(account=account, kommo_id__in=wanted).values_list("kommo_id", "pk")
+    return dict(rows)
+
+
+def _status_map(account: KommoAccount) -> dict[tuple[int, int], int]:
+    """(pipeline kommo id, status kommo id) → Status pk for the whole account (a few hundred rows)."""
+    rows = Status.objects.filter(account=account).values_list("pipeline__kommo_id", "kommo_id", "pk")
+    return {(pipeline_id, status_id): pk for pipeline_id, status_id, pk in rows}
+
+
+def _fill_references(
+    *,
+    model: type[models.Model],
+    account_filter: Q,
+    fk: str,
+    kommo_field: str,
+    target: type[MirrorModel],
+    account: KommoAccount,
+    kommo_ids: Iterable[int],
+) -> None:
+    """Point rows that name a just-upserted entity by Kommo id at its local row (one UPDATE)."""
+    ids = list(set(kommo_ids))
+    if not ids:
+        return
+    local = target._default_manager.filter(account=account, kommo_id=OuterRef(kommo_field)).values("pk")[:1]
+    dangling = model._default_manager.filter(
+        account_filter, **{f"{fk}__isnull": True, f"{kommo_field}__in": ids}
+    )
+    dangling.update(**{fk: Subquery(local)})
+
+
+# -- pipelines, statuses, users, custom fields --------------------------------------------------------
+
+
+def _pipeline_values(data: types.Pipeline) -> dict[str, Any]:
+    return {
+        "name": data.name,
+        "sort": data.sort,
+        "is_main": data.is_main,
+        "is_unsorted_on": data.is_unsorted_on,
+        "is_archive": data.is_archive,
+        "is_deleted": False,
+        "raw": data.raw,
+    }
+
+
+def _status_values(data: types.Status, pipeline: Pipeline) -> dict[str, Any]:
+    return {
+        "pipeline": pipeline,
+        "name": data.name,
+        "sort": data.sort,
+        "type": data.type,
+        "color": data.color or "",
+        "is_editable": data.is_editable,
+        "is_won": data.id == WON_STATUS_ID,
+        "is_lost": data.id == LOST_STATUS_ID,
+        "is_deleted": False,
+        "raw": data.raw,
+    }
+
+
+def pipelines_upsert_from_kommo(*, account: KommoAccount, pipelines: Sequence[types.Pipeline]) -> BatchResult:
+    """Pipelines with their statuses. A status missing from its pipeline's payload is soft-deleted
+    (Kommo always sends a pipeline's whole list of statuses)."""
+
+    def run() -> BatchResult:
+        result, _ = _upsert_rows(
+            model=Pipeline, account=account, items=pipelines, kommo_id=lambda p: p.id, values=_pipeline_values
+        )
+        rows = Pipeline.objects.filter(account=account, kommo_id__in=[p.id for p in pipelines])
+        by_id = {row.kommo_id: row for row in rows}
+        for data in pipelines:
+            result.add(_statuses_upsert(account, by_id[data.id], data.statuses))
+        _fill_lead_stages(account)
+        return result
+
+    return _retrying_on_conflict(run)
+
+
+def _statuses_upsert(
+    account: KommoAccount, pipeline: Pipeline, statuses: Sequence[types.Status]
+) -> BatchResult:
+    def values(data: types.Status) -> dict[str, Any]:
+        return _status_values(data, pipeline)
+
+    result, _ = _upsert_rows(
+        model=Status,
+        account=account,
+        items=statuses,
+        kommo_id=lambda s: s.id,
+        values=values,
+        scope=Q(pipeline=pipeline),
+    )
+    gone = Status.objects.filter(pipeline=pipeline, is_deleted=False).exclude(
+        kommo_id__in=[s.id for s in statuses]
+    )
+    result.updated += gone.update(is_deleted=True, deleted_at=timezone.now(), modified=timezone.now())
+    return result
+
+
+def _fill_lead_stages(account: KommoAccount) -> None:
+    """Leads that named a pipeline or stage before the mirror knew it point at it now (two UPDATEs)."""
+    status = Status.objects.filter(
+        account=account,
+        pipeline__kommo_id=OuterRef("pipeline_kommo_id"),
+        kommo_id=OuterRef("status_kommo_id"),
+    ).values("pk")[:1]
+    pipeline = Pipeline.objects.filter(account=account, kommo_id=OuterRef("pipeline_kommo_id")).values("pk")[
+        :1
+    ]
+    Lead.objects.filter(account=account, status__isnull=True).update(status=Subquery(status))
+    Lead.objects.filter(account=account, pipeline__isnull=True).update(pipeline=Subquery(pipeline))
+
+
+def pipeline_upsert_from_kommo(*, account: KommoAccount, data: types.Pipeline) -> UpsertResult[Pipeline]:
+    existed = Pipeline.objects.filter(account=account, kommo_id=data.id).exists()
+    result = pipelines_upsert_from_kommo(account=account, pipelines=[data])
+    row = Pipeline.objects.get(account=account, kommo_id=data.id)
+    return UpsertResult(row, created=not existed, changed=result.changed)
+
+
+def _user_values(data: types.KommoUser) -> dict[str, Any]:
+    return {
+        "name": data.name,
+        "email": email_normalize(data.email) or data.email,
+        "is_admin": data.is_admin,
+        "is_active": data.is_active,
+        "group_kommo_id": data.group_id,
+        "role_kommo_id": data.role_id,
+        "is_deleted": False,
+        "raw": data.raw,
+    }
+
+
+def users_upsert_from_kommo(*, account: KommoAccount, users: Sequence[types.KommoUser]) -> BatchResult:
+    def run() -> BatchResult:
+        result, applied = _upsert_rows(
+            model=KommoUser, account=account, items=users, kommo_id=lambda u: u.id, values=_user_values
+        )
+        created = [item.row.kommo_id for item in applied if item.before is None]
+        for model in (Lead, Contact, Company):
+            _fill_references(
+                model=model,
+                account_filter=Q(account=account),
+                fk="responsible_user",
+                kommo_field="responsible_user_kommo_id",
+                target=KommoUser,
+                account=account,
+                kommo_ids=created,
+            )
+        _fill_references(
+            model=StageChange,
+            account_filter=Q(account=account),
+            fk="moved_by",
+            kommo_field="moved_by_kommo_user_id",
+            target=KommoUser,
+            account=account,
+            kommo_ids=created,
+        )
+        return result
+
+    return _retrying_on_conflict(run)
+
+
+def user_upsert_from_kommo(*, account: KommoAccount, data: types.KommoUser) -> UpsertResult[KommoUser]:
+    return _single(KommoUser, account, data.id, users_upsert_from_kommo(account=account, users=[data]))
+
+
+def _field_values(data: types.CustomField, entity_type: str) -> dict[str, Any]:
+    return {
+        "entity_type": entity_type,
+        "catalog_kommo_id": data.catalog_id,
+        "name": data.name,
+        "code": data.code or "",
+        "type": str(data.type),
+        "sort": data.sort,
+        "is_predefined": data.is_predefined,
+        "is_api_only": data.is_api_only,
+        "is_deleted": False,
+        "raw": data.raw,
+    }
+
+
+def custom_fields_upsert_from_kommo(
+    *, account: KommoAccount, entity_type: str, fields: Sequence[types.CustomField]
+) -> BatchResult:
+    """Field definitions of one entity type (``leads``, ``contacts``, ``companies``, ``catalogs``) with
+    their options; an option missing from its field's payload is removed."""
+
+    def run() -> BatchResult:
+        result, applied = _upsert_rows(
+            model=CustomField,
+            account=account,
+            items=fields,
+            kommo_id=lambda f: f.id,
+            values=lambda f: _field_values(f, entity_type),
+        )
+        rows = {
+            row.kommo_id: row
+            for row in CustomField.objects.filter(account=account, kommo_id__in=[f.id for f in fields])
+        }
+        existing: dict[tuple[int, int], CustomFieldEnum] = {
+            (option.field_id, option.kommo_id): option
+            for option in CustomFieldEnum.objects.filter(field__in=rows.values())
+        }
+        keep: set[int] = set()
+        to_create: list[CustomFieldEnum] = []
+        to_update: list[CustomFieldEnum] = []
+        for data in fields:
+            row = rows[data.id]
+            for enum in data.enums:
+                option = existing.get((row.pk, enum.id))
+                wanted = {"value": enum.value, "sort": enum.sort, "code": enum.code or ""}
+                if option is None:
+                    to_create.append(CustomFieldEnum(field=row, kommo_id=enum.id, **wanted))
+                    continue
+                keep.add(option.pk)
+                if any(getattr(option, key) != value for key, value in wanted.items()):
+                    for key, value in wanted.items():
+                        setattr(option, key, value)
+                    to_update.append(option)
+        stale = [option.pk for option in existing.values() if option.pk not in keep]
+        if stale:
+            CustomFieldEnum.objects.filter(pk__in=stale).delete()
+        CustomFieldEnum.objects.bulk_create(to_create)
+        CustomFieldEnum.objects.bulk_update(to_update, ["value", "sort", "code"])
+        applied_ids = {item.row.pk for item in applied}
+        options_changed = {option.field_id for option in [*to_create, *to_update]} | {
+            option.field_id for option in existing.values() if option.pk in stale
+        }
+        moved = len(options_changed - applied_ids)
+        result.unchanged -= moved
+        result.updated += moved
+        return result
+
+    return _retrying_on_conflict(run)
+
+
+def custom_field_upsert_from_kommo(
+    *, account: KommoAccount, entity_type: str, data: types.CustomField
+) -> UpsertResult[CustomField]:
+    result = custom_fields_upsert_from_kommo(account=account, entity_type=entity_type, fields=[data])
+    return _single(CustomField, account, data.id, result)
+
+
+# -- catalogs and elements ----------------------------------------------------------------------------
+
+
+def _catalog_values(data: types.Catalog) -> dict[str, Any]:
+    return {
+        "name": data.name,
+        "type": data.type,
+        "sort": data.sort,
+        "created_at": data.created_at,
+        "updated_at": data.updated_at,
+        "is_deleted": False,
+        "raw": data.raw,
+    }
+
+
+def catalogs_upsert_from_kommo(*, account: KommoAccount, catalogs: Sequence[types.Catalog]) -> BatchResult:
+    def run() -> BatchResult:
+        result, applied = _upsert_rows(
+            model=Catalog,
+            account=account,
+            items=catalogs,
+            kommo_id=lambda c: c.id,
+            values=_catalog_values,
+            updated_at=lambda c: c.updated_at,
+        )
+        _fill_references(
+            model=CatalogElement,
+            account_filter=Q(account=account),
+            fk="catalog",
+            kommo_field="catalog_kommo_id",
+            target=Catalog,
+            account=account,
+            kommo_ids=[item.row.kommo_id for item in applied if item.before is None],
+        )
+        return result
+
+    return _retrying_on_conflict(run)
+
+
+def _element_values(data: types.CatalogElement, catalogs: dict[int, int]) -> dict[str, Any]:
+    return {
+        "catalog_id": catalogs.get(data.catalog_id),
+        "catalog_kommo_id": data.catalog_id,
+        "name": data.name,
+        "created_at": data.created_at,
+        "updated_at": data.updated_at,
+        "is_deleted": data.is_deleted,
+        "raw": data.raw,
+    }
+
+
+def catalog_elements_upsert_from_kommo(
+    *, account: KommoAccount, elements: Sequence[types.CatalogElement]
+) -> BatchResult:
+    def run() -> BatchResult:
+        catalogs = _pk_map(Catalog, account, {e.catalog_id for e in elements})
+        result, applied = _upsert_rows(
+            model=CatalogElement,
+            account=account,
+            items=elements,
+            kommo_id=lambda e: e.id,
+            values=lambda e: _element_values(e, catalogs),
+            updated_at=lambda e: e.updated_at,
+        )
+        _fill_references(
+            model=LeadCatalogElement,
+            account_filter=Q(lead__account=account),
+            fk="element",
+            kommo_field="element_kommo_id",
+            target=CatalogElement,
+            account=account,
+            kommo_ids=[item.row.kommo_id for item in applied if item.before is None],
+        )
+        return result
+
+    return _retrying_on_conflict(run)
+
+
+def catalog_element_upsert_from_kommo(
+    *, account: KommoAccount, data: types.CatalogElement
+) -> UpsertResult[CatalogElement]:
+    result = catalog_elements_upsert_from_kommo(account=account, elements=[data])
+    return _single(CatalogElement, account, data.id, result)
+
+
+# -- companies and contacts ---------------------------------------------------------------------------
+
+
+def _company_values(data: types.Company, users: dict[int, int]) -> dict[str, Any]:
+    return {
+        "name": data.name,
+        "responsible_user_id": users.get(data.responsible_user_id or 0),
+        "responsible_user_kommo_id": data.responsible_user_id,
+        "created_at": data.created_at,
+        "updated_at": data.updated_at,
+        "is_deleted": data.is_deleted,
+        "raw": data.raw,
+    }
+
+
+def companies_upsert_from_kommo(*, account: KommoAccount, companies: Sequence[types.Company]) -> BatchResult:
+    def run() -> BatchResult:
+        users = _pk_map(KommoUser, account, {c.responsible_user_id for c in companies})
+        result, applied = _upsert_rows(
+            model=Company,
+            account=account,
+            items=companies,
+            kommo_id=lambda c: c.id,
+            values=lambda c: _company_values(c, users),
+            updated_at=lambda c: c.updated_at,
+        )
+        created = [item.row.kommo_id for item in applied if item.before is None]
+        for model in (Lead, Contact):
+            _fill_references(
+                model=model,
+                account_filter=Q(account=account),
+                fk="company",
+                kommo_field="company_kommo_id",
+                target=Company,
+                account=account,
+                kommo_ids=created,
+            )
+        return result
+
+    return _retrying_on_conflict(run)
+
+
+def company_upsert_from_kommo(*, account: KommoAccount, data: types.Company) -> UpsertResult[Company]:
+    return _single(Company, account, data.id, companies_upsert_from_kommo(account=account, companies=[data]))
+
+
+def contact_channels(data: types.Contact, *, default_region: str | None) -> tuple[list[str], list[str]]:
+    """The contact's e-mails and phones as lookup keys: normalised, de-duplicated, in Kommo's order."""
+    emails = [key for key in (email_normalize(value) for value in data.emails) if key]
+    phones = [key for key in (phone_normalize(value, default_region) for value in data.phones) if key]
+    return list(dict.fromkeys(emails)), list(dict.fromkeys(phones))
+
+
+def _contact_values(data: types.Contact, users: dict[int, int], companies: dict[int, int]) -> dict[str, Any]:
+    emails, phones = contact_channels(data, default_region=DEFAULT_PHONE_REGION)
+    company_kommo_id = data.company_ids[0] if data.company_ids else None
+    return {
+        "name": data.name,
+        "first_name": data.first_name,
+        "last_name": data.last_name,
+        "responsible_user_id": users.get(data.responsible_user_id or 0),
+        "responsible_user_kommo_id": data.responsible_user_id,
+        "company_id": companies.get(company_kommo_id or 0),
+        "company_kommo_id": company_kommo_id,
+        "emails": emails,
+        "phones": phones,
+        "created_at": data.created_at,
+        "updated_at": data.updated_at,
+        "is_deleted": data.is_deleted,
+        "raw": data.raw,
+    }
+
+
+def contacts_upsert_from_kommo(*, account: KommoAccount, contacts: Sequence[types.Contact]) -> BatchResult:
+    def run() -> BatchResult:
+        users = _pk_map(KommoUser, account, {c.responsible_user_id for c in contacts})
+        companies = _pk_map(Company, account, {c.company_ids[0] for c in contacts if c.company_ids})
+        result, applied = _upsert_rows(
+            model=Contact,
+            account=account,
+            items=contacts,
+            kommo_id=lambda c: c.id,
+            values=lambda c: _contact_values(c, users, companies),
+            updated_at=lambda c: c.updated_at,
+        )
+        _contact_channels_replace(account, [item for item in applied if _channels_changed(item)])
+        _fill_references(
+            model=LeadContact,
+            account_filter=Q(lead__account=account),
+            fk="contact",
+            kommo_field="contact_kommo_id",
+            target=Contact,
+            account=account,
+            kommo_ids=[item.row.kommo_id for item in applied if item.before is None],
+        )
+        return result
+
+    return _retrying_on_conflict(run)
+
+
+def _channels_changed(item: _Applied[Contact, types.Contact]) -> bool:
+    before = item.before
+    return before is None or (before["emails"], before["phones"]) != (item.row.emails, item.row.phones)
+
+
+def _contact_channels_replace(account: KommoAccount, applied: list[_Applied[Contact, types.Contact]]) -> None:
+    if not applied:
+        return
+    ContactChannel.objects.filter(
+        contact__in=[item.row for item in applied if item.before is not None]
+    ).delete()
+    ContactChannel.objects.bulk_create(
+        [
+            ContactChannel(account=account, contact=item.row, kind=kind, value=value)
+            for item in applied
+            for kind, values in (
+                (ContactChannel.Kind.EMAIL, item.row.emails),
+                (ContactChannel.Kind.PHONE, item.row.phones),
+            )
+            for value in values
+        ]
+    )
+
+
+def contact_upsert_from_kommo(*, account: KommoAccount, data: types.Contact) -> UpsertResult[Contact]:
+    return _single(Contact, account, data.id, contacts_upsert_from_kommo(account=account, contacts=[data]))
+
+
+# -- leads ----------------------------------------------------------------------------------------------
+
+
+def _lead_values(
+    data: types.Lead,
+    statuses: dict[tuple[int, int], int],
+    pipelines: dict[int, int],
+    users: dict[int, int],
+    companies: dict[int, int],
+) -> dict[str, Any]:
+    company_kommo_id = data.company_ids[0] if data.company_ids else None
+    return {
+        "name": data.name,
+        "price": data.price,
+        "pipeline_id": pipelines.get(data.pipeline_id),
+        "pipeline_kommo_id": data.pipeline_id,
+        "status_id": statuses.get((data.pipeline_id, data.status_id)),
+        "status_kommo_id": data.status_id,
+        "responsible_user_id": users.get(data.responsible_user_id or 0),
+        "responsible_user_kommo_id": data.responsible_user_id,
+        "company_id": companies.get(company_kommo_id or 0),
+        "company_kommo_id": company_kommo_id,
+        "loss_reason_kommo_id": data.loss_reason_id,
+        "created_at": data.created_at,
+        "updated_at": data.updated_at,
+        "closed_at": data.closed_at,
+        "is_deleted": data.is_deleted,
+        "raw": data.raw,
+    }
+
+
+def _embeds(data: types.Lead, key: str) -> bool:
+    """Whether the payload was fetched with ``with=<key>`` (an empty list then means "none linked")."""
+    embedded = data.raw.get("_embedded")
+    return isinstance(embedded, dict) and key in embedded
+
+
+def leads_upsert_from_kommo(
+    *, account: KommoAccount, leads: Sequence[types.Lead], source: str = Source.SYNC
+) -> BatchResult:
+    """Upsert a page of leads (up to 250) in a constant number of queries, plus a few per lead whose stage
+    moved: each such lead gets a :class:`StageChange` (``source`` says who noticed). The result's
+    ``new_stage_changes`` lists the moves recorded for the first time."""
+
+    def run() -> BatchResult:
+        statuses = _status_map(account)
+        pipelines = _pk_map(Pipeline, account, {lead.pipeline_id for lead in leads})
+        users = _pk_map(KommoUser, account, {lead.responsible_user_id for lead in leads})
+        companies = _pk_map(Company, account, {lead.company_ids[0] for lead in leads if lead.company_ids})
+        result, applied = _upsert_rows(
+            model=Lead,
+            account=account,
+            items=leads,
+            kommo_id=lambda lead: lead.id,
+            values=lambda lead: _lead_values(lead, statuses, pipelines, users, companies),
+            updated_at=lambda lead: lead.updated_at,
+        )
+        _lead_contacts_replace(account, [item for item in applied if _embeds(item.data, "contacts")])
+        _lead_elements_replace(account, [item for item in applied if _embeds(item.data, "catalog_elements")])
+        for item in applied:
+            before = item.before
+            if before is None:
+                continue
+            moved = (before["status_kommo_id"], before["pipeline_kommo_id"]) != (
+                item.data.status_id,
+                item.data.pipeline_id,
+            )
+            if not moved:
+                continue
+            change, created = stage_change_record(
+                account=account,
+                lead=item.row,
+                from_status_id=before["status_kommo_id"],
+                to_status_id=item.data.status_id,
+                from_pipeline_id=before["pipeline_kommo_id"],
+                to_pipeline_id=item.data.pipeline_id,
+                at=item.data.updated_at or timezone.now(),
+                source=source,
+                at_is_exact=False,
+            )
+            if created:
+                result.new_stage_changes.append(change)
+        return result
+
+    return _retrying_on_conflict(run)
+
+
+def lead_upsert_from_kommo(
+    *, account: KommoAccount, data: types.Lead, source: str = Source.SYNC
+) -> UpsertResult[Lead]:
+    result = leads_upsert_from_kommo(account=account, leads=[data], source=source)
+    return _single(Lead, account, data.id, result)
+
+
+def _lead_contacts_replace(account: KommoAccount, applied: list[_Applied[Lead, types.Lead]]) -> None:
+    """Make each lead's contact links exactly those of its payload (``is_main`` included)."""
+    if not applied:
+        return
+    contacts = _pk_map(Contact, account, {ref.id for item in applied for ref in item.data.contacts})
+    existing: dict[tuple[int, int], LeadContact] = {
+        (link.lead_id, link.contact_kommo_id): link
+        for link in LeadContact.objects.filter(
+            lead__in=[item.row for item in applied if item.before is not None]
+        )
+    }
+    keep: set[int] = set()
+    to_create: list[LeadContact] = []
+    to_update: list[LeadContact] = []
+    for item in applied:
+        for ref in item.data.contacts:
+            link = existing.get((item.row.pk, ref.id))
+            if link is None:
+                to_create.append(
+                    LeadContact(
+                        lead=item.row,
+                        contact_id=contacts.get(ref.id),
+                        contact_kommo_id=ref.id,
+                        is_main=ref.is_main,
+                    )
+                )
+                continue
+            keep.add(link.pk)
+            if link.is_main != ref.is_main or link.contact_id != contacts.get(ref.id):
+                link.is_main, link.contact_id = ref.is_main, contacts.get(ref.id)
+                to_update.append(link)
+    gone = [link.pk for link in existing.values() if link.pk not in keep]
+    if gone:
+        LeadContact.objects.filter(pk__in=gone).delete()
+    LeadContact.objects.bulk_create(to_create)
+    LeadContact.objects.bulk_update(to_update, ["is_main", "contact"])
+
+
+def _lead_elements_replace(account: KommoAccount, applied: list[_Applied[Lead, types.Lead]]) -> None:
+    """Make each lead's catalog element links exactly those of its payload (with quantities)."""
+    if not applied:
+        return
+    elements = _pk_map(
+        CatalogElement, account, {ref.id for item in applied for ref in item.data.catalog_elements}
+    )
+    existing: dict[tuple[int, int], LeadCatalogElement] = {
+        (link.lead_id, link.element_kommo_id): link
+        for link in LeadCatalogElement.objects.filter(
+            lead__in=[item.row for item in applied if item.before is not None]
+        )
+    }
+    keep: set[int] = set()
+    to_create: list[LeadCatalogElement] = []
+    to_update: list[LeadCatalogElement] = []
+    for item in applied:
+        for ref in item.data.catalog_elements:
+            wanted: dict[str, Any] = {
+                "element_id": elements.get(ref.id),
+                "catalog_kommo_id": ref.catalog_id,
+                "quantity": ref.quantity,
+            }
+            link = existing.get((item.row.pk, ref.id))
+            if link is None:
+                to_create.append(LeadCatalogElement(lead=item.row, element_kommo_id=ref.id, **wanted))
+                continue
+            keep.add(link.pk)
+            if any(not _same(getattr(link, key), value) for key, value in wanted.items()):
+                for key, value in wanted.items():
+                    setattr(link, key, value)
+                to_update.append(link)
+    gone = [link.pk for link in existing.values() if link.pk not in keep]
+    if gone:
+        LeadCatalogElement.objects.filter(pk__in=gone).delete()
+    LeadCatalogElement.objects.bulk_create(to_create)
+    LeadCatalogElement.objects.bulk_update(to_update, ["element", "catalog_kommo_id", "quantity"])
+
+
+def _same(stored: Any, wanted: Any) -> bool:
+    if isinstance(stored, Decimal) and isinstance(wanted, Decimal):
+        return stored.compare(wanted) == 0
+    return bool(stored == wanted)
+
+
+# -- deletions ------------------------------------------------------------------------------------------
+
+
+def _mark_deleted(
+    model: type[MirrorModel], account: KommoAccount, kommo_id: int, at: dt.datetime | None
+) -> bool:
+    updated: int = model._default_manager.filter(account=account, kommo_id=kommo_id, is_deleted=False).update(
+        is_deleted=True, deleted_at=at or timezone.now(), modified=timezone.now()
+    )
+    return updated > 0
+
+
+def lead_mark_deleted(*, account: KommoAccount, kommo_id: int, at: dt.datetime | None = None) -> bool:
+    """Soft-delete a deal (Kommo keeps deleted leads restorable). Returns whether it was live before; a
+    deal the mirror never saw is not created. A restore arrives as a newer payload through the upsert."""
+    return _mark_deleted(Lead, account, kommo_id, at)
+
+
+def contact_mark_deleted(*, account: KommoAccount, kommo_id: int, at: dt.datetime | None = None) -> bool:
+    return _mark_deleted(Contact, account, kommo_id, at)
+
+
+def company_mark_deleted(*, account: KommoAccount, kommo_id: int, at: dt.datetime | None = None) -> bool:
+    return _mark_deleted(Company, account, kommo_id, at)
+
+
+def catalog_element_mark_deleted(
+    *, account: KommoAccount, kommo_id: int, at: dt.datetime | None = None
+) -> bool:
+    return _mark_deleted(CatalogElement, account, kommo_id, at)
+
+
+def mirror_mark_missing_deleted(
+    *, model: type[MirrorModel], account: KommoAccount, seen_kommo_ids: Iterable[int], scope: Q | None = None
+) -> int:
+    """After a complete listing of a small resource (pipelines, users, custom fields, catalogs), soft-delete
+    the rows Kommo no longer lists. Returns how many were deleted."""
+    rows = model._default_manager.filter(account=account, is_deleted=False)
+    if scope is not None:
+        rows = rows.filter(scope)
+    deleted: int = rows.exclude(kommo_id__in=list(seen_kommo_ids)).update(
+        is_deleted=True, deleted_at=timezone.now(), modified=timezone.now()
+    )
+    return deleted
+
+
+# -- stage history --------------------------------------------------------------------------------------
+
+
+def stage_change_record(
+    *,
+    account: KommoAccount,
+    lead: Lead,
+    from_status_id: int | None,
+    to_status_id: int,
+    at: dt.datetime,
+    source: str,
+    moved_by_kommo_user_id: int | None = None,
+    kommo_event_id: str | None = None,
+    from_pipeline_id: int | None = None,
+    to_pipeline_id: int | None = None,
+    at_is_exact: bool = True,
+) -> tuple[StageChange, bool]:
+    """Record that ``lead`` moved from one stage to another; idempotent across sources.
+
+    The same move reported again — by the webhook (``last_modified``), the events API (``created_at``,
+    who moved it, the event id), a sync or re-fetch that sees the stage differ, or the portal's own move —
+    is ONE row: a report matches a row of the same lead with the same from and to stages when both times
+    are exact and within :data:`STAGE_CHANGE_WINDOW`, or when one of them is inferred (``at_is_exact``
+    False: the lead's ``updated_at``, an upper bound of the move's time) and the exact one is up to
+    :data:`STAGE_CHANGE_INFERRED_LAG` earlier. A match is enriched (mover, event id, the exact time).
+    Reports of one lead are serialised by a lock on its row. Returns the row and whether it is new.
+    """
+    with transaction.atomic():
+        Lead.objects.select_for_update().filter(pk=lead.pk).values_list("pk", flat=True).first()
+        row = _stage_change_match(
+            lead=lead,
+            from_status_id=from_status_id,
+            to_status_id=to_status_id,
+            at=at,
+            at_is_exact=at_is_exact,
+            kommo_event_id=kommo_event_id,
+        )
+        users = _pk_map(KommoUser, account, [moved_by_kommo_user_id])
+        if row is None:
+            statuses = _status_map(account)
+            from_pipeline = from_pipeline_id or lead.pipeline_kommo_id
+            to_pipeline = to_pipeline_id or lead.pipeline_kommo_id
+            row = StageChange.objects.create(
+                account=account,
+                lead=lead,
+                from_status_kommo_id=from_status_id,
+                from_pipeline_kommo_id=from_pipeline if from_status_id is not None else None,
+                to_status_kommo_id=to_status_id,
+                to_pipeline_kommo_id=to_pipeline,
+                from_status_id=statuses.get((from_pipeline, from_status_id or 0)),
+                to_status_id=statuses.get((to_pipeline, to_status_id)),
+                at=at,
+                at_is_exact=at_is_exact,
+                source=source,
+                sources=[source],
+                moved_by_id=users.get(moved_by_kommo_user_id or 0),
+                moved_by_kommo_user_id=moved_by_kommo_user_id,
+                kommo_event_id=kommo_event_id,
+            )
+            return row, True
+        changed: set[str] = set()
+        if at_is_exact and not row.at_is_exact:
+            row.at, row.at_is_exact = at, True
+            changed |= {"at", "at_is_exact"}
+            if row.source == Source.SYNC and source != Source.SYNC:
+                row.source = source
+                changed.add("source")
+        if moved_by_kommo_user_id is not None and row.moved_by_kommo_user_id is None:
+            row.moved_by_kommo_user_id = moved_by_kommo_user_id
+            row.moved_by_id = users.get(moved_by_kommo_user_id)
+            changed |= {"moved_by_kommo_user_id", "moved_by"}
+        if kommo_event_id is not None and row.kommo_event_id is None:
+            row.kommo_event_id = kommo_event_id
+            changed.add("kommo_event_id")
+        if source not in row.sources:
+            row.sources = [*row.sources, source]
+            changed.add("sources")
+        if changed:
+            row.save(update_fields=sorted(changed))
+        return row, False
+
+
+def _stage_change_match(
+    *,
+    lead: Lead,
+    from_status_id: int | None,
+    to_status_id: int,
+    at: dt.datetime,
+    at_is_exact: bool,
+    kommo_event_id: str | None,
+) -> StageChange | None:
+    if kommo_event_id is not None:
+        same_event = StageChange.objects.filter(
+            lead__account_id=lead.account_id, kommo_event_id=kommo_event_id
+        ).first()
+        if same_event is not None:
+            return same_event
+    window, lag = STAGE_CHANGE_WINDOW, STAGE_CHANGE_INFERRED_LAG
+    if at_is_exact:
+        when = Q(at_is_exact=True, at__range=(at - window, at + window)) | Q(
+            at_is_exact=False, at__range=(at - window, at + lag)
+        )
+    else:
+        when = Q(at__range=(at - lag, at + window))
+    candidates = StageChange.objects.filter(
+        when, lead=lead, from_status_kommo_id=from_status_id, to_status_kommo_id=to_status_id
+    )
+    if kommo_event_id is not None:
+        candidates = candidates.filter(kommo_event_id__isnull=True)
+    return min(candidates, key=lambda row: abs((row.at - at).total_seconds()), default=None)
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+
+
+def _single(model: type[M], account: KommoAccount, kommo_id: int, result: BatchResult) -> UpsertResult[M]:
+    row = model._default_manager.get(account=account, kommo_id=kommo_id)
+    return UpsertResult(
+        row,
+        created=result.created > 0,
+        changed=result.changed,
+        new_stage_changes=tuple(result.new_stage_changes),
+    )
