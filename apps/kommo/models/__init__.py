@@ -16,6 +16,7 @@ from apps.kommo.models.mirror import (
     Status,
     SyncState,
 )
+from apps.kommo.models.webhooks import WebhookEvent
 
 __all__ = [
     "Catalog",
@@ -34,4 +35,5 @@ __all__ = [
     "StageChange",
     "Status",
     "SyncState",
+    "WebhookEvent",
 ]
