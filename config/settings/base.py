@@ -29,6 +29,8 @@ INSTALLED_APPS = [
     "apps.core",
     "apps.users",
     "apps.kommo",
+    "apps.stakeholders",
+    "apps.intake",
     "apps.kommo_sandbox",
 ]
 

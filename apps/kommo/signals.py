@@ -1,0 +1,12 @@
+"""Signals the mirror sends, so that apps above the Kommo boundary can follow it without the boundary
+importing them.
+
+``mirror_changed`` is sent after an upsert really changed mirrored rows, with the keyword arguments
+``account`` (the :class:`~apps.kommo.models.KommoAccount`) and ``lead_ids``, ``contact_ids``,
+``catalog_element_ids``: local primary keys of the deals, contacts and catalog elements that changed
+(each a possibly empty collection). Receivers run inside the sender's transaction.
+"""
+
+from django.dispatch import Signal
+
+mirror_changed = Signal()

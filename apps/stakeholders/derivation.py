@@ -1,0 +1,239 @@
+"""From Kommo field values to stakeholder facts, without touching the database.
+
+A deal's stakeholders come from two places at once: contacts linked to the deal (their "Role in the
+purchase" field and any other mapped contact field) and elements of the "Stakeholders" catalog linked to
+the deal (their Role, Approval status, Last touch fields). An element that is linked to one of the deal's
+contacts, or failing that is named after one ("Ann Lee" or "Ann Lee — Northwind"), is the same person:
+one stakeholder. Where both say something, the catalog element wins — it belongs to this deal, while a
+contact field is shared by every deal of that contact. Last touch is the later of the two.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from apps.kommo.exceptions import KommoPayloadError
+from apps.kommo.types import CustomFieldValue
+from apps.stakeholders.models import Approval, FieldMapping
+
+
+@dataclass(frozen=True)
+class AttributeField:
+    """One mapped Kommo field: its id and, for selects, Kommo enum id → local value (a Role pk or an
+    approval state)."""
+
+    field_id: int
+    options: Mapping[int, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MappingSet:
+    """An account's field mappings, split by where the attribute lives."""
+
+    contact: Mapping[str, AttributeField]
+    catalog: Mapping[int, Mapping[str, AttributeField]]  # catalog id → attribute → field
+
+    @classmethod
+    def from_mappings(cls, mappings: Iterable[FieldMapping]) -> MappingSet:
+        contact: dict[str, AttributeField] = {}
+        catalog: dict[int, dict[str, AttributeField]] = {}
+        for mapping in mappings:
+            options: dict[int, Any] = {}
+            for value in mapping.values.all():
+                options[value.enum_id] = value.role_id if mapping.attribute == "role" else value.approval
+            entry = AttributeField(field_id=mapping.field_id, options=options)
+            if mapping.source == FieldMapping.Source.CONTACT_FIELD:
+                contact[mapping.attribute] = entry
+            elif mapping.catalog_id is not None:
+                catalog.setdefault(mapping.catalog_id, {})[mapping.attribute] = entry
+        return cls(contact=contact, catalog=catalog)
+
+    @property
+    def uses_contacts(self) -> bool:
+        return bool(self.contact)
+
+    @property
+    def catalog_ids(self) -> frozenset[int]:
+        return frozenset(self.catalog)
+
+
+@dataclass(frozen=True)
+class Attributes:
+    """What one source says about a stakeholder; None means "says nothing"."""
+
+    role_id: int | None = None
+    approval: str | None = None
+    last_touch: dt.datetime | None = None
+    objection_weight: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class PartyInput:
+    """A contact or a catalog element linked to the deal, as the mirror holds it."""
+
+    pk: int
+    kommo_id: int
+    name: str
+    raw: Mapping[str, Any]
+
+    @property
+    def linked_element_ids(self) -> frozenset[int]:
+        """Kommo ids of the catalog elements linked to this contact (payloads fetched with
+        ``with=catalog_elements``)."""
+        embedded = self.raw.get("_embedded")
+        items = embedded.get("catalog_elements") if isinstance(embedded, Mapping) else None
+        if not isinstance(items, list):
+            return frozenset()
+        return frozenset(
+            item["id"] for item in items if isinstance(item, Mapping) and isinstance(item.get("id"), int)
+        )
+
+
+@dataclass(frozen=True)
+class StakeholderFacts:
+    """One derived stakeholder of a deal (the columns of a ``Stakeholder`` row that Kommo decides)."""
+
+    contact_pk: int | None
+    element_pk: int | None
+    name: str
+    role_id: int | None
+    approval_status: str
+    last_touch: dt.datetime | None
+    objection_weight: Decimal | None
+    source: str
+
+
+def field_values(raw: Mapping[str, Any]) -> dict[int, CustomFieldValue]:
+    """The custom field values of a mirrored payload by field id; malformed entries are skipped."""
+    values: dict[int, CustomFieldValue] = {}
+    for item in raw.get("custom_fields_values") or []:
+        try:
+            value = CustomFieldValue.from_api(item)
+        except KommoPayloadError:
+            continue
+        values[value.field_id] = value
+    return values
+
+
+def _option(value: CustomFieldValue | None, attribute: AttributeField) -> Any:
+    if value is None:
+        return None
+    return next((attribute.options[e] for e in value.enum_ids if e in attribute.options), None)
+
+
+def read_attributes(raw: Mapping[str, Any], fields: Mapping[str, AttributeField]) -> Attributes:
+    """Read every mapped attribute from one payload's custom field values."""
+    values = field_values(raw)
+
+    def value_of(attribute: str) -> CustomFieldValue | None:
+        mapped = fields.get(attribute)
+        return None if mapped is None else values.get(mapped.field_id)
+
+    role = fields.get(FieldMapping.Attribute.ROLE)
+    approval = fields.get(FieldMapping.Attribute.APPROVAL_STATUS)
+    touch = value_of(FieldMapping.Attribute.LAST_TOUCH)
+    weight = value_of(FieldMapping.Attribute.OBJECTION_WEIGHT)
+    return Attributes(
+        role_id=None if role is None else _option(values.get(role.field_id), role),
+        approval=None if approval is None else _option(values.get(approval.field_id), approval),
+        last_touch=touch.value if touch is not None and isinstance(touch.value, dt.datetime) else None,
+        objection_weight=weight.value if weight is not None and isinstance(weight.value, Decimal) else None,
+    )
+
+
+def person_key(name: str) -> str:
+    """A name compared ignoring case and spacing."""
+    return " ".join(name.split()).casefold()
+
+
+NAME_SEPARATORS = (" \u2014 ", " \u2013 ", " - ", ", ", " (")  # em dash, en dash, hyphen, comma, bracket
+
+
+def names_same_person(contact_name: str, element_name: str) -> bool:
+    """Whether an element's name is the contact's name, alone or followed by a qualifier."""
+    contact, element = person_key(contact_name), person_key(element_name)
+    if not contact:
+        return False
+    return element == contact or any(element.startswith(contact + sep.casefold()) for sep in NAME_SEPARATORS)
+
+
+def _contact_for_element(element: PartyInput, contacts: Sequence[PartyInput], taken: set[int]) -> int | None:
+    """The index of the deal's contact this element describes, if any (each contact at most once)."""
+    free = [index for index in range(len(contacts)) if index not in taken]
+    linked = next((i for i in free if element.kommo_id in contacts[i].linked_element_ids), None)
+    if linked is not None:
+        return linked
+    return next((i for i in free if names_same_person(contacts[i].name, element.name)), None)
+
+
+def _latest(*moments: dt.datetime | None) -> dt.datetime | None:
+    present = [moment for moment in moments if moment is not None]
+    return max(present) if present else None
+
+
+def _first(*values: Any) -> Any:
+    return next((value for value in values if value is not None), None)
+
+
+def merge_stakeholders(
+    *,
+    contacts: Sequence[PartyInput],
+    elements: Sequence[tuple[PartyInput, int]],
+    mappings: MappingSet,
+) -> list[StakeholderFacts]:
+    """One deal's stakeholders from its contacts and its (element, catalog id) pairs.
+
+    Every contact of the deal is a stakeholder when the account maps contact fields; every element of a
+    mapped catalog is one, merged with the contact it describes. Without contact mappings, a contact only
+    lends its name and identity to the element that describes it."""
+    from_contacts = (
+        [read_attributes(c.raw, mappings.contact) for c in contacts] if mappings.uses_contacts else []
+    )
+    merged: dict[int, tuple[PartyInput, Attributes]] = {}
+    alone: list[StakeholderFacts] = []
+    for element, catalog_id in elements:
+        fields = mappings.catalog.get(catalog_id)
+        if fields is None:
+            continue
+        attributes = read_attributes(element.raw, fields)
+        index = _contact_for_element(element, contacts, set(merged))
+        if index is not None:
+            merged[index] = (element, attributes)
+            continue
+        alone.append(
+            StakeholderFacts(
+                contact_pk=None,
+                element_pk=element.pk,
+                name=element.name,
+                role_id=attributes.role_id,
+                approval_status=attributes.approval or Approval.UNKNOWN,
+                last_touch=attributes.last_touch,
+                objection_weight=attributes.objection_weight,
+                source="catalog",
+            )
+        )
+    facts: list[StakeholderFacts] = []
+    for index, contact in enumerate(contacts):
+        own = from_contacts[index] if from_contacts else None
+        pair = merged.get(index)
+        if pair is None and own is None:
+            continue
+        element, catalog = pair if pair is not None else (None, Attributes())
+        own = own or Attributes()
+        facts.append(
+            StakeholderFacts(
+                contact_pk=contact.pk,
+                element_pk=element.pk if element is not None else None,
+                name=contact.name,
+                role_id=_first(catalog.role_id, own.role_id),
+                approval_status=_first(catalog.approval, own.approval) or Approval.UNKNOWN,
+                last_touch=_latest(catalog.last_touch, own.last_touch),
+                objection_weight=_first(catalog.objection_weight, own.objection_weight),
+                source=("both" if from_contacts else "catalog") if element is not None else "contact_field",
+            )
+        )
+    return facts + alone

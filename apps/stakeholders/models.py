@@ -1,0 +1,217 @@
+"""Buying roles, where stakeholder attributes live in Kommo, and the per-deal stakeholder table.
+
+Stakeholders are derived from the Kommo mirror (contacts with the "Role in the purchase" field, and
+elements of the "Stakeholders" catalog linked to a deal) through the account's field mappings; only
+``notes`` is the portal's own.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError
+from django.db import models
+from django.db.models import Q
+
+from apps.core.models import TimeStampedModel
+
+
+class Role(TimeStampedModel):
+    """A role in the purchase. Its Kommo enum id, per account, is a ``FieldMappingValue``."""
+
+    code = models.SlugField(max_length=40, unique=True)
+    label = models.CharField(max_length=120)
+    is_decision_maker = models.BooleanField(
+        default=False, help_text="Signs off the purchase; deals without one are flagged."
+    )
+    weight = models.PositiveSmallIntegerField(default=1, help_text="How much this role counts in reports.")
+    sort = models.PositiveSmallIntegerField(default=0, help_text="Order in lists and in Kommo's options.")
+    active = models.BooleanField(default=True)
+
+    class Meta:
+        ordering = ("sort", "id")
+
+    def __str__(self) -> str:
+        return self.label
+
+
+class Approval(models.TextChoices):
+    """A stakeholder's approval of the purchase."""
+
+    PENDING = "pending", "Pending"
+    APPROVED = "approved", "Approved"
+    REJECTED = "rejected", "Rejected"
+    UNKNOWN = "unknown", "Unknown"
+
+
+# The approval states Kommo can hold; "unknown" is what the portal says when Kommo holds nothing.
+KOMMO_APPROVALS = (Approval.PENDING, Approval.APPROVED, Approval.REJECTED)
+
+
+class FieldMapping(TimeStampedModel):
+    """Where one stakeholder attribute lives in one Kommo account: a contact custom field, or a field of
+    the catalog whose elements are linked to deals. Both may exist for the same attribute."""
+
+    class Attribute(models.TextChoices):
+        ROLE = "role", "Role"
+        APPROVAL_STATUS = "approval_status", "Approval status"
+        LAST_TOUCH = "last_touch", "Last touch"
+        OBJECTION_WEIGHT = "objection_weight", "Objection weight"
+
+    class Source(models.TextChoices):
+        CONTACT_FIELD = "contact_field", "Contact field"
+        CATALOG_FIELD = "catalog_field", "Catalog field"
+
+    # Attributes whose Kommo field is a select, so its options are mapped by FieldMappingValue rows.
+    ENUM_ATTRIBUTES = (Attribute.ROLE, Attribute.APPROVAL_STATUS)
+
+    account = models.ForeignKey(
+        "kommo.KommoAccount", on_delete=models.CASCADE, related_name="stakeholder_field_mappings"
+    )
+    attribute = models.CharField(max_length=20, choices=Attribute.choices)
+    source = models.CharField(max_length=20, choices=Source.choices)
+    field_id = models.PositiveBigIntegerField(help_text="The Kommo custom field id.")
+    catalog_id = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="The Kommo catalog id (catalog fields only)."
+    )
+
+    class Meta:
+        ordering = ("account", "attribute", "source")
+        constraints = [
+            models.UniqueConstraint(
+                fields=("account", "attribute", "source"), name="stakeholders_mapping_one_per_source"
+            ),
+            models.CheckConstraint(
+                condition=(Q(source="catalog_field", catalog_id__isnull=False))
+                | (Q(source="contact_field", catalog_id__isnull=True)),
+                name="stakeholders_mapping_catalog_id_iff_catalog",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_attribute_display()} ← {self.get_source_display()} {self.field_id}"
+
+    def clean(self) -> None:
+        errors: dict[str, str] = {}
+        if self.source == self.Source.CATALOG_FIELD and self.catalog_id is None:
+            errors["catalog_id"] = "A catalog field needs the id of its catalog."
+        if self.source == self.Source.CONTACT_FIELD and self.catalog_id is not None:
+            errors["catalog_id"] = "A contact field belongs to no catalog; leave this empty."
+        if self.account_id is not None and self.attribute and self.source:
+            clash = FieldMapping.objects.filter(
+                account_id=self.account_id, attribute=self.attribute, source=self.source
+            ).exclude(pk=self.pk)
+            if clash.exists():
+                errors["attribute"] = "This account already maps this attribute from this source."
+        if errors:
+            raise ValidationError(errors)
+
+    @property
+    def takes_values(self) -> bool:
+        return self.attribute in self.ENUM_ATTRIBUTES
+
+
+class FieldMappingValue(models.Model):
+    """One option of a mapped select field: Kommo's enum id ↔ a Role (role) or an approval state."""
+
+    mapping = models.ForeignKey(FieldMapping, on_delete=models.CASCADE, related_name="values")
+    enum_id = models.PositiveBigIntegerField(help_text="The Kommo enum (option) id.")
+    role = models.ForeignKey(Role, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    approval = models.CharField(
+        max_length=10, blank=True, choices=[(value, value.label) for value in KOMMO_APPROVALS]
+    )
+
+    class Meta:
+        ordering = ("mapping", "enum_id")
+        constraints = [
+            models.UniqueConstraint(fields=("mapping", "enum_id"), name="stakeholders_value_enum_once"),
+            models.UniqueConstraint(
+                fields=("mapping", "role"),
+                condition=Q(role__isnull=False),
+                name="stakeholders_value_role_once",
+            ),
+            models.UniqueConstraint(
+                fields=("mapping", "approval"),
+                condition=~Q(approval=""),
+                name="stakeholders_value_approval_once",
+            ),
+            models.CheckConstraint(
+                condition=(Q(role__isnull=False) & Q(approval="")) | (Q(role__isnull=True) & ~Q(approval="")),
+                name="stakeholders_value_role_xor_approval",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.enum_id} → {self.role or self.get_approval_display()}"
+
+    def clean(self) -> None:
+        mapping = self.mapping if self.mapping_id is not None else None
+        if mapping is None:
+            return
+        if mapping.attribute == FieldMapping.Attribute.ROLE:
+            if self.role_id is None or self.approval:
+                raise ValidationError({"role": "A role field's option maps to a role (and no approval)."})
+        elif mapping.attribute == FieldMapping.Attribute.APPROVAL_STATUS:
+            if not self.approval or self.role_id is not None:
+                raise ValidationError(
+                    {"approval": "An approval field's option maps to an approval (and no role)."}
+                )
+        else:
+            raise ValidationError(
+                f"{mapping.get_attribute_display()} is not a select: it has no options to map."
+            )
+
+
+class Stakeholder(models.Model):
+    """One person taking part in one deal's purchase, derived from the mirror (see services)."""
+
+    class Source(models.TextChoices):
+        CONTACT_FIELD = "contact_field", "Contact field"
+        CATALOG = "catalog", "Catalog"
+        BOTH = "both", "Contact field and catalog"
+
+    Approval = Approval
+
+    account = models.ForeignKey("kommo.KommoAccount", on_delete=models.CASCADE, related_name="stakeholders")
+    lead = models.ForeignKey("kommo.Lead", on_delete=models.CASCADE, related_name="stakeholders")
+    contact = models.ForeignKey(
+        "kommo.Contact", null=True, blank=True, on_delete=models.CASCADE, related_name="stakeholder_rows"
+    )
+    catalog_element = models.ForeignKey(
+        "kommo.CatalogElement",
+        null=True,
+        blank=True,
+        on_delete=models.CASCADE,
+        related_name="stakeholder_rows",
+    )
+    role = models.ForeignKey(
+        Role, null=True, blank=True, on_delete=models.PROTECT, related_name="stakeholders"
+    )
+    approval_status = models.CharField(max_length=10, choices=Approval.choices, default=Approval.UNKNOWN)
+    last_touch = models.DateTimeField(null=True, blank=True)
+    objection_weight = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
+    name = models.CharField(max_length=255, blank=True)
+    source = models.CharField(max_length=20, choices=Source.choices)
+    notes = models.TextField(blank=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ("lead", "role__sort", "name", "id")
+        constraints = [
+            models.UniqueConstraint(
+                fields=("lead", "contact"),
+                condition=Q(contact__isnull=False),
+                name="stakeholders_contact_once",
+            ),
+            models.UniqueConstraint(
+                fields=("lead", "catalog_element"),
+                condition=Q(catalog_element__isnull=False),
+                name="stakeholders_element_once",
+            ),
+            models.CheckConstraint(
+                condition=Q(contact__isnull=False) | Q(catalog_element__isnull=False),
+                name="stakeholders_contact_or_element",
+            ),
+        ]
+        indexes = [models.Index(fields=("account", "role"), name="stakeholders_account_role")]
+
+    def __str__(self) -> str:
+        return f"{self.name or '—'} ({self.role or 'no role'})"

@@ -1,0 +1,25 @@
+"""Keeps the stakeholder table in step with the mirror (connected in ``StakeholdersConfig.ready``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from apps.kommo.models import KommoAccount
+from apps.stakeholders.services import lead_ids_touched, stakeholders_derive_for_leads
+
+
+def stakeholders_rederive_on_mirror_change(
+    sender: Any,
+    *,
+    account: KommoAccount,
+    lead_ids: Iterable[int] = (),
+    contact_ids: Iterable[int] = (),
+    catalog_element_ids: Iterable[int] = (),
+    **kwargs: Any,
+) -> None:
+    """Re-derive the deals that the changed deals, contacts and catalog elements belong to."""
+    touched = lead_ids_touched(
+        account=account, lead_ids=lead_ids, contact_ids=contact_ids, catalog_element_ids=catalog_element_ids
+    )
+    stakeholders_derive_for_leads(account=account, lead_ids=touched)

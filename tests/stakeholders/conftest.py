@@ -1,0 +1,91 @@
+"""An account whose stakeholders are mapped both ways (see tests/fixtures/kommo/stakeholders/README.md),
+and helpers that fill the mirror through the mirror's own upserts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from apps.kommo import types
+from apps.kommo.models import KommoAccount
+from apps.kommo.services.mirror import (
+    catalog_elements_upsert_from_kommo,
+    contacts_upsert_from_kommo,
+    leads_upsert_from_kommo,
+)
+from apps.stakeholders.models import FieldMapping, FieldMappingValue, Role
+
+FOLDER = Path(__file__).resolve().parents[1] / "fixtures" / "kommo" / "stakeholders"
+CATALOG_ID = 7001
+ROLE_ORDER = ("decision_maker", "technical_evangelist", "user", "lawyer", "influencer", "blocker")
+
+
+def stakeholder_payload(name: str) -> Any:
+    return json.loads((FOLDER / name).read_text(encoding="utf-8"))
+
+
+def map_account(account: KommoAccount, *, contact: bool = True, catalog: bool = True) -> None:
+    """Field mappings of the recorded payloads' account."""
+    roles = {role.code: role for role in Role.objects.all()}
+    if contact:
+        mapping = FieldMapping.objects.create(
+            account=account, attribute="role", source="contact_field", field_id=880001
+        )
+        FieldMappingValue.objects.bulk_create(
+            FieldMappingValue(mapping=mapping, enum_id=9001 + i, role=roles[code])
+            for i, code in enumerate(ROLE_ORDER)
+        )
+    if catalog:
+        role = FieldMapping.objects.create(
+            account=account, attribute="role", source="catalog_field", field_id=880101, catalog_id=CATALOG_ID
+        )
+        FieldMappingValue.objects.bulk_create(
+            FieldMappingValue(mapping=role, enum_id=9101 + i, role=roles[code])
+            for i, code in enumerate(ROLE_ORDER)
+        )
+        approval = FieldMapping.objects.create(
+            account=account,
+            attribute="approval_status",
+            source="catalog_field",
+            field_id=880102,
+            catalog_id=CATALOG_ID,
+        )
+        FieldMappingValue.objects.bulk_create(
+            FieldMappingValue(mapping=approval, enum_id=enum_id, approval=value)
+            for enum_id, value in ((9201, "pending"), (9202, "approved"), (9203, "rejected"))
+        )
+        FieldMapping.objects.create(
+            account=account,
+            attribute="last_touch",
+            source="catalog_field",
+            field_id=880103,
+            catalog_id=CATALOG_ID,
+        )
+
+
+def mirror_recorded_deal(account: KommoAccount) -> None:
+    """Upsert the recorded deal, its contacts and its catalog elements, in the order a sync does."""
+    contacts = [
+        types.Contact.from_api(item) for item in stakeholder_payload("contacts.json")["_embedded"]["contacts"]
+    ]
+    elements = [
+        types.CatalogElement.from_api(item)
+        for item in stakeholder_payload("catalog-elements.json")["_embedded"]["elements"]
+    ]
+    contacts_upsert_from_kommo(account=account, contacts=contacts)
+    catalog_elements_upsert_from_kommo(account=account, elements=elements)
+    leads_upsert_from_kommo(account=account, leads=[types.Lead.from_api(stakeholder_payload("lead.json"))])
+
+
+@pytest.fixture
+def account(db: None) -> KommoAccount:
+    return KommoAccount.objects.create(name="Acme", base_url="https://acme.kommo.com", access_token="token")
+
+
+@pytest.fixture
+def mapped_account(account: KommoAccount) -> KommoAccount:
+    map_account(account)
+    return account
