@@ -144,7 +144,10 @@ def error_from_response(response: requests.Response) -> KommoError:
     request_id = response.headers.get("X-Request-Id")
     problem = _problem(response)
     if problem is not None:
-        detail = str(problem.get("detail") or problem.get("hint") or problem.get("title") or "")
+        detail = str(problem.get("detail") or problem.get("title") or "")
+        hint = problem.get("hint")  # the OAuth endpoint's problems say what is wrong here
+        if hint and hint != detail:
+            detail = f"{detail} ({hint})" if detail else str(hint)
     else:
         detail = _text_of_html(response.text)
     context: dict[str, Any] = {"status": status, "request_id": request_id, "problem": problem}
