@@ -33,7 +33,9 @@ def test_tokens_and_the_client_secret_are_not_stored_in_plain_text(oauth_account
 
     assert all(stored)
     for column, plain in zip(
-        stored, ["old-access-token-aaaaaaaa", "old-refresh-token-bbbbbbbb", "client-secret-value"]
+        stored,
+        ["old-access-token-aaaaaaaa", "old-refresh-token-bbbbbbbb", "client-secret-value"],
+        strict=True,
     ):
         assert plain not in column
     fresh = KommoAccount.objects.get(pk=oauth_account.pk)
