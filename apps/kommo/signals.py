@@ -5,8 +5,14 @@ importing them.
 ``account`` (the :class:`~apps.kommo.models.KommoAccount`) and ``lead_ids``, ``contact_ids``,
 ``catalog_element_ids``: local primary keys of the deals, contacts and catalog elements that changed
 (each a possibly empty collection). Receivers run inside the sender's transaction.
+
+``stage_changed`` is sent when :func:`~apps.kommo.services.mirror.stage_change_record` creates a new
+:class:`~apps.kommo.models.StageChange` (not when another source reports a move already recorded), with
+the keyword argument ``stage_change``; whatever the source (webhook, sync, events, gate). Receivers run
+inside the sender's transaction.
 """
 
 from django.dispatch import Signal
 
 mirror_changed = Signal()
+stage_changed = Signal()
