@@ -47,6 +47,7 @@ from apps.kommo.models.mirror import (
     StageChange,
     Status,
 )
+from apps.kommo.signals import mirror_changed
 
 M = TypeVar("M", bound=MirrorModel)
 P = TypeVar("P")
@@ -546,6 +547,7 @@ def catalog_elements_upsert_from_kommo(
             account=account,
             kommo_ids=[item.row.kommo_id for item in applied if item.before is None],
         )
+        _announce(account, catalog_element_ids=[item.row.pk for item in applied])
         return result
 
     return _retrying_on_conflict(run)
@@ -653,6 +655,7 @@ def contacts_upsert_from_kommo(*, account: KommoAccount, contacts: Sequence[type
             account=account,
             kommo_ids=[item.row.kommo_id for item in applied if item.before is None],
         )
+        _announce(account, contact_ids=[item.row.pk for item in applied])
         return result
 
     return _retrying_on_conflict(run)
@@ -724,11 +727,16 @@ def _embeds(data: types.Lead, key: str) -> bool:
 
 
 def leads_upsert_from_kommo(
-    *, account: KommoAccount, leads: Sequence[types.Lead], source: str = Source.SYNC
+    *,
+    account: KommoAccount,
+    leads: Sequence[types.Lead],
+    source: str = Source.SYNC,
+    infer_stage_changes: bool = True,
 ) -> BatchResult:
     """Upsert a page of leads (up to 250) in a constant number of queries, plus a few per lead whose stage
     moved: each such lead gets a :class:`StageChange` (``source`` says who noticed). The result's
-    ``new_stage_changes`` lists the moves recorded for the first time."""
+    ``new_stage_changes`` lists the moves recorded for the first time. ``infer_stage_changes=False`` is for
+    a caller that records the exact moves itself (the events reconciliation)."""
 
     def run() -> BatchResult:
         statuses = _status_map(account)
@@ -747,7 +755,7 @@ def leads_upsert_from_kommo(
         _lead_elements_replace(account, [item for item in applied if _embeds(item.data, "catalog_elements")])
         for item in applied:
             before = item.before
-            if before is None:
+            if before is None or not infer_stage_changes:
                 continue
             moved = (before["status_kommo_id"], before["pipeline_kommo_id"]) != (
                 item.data.status_id,
@@ -768,6 +776,7 @@ def leads_upsert_from_kommo(
             )
             if created:
                 result.new_stage_changes.append(change)
+        _announce(account, lead_ids=[item.row.pk for item in applied])
         return result
 
     return _retrying_on_conflict(run)
@@ -878,11 +887,17 @@ def _mark_deleted(
 def lead_mark_deleted(*, account: KommoAccount, kommo_id: int, at: dt.datetime | None = None) -> bool:
     """Soft-delete a deal (Kommo keeps deleted leads restorable). Returns whether it was live before; a
     deal the mirror never saw is not created. A restore arrives as a newer payload through the upsert."""
-    return _mark_deleted(Lead, account, kommo_id, at)
+    deleted = _mark_deleted(Lead, account, kommo_id, at)
+    if deleted:
+        _announce(account, lead_ids=_pks(Lead, account, kommo_id))
+    return deleted
 
 
 def contact_mark_deleted(*, account: KommoAccount, kommo_id: int, at: dt.datetime | None = None) -> bool:
-    return _mark_deleted(Contact, account, kommo_id, at)
+    deleted = _mark_deleted(Contact, account, kommo_id, at)
+    if deleted:
+        _announce(account, contact_ids=_pks(Contact, account, kommo_id))
+    return deleted
 
 
 def company_mark_deleted(*, account: KommoAccount, kommo_id: int, at: dt.datetime | None = None) -> bool:
@@ -892,7 +907,10 @@ def company_mark_deleted(*, account: KommoAccount, kommo_id: int, at: dt.datetim
 def catalog_element_mark_deleted(
     *, account: KommoAccount, kommo_id: int, at: dt.datetime | None = None
 ) -> bool:
-    return _mark_deleted(CatalogElement, account, kommo_id, at)
+    deleted = _mark_deleted(CatalogElement, account, kommo_id, at)
+    if deleted:
+        _announce(account, catalog_element_ids=_pks(CatalogElement, account, kommo_id))
+    return deleted
 
 
 def mirror_mark_missing_deleted(
@@ -1022,6 +1040,30 @@ def _stage_change_match(
 
 
 # -- helpers ------------------------------------------------------------------------------------------
+
+
+def _announce(
+    account: KommoAccount,
+    *,
+    lead_ids: Sequence[int] = (),
+    contact_ids: Sequence[int] = (),
+    catalog_element_ids: Sequence[int] = (),
+) -> None:
+    """Tell the apps above the boundary (stakeholders) which mirrored rows really changed."""
+    if lead_ids or contact_ids or catalog_element_ids:
+        mirror_changed.send(
+            sender=KommoAccount,
+            account=account,
+            lead_ids=lead_ids,
+            contact_ids=contact_ids,
+            catalog_element_ids=catalog_element_ids,
+        )
+
+
+def _pks(model: type[MirrorModel], account: KommoAccount, kommo_id: int) -> list[int]:
+    return list(
+        model._default_manager.filter(account=account, kommo_id=kommo_id).values_list("pk", flat=True)
+    )
 
 
 def _single(model: type[M], account: KommoAccount, kommo_id: int, result: BatchResult) -> UpsertResult[M]:
