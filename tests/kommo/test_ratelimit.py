@@ -1,0 +1,155 @@
+"""The portal's own rate limit, shared by threads and processes: Redis-backed and file-backed."""
+
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from apps.kommo.exceptions import KommoRateLimited
+from apps.kommo.ratelimit import FileSlotStore, RateLimiter, RedisSlotStore, rate_limiter
+
+ROOT = Path(__file__).resolve().parents[2]
+RATE = 10
+WINDOW = 1.05
+
+
+def busiest_second(stamps: list[float]) -> int:
+    """The most requests that started within any one second."""
+    stamps = sorted(stamps)
+    return max(sum(1 for other in stamps[i:] if other - stamp < 1.0) for i, stamp in enumerate(stamps))
+
+
+def acquire_from_threads(limiter: RateLimiter, *, threads: int, each: int, key: str = "acct") -> list[float]:
+    stamps: list[float] = []
+    lock = threading.Lock()
+
+    def work() -> None:
+        for _ in range(each):
+            limiter.acquire(key, RATE)
+            with lock:
+                stamps.append(time.time())
+
+    workers = [threading.Thread(target=work) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(30)
+    return stamps
+
+
+PROCESS_SCRIPT = textwrap.dedent(
+    """
+    import sys, time, redis
+    from pathlib import Path
+    from apps.kommo.ratelimit import FileSlotStore, RateLimiter, RedisSlotStore
+    kind, target, count = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    store = RedisSlotStore(redis.Redis.from_url(target)) if kind == "redis" else FileSlotStore(Path(target))
+    limiter = RateLimiter(store)
+    print("ready", flush=True)
+    sys.stdin.readline()
+    for _ in range(count):
+        limiter.acquire("acct", RATE)
+        print(time.time(), flush=True)
+    """
+).replace("RATE", str(RATE))
+
+
+def acquire_from_processes(kind: str, target: str, *, processes: int, each: int) -> list[float]:
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", PROCESS_SCRIPT, kind, target, str(each)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(processes)
+    ]
+    for child in children:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+    for child in children:  # start them together
+        assert child.stdin is not None
+        child.stdin.write("go\n")
+        child.stdin.flush()
+    stamps: list[float] = []
+    for child in children:
+        out, _ = child.communicate(timeout=60)
+        assert child.returncode == 0
+        stamps.extend(float(line) for line in out.split())
+    return stamps
+
+
+@pytest.mark.redis
+def test_the_redis_limiter_lets_at_most_the_limit_through_per_second_from_many_threads(redis_url):
+    limiter = RateLimiter(RedisSlotStore(redis.Redis.from_url(redis_url)))
+    started = time.time()
+
+    stamps = acquire_from_threads(limiter, threads=8, each=4)
+
+    assert len(stamps) == 32
+    assert busiest_second(stamps) <= RATE
+    assert time.time() - started >= 2 * WINDOW  # 32 requests at 10 per window need three windows
+
+
+@pytest.mark.redis
+def test_the_redis_limiter_is_shared_by_two_processes(redis_url):
+    stamps = acquire_from_processes("redis", redis_url, processes=2, each=12)
+
+    assert len(stamps) == 24
+    assert busiest_second(stamps) <= RATE
+    assert max(stamps) - min(stamps) >= 2 * WINDOW - 0.1
+
+
+@pytest.mark.redis
+def test_accounts_have_separate_limits_in_redis(redis_url):
+    limiter = RateLimiter(RedisSlotStore(redis.Redis.from_url(redis_url)))
+    for _ in range(RATE):
+        limiter.acquire("one", RATE)
+
+    assert limiter.acquire("two", RATE) == 0
+    with pytest.raises(KommoRateLimited):
+        limiter.acquire("one", RATE, max_wait=0.2)
+
+
+def test_the_file_limiter_lets_at_most_the_limit_through_per_second_from_many_threads(tmp_path):
+    limiter = RateLimiter(FileSlotStore(tmp_path))
+
+    stamps = acquire_from_threads(limiter, threads=6, each=4)
+
+    assert len(stamps) == 24
+    assert busiest_second(stamps) <= RATE
+
+
+def test_the_file_limiter_is_shared_by_two_processes(tmp_path):
+    stamps = acquire_from_processes("file", str(tmp_path), processes=2, each=12)
+
+    assert len(stamps) == 24
+    assert busiest_second(stamps) <= RATE
+    assert max(stamps) - min(stamps) >= 2 * WINDOW - 0.1
+
+
+def test_a_wait_longer_than_the_maximum_is_refused_without_taking_a_slot(tmp_path):
+    waits: list[float] = []
+    limiter = RateLimiter(FileSlotStore(tmp_path), sleep=waits.append)
+    limiter.acquire("acct", 1)
+
+    with pytest.raises(KommoRateLimited) as caught:
+        limiter.acquire("acct", 1, max_wait=0.5)
+
+    assert not caught.value.permanent
+    # the refused call reserved nothing: the next caller waits one window, not two
+    assert limiter.acquire("acct", 1, max_wait=5) <= WINDOW
+    assert waits and waits[-1] <= WINDOW
+
+
+def test_the_limiter_uses_redis_when_redis_url_is_set_and_files_otherwise(settings, tmp_path):
+    settings.RUN_DIR = tmp_path
+    settings.REDIS_URL = ""
+    assert isinstance(rate_limiter().store, FileSlotStore)
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    assert isinstance(rate_limiter().store, RedisSlotStore)
