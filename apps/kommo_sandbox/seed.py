@@ -479,7 +479,7 @@ def _demo(b: _Builder) -> None:
         for _ in range(count):
             company = companies[deal_index % len(companies)]
             product = PRODUCTS[(deal_index * 7) % len(PRODUCTS)]
-            responsible = managers[(deal_index * 5 + 1) % len(managers)]
+            responsible = managers[(deal_index * 3 + 1) % len(managers)]
             price = max(8000, int(round(rng.gauss(35000, 9000) / 500) * 500))
             created = b.now - rng.randint(20, 175) * DAY
             if target.id == WON_STATUS_ID:
