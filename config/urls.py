@@ -7,4 +7,5 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("kommo/", include("apps.kommo.urls")),
+    path("webhooks/kommo/", include("apps.kommo.webhooks.urls")),
 ]
