@@ -280,7 +280,7 @@ def stakeholder_update_in_kommo(
             client.contacts_update(
                 [ContactWrite(id=contact.kommo_id, custom_fields_values=tuple(contact_writes))]
             )
-            fresh = client.contacts_get(contact.kommo_id, with_=("leads",))
+            fresh = client.contacts_get(contact.kommo_id, with_=("catalog_elements",))
             if fresh is not None:
                 contacts_upsert_from_kommo(account=account, contacts=[fresh])
     except KommoValidationError as error:

@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 
 from apps.kommo import types
+from apps.kommo.client import KommoClient
 from apps.kommo.models import KommoAccount
+from apps.kommo.ratelimit import FileSlotStore, RateLimiter
 from apps.kommo.services.mirror import (
     catalog_elements_upsert_from_kommo,
     contacts_upsert_from_kommo,
@@ -19,6 +21,7 @@ from apps.kommo.services.mirror import (
 from apps.stakeholders.models import FieldMapping, FieldMappingValue, Role
 
 FOLDER = Path(__file__).resolve().parents[1] / "fixtures" / "kommo" / "stakeholders"
+BASE_URL = "https://acme.kommo.com"
 CATALOG_ID = 7001
 ROLE_ORDER = ("decision_maker", "technical_evangelist", "user", "lawyer", "influencer", "blocker")
 
@@ -81,8 +84,21 @@ def mirror_recorded_deal(account: KommoAccount) -> None:
 
 
 @pytest.fixture
+def client(account: KommoAccount, tmp_path: Path) -> KommoClient:
+    return KommoClient(
+        account, limiter=RateLimiter(FileSlotStore(tmp_path / "ratelimit")), sleep=lambda _: None
+    )
+
+
+@pytest.fixture
 def account(db: None) -> KommoAccount:
-    return KommoAccount.objects.create(name="Acme", base_url="https://acme.kommo.com", access_token="token")
+    return KommoAccount.objects.create(
+        name="Acme",
+        base_url=BASE_URL,
+        auth_kind=KommoAccount.AuthKind.LONG_LIVED,
+        access_token="long-lived-token",
+        rate_limit_per_second=1000,
+    )
 
 
 @pytest.fixture

@@ -1,0 +1,145 @@
+"""A person's change to a stakeholder is written where Kommo keeps it, and the mirror follows Kommo."""
+
+import datetime as dt
+import json
+
+import pytest
+import responses
+
+from apps.kommo.exceptions import KommoValidationError
+from apps.stakeholders.models import Role, Stakeholder
+from apps.stakeholders.services import StakeholderChange, StakeholderWriteError, stakeholder_update_in_kommo
+from tests.kommo.payloads import payload
+from tests.stakeholders.conftest import BASE_URL, mirror_recorded_deal, stakeholder_payload
+
+pytestmark = pytest.mark.django_db
+
+
+def element(kommo_id: int) -> dict:
+    return next(
+        e
+        for e in stakeholder_payload("catalog-elements.json")["_embedded"]["elements"]
+        if e["id"] == kommo_id
+    )
+
+
+def contact(kommo_id: int) -> dict:
+    return next(
+        c for c in stakeholder_payload("contacts.json")["_embedded"]["contacts"] if c["id"] == kommo_id
+    )
+
+
+def change_of(stakeholder: Stakeholder, **changes) -> StakeholderChange:
+    current = {
+        "role": stakeholder.role,
+        "approval_status": stakeholder.approval_status,
+        "last_touch": stakeholder.last_touch,
+    }
+    return StakeholderChange(**{**current, **changes})
+
+
+@pytest.fixture
+def recorded_deal(mapped_account):
+    mirror_recorded_deal(mapped_account)
+    return {
+        row.name: row for row in Stakeholder.objects.select_related("account", "contact", "catalog_element")
+    }
+
+
+@responses.activate
+def test_an_approval_is_written_to_the_deals_catalog_element(recorded_deal, client):
+    ann = recorded_deal["Ann Lee"]
+    answer = element(7101)
+    answer["updated_at"] = 1717999000
+    answer["custom_fields_values"][1]["values"] = [{"value": "Rejected", "enum_id": 9203}]
+    patch = responses.patch(
+        f"{BASE_URL}/api/v4/catalogs/7001/elements", json={"_embedded": {"elements": [answer]}}
+    )
+
+    written = stakeholder_update_in_kommo(
+        stakeholder=ann, change=change_of(ann, approval_status="rejected"), client=client
+    )
+
+    assert written is True
+    assert json.loads(patch.calls[0].request.body) == [
+        {"id": 7101, "custom_fields_values": [{"field_id": 880102, "values": [{"enum_id": 9203}]}]}
+    ]
+    assert Stakeholder.objects.get(pk=ann.pk).approval_status == "rejected"
+
+
+@responses.activate
+def test_a_last_touch_is_written_as_a_unix_timestamp(recorded_deal, client):
+    ann = recorded_deal["Ann Lee"]
+    touched = dt.datetime(2024, 7, 1, tzinfo=dt.UTC)
+    answer = element(7101)
+    answer["updated_at"] = 1717999000
+    answer["custom_fields_values"][2]["values"] = [{"value": int(touched.timestamp())}]
+    patch = responses.patch(
+        f"{BASE_URL}/api/v4/catalogs/7001/elements", json={"_embedded": {"elements": [answer]}}
+    )
+
+    stakeholder_update_in_kommo(stakeholder=ann, change=change_of(ann, last_touch=touched), client=client)
+
+    body = json.loads(patch.calls[0].request.body)
+    assert body[0]["custom_fields_values"] == [
+        {"field_id": 880103, "values": [{"value": int(touched.timestamp())}]}
+    ]
+    assert Stakeholder.objects.get(pk=ann.pk).last_touch == touched
+
+
+@responses.activate
+def test_a_role_of_a_contact_without_element_is_written_to_the_contact_and_read_back(recorded_deal, client):
+    chen = recorded_deal["Chen Wu"]
+    blocker = Role.objects.get(code="blocker")
+    fresh = contact(6003)
+    fresh["updated_at"] = 1717999000
+    fresh["custom_fields_values"][0]["values"] = [{"value": "Blocker", "enum_id": 9006}]
+    patch = responses.patch(
+        f"{BASE_URL}/api/v4/contacts",
+        json={"_embedded": {"contacts": [{"id": 6003, "name": "Chen Wu", "updated_at": 1717999000}]}},
+    )
+    get = responses.get(f"{BASE_URL}/api/v4/contacts/6003", json=fresh)
+
+    stakeholder_update_in_kommo(stakeholder=chen, change=change_of(chen, role=blocker), client=client)
+
+    assert json.loads(patch.calls[0].request.body) == [
+        {"id": 6003, "custom_fields_values": [{"field_id": 880001, "values": [{"enum_id": 9006}]}]}
+    ]
+    assert get.call_count == 1
+    assert Stakeholder.objects.get(pk=chen.pk).role == blocker
+
+
+def test_an_attribute_kommo_has_no_field_for_is_refused_before_any_call(recorded_deal, client):
+    chen = recorded_deal["Chen Wu"]  # no catalog element, and contacts map only the role
+
+    with (
+        responses.RequestsMock(),
+        pytest.raises(StakeholderWriteError, match="no field for the approval status"),
+    ):
+        stakeholder_update_in_kommo(
+            stakeholder=chen, change=change_of(chen, approval_status="approved"), client=client
+        )
+
+
+def test_nothing_is_written_when_nothing_changed(recorded_deal, client):
+    ann = recorded_deal["Ann Lee"]
+
+    with responses.RequestsMock():
+        assert stakeholder_update_in_kommo(stakeholder=ann, change=change_of(ann), client=client) is False
+
+
+@responses.activate
+def test_kommos_refusal_is_reported_and_the_stakeholder_is_unchanged(recorded_deal, client):
+    ann = recorded_deal["Ann Lee"]
+    responses.patch(
+        f"{BASE_URL}/api/v4/catalogs/7001/elements", json=payload("error-validation.json"), status=400
+    )
+
+    with pytest.raises(StakeholderWriteError, match="Kommo refused the change") as caught:
+        stakeholder_update_in_kommo(
+            stakeholder=ann, change=change_of(ann, approval_status="pending"), client=client
+        )
+
+    assert isinstance(caught.value.__cause__, KommoValidationError)
+    assert caught.value.permanent is True
+    assert Stakeholder.objects.get(pk=ann.pk).approval_status == "approved"
