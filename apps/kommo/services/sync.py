@@ -1,0 +1,593 @@
+"""Sync of the local mirror from Kommo: full, incremental by ``updated_at``, and events reconciliation.
+
+One :class:`~apps.kommo.models.SyncState` per (account, resource) keeps the position, so a run that
+stops half-way (a crash, Ctrl-C, an error Kommo does not recover from) continues where it stopped:
+
+* full runs of leads, contacts and companies read pages of 250 in id order (``order[id]=asc``: new rows
+  go to the end and edited rows stay where they are) and store the last finished page and id after each;
+  a resumed run reads that page again (a deletion may have shifted rows back by one) and skips what it
+  already wrote;
+* incremental runs read ``filter[updated_at][from]`` in ``updated_at`` order, a small overlap before the
+  stored cursor, and move the cursor page by page (always asking from the last time seen, so rows edited
+  while the run goes on can never push another row past a page boundary unseen);
+* the events reconciliation reads ``/events`` from its cursor (100 per page), records the stage history
+  with who moved each deal, re-fetches the deals it names in batches of 250 ids and applies deletions.
+
+Writes go through :mod:`apps.kommo.services.mirror` (idempotent, guarded by ``updated_at``), so a sync
+can run while webhooks are being processed. The functions take a ``progress`` reporter so that the
+management command can draw bars; Celery tasks pass none.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol, TypeVar
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from apps.kommo import types
+from apps.kommo.client import KommoClient
+from apps.kommo.exceptions import KommoPayloadError
+from apps.kommo.models import (
+    Catalog,
+    CatalogElement,
+    CustomField,
+    KommoAccount,
+    KommoUser,
+    Lead,
+    Pipeline,
+    StageChange,
+    SyncState,
+)
+from apps.kommo.services import mirror
+
+T = TypeVar("T")
+
+PAGE_SIZE = 250
+EVENTS_PAGE_SIZE = 100
+# Incremental runs start this much before the stored cursor: rows Kommo committed a little late.
+OVERLAP = dt.timedelta(seconds=getattr(settings, "KOMMO_SYNC_OVERLAP_SECONDS", 120))
+# Without a cursor, the events reconciliation looks back this far.
+EVENTS_LOOKBACK = dt.timedelta(hours=getattr(settings, "KOMMO_EVENTS_LOOKBACK_HOURS", 24))
+LEAD_WITH = ("contacts", "catalog_elements")
+LEAD_EVENT_TYPES = (
+    "lead_added",
+    "lead_deleted",
+    "lead_restored",
+    "lead_status_changed",
+    "entity_responsible_changed",
+    "sale_field_changed",
+    "name_field_changed",
+    "custom_field_value_changed",
+    "entity_linked",
+    "entity_unlinked",
+)
+# In the order a full sync runs them: what later resources refer to comes first.
+RESOURCES = ("pipelines", "users", "catalogs", "custom_fields", "companies", "contacts", "leads")
+
+
+class Progress(Protocol):
+    """What a sync reports while it runs (the management command draws it; tasks pass None)."""
+
+    def start(self, resource: str, total: int | None) -> None: ...
+
+    def advance(self, resource: str, count: int) -> None: ...
+
+    def finish(self, resource: str, result: mirror.BatchResult) -> None: ...
+
+
+class _Silent:
+    def start(self, resource: str, total: int | None) -> None:
+        return None
+
+    def advance(self, resource: str, count: int) -> None:
+        return None
+
+    def finish(self, resource: str, result: mirror.BatchResult) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class _Paged:
+    """How to list and upsert one paged resource."""
+
+    path: str
+    key: str
+    parse: Callable[[dict[str, Any]], Any]
+    upsert: Callable[[KommoAccount, Sequence[Any]], mirror.BatchResult]
+    list_: Callable[[KommoClient, Mapping[str, Any], Mapping[str, str]], Iterator[Any]]
+    with_: tuple[str, ...] = ()
+
+
+_PAGED: dict[str, _Paged] = {
+    "leads": _Paged(
+        path="/api/v4/leads",
+        key="leads",
+        parse=types.Lead.from_api,
+        upsert=lambda account, items: mirror.leads_upsert_from_kommo(
+            account=account, leads=items, source=StageChange.Source.SYNC
+        ),
+        list_=lambda client, filters, order: client.leads_list(filters, LEAD_WITH, order=order),
+        with_=LEAD_WITH,
+    ),
+    "contacts": _Paged(
+        path="/api/v4/contacts",
+        key="contacts",
+        parse=types.Contact.from_api,
+        upsert=lambda account, items: mirror.contacts_upsert_from_kommo(account=account, contacts=items),
+        list_=lambda client, filters, order: client.contacts_list(filters, order=order),
+    ),
+    "companies": _Paged(
+        path="/api/v4/companies",
+        key="companies",
+        parse=types.Company.from_api,
+        upsert=lambda account, items: mirror.companies_upsert_from_kommo(account=account, companies=items),
+        list_=lambda client, filters, order: client.companies_list(filters, order=order),
+    ),
+}
+
+
+def _state(account: KommoAccount, resource: str) -> SyncState:
+    state, _ = SyncState.objects.get_or_create(account=account, resource=resource)
+    return state
+
+
+def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    iterator = iter(items)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
+
+
+def _ts(moment: dt.datetime | None) -> int | None:
+    return None if moment is None else int(moment.timestamp())
+
+
+def _from_ts(value: int) -> dt.datetime:
+    return dt.datetime.fromtimestamp(value, tz=dt.UTC)
+
+
+# -- the run ---------------------------------------------------------------------------------------------
+
+
+def mirror_sync(
+    *,
+    account: KommoAccount,
+    resources: Sequence[str] | None = None,
+    full: bool = False,
+    since: dt.datetime | None = None,
+    client: KommoClient | None = None,
+    progress: Progress | None = None,
+) -> dict[str, mirror.BatchResult]:
+    """Sync ``resources`` (default: all, in dependency order). Leads, contacts and companies run full when
+    ``full`` is set, when they were never synced, or when an earlier full run is unfinished; otherwise
+    incrementally from their cursor (or from ``since``). Returns what each resource changed."""
+    unknown = set(resources or ()) - set(RESOURCES)
+    if unknown:
+        raise ValueError(f"unknown resource(s): {', '.join(sorted(unknown))}; known: {', '.join(RESOURCES)}")
+    client = client or KommoClient(account)
+    progress = progress or _Silent()
+    results: dict[str, mirror.BatchResult] = {}
+    for resource in [name for name in RESOURCES if resources is None or name in resources]:
+        if resource in _PAGED:
+            results[resource] = _paged_sync(
+                account=account, client=client, resource=resource, full=full, since=since, progress=progress
+            )
+        else:
+            results[resource] = _SMALL[resource](account, client, progress)
+    return results
+
+
+# -- small resources: read whole every time ----------------------------------------------------------
+
+
+def pipelines_sync(*, account: KommoAccount, client: KommoClient, progress: Progress) -> mirror.BatchResult:
+    progress.start("pipelines", None)
+    pipelines = client.pipelines_list()
+    result = mirror.pipelines_upsert_from_kommo(account=account, pipelines=pipelines)
+    result.updated += mirror.mirror_mark_missing_deleted(
+        model=Pipeline, account=account, seen_kommo_ids=[p.id for p in pipelines]
+    )
+    progress.advance("pipelines", len(pipelines))
+    _finish(account, "pipelines", result, progress)
+    return result
+
+
+def users_sync(*, account: KommoAccount, client: KommoClient, progress: Progress) -> mirror.BatchResult:
+    progress.start("users", None)
+    result = mirror.BatchResult()
+    seen: list[int] = []
+    for chunk in _chunks(client.users_list(), PAGE_SIZE):
+        result.add(mirror.users_upsert_from_kommo(account=account, users=chunk))
+        seen.extend(user.id for user in chunk)
+        progress.advance("users", len(chunk))
+    result.updated += mirror.mirror_mark_missing_deleted(
+        model=KommoUser, account=account, seen_kommo_ids=seen
+    )
+    _finish(account, "users", result, progress)
+    return result
+
+
+def custom_fields_sync(
+    *, account: KommoAccount, client: KommoClient, progress: Progress
+) -> mirror.BatchResult:
+    """Field definitions of leads, contacts, companies and of every catalog the mirror knows."""
+    progress.start("custom_fields", None)
+    result = mirror.BatchResult()
+    seen: list[int] = []
+    catalogs = Catalog.objects.filter(account=account, is_deleted=False).values_list("kommo_id", flat=True)
+    entities = [("leads", "leads"), ("contacts", "contacts"), ("companies", "companies")]
+    entities += [(f"catalogs/{catalog_id}", "catalogs") for catalog_id in catalogs]
+    for path, entity_type in entities:
+        fields = list(client.custom_fields_list(path))
+        result.add(
+            mirror.custom_fields_upsert_from_kommo(account=account, entity_type=entity_type, fields=fields)
+        )
+        seen.extend(field.id for field in fields)
+        progress.advance("custom_fields", len(fields))
+    result.updated += mirror.mirror_mark_missing_deleted(
+        model=CustomField, account=account, seen_kommo_ids=seen
+    )
+    _finish(account, "custom_fields", result, progress)
+    return result
+
+
+def catalogs_sync(*, account: KommoAccount, client: KommoClient, progress: Progress) -> mirror.BatchResult:
+    """Catalogs, then every element of each (pages of 250)."""
+    progress.start("catalogs", None)
+    catalogs = list(client.catalogs_list())
+    result = mirror.catalogs_upsert_from_kommo(account=account, catalogs=catalogs)
+    result.updated += mirror.mirror_mark_missing_deleted(
+        model=Catalog, account=account, seen_kommo_ids=[c.id for c in catalogs]
+    )
+    progress.advance("catalogs", len(catalogs))
+    for catalog in catalogs:
+        seen: list[int] = []
+        for chunk in _chunks(client.catalog_elements_list(catalog.id), PAGE_SIZE):
+            result.add(mirror.catalog_elements_upsert_from_kommo(account=account, elements=chunk))
+            seen.extend(element.id for element in chunk)
+            progress.advance("catalogs", len(chunk))
+        result.updated += mirror.mirror_mark_missing_deleted(
+            model=CatalogElement, account=account, seen_kommo_ids=seen, scope=Q(catalog_kommo_id=catalog.id)
+        )
+    _finish(account, "catalogs", result, progress)
+    return result
+
+
+_SMALL: dict[str, Callable[[KommoAccount, KommoClient, Progress], mirror.BatchResult]] = {
+    "pipelines": lambda account, client, progress: pipelines_sync(
+        account=account, client=client, progress=progress
+    ),
+    "users": lambda account, client, progress: users_sync(account=account, client=client, progress=progress),
+    "custom_fields": lambda account, client, progress: custom_fields_sync(
+        account=account, client=client, progress=progress
+    ),
+    "catalogs": lambda account, client, progress: catalogs_sync(
+        account=account, client=client, progress=progress
+    ),
+}
+
+
+def _finish(account: KommoAccount, resource: str, result: mirror.BatchResult, progress: Progress) -> None:
+    now = timezone.now()
+    SyncState.objects.update_or_create(
+        account=account,
+        resource=resource,
+        defaults={
+            "finished_at": now,
+            "last_full_at": now,
+            "seen": result.seen,
+            "started_at": None,
+            "error": "",
+        },
+    )
+    progress.finish(resource, result)
+
+
+# -- paged resources ---------------------------------------------------------------------------------
+
+
+def _paged_sync(
+    *,
+    account: KommoAccount,
+    client: KommoClient,
+    resource: str,
+    full: bool,
+    since: dt.datetime | None,
+    progress: Progress,
+) -> mirror.BatchResult:
+    state = _state(account, resource)
+    unfinished = "full" in state.cursor
+    if full or unfinished or (since is None and state.last_full_at is None):
+        return _full_sync(account=account, client=client, resource=resource, state=state, progress=progress)
+    start = since if since is not None else _from_ts(int(state.cursor.get("updated_at", 0))) - OVERLAP
+    return _incremental_sync(
+        account=account, client=client, resource=resource, state=state, start=start, progress=progress
+    )
+
+
+def _page(client: KommoClient, spec: _Paged, page: int) -> tuple[list[Any], bool]:
+    """One page of a list in id order, typed: the items and whether Kommo says there is a next page.
+
+    The client lists whole collections; a resumable full run needs to start at a given page, so it asks
+    for the page itself through :meth:`KommoClient.request` and parses the items at once."""
+    params = [("order[id]", "asc"), ("page", str(page)), ("limit", str(PAGE_SIZE))]
+    if spec.with_:
+        params.append(("with", ",".join(spec.with_)))
+    response = client.request("GET", spec.path, params=params)
+    if response.status_code == 204 or not response.content:
+        return [], False
+    data = response.json()
+    if not isinstance(data, dict):
+        raise KommoPayloadError(f"GET {spec.path}: expected a HAL object")
+    embedded = data.get("_embedded")
+    raw = embedded.get(spec.key) if isinstance(embedded, dict) else None
+    items = [spec.parse(item) for item in raw or [] if isinstance(item, dict)]
+    links = data.get("_links")
+    return items, isinstance(links, dict) and "next" in links
+
+
+def _full_sync(
+    *, account: KommoAccount, client: KommoClient, resource: str, state: SyncState, progress: Progress
+) -> mirror.BatchResult:
+    spec = _PAGED[resource]
+    position = state.cursor.get("full")
+    if position is None:
+        position = {"page": 0, "last_id": 0, "started_at": int(time.time())}
+        state.cursor = {**state.cursor, "full": position}
+        state.started_at, state.seen, state.calls, state.error = timezone.now(), 0, 0, ""
+        state.save()
+    result = mirror.BatchResult()
+    progress.start(resource, None)
+    progress.advance(resource, state.seen)
+    page = max(int(position["page"]), 1)  # a resumed run reads its last finished page again
+    more = True
+    while more:
+        items, more = _page(client, spec, page)
+        fresh = [item for item in items if item.id > int(position["last_id"])]
+        with transaction.atomic():
+            result.add(spec.upsert(account, fresh))
+            if items:
+                position = {**position, "page": page, "last_id": max(item.id for item in items)}
+            state.cursor = {**state.cursor, "full": position}
+            state.seen += len(fresh)
+            state.calls += 1
+            state.save()
+        progress.advance(resource, len(fresh))
+        page += 1
+    started_at = int(position["started_at"])
+    state.cursor = {"updated_at": started_at, "ids": []}
+    state.started_at = None
+    state.finished_at = state.last_full_at = timezone.now()
+    state.save()
+    if resource == "leads":
+        _events_cursor_start(account, started_at)
+    progress.finish(resource, result)
+    return result
+
+
+def _incremental_sync(
+    *,
+    account: KommoAccount,
+    client: KommoClient,
+    resource: str,
+    state: SyncState,
+    start: dt.datetime,
+    progress: Progress,
+) -> mirror.BatchResult:
+    """Rows changed since ``start``, in ``updated_at`` order; each request asks from the last time seen,
+    and the ids already written at that exact time are skipped."""
+    spec = _PAGED[resource]
+    state.started_at, state.seen, state.calls, state.error = timezone.now(), 0, 0, ""
+    state.save()
+    result = mirror.BatchResult()
+    progress.start(resource, None)
+    cursor_ts, done_ids = _ts(start) or 0, set[int]()
+    while True:
+        listing = spec.list_(client, {"updated_at": {"from": cursor_ts}}, {"updated_at": "asc"})
+        items = list(itertools.islice(listing, PAGE_SIZE))
+        crowded = len(items) == PAGE_SIZE and all(item.id in done_ids for item in items)
+        if crowded:
+            # More than a page changed within one second: read that second whole, then move past it.
+            second = {"updated_at": {"from": cursor_ts, "to": cursor_ts}}
+            items = list(spec.list_(client, second, {"id": "asc"}))
+            next_ts, next_ids = cursor_ts + 1, set[int]()
+        else:
+            next_ts = max((_ts(item.updated_at) or 0 for item in items), default=cursor_ts)
+            next_ids = {item.id for item in items if (_ts(item.updated_at) or 0) == next_ts}
+            if next_ts == cursor_ts:
+                next_ids |= done_ids
+        fresh = [item for item in items if item.id not in done_ids]
+        with transaction.atomic():
+            result.add(spec.upsert(account, fresh))
+            state.cursor = {"updated_at": next_ts, "ids": sorted(next_ids)}
+            state.seen += len(fresh)
+            state.calls += 1
+            state.save()
+        progress.advance(resource, len(fresh))
+        if len(items) < PAGE_SIZE and not crowded:
+            break
+        cursor_ts, done_ids = next_ts, next_ids
+    state.started_at = None
+    state.finished_at = timezone.now()
+    state.save()
+    progress.finish(resource, result)
+    return result
+
+
+# -- re-fetching named rows ------------------------------------------------------------------------------
+
+
+def leads_refetch(
+    *,
+    account: KommoAccount,
+    kommo_ids: Iterable[int],
+    source: str = StageChange.Source.SYNC,
+    client: KommoClient | None = None,
+    infer_stage_changes: bool = True,
+) -> mirror.BatchResult:
+    """Fetch the named deals again (``filter[id][]``, 250 per call) and upsert them. Deals Kommo no longer
+    lists are left alone: deletions come from the events API or a webhook."""
+    client = client or KommoClient(account)
+    result = mirror.BatchResult()
+    for chunk in _chunks(sorted(set(kommo_ids)), PAGE_SIZE):
+        leads = list(client.leads_list({"id": chunk}, LEAD_WITH))
+        result.add(
+            mirror.leads_upsert_from_kommo(
+                account=account, leads=leads, source=source, infer_stage_changes=infer_stage_changes
+            )
+        )
+    return result
+
+
+def contacts_refetch(
+    *, account: KommoAccount, kommo_ids: Iterable[int], client: KommoClient | None = None
+) -> mirror.BatchResult:
+    client = client or KommoClient(account)
+    result = mirror.BatchResult()
+    for chunk in _chunks(sorted(set(kommo_ids)), PAGE_SIZE):
+        result.add(
+            mirror.contacts_upsert_from_kommo(
+                account=account, contacts=list(client.contacts_list({"id": chunk}))
+            )
+        )
+    return result
+
+
+def companies_refetch(
+    *, account: KommoAccount, kommo_ids: Iterable[int], client: KommoClient | None = None
+) -> mirror.BatchResult:
+    client = client or KommoClient(account)
+    result = mirror.BatchResult()
+    for chunk in _chunks(sorted(set(kommo_ids)), PAGE_SIZE):
+        companies = list(client.companies_list({"id": chunk}))
+        result.add(mirror.companies_upsert_from_kommo(account=account, companies=companies))
+    return result
+
+
+# -- events reconciliation -----------------------------------------------------------------------------
+
+
+def _events_cursor_start(account: KommoAccount, started_at: int) -> None:
+    """A first full sync of deals starts the events reconciliation at its own start."""
+    state = _state(account, "events")
+    if "created_at" not in state.cursor:
+        state.cursor = {"created_at": started_at, "ids": []}
+        state.save()
+
+
+def events_reconcile(
+    *, account: KommoAccount, client: KommoClient | None = None, progress: Progress | None = None
+) -> mirror.BatchResult:
+    """Read deal events from the stored cursor and repair the mirror with them: every stage move becomes a
+    :class:`StageChange` (source ``events``, who moved it, the event id; merged with what a webhook already
+    recorded), every deal an event names is re-fetched (250 ids per call), deletions and restores applied.
+    The cursor moves after each page of 100 events."""
+    client = client or KommoClient(account)
+    progress = progress or _Silent()
+    state = _state(account, "events")
+    if "created_at" not in state.cursor:
+        state.cursor = {"created_at": _ts(timezone.now() - EVENTS_LOOKBACK), "ids": []}
+    state.started_at, state.seen, state.calls, state.error = timezone.now(), 0, 0, ""
+    state.save()
+    cursor_ts, done = int(state.cursor["created_at"]), set(state.cursor.get("ids", []))
+    filters = {"entity": "lead", "type": ",".join(LEAD_EVENT_TYPES), "created_at": {"from": cursor_ts}}
+    result = mirror.BatchResult()
+    progress.start("events", None)
+    for page in _chunks(client.events_list(filters), EVENTS_PAGE_SIZE):
+        fresh = [event for event in page if event.id not in done]
+        with transaction.atomic():
+            result.add(_events_apply(account=account, client=client, events=fresh))
+            last_ts = max((_ts(event.created_at) or cursor_ts for event in page), default=cursor_ts)
+            ids = {event.id for event in page if (_ts(event.created_at) or cursor_ts) == last_ts}
+            if last_ts == cursor_ts:
+                ids |= done
+            cursor_ts, done = last_ts, ids
+            state.cursor = {"created_at": cursor_ts, "ids": sorted(done)}
+            state.seen += len(fresh)
+            state.calls += 1
+            state.save()
+        progress.advance("events", len(fresh))
+    state.started_at = None
+    state.finished_at = timezone.now()
+    state.save()
+    progress.finish("events", result)
+    return result
+
+
+def _events_apply(
+    *, account: KommoAccount, client: KommoClient, events: Sequence[types.Event]
+) -> mirror.BatchResult:
+    lead_ids = {event.entity_id for event in events if event.entity_type == "lead" and event.entity_id}
+    moved = {
+        event.entity_id
+        for event in events
+        if event.type in ("lead_status_changed", "lead_added") and event.entity_id
+    }
+    # Stage moves come from the events themselves: the re-fetch must not infer them a second time.
+    result = leads_refetch(
+        account=account,
+        kommo_ids=lead_ids - moved,
+        source=StageChange.Source.EVENTS,
+        client=client,
+    )
+    result.add(
+        leads_refetch(
+            account=account,
+            kommo_ids=lead_ids & moved,
+            source=StageChange.Source.EVENTS,
+            client=client,
+            infer_stage_changes=False,
+        )
+    )
+    deals = {row.kommo_id: row for row in Lead.objects.filter(account=account, kommo_id__in=lead_ids)}
+    last_deletion: dict[int, types.Event] = {}
+    for event in events:
+        deal = deals.get(event.entity_id or 0)
+        if event.type in ("lead_deleted", "lead_restored") and event.entity_id:
+            last_deletion[event.entity_id] = event
+        if deal is None or event.created_at is None:
+            continue
+        after = event.lead_status_after
+        if event.type == "lead_status_changed" and after is not None:
+            before = event.lead_status_before
+            change, created = mirror.stage_change_record(
+                account=account,
+                lead=deal,
+                from_status_id=before.status_id if before else None,
+                from_pipeline_id=before.pipeline_id if before else None,
+                to_status_id=after.status_id,
+                to_pipeline_id=after.pipeline_id,
+                at=event.created_at,
+                source=StageChange.Source.EVENTS,
+                moved_by_kommo_user_id=event.created_by or None,
+                kommo_event_id=event.id,
+            )
+        elif event.type == "lead_added" and after is not None:
+            change, created = mirror.stage_change_record(
+                account=account,
+                lead=deal,
+                from_status_id=None,
+                to_status_id=after.status_id,
+                to_pipeline_id=after.pipeline_id,
+                at=event.created_at,
+                source=StageChange.Source.EVENTS,
+                moved_by_kommo_user_id=event.created_by or None,
+                kommo_event_id=event.id,
+            )
+        else:
+            continue
+        if created:
+            result.new_stage_changes.append(change)
+    for lead_id, event in last_deletion.items():
+        if event.type == "lead_deleted" and mirror.lead_mark_deleted(
+            account=account, kommo_id=lead_id, at=event.created_at
+        ):
+            result.updated += 1
+    return result
