@@ -142,6 +142,14 @@ def clear_requests(app: SandboxApp, request: Request, account: Account, _: dict[
     return no_content()
 
 
+def webhook_deliveries(app: SandboxApp, request: Request, account: Account, _: dict[str, Any]) -> Response:
+    """The webhook sender's recent attempts for the account, oldest first (``?limit=``, default 100)."""
+    if app.webhook_deliveries is None:
+        raise ApiError(400, "This sandbox runs without its webhook sender")
+    limit = as_int(request.query.get("limit"), 100) or 100
+    return _ok({"deliveries": app.webhook_deliveries(account_id=account.id, limit=limit)})
+
+
 def issue_token(app: SandboxApp, request: Request, account: Account, _: dict[str, Any]) -> Response:
     """A long-lived token acting as any user of the account (``{"user_id": ...}``, default the admin)."""
     data = _body(request)
@@ -198,6 +206,7 @@ ROUTES: list[tuple[str, re.Pattern[str], AdminHandler]] = [
     ("PUT", re.compile(r"^/_sandbox/dp-webhooks/?$"), put_dp_webhook),
     ("PUT", re.compile(r"^/_sandbox/duplicate-control/?$"), put_duplicate_control),
     ("GET", re.compile(r"^/_sandbox/requests/?$"), get_requests),
+    ("GET", re.compile(r"^/_sandbox/webhook-deliveries/?$"), webhook_deliveries),
     ("DELETE", re.compile(r"^/_sandbox/requests/?$"), clear_requests),
     ("POST", re.compile(r"^/_sandbox/tokens/?$"), issue_token),
     ("POST", re.compile(r"^/_sandbox/revoke/?$"), revoke_integration),

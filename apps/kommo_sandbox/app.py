@@ -82,6 +82,8 @@ class SandboxApp:
         self.limiter = limiter or RateLimiter()
         self.request_log = request_log or RequestLog()
         self.stopping = threading.Event()  # set on shutdown: held requests (timeouts, latency) end at once
+        # The webhook sender's delivery log, when the server runs one (``GET /_sandbox/webhook-deliveries``).
+        self.webhook_deliveries: Callable[..., list[dict[str, Any]]] | None = None
         self.api_router = build_api_router()
 
     # --- WSGI ---------------------------------------------------------------------------------------------

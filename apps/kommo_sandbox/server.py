@@ -187,6 +187,7 @@ class SandboxServer:
             return
         self.sender = WebhookSender(source=self.store, **self._webhook_options)
         self.store.bus.subscribe(self.sender.enqueue)
+        self.app.webhook_deliveries = self.sender.deliveries
 
     def reseed(self, account_id: int) -> None:
         """Restore the seeded account to what it was right after seeding (ids included)."""
