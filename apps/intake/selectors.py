@@ -1,0 +1,114 @@
+"""Reads of the intake app."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from django.db.models import Q
+
+from apps.intake.models import IntakeSource, IntakeSubmission
+from apps.kommo.models import KommoAccount
+from apps.kommo.models.mirror import Company, Contact, ContactChannel, Lead
+from apps.stakeholders.models import FieldMapping
+
+KEY_SCHEME = "ik"
+
+
+def key_hash(key: str) -> str:
+    """SHA-256 of the whole key. Keys are 256-bit random strings, so a fast hash is enough: there is
+    nothing to brute-force that a slow hash would protect."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def key_prefix_of(key: str) -> str | None:
+    scheme, _, rest = key.partition("_")
+    prefix, _, secret = rest.partition("_")
+    if scheme != KEY_SCHEME or not prefix or not secret:
+        return None
+    return prefix
+
+
+def intake_source_by_key(*, key: str) -> IntakeSource | None:
+    """The active source the key belongs to, or None."""
+    prefix = key_prefix_of(key)
+    if prefix is None:
+        return None
+    source = IntakeSource.objects.select_related("account").filter(key_prefix=prefix, is_active=True).first()
+    if source is None or not hmac.compare_digest(source.key_hash, key_hash(key)):
+        return None
+    return source
+
+
+def intake_submission_for_source(*, source: IntakeSource, submission_id: int) -> IntakeSubmission | None:
+    """A submission, only when it belongs to ``source``."""
+    return IntakeSubmission.objects.filter(source=source, pk=submission_id).first()
+
+
+@dataclass(frozen=True)
+class RoleTarget:
+    """Where an account keeps a stakeholder's role: a select field of contacts (``catalog_id`` None) or of
+    the catalog whose elements are linked to deals; ``enums`` maps Role codes to the field's option ids."""
+
+    field_id: int
+    catalog_id: int | None
+    enums: dict[str, int]
+
+
+@dataclass(frozen=True)
+class RoleTargets:
+    contact_field: RoleTarget | None
+    catalog: RoleTarget | None
+
+
+def role_targets_for_account(*, account: KommoAccount) -> RoleTargets:
+    """The account's role field mappings (the stakeholders app's FieldMapping rows)."""
+    found: dict[str, RoleTarget] = {}
+    mappings = FieldMapping.objects.filter(account=account, attribute=FieldMapping.Attribute.ROLE)
+    for mapping in mappings.prefetch_related("values__role"):
+        enums = {value.role.code: value.enum_id for value in mapping.values.all() if value.role is not None}
+        found[mapping.source] = RoleTarget(
+            field_id=mapping.field_id, catalog_id=mapping.catalog_id, enums=enums
+        )
+    return RoleTargets(
+        contact_field=found.get(FieldMapping.Source.CONTACT_FIELD),
+        catalog=found.get(FieldMapping.Source.CATALOG_FIELD),
+    )
+
+
+def mirror_contacts_by_identity(*, account: KommoAccount, identities: Iterable[str]) -> dict[str, Contact]:
+    """Mirrored contacts (not deleted) by identity (``email:…`` / ``phone:…``); when two contacts share
+    one, the oldest in Kommo wins."""
+    wanted: dict[str, set[str]] = {"email": set(), "phone": set()}
+    for identity in identities:
+        kind, _, value = identity.partition(":")
+        wanted[kind].add(value)
+    channels = (
+        ContactChannel.objects.filter(account=account, contact__is_deleted=False)
+        .filter(
+            Q(kind=ContactChannel.Kind.EMAIL, value__in=wanted["email"])
+            | Q(kind=ContactChannel.Kind.PHONE, value__in=wanted["phone"])
+        )
+        .select_related("contact")
+        .order_by("contact__kommo_id")
+    )
+    found: dict[str, Contact] = {}
+    for channel in channels:
+        found.setdefault(f"{channel.kind}:{channel.value}", channel.contact)
+    return found
+
+
+def mirror_company_by_name(*, account: KommoAccount, name: str) -> Company | None:
+    return (
+        Company.objects.filter(account=account, name__iexact=name.strip(), is_deleted=False)
+        .order_by("kommo_id")
+        .first()
+    )
+
+
+def mirror_lead(*, account: KommoAccount, kommo_id: int | None) -> Lead | None:
+    if kommo_id is None:
+        return None
+    return Lead.objects.filter(account=account, kommo_id=kommo_id).first()

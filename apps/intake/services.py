@@ -1,0 +1,527 @@
+"""Lead intake: store a submission first, then create it in Kommo without duplicating anyone.
+
+Processing a submission (``intake_submission_process``), under a lock per identity of its people:
+
+1. each person is looked up in the local mirror by normalised e-mail / E.164 phone, then — for the ones
+   still unknown — in Kommo with one ``GET /contacts?query=`` per identity (stopping at the first hit);
+2. new people other than the main one are created in one ``POST /contacts``;
+3. the deal, the main contact (new, or an existing one by id) and the company go in one
+   ``POST /leads/complex``; Kommo's ``merged`` answer is recorded as it is;
+4. empty fields of existing contacts (no e-mail, no phone, no role) are filled in one ``PATCH /contacts``;
+5. roles go where the account's FieldMapping says: the contact's "Role in the purchase" field (part of
+   the contact payloads above) and/or one "Stakeholders" catalog element per person (one POST);
+6. the other contacts and the elements are linked to the deal in one ``POST /leads/{id}/link``;
+7. the contacts and the deal are re-read (two GETs) and upserted into the mirror, so the next submission
+   finds them locally — before the locks are released.
+
+Every step commits what it got from Kommo at once, so a failure never loses a created id and a retry
+resumes where the last attempt stopped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from apps.intake import tasks
+from apps.intake.locks import identity_locks
+from apps.intake.models import IntakeSource, IntakeSubmission
+from apps.intake.selectors import (
+    KEY_SCHEME,
+    RoleTargets,
+    key_hash,
+    mirror_company_by_name,
+    mirror_contacts_by_identity,
+    role_targets_for_account,
+)
+from apps.kommo import types
+from apps.kommo.client import KommoClient
+from apps.kommo.exceptions import KommoError, KommoPayloadError, KommoValidationError
+from apps.kommo.models import KommoAccount
+from apps.kommo.services import mirror
+
+Status = IntakeSubmission.Status
+
+# A submission claimed this long ago whose worker never finished it (the worker died) may be claimed again.
+STALE_CLAIM = dt.timedelta(minutes=10)
+
+
+class IntakeKeyReused(Exception):
+    """The Idempotency-Key was already used by this source for a different body."""
+
+    def __init__(self, submission: IntakeSubmission) -> None:
+        super().__init__(f"Idempotency-Key already used by submission {submission.pk}")
+        self.submission = submission
+
+
+# -- sources and keys -------------------------------------------------------------------------------------
+
+
+def intake_source_key_generate(*, source: IntakeSource) -> str:
+    """Give the source a new API key (the old one stops working) and return it; only its hash is kept."""
+    prefix = secrets.token_hex(6)
+    key = f"{KEY_SCHEME}_{prefix}_{secrets.token_urlsafe(32)}"
+    source.key_prefix = prefix
+    source.key_hash = key_hash(key)
+    source.save()
+    return key
+
+
+# -- storing submissions --------------------------------------------------------------------------------
+
+
+def payload_hash(normalized: Mapping[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(normalized, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+
+
+def intake_submission_reject(
+    *, source: IntakeSource, raw_body: str, payload: Any, errors: dict[str, list[str]]
+) -> IntakeSubmission:
+    """Keep an invalid submission, with what is wrong with it. It holds no idempotency key, so the client
+    can send the corrected body with the same key."""
+    return IntakeSubmission.objects.create(
+        source=source,
+        raw_body=raw_body,
+        payload=payload,
+        status=Status.REJECTED,
+        validation_errors=errors,
+        finished_at=timezone.now(),
+    )
+
+
+def intake_submission_create(
+    *,
+    source: IntakeSource,
+    raw_body: str,
+    payload: Any,
+    normalized: dict[str, Any],
+    idempotency_key: str | None,
+) -> tuple[IntakeSubmission, bool]:
+    """Store a valid submission and queue it; or return the one already stored under the same key.
+
+    The key is the client's Idempotency-Key, or ``payload:<hash>`` of the normalised payload, which holds
+    for the source's window: after it, the old submission keeps a key of its own (``payload:<hash>:<id>``)
+    and the new one takes the key. The unique constraint on (source, key) settles concurrent requests.
+    Returns (submission, created). Raises IntakeKeyReused for a client key reused with another body."""
+    digest = payload_hash(normalized)
+    key = idempotency_key or f"payload:{digest}"
+    for _ in range(3):
+        try:
+            with transaction.atomic():
+                submission = IntakeSubmission.objects.create(
+                    source=source,
+                    idempotency_key=key,
+                    key_from_header=idempotency_key is not None,
+                    payload_hash=digest,
+                    raw_body=raw_body,
+                    payload=payload,
+                    normalized=normalized,
+                )
+                transaction.on_commit(partial(tasks.intake_submission_process_task.delay, submission.pk))
+            return submission, True
+        except IntegrityError:
+            existing = IntakeSubmission.objects.filter(source=source, idempotency_key=key).first()
+        if existing is None:
+            continue  # its holder was just retired by a concurrent request: try again
+        if idempotency_key is not None:
+            if existing.payload_hash != digest:
+                raise IntakeKeyReused(existing)
+            return existing, False
+        if existing.created >= timezone.now() - dt.timedelta(hours=source.payload_window_hours):
+            return existing, False
+        IntakeSubmission.objects.filter(pk=existing.pk, idempotency_key=key).update(
+            idempotency_key=f"{key}:{existing.pk}"
+        )
+    raise IntegrityError(f"could not store the submission under key {key!r}")
+
+
+def intake_submission_retry(*, submission_id: int) -> bool:
+    """Queue a failed submission again (admin action). Returns whether it was failed and is now queued."""
+    with transaction.atomic():
+        queued = IntakeSubmission.objects.filter(pk=submission_id, status=Status.FAILED).update(
+            status=Status.RECEIVED, modified=timezone.now()
+        )
+        if queued:
+            transaction.on_commit(lambda: tasks.intake_submission_process_task.delay(submission_id))
+    return bool(queued)
+
+
+def intake_submission_fail(*, submission_id: int, error: str) -> None:
+    """Give up on a submission whose transient errors outlasted the task's retries."""
+    IntakeSubmission.objects.filter(pk=submission_id).exclude(status=Status.DONE).update(
+        status=Status.FAILED, error=error, finished_at=timezone.now(), modified=timezone.now()
+    )
+
+
+# -- processing -----------------------------------------------------------------------------------------
+
+
+def intake_submission_process(*, submission_id: int) -> bool:
+    """Create the submission in Kommo (see the module docstring). Returns False when another worker has
+    it or it is not waiting. A permanent Kommo error fails the submission; a transient one puts it back
+    to ``received`` with the error noted and is raised for the task to retry."""
+    now = timezone.now()
+    claimed = (
+        IntakeSubmission.objects.filter(pk=submission_id)
+        .filter(Q(status=Status.RECEIVED) | Q(status=Status.PROCESSING, modified__lt=now - STALE_CLAIM))
+        .update(status=Status.PROCESSING, attempts=F("attempts") + 1, started_at=now, modified=now)
+    )
+    if not claimed:
+        return False
+    submission = IntakeSubmission.objects.select_related("source__account").get(pk=submission_id)
+    account = submission.source.account
+    run = _Run(submission=submission, account=account, client=KommoClient(account))
+    try:
+        with identity_locks(account_id=account.pk, identities=run.identities()):
+            run.execute()
+    except KommoError as error:
+        transient = not error.permanent
+        submission.status = Status.RECEIVED if transient else Status.FAILED
+        submission.error = str(error)
+        if isinstance(error, KommoValidationError):
+            submission.kommo_errors = [
+                {"request_id": request_id, "code": issue.code, "path": issue.path, "detail": issue.detail}
+                for request_id, issues in error.errors.items()
+                for issue in issues
+            ]
+        submission.finished_at = None if transient else timezone.now()
+        submission.save(update_fields=["status", "error", "kommo_errors", "finished_at", "modified"])
+        if transient:
+            raise
+        return True
+    submission.status = Status.DONE
+    submission.error = ""
+    submission.finished_at = timezone.now()
+    submission.save(update_fields=["status", "error", "finished_at", "modified"])
+    return True
+
+
+def _identities(contact: Mapping[str, Any]) -> list[str]:
+    return [f"email:{value}" for value in contact["emails"]] + [
+        f"phone:{value}" for value in contact["phones"]
+    ]
+
+
+def _filled(raw: Mapping[str, Any]) -> tuple[set[str], set[int]]:
+    """Codes and ids of the custom fields holding a value in a Kommo contact payload."""
+    codes: set[str] = set()
+    ids: set[int] = set()
+    for item in raw.get("custom_fields_values") or []:
+        if isinstance(item, Mapping) and any(
+            isinstance(value, Mapping) and (value.get("value") not in (None, "") or value.get("enum_id"))
+            for value in item.get("values") or []
+        ):
+            codes.add(str(item.get("field_code") or "").upper())
+            if isinstance(item.get("field_id"), int):
+                ids.add(item["field_id"])
+    return codes, ids
+
+
+@dataclass
+class _Existing:
+    kommo_id: int
+    raw: Mapping[str, Any]
+    found_by: str
+    matched: str
+
+
+class _Run:
+    """One attempt at one submission; ``submission.contact_outcomes`` is its resumable state."""
+
+    def __init__(self, *, submission: IntakeSubmission, account: KommoAccount, client: KommoClient) -> None:
+        self.submission = submission
+        self.account = account
+        self.client = client
+        self.payload: dict[str, Any] = submission.normalized or {}
+        self.contacts: list[dict[str, Any]] = self.payload.get("contacts", [])
+        self.roles: RoleTargets = role_targets_for_account(account=account)
+        self.region = submission.source.default_phone_region or None
+        self.elements: list[types.CatalogElement] = []
+        if not submission.contact_outcomes:
+            submission.contact_outcomes = [
+                {
+                    "index": index,
+                    "name": contact["name"],
+                    "role": contact["role"],
+                    "is_main": index == 0,
+                    "kommo_id": None,
+                    "outcome": "created",
+                    "found_by": None,
+                    "matched": None,
+                    "filled": [],
+                    "fill_pending": False,
+                    "role_recorded": [],
+                }
+                for index, contact in enumerate(self.contacts)
+            ]
+        self.outcomes: list[dict[str, Any]] = submission.contact_outcomes
+
+    def identities(self) -> list[str]:
+        return [identity for contact in self.contacts for identity in _identities(contact)]
+
+    def save(self, *fields: str) -> None:
+        self.submission.save(update_fields=[*fields, "modified"])
+
+    def execute(self) -> None:
+        if self.submission.kommo_lead_id is None:
+            self.resolve()
+            self.create_others()
+            self.create_lead()
+        self.fill_empty_fields()
+        self.create_elements()
+        self.link()
+        self.mirror()
+
+    # 1. who is already there
+    def resolve(self) -> None:
+        pending = [index for index, outcome in enumerate(self.outcomes) if outcome["kommo_id"] is None]
+        local = mirror_contacts_by_identity(
+            account=self.account,
+            identities=[identity for index in pending for identity in _identities(self.contacts[index])],
+        )
+        for index in pending:
+            for identity in _identities(self.contacts[index]):
+                row = local.get(identity)
+                if row is not None:
+                    self.found(index, _Existing(row.kommo_id, row.raw, "mirror", identity))
+                    break
+            else:
+                self.search(index)
+        self.save("contact_outcomes")
+
+    def search(self, index: int) -> None:
+        for identity in _identities(self.contacts[index]):
+            kind, _, value = identity.partition(":")
+            matches = [
+                contact
+                for contact in self.client.contacts_search(value)
+                if not contact.is_deleted and self.has_identity(contact, kind, value)
+            ]
+            if matches:
+                mirror.contacts_upsert_from_kommo(account=self.account, contacts=matches)
+                oldest = min(matches, key=lambda contact: contact.id)
+                self.found(index, _Existing(oldest.id, oldest.raw, "kommo_search", identity))
+                return
+
+    def has_identity(self, contact: types.Contact, kind: str, value: str) -> bool:
+        emails, phones = mirror.contact_channels(contact, default_region=self.region)
+        return value in (emails if kind == "email" else phones)
+
+    def found(self, index: int, existing: _Existing) -> None:
+        """Link an existing contact, filling its empty e-mail, phone and role fields from the submission."""
+        contact = self.contacts[index]
+        codes, field_ids = _filled(existing.raw)
+        filled = [
+            name
+            for name, code in (("emails", "EMAIL"), ("phones", "PHONE"))
+            if contact[name] and code not in codes
+        ]
+        enum_id = self.contact_role_enum(contact)
+        if enum_id is not None and self.roles.contact_field is not None:
+            if self.roles.contact_field.field_id not in field_ids:
+                filled.append("role")
+        self.outcomes[index].update(
+            kommo_id=existing.kommo_id,
+            outcome="linked_existing",
+            found_by=existing.found_by,
+            matched=existing.matched,
+            filled=filled,
+            fill_pending=bool(filled),
+            role_recorded=["contact_field"] if "role" in filled else [],
+        )
+
+    def contact_role_enum(self, contact: Mapping[str, Any]) -> int | None:
+        target = self.roles.contact_field
+        return None if target is None or contact["role"] is None else target.enums.get(contact["role"])
+
+    def new_contact(self, index: int) -> types.ContactWrite:
+        contact = self.contacts[index]
+        enum_id = self.contact_role_enum(contact)
+        role_field = self.roles.contact_field
+        if enum_id is not None and role_field is not None:
+            self.outcomes[index]["role_recorded"] = ["contact_field"]
+        return types.ContactWrite(
+            name=contact["name"],
+            emails=tuple(contact["emails"]) or None,
+            phones=tuple(contact["phones"]) or None,
+            responsible_user_id=self.payload["deal"]["responsible_user_id"],
+            custom_fields_values=None
+            if enum_id is None or role_field is None
+            else (types.FieldValueWrite.enums(role_field.field_id, enum_id),),
+            request_id=str(index),
+        )
+
+    # 2. the other new people
+    def create_others(self) -> None:
+        indexes = [i for i, outcome in enumerate(self.outcomes) if i > 0 and outcome["kommo_id"] is None]
+        if not indexes:
+            return
+        results = self.client.contacts_create([self.new_contact(index) for index in indexes])
+        by_request = {result.request_id: result.id for result in results}
+        for position, index in enumerate(indexes):
+            kommo_id = by_request.get(str(index))
+            if kommo_id is None and len(results) == len(indexes):
+                kommo_id = results[position].id
+            if kommo_id is None:
+                raise KommoPayloadError(f"POST /contacts returned no id for contact {index}")
+            self.outcomes[index]["kommo_id"] = kommo_id
+        self.save("contact_outcomes")
+
+    # 3. the deal with its main contact and company
+    def create_lead(self) -> None:
+        deal = self.payload["deal"]
+        main = self.outcomes[0]
+        contact = (
+            types.ContactWrite(id=main["kommo_id"]) if main["kommo_id"] is not None else self.new_contact(0)
+        )
+        company = None
+        if self.payload.get("company"):
+            name = self.payload["company"]["name"]
+            known = mirror_company_by_name(account=self.account, name=name)
+            company = (
+                types.CompanyWrite(id=known.kommo_id) if known is not None else types.CompanyWrite(name=name)
+            )
+        item = types.ComplexLeadWrite(
+            lead=types.LeadWrite(
+                name=deal["name"],
+                price=deal["price"],
+                pipeline_id=deal["pipeline_id"],
+                status_id=deal["status_id"],
+                responsible_user_id=deal["responsible_user_id"],
+                tags=tuple(deal["tags"]) or None,
+                request_id=str(self.submission.pk),
+            ),
+            contact=contact,
+            company=company,
+        )
+        results = self.client.leads_complex_create([item])
+        if len(results) != 1:
+            raise KommoPayloadError(f"POST /leads/complex answered {len(results)} leads for one")
+        result = results[0]
+        if result.contact_id is None:
+            raise KommoPayloadError("POST /leads/complex answered without the contact id")
+        if result.merged and result.contact_id != main["kommo_id"]:
+            # Kommo's duplicate control matched an existing contact and deal: they are the outcome.
+            main.update(
+                kommo_id=result.contact_id,
+                outcome="linked_existing",
+                found_by="kommo_duplicate_control",
+                role_recorded=[],
+            )
+        main["kommo_id"] = result.contact_id
+        self.submission.kommo_lead_id = result.id
+        self.submission.kommo_company_id = result.company_id
+        self.submission.lead_merged = result.merged
+        self.submission.kommo_contact_ids = [outcome["kommo_id"] for outcome in self.outcomes]
+        self.save("contact_outcomes", "kommo_lead_id", "kommo_company_id", "lead_merged", "kommo_contact_ids")
+
+    # 4. empty fields of existing people
+    def fill_empty_fields(self) -> None:
+        indexes = [i for i, outcome in enumerate(self.outcomes) if outcome["fill_pending"]]
+        if not indexes:
+            return
+        updates = []
+        for index in indexes:
+            contact, filled = self.contacts[index], self.outcomes[index]["filled"]
+            enum_id = self.contact_role_enum(contact)
+            role_field = self.roles.contact_field
+            updates.append(
+                types.ContactWrite(
+                    id=self.outcomes[index]["kommo_id"],
+                    emails=tuple(contact["emails"]) if "emails" in filled else None,
+                    phones=tuple(contact["phones"]) if "phones" in filled else None,
+                    custom_fields_values=(types.FieldValueWrite.enums(role_field.field_id, enum_id),)
+                    if "role" in filled and role_field is not None and enum_id is not None
+                    else None,
+                )
+            )
+        self.client.contacts_update(updates)
+        for index in indexes:
+            self.outcomes[index]["fill_pending"] = False
+        self.save("contact_outcomes")
+
+    # 5. one "Stakeholders" element per person with a role
+    def create_elements(self) -> None:
+        target = self.roles.catalog
+        if target is None or target.catalog_id is None:
+            return
+        wanted = [
+            index
+            for index, contact in enumerate(self.contacts)
+            if contact["role"] in target.enums
+            and not any(item.startswith("catalog_element:") for item in self.outcomes[index]["role_recorded"])
+        ]
+        if not wanted:
+            return
+        elements = self.client.catalog_elements_create(
+            target.catalog_id,
+            [
+                types.CatalogElementWrite(
+                    name=self.contacts[index]["name"],
+                    custom_fields_values=(
+                        types.FieldValueWrite.enums(
+                            target.field_id, target.enums[self.contacts[index]["role"]]
+                        ),
+                    ),
+                    request_id=str(index),
+                )
+                for index in wanted
+            ],
+        )
+        if len(elements) != len(wanted):
+            raise KommoPayloadError(
+                f"POST /catalogs/{target.catalog_id}/elements answered {len(elements)} elements"
+            )
+        for index, element in zip(wanted, elements, strict=True):
+            self.outcomes[index]["role_recorded"].append(f"catalog_element:{element.id}")
+        self.elements = elements
+        self.save("contact_outcomes")
+
+    # 6. everyone else onto the deal, in one call
+    def link(self) -> None:
+        lead_id = self.submission.kommo_lead_id
+        assert lead_id is not None
+        main_id = self.outcomes[0]["kommo_id"]
+        links = [
+            types.LinkWrite(to_entity_id=outcome["kommo_id"], to_entity_type="contacts", is_main=False)
+            for outcome in self.outcomes[1:]
+            if outcome["kommo_id"] != main_id
+        ]
+        target = self.roles.catalog
+        for outcome in self.outcomes:
+            for item in outcome["role_recorded"]:
+                if item.startswith("catalog_element:") and target is not None:
+                    element_id = int(item.partition(":")[2])
+                    links.append(
+                        types.LinkWrite(
+                            to_entity_id=element_id,
+                            to_entity_type="catalog_elements",
+                            catalog_id=target.catalog_id,
+                            quantity=1,
+                        )
+                    )
+        if links:
+            self.client.links_create("leads", lead_id, links)
+
+    # 7. the mirror, so the next submission finds these people locally
+    def mirror(self) -> None:
+        contact_ids = sorted({outcome["kommo_id"] for outcome in self.outcomes})
+        contacts = list(self.client.contacts_list(filters={"id": contact_ids}))
+        if contacts:
+            mirror.contacts_upsert_from_kommo(account=self.account, contacts=contacts)
+        if self.elements:
+            mirror.catalog_elements_upsert_from_kommo(account=self.account, elements=self.elements)
+        assert self.submission.kommo_lead_id is not None
+        lead = self.client.leads_get(self.submission.kommo_lead_id, with_=("contacts", "catalog_elements"))
+        if lead is not None:
+            mirror.lead_upsert_from_kommo(account=self.account, data=lead)
