@@ -16,6 +16,7 @@ from apps.kommo.models.mirror import (
     Status,
     SyncState,
 )
+from apps.kommo.models.outbound import OutboundChange
 from apps.kommo.models.webhooks import WebhookEvent
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "Lead",
     "LeadCatalogElement",
     "LeadContact",
+    "OutboundChange",
     "Pipeline",
     "StageChange",
     "Status",

@@ -1,0 +1,550 @@
+"""The outbound change queue: enqueue writes to Kommo, drain them in batches, recognise their echo.
+
+Draining one account takes every due change and sends, in this order, one batch PATCH of leads per 50
+stage moves, one batch POST of tasks per 100 tasks and one batch POST of notes per 100 notes (Kommo takes
+up to 250 per write; 50 is its recommendation for lead updates, the heavier write). A burst of 100 blocked
+moves therefore costs 2 + 1 + 1 calls.
+
+Guarantees:
+
+* an intention is queued once (``idempotency_key`` is unique);
+* a write whose outcome is unknown (timeout, 5xx, connection lost mid-request) is marked ``unknown`` and
+  CHECKED in Kommo before it is sent again: the lead's stage, or the lead's tasks / notes searched for the
+  change's marker;
+* two task changes with the same ``dedupe_key`` never leave two open tasks: before a task is created for a
+  key that was written before, the deal's tasks are read and an open one carrying the key's marker means
+  the new task is skipped;
+* retries happen only for transient errors (the exception's ``permanent`` flag), after ``retry_after``
+  for a 429, with exponential backoff otherwise, and at most :data:`MAX_ATTEMPTS` times;
+* the client's circuit breaker (:class:`~apps.kommo.exceptions.KommoBlocked`) stops the drain and gives the
+  claimed changes back untouched until an admin resets it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from apps.kommo.client import KommoClient, query_params
+from apps.kommo.exceptions import (
+    KommoBlocked,
+    KommoError,
+    KommoRateLimited,
+    KommoValidationError,
+)
+from apps.kommo.models import KommoAccount, Lead, StageChange
+from apps.kommo.models.outbound import OutboundChange
+from apps.kommo.services.mirror import stage_change_record
+from apps.kommo.types import JSON, LeadWrite, Note, NoteWrite, Task, TaskWrite, WriteResult, from_timestamp
+
+logger = logging.getLogger(__name__)
+
+Kind = OutboundChange.Kind
+Status = OutboundChange.Status
+
+LEADS_BATCH = 50
+TASKS_BATCH = 100
+NOTES_BATCH = 100
+CLAIM_LIMIT = 500
+MAX_ATTEMPTS = 8
+BACKOFF_BASE = 2.0
+BACKOFF_CAP = 300.0
+# A change left in "sending" this long (its worker died mid-call) is treated as unknown: checked, then resent.
+STUCK_SENDING = dt.timedelta(minutes=5)
+# How long after the portal's own move a report of the same move is recognised as its echo.
+ECHO_WINDOW = dt.timedelta(minutes=10)
+
+
+def outbound_change_enqueue(
+    *,
+    account: KommoAccount,
+    kind: str,
+    entity_kommo_id: int,
+    payload: JSON,
+    idempotency_key: str,
+    dedupe_key: str = "",
+) -> tuple[OutboundChange, bool]:
+    """Queue one write (in the caller's transaction). The same key twice is the same change: returns the
+    existing row and False."""
+    return OutboundChange.objects.get_or_create(
+        idempotency_key=idempotency_key,
+        defaults={
+            "account": account,
+            "kind": kind,
+            "entity_type": "leads",
+            "entity_kommo_id": entity_kommo_id,
+            "payload": payload,
+            "dedupe_key": dedupe_key,
+        },
+    )
+
+
+def outbound_move_echo_claim(
+    *, account_id: int, lead_kommo_id: int, status_kommo_id: int, pipeline_kommo_id: int | None
+) -> OutboundChange | None:
+    """The portal's own recent move of this lead to this stage, if a reported move is its echo; the
+    change is marked echoed so that one move is recognised once."""
+    now = timezone.now()
+    candidates = OutboundChange.objects.select_for_update().filter(
+        account_id=account_id,
+        kind=Kind.LEAD_STATUS,
+        entity_kommo_id=lead_kommo_id,
+        status__in=[Status.SENDING, Status.SENT, Status.UNKNOWN],
+        sending_at__gte=now - ECHO_WINDOW,
+        echoed_at__isnull=True,
+        payload__status_id=status_kommo_id,
+    )
+    if pipeline_kommo_id is not None:
+        candidates = candidates.filter(payload__pipeline_id=pipeline_kommo_id)
+    change = candidates.order_by("-sending_at").first()
+    if change is None:
+        return None
+    change.echoed_at = now
+    change.save(update_fields=["echoed_at", "modified"])
+    return change
+
+
+def outbound_change_retry(*, change: OutboundChange) -> bool:
+    """Give a failed change another round (admin action): back to pending, attempts reset."""
+    updated = OutboundChange.objects.filter(pk=change.pk, status=Status.FAILED).update(
+        status=Status.PENDING, attempts=0, next_attempt_at=None, error="", modified=timezone.now()
+    )
+    return updated == 1
+
+
+# -- draining --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DrainResult:
+    sent: int = 0
+    skipped: int = 0
+    failed: int = 0
+    unknown: int = 0
+    deferred: int = 0
+    blocked: bool = False
+    retry_in: float | None = None  # seconds until the next due change, None when nothing is left to do
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.sent or self.skipped or self.failed or self.unknown or self.deferred)
+
+
+@dataclass
+class _Claimed:
+    row: OutboundChange
+    was_unknown: bool
+    outcome: str = ""
+    fields: dict[str, Any] = field(default_factory=dict)
+    kommo_updated_at: dt.datetime | None = None  # the entity's updated_at after the write, when known
+
+
+class _Stop(Exception):
+    """The circuit breaker is open: nothing more is sent in this drain."""
+
+
+def _backoff(attempts: int) -> float:
+    return float(min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, attempts - 1)))
+
+
+def _claim(account_id: int, now: dt.datetime) -> list[_Claimed]:
+    due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
+    stuck = Q(status=Status.SENDING, sending_at__lt=now - STUCK_SENDING)
+    with transaction.atomic():
+        rows = list(
+            OutboundChange.objects.select_for_update(skip_locked=True)
+            .filter(account_id=account_id)
+            .filter((Q(status__in=[Status.PENDING, Status.UNKNOWN]) & due) | stuck)
+            .order_by("id")[:CLAIM_LIMIT]
+        )
+        claimed = [_Claimed(row=row, was_unknown=row.status != Status.PENDING) for row in rows]
+        for item in claimed:
+            item.row.status = Status.SENDING
+            item.row.sending_at = now
+            item.row.attempts += 1
+        OutboundChange.objects.bulk_update(rows, ["status", "sending_at", "attempts"])
+    return claimed
+
+
+class _RequestIds:
+    """Remembers the ``X-Request-Id`` of the client's last answer (Kommo's id of the request)."""
+
+    def __init__(self, client: KommoClient) -> None:
+        self.last = ""
+        hooks: Any = client.session.hooks
+        hooks.setdefault("response", []).append(self._seen)
+
+    def _seen(self, response: requests.Response, *args: Any, **kwargs: Any) -> requests.Response:
+        self.last = response.headers.get("X-Request-Id", "") or ""
+        return response
+
+
+class _Drain:
+    def __init__(self, account: KommoAccount, client: KommoClient, now: dt.datetime) -> None:
+        self.account = account
+        self.client = client
+        self.now = now
+        self.request_ids = _RequestIds(client)
+
+    # -- outcomes --
+
+    def _sent(self, item: _Claimed, ids: Iterable[int], updated_at: dt.datetime | None = None) -> None:
+        item.outcome = Status.SENT
+        item.kommo_updated_at = updated_at
+        item.fields = {
+            "result_ids": list(ids),
+            "sent_at": timezone.now(),
+            "error": "",
+            "kommo_request_id": self.request_ids.last,
+            "next_attempt_at": None,
+        }
+
+    def _skipped(self, item: _Claimed, why: str) -> None:
+        item.outcome = Status.SKIPPED
+        item.fields = {"error": why, "next_attempt_at": None}
+
+    def _failed(self, item: _Claimed, error: KommoError | str) -> None:
+        item.outcome = Status.FAILED
+        request_id = error.request_id if isinstance(error, KommoError) else None
+        item.fields = {"error": str(error), "kommo_request_id": request_id or "", "next_attempt_at": None}
+
+    def _transient(self, item: _Claimed, error: KommoError, *, outcome_known: bool) -> None:
+        """A transient error: retried later, checked first when the write may have happened."""
+        if item.row.attempts >= MAX_ATTEMPTS:
+            self._failed(item, f"gave up after {item.row.attempts} attempts: {error}")
+            return
+        delay = _backoff(item.row.attempts)
+        if isinstance(error, KommoRateLimited) and error.retry_after is not None:
+            delay = max(delay, error.retry_after)
+        item.outcome = Status.PENDING if outcome_known else Status.UNKNOWN
+        item.fields = {
+            "error": str(error),
+            "kommo_request_id": error.request_id or "",
+            "next_attempt_at": self.now + dt.timedelta(seconds=delay),
+        }
+
+    def _error(self, items: Sequence[_Claimed], error: KommoError) -> None:
+        """What an error of one write call means for the changes it carried."""
+        if isinstance(error, KommoBlocked):
+            raise _Stop from error
+        if isinstance(error, KommoValidationError) and error.errors:
+            # Every item carries its change's pk as request_id, and Kommo names failing items by it.
+            for item in items:
+                issues = error.errors.get(str(item.row.pk))
+                if issues:
+                    self._failed(
+                        item, f"{error} — " + "; ".join(f"{i.path}: {i.code} {i.detail}" for i in issues)
+                    )
+                else:
+                    item.outcome, item.fields = Status.PENDING, {"error": "", "next_attempt_at": None}
+            return
+        for item in items:
+            if error.permanent:
+                self._failed(item, error)
+            else:
+                # A 429 surely wrote nothing; a timeout, a 5xx or a lost connection may have: check first.
+                self._transient(item, error, outcome_known=isinstance(error, KommoRateLimited))
+
+    def _write(
+        self, items: Sequence[_Claimed], size: int, send: Callable[[Sequence[_Claimed]], list[WriteResult]]
+    ) -> None:
+        for start in range(0, len(items), size):
+            chunk = items[start : start + size]
+            try:
+                results = send(chunk)
+            except KommoError as error:
+                self._error(chunk, error)
+                continue
+            by_request = {result.request_id: result for result in results if result.request_id}
+            for index, item in enumerate(chunk):
+                result = by_request.get(str(item.row.pk))
+                if result is None and len(results) == len(chunk):
+                    result = results[index]
+                if result is None:
+                    self._transient(
+                        item, KommoError("Kommo's answer did not name this item"), outcome_known=False
+                    )
+                else:
+                    self._sent(item, [result.id], result.updated_at)
+
+    # -- lead stages --
+
+    def moves(self, items: list[_Claimed]) -> None:
+        newest: dict[int, _Claimed] = {}
+        for item in items:
+            previous = newest.get(item.row.entity_kommo_id)
+            if previous is not None:
+                self._skipped(previous, f"superseded by change #{item.row.pk} of the same deal")
+            newest[item.row.entity_kommo_id] = item
+        todo = list(newest.values())
+        checking = [item for item in todo if item.was_unknown]
+        if checking:
+            try:
+                leads = {
+                    lead.id: lead
+                    for lead in self.client.leads_list(
+                        {"id": [item.row.entity_kommo_id for item in checking]}
+                    )
+                }
+            except KommoError as error:
+                self._error(checking, error)
+                todo = [item for item in todo if not item.was_unknown]
+            else:
+                for item in checking:
+                    lead = leads.get(item.row.entity_kommo_id)
+                    payload = item.row.payload
+                    if lead is None or lead.is_deleted:
+                        self._failed(item, "the deal is no longer in Kommo")
+                    elif lead.status_id == payload["status_id"]:
+                        self._sent(item, [lead.id], lead.updated_at)
+                    elif lead.status_id != payload.get("expected_status_id", lead.status_id):
+                        self._skipped(item, f"the deal moved on since (now in stage {lead.status_id})")
+                todo = [item for item in todo if not item.outcome]
+
+        def send(chunk: Sequence[_Claimed]) -> list[WriteResult]:
+            writes = [
+                LeadWrite(
+                    id=item.row.entity_kommo_id,
+                    status_id=item.row.payload["status_id"],
+                    pipeline_id=item.row.payload.get("pipeline_id"),
+                    request_id=str(item.row.pk),
+                )
+                for item in chunk
+            ]
+            return self.client.leads_update(writes)
+
+        self._write(todo, LEADS_BATCH, send)
+
+    # -- tasks and notes --
+
+    def _existing(
+        self, items: list[_Claimed], read: Callable[[list[int]], Iterable[Task | Note]]
+    ) -> dict[int, list[Task | Note]] | None:
+        """The deal's tasks or notes, for the changes that must be checked; None when the read failed."""
+        lead_ids = sorted({item.row.entity_kommo_id for item in items})
+        found: dict[int, list[Task | Note]] = {lead_id: [] for lead_id in lead_ids}
+        try:
+            for entry in read(lead_ids):
+                if entry.entity_id in found:
+                    found[entry.entity_id].append(entry)
+        except KommoError as error:
+            self._error(items, error)
+            return None
+        return found
+
+    def _needs_check(self, items: list[_Claimed]) -> list[_Claimed]:
+        keys = {item.row.dedupe_key for item in items if item.row.dedupe_key}
+        earlier = set(
+            OutboundChange.objects.filter(
+                account=self.account,
+                dedupe_key__in=keys,
+                status__in=[Status.SENT, Status.UNKNOWN, Status.SENDING],
+            )
+            .exclude(pk__in=[item.row.pk for item in items])
+            .values_list("dedupe_key", flat=True)
+        )
+        return [item for item in items if item.was_unknown or (item.row.dedupe_key in earlier)]
+
+    def tasks(self, items: list[_Claimed]) -> None:
+        first: dict[str, _Claimed] = {}
+        todo: list[_Claimed] = []
+        for item in items:
+            key = item.row.dedupe_key
+            if key and key in first:
+                self._skipped(item, f"change #{first[key].row.pk} already creates this deal's task")
+                continue
+            if key:
+                first[key] = item
+            todo.append(item)
+        checking = self._needs_check(todo)
+        if checking:
+            existing = self._existing(
+                checking,
+                lambda ids: self.client.tasks_list({"entity_type": "leads", "entity_id": ids}),
+            )
+            if existing is None:
+                todo = [item for item in todo if item not in checking]
+            else:
+                for item in checking:
+                    tasks = [entry for entry in existing[item.row.entity_kommo_id] if isinstance(entry, Task)]
+                    ours = [task for task in tasks if item.row.payload["marker"] in task.text]
+                    open_same = [
+                        task
+                        for task in tasks
+                        if not task.is_completed and item.row.payload.get("dedupe_marker", "\0") in task.text
+                    ]
+                    if ours:
+                        self._sent(item, [ours[0].id])
+                    elif open_same:
+                        self._skipped(item, f"open task #{open_same[0].id} already asks for it")
+                todo = [item for item in todo if not item.outcome]
+
+        def send(chunk: Sequence[_Claimed]) -> list[WriteResult]:
+            writes = []
+            for item in chunk:
+                payload = item.row.payload
+                due = from_timestamp(payload["complete_till"])
+                assert due is not None
+                writes.append(
+                    TaskWrite(
+                        text=payload["text"],
+                        complete_till=due,
+                        entity_id=item.row.entity_kommo_id,
+                        entity_type="leads",
+                        task_type_id=payload.get("task_type_id"),
+                        responsible_user_id=payload.get("responsible_user_id"),
+                        request_id=str(item.row.pk),
+                    ).to_api()
+                )
+            return self._post("/api/v4/tasks", "tasks", writes)
+
+        self._write(todo, TASKS_BATCH, send)
+
+    def notes(self, items: list[_Claimed]) -> None:
+        todo = list(items)
+        checking = [item for item in todo if item.was_unknown]
+        if checking:
+            existing = self._existing(
+                checking,
+                lambda ids: self.client._paginate(
+                    "/api/v4/leads/notes",
+                    "notes",
+                    Note.from_api,
+                    params=query_params(filters={"entity_id": ids}),
+                ),
+            )
+            if existing is None:
+                todo = [item for item in todo if not item.was_unknown]
+            else:
+                for item in checking:
+                    notes = [entry for entry in existing[item.row.entity_kommo_id] if isinstance(entry, Note)]
+                    ours = [note for note in notes if item.row.payload["marker"] in (note.text or "")]
+                    if ours:
+                        self._sent(item, [ours[0].id])
+                todo = [item for item in todo if not item.outcome]
+
+        def send(chunk: Sequence[_Claimed]) -> list[WriteResult]:
+            writes = [
+                NoteWrite(
+                    entity_id=item.row.entity_kommo_id,
+                    text=item.row.payload["text"],
+                    request_id=str(item.row.pk),
+                ).to_api()
+                for item in chunk
+            ]
+            return self._post("/api/v4/leads/notes", "notes", writes)
+
+        self._write(todo, NOTES_BATCH, send)
+
+    def _post(self, path: str, key: str, body: list[JSON]) -> list[WriteResult]:
+        """One batch POST of up to 100 items (the client's own task and note calls send 50 at a time)."""
+
+        def parse(data: Any) -> list[WriteResult]:
+            embedded = data.get("_embedded") if isinstance(data, dict) else None
+            items = embedded.get(key) if isinstance(embedded, dict) else None
+            return [WriteResult.from_api(item) for item in items or [] if isinstance(item, dict)]
+
+        return self.client._write("POST", path, body, parse, idempotent=False, batch_size=len(body))
+
+
+def _record_gate_moves(account: KommoAccount, items: Sequence[_Claimed]) -> None:
+    """The portal's own moves enter the stage history as ``source=gate`` right away, at Kommo's own
+    ``updated_at`` of the write, so that Kommo's webhook of the same move is matched to the same row
+    rather than evaluated as a manager's move. A move recorded here needs no echo any more."""
+    moved = [item for item in items if item.row.kind == Kind.LEAD_STATUS and item.outcome == Status.SENT]
+    if not moved:
+        return
+    leads = {
+        lead.kommo_id: lead
+        for lead in Lead.objects.filter(
+            account=account, kommo_id__in=[item.row.entity_kommo_id for item in moved]
+        )
+    }
+    for item in moved:
+        lead = leads.get(item.row.entity_kommo_id)
+        if lead is None:
+            continue
+        payload = item.row.payload
+        stage_change_record(
+            account=account,
+            lead=lead,
+            from_status_id=payload.get("expected_status_id"),
+            to_status_id=payload["status_id"],
+            from_pipeline_id=payload.get("expected_pipeline_id"),
+            to_pipeline_id=payload.get("pipeline_id"),
+            at=item.kommo_updated_at or item.fields["sent_at"],
+            source=StageChange.Source.GATE,
+        )
+    OutboundChange.objects.filter(pk__in=[item.row.pk for item in moved], echoed_at__isnull=True).update(
+        echoed_at=timezone.now()
+    )
+
+
+def outbound_changes_drain(*, account_id: int, client: KommoClient | None = None) -> DrainResult:
+    """Send every due change of one account in batches (moves, then tasks, then notes) and record each
+    outcome. Safe to run concurrently: changes are claimed with ``SKIP LOCKED``."""
+    account = KommoAccount.objects.get(pk=account_id)
+    now = timezone.now()
+    claimed = _claim(account_id, now)
+    result = DrainResult()
+    if claimed:
+        drain = _Drain(account, client or KommoClient(account), now)
+        by_kind: dict[str, list[_Claimed]] = {kind: [] for kind in Kind.values}
+        for item in claimed:
+            by_kind[item.row.kind].append(item)
+        try:
+            drain.moves(by_kind[Kind.LEAD_STATUS])
+            drain.tasks(by_kind[Kind.TASK_CREATE])
+            drain.notes(by_kind[Kind.NOTE_CREATE])
+        except _Stop:
+            result.blocked = True
+        _finish(claimed, result)
+        _record_gate_moves(account, claimed)
+    result.retry_in = None if result.blocked else _next_due(account_id)
+    return result
+
+
+def _finish(claimed: Sequence[_Claimed], result: DrainResult) -> None:
+    """Store every outcome; what the drain did not reach (the breaker opened) goes back as it was."""
+    counters: dict[str, str] = {
+        Status.SENT: "sent",
+        Status.SKIPPED: "skipped",
+        Status.FAILED: "failed",
+        Status.UNKNOWN: "unknown",
+        Status.PENDING: "deferred",
+    }
+    with transaction.atomic():
+        for item in claimed:
+            if not item.outcome:
+                item.outcome = Status.UNKNOWN if item.was_unknown else Status.PENDING
+                item.fields = {"error": "not sent: calls to Kommo are stopped (circuit breaker open)"}
+                item.row.attempts -= 1
+            else:
+                setattr(result, counters[item.outcome], getattr(result, counters[item.outcome]) + 1)
+            item.row.status = item.outcome
+            for name, value in item.fields.items():
+                setattr(item.row, name, value)
+            item.row.save(update_fields=["status", "attempts", "modified", *item.fields])
+    if result.failed:
+        logger.warning("outbound changes: %d failed", result.failed)
+
+
+def _next_due(account_id: int) -> float | None:
+    waiting = OutboundChange.objects.filter(
+        account_id=account_id, status__in=[Status.PENDING, Status.UNKNOWN]
+    ).order_by("next_attempt_at")
+    if not waiting.exists():
+        return None
+    if waiting.filter(next_attempt_at__isnull=True).exists():
+        return 0.0
+    first = waiting.values_list("next_attempt_at", flat=True).first()
+    assert first is not None
+    return max(0.0, (first - timezone.now()).total_seconds())
