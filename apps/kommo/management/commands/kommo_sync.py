@@ -1,0 +1,120 @@
+"""``python manage.py kommo_sync [--account ID] [--full | --since ISO] [--resource NAME]``: sync the mirror.
+
+Without ``--account`` every connected account is synced. A progress bar per resource shows the count,
+the rate and, when Kommo says it, the total; on a pipe or a file it prints plain lines instead. An
+interrupted run (Ctrl-C, an error) continues where it stopped the next time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import time
+from typing import Any, TextIO
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils.dateparse import parse_datetime
+
+from apps.kommo.exceptions import KommoError
+from apps.kommo.models import KommoAccount
+from apps.kommo.services.mirror import BatchResult
+from apps.kommo.services.sync import RESOURCES, events_reconcile, mirror_sync
+
+BAR_WIDTH = 28
+
+
+class TerminalProgress:
+    """One line per resource: redrawn in place on a terminal, printed every ``every`` items elsewhere."""
+
+    def __init__(self, out: TextIO, *, tty: bool, every: int = 1000) -> None:
+        self.out, self.tty, self.every = out, tty, every
+        self.done: dict[str, int] = {}
+        self.total: dict[str, int | None] = {}
+        self.started: dict[str, float] = {}
+        self.printed: dict[str, int] = {}
+
+    def start(self, resource: str, total: int | None) -> None:
+        self.done[resource], self.total[resource] = 0, total
+        self.started[resource], self.printed[resource] = time.monotonic(), 0
+
+    def advance(self, resource: str, count: int) -> None:
+        self.done[resource] += count
+        if self.tty:
+            self.out.write("\r" + self._line(resource))
+            self.out.flush()
+        elif self.done[resource] - self.printed[resource] >= self.every:
+            self.printed[resource] = self.done[resource]
+            self.out.write(self._line(resource) + "\n")
+
+    def finish(self, resource: str, result: BatchResult) -> None:
+        summary = (
+            f" — {result.created} new, {result.updated} updated, {result.unchanged} unchanged"
+            + (f", {result.stale} stale" if result.stale else "")
+            + (f", {len(result.new_stage_changes)} stage moves" if result.new_stage_changes else "")
+        )
+        self.out.write(("\r" if self.tty else "") + self._line(resource) + summary + "\n")
+
+    def _line(self, resource: str) -> str:
+        done, total = self.done[resource], self.total[resource]
+        elapsed = max(time.monotonic() - self.started[resource], 1e-6)
+        rate = f"{done / elapsed:,.0f}/s"
+        if total:
+            filled = min(BAR_WIDTH, BAR_WIDTH * done // total)
+            bar = "#" * filled + "." * (BAR_WIDTH - filled)
+            return f"{resource:<14} [{bar}] {done:,}/{total:,} {rate}"
+        return f"{resource:<14} {done:,} {rate}"
+
+
+class Command(BaseCommand):
+    help = "Sync the local mirror from Kommo (full, or incremental by updated_at) and reconcile events."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--account", type=int, help="KommoAccount id (default: every connected account)")
+        mode = parser.add_mutually_exclusive_group()
+        mode.add_argument("--full", action="store_true", help="read everything again")
+        mode.add_argument("--since", help="ISO datetime: deals, contacts, companies changed since then")
+        parser.add_argument(
+            "--resource",
+            action="append",
+            choices=[*RESOURCES, "events"],
+            help="only this resource (repeatable); 'events' runs the events reconciliation",
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        since = self._since(options["since"])
+        accounts = KommoAccount.objects.all().order_by("pk")
+        if options["account"] is not None:
+            accounts = accounts.filter(pk=options["account"])
+            if not accounts.exists():
+                raise CommandError(f"no Kommo account with id {options['account']}")
+        chosen: list[str] = options["resource"] or [*RESOURCES, "events"]
+        resources = [name for name in chosen if name != "events"]
+        progress = TerminalProgress(self.stdout, tty=sys.stdout.isatty())
+        for account in accounts:
+            if not account.is_connected:
+                self.stderr.write(f"{account}: not connected, skipped")
+                continue
+            self.stdout.write(f"{account} ({account.base_url})")
+            try:
+                if resources:
+                    mirror_sync(
+                        account=account,
+                        resources=resources,
+                        full=options["full"],
+                        since=since,
+                        progress=progress,
+                    )
+                if "events" in chosen:
+                    events_reconcile(account=account, progress=progress)
+            except KommoError as error:
+                raise CommandError(f"{account}: {error} — run the command again to continue") from error
+
+    def _since(self, value: str | None) -> dt.datetime | None:
+        if value is None:
+            return None
+        moment = parse_datetime(value) or (
+            parse_datetime(f"{value}T00:00:00") if len(value) == len("2024-01-01") else None
+        )
+        if moment is None:
+            raise CommandError(f"--since: not an ISO date or datetime: {value!r}")
+        return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)

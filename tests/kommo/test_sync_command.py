@@ -1,0 +1,48 @@
+import io
+
+import pytest
+from django.core.management import CommandError, call_command
+
+from apps.kommo.models import Lead, SyncState
+from tests.kommo.sandbox_support import account_for, sandbox_start
+
+pytestmark = [pytest.mark.django_db, pytest.mark.sandbox]
+
+
+@pytest.fixture(scope="module")
+def sandbox():
+    server = sandbox_start("large:600")
+    yield server
+    server.stop()
+
+
+def test_the_command_syncs_an_account_and_prints_a_line_per_resource(sandbox):
+    account = account_for(sandbox)
+    out = io.StringIO()
+
+    call_command("kommo_sync", "--account", str(account.pk), stdout=out)
+
+    text = out.getvalue()
+    assert Lead.objects.filter(account=account).count() == 600
+    leads_line = next(line for line in text.splitlines() if line.startswith("leads "))
+    assert "600" in leads_line and "600 new" in leads_line and "/s" in leads_line
+    assert any(line.startswith("events ") for line in text.splitlines())
+    assert SyncState.objects.filter(account=account, resource="events").exists()
+
+
+def test_the_command_runs_one_resource_incrementally_since_a_date(sandbox):
+    account = account_for(sandbox)
+    call_command("kommo_sync", "--account", str(account.pk), "--resource", "leads", stdout=io.StringIO())
+    out = io.StringIO()
+
+    call_command(
+        "kommo_sync", "--account", str(account.pk), "--resource", "leads", "--since", "2000-01-01", stdout=out
+    )
+
+    assert "600 unchanged" in out.getvalue()
+    assert [line.split()[0] for line in out.getvalue().splitlines()[1:]] == ["leads"]
+
+
+def test_an_unknown_account_is_an_error():
+    with pytest.raises(CommandError, match="no Kommo account"):
+        call_command("kommo_sync", "--account", "999999", stdout=io.StringIO())
