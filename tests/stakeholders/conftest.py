@@ -84,7 +84,7 @@ def mirror_recorded_deal(account: KommoAccount) -> None:
 
 
 @pytest.fixture
-def client(account: KommoAccount, tmp_path: Path) -> KommoClient:
+def kommo_client(account: KommoAccount, tmp_path: Path) -> KommoClient:
     return KommoClient(
         account, limiter=RateLimiter(FileSlotStore(tmp_path / "ratelimit")), sleep=lambda _: None
     )

@@ -47,7 +47,7 @@ def recorded_deal(mapped_account):
 
 
 @responses.activate
-def test_an_approval_is_written_to_the_deals_catalog_element(recorded_deal, client):
+def test_an_approval_is_written_to_the_deals_catalog_element(recorded_deal, kommo_client):
     ann = recorded_deal["Ann Lee"]
     answer = element(7101)
     answer["updated_at"] = 1717999000
@@ -57,7 +57,7 @@ def test_an_approval_is_written_to_the_deals_catalog_element(recorded_deal, clie
     )
 
     written = stakeholder_update_in_kommo(
-        stakeholder=ann, change=change_of(ann, approval_status="rejected"), client=client
+        stakeholder=ann, change=change_of(ann, approval_status="rejected"), client=kommo_client
     )
 
     assert written is True
@@ -68,7 +68,7 @@ def test_an_approval_is_written_to_the_deals_catalog_element(recorded_deal, clie
 
 
 @responses.activate
-def test_a_last_touch_is_written_as_a_unix_timestamp(recorded_deal, client):
+def test_a_last_touch_is_written_as_a_unix_timestamp(recorded_deal, kommo_client):
     ann = recorded_deal["Ann Lee"]
     touched = dt.datetime(2024, 7, 1, tzinfo=dt.UTC)
     answer = element(7101)
@@ -78,7 +78,9 @@ def test_a_last_touch_is_written_as_a_unix_timestamp(recorded_deal, client):
         f"{BASE_URL}/api/v4/catalogs/7001/elements", json={"_embedded": {"elements": [answer]}}
     )
 
-    stakeholder_update_in_kommo(stakeholder=ann, change=change_of(ann, last_touch=touched), client=client)
+    stakeholder_update_in_kommo(
+        stakeholder=ann, change=change_of(ann, last_touch=touched), client=kommo_client
+    )
 
     body = json.loads(patch.calls[0].request.body)
     assert body[0]["custom_fields_values"] == [
@@ -88,7 +90,9 @@ def test_a_last_touch_is_written_as_a_unix_timestamp(recorded_deal, client):
 
 
 @responses.activate
-def test_a_role_of_a_contact_without_element_is_written_to_the_contact_and_read_back(recorded_deal, client):
+def test_a_role_of_a_contact_without_element_is_written_to_the_contact_and_read_back(
+    recorded_deal, kommo_client
+):
     chen = recorded_deal["Chen Wu"]
     blocker = Role.objects.get(code="blocker")
     fresh = contact(6003)
@@ -100,7 +104,7 @@ def test_a_role_of_a_contact_without_element_is_written_to_the_contact_and_read_
     )
     get = responses.get(f"{BASE_URL}/api/v4/contacts/6003", json=fresh)
 
-    stakeholder_update_in_kommo(stakeholder=chen, change=change_of(chen, role=blocker), client=client)
+    stakeholder_update_in_kommo(stakeholder=chen, change=change_of(chen, role=blocker), client=kommo_client)
 
     assert json.loads(patch.calls[0].request.body) == [
         {"id": 6003, "custom_fields_values": [{"field_id": 880001, "values": [{"enum_id": 9006}]}]}
@@ -109,7 +113,7 @@ def test_a_role_of_a_contact_without_element_is_written_to_the_contact_and_read_
     assert Stakeholder.objects.get(pk=chen.pk).role == blocker
 
 
-def test_an_attribute_kommo_has_no_field_for_is_refused_before_any_call(recorded_deal, client):
+def test_an_attribute_kommo_has_no_field_for_is_refused_before_any_call(recorded_deal, kommo_client):
     chen = recorded_deal["Chen Wu"]  # no catalog element, and contacts map only the role
 
     with (
@@ -117,19 +121,21 @@ def test_an_attribute_kommo_has_no_field_for_is_refused_before_any_call(recorded
         pytest.raises(StakeholderWriteError, match="no field for the approval status"),
     ):
         stakeholder_update_in_kommo(
-            stakeholder=chen, change=change_of(chen, approval_status="approved"), client=client
+            stakeholder=chen, change=change_of(chen, approval_status="approved"), client=kommo_client
         )
 
 
-def test_nothing_is_written_when_nothing_changed(recorded_deal, client):
+def test_nothing_is_written_when_nothing_changed(recorded_deal, kommo_client):
     ann = recorded_deal["Ann Lee"]
 
     with responses.RequestsMock():
-        assert stakeholder_update_in_kommo(stakeholder=ann, change=change_of(ann), client=client) is False
+        assert (
+            stakeholder_update_in_kommo(stakeholder=ann, change=change_of(ann), client=kommo_client) is False
+        )
 
 
 @responses.activate
-def test_kommos_refusal_is_reported_and_the_stakeholder_is_unchanged(recorded_deal, client):
+def test_kommos_refusal_is_reported_and_the_stakeholder_is_unchanged(recorded_deal, kommo_client):
     ann = recorded_deal["Ann Lee"]
     responses.patch(
         f"{BASE_URL}/api/v4/catalogs/7001/elements", json=payload("error-validation.json"), status=400
@@ -137,7 +143,7 @@ def test_kommos_refusal_is_reported_and_the_stakeholder_is_unchanged(recorded_de
 
     with pytest.raises(StakeholderWriteError, match="Kommo refused the change") as caught:
         stakeholder_update_in_kommo(
-            stakeholder=ann, change=change_of(ann, approval_status="pending"), client=client
+            stakeholder=ann, change=change_of(ann, approval_status="pending"), client=kommo_client
         )
 
     assert isinstance(caught.value.__cause__, KommoValidationError)

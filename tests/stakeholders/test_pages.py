@@ -1,0 +1,184 @@
+"""The managers' pages: who sees which deal, what a deal page shows, and saving a change."""
+
+import datetime as dt
+
+import pytest
+import responses
+from django.contrib.auth.models import Group
+from django.urls import reverse
+
+from apps.kommo.models.mirror import Lead, Pipeline, StageChange, Status
+from apps.stakeholders.models import Stakeholder
+from apps.users.models import User
+from tests.stakeholders.conftest import BASE_URL, mirror_recorded_deal, stakeholder_payload
+
+pytestmark = pytest.mark.django_db
+
+RESPONSIBLE = 504141  # the recorded deal's responsible user
+
+
+def person(username: str, group: str, kommo_user_id: int | None = None) -> User:
+    user = User.objects.create_user(username, password="secret-pass-1", kommo_user_id=kommo_user_id)
+    user.groups.add(Group.objects.get(name=group))
+    return user
+
+
+@pytest.fixture
+def deal(mapped_account) -> Lead:
+    pipeline = Pipeline.objects.create(account=mapped_account, kommo_id=61000, name="B2B sales")
+    for kommo_id, name, sort in ((61001, "DM qualification", 20), (61002, "Technical validation", 30)):
+        Status.objects.create(
+            account=mapped_account, pipeline=pipeline, kommo_id=kommo_id, name=name, sort=sort
+        )
+    mirror_recorded_deal(mapped_account)
+    lead = Lead.objects.get(kommo_id=5001)
+    StageChange.objects.create(
+        account=mapped_account,
+        lead=lead,
+        from_status=Status.objects.get(kommo_id=61001),
+        from_status_kommo_id=61001,
+        to_status=Status.objects.get(kommo_id=61002),
+        to_status_kommo_id=61002,
+        at=dt.datetime(2024, 6, 2, 9, 30, tzinfo=dt.UTC),
+        source=StageChange.Source.WEBHOOK,
+    )
+    return lead
+
+
+@pytest.fixture
+def other_deal(mapped_account) -> Lead:
+    return Lead.objects.create(
+        account=mapped_account,
+        kommo_id=5002,
+        name="Bluefin Analytics — Data platform",
+        pipeline_kommo_id=61000,
+        status_kommo_id=61001,
+        responsible_user_kommo_id=777,
+    )
+
+
+def test_signing_in_is_required(client, deal):
+    response = client.get(reverse("stakeholders:deal_list"))
+
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
+
+
+def test_a_manager_can_sign_in_without_admin_rights(client, deal):
+    person("chris", "Manager", RESPONSIBLE)
+
+    response = client.post(reverse("login"), {"username": "chris", "password": "secret-pass-1"})
+
+    assert response.status_code == 302
+    assert response["Location"] == reverse("stakeholders:deal_list")
+
+
+def test_a_manager_sees_only_their_own_deals(client, deal, other_deal):
+    client.force_login(person("chris", "Manager", RESPONSIBLE))
+
+    response = client.get(reverse("stakeholders:deal_list"))
+
+    assert [row[0] for row in response.context["rows"]] == [deal]
+    page = response.content.decode()
+    assert "Northwind Logistics — Fleet analytics" in page
+    assert "Bluefin Analytics" not in page
+
+
+def test_the_head_of_sales_sees_every_deal_and_which_lack_a_decision_maker(client, deal, other_deal):
+    client.force_login(person("dana", "Head of sales"))
+
+    response = client.get(reverse("stakeholders:deal_list"))
+
+    summaries = {row[0].kommo_id: row[1] for row in response.context["rows"]}
+    assert set(summaries) == {5001, 5002}
+    assert summaries[5001].has_decision_maker is True
+    assert summaries[5002].has_decision_maker is False
+    assert response.content.decode().count("No decision maker") == 1
+
+
+def test_a_manager_without_a_kommo_user_sees_no_deals(client, deal):
+    client.force_login(person("priya", "Manager"))
+
+    response = client.get(reverse("stakeholders:deal_list"))
+
+    assert response.context["rows"] == []
+
+
+def test_another_managers_deal_is_forbidden(client, deal, other_deal):
+    client.force_login(person("chris", "Manager", RESPONSIBLE))
+
+    assert client.get(reverse("stakeholders:deal_detail", args=[other_deal.pk])).status_code == 403
+    ann = Stakeholder.objects.get(name="Ann Lee")
+    update = reverse("stakeholders:stakeholder_update", args=[other_deal.pk, ann.pk])
+    assert client.post(update, {}).status_code == 403
+
+
+def test_a_missing_deal_is_not_found(client, deal):
+    client.force_login(person("chris", "Manager", RESPONSIBLE))
+
+    assert client.get(reverse("stakeholders:deal_detail", args=[deal.pk + 1000])).status_code == 404
+
+
+def test_a_deal_page_shows_stakeholders_stage_and_history(client, deal):
+    client.force_login(person("chris", "Manager", RESPONSIBLE))
+
+    response = client.get(reverse("stakeholders:deal_detail", args=[deal.pk]))
+
+    page = response.content.decode()
+    assert [form.stakeholder.name for form in response.context["forms"]] == [
+        "Ann Lee",
+        "Chen Wu",
+        "Boris Petrov",
+        "External counsel (Hart & Vale)",
+    ]
+    for text in (
+        "Decision maker (economic buyer)",
+        "Approved",
+        "Rejected",
+        "2024-06-01",
+        "Contact field and catalog",
+    ):
+        assert text in page
+    assert "Stage: <strong>Technical validation</strong>" in page
+    assert "2024-06-02 09:30" in page and "DM qualification" in page
+
+
+@responses.activate
+def test_saving_an_approval_writes_it_to_kommo_and_shows_it(client, deal):
+    client.force_login(person("chris", "Manager", RESPONSIBLE))
+    boris = Stakeholder.objects.get(name="Boris Petrov")
+    answer = next(
+        e for e in stakeholder_payload("catalog-elements.json")["_embedded"]["elements"] if e["id"] == 7102
+    )
+    answer["updated_at"] = 1717999000
+    answer["custom_fields_values"][0]["values"] = [{"value": "Approved", "enum_id": 9202}]
+    responses.patch(f"{BASE_URL}/api/v4/catalogs/7001/elements", json={"_embedded": {"elements": [answer]}})
+    prefix = f"s{boris.pk}"
+
+    response = client.post(
+        reverse("stakeholders:stakeholder_update", args=[deal.pk, boris.pk]),
+        {
+            f"{prefix}-role": boris.role_id,
+            f"{prefix}-approval_status": "approved",
+            f"{prefix}-last_touch": "",
+        },
+        follow=True,
+    )
+
+    assert "Boris Petrov: saved in Kommo." in response.content.decode()
+    assert Stakeholder.objects.get(pk=boris.pk).approval_status == "approved"
+
+
+def test_a_change_kommo_cannot_take_is_explained(client, deal):
+    client.force_login(person("chris", "Manager", RESPONSIBLE))
+    chen = Stakeholder.objects.get(name="Chen Wu")
+    prefix = f"s{chen.pk}"
+
+    response = client.post(
+        reverse("stakeholders:stakeholder_update", args=[deal.pk, chen.pk]),
+        {f"{prefix}-role": chen.role_id, f"{prefix}-approval_status": "approved", f"{prefix}-last_touch": ""},
+        follow=True,
+    )
+
+    assert "Chen Wu: not saved. Kommo has no field for the approval status" in response.content.decode()
+    assert Stakeholder.objects.get(pk=chen.pk).approval_status == "unknown"
