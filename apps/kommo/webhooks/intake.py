@@ -1,0 +1,144 @@
+"""The request side of webhook intake: find the account by its token, store the delivery, enqueue it.
+
+Everything here runs inside Kommo's 2-second window, so it does the least that keeps a delivery safe:
+one constant-time token match (against an in-process copy of the accounts' tokens), a look at the keys of
+the body (:func:`~apps.kommo.webhooks.parser.route`), one INSERT, and a task sent after the commit.
+"""
+
+from __future__ import annotations
+
+import hmac
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from celery import current_app
+from django.db import transaction
+
+from apps.kommo.models import KommoAccount, WebhookEvent
+from apps.kommo.webhooks.parser import Kind, Routing, WebhookParseError, route
+
+PROCESS_TASK = "apps.kommo.tasks.webhook_process"
+ACCOUNTS_TTL = 5.0  # seconds an in-process copy of the accounts' tokens is trusted
+# Request headers never stored with an event: Kommo sends none of them, and they may hold secrets.
+UNSTORED_HEADERS = frozenset({"cookie", "authorization", "proxy-authorization"})
+
+
+@dataclass(frozen=True)
+class AccountRef:
+    """What intake needs of an account: its key, and what the body's account block must match."""
+
+    id: int
+    kommo_id: int | None
+    subdomain: str
+    webhook_token: str
+
+
+class _TokenCache:
+    def __init__(self) -> None:
+        self._accounts: tuple[AccountRef, ...] = ()
+        self._loaded_at = float("-inf")
+        self._lock = threading.Lock()
+
+    def _load(self) -> tuple[AccountRef, ...]:
+        rows = KommoAccount.objects.values_list("id", "kommo_id", "subdomain", "webhook_token")
+        accounts = tuple(AccountRef(*row) for row in rows)
+        with self._lock:
+            self._accounts, self._loaded_at = accounts, time.monotonic()
+        return accounts
+
+    def find(self, token: str) -> AccountRef | None:
+        accounts = self._accounts
+        if time.monotonic() - self._loaded_at > ACCOUNTS_TTL:
+            accounts = self._load()
+        found = _match(accounts, token)
+        if found is None:  # an account created since the copy was taken
+            found = _match(self._load(), token)
+        return found
+
+    def clear(self) -> None:
+        with self._lock:
+            self._accounts, self._loaded_at = (), float("-inf")
+
+
+def _match(accounts: tuple[AccountRef, ...], token: str) -> AccountRef | None:
+    """Compares ``token`` with every account's token in constant time, without stopping at a match."""
+    given = token.encode()
+    found = None
+    for account in accounts:
+        if hmac.compare_digest(account.webhook_token.encode(), given):
+            found = account
+    return found
+
+
+_tokens = _TokenCache()
+
+
+def webhook_account_for_token(token: str) -> AccountRef | None:
+    """The account whose webhook token is ``token``, or None."""
+    return _tokens.find(token)
+
+
+def webhook_accounts_forget() -> None:
+    """Drops the in-process copy of the tokens (after a token was rotated or an account removed)."""
+    _tokens.clear()
+
+
+def account_mismatch(account: AccountRef, routing: Routing) -> str:
+    """Why the body's account block does not belong to ``account``; "" when it does (or is absent)."""
+    claimed_id = (routing.account_id or "").strip()
+    if claimed_id and account.kommo_id is not None and claimed_id != str(account.kommo_id):
+        return f"the body names account id {claimed_id!r}, the token belongs to account {account.kommo_id}"
+    claimed = (routing.subdomain or "").strip().lower()
+    if claimed and account.subdomain and claimed != account.subdomain.strip().lower():
+        return f"the body names subdomain {claimed!r}, the token belongs to {account.subdomain!r}"
+    return ""
+
+
+def webhook_event_record(
+    *,
+    account: AccountRef,
+    body: bytes,
+    content_type: str,
+    headers: Mapping[str, str],
+    remote_addr: str | None,
+) -> WebhookEvent:
+    """Stores one delivery as received and, when it is for this account and readable, enqueues it.
+
+    An unreadable body is stored as ``failed`` and a body naming another account as ``rejected``: both
+    are kept for inspection and never processed on their own.
+    """
+    status, error = WebhookEvent.Status.RECEIVED, ""
+    try:
+        routing = route(body, content_type)
+    except WebhookParseError as exc:
+        routing = Routing(account_id=None, subdomain=None, events=(), kind=Kind.GENERAL)
+        status, error = WebhookEvent.Status.FAILED, f"unreadable body: {exc}"
+    else:
+        mismatch = account_mismatch(account, routing)
+        if mismatch:
+            status, error = WebhookEvent.Status.REJECTED, mismatch
+    stored = {name.lower(): value for name, value in headers.items() if name.lower() not in UNSTORED_HEADERS}
+    with transaction.atomic():
+        event = WebhookEvent.objects.create(
+            account_id=account.id,
+            body=body,
+            content_type=content_type[:200],
+            headers=stored,
+            remote_addr=remote_addr or None,
+            request_id=stored.get("x-amocrm-requestid", "")[:100],
+            kind=routing.kind.value,
+            events=" ".join(routing.events)[:255],
+            status=status,
+            error=error,
+        )
+        if status == WebhookEvent.Status.RECEIVED:
+            event_id = event.pk
+            transaction.on_commit(lambda: webhook_event_enqueue(event_id=event_id))
+    return event
+
+
+def webhook_event_enqueue(*, event_id: int, countdown: float | None = None) -> None:
+    """Sends the processing task for one event (routed to the ``webhooks`` queue by its name)."""
+    current_app.send_task(PROCESS_TASK, args=(event_id,), countdown=countdown)

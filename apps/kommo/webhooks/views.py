@@ -1,0 +1,51 @@
+"""The endpoint Kommo posts account webhooks and Digital Pipeline hooks to."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpResponse
+from rest_framework.permissions import AllowAny
+from rest_framework.request import Request
+from rest_framework.views import APIView
+
+from apps.kommo.webhooks.intake import webhook_account_for_token, webhook_event_record
+
+
+def _declared_length(request: Request) -> int | None:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None
+
+
+class KommoWebhookView(APIView):
+    """``POST /webhooks/kommo/<token>/``: store the delivery as received, answer 200 at once.
+
+    No authentication class (the token in the path is the credential, and Kommo signs nothing) and no
+    parser: the body is read raw, at most ``KOMMO_WEBHOOK_MAX_BODY_BYTES`` of it.
+    """
+
+    authentication_classes = ()
+    permission_classes = (AllowAny,)
+    parser_classes = ()
+    throttle_classes = ()
+
+    def post(self, request: Request, token: str) -> HttpResponse:
+        account = webhook_account_for_token(token)
+        if account is None:
+            return HttpResponse(status=404)
+        limit = int(settings.KOMMO_WEBHOOK_MAX_BODY_BYTES)
+        declared = _declared_length(request)
+        if declared is None or declared > limit:
+            return HttpResponse(status=413)
+        body = request._request.read(limit + 1)  # bounded by Content-Length as well
+        if len(body) > limit:
+            return HttpResponse(status=413)
+        webhook_event_record(
+            account=account,
+            body=body,
+            content_type=request.content_type or "",
+            headers=request.headers,
+            remote_addr=request.META.get("REMOTE_ADDR"),
+        )
+        return HttpResponse(b"ok", content_type="text/plain")
