@@ -147,7 +147,12 @@ CELERY_TASK_ROUTES = {
     "apps.gates.tasks.*": {"queue": "kommo"},
     "apps.intake.tasks.*": {"queue": "kommo"},
 }
-CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {}
+CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
+    # The mirror: deals, contacts and companies changed since the last run (a small overlap included).
+    "kommo-sync-incremental": {"task": "apps.kommo.tasks.sync_incremental", "schedule": 15 * 60.0},
+    # Stage history with who moved each deal, and repairs for webhooks that never arrived.
+    "kommo-sync-events": {"task": "apps.kommo.tasks.sync_events", "schedule": 5 * 60.0},
+}
 CELERY_BEAT_SCHEDULE_FILENAME = str(RUN_DIR / "celerybeat-schedule")
 
 # Django REST framework --------------------------------------------------------------------------------

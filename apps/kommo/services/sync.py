@@ -156,6 +156,12 @@ def _from_ts(value: int) -> dt.datetime:
 # -- the run ---------------------------------------------------------------------------------------------
 
 
+def account_ids_syncable() -> list[int]:
+    """Accounts the beat syncs: connected, and not stopped by Kommo's block."""
+    accounts = KommoAccount.objects.filter(blocked_since__isnull=True).order_by("pk")
+    return [account.pk for account in accounts if account.is_connected]
+
+
 def mirror_sync(
     *,
     account: KommoAccount,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import sys
 import time
-from typing import Any, TextIO
+from typing import Any, Protocol
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.dateparse import parse_datetime
@@ -23,10 +23,16 @@ from apps.kommo.services.sync import RESOURCES, events_reconcile, mirror_sync
 BAR_WIDTH = 28
 
 
+class _Writer(Protocol):
+    def write(self, text: str, /) -> Any: ...
+
+    def flush(self) -> Any: ...
+
+
 class TerminalProgress:
     """One line per resource: redrawn in place on a terminal, printed every ``every`` items elsewhere."""
 
-    def __init__(self, out: TextIO, *, tty: bool, every: int = 1000) -> None:
+    def __init__(self, out: _Writer, *, tty: bool, every: int = 1000) -> None:
         self.out, self.tty, self.every = out, tty, every
         self.done: dict[str, int] = {}
         self.total: dict[str, int | None] = {}
@@ -89,7 +95,10 @@ class Command(BaseCommand):
                 raise CommandError(f"no Kommo account with id {options['account']}")
         chosen: list[str] = options["resource"] or [*RESOURCES, "events"]
         resources = [name for name in chosen if name != "events"]
-        progress = TerminalProgress(self.stdout, tty=sys.stdout.isatty())
+        tty = sys.stdout.isatty()
+        # On a terminal the bar is redrawn in place: write to it directly (the command's wrapper would
+        # end every write with a newline).
+        progress = TerminalProgress(sys.stdout if tty else self.stdout, tty=tty)
         for account in accounts:
             if not account.is_connected:
                 self.stderr.write(f"{account}: not connected, skipped")

@@ -1,0 +1,37 @@
+"""Celery tasks of the Kommo boundary. Thin: each calls one service; ``webhook_*`` tasks are routed to the
+``webhooks`` queue by name (``CELERY_TASK_ROUTES``), everything else here to ``kommo``."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from apps.kommo.models import KommoAccount
+from apps.kommo.services.sync import account_ids_syncable, events_reconcile, mirror_sync
+
+
+@shared_task(name="apps.kommo.tasks.sync_incremental")
+def sync_incremental() -> None:
+    """Fans out one incremental sync per connected account (beat)."""
+    for account_id in account_ids_syncable():
+        sync_account.delay(account_id)
+
+
+@shared_task(name="apps.kommo.tasks.sync_account")
+def sync_account(account_id: int, full: bool = False) -> None:
+    """Syncs one account's mirror (incremental by updated_at; ``full`` reads everything again)."""
+    account = KommoAccount.objects.get(pk=account_id)
+    mirror_sync(account=account, full=full)
+
+
+@shared_task(name="apps.kommo.tasks.sync_events")
+def sync_events() -> None:
+    """Fans out one events reconciliation per connected account (beat)."""
+    for account_id in account_ids_syncable():
+        sync_events_account.delay(account_id)
+
+
+@shared_task(name="apps.kommo.tasks.sync_events_account")
+def sync_events_account(account_id: int) -> None:
+    """Reconciles one account's mirror from the events API."""
+    account = KommoAccount.objects.get(pk=account_id)
+    events_reconcile(account=account)
