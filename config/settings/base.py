@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "apps.users",
     "apps.kommo",
     "apps.stakeholders",
+    "apps.gates",
     "apps.intake",
     "apps.kommo_sandbox",
 ]

@@ -1,0 +1,13 @@
+from django.apps import AppConfig
+
+
+class GatesConfig(AppConfig):
+    name = "apps.gates"
+    label = "gates"
+    verbose_name = "Gates"
+
+    def ready(self) -> None:
+        from apps.gates.receivers import gates_on_stage_changed
+        from apps.kommo.signals import stage_changed
+
+        stage_changed.connect(gates_on_stage_changed, dispatch_uid="gates_on_stage_changed")

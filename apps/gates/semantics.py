@@ -1,0 +1,290 @@
+"""Gate semantics as pure functions: which moves a gate sees, what its conditions say about a deal's
+stakeholders, whether Kommo's fresh state still matches the move, and the texts the portal writes.
+
+Nothing here touches the database or Kommo; the services feed it plain values, so every rule below is
+tested exhaustively on its own (``tests/gates/test_semantics.py``). ``docs/gates.md`` states the rules in
+prose.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import string
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+
+WON_STATUS_ID = 142
+LOST_STATUS_ID = 143
+CLOSED_STATUS_IDS = frozenset({WON_STATUS_ID, LOST_STATUS_ID})
+
+# Requirements of a condition (the values of GateCondition.Requirement).
+PRESENT = "present"
+APPROVED = "approved"
+NOT_BLOCKING = "not_blocking"
+
+# Approval states (the values of apps.stakeholders.models.Approval).
+APPROVAL_APPROVED = "approved"
+APPROVAL_REJECTED = "rejected"
+
+# Placeholders a rule's task template may use.
+TEMPLATE_PLACEHOLDERS = frozenset({"deal", "missing", "stage", "rule", "from_stage", "to_stage"})
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A stage as the semantics need it: its Kommo id, its pipeline's Kommo id and its sort."""
+
+    kommo_id: int
+    pipeline_kommo_id: int
+    sort: int
+
+    @property
+    def is_closed(self) -> bool:
+        return self.kommo_id in CLOSED_STATUS_IDS
+
+
+def gate_crossed(*, gated: Stage, from_stage: Stage | None, to_stage: Stage) -> bool:
+    """Whether a move from ``from_stage`` to ``to_stage`` crosses the gate at ``gated``.
+
+    - Inside the gated pipeline a gate fires on a forward move that crosses it:
+      ``sort(from) ≤ sort(gated) < sort(to)``. That includes a skip over the gated stage and a jump
+      straight to won (142 sorts after every open stage); leaving the gated stage forward is crossing it.
+    - A move to lost (143) is never gated, nor is a backward move or a move that stays before the gate.
+    - A deal that enters the gated pipeline from another pipeline, or is reopened from won/lost, comes
+      from outside the pipeline's order: the gate fires when it lands past the gated stage.
+    - A move that ends in another pipeline is not this gate's business (the deal left its pipeline).
+    - A move with no known origin (the first time the portal sees the deal) is not a move: not gated.
+    """
+    if to_stage.kommo_id == LOST_STATUS_ID:
+        return False
+    if to_stage.pipeline_kommo_id != gated.pipeline_kommo_id:
+        return False
+    if from_stage is None or from_stage == to_stage:
+        return False
+    if from_stage.pipeline_kommo_id != gated.pipeline_kommo_id or from_stage.is_closed:
+        return to_stage.sort > gated.sort
+    return from_stage.sort <= gated.sort < to_stage.sort
+
+
+def move_back_target(*, gated: Stage, from_stage: Stage, configured: Stage | None) -> Stage:
+    """Where a blocked deal goes: the rule's configured stage, else the stage it came from when that is
+    an open stage of the gated pipeline, else the gated stage itself (a deal that came from another
+    pipeline or from won/lost waits at the gate)."""
+    if configured is not None:
+        return configured
+    if from_stage.pipeline_kommo_id == gated.pipeline_kommo_id and not from_stage.is_closed:
+        return from_stage
+    return gated
+
+
+def furthest_back(stages: Iterable[Stage]) -> Stage:
+    """Of several move-back targets (several rules blocked the same move), the earliest stage: the deal
+    must end up before every gate it failed."""
+    return min(stages, key=lambda stage: (stage.sort, stage.kommo_id))
+
+
+# -- conditions ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Condition:
+    role_id: int
+    role_label: str
+    requirement: str
+    n: int = 1
+
+
+@dataclass(frozen=True)
+class StakeholderView:
+    """A stakeholder as a condition sees it; also what a decision's snapshot stores."""
+
+    name: str
+    role_id: int | None
+    role_label: str
+    approval: str
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "role_id": self.role_id,
+            "role": self.role_label,
+            "approval": self.approval,
+        }
+
+
+def _names(people: Sequence[StakeholderView]) -> str:
+    return ", ".join(person.name or "unnamed" for person in people)
+
+
+def condition_failure(*, condition: Condition, stakeholders: Sequence[StakeholderView]) -> str | None:
+    """Why the deal's stakeholders fail one condition, in words for a manager; None when it holds.
+
+    - present: at least ``n`` stakeholders hold the role, whatever their approval.
+    - approved: at least ``n`` stakeholders with the role have approved.
+    - not blocking: no stakeholder with the role has rejected (a deal without one passes).
+    """
+    holders = [person for person in stakeholders if person.role_id == condition.role_id]
+    label = condition.role_label
+    if condition.requirement == PRESENT:
+        if len(holders) >= condition.n:
+            return None
+        if condition.n == 1:
+            return f"no {label} is identified on the deal"
+        return f"{condition.n} stakeholders as {label} needed, {len(holders)} identified"
+    if condition.requirement == APPROVED:
+        approved = [person for person in holders if person.approval == APPROVAL_APPROVED]
+        if len(approved) >= condition.n:
+            return None
+        if not holders:
+            return f"no {label} is on the deal to approve"
+        waiting = [person for person in holders if person.approval != APPROVAL_APPROVED]
+        states = ", ".join(f"{person.name or 'unnamed'}: {person.approval}" for person in waiting)
+        if condition.n == 1:
+            return f"the {label} has not approved ({states})"
+        return f"{condition.n} approvals by a {label} needed, {len(approved)} given ({states})"
+    if condition.requirement == NOT_BLOCKING:
+        rejected = [person for person in holders if person.approval == APPROVAL_REJECTED]
+        if not rejected:
+            return None
+        return f"the {label} rejected ({_names(rejected)})"
+    raise ValueError(f"unknown requirement: {condition.requirement!r}")
+
+
+def conditions_failures(
+    *, conditions: Sequence[Condition], stakeholders: Sequence[StakeholderView]
+) -> list[str]:
+    """The failures of every condition of a rule, in the rules' order; empty when the deal passes."""
+    failures = []
+    for condition in conditions:
+        failure = condition_failure(condition=condition, stakeholders=stakeholders)
+        if failure is not None:
+            failures.append(failure)
+    return failures
+
+
+# -- exemptions ------------------------------------------------------------------------------------------
+
+
+def exemption(
+    *,
+    exempt_user_ids: Iterable[int],
+    override_tag: str,
+    moved_by: int | None,
+    updated_by: int | None,
+    tags: Iterable[str],
+) -> str | None:
+    """Why a move passes without looking at the conditions, or None. The user who moved the deal is the
+    StageChange's ``moved_by``, else the fresh lead's ``updated_by``; the override tag matches a tag name
+    regardless of case and surrounding spaces."""
+    exempt = set(exempt_user_ids)
+    mover = moved_by if moved_by is not None else updated_by
+    if mover is not None and mover in exempt:
+        return f"moved by exempt user {mover}"
+    wanted = override_tag.strip().casefold()
+    if wanted and any(tag.strip().casefold() == wanted for tag in tags):
+        return f"carries the override tag {override_tag.strip()!r}"
+    return None
+
+
+# -- fresh state -----------------------------------------------------------------------------------------
+
+
+class Freshness(StrEnum):
+    CURRENT = "current"  # the deal is where the move put it: act
+    MOVED = "moved"  # Kommo has it in another stage now
+    SUPERSEDED = "superseded"  # a later move of the deal is known: that one is evaluated instead
+    GONE = "gone"  # Kommo no longer has the deal (deleted)
+
+
+@dataclass(frozen=True)
+class FreshLead:
+    """What the fresh read from Kommo says about a deal."""
+
+    status_kommo_id: int
+    pipeline_kommo_id: int
+    updated_at: dt.datetime | None
+    updated_by: int | None
+    responsible_user_id: int | None
+    tags: tuple[str, ...]
+    is_deleted: bool = False
+
+
+def freshness(
+    *,
+    to_status_kommo_id: int,
+    to_pipeline_kommo_id: int,
+    at: dt.datetime,
+    fresh: FreshLead | None,
+    later_change_known: bool,
+) -> Freshness:
+    """Whether the deal is still where the StageChange said, so that acting on it is right.
+
+    Status and pipeline must match. When Kommo's ``updated_at`` is later than the move, something
+    happened since: if that was another move the portal already knows of, that move is the one to
+    evaluate (SUPERSEDED); a later edit that kept the stage (a field, the price) does not undo the move,
+    so the deal is acted on. A delivery that arrives after the deal moved on is MOVED; its own later
+    move is (or will be) evaluated by itself.
+    """
+    if fresh is None or fresh.is_deleted:
+        return Freshness.GONE
+    if fresh.status_kommo_id != to_status_kommo_id or fresh.pipeline_kommo_id != to_pipeline_kommo_id:
+        return Freshness.MOVED
+    if later_change_known:
+        return Freshness.SUPERSEDED
+    if fresh.updated_at is not None and fresh.updated_at < at - dt.timedelta(seconds=1):
+        # Kommo's copy is older than the move we were told about: a stale read; act on nothing.
+        return Freshness.MOVED
+    return Freshness.CURRENT
+
+
+# -- texts -----------------------------------------------------------------------------------------------
+
+
+def template_placeholders(template: str) -> set[str]:
+    """The ``{names}`` a template uses; ``ValueError`` when it is not a valid format string."""
+    names = set()
+    for _literal, name, _spec, _conversion in string.Formatter().parse(template):
+        if name is not None:
+            names.add(name)
+    return names
+
+
+def task_text_render(*, template: str, values: Mapping[str, str]) -> str:
+    """The rule's task text with its placeholders filled; an unknown placeholder stays as written."""
+
+    class _Keep(dict[str, str]):
+        def __missing__(self, key: str) -> str:
+            return "{" + key + "}"
+
+    return template.format_map(_Keep(values))
+
+
+def missing_summary(failures: Sequence[str]) -> str:
+    """The failures joined for ``{missing}``: "a; b and c"."""
+    if not failures:
+        return ""
+    if len(failures) == 1:
+        return failures[0]
+    return "; ".join(failures[:-1]) + " and " + failures[-1]
+
+
+def gate_marker(*, rule_id: int, stage_change_id: int) -> str:
+    """The mark the portal leaves in its task and note texts, so that it can find its own writes in
+    Kommo (Kommo keeps no client reference on tasks or notes) and tell which rule they belong to."""
+    return f"{rule_marker(rule_id=rule_id)}· move {stage_change_id}]"
+
+
+def rule_marker(*, rule_id: int) -> str:
+    """The part of :func:`gate_marker` shared by every write of one rule."""
+    return f"[portal gate {rule_id} "
+
+
+def marker_rule_id(text: str) -> int | None:
+    """The rule id of a portal mark in ``text``, or None when there is none."""
+    head = "[portal gate "
+    start = text.rfind(head)
+    if start < 0:
+        return None
+    digits = text[start + len(head) :].split(" ", 1)[0]
+    return int(digits) if digits.isdigit() else None

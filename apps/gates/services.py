@@ -1,0 +1,595 @@
+"""Gate evaluation and enforcement.
+
+Every new stage change with an active rule on its pipeline gets a :class:`GateEvaluation` (in the
+transaction that recorded the move). The worker takes all pending evaluations of an account together,
+re-reads their deals from Kommo in one batched call, decides with :mod:`apps.gates.semantics`, and in one
+transaction per move writes the :class:`GateDecision` rows and — for a block in enforce mode — the
+outbound changes that move the deal back, task its responsible manager and explain it in a note.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from apps.gates import semantics
+from apps.gates.models import GateDecision, GateEvaluation, GateRule
+from apps.kommo.client import KommoClient
+from apps.kommo.exceptions import KommoError
+from apps.kommo.models import KommoAccount, StageChange, Status
+from apps.kommo.models.outbound import OutboundChange
+from apps.kommo.models.webhooks import WebhookEvent
+from apps.kommo.services.outbound import outbound_change_enqueue, outbound_move_echo_claim
+from apps.kommo.types import Lead as KommoLead
+from apps.stakeholders.models import Stakeholder
+from apps.stakeholders.selectors import stakeholders_for_leads
+
+logger = logging.getLogger(__name__)
+
+Outcome = GateDecision.Outcome
+
+# Pending evaluations of an account are taken together after this short window, so that a burst of
+# moves costs one fresh read and one batch of writes; the window bounds the latency it adds.
+BATCH_WINDOW_SECONDS = 0.2
+CLAIM_LIMIT = 250  # one page of GET /leads?filter[id][]=…
+MAX_ATTEMPTS = 5
+STUCK_RUNNING = dt.timedelta(minutes=5)
+
+
+# -- intake of moves -------------------------------------------------------------------------------------
+
+
+def stage_change_gate_intake(*, stage_change: StageChange) -> GateEvaluation | None:
+    """What the gates do when a move is recorded (called inside the recording transaction).
+
+    The portal's own move back is recognised — as a ``gate`` row, or as the echo of a lead_status change
+    it sent recently — and marked ``source=gate``: it is not a manager's move. Any other move on a
+    pipeline with an active rule is queued for evaluation. Returns the queued evaluation, if any."""
+    if stage_change.source == StageChange.Source.GATE:
+        return None
+    echo = outbound_move_echo_claim(
+        account_id=stage_change.account_id,
+        lead_kommo_id=stage_change.lead.kommo_id,
+        status_kommo_id=stage_change.to_status_kommo_id,
+        pipeline_kommo_id=stage_change.to_pipeline_kommo_id,
+    )
+    if echo is not None:
+        sources = [*stage_change.sources, StageChange.Source.GATE]
+        StageChange.objects.filter(pk=stage_change.pk).update(source=StageChange.Source.GATE, sources=sources)
+        stage_change.source, stage_change.sources = StageChange.Source.GATE, sources
+        return None
+    pipeline_kommo_id = stage_change.to_pipeline_kommo_id or stage_change.lead.pipeline_kommo_id
+    guarded = GateRule.objects.filter(
+        account_id=stage_change.account_id, is_active=True, pipeline__kommo_id=pipeline_kommo_id
+    ).exists()
+    if not guarded:
+        return None
+    evaluation, _ = GateEvaluation.objects.get_or_create(
+        stage_change=stage_change,
+        defaults={"account_id": stage_change.account_id, "received_at": _received_at(stage_change)},
+    )
+    return evaluation
+
+
+def _received_at(stage_change: StageChange) -> dt.datetime:
+    """When the report of the move reached the portal. A webhook's move is recorded while its delivery
+    (and the ones batched with it) are being processed: the earliest of those is taken, which can only
+    overstate the latency. Other sources: when the move was recorded."""
+    if stage_change.source == StageChange.Source.WEBHOOK:
+        earliest = (
+            WebhookEvent.objects.filter(
+                account_id=stage_change.account_id, status=WebhookEvent.Status.PROCESSING
+            )
+            .order_by("received_at")
+            .values_list("received_at", flat=True)
+            .first()
+        )
+        if earliest is not None:
+            return earliest
+    return stage_change.created
+
+
+def gate_evaluation_starts_batch(*, evaluation: GateEvaluation) -> bool:
+    """Whether this evaluation must schedule a run: it does when no older one of its account is still
+    pending (that one's run, not started yet, will take this one too)."""
+    return not GateEvaluation.objects.filter(
+        account_id=evaluation.account_id, status=GateEvaluation.Status.PENDING, id__lt=evaluation.pk
+    ).exists()
+
+
+# -- evaluation ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class EvaluationRun:
+    evaluated: int = 0
+    decisions: int = 0
+    blocked: int = 0
+    outbound: int = 0
+    retry_in: float | None = None  # set when the fresh read failed transiently or more is pending
+
+    @property
+    def changed(self) -> bool:
+        return bool(self.decisions)
+
+
+def _claim(account_id: int) -> list[GateEvaluation]:
+    now = timezone.now()
+    stuck = Q(status=GateEvaluation.Status.RUNNING, claimed_at__lt=now - STUCK_RUNNING)
+    with transaction.atomic():
+        rows = list(
+            GateEvaluation.objects.select_for_update(skip_locked=True)
+            .filter(Q(status=GateEvaluation.Status.PENDING) | stuck, account_id=account_id)
+            .order_by("id")[:CLAIM_LIMIT]
+        )
+        for row in rows:
+            row.status, row.claimed_at, row.attempts = GateEvaluation.Status.RUNNING, now, row.attempts + 1
+        GateEvaluation.objects.bulk_update(rows, ["status", "claimed_at", "attempts"])
+    return rows
+
+
+def _stage(status: Status | None) -> semantics.Stage | None:
+    if status is None:
+        return None
+    return semantics.Stage(
+        kommo_id=status.kommo_id, pipeline_kommo_id=status.pipeline.kommo_id, sort=status.sort
+    )
+
+
+class _Stages:
+    """The account's stages by (pipeline Kommo id, status Kommo id)."""
+
+    def __init__(self, account_id: int) -> None:
+        self.rows = {
+            (status.pipeline.kommo_id, status.kommo_id): status
+            for status in Status.objects.filter(account_id=account_id).select_related("pipeline")
+        }
+
+    def get(self, pipeline_kommo_id: int | None, status_kommo_id: int | None) -> Status | None:
+        if pipeline_kommo_id is None or status_kommo_id is None:
+            return None
+        return self.rows.get((pipeline_kommo_id, status_kommo_id))
+
+    def name(self, pipeline_kommo_id: int | None, status_kommo_id: int | None) -> str:
+        status = self.get(pipeline_kommo_id, status_kommo_id)
+        if status is not None:
+            return status.name
+        return "—" if status_kommo_id is None else f"stage {status_kommo_id}"
+
+
+def _fresh(lead: KommoLead) -> semantics.FreshLead:
+    return semantics.FreshLead(
+        status_kommo_id=lead.status_id,
+        pipeline_kommo_id=lead.pipeline_id,
+        updated_at=lead.updated_at,
+        updated_by=lead.updated_by,
+        responsible_user_id=lead.responsible_user_id,
+        tags=tuple(tag.name for tag in lead.tags),
+        is_deleted=lead.is_deleted,
+    )
+
+
+def _fresh_dict(fresh: semantics.FreshLead | None) -> dict[str, Any]:
+    if fresh is None:
+        return {"found": False}
+    return {
+        "found": True,
+        "status_id": fresh.status_kommo_id,
+        "pipeline_id": fresh.pipeline_kommo_id,
+        "updated_at": fresh.updated_at.isoformat() if fresh.updated_at else None,
+        "updated_by": fresh.updated_by,
+        "responsible_user_id": fresh.responsible_user_id,
+        "tags": list(fresh.tags),
+        "is_deleted": fresh.is_deleted,
+    }
+
+
+def stakeholder_views(rows: Iterable[Stakeholder]) -> list[semantics.StakeholderView]:
+    return [
+        semantics.StakeholderView(
+            name=row.name,
+            role_id=row.role_id,
+            role_label=row.role.label if row.role is not None else "",
+            approval=row.approval_status,
+        )
+        for row in rows
+    ]
+
+
+def _later_moves(changes: Sequence[StageChange]) -> set[int]:
+    """The stage changes (pks) of which a later move of the same deal is already recorded."""
+    latest: dict[int, tuple[dt.datetime, int]] = {}
+    for lead_id, at, pk in StageChange.objects.filter(lead_id__in={c.lead_id for c in changes}).values_list(
+        "lead_id", "at", "pk"
+    ):
+        if lead_id not in latest or (at, pk) > latest[lead_id]:
+            latest[lead_id] = (at, pk)
+    return {
+        change.pk
+        for change in changes
+        if latest.get(change.lead_id, (change.at, change.pk)) > (change.at, change.pk)
+    }
+
+
+@dataclass
+class _Verdict:
+    rule: GateRule
+    outcome: str
+    reasons: list[str]
+    target: semantics.Stage | None = None
+
+
+class _Evaluator:
+    def __init__(self, stages: _Stages, rules: Sequence[GateRule]) -> None:
+        self.stages = stages
+        self.rules = rules
+        self.exempt = {rule.pk: [user.kommo_id for user in rule.exempt_users.all()] for rule in rules}
+
+    def crossed(self, change: StageChange) -> list[GateRule]:
+        """The active rules whose gate this move crosses."""
+        to_pipeline = change.to_pipeline_kommo_id or change.lead.pipeline_kommo_id
+        to_status = self.stages.get(to_pipeline, change.to_status_kommo_id)
+        from_status = self.stages.get(change.from_pipeline_kommo_id, change.from_status_kommo_id)
+        target, origin = _stage(to_status), _stage(from_status)
+        if target is None:
+            return []
+        found = []
+        for rule in self.rules:
+            gated = _stage(rule.gated_stage)
+            assert gated is not None
+            if semantics.gate_crossed(gated=gated, from_stage=origin, to_stage=target):
+                found.append(rule)
+        return found
+
+    def verdicts(
+        self,
+        change: StageChange,
+        rules: Sequence[GateRule],
+        fresh: semantics.FreshLead,
+        people: Sequence[semantics.StakeholderView],
+    ) -> list[_Verdict]:
+        verdicts = []
+        origin = _stage(self.stages.get(change.from_pipeline_kommo_id, change.from_status_kommo_id))
+        for rule in rules:
+            exempt = semantics.exemption(
+                exempt_user_ids=self.exempt[rule.pk],
+                override_tag=rule.override_tag,
+                moved_by=change.moved_by_kommo_user_id,
+                updated_by=fresh.updated_by,
+                tags=fresh.tags,
+            )
+            if exempt is not None:
+                verdicts.append(_Verdict(rule, Outcome.EXEMPT, [exempt]))
+                continue
+            conditions = [condition.as_semantics() for condition in rule.conditions.all()]
+            failures = semantics.conditions_failures(conditions=conditions, stakeholders=people)
+            if not failures:
+                verdicts.append(_Verdict(rule, Outcome.ALLOWED, []))
+                continue
+            if rule.mode == GateRule.Mode.DRY_RUN:
+                verdicts.append(_Verdict(rule, Outcome.WOULD_BLOCK, failures))
+                continue
+            gated = _stage(rule.gated_stage)
+            assert gated is not None and origin is not None  # a crossed gate has a known origin
+            target = semantics.move_back_target(
+                gated=gated, from_stage=origin, configured=_stage(rule.move_back_stage)
+            )
+            verdicts.append(_Verdict(rule, Outcome.BLOCKED, failures, target))
+        return verdicts
+
+
+def _active_rules(account_id: int) -> list[GateRule]:
+    return list(
+        GateRule.objects.filter(account_id=account_id, is_active=True)
+        .select_related("pipeline", "gated_stage__pipeline", "move_back_stage__pipeline")
+        .prefetch_related("conditions__role", "exempt_users")
+    )
+
+
+def gate_evaluations_run(*, account_id: int, client: KommoClient | None = None) -> EvaluationRun:
+    """Evaluate every pending move of one account: one fresh read of their deals, then a decision per
+    crossed rule and, for blocks in enforce mode, the outbound changes — each move in its own
+    transaction. A transient failure of the read puts the batch back and asks for a retry."""
+    account = KommoAccount.objects.get(pk=account_id)
+    run = EvaluationRun()
+    claimed = _claim(account_id)
+    if not claimed:
+        return run
+    evaluations = list(
+        GateEvaluation.objects.filter(pk__in=[row.pk for row in claimed])
+        .select_related("stage_change__lead", "stage_change__moved_by")
+        .order_by("id")
+    )
+    stages = _Stages(account_id)
+    evaluator = _Evaluator(stages, _active_rules(account_id))
+    crossing = {evaluation.pk: evaluator.crossed(evaluation.stage_change) for evaluation in evaluations}
+    to_decide = [evaluation for evaluation in evaluations if crossing[evaluation.pk]]
+    _done([evaluation for evaluation in evaluations if not crossing[evaluation.pk]])
+    if not to_decide:
+        return run
+
+    lead_ids = sorted({evaluation.stage_change.lead.kommo_id for evaluation in to_decide})
+    try:
+        fresh_leads = {
+            lead.id: lead for lead in (client or KommoClient(account)).leads_list({"id": lead_ids})
+        }
+    except KommoError as error:
+        give_up = error.permanent or min(evaluation.attempts for evaluation in to_decide) >= MAX_ATTEMPTS
+        if not give_up:
+            _release(to_decide, str(error))
+            run.retry_in = float(
+                getattr(error, "retry_after", None) or 2 ** min(e.attempts for e in to_decide)
+            )
+            return run
+        for evaluation in to_decide:
+            _decide_error(evaluation, crossing[evaluation.pk], stages, f"could not re-read the deal: {error}")
+            run.decisions += len(crossing[evaluation.pk])
+        return run
+
+    changes = [evaluation.stage_change for evaluation in to_decide]
+    superseded = _later_moves(changes)
+    people = stakeholders_for_leads(lead_ids=[change.lead_id for change in changes])
+    for evaluation in to_decide:
+        change = evaluation.stage_change
+        found = fresh_leads.get(change.lead.kommo_id)
+        fresh = _fresh(found) if found is not None else None
+        views = stakeholder_views(people.get(change.lead_id, []))
+        written = _decide(
+            evaluation=evaluation,
+            rules=crossing[evaluation.pk],
+            evaluator=evaluator,
+            fresh=fresh,
+            superseded=change.pk in superseded,
+            people=views,
+        )
+        run.evaluated += 1
+        run.decisions += written.decisions
+        run.blocked += written.blocked
+        run.outbound += written.outbound
+    if GateEvaluation.objects.filter(account_id=account_id, status=GateEvaluation.Status.PENDING).exists():
+        run.retry_in = 0.0
+    return run
+
+
+def _done(evaluations: Sequence[GateEvaluation]) -> None:
+    GateEvaluation.objects.filter(pk__in=[e.pk for e in evaluations]).update(
+        status=GateEvaluation.Status.DONE, modified=timezone.now()
+    )
+
+
+def _release(evaluations: Sequence[GateEvaluation], error: str) -> None:
+    GateEvaluation.objects.filter(pk__in=[e.pk for e in evaluations]).update(
+        status=GateEvaluation.Status.PENDING, error=error, modified=timezone.now()
+    )
+
+
+@dataclass
+class _Written:
+    decisions: int = 0
+    blocked: int = 0
+    outbound: int = 0
+
+
+def _transition(stages: _Stages, change: StageChange) -> str:
+    to_pipeline = change.to_pipeline_kommo_id or change.lead.pipeline_kommo_id
+    before = stages.name(change.from_pipeline_kommo_id, change.from_status_kommo_id)
+    return f"{before} → {stages.name(to_pipeline, change.to_status_kommo_id)}"[:300]
+
+
+def _latency(evaluation: GateEvaluation, now: dt.datetime) -> int | None:
+    if evaluation.received_at is None:
+        return None
+    return max(0, int((now - evaluation.received_at).total_seconds() * 1000))
+
+
+def _record(
+    *,
+    evaluation: GateEvaluation,
+    rule: GateRule,
+    outcome: str,
+    reasons: list[str],
+    stages: _Stages,
+    people: Sequence[semantics.StakeholderView] = (),
+    fresh: semantics.FreshLead | None = None,
+    actions: list[dict[str, Any]] | None = None,
+) -> GateDecision:
+    change = evaluation.stage_change
+    now = timezone.now()
+    return GateDecision.objects.create(
+        account_id=evaluation.account_id,
+        rule=rule,
+        rule_version=rule.version,
+        mode=rule.mode,
+        lead_id=change.lead_id,
+        stage_change=change,
+        from_status_kommo_id=change.from_status_kommo_id,
+        to_status_kommo_id=change.to_status_kommo_id,
+        transition=_transition(stages, change),
+        outcome=outcome,
+        reasons=reasons,
+        stakeholders=[person.as_dict() for person in people],
+        fresh_state=_fresh_dict(fresh),
+        actions=actions or [],
+        received_at=evaluation.received_at,
+        latency_ms=_latency(evaluation, now),
+    )
+
+
+def _decide_error(evaluation: GateEvaluation, rules: Sequence[GateRule], stages: _Stages, error: str) -> None:
+    with transaction.atomic():
+        for rule in rules:
+            _record(evaluation=evaluation, rule=rule, outcome=Outcome.ERROR, reasons=[error], stages=stages)
+        evaluation.status, evaluation.error = GateEvaluation.Status.DONE, error
+        evaluation.save(update_fields=["status", "error", "modified"])
+
+
+def _decide(
+    *,
+    evaluation: GateEvaluation,
+    rules: Sequence[GateRule],
+    evaluator: _Evaluator,
+    fresh: semantics.FreshLead | None,
+    superseded: bool,
+    people: Sequence[semantics.StakeholderView],
+) -> _Written:
+    change = evaluation.stage_change
+    stages = evaluator.stages
+    written = _Written()
+    to_pipeline = change.to_pipeline_kommo_id or change.lead.pipeline_kommo_id
+    state = semantics.freshness(
+        to_status_kommo_id=change.to_status_kommo_id,
+        to_pipeline_kommo_id=to_pipeline,
+        at=change.at,
+        fresh=fresh,
+        later_change_known=superseded,
+    )
+    with transaction.atomic():
+        if GateDecision.objects.filter(stage_change=change, rule__in=rules).exists():
+            # Decided already (a redelivered task): nothing is decided or sent twice.
+            _done([evaluation])
+            return written
+        if state is not semantics.Freshness.CURRENT:
+            reason = _stale_reason(state, fresh, stages)
+            for rule in rules:
+                _record(
+                    evaluation=evaluation,
+                    rule=rule,
+                    outcome=Outcome.STALE,
+                    reasons=[reason],
+                    stages=stages,
+                    people=people,
+                    fresh=fresh,
+                )
+                written.decisions += 1
+            _done([evaluation])
+            return written
+        assert fresh is not None
+        verdicts = evaluator.verdicts(change, rules, fresh, people)
+        blocked = [verdict for verdict in verdicts if verdict.outcome == Outcome.BLOCKED]
+        move_action: dict[str, Any] | None = None
+        if blocked:
+            target = semantics.furthest_back(
+                verdict.target for verdict in blocked if verdict.target is not None
+            )
+            move_action = _enqueue_move(evaluation, target, to_pipeline, stages)
+            written.outbound += 1
+        for verdict in verdicts:
+            actions: list[dict[str, Any]] = []
+            if verdict.outcome == Outcome.BLOCKED:
+                assert move_action is not None
+                actions = [
+                    move_action,
+                    *_enqueue_task_and_note(evaluation, verdict, fresh, move_action, stages),
+                ]
+                written.outbound += 2
+                written.blocked += 1
+            _record(
+                evaluation=evaluation,
+                rule=verdict.rule,
+                outcome=verdict.outcome,
+                reasons=verdict.reasons,
+                stages=stages,
+                people=people,
+                fresh=fresh,
+                actions=actions,
+            )
+            written.decisions += 1
+        _done([evaluation])
+    return written
+
+
+def _stale_reason(state: semantics.Freshness, fresh: semantics.FreshLead | None, stages: _Stages) -> str:
+    if state is semantics.Freshness.GONE:
+        return "the deal is no longer in Kommo"
+    if state is semantics.Freshness.SUPERSEDED:
+        return "a later move of the deal is known; that move is evaluated instead"
+    assert fresh is not None
+    where = stages.name(fresh.pipeline_kommo_id, fresh.status_kommo_id)
+    return f"the deal is no longer where this move put it (Kommo has it in {where}); nothing done"
+
+
+def _enqueue_move(
+    evaluation: GateEvaluation, target: semantics.Stage, to_pipeline: int, stages: _Stages
+) -> dict[str, Any]:
+    change = evaluation.stage_change
+    outbound, _ = outbound_change_enqueue(
+        account=change.account,
+        kind=OutboundChange.Kind.LEAD_STATUS,
+        entity_kommo_id=change.lead.kommo_id,
+        payload={
+            "status_id": target.kommo_id,
+            "pipeline_id": target.pipeline_kommo_id,
+            "expected_status_id": change.to_status_kommo_id,
+            "expected_pipeline_id": to_pipeline,
+        },
+        idempotency_key=f"gate:move:{change.pk}",
+    )
+    return {
+        "action": "move back",
+        "to_stage": stages.name(target.pipeline_kommo_id, target.kommo_id),
+        "status_id": target.kommo_id,
+        "outbound_change": outbound.pk,
+        "key": outbound.idempotency_key,
+    }
+
+
+def _enqueue_task_and_note(
+    evaluation: GateEvaluation,
+    verdict: _Verdict,
+    fresh: semantics.FreshLead,
+    move: dict[str, Any],
+    stages: _Stages,
+) -> list[dict[str, Any]]:
+    change = evaluation.stage_change
+    rule = verdict.rule
+    lead = change.lead
+    to_pipeline = change.to_pipeline_kommo_id or lead.pipeline_kommo_id
+    marker = semantics.gate_marker(rule_id=rule.pk, stage_change_id=change.pk)
+    missing = semantics.missing_summary(verdict.reasons)
+    values = {
+        "deal": lead.name or f"Deal {lead.kommo_id}",
+        "missing": missing,
+        "stage": move["to_stage"],
+        "from_stage": stages.name(change.from_pipeline_kommo_id, change.from_status_kommo_id),
+        "to_stage": stages.name(to_pipeline, change.to_status_kommo_id),
+        "rule": rule.name,
+    }
+    text = semantics.task_text_render(template=rule.task_template, values=values)
+    due = timezone.now() + dt.timedelta(hours=rule.task_due_hours)
+    task, _ = outbound_change_enqueue(
+        account=change.account,
+        kind=OutboundChange.Kind.TASK_CREATE,
+        entity_kommo_id=lead.kommo_id,
+        payload={
+            "text": f"{text}\n{marker}",
+            "complete_till": int(due.timestamp()),
+            "responsible_user_id": fresh.responsible_user_id,
+            "task_type_id": 1,
+            "marker": marker,
+            "dedupe_marker": semantics.rule_marker(rule_id=rule.pk),
+        },
+        idempotency_key=f"gate:{rule.pk}:{change.pk}:task",
+        dedupe_key=f"gate-task:{rule.pk}:{lead.kommo_id}",
+    )
+    note_text = (
+        f"The portal moved this deal back from {values['to_stage']} to {values['stage']}: "
+        f"gate “{rule.name}” requires it — {missing}.\n{marker}"
+    )
+    note, _ = outbound_change_enqueue(
+        account=change.account,
+        kind=OutboundChange.Kind.NOTE_CREATE,
+        entity_kommo_id=lead.kommo_id,
+        payload={"text": note_text, "marker": marker},
+        idempotency_key=f"gate:{rule.pk}:{change.pk}:note",
+    )
+    return [
+        {"action": "task", "text": text, "outbound_change": task.pk, "key": task.idempotency_key},
+        {"action": "note", "outbound_change": note.pk, "key": note.idempotency_key},
+    ]
