@@ -1,0 +1,180 @@
+"""kommo_bootstrap against a live Kommo sandbox: it creates what is missing, finds what exists, and a
+second run creates nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+
+from apps.kommo.client import KommoClient
+from apps.kommo.models import KommoAccount
+from apps.kommo.models.mirror import Lead
+from apps.kommo.ratelimit import FileSlotStore, RateLimiter
+from apps.stakeholders.bootstrap import WEBHOOK_SETTINGS, account_bootstrap
+from apps.stakeholders.models import FieldMapping, Role, Stakeholder
+
+pytestmark = [pytest.mark.django_db, pytest.mark.sandbox]
+
+PUBLIC_URL = "https://portal.example.com"
+
+
+def start_sandbox(seed: str):  # type: ignore[no-untyped-def]
+    from apps.kommo_sandbox.server import SandboxServer
+
+    return SandboxServer(seed=seed, webhooks=False).start()
+
+
+@pytest.fixture
+def empty_sandbox() -> Iterator:
+    server = start_sandbox("empty")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def demo_sandbox() -> Iterator:
+    server = start_sandbox("demo")
+    yield server
+    server.stop()
+
+
+def connect(server) -> KommoAccount:  # type: ignore[no-untyped-def]
+    return KommoAccount.objects.create(
+        name="Sandbox",
+        base_url=server.base_url,
+        kommo_id=server.credentials["account_id"],
+        auth_kind=KommoAccount.AuthKind.LONG_LIVED,
+        access_token=server.credentials["long_lived_token"],
+        rate_limit_per_second=6,  # under the sandbox's 7 per second, as against Kommo
+    )
+
+
+def client_for(account: KommoAccount, tmp_path: Path) -> KommoClient:
+    return KommoClient(
+        account, limiter=RateLimiter(FileSlotStore(tmp_path / "ratelimit")), sleep=lambda _: None
+    )
+
+
+def writes_since(server, seq: int) -> list[str]:  # type: ignore[no-untyped-def]
+    return [
+        f"{entry['method']} {entry['path']}"
+        for entry in server.app.request_log.entries(since=seq)
+        if entry["method"] in {"POST", "PATCH", "DELETE"}
+    ]
+
+
+def test_the_first_run_creates_everything_and_the_second_creates_nothing(empty_sandbox, tmp_path):
+    account = connect(empty_sandbox)
+    client = client_for(account, tmp_path)
+
+    start = empty_sandbox.app.request_log.last_seq
+    first = account_bootstrap(account=account, public_url=PUBLIC_URL, client=client)
+    first_writes = writes_since(empty_sandbox, start)
+    middle = empty_sandbox.app.request_log.last_seq
+    second = account_bootstrap(account=account, public_url=PUBLIC_URL, client=client)
+
+    assert sorted(first_writes) == sorted(
+        [
+            "POST /api/v4/contacts/custom_fields",
+            "POST /api/v4/catalogs",
+            f"POST /api/v4/catalogs/{account_catalog_id(account)}/custom_fields",
+            "POST /api/v4/webhooks",
+        ]
+    )
+    assert len(first.created) == 6 and first.found == []
+    assert writes_since(empty_sandbox, middle) == []
+    assert second.created == [] and len(second.found) == 6
+    assert second.mappings_changed is False
+
+
+def account_catalog_id(account: KommoAccount) -> int:
+    return FieldMapping.objects.get(account=account, attribute="approval_status").catalog_id
+
+
+def test_what_it_creates_is_mapped_to_every_role_and_approval(empty_sandbox, tmp_path):
+    account = connect(empty_sandbox)
+    account_bootstrap(account=account, public_url=PUBLIC_URL, client=client_for(account, tmp_path))
+
+    mappings = {(m.attribute, m.source): m for m in FieldMapping.objects.filter(account=account)}
+    assert set(mappings) == {
+        ("role", "contact_field"),
+        ("role", "catalog_field"),
+        ("approval_status", "catalog_field"),
+        ("last_touch", "catalog_field"),
+    }
+    roles = set(Role.objects.filter(active=True))
+    for key in (("role", "contact_field"), ("role", "catalog_field")):
+        assert {value.role for value in mappings[key].values.all()} == roles
+    approvals = set(mappings[("approval_status", "catalog_field")].values.values_list("approval", flat=True))
+    assert approvals == {"pending", "approved", "rejected"}
+
+
+def test_the_webhook_points_at_the_accounts_token_url_with_the_mirrors_events(empty_sandbox, tmp_path):
+    account = connect(empty_sandbox)
+    client = client_for(account, tmp_path)
+
+    account_bootstrap(account=account, public_url=PUBLIC_URL + "/", client=client)
+
+    (webhook,) = client.webhooks_list()
+    assert webhook.destination == f"{PUBLIC_URL}/webhooks/kommo/{account.webhook_token}/"
+    assert set(WEBHOOK_SETTINGS) <= set(webhook.settings)
+
+
+def test_on_the_demo_account_it_finds_the_existing_fields_and_matches_roles_by_label(demo_sandbox, tmp_path):
+    account = connect(demo_sandbox)
+    start = demo_sandbox.app.request_log.last_seq
+
+    report = account_bootstrap(account=account, public_url=PUBLIC_URL, client=client_for(account, tmp_path))
+
+    assert writes_since(demo_sandbox, start) == ["POST /api/v4/webhooks"]
+    assert len(report.found) == 5 and report.warnings == []
+    role_field = FieldMapping.objects.get(account=account, attribute="role", source="contact_field")
+    labels = {value.role.code for value in role_field.values.select_related("role")}
+    assert labels == set(Role.objects.values_list("code", flat=True))  # "Decision maker" → decision_maker
+
+
+def test_the_command_prints_what_it_created_and_what_it_found(empty_sandbox):
+    account = connect(empty_sandbox)
+    out = StringIO()
+
+    call_command("kommo_bootstrap", "--account", str(account.pk), "--public-url", PUBLIC_URL, stdout=out)
+    call_command("kommo_bootstrap", "--public-url", PUBLIC_URL, stdout=out)
+
+    first, second = out.getvalue().split("field mappings", 1)
+    assert first.count("created  ") == 6 and "found    " not in first
+    assert "0 created, 6 found" in second
+
+
+def test_after_bootstrap_and_a_sync_the_demo_deals_have_their_stakeholders(demo_sandbox, tmp_path):
+    from apps.kommo import types
+    from apps.kommo.services.mirror import (
+        catalog_elements_upsert_from_kommo,
+        contacts_upsert_from_kommo,
+        leads_upsert_from_kommo,
+    )
+
+    account = connect(demo_sandbox)
+    client = client_for(account, tmp_path)
+    account_bootstrap(account=account, public_url=PUBLIC_URL, client=client)
+    catalog_id = account_catalog_id(account)
+    contacts_upsert_from_kommo(account=account, contacts=list(client.contacts_list()))
+    catalog_elements_upsert_from_kommo(
+        account=account, elements=list(client.catalog_elements_list(catalog_id))
+    )
+    leads: list[types.Lead] = list(client.leads_list(with_=("contacts", "catalog_elements")))
+    leads_upsert_from_kommo(account=account, leads=leads)
+
+    assert Lead.objects.filter(account=account).count() == 45
+    rows = Stakeholder.objects.filter(account=account)
+    per_deal = {lead.pk: 0 for lead in Lead.objects.filter(account=account)}
+    for row in rows:
+        per_deal[row.lead_id] += 1
+    assert min(per_deal.values()) >= 2 and max(per_deal.values()) <= 5
+    assert set(rows.values_list("source", flat=True)) == {"both"}
+    assert not rows.filter(role__isnull=True).exists()
+    assert not rows.filter(approval_status="unknown").exists()
+    assert rows.filter(role__code="decision_maker").values("lead").distinct().count() == 45
