@@ -13,6 +13,7 @@ from django.utils.html import format_html, format_html_join
 from apps.intake import services
 from apps.intake.models import IntakeSource, IntakeSubmission
 from apps.intake.selectors import mirror_lead
+from apps.kommo.models.mirror import Lead
 
 
 def _show_key(request: HttpRequest, source: IntakeSource, key: str) -> None:
@@ -104,6 +105,8 @@ class IntakeSubmissionAdmin(admin.ModelAdmin):
         lead = mirror_lead(account=account, kommo_id=lead_id)
         if lead is None:
             return format_html("{} ({}; not mirrored yet)", lead_id, kommo)
+        if not admin.site.is_registered(Lead):
+            return format_html("{} ({})", lead, kommo)
         local = reverse("admin:kommo_lead_change", args=[lead.pk])
         return format_html('<a href="{}">{}</a> ({})', local, lead, kommo)
 
