@@ -47,7 +47,7 @@ from apps.kommo.models.mirror import (
     StageChange,
     Status,
 )
-from apps.kommo.signals import mirror_changed
+from apps.kommo.signals import mirror_changed, stage_changed
 
 M = TypeVar("M", bound=MirrorModel)
 P = TypeVar("P")
@@ -986,6 +986,7 @@ def stage_change_record(
                 moved_by_kommo_user_id=moved_by_kommo_user_id,
                 kommo_event_id=kommo_event_id,
             )
+            stage_changed.send(sender=StageChange, stage_change=row)
             return row, True
         changed: set[str] = set()
         if at_is_exact and not row.at_is_exact:
