@@ -1,1 +1,2 @@
+import apps.kommo.admin.mirror  # noqa: F401  (registers the read-only mirror)
 from apps.kommo.admin import account  # noqa: F401  (registers KommoAccount)

@@ -1,0 +1,276 @@
+"""The mirror in the admin: read-only (Kommo is the source of truth), with the last payload shown pretty
+and a "resync from Kommo" action on deals, contacts and companies."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import Model, QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from apps.kommo.exceptions import KommoError
+from apps.kommo.models import (
+    Catalog,
+    CatalogElement,
+    Company,
+    Contact,
+    ContactChannel,
+    CustomField,
+    CustomFieldEnum,
+    KommoAccount,
+    KommoUser,
+    Lead,
+    LeadCatalogElement,
+    LeadContact,
+    Pipeline,
+    StageChange,
+    Status,
+    SyncState,
+)
+from apps.kommo.services.mirror import BatchResult
+from apps.kommo.services.sync import companies_refetch, contacts_refetch, leads_refetch
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """Rows are written by the sync and webhooks only: nothing can be added, changed or deleted here."""
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    @admin.display(description="last payload")
+    def raw_pretty(self, obj: Any) -> SafeString:
+        return format_html("<pre>{}</pre>", json.dumps(obj.raw, indent=2, ensure_ascii=False, sort_keys=True))
+
+
+class ReadOnlyInline(admin.TabularInline):  # type: ignore[type-arg]
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
+def _resync(
+    refetch: Callable[..., BatchResult], label: str
+) -> Callable[[admin.ModelAdmin, HttpRequest, QuerySet[Any]], None]:  # type: ignore[type-arg]
+    """An admin action that fetches the selected rows again from Kommo (250 ids per call) and upserts them."""
+
+    @admin.action(description=f"Resync selected {label} from Kommo")
+    def action(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Any]) -> None:  # type: ignore[type-arg]
+        by_account: dict[int, list[int]] = defaultdict(list)
+        for account_id, kommo_id in queryset.values_list("account_id", "kommo_id"):
+            by_account[account_id].append(kommo_id)
+        for account in KommoAccount.objects.filter(pk__in=by_account):
+            try:
+                result = refetch(account=account, kommo_ids=by_account[account.pk])
+            except KommoError as error:
+                modeladmin.message_user(request, f"{account}: {error}", messages.ERROR)
+                continue
+            modeladmin.message_user(
+                request,
+                f"{account}: {result.updated} updated, {result.unchanged} unchanged, {result.stale} stale "
+                f"of {len(by_account[account.pk])} selected",
+                messages.SUCCESS,
+            )
+
+    return action
+
+
+class StatusInline(ReadOnlyInline):
+    model = Status
+    fields = ["kommo_id", "name", "sort", "type", "is_won", "is_lost", "is_deleted"]
+
+
+class PipelineAdmin(ReadOnlyAdmin):
+    list_display = ["name", "kommo_id", "account", "sort", "is_main", "is_archive", "is_deleted"]
+    list_filter = ["account", "is_main", "is_archive", "is_deleted"]
+    search_fields = ["name", "kommo_id"]
+    list_select_related = ["account"]
+    inlines = [StatusInline]
+    readonly_fields = ["raw_pretty"]
+    exclude = ["raw"]
+
+
+class StatusAdmin(ReadOnlyAdmin):
+    list_display = ["name", "kommo_id", "pipeline", "sort", "type", "is_won", "is_lost", "is_deleted"]
+    list_filter = ["account", "pipeline", "type", "is_won", "is_lost", "is_deleted"]
+    search_fields = ["name", "kommo_id"]
+    list_select_related = ["pipeline"]
+    readonly_fields = ["raw_pretty"]
+    exclude = ["raw"]
+
+
+class KommoUserAdmin(ReadOnlyAdmin):
+    list_display = ["name", "email", "kommo_id", "account", "is_admin", "is_active", "is_deleted"]
+    list_filter = ["account", "is_admin", "is_active", "is_deleted"]
+    search_fields = ["name", "email", "kommo_id"]
+    list_select_related = ["account"]
+    readonly_fields = ["raw_pretty"]
+    exclude = ["raw"]
+
+
+class CustomFieldEnumInline(ReadOnlyInline):
+    model = CustomFieldEnum
+    fields = ["kommo_id", "value", "sort", "code"]
+
+
+class CustomFieldAdmin(ReadOnlyAdmin):
+    list_display = ["name", "kommo_id", "entity_type", "type", "code", "account", "is_deleted"]
+    list_filter = ["account", "entity_type", "type", "is_deleted"]
+    search_fields = ["name", "code", "kommo_id"]
+    list_select_related = ["account"]
+    inlines = [CustomFieldEnumInline]
+    readonly_fields = ["raw_pretty"]
+    exclude = ["raw"]
+
+
+class CatalogAdmin(ReadOnlyAdmin):
+    list_display = ["name", "kommo_id", "type", "account", "updated_at", "is_deleted"]
+    list_filter = ["account", "type", "is_deleted"]
+    search_fields = ["name", "kommo_id"]
+    list_select_related = ["account"]
+    readonly_fields = ["raw_pretty"]
+    exclude = ["raw"]
+
+
+class CatalogElementAdmin(ReadOnlyAdmin):
+    list_display = ["name", "kommo_id", "catalog", "account", "updated_at", "is_deleted"]
+    list_filter = ["account", "catalog", "is_deleted"]
+    search_fields = ["name", "kommo_id"]
+    list_select_related = ["account", "catalog"]
+    readonly_fields = ["raw_pretty"]
+    exclude = ["raw"]
+
+
+class CompanyAdmin(ReadOnlyAdmin):
+    list_display = ["name", "kommo_id", "responsible_user", "account", "updated_at", "is_deleted"]
+    list_filter = ["account", "is_deleted"]
+    search_fields = ["name", "kommo_id"]
+    list_select_related = ["account", "responsible_user"]
+    actions = [_resync(companies_refetch, "companies")]
+    readonly_fields = ["raw_pretty"]
+    exclude = ["raw"]
+
+
+class ContactChannelInline(ReadOnlyInline):
+    model = ContactChannel
+    fields = ["kind", "value"]
+
+
+class ContactAdmin(ReadOnlyAdmin):
+    list_display = ["name", "kommo_id", "emails", "phones", "company", "account", "updated_at", "is_deleted"]
+    list_filter = ["account", "is_deleted"]
+    search_fields = ["name", "kommo_id", "channels__value"]
+    list_select_related = ["account", "company"]
+    inlines = [ContactChannelInline]
+    actions = [_resync(contacts_refetch, "contacts")]
+    readonly_fields = ["raw_pretty"]
+    exclude = ["raw"]
+
+
+class LeadContactInline(ReadOnlyInline):
+    model = LeadContact
+    fields = ["contact_kommo_id", "contact", "is_main"]
+
+
+class LeadCatalogElementInline(ReadOnlyInline):
+    model = LeadCatalogElement
+    fields = ["element_kommo_id", "element", "catalog_kommo_id", "quantity"]
+
+
+class StageChangeInline(ReadOnlyInline):
+    model = StageChange
+    fk_name = "lead"
+    fields = ["at", "from_status", "to_status", "source", "sources", "moved_by", "kommo_event_id"]
+
+
+class LeadAdmin(ReadOnlyAdmin):
+    list_display = [
+        "name",
+        "kommo_id",
+        "status",
+        "price",
+        "responsible_user",
+        "account",
+        "updated_at",
+        "closed_at",
+        "is_deleted",
+    ]
+    list_filter = ["account", "pipeline", "status", "is_deleted"]
+    search_fields = [
+        "name",
+        "kommo_id",
+        "contact_links__contact__name",
+        "contact_links__contact__channels__value",
+    ]
+    list_select_related = ["account", "status", "status__pipeline", "responsible_user"]
+    date_hierarchy = "updated_at"
+    inlines = [LeadContactInline, LeadCatalogElementInline, StageChangeInline]
+    actions = [_resync(leads_refetch, "deals")]
+    readonly_fields = ["raw_pretty"]
+    exclude = ["raw"]
+
+
+class StageChangeAdmin(ReadOnlyAdmin):
+    list_display = [
+        "lead",
+        "from_status",
+        "to_status",
+        "at",
+        "at_is_exact",
+        "source",
+        "moved_by",
+        "kommo_event_id",
+    ]
+    list_filter = ["account", "source", "at_is_exact"]
+    search_fields = ["lead__name", "lead__kommo_id", "kommo_event_id"]
+    list_select_related = ["lead", "from_status", "to_status", "moved_by"]
+    date_hierarchy = "at"
+
+
+class SyncStateAdmin(ReadOnlyAdmin):
+    list_display = [
+        "resource",
+        "account",
+        "started_at",
+        "finished_at",
+        "last_full_at",
+        "seen",
+        "calls",
+        "modified",
+    ]
+    list_filter = ["account", "resource"]
+    search_fields = ["resource"]
+    list_select_related = ["account"]
+
+
+MIRROR_ADMINS: Iterable[tuple[type[Model], type[admin.ModelAdmin]]] = (  # type: ignore[type-arg]
+    (Pipeline, PipelineAdmin),
+    (Status, StatusAdmin),
+    (KommoUser, KommoUserAdmin),
+    (CustomField, CustomFieldAdmin),
+    (Catalog, CatalogAdmin),
+    (CatalogElement, CatalogElementAdmin),
+    (Company, CompanyAdmin),
+    (Contact, ContactAdmin),
+    (Lead, LeadAdmin),
+    (StageChange, StageChangeAdmin),
+    (SyncState, SyncStateAdmin),
+)
+for _model, _options in MIRROR_ADMINS:
+    admin.site.register(_model, _options)
