@@ -1,0 +1,102 @@
+import datetime as dt
+
+import pytest
+
+from apps.kommo.models import StageChange
+from apps.kommo.services.mirror import lead_upsert_from_kommo, leads_upsert_from_kommo, stage_change_record
+from tests.kommo.mirror_support import account_create, at, lead
+
+pytestmark = pytest.mark.django_db
+
+SOURCE = StageChange.Source
+
+
+@pytest.fixture
+def account():
+    return account_create()
+
+
+@pytest.fixture
+def deal(account):
+    return lead_upsert_from_kommo(account=account, data=lead(status_id=20, closed_at=None)).obj
+
+
+def record(account, deal, **kwargs):
+    values = {"from_status_id": 20, "to_status_id": 30, "at": at(100), "source": SOURCE.WEBHOOK, **kwargs}
+    return stage_change_record(account=account, lead=deal, **values)
+
+
+def test_the_webhook_and_the_events_api_reporting_one_move_make_one_row_with_the_mover(account, deal):
+    first, created = record(account, deal, at=at(100))
+    again, created_again = record(
+        account, deal, at=at(101), source=SOURCE.EVENTS, moved_by_kommo_user_id=7, kommo_event_id="ev1"
+    )
+
+    assert created and not created_again and again.pk == first.pk
+    row = StageChange.objects.get()
+    assert (row.source, row.moved_by_kommo_user_id, row.kommo_event_id) == ("webhook", 7, "ev1")
+    assert row.sources == ["webhook", "events"] and row.at == at(100)
+
+
+def test_the_same_event_twice_is_one_row(account, deal):
+    record(account, deal, source=SOURCE.EVENTS, kommo_event_id="ev1")
+    _, created = record(account, deal, at=at(5000), source=SOURCE.EVENTS, kommo_event_id="ev1")
+
+    assert not created and StageChange.objects.count() == 1
+
+
+def test_a_move_seen_by_a_sync_takes_the_exact_time_and_source_of_the_event_that_reports_it(account, deal):
+    inferred, _ = record(account, deal, at=at(3600), source=SOURCE.SYNC, at_is_exact=False)
+
+    exact, created = record(account, deal, at=at(100), source=SOURCE.EVENTS, moved_by_kommo_user_id=7)
+
+    assert not created and exact.pk == inferred.pk
+    row = StageChange.objects.get()
+    assert (row.at, row.at_is_exact, row.source, row.moved_by_kommo_user_id) == (at(100), True, "events", 7)
+
+
+def test_an_upsert_after_the_webhook_does_not_record_the_move_twice(account, deal):
+    record(account, deal, from_status_id=20, to_status_id=143, at=at(100))
+
+    result = leads_upsert_from_kommo(account=account, leads=[lead(status_id=143, updated_at=at(900))])
+
+    assert result.new_stage_changes == [] and StageChange.objects.count() == 1
+
+
+def test_the_same_move_made_again_later_is_a_second_row(account, deal):
+    record(account, deal, at=at(100))
+    record(account, deal, from_status_id=30, to_status_id=20, at=at(200))
+
+    _, created = record(account, deal, at=at(100 + 3600))
+
+    assert created and StageChange.objects.count() == 3
+
+
+def test_a_different_move_within_the_window_is_its_own_row(account, deal):
+    record(account, deal, at=at(100))
+
+    _, created = record(account, deal, from_status_id=30, to_status_id=40, at=at(110))
+
+    assert created and StageChange.objects.count() == 2
+
+
+def test_the_gate_recording_its_own_move_back_keeps_the_gate_source_when_the_webhook_echoes_it(account, deal):
+    record(account, deal, from_status_id=30, to_status_id=20, at=at(100), source=SOURCE.GATE)
+
+    row, created = record(account, deal, from_status_id=30, to_status_id=20, at=at(102))
+
+    assert not created and row.source == "gate" and row.sources == ["gate", "webhook"]
+
+
+def test_stage_names_are_linked_when_the_pipeline_is_known(account, deal):
+    from apps.kommo import types
+    from apps.kommo.services.mirror import pipelines_upsert_from_kommo
+    from tests.kommo.payloads import payload
+
+    pipeline = payload("pipelines.json")["_embedded"]["pipelines"][0]
+    pipelines_upsert_from_kommo(account=account, pipelines=[types.Pipeline.from_api(pipeline)])
+    deal.pipeline_kommo_id = pipeline["id"]
+
+    row, _ = record(account, deal, from_status_id=32392159, to_status_id=142, at=dt.datetime.now(tz=dt.UTC))
+
+    assert row.from_status.name == "Первичный контакт" and row.to_status.is_won
