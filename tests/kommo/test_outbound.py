@@ -1,0 +1,374 @@
+"""Draining the outbound change queue: batching, check before retrying, retries, the circuit breaker."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import responses
+
+from apps.kommo.client import KommoClient, RetryPolicy
+from apps.kommo.models import KommoAccount, Lead, OutboundChange, Pipeline, StageChange, Status
+from apps.kommo.ratelimit import FileSlotStore, RateLimiter
+from apps.kommo.services.outbound import (
+    outbound_change_enqueue,
+    outbound_change_retry,
+    outbound_changes_drain,
+)
+
+BASE = "https://acme.kommo.com"
+LEGAL, SIGNING, PIPELINE = 4004, 4005, 3001
+Kind, State = OutboundChange.Kind, OutboundChange.Status
+MARKER = "[portal gate 7 · move {n}]"
+
+
+@pytest.fixture
+def account(db: None) -> KommoAccount:
+    account = KommoAccount.objects.create(
+        name="Acme",
+        base_url=BASE,
+        auth_kind=KommoAccount.AuthKind.LONG_LIVED,
+        access_token="long-lived-token-0123456789abcdef",
+        rate_limit_per_second=1000,
+    )
+    pipeline = Pipeline.objects.create(account=account, kommo_id=PIPELINE, name="B2B sales")
+    for kommo_id, name, sort in ((LEGAL, "Legal review", 50), (SIGNING, "Signing", 60)):
+        Status.objects.create(account=account, pipeline=pipeline, kommo_id=kommo_id, name=name, sort=sort)
+    return account
+
+
+@pytest.fixture
+def client(account: KommoAccount, tmp_path: Path) -> KommoClient:
+    limiter = RateLimiter(FileSlotStore(tmp_path / "ratelimit"))
+    return KommoClient(account, limiter=limiter, sleep=lambda _: None, retry=RetryPolicy(max_attempts=1))
+
+
+@pytest.fixture
+def api() -> Iterator[responses.RequestsMock]:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield mock
+
+
+def lead_row(account: KommoAccount, kommo_id: int) -> Lead:
+    return Lead.objects.create(
+        account=account,
+        kommo_id=kommo_id,
+        name=f"Deal {kommo_id}",
+        pipeline_kommo_id=PIPELINE,
+        status_kommo_id=SIGNING,
+    )
+
+
+def blocked(account: KommoAccount, lead_id: int, n: int, rule: int = 7) -> None:
+    """What a blocked move queues: the move back, a task and a note."""
+    marker = MARKER.format(n=n).replace("gate 7", f"gate {rule}")
+    outbound_change_enqueue(
+        account=account,
+        kind=Kind.LEAD_STATUS,
+        entity_kommo_id=lead_id,
+        payload={
+            "status_id": LEGAL,
+            "pipeline_id": PIPELINE,
+            "expected_status_id": SIGNING,
+            "expected_pipeline_id": PIPELINE,
+        },
+        idempotency_key=f"gate:move:{n}",
+    )
+    outbound_change_enqueue(
+        account=account,
+        kind=Kind.TASK_CREATE,
+        entity_kommo_id=lead_id,
+        payload={
+            "text": f"The lawyer has not approved\n{marker}",
+            "complete_till": 1746100800,
+            "responsible_user_id": 501,
+            "task_type_id": 1,
+            "marker": marker,
+            "dedupe_marker": f"[portal gate {rule} ",
+        },
+        idempotency_key=f"gate:{rule}:{n}:task",
+        dedupe_key=f"gate-task:{rule}:{lead_id}",
+    )
+    outbound_change_enqueue(
+        account=account,
+        kind=Kind.NOTE_CREATE,
+        entity_kommo_id=lead_id,
+        payload={"text": f"Moved back: the lawyer has not approved\n{marker}", "marker": marker},
+        idempotency_key=f"gate:{rule}:{n}:note",
+    )
+
+
+def echo_write(key: str, updated: bool = False):
+    """A callback answering a batch write the way Kommo does: one entry per item, request_id echoed."""
+
+    def answer(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+        items = json.loads(request.body or b"[]")
+        entries: list[dict[str, Any]] = []
+        for index, item in enumerate(items):
+            entry: dict[str, Any] = {
+                "id": item.get("id", 900000 + index),
+                "request_id": item.get("request_id"),
+            }
+            if updated:
+                entry["updated_at"] = 1746100000
+            entries.append(entry)
+        return 200, {"X-Request-Id": f"req-{key}"}, json.dumps({"_embedded": {key: entries}})
+
+    return answer
+
+
+def writes(api: responses.RequestsMock) -> list[tuple[str, str, int]]:
+    return [
+        (
+            call.request.method,
+            call.request.url.split("?")[0].removeprefix(BASE),
+            len(json.loads(call.request.body)),
+        )
+        for call in api.calls
+        if call.request.method in ("PATCH", "POST")
+    ]
+
+
+def test_a_burst_of_100_blocked_moves_costs_four_writes(account, client, api):
+    for n in range(100):
+        lead_row(account, 10_000 + n)
+        blocked(account, 10_000 + n, n)
+    api.add_callback("PATCH", BASE + "/api/v4/leads", callback=echo_write("leads", updated=True))
+    api.add_callback("POST", BASE + "/api/v4/tasks", callback=echo_write("tasks"))
+    api.add_callback("POST", BASE + "/api/v4/leads/notes", callback=echo_write("notes"))
+
+    result = outbound_changes_drain(account_id=account.pk, client=client)
+
+    assert writes(api) == [
+        ("PATCH", "/api/v4/leads", 50),
+        ("PATCH", "/api/v4/leads", 50),
+        ("POST", "/api/v4/tasks", 100),
+        ("POST", "/api/v4/leads/notes", 100),
+    ]
+    assert result.sent == 300 and result.retry_in is None
+    assert set(OutboundChange.objects.values_list("status", flat=True)) == {State.SENT}
+    move = OutboundChange.objects.filter(kind=Kind.LEAD_STATUS).first()
+    assert move.kommo_request_id == "req-leads" and move.result_ids == [move.entity_kommo_id]
+
+
+def test_the_portals_move_enters_the_stage_history_as_a_gate_move(account, client, api):
+    lead = lead_row(account, 10_001)
+    blocked(account, 10_001, 1)
+    api.add_callback("PATCH", BASE + "/api/v4/leads", callback=echo_write("leads", updated=True))
+    api.add_callback("POST", BASE + "/api/v4/tasks", callback=echo_write("tasks"))
+    api.add_callback("POST", BASE + "/api/v4/leads/notes", callback=echo_write("notes"))
+
+    outbound_changes_drain(account_id=account.pk, client=client)
+
+    change = StageChange.objects.get(lead=lead)
+    assert (change.source, change.from_status_kommo_id, change.to_status_kommo_id) == ("gate", SIGNING, LEGAL)
+    assert change.at == dt.datetime.fromtimestamp(1746100000, tz=dt.UTC)
+
+
+def test_a_move_whose_outcome_is_unknown_is_checked_and_not_sent_twice(account, client, api):
+    lead_row(account, 10_001)
+    blocked(account, 10_001, 1)
+    api.add("PATCH", BASE + "/api/v4/leads", body=requests.ReadTimeout("no answer"))
+    api.add_callback("POST", BASE + "/api/v4/tasks", callback=echo_write("tasks"))
+    api.add_callback("POST", BASE + "/api/v4/leads/notes", callback=echo_write("notes"))
+
+    first = outbound_changes_drain(account_id=account.pk, client=client)
+
+    move = OutboundChange.objects.get(kind=Kind.LEAD_STATUS)
+    assert move.status == State.UNKNOWN and first.unknown == 1 and first.retry_in is not None
+    # The write did land: Kommo has the deal back in Legal review.
+    OutboundChange.objects.filter(pk=move.pk).update(next_attempt_at=None)
+    api.get(BASE + "/api/v4/leads", json={"_embedded": {"leads": [lead_json(10_001, LEGAL)]}})
+    api.calls.reset()
+
+    outbound_changes_drain(account_id=account.pk, client=client)
+
+    move.refresh_from_db()
+    assert move.status == State.SENT
+    assert [call.request.method for call in api.calls] == ["GET"]
+
+
+def test_a_move_whose_outcome_is_unknown_is_sent_again_when_it_did_not_land(account, client, api):
+    lead_row(account, 10_001)
+    blocked(account, 10_001, 1)
+    OutboundChange.objects.exclude(kind=Kind.LEAD_STATUS).delete()
+    OutboundChange.objects.update(status=State.UNKNOWN)
+    api.get(BASE + "/api/v4/leads", json={"_embedded": {"leads": [lead_json(10_001, SIGNING)]}})
+    api.add_callback("PATCH", BASE + "/api/v4/leads", callback=echo_write("leads"))
+
+    outbound_changes_drain(account_id=account.pk, client=client)
+
+    assert [call.request.method for call in api.calls] == ["GET", "PATCH"]
+    assert OutboundChange.objects.get().status == State.SENT
+
+
+def test_an_unknown_move_is_dropped_when_the_manager_moved_the_deal_elsewhere(account, client, api):
+    lead_row(account, 10_001)
+    blocked(account, 10_001, 1)
+    OutboundChange.objects.exclude(kind=Kind.LEAD_STATUS).delete()
+    OutboundChange.objects.update(status=State.UNKNOWN)
+    api.get(BASE + "/api/v4/leads", json={"_embedded": {"leads": [lead_json(10_001, 142)]}})
+
+    outbound_changes_drain(account_id=account.pk, client=client)
+
+    assert [call.request.method for call in api.calls] == ["GET"]
+    assert OutboundChange.objects.get().status == State.SKIPPED
+
+
+def test_a_task_whose_outcome_is_unknown_is_found_by_its_marker_and_not_created_twice(account, client, api):
+    lead_row(account, 10_001)
+    blocked(account, 10_001, 1)
+    OutboundChange.objects.exclude(kind=Kind.TASK_CREATE).delete()
+    task = OutboundChange.objects.get()
+    OutboundChange.objects.update(status=State.UNKNOWN)
+    api.get(
+        BASE + "/api/v4/tasks",
+        json={"_embedded": {"tasks": [task_json(555, 10_001, task.payload["text"])]}},
+    )
+
+    outbound_changes_drain(account_id=account.pk, client=client)
+
+    task.refresh_from_db()
+    assert (task.status, task.result_ids) == (State.SENT, [555])
+    assert [call.request.method for call in api.calls] == ["GET"]
+
+
+def test_a_timed_out_task_is_created_again_when_kommo_does_not_have_it(account, client, api):
+    lead_row(account, 10_001)
+    blocked(account, 10_001, 1)
+    OutboundChange.objects.exclude(kind=Kind.TASK_CREATE).delete()
+    api.add("POST", BASE + "/api/v4/tasks", body=requests.ReadTimeout("no answer"))
+    outbound_changes_drain(account_id=account.pk, client=client)
+    assert OutboundChange.objects.get().status == State.UNKNOWN
+    OutboundChange.objects.update(next_attempt_at=None)
+    api.reset()
+    api.add("GET", BASE + "/api/v4/tasks", status=204)
+    api.add_callback("POST", BASE + "/api/v4/tasks", callback=echo_write("tasks"))
+
+    outbound_changes_drain(account_id=account.pk, client=client)
+
+    assert [call.request.method for call in api.calls] == ["GET", "POST"]
+    assert OutboundChange.objects.get().status == State.SENT
+
+
+def test_no_second_open_task_for_the_same_deal_and_rule(account, client, api):
+    lead_row(account, 10_001)
+    blocked(account, 10_001, 1)
+    OutboundChange.objects.exclude(kind=Kind.TASK_CREATE).delete()
+    OutboundChange.objects.update(status=State.SENT, result_ids=[555])
+    blocked(account, 10_001, 2)  # the manager tried again before doing the first task
+    OutboundChange.objects.exclude(kind=Kind.TASK_CREATE).delete()
+    first_text = OutboundChange.objects.get(idempotency_key="gate:7:1:task").payload["text"]
+    api.get(BASE + "/api/v4/tasks", json={"_embedded": {"tasks": [task_json(555, 10_001, first_text)]}})
+
+    outbound_changes_drain(account_id=account.pk, client=client)
+
+    second = OutboundChange.objects.get(idempotency_key="gate:7:2:task")
+    assert second.status == State.SKIPPED and "#555" in second.error
+    assert [call.request.method for call in api.calls] == ["GET"]
+
+
+def test_a_new_task_is_created_once_the_previous_one_was_completed(account, client, api):
+    lead_row(account, 10_001)
+    blocked(account, 10_001, 1)
+    OutboundChange.objects.exclude(kind=Kind.TASK_CREATE).delete()
+    OutboundChange.objects.update(status=State.SENT, result_ids=[555])
+    blocked(account, 10_001, 2)
+    OutboundChange.objects.exclude(kind=Kind.TASK_CREATE).delete()
+    first_text = OutboundChange.objects.get(idempotency_key="gate:7:1:task").payload["text"]
+    done = task_json(555, 10_001, first_text, completed=True)
+    api.get(BASE + "/api/v4/tasks", json={"_embedded": {"tasks": [done]}})
+    api.add_callback("POST", BASE + "/api/v4/tasks", callback=echo_write("tasks"))
+
+    outbound_changes_drain(account_id=account.pk, client=client)
+
+    assert OutboundChange.objects.get(idempotency_key="gate:7:2:task").status == State.SENT
+
+
+def test_a_rate_limited_write_waits_for_retry_after(account, client, api):
+    lead_row(account, 10_001)
+    blocked(account, 10_001, 1)
+    OutboundChange.objects.exclude(kind=Kind.LEAD_STATUS).delete()
+    api.patch(
+        BASE + "/api/v4/leads",
+        status=429,
+        json={"title": "Too Many Requests", "status": 429, "detail": "slow down", "retry_after": 120},
+        content_type="application/problem+json",
+    )
+
+    result = outbound_changes_drain(account_id=account.pk, client=client)
+
+    move = OutboundChange.objects.get()
+    assert move.status == State.PENDING
+    assert move.next_attempt_at is not None
+    assert 110 <= result.retry_in <= 121
+
+
+def test_a_permanent_error_fails_the_change_without_retrying(account, client, api):
+    lead_row(account, 10_001)
+    blocked(account, 10_001, 1)
+    OutboundChange.objects.exclude(kind=Kind.NOTE_CREATE).delete()
+    api.post(
+        BASE + "/api/v4/leads/notes",
+        status=403,
+        json={"title": "Forbidden", "status": 403, "detail": "Client doesn't have the required scope"},
+        content_type="application/problem+json",
+    )
+
+    result = outbound_changes_drain(account_id=account.pk, client=client)
+
+    note = OutboundChange.objects.get()
+    assert note.status == State.FAILED and "required scope" in note.error
+    assert result.retry_in is None
+    assert outbound_change_retry(change=note)
+    note.refresh_from_db()
+    assert note.status == State.PENDING and note.attempts == 0
+
+
+def test_an_open_circuit_breaker_stops_the_drain_and_keeps_the_changes(account, client, api):
+    lead_row(account, 10_001)
+    blocked(account, 10_001, 1)
+    KommoAccount.objects.filter(pk=account.pk).update(
+        blocked_since=dt.datetime.now(tz=dt.UTC), blocked_reason="403"
+    )
+
+    result = outbound_changes_drain(account_id=account.pk, client=client)
+
+    assert result.blocked and result.retry_in is None
+    assert len(api.calls) == 0
+    assert set(OutboundChange.objects.values_list("status", flat=True)) == {State.PENDING}
+    assert set(OutboundChange.objects.values_list("attempts", flat=True)) == {0}
+
+
+def test_the_same_intention_is_queued_once(account):
+    blocked(account, 10_001, 1)
+    blocked(account, 10_001, 1)
+    assert OutboundChange.objects.count() == 3
+
+
+def lead_json(lead_id: int, status: int) -> dict[str, Any]:
+    return {
+        "id": lead_id,
+        "name": "Deal",
+        "status_id": status,
+        "pipeline_id": PIPELINE,
+        "updated_at": 1746100000,
+        "is_deleted": False,
+    }
+
+
+def task_json(task_id: int, lead_id: int, text: str, completed: bool = False) -> dict[str, Any]:
+    return {
+        "id": task_id,
+        "text": text,
+        "entity_id": lead_id,
+        "entity_type": "leads",
+        "is_completed": completed,
+        "complete_till": 1746100800,
+        "responsible_user_id": 501,
+    }
