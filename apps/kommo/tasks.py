@@ -4,9 +4,33 @@
 from __future__ import annotations
 
 from celery import shared_task
+from django.conf import settings
 
 from apps.kommo.models import KommoAccount
 from apps.kommo.services.sync import account_ids_syncable, events_reconcile, mirror_sync
+from apps.kommo.webhooks.intake import webhook_event_enqueue
+from apps.kommo.webhooks.processing import webhook_event_process, webhook_events_prune, webhook_events_sweep
+
+
+@shared_task(name="apps.kommo.tasks.webhook_process")
+def webhook_process(event_id: int) -> None:
+    """Processes a stored webhook event (with the others of its account waiting); schedules the retry."""
+    outcome = webhook_event_process(event_id=event_id)
+    if outcome.retry is not None:
+        retry_id, delay = outcome.retry
+        webhook_event_enqueue(event_id=retry_id, countdown=delay)
+
+
+@shared_task(name="apps.kommo.tasks.webhook_sweep")
+def webhook_sweep() -> int:
+    """Re-queues webhook events nobody is working on (beat, every minute)."""
+    return len(webhook_events_sweep())
+
+
+@shared_task(name="apps.kommo.tasks.webhook_prune")
+def webhook_prune() -> int:
+    """Deletes old processed and ignored webhook events (beat, daily)."""
+    return webhook_events_prune(days=int(getattr(settings, "KOMMO_WEBHOOK_KEEP_DAYS", 30)))
 
 
 @shared_task(name="apps.kommo.tasks.sync_incremental")

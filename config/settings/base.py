@@ -153,6 +153,10 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "kommo-sync-incremental": {"task": "apps.kommo.tasks.sync_incremental", "schedule": 15 * 60.0},
     # Stage history with who moved each deal, and repairs for webhooks that never arrived.
     "kommo-sync-events": {"task": "apps.kommo.tasks.sync_events", "schedule": 5 * 60.0},
+    # Webhook events nobody is working on (never picked up, worker died, retry task lost) go back in line.
+    "kommo-webhooks-sweep": {"task": "apps.kommo.tasks.webhook_sweep", "schedule": 60.0},
+    # Processed and ignored webhook events older than KOMMO_WEBHOOK_KEEP_DAYS (30) are deleted.
+    "kommo-webhooks-prune": {"task": "apps.kommo.tasks.webhook_prune", "schedule": 24 * 60 * 60.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(RUN_DIR / "celerybeat-schedule")
 

@@ -81,6 +81,8 @@ def test_a_note_is_read_from_its_nested_note_block() -> None:
 
     assert item.event == ("lead", "note")
     assert (item.id, item.number("element_id")) == (4600471, 15320411)
+    assert one("contacts-note.sandbox.form.txt").event == ("contact", "note")
+    assert one("contacts-note-company.sandbox.form.txt").event == ("company", "note")
 
 
 def test_messages_and_talks_are_items_without_a_numeric_id() -> None:

@@ -33,5 +33,6 @@ def account_for(rec: Recording, **fields: object) -> KommoAccount:
         "base_url": f"https://{subdomain}.kommo.com",
         "auth_kind": KommoAccount.AuthKind.LONG_LIVED,
         "access_token": "test-long-lived-token",
+        "rate_limit_per_second": 1000,
     }
     return KommoAccount.objects.create(**(defaults | fields))

@@ -17,8 +17,9 @@ sent (``date_create``, ``last_modified``, ``modified_user_id``); date custom fie
 with no ``[value]`` key; a radiobutton's ``values`` may be one object instead of a list; companies arrive
 under ``contacts`` with ``type=company``; tasks under the singular ``task``; catalog elements under
 ``catalogs``; an accepted or declined incoming lead is ``unsorted[delete]`` with ``action=accept|decline``;
-notes nest their fields under ``[note]``. The order of keys never matters: the body becomes a tree of
-dicts, and items are ordered by section, action and numeric index. A key that appears twice, or that is
+notes nest their fields under ``[note]`` (a company's note comes under ``contacts[note]`` with
+``element_type=3``). The order of keys never matters: the body becomes a tree of dicts, and items are
+ordered by section, action and numeric index. A key that appears twice, or that is
 both a value and a parent of other keys, makes the body ambiguous and is refused.
 """
 
@@ -57,6 +58,7 @@ SECTION_ENTITY = {
     "customers": "customer",
 }
 ACCOUNT = "account"
+COMPANY_ELEMENT_TYPE = "3"  # a note's element_type: 1 contact, 2 lead, 3 company
 # The only fields of a Digital Pipeline "Send webhook" item (API.md §12.3).
 DP_FIELDS = frozenset({"id", "status_id", "pipeline_id", "old_status_id", "old_pipeline_id"})
 
@@ -381,6 +383,8 @@ def _item(section: str, action: str, node: Mapping[str, Any]) -> WebhookItem:
     fields: Mapping[str, Any] = node
     if action == "note" and isinstance(node.get("note"), dict):
         fields = node["note"]
+        if entity == "contact" and fields.get("element_type") == COMPANY_ELEMENT_TYPE:
+            entity = "company"
     elif entity == "contact" and node.get("type") == "company":
         entity = "company"
     elif entity == "unsorted" and action == "delete" and node.get("action") in ("accept", "decline"):

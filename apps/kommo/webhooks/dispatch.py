@@ -1,0 +1,198 @@
+"""What each kind of webhook item asks of the portal: a dict from (entity, action) to a handler, and the
+event types the portal deliberately ignores.
+
+Handlers never call Kommo and never write: they add to a :class:`Plan`, which a batch of events shares,
+so that every lead, contact, company and catalog element named in the batch is re-fetched once, in pages
+of up to 250, before anything is written (webhook bodies are notifications; Kommo's API is the truth).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from apps.kommo.webhooks.parser import WebhookItem, WebhookParseError
+
+
+@dataclass(frozen=True)
+class Move:
+    """A stage move reported by a ``leads[status]`` item. ``at`` is ``last_modified``; Digital Pipeline
+    hooks carry no time, so it is None for them."""
+
+    lead_id: int
+    from_status_id: int | None
+    to_status_id: int
+    from_pipeline_id: int | None
+    to_pipeline_id: int | None
+    at: dt.datetime | None
+    moved_by: int | None
+
+
+@dataclass
+class Plan:
+    """Ids to re-fetch, deletions to confirm, and moves to record, for one batch of events."""
+
+    leads: set[int] = field(default_factory=set)
+    contacts: set[int] = field(default_factory=set)
+    companies: set[int] = field(default_factory=set)
+    elements: dict[int, set[int]] = field(default_factory=dict)  # catalog id → element ids
+    deleted_leads: set[int] = field(default_factory=set)
+    deleted_contacts: set[int] = field(default_factory=set)
+    deleted_companies: set[int] = field(default_factory=set)
+    deleted_elements: dict[int, set[int]] = field(default_factory=dict)
+    moves: list[Move] = field(default_factory=list)
+
+    def merge(self, other: Plan) -> None:
+        self.leads |= other.leads
+        self.contacts |= other.contacts
+        self.companies |= other.companies
+        self.deleted_leads |= other.deleted_leads
+        self.deleted_contacts |= other.deleted_contacts
+        self.deleted_companies |= other.deleted_companies
+        for mine, theirs in (
+            (self.elements, other.elements),
+            (self.deleted_elements, other.deleted_elements),
+        ):
+            for catalog_id, ids in theirs.items():
+                mine.setdefault(catalog_id, set()).update(ids)
+        self.moves += other.moves
+
+
+Handler = Callable[[Plan, WebhookItem], None]
+
+
+def _id(item: WebhookItem) -> int:
+    if item.id is None:
+        raise WebhookParseError(f"{item.entity} {item.action} item without a numeric id")
+    return item.id
+
+
+def lead_changed(plan: Plan, item: WebhookItem) -> None:
+    plan.leads.add(_id(item))
+
+
+def lead_moved(plan: Plan, item: WebhookItem) -> None:
+    lead_id = _id(item)
+    plan.leads.add(lead_id)
+    to_status = item.number("status_id")
+    if to_status is None:
+        raise WebhookParseError(f"leads[status] item {lead_id} without status_id")
+    plan.moves.append(
+        Move(
+            lead_id=lead_id,
+            from_status_id=item.number("old_status_id"),
+            to_status_id=to_status,
+            from_pipeline_id=item.number("old_pipeline_id") or item.number("pipeline_id"),
+            to_pipeline_id=item.number("pipeline_id"),
+            at=item.moment("last_modified"),
+            moved_by=item.number("modified_user_id"),
+        )
+    )
+
+
+def lead_deleted(plan: Plan, item: WebhookItem) -> None:
+    """Re-fetched too: a lead restored since the delivery comes back from Kommo and stays live."""
+    plan.leads.add(_id(item))
+    plan.deleted_leads.add(_id(item))
+
+
+def contact_changed(plan: Plan, item: WebhookItem) -> None:
+    plan.contacts.add(_id(item))
+
+
+def contact_deleted(plan: Plan, item: WebhookItem) -> None:
+    plan.contacts.add(_id(item))
+    plan.deleted_contacts.add(_id(item))
+
+
+def company_changed(plan: Plan, item: WebhookItem) -> None:
+    plan.companies.add(_id(item))
+
+
+def company_deleted(plan: Plan, item: WebhookItem) -> None:
+    plan.companies.add(_id(item))
+    plan.deleted_companies.add(_id(item))
+
+
+def _catalog_id(item: WebhookItem) -> int:
+    catalog_id = item.number("catalog_id")
+    if catalog_id is None:
+        raise WebhookParseError(f"catalogs[{item.action}] item without catalog_id")
+    return catalog_id
+
+
+def element_changed(plan: Plan, item: WebhookItem) -> None:
+    plan.elements.setdefault(_catalog_id(item), set()).add(_id(item))
+
+
+def element_deleted(plan: Plan, item: WebhookItem) -> None:
+    element_changed(plan, item)
+    plan.deleted_elements.setdefault(_catalog_id(item), set()).add(_id(item))
+
+
+def unsorted_accepted(plan: Plan, item: WebhookItem) -> None:
+    """An incoming lead was accepted: the leads it became are real leads now."""
+    plan.leads.update(item.result_ids("leads"))
+
+
+HANDLERS: dict[tuple[str, str], Handler] = {
+    ("lead", "add"): lead_changed,
+    ("lead", "update"): lead_changed,
+    ("lead", "restore"): lead_changed,
+    ("lead", "responsible"): lead_changed,
+    ("lead", "status"): lead_moved,
+    ("lead", "delete"): lead_deleted,
+    ("contact", "add"): contact_changed,
+    ("contact", "update"): contact_changed,
+    ("contact", "restore"): contact_changed,
+    ("contact", "delete"): contact_deleted,
+    ("company", "add"): company_changed,
+    ("company", "update"): company_changed,
+    ("company", "restore"): company_changed,
+    ("company", "delete"): company_deleted,
+    ("catalog_element", "add"): element_changed,
+    ("catalog_element", "update"): element_changed,
+    ("catalog_element", "delete"): element_deleted,
+    ("unsorted", "accept"): unsorted_accepted,
+}
+
+# Sent by Kommo, not mirrored by the portal: an event made only of these is marked ``ignored``.
+IGNORED: frozenset[tuple[str, str]] = frozenset(
+    {
+        ("lead", "note"),
+        ("contact", "note"),
+        ("company", "note"),
+        ("task", "add"),
+        ("task", "update"),
+        ("task", "delete"),
+        ("unsorted", "add"),
+        ("unsorted", "update"),
+        ("unsorted", "decline"),
+        ("message", "add"),
+        ("talk", "add"),
+        ("talk", "update"),
+        # Digital Pipeline triggers that do not move the deal
+        ("lead", "mail_in"),
+        ("lead", "call_in"),
+        ("lead", "chat"),
+        ("lead", "site_visit"),
+    }
+)
+
+
+def plan_items(items: tuple[WebhookItem, ...]) -> tuple[Plan, bool, list[str]]:
+    """What ``items`` need; whether any item needs work; and the event types that are neither handled
+    nor known to be ignorable (they are ignored too, and named). :class:`WebhookParseError` when an item
+    lacks what its handler needs."""
+    plan = Plan()
+    handled = False
+    unknown: list[str] = []
+    for item in items:
+        handler = HANDLERS.get(item.event)
+        if handler is not None:
+            handler(plan, item)
+            handled = True
+        elif item.event not in IGNORED:
+            unknown.append(f"{item.entity}[{item.action}]")
+    return plan, handled, sorted(set(unknown))

@@ -1,0 +1,331 @@
+"""The worker side of webhook intake: claim stored events, re-fetch what they name, write the mirror.
+
+A task for one event claims it together with the other events of the same account that are waiting (a
+conditional UPDATE on rows locked with SKIP LOCKED), so a burst of deliveries costs one re-fetch per 250
+leads rather than one GET per delivery. Everything written goes through the mirror's upserts and
+``stage_change_record``, which are idempotent: a duplicate delivery, a redelivered task after a worker
+died, or a reprocess from the admin has no further effect.
+
+Failures: a transient Kommo error (``KommoError.permanent`` False) leaves the events ``failed`` with
+``retry_at`` set, tried again with exponential backoff until ``max_attempts``, then ``dead``; a permanent
+one, an unreadable body or an unexpected error leaves them ``failed`` with the traceback, for the admin.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import traceback as tb
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TypeVar
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import F, Q
+from django.utils import timezone
+
+from apps.kommo import types
+from apps.kommo.client import KommoClient
+from apps.kommo.exceptions import KommoError
+from apps.kommo.models import KommoAccount, Lead, StageChange, WebhookEvent
+from apps.kommo.services.mirror import (
+    catalog_element_mark_deleted,
+    catalog_elements_upsert_from_kommo,
+    companies_upsert_from_kommo,
+    company_mark_deleted,
+    contact_mark_deleted,
+    contacts_upsert_from_kommo,
+    lead_mark_deleted,
+    leads_upsert_from_kommo,
+    stage_change_record,
+)
+from apps.kommo.webhooks.dispatch import Move, Plan, plan_items
+from apps.kommo.webhooks.intake import webhook_event_enqueue
+from apps.kommo.webhooks.parser import WebhookParseError, parse
+
+logger = logging.getLogger(__name__)
+
+PAGE = 250  # ids per filter[id][] call, Kommo's page limit
+LEAD_WITH = ("contacts", "catalog_elements")
+Status = WebhookEvent.Status
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Processing settings (``KOMMO_WEBHOOK_*``), read when used so that tests can change them."""
+
+    max_attempts: int
+    retry_base: float  # seconds before the first retry; doubled for each further attempt
+    retry_cap: float
+    batch_size: int  # events claimed together
+    stuck_after: dt.timedelta  # a claim older than this is abandoned (its worker died)
+
+    @classmethod
+    def current(cls) -> Policy:
+        return cls(
+            max_attempts=int(getattr(settings, "KOMMO_WEBHOOK_MAX_ATTEMPTS", 6)),
+            retry_base=float(getattr(settings, "KOMMO_WEBHOOK_RETRY_BASE_SECONDS", 30)),
+            retry_cap=float(getattr(settings, "KOMMO_WEBHOOK_RETRY_CAP_SECONDS", 3600)),
+            batch_size=int(getattr(settings, "KOMMO_WEBHOOK_BATCH_SIZE", 100)),
+            stuck_after=dt.timedelta(
+                seconds=float(getattr(settings, "KOMMO_WEBHOOK_STUCK_AFTER_SECONDS", 300))
+            ),
+        )
+
+    def backoff(self, attempts: int) -> float:
+        return float(min(self.retry_cap, self.retry_base * 2 ** max(0, attempts - 1)))
+
+
+@dataclass
+class ProcessOutcome:
+    """What one run did: the events it claimed, and the event to run again, and when, for those left
+    to retry (a run for it claims the others that are due by then)."""
+
+    claimed: list[int] = field(default_factory=list)
+    retry: tuple[int, float] | None = None
+
+
+def _claimable(now: dt.datetime, policy: Policy) -> Q:
+    return (
+        Q(status=Status.RECEIVED)
+        | Q(status=Status.FAILED, retry_at__lte=now)
+        | Q(status=Status.PROCESSING, claimed_at__lt=now - policy.stuck_after)
+    )
+
+
+def webhook_events_claim(*, event_id: int, policy: Policy) -> list[WebhookEvent]:
+    """Claims ``event_id`` and up to ``batch_size - 1`` other claimable events of its account, oldest
+    first. Returns nothing when the event is not claimable (done, or another worker holds it)."""
+    now = timezone.now()
+    claimable = WebhookEvent.objects.filter(_claimable(now, policy))
+    with transaction.atomic():
+        account_id = claimable.filter(pk=event_id).values_list("account_id", flat=True).first()
+        if account_id is None:
+            return []
+        locked = (
+            claimable.filter(Q(pk=event_id) | Q(account_id=account_id))
+            .select_for_update(skip_locked=True)
+            .order_by("received_at", "id")
+            .values_list("pk", flat=True)
+        )
+        ids = list(locked[: policy.batch_size])
+        if event_id not in ids:
+            return []
+        claimable.filter(pk__in=ids).update(
+            status=Status.PROCESSING, attempts=F("attempts") + 1, claimed_at=now, retry_at=None
+        )
+    return list(
+        WebhookEvent.objects.filter(pk__in=ids, status=Status.PROCESSING, claimed_at=now)
+        .select_related("account")
+        .order_by("received_at", "id")
+    )
+
+
+def _chunks(ids: Iterable[int], size: int = PAGE) -> Iterator[list[int]]:
+    ordered = sorted(ids)
+    for start in range(0, len(ordered), size):
+        yield ordered[start : start + size]
+
+
+@dataclass
+class Fetched:
+    leads: dict[int, types.Lead] = field(default_factory=dict)
+    contacts: dict[int, types.Contact] = field(default_factory=dict)
+    companies: dict[int, types.Company] = field(default_factory=dict)
+    elements: dict[int, types.CatalogElement] = field(default_factory=dict)
+
+
+def _fetch(client: KommoClient, plan: Plan) -> Fetched:
+    """Everything the plan names, re-read from Kommo with ``filter[id][]`` pages of up to 250 ids."""
+    fetched = Fetched()
+    for chunk in _chunks(plan.leads):
+        fetched.leads.update((lead.id, lead) for lead in client.leads_list({"id": chunk}, LEAD_WITH))
+    for chunk in _chunks(plan.contacts):
+        fetched.contacts.update((contact.id, contact) for contact in client.contacts_list({"id": chunk}))
+    for chunk in _chunks(plan.companies):
+        fetched.companies.update((company.id, company) for company in client.companies_list({"id": chunk}))
+    for catalog_id, ids in sorted(plan.elements.items()):
+        for chunk in _chunks(ids):
+            elements = client.catalog_elements_list(catalog_id, {"id": chunk})
+            fetched.elements.update((element.id, element) for element in elements)
+    return fetched
+
+
+def _pages(items: Sequence[T]) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), PAGE):
+        yield items[start : start + PAGE]
+
+
+def _record_move(account: KommoAccount, move: Move, fetched: Fetched, received_at: dt.datetime) -> None:
+    lead = Lead.objects.filter(account=account, kommo_id=move.lead_id).first()
+    if lead is None:  # Kommo no longer has it: nothing to attach the move to
+        return
+    at, exact = move.at, True
+    if at is None:  # a Digital Pipeline hook: the lead's updated_at bounds the move, if it is still there
+        current = fetched.leads.get(move.lead_id)
+        still_there = current is not None and current.status_id == move.to_status_id
+        at = current.updated_at if still_there and current and current.updated_at else received_at
+        exact = False
+    stage_change_record(
+        account=account,
+        lead=lead,
+        from_status_id=move.from_status_id,
+        to_status_id=move.to_status_id,
+        from_pipeline_id=move.from_pipeline_id,
+        to_pipeline_id=move.to_pipeline_id,
+        at=at,
+        source=StageChange.Source.WEBHOOK,
+        moved_by_kommo_user_id=move.moved_by,
+        at_is_exact=exact,
+    )
+
+
+def _apply(account: KommoAccount, plan: Plan, fetched: Fetched, moves_at: dict[int, dt.datetime]) -> None:
+    """Writes the mirror: upserts first (a new lead must exist before its move), then deletions Kommo
+    confirms (the entity is no longer listed), then the moves."""
+    for leads in _pages(list(fetched.leads.values())):
+        leads_upsert_from_kommo(account=account, leads=leads, source=StageChange.Source.WEBHOOK)
+    for contacts in _pages(list(fetched.contacts.values())):
+        contacts_upsert_from_kommo(account=account, contacts=contacts)
+    for companies in _pages(list(fetched.companies.values())):
+        companies_upsert_from_kommo(account=account, companies=companies)
+    for elements in _pages(list(fetched.elements.values())):
+        catalog_elements_upsert_from_kommo(account=account, elements=elements)
+    for lead_id in sorted(plan.deleted_leads - fetched.leads.keys()):
+        lead_mark_deleted(account=account, kommo_id=lead_id)
+    for contact_id in sorted(plan.deleted_contacts - fetched.contacts.keys()):
+        contact_mark_deleted(account=account, kommo_id=contact_id)
+    for company_id in sorted(plan.deleted_companies - fetched.companies.keys()):
+        company_mark_deleted(account=account, kommo_id=company_id)
+    for ids in plan.deleted_elements.values():
+        for element_id in sorted(ids - fetched.elements.keys()):
+            catalog_element_mark_deleted(account=account, kommo_id=element_id)
+    for index, move in enumerate(plan.moves):
+        _record_move(account, move, fetched, moves_at[index])
+
+
+def _finish(event: WebhookEvent, status: str, *, error: str = "", trace: str = "") -> None:
+    """Sets the outcome of a claimed event (only while this run still holds the claim)."""
+    now = timezone.now()
+    WebhookEvent.objects.filter(pk=event.pk, status=Status.PROCESSING, claimed_at=event.claimed_at).update(
+        status=status, error=error, traceback=trace, processed_at=now if status != Status.FAILED else None
+    )
+
+
+def _fail(events: Sequence[WebhookEvent], exc: BaseException, policy: Policy) -> tuple[int, float] | None:
+    """Marks ``events`` failed after ``exc``: retryable (with a time) when it is a transient Kommo error
+    and attempts are left, dead when they are not. Returns the earliest retry: (event id, delay)."""
+    trace = "".join(tb.format_exception(exc))
+    transient = isinstance(exc, KommoError) and not exc.permanent
+    retry: tuple[int, float] | None = None
+    for event in events:
+        if not transient:
+            _finish(event, Status.FAILED, error=f"{type(exc).__name__}: {exc}", trace=trace)
+            continue
+        if event.attempts >= policy.max_attempts:
+            _finish(event, Status.DEAD, error=f"gave up after {event.attempts} attempts: {exc}", trace=trace)
+            continue
+        delay = policy.backoff(event.attempts)
+        WebhookEvent.objects.filter(
+            pk=event.pk, status=Status.PROCESSING, claimed_at=event.claimed_at
+        ).update(
+            status=Status.FAILED,
+            error=f"attempt {event.attempts} failed, retrying in {delay:g} s: {exc}",
+            traceback=trace,
+            retry_at=timezone.now() + dt.timedelta(seconds=delay),
+        )
+        if retry is None or delay < retry[1]:
+            retry = (event.pk, delay)
+    return retry
+
+
+def webhook_event_process(*, event_id: int) -> ProcessOutcome:
+    """Processes ``event_id`` and the events of its account waiting with it (see the module notes)."""
+    policy = Policy.current()
+    events = webhook_events_claim(event_id=event_id, policy=policy)
+    outcome = ProcessOutcome(claimed=[event.pk for event in events])
+    if not events:
+        return outcome
+    account = events[0].account
+    plan = Plan()
+    moves_at: dict[int, dt.datetime] = {}
+    working: list[WebhookEvent] = []
+    for event in events:
+        try:
+            body = parse(bytes(event.body), event.content_type)
+            event_plan, handled, unknown = plan_items(body.items)
+        except WebhookParseError as exc:
+            _finish(event, Status.FAILED, error=f"unreadable body: {exc}", trace=tb.format_exc())
+            continue
+        note = f"not handled: {', '.join(unknown)}" if unknown else ""
+        if not handled:
+            _finish(event, Status.IGNORED, error=note)
+            continue
+        for move in event_plan.moves:
+            moves_at[len(plan.moves)] = event.received_at
+            plan.moves.append(move)
+        event_plan.moves = []
+        plan.merge(event_plan)
+        event.error = note
+        working.append(event)
+    if not working:
+        return outcome
+    try:
+        fetched = _fetch(KommoClient(account), plan)
+        with transaction.atomic():
+            _apply(account, plan, fetched, moves_at)
+            for event in working:
+                _finish(event, Status.PROCESSED, error=event.error)
+    except Exception as exc:  # every failure is recorded on the events; none escapes to the worker
+        logger.warning("webhook events %s failed: %s", [e.pk for e in working], exc)
+        outcome.retry = _fail(working, exc, policy)
+    return outcome
+
+
+def webhook_events_sweep(*, older_than: dt.timedelta | None = None) -> list[int]:
+    """Re-queues events nobody is working on: received but never picked up, claimed by a worker that
+    died, or due for a retry whose task was lost. Returns their ids."""
+    policy = Policy.current()
+    now = timezone.now()
+    cutoff = now - (older_than if older_than is not None else policy.stuck_after)
+    stuck = WebhookEvent.objects.filter(
+        Q(status=Status.RECEIVED, received_at__lt=cutoff)
+        | Q(status=Status.PROCESSING, claimed_at__lt=cutoff)
+        | Q(status=Status.FAILED, retry_at__lt=cutoff)
+    )
+    ids = list(stuck.order_by("received_at").values_list("pk", flat=True)[:10_000])
+    WebhookEvent.objects.filter(pk__in=ids, status=Status.PROCESSING, claimed_at__lt=cutoff).update(
+        status=Status.RECEIVED
+    )
+    for event_id in ids:
+        webhook_event_enqueue(event_id=event_id)
+    return ids
+
+
+def webhook_events_reprocess(*, event_ids: Iterable[int]) -> int:
+    """Puts events back to ``received`` with fresh attempts and enqueues them (the admin's action).
+    Rejected events are left alone: they name another account."""
+    with transaction.atomic():
+        events = WebhookEvent.objects.filter(pk__in=list(event_ids)).exclude(
+            status__in=[Status.REJECTED, Status.PROCESSING]
+        )
+        ids = list(events.select_for_update().values_list("pk", flat=True))
+        WebhookEvent.objects.filter(pk__in=ids).update(
+            status=Status.RECEIVED, attempts=0, error="", traceback="", retry_at=None
+        )
+        for event_id in ids:
+            transaction.on_commit(partial(webhook_event_enqueue, event_id=event_id))
+    return len(ids)
+
+
+def webhook_events_prune(*, days: int) -> int:
+    """Deletes processed and ignored events received more than ``days`` days ago; failed, dead and
+    rejected ones stay for inspection. Returns how many were deleted."""
+    cutoff = timezone.now() - dt.timedelta(days=days)
+    deleted, _ = WebhookEvent.objects.filter(
+        status__in=[Status.PROCESSED, Status.IGNORED], received_at__lt=cutoff
+    ).delete()
+    return int(deleted)

@@ -1,0 +1,401 @@
+"""Processing stored webhook events into the mirror, with Kommo's API answered by ``responses``."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import responses
+from django.core.management import call_command
+from django.test import Client
+from django.utils import timezone
+
+from apps.kommo import tasks
+from apps.kommo.models import CatalogElement, Company, Contact, KommoAccount, Lead, StageChange, WebhookEvent
+from apps.kommo.webhooks import intake, processing
+from apps.kommo.webhooks.dispatch import HANDLERS, IGNORED
+from apps.kommo.webhooks.parser import encode_form, parse
+from tests.kommo.webhook_support import account_for, body_names, recording
+
+pytestmark = pytest.mark.django_db
+Status = WebhookEvent.Status
+
+
+class FakeKommo:
+    """Kommo's list endpoints over in-memory entities; records every call."""
+
+    def __init__(self, mock: responses.RequestsMock, account: KommoAccount) -> None:
+        self.entities: dict[str, dict[int, dict[str, Any]]] = {"leads": {}, "contacts": {}, "companies": {}}
+        self.elements: dict[int, dict[int, dict[str, Any]]] = {}
+        self.calls: list[tuple[str, dict[str, list[str]]]] = []
+        self.failure: tuple[int, dict[str, Any]] | None = None
+        root = re.escape(account.api_root)
+        for section in self.entities:
+            mock.add_callback(responses.GET, re.compile(f"{root}/api/v4/{section}(\\?.*)?$"), self._answer)
+        mock.add_callback(
+            responses.GET, re.compile(f"{root}/api/v4/catalogs/\\d+/elements(\\?.*)?$"), self._answer
+        )
+
+    def _answer(self, request: Any) -> tuple[int, dict[str, str], str]:
+        import json
+
+        url = urlsplit(request.url)
+        query = parse_qs(url.query)
+        self.calls.append((url.path, query))
+        if self.failure is not None:
+            status, body = self.failure
+            return status, {"Content-Type": "application/problem+json"}, json.dumps(body)
+        ids = {int(value) for value in query.get("filter[id][]", [])}
+        if "/elements" in url.path:
+            section, pool = "elements", self.elements.get(int(url.path.split("/")[4]), {})
+        else:
+            section = url.path.rsplit("/", 1)[1]
+            pool = self.entities[section]
+        found = [item for key, item in sorted(pool.items()) if key in ids]
+        if not found:
+            return 204, {}, ""
+        body = {"_page": 1, "_links": {"self": {"href": request.url}}, "_embedded": {section: found}}
+        return 200, {"Content-Type": "application/hal+json"}, json.dumps(body)
+
+    def lead(self, lead_id: int, status_id: int, pipeline_id: int, updated_at: int = 1_615_985_846) -> None:
+        self.entities["leads"][lead_id] = {
+            "id": lead_id,
+            "name": f"Deal {lead_id}",
+            "price": 1000,
+            "responsible_user_id": 1764433,
+            "group_id": 0,
+            "status_id": status_id,
+            "pipeline_id": pipeline_id,
+            "created_by": 1764433,
+            "updated_by": 1760815,
+            "created_at": 1_615_894_221,
+            "updated_at": updated_at,
+            "account_id": 16503244,
+            "_embedded": {"tags": [], "contacts": [], "companies": [], "catalog_elements": []},
+        }
+
+    def calls_to(self, path_end: str) -> list[dict[str, list[str]]]:
+        return [query for path, query in self.calls if path.endswith(path_end)]
+
+
+@pytest.fixture
+def web() -> Client:
+    return Client()
+
+
+@pytest.fixture
+def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, float | None]]:
+    sent: list[tuple[int, float | None]] = []
+
+    def record(*, event_id: int, countdown: float | None = None) -> None:
+        sent.append((event_id, countdown))
+
+    monkeypatch.setattr(intake, "webhook_event_enqueue", record)
+    monkeypatch.setattr(processing, "webhook_event_enqueue", record)
+    monkeypatch.setattr(tasks, "webhook_event_enqueue", record)
+    return sent
+
+
+@pytest.fixture
+def hooked() -> KommoAccount:
+    return account_for(recording("leads-status.form.txt"))
+
+
+@pytest.fixture
+def kommo(hooked: KommoAccount) -> Iterator[FakeKommo]:
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        yield FakeKommo(mock, hooked)
+
+
+def deliver(web: Client, account: KommoAccount, body: bytes) -> WebhookEvent:
+    response = web.generic(
+        "POST",
+        f"/webhooks/kommo/{account.webhook_token}/",
+        body,
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert response.status_code == 200
+    return WebhookEvent.objects.latest("id")
+
+
+def run(event: WebhookEvent) -> WebhookEvent:
+    tasks.webhook_process(event.pk)
+    event.refresh_from_db()
+    return event
+
+
+def test_a_stage_change_updates_the_deal_and_records_the_move_at_last_modified(
+    web, hooked, kommo, enqueued
+) -> None:
+    kommo.lead(30267969, status_id=16525558, pipeline_id=788512)
+
+    event = run(deliver(web, hooked, recording("leads-status.form.txt").body))
+
+    assert (event.status, event.attempts, event.error) == (Status.PROCESSED, 1, "")
+    assert event.processed_at is not None
+    [query] = kommo.calls_to("/api/v4/leads")
+    assert query["filter[id][]"] == ["30267969"]
+    assert query["with"] == ["contacts,catalog_elements"]
+    lead = Lead.objects.get(account=hooked, kommo_id=30267969)
+    assert lead.status_kommo_id == 16525558
+    [move] = StageChange.objects.filter(lead=lead)
+    assert (move.from_status_kommo_id, move.to_status_kommo_id) == (16525555, 16525558)
+    assert move.at == dt.datetime(2021, 3, 17, 12, 57, 26, tzinfo=dt.UTC)
+    assert (move.source, move.moved_by_kommo_user_id) == (StageChange.Source.WEBHOOK, 1760815)
+
+
+def test_a_duplicate_delivery_has_no_further_effect(web, hooked, kommo, enqueued) -> None:
+    kommo.lead(30267969, status_id=16525558, pipeline_id=788512)
+    body = recording("leads-status.form.txt").body
+
+    first = run(deliver(web, hooked, body))
+    second = run(deliver(web, hooked, body))
+    again = run(first)  # a redelivered task for a finished event claims nothing
+
+    assert [first.status, second.status, again.status] == [Status.PROCESSED] * 3
+    assert again.attempts == 1
+    assert StageChange.objects.count() == 1
+    assert Lead.objects.count() == 1
+
+
+def test_waiting_events_are_processed_together_and_leads_fetched_250_at_a_time(
+    web, hooked, kommo, enqueued, settings
+) -> None:
+    settings.KOMMO_WEBHOOK_BATCH_SIZE = 500
+    account = {"subdomain": "irestoremoldova", "id": "16503244"}
+    events = []
+    for lead_id in range(1, 301):
+        kommo.lead(lead_id, status_id=62, pipeline_id=7001)
+        item = {
+            "id": str(lead_id),
+            "status_id": "62",
+            "old_status_id": "61",
+            "pipeline_id": "7001",
+            "last_modified": "1732000000",
+            "modified_user_id": "12",
+        }
+        events.append(deliver(web, hooked, encode_form({"leads": {"status": [item]}, "account": account})))
+
+    run(events[0])
+
+    assert [len(query["filter[id][]"]) for query in kommo.calls_to("/api/v4/leads")] == [250, 50]
+    assert set(WebhookEvent.objects.values_list("status", flat=True)) == {Status.PROCESSED}
+    assert StageChange.objects.filter(to_status_kommo_id=62).count() == 300
+    assert all(run(event).attempts == 1 for event in events[1:])  # their own tasks find nothing to do
+
+
+def test_a_deleted_deal_is_marked_deleted_unless_kommo_still_lists_it(web, kommo, enqueued) -> None:
+    rec = recording("leads-delete.doc.form.txt")
+    account = account_for(rec)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        fake = FakeKommo(mock, account)
+        fake.lead(12345678, status_id=67548607, pipeline_id=8572511)
+        run(
+            deliver(
+                web, account, recording("leads-restore.doc.form.txt").body.replace(b"15317715", b"12345678")
+            )
+        )
+        assert not Lead.objects.get(kommo_id=12345678).is_deleted
+
+        run(deliver(web, account, rec.body))  # still listed: restored since, stays live
+        assert not Lead.objects.get(kommo_id=12345678).is_deleted
+
+        del fake.entities["leads"][12345678]
+        event = run(deliver(web, account, rec.body))
+
+    assert event.status == Status.PROCESSED
+    assert Lead.objects.get(kommo_id=12345678).is_deleted
+
+
+def test_contacts_companies_and_catalog_elements_are_refetched_and_mirrored(web, enqueued) -> None:
+    rec = recording("contacts-add-contact.doc.form.txt")
+    account = account_for(rec)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        fake = FakeKommo(mock, account)
+        fake.entities["contacts"][17611273] = {
+            "id": 17611273,
+            "name": "Contact Name",
+            "updated_at": 1726573127,
+        }
+        fake.entities["companies"][17612521] = {
+            "id": 17612521,
+            "name": "Company name",
+            "updated_at": 1726576534,
+        }
+        fake.elements[32908] = {
+            347577: {"id": 347577, "name": "Item 1", "catalog_id": 32908, "updated_at": 1}
+        }
+        for name in (
+            "contacts-add-contact.doc.form.txt",
+            "contacts-add-company.doc.form.txt",
+            "catalogs-add-element.doc.form.txt",
+        ):
+            event = run(deliver(web, account, recording(name).body))
+            assert event.status == Status.PROCESSED, event.error
+
+        assert fake.calls_to("/api/v4/catalogs/32908/elements")[0]["filter[id][]"] == ["347577"]
+    assert Contact.objects.get(kommo_id=17611273).name == "Contact Name"
+    assert Company.objects.get(kommo_id=17612521).name == "Company name"
+    assert CatalogElement.objects.get(kommo_id=347577).name == "Item 1"
+
+
+def test_events_the_portal_does_not_mirror_are_ignored_without_calling_kommo(web, enqueued) -> None:
+    for name in ("task-add.doc.form.txt", "message-add.doc.form.txt", "leads-note-text.doc.form.txt"):
+        rec = recording(name)
+        account = KommoAccount.objects.filter(kommo_id=32720107).first() or account_for(rec)
+        with responses.RequestsMock():
+            event = run(deliver(web, account, rec.body))
+        assert (event.status, event.error) == (Status.IGNORED, "")
+
+
+def test_an_unknown_event_type_is_ignored_and_named(web, hooked, enqueued) -> None:
+    body = b"customers[add][0][id]=5&account[id]=16503244"
+    with responses.RequestsMock():
+        event = run(deliver(web, hooked, body))
+
+    assert event.status == Status.IGNORED
+    assert event.error == "not handled: customer[add]"
+
+
+def test_a_body_that_cannot_be_parsed_is_failed_with_the_reason(web, hooked, enqueued) -> None:
+    event = run(deliver(web, hooked, b"leads[status][0][id]=%FF&account[id]=16503244"))
+
+    assert event.status == Status.FAILED
+    assert "UTF-8" in event.error
+    assert "WebhookParseError" in event.traceback
+
+
+def test_a_transient_kommo_error_is_retried_with_backoff_until_it_succeeds(
+    web, hooked, kommo, enqueued, settings
+) -> None:
+    settings.KOMMO_WEBHOOK_RETRY_BASE_SECONDS = 30
+    kommo.lead(30267969, status_id=16525558, pipeline_id=788512)
+    kommo.failure = (429, {"title": "Too Many Requests", "status": 429, "retry_after": 300})
+    event = deliver(web, hooked, recording("leads-status.form.txt").body)
+
+    event = run(event)
+    assert (event.status, event.attempts) == (Status.FAILED, 1)
+    assert event.retry_at is not None and "retrying in 30 s" in event.error
+    assert enqueued[-1] == (event.pk, 30.0)
+
+    run(event)  # too early: not due yet
+    assert WebhookEvent.objects.get(pk=event.pk).attempts == 1
+
+    WebhookEvent.objects.filter(pk=event.pk).update(retry_at=timezone.now())
+    event = run(event)
+    assert (event.status, event.attempts) == (Status.FAILED, 2)
+    assert enqueued[-1] == (event.pk, 60.0)
+
+    kommo.failure = None
+    WebhookEvent.objects.filter(pk=event.pk).update(retry_at=timezone.now())
+    event = run(event)
+    assert (event.status, event.attempts, event.retry_at) == (Status.PROCESSED, 3, None)
+    assert StageChange.objects.count() == 1
+
+
+def test_an_event_out_of_attempts_is_dead(web, hooked, kommo, enqueued, settings) -> None:
+    settings.KOMMO_WEBHOOK_MAX_ATTEMPTS = 2
+    kommo.failure = (429, {"title": "Too Many Requests", "status": 429, "retry_after": 300})
+    event = run(deliver(web, hooked, recording("leads-status.form.txt").body))
+    WebhookEvent.objects.filter(pk=event.pk).update(retry_at=timezone.now())
+
+    event = run(event)
+
+    assert (event.status, event.attempts) == (Status.DEAD, 2)
+    assert "gave up after 2 attempts" in event.error
+
+
+def test_a_permanent_kommo_error_fails_the_event_with_its_traceback(web, hooked, kommo, enqueued) -> None:
+    kommo.failure = (402, {"title": "Payment Required", "status": 402, "detail": "Payment required"})
+    before = len(enqueued)
+
+    event = run(deliver(web, hooked, recording("leads-status.form.txt").body))
+
+    assert (event.status, event.retry_at) == (Status.FAILED, None)
+    assert "Payment required" in event.error
+    assert "KommoPaymentRequired" in event.traceback
+    assert len(enqueued) == before  # no retry scheduled
+
+
+def test_the_sweeper_requeues_events_stuck_in_received_processing_or_a_lost_retry(hooked, enqueued) -> None:
+    long_ago = timezone.now() - dt.timedelta(hours=1)
+    stuck = [
+        WebhookEvent.objects.create(account=hooked, body=b"x", status=Status.RECEIVED, received_at=long_ago),
+        WebhookEvent.objects.create(
+            account=hooked, body=b"x", status=Status.PROCESSING, received_at=long_ago, claimed_at=long_ago
+        ),
+        WebhookEvent.objects.create(
+            account=hooked, body=b"x", status=Status.FAILED, received_at=long_ago, retry_at=long_ago
+        ),
+    ]
+    WebhookEvent.objects.create(account=hooked, body=b"x", status=Status.RECEIVED)  # just arrived
+    WebhookEvent.objects.create(
+        account=hooked, body=b"x", status=Status.FAILED, received_at=long_ago
+    )  # final
+
+    assert tasks.webhook_sweep() == 3
+
+    assert sorted(event_id for event_id, _ in enqueued) == sorted(event.pk for event in stuck)
+    assert WebhookEvent.objects.get(pk=stuck[1].pk).status == Status.RECEIVED
+
+
+def test_a_claim_abandoned_by_a_dead_worker_is_taken_over(web, hooked, kommo, enqueued) -> None:
+    kommo.lead(30267969, status_id=16525558, pipeline_id=788512)
+    event = deliver(web, hooked, recording("leads-status.form.txt").body)
+    WebhookEvent.objects.filter(pk=event.pk).update(
+        status=Status.PROCESSING, attempts=1, claimed_at=timezone.now() - dt.timedelta(hours=1)
+    )
+
+    event = run(event)
+
+    assert (event.status, event.attempts) == (Status.PROCESSED, 2)
+
+
+def test_prune_removes_old_processed_and_ignored_events_and_keeps_the_rest(hooked) -> None:
+    old = timezone.now() - dt.timedelta(days=40)
+    for status in Status.values:
+        WebhookEvent.objects.create(account=hooked, body=b"x", status=status, received_at=old)
+        WebhookEvent.objects.create(account=hooked, body=b"x", status=status)
+
+    call_command("kommo_webhooks_prune", "--days", "30")
+
+    kept_old = set(WebhookEvent.objects.filter(received_at=old).values_list("status", flat=True))
+    assert kept_old == set(Status.values) - {Status.PROCESSED, Status.IGNORED}
+    assert WebhookEvent.objects.exclude(received_at=old).count() == len(Status.values)
+
+
+# -- every recorded body, through the real URL ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", body_names())
+def test_every_recorded_delivery_is_stored_as_sent_and_processed_or_ignored(web, enqueued, name: str) -> None:
+    rec = recording(name)
+    account = account_for(rec)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        FakeKommo(mock, account)  # Kommo lists nothing: every entity named is gone
+        response = web.generic(
+            "POST",
+            f"/webhooks/kommo/{account.webhook_token}/",
+            rec.body,
+            content_type=rec.content_type,
+            headers={key: value for key, value in rec.headers.items() if key != "content-type"},
+        )
+        assert response.status_code == 200
+        event = run(WebhookEvent.objects.get())
+
+    assert bytes(event.body) == rec.body
+    assert event.request_id == rec.headers["x-amocrm-requestid"]
+    assert event.status in (Status.PROCESSED, Status.IGNORED), event.error
+    assert event.error == ""
+
+
+def test_every_event_type_in_the_dispatch_table_has_a_recorded_body() -> None:
+    recorded = {item.event for name in body_names() for item in parse(recording(name).body).items}
+
+    missing = (set(HANDLERS) | IGNORED) - recorded
+    assert not missing, f"no fixture in tests/fixtures/kommo/webhooks/ for {sorted(missing)}"
+    assert not set(HANDLERS) & IGNORED
