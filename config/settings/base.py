@@ -179,6 +179,8 @@ SPECTACULAR_SETTINGS = {
 # Fernet; print(Fernet.generate_key().decode())").
 KOMMO_TOKEN_ENCRYPTION_KEY = env("KOMMO_TOKEN_ENCRYPTION_KEY")
 KOMMO_RATE_LIMIT_PER_SECOND = env.float("KOMMO_RATE_LIMIT_PER_SECOND", default=7.0)
+# Access tokens are refreshed this many seconds before they expire.
+KOMMO_TOKEN_REFRESH_MARGIN_SECONDS = env.int("KOMMO_TOKEN_REFRESH_MARGIN_SECONDS", default=600)
 KOMMO_CONNECT_TIMEOUT = env.float("KOMMO_CONNECT_TIMEOUT", default=5.0)
 KOMMO_READ_TIMEOUT = env.float("KOMMO_READ_TIMEOUT", default=30.0)
 # The address Kommo posts webhooks to (this portal as seen from Kommo), e.g. https://portal.example.com

@@ -29,7 +29,7 @@ ERROR_TEXT_LIMIT = 2000
 
 
 def _refresh_margin() -> dt.timedelta:
-    return dt.timedelta(seconds=float(getattr(settings, "KOMMO_TOKEN_REFRESH_MARGIN_SECONDS", 600)))
+    return dt.timedelta(seconds=settings.KOMMO_TOKEN_REFRESH_MARGIN_SECONDS)
 
 
 def _is_fresh(account: KommoAccount) -> bool:
