@@ -158,7 +158,7 @@ def board(db: None) -> Board:
 
 
 @pytest.fixture
-def client(board: Board, tmp_path: Path) -> KommoClient:
+def kommo_client(board: Board, tmp_path: Path) -> KommoClient:
     limiter = RateLimiter(FileSlotStore(tmp_path / "ratelimit"))
     return KommoClient(
         board.account, limiter=limiter, sleep=lambda _: None, retry=RetryPolicy(max_attempts=2)

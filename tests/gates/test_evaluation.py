@@ -36,14 +36,14 @@ def legal_gate(board):
     return board.rule("Legal review", name="The lawyer approved to leave Legal review")
 
 
-def test_it_moves_the_deal_back_when_the_lawyer_has_not_approved(board, legal_gate, client, api):
+def test_it_moves_the_deal_back_when_the_lawyer_has_not_approved(board, legal_gate, kommo_client, api):
     lead = board.lead("Northwind renewal", "Legal review")
     board.stakeholder(lead, "lawyer", "pending", name="Lena Law")
     change = board.move(lead, "Signing")
     queue(change)
     api.get(LEADS, json=leads_page(kommo_lead(lead, status=board.stage("Signing").kommo_id)))
 
-    run = gate_evaluations_run(account_id=board.account.pk, client=client)
+    run = gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
 
     decision = GateDecision.objects.get()
     assert decision.outcome == Outcome.BLOCKED
@@ -74,25 +74,25 @@ def test_it_moves_the_deal_back_when_the_lawyer_has_not_approved(board, legal_ga
     assert GateEvaluation.objects.get().status == GateEvaluation.Status.DONE
 
 
-def test_it_lets_the_move_stay_once_the_lawyer_approved(board, legal_gate, client, api):
+def test_it_lets_the_move_stay_once_the_lawyer_approved(board, legal_gate, kommo_client, api):
     lead = board.lead()
     board.stakeholder(lead, "lawyer", "approved")
     queue(board.move(lead, "Signing"))
     api.get(LEADS, json=leads_page(kommo_lead(lead, status=board.stage("Signing").kommo_id)))
 
-    gate_evaluations_run(account_id=board.account.pk, client=client)
+    gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
 
     assert GateDecision.objects.get().outcome == Outcome.ALLOWED
     assert not OutboundChange.objects.exists()
 
 
-def test_a_dry_run_rule_records_what_it_would_block_and_touches_nothing(board, client, api):
+def test_a_dry_run_rule_records_what_it_would_block_and_touches_nothing(board, kommo_client, api):
     board.rule("Legal review", mode=GateRule.Mode.DRY_RUN)
     lead = board.lead()
     queue(board.move(lead, "Signing"))
     api.get(LEADS, json=leads_page(kommo_lead(lead, status=board.stage("Signing").kommo_id)))
 
-    gate_evaluations_run(account_id=board.account.pk, client=client)
+    gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
 
     decision = GateDecision.objects.get()
     assert decision.outcome == Outcome.WOULD_BLOCK
@@ -100,14 +100,14 @@ def test_a_dry_run_rule_records_what_it_would_block_and_touches_nothing(board, c
     assert not OutboundChange.objects.exists()
 
 
-def test_a_move_by_an_exempt_user_passes_and_is_recorded(board, client, api):
+def test_a_move_by_an_exempt_user_passes_and_is_recorded(board, kommo_client, api):
     rule = board.rule("Legal review")
     rule.exempt_users.add(board.head_of_sales)
     lead = board.lead()
     queue(board.move(lead, "Signing", moved_by=HEAD_OF_SALES_ID))
     api.get(LEADS, json=leads_page(kommo_lead(lead, status=board.stage("Signing").kommo_id)))
 
-    gate_evaluations_run(account_id=board.account.pk, client=client)
+    gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
 
     decision = GateDecision.objects.get()
     assert decision.outcome == Outcome.EXEMPT
@@ -115,7 +115,7 @@ def test_a_move_by_an_exempt_user_passes_and_is_recorded(board, client, api):
     assert not OutboundChange.objects.exists()
 
 
-def test_the_fresh_updated_by_counts_when_the_mover_is_unknown(board, client, api):
+def test_the_fresh_updated_by_counts_when_the_mover_is_unknown(board, kommo_client, api):
     rule = board.rule("Legal review")
     rule.exempt_users.add(board.head_of_sales)
     lead = board.lead()
@@ -123,12 +123,12 @@ def test_the_fresh_updated_by_counts_when_the_mover_is_unknown(board, client, ap
     signing = board.stage("Signing").kommo_id
     api.get(LEADS, json=leads_page(kommo_lead(lead, status=signing, updated_by=HEAD_OF_SALES_ID)))
 
-    gate_evaluations_run(account_id=board.account.pk, client=client)
+    gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
 
     assert GateDecision.objects.get().outcome == Outcome.EXEMPT
 
 
-def test_a_deal_carrying_the_override_tag_passes(board, client, api):
+def test_a_deal_carrying_the_override_tag_passes(board, kommo_client, api):
     board.rule("Legal review", override_tag="Legal waived")
     lead = board.lead()
     queue(board.move(lead, "Signing"))
@@ -137,14 +137,14 @@ def test_a_deal_carrying_the_override_tag_passes(board, client, api):
         json=leads_page(kommo_lead(lead, status=board.stage("Signing").kommo_id, tags=["legal waived"])),
     )
 
-    gate_evaluations_run(account_id=board.account.pk, client=client)
+    gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
 
     decision = GateDecision.objects.get()
     assert decision.outcome == Outcome.EXEMPT
     assert "override tag" in decision.reasons[0]
 
 
-def test_a_stale_delivery_does_no_harm(board, legal_gate, client, api):
+def test_a_stale_delivery_does_no_harm(board, legal_gate, kommo_client, api):
     lead = board.lead()
     queue(board.move(lead, "Signing"))
     # Meanwhile the manager moved it back himself: Kommo has it in Legal review again.
@@ -154,7 +154,7 @@ def test_a_stale_delivery_does_no_harm(board, legal_gate, client, api):
         json=leads_page(kommo_lead(lead, status=board.stage("Legal review").kommo_id, updated_at=later)),
     )
 
-    gate_evaluations_run(account_id=board.account.pk, client=client)
+    gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
 
     decision = GateDecision.objects.get()
     assert decision.outcome == Outcome.STALE
@@ -162,7 +162,7 @@ def test_a_stale_delivery_does_no_harm(board, legal_gate, client, api):
     assert not OutboundChange.objects.exists()
 
 
-def test_an_earlier_move_delivered_after_a_later_one_is_skipped(board, legal_gate, client, api):
+def test_an_earlier_move_delivered_after_a_later_one_is_skipped(board, legal_gate, kommo_client, api):
     lead = board.lead(stage="Budget approval")
     first = board.move(lead, "Legal review", at=NOW)
     second = board.move(lead, "Signing", at=NOW + dt.timedelta(seconds=20))
@@ -174,45 +174,45 @@ def test_an_earlier_move_delivered_after_a_later_one_is_skipped(board, legal_gat
     del won
     api.get(LEADS, json=leads_page(kommo_lead(lead, status=142, updated_at=NOW + dt.timedelta(seconds=40))))
 
-    gate_evaluations_run(account_id=board.account.pk, client=client)
+    gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
 
     outcomes = {d.stage_change_id: d.outcome for d in GateDecision.objects.all()}
     assert outcomes == {second.pk: Outcome.STALE}
 
 
-def test_backward_moves_and_moves_to_lost_are_not_gated_and_cost_no_call(board, legal_gate, client, api):
+def test_backward_moves_and_moves_to_lost_are_not_gated_nor_read(board, legal_gate, kommo_client, api):
     backward = board.lead(stage="Signing")
     lost = board.lead(stage="Legal review")
     queue(board.move(backward, "Budget approval"))
     queue(board.move(lost, "Closed - lost"))
 
-    gate_evaluations_run(account_id=board.account.pk, client=client)
+    gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
 
     assert not GateDecision.objects.exists()
     assert len(api.calls) == 0
     assert set(GateEvaluation.objects.values_list("status", flat=True)) == {GateEvaluation.Status.DONE}
 
 
-def test_a_jump_straight_to_won_is_gated(board, legal_gate, client, api):
+def test_a_jump_straight_to_won_is_gated(board, legal_gate, kommo_client, api):
     lead = board.lead(stage="Technical validation")
     queue(board.move(lead, "Closed - won"))
     api.get(LEADS, json=leads_page(kommo_lead(lead, status=142)))
 
-    gate_evaluations_run(account_id=board.account.pk, client=client)
+    gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
 
     assert GateDecision.objects.get().outcome == Outcome.BLOCKED
     move = OutboundChange.objects.get(kind=OutboundChange.Kind.LEAD_STATUS)
     assert move.payload["status_id"] == board.stage("Technical validation").kommo_id
 
 
-def test_a_skip_over_two_gates_moves_back_once_before_both_and_tasks_for_each(board, client, api):
+def test_a_skip_over_two_gates_moves_back_once_before_both_and_tasks_for_each(board, kommo_client, api):
     board.rule("DM qualification", conditions=(("decision_maker", "present", 1),))
     board.rule("Legal review")
     lead = board.lead(stage="DM qualification")
     queue(board.move(lead, "Signing"))
     api.get(LEADS, json=leads_page(kommo_lead(lead, status=board.stage("Signing").kommo_id)))
 
-    gate_evaluations_run(account_id=board.account.pk, client=client)
+    gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
 
     assert GateDecision.objects.filter(outcome=Outcome.BLOCKED).count() == 2
     moves = OutboundChange.objects.filter(kind=OutboundChange.Kind.LEAD_STATUS)
@@ -220,52 +220,52 @@ def test_a_skip_over_two_gates_moves_back_once_before_both_and_tasks_for_each(bo
     assert OutboundChange.objects.filter(kind=OutboundChange.Kind.TASK_CREATE).count() == 2
 
 
-def test_moves_pending_together_are_re_read_in_one_call(board, legal_gate, client, api):
+def test_moves_pending_together_are_re_read_in_one_call(board, legal_gate, kommo_client, api):
     leads = [board.lead(f"Deal {i}") for i in range(3)]
     for lead in leads:
         queue(board.move(lead, "Signing"))
     signing = board.stage("Signing").kommo_id
     api.get(LEADS, json=leads_page(*(kommo_lead(lead, status=signing) for lead in leads)))
 
-    run = gate_evaluations_run(account_id=board.account.pk, client=client)
+    run = gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
 
     assert fresh_reads(api) == [[str(lead.kommo_id) for lead in sorted(leads, key=lambda x: x.kommo_id)]]
     assert run.blocked == 3
 
 
-def test_evaluating_the_same_move_again_decides_and_sends_nothing_more(board, legal_gate, client, api):
+def test_evaluating_the_same_move_again_decides_and_sends_nothing_more(board, legal_gate, kommo_client, api):
     lead = board.lead()
     evaluation = queue(board.move(lead, "Signing"))
     api.get(LEADS, json=leads_page(kommo_lead(lead, status=board.stage("Signing").kommo_id)))
-    gate_evaluations_run(account_id=board.account.pk, client=client)
+    gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
     GateEvaluation.objects.filter(pk=evaluation.pk).update(status=GateEvaluation.Status.PENDING)
 
-    gate_evaluations_run(account_id=board.account.pk, client=client)
+    gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
 
     assert GateDecision.objects.count() == 1
     assert OutboundChange.objects.count() == 3
 
 
-def test_a_transient_read_failure_puts_the_moves_back_for_a_retry(board, legal_gate, client, api):
+def test_a_transient_read_failure_puts_the_moves_back_for_a_retry(board, legal_gate, kommo_client, api):
     lead = board.lead()
     queue(board.move(lead, "Signing"))
     api.get(LEADS, status=503, json={"title": "Service Unavailable", "status": 503})
 
-    run = gate_evaluations_run(account_id=board.account.pk, client=client)
+    run = gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
 
     assert run.retry_in is not None and run.retry_in > 0
     assert GateEvaluation.objects.get().status == GateEvaluation.Status.PENDING
     assert not GateDecision.objects.exists()
 
 
-def test_a_permanent_read_failure_is_recorded_as_an_error_decision(board, legal_gate, client, api):
+def test_a_permanent_read_failure_is_recorded_as_an_error_decision(board, legal_gate, kommo_client, api):
     lead = board.lead()
     queue(board.move(lead, "Signing"))
     api.get(
         LEADS, status=402, json={"title": "Payment Required", "status": 402, "detail": "Payment required"}
     )
 
-    gate_evaluations_run(account_id=board.account.pk, client=client)
+    gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
 
     decision = GateDecision.objects.get()
     assert decision.outcome == Outcome.ERROR

@@ -1,0 +1,195 @@
+"""Admin of the gates: rules with their conditions and a dry run, the read-only decision log, the
+read-only outbound queue with a retry for failed changes, and the deal page with its stakeholders,
+stage history and gate decisions."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils import timezone
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from apps.gates.models import GateCondition, GateDecision, GateRule
+from apps.gates.selectors import gate_rule_dry_run
+from apps.kommo.admin.mirror import LeadAdmin, ReadOnlyAdmin, ReadOnlyInline
+from apps.kommo.models import Lead, OutboundChange
+from apps.kommo.services.outbound import outbound_change_retry
+from apps.stakeholders.models import Stakeholder
+
+DRY_RUN_DEFAULT_DAYS = 30
+
+
+def _pretty(value: Any) -> SafeString:
+    return format_html("<pre>{}</pre>", json.dumps(value, indent=2, ensure_ascii=False))
+
+
+class GateConditionInline(admin.TabularInline):  # type: ignore[type-arg]
+    model = GateCondition
+    extra = 1
+    fields = ["role", "requirement", "n"]
+
+
+@admin.register(GateRule)
+class GateRuleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    list_display = ["name", "account", "pipeline", "gated_stage", "mode", "is_active", "version", "modified"]
+    list_filter = ["account", "mode", "is_active", "pipeline"]
+    list_select_related = ["account", "pipeline", "gated_stage", "gated_stage__pipeline"]
+    search_fields = ["name", "gated_stage__name", "pipeline__name"]
+    autocomplete_fields = ["exempt_users"]
+    readonly_fields = ["version", "created", "modified"]
+    inlines = [GateConditionInline]
+    actions = ["dry_run"]
+    fieldsets = [
+        (None, {"fields": ["account", "name", "pipeline", "gated_stage", "mode", "is_active"]}),
+        ("When it blocks", {"fields": ["move_back_stage", "task_template", "task_due_hours"]}),
+        ("Who passes anyway", {"fields": ["exempt_users", "override_tag"]}),
+        ("History", {"fields": ["version", "created", "modified"]}),
+    ]
+
+    def save_model(self, request: HttpRequest, obj: GateRule, form: Any, change: bool) -> None:
+        """Saving an unchanged rule would make a new version of nothing."""
+        if not change or form.has_changed():
+            super().save_model(request, obj, form, change)
+
+    def save_related(self, request: HttpRequest, form: Any, formsets: Any, change: bool) -> None:
+        """A change of the conditions alone is a new version of the rule too."""
+        super().save_related(request, form, formsets, change)
+        if change and not form.has_changed() and any(formset.has_changed() for formset in formsets):
+            form.instance.save()
+
+    def get_urls(self) -> list[Any]:
+        return [
+            path(
+                "<int:rule_id>/dry-run/",
+                self.admin_site.admin_view(self.dry_run_view),
+                name="gates_gaterule_dry_run",
+            ),
+            *super().get_urls(),
+        ]
+
+    @admin.action(description="Dry-run the selected rule over current deals and past moves")
+    def dry_run(self, request: HttpRequest, queryset: QuerySet[GateRule]) -> HttpResponse | None:
+        if queryset.count() != 1:
+            self.message_user(request, "Select one rule to dry-run.", messages.WARNING)
+            return None
+        rule = queryset.get()
+        return HttpResponseRedirect(reverse("admin:gates_gaterule_dry_run", args=[rule.pk]))
+
+    def dry_run_view(self, request: HttpRequest, rule_id: int) -> HttpResponse:
+        rule = get_object_or_404(
+            GateRule.objects.select_related("account", "pipeline", "gated_stage__pipeline"), pk=rule_id
+        )
+        try:
+            days = max(1, min(365, int(request.GET.get("days", DRY_RUN_DEFAULT_DAYS))))
+        except ValueError:
+            days = DRY_RUN_DEFAULT_DAYS
+        until = timezone.now()
+        result = gate_rule_dry_run(rule=rule, since=until - dt.timedelta(days=days), until=until)
+        context = {
+            **self.admin_site.each_context(request),
+            "opts": self.model._meta,
+            "title": f"Dry run: {rule}",
+            "rule": rule,
+            "result": result,
+            "days": days,
+        }
+        return TemplateResponse(request, "admin/gates/gaterule/dry_run.html", context)
+
+
+@admin.register(GateDecision)
+class GateDecisionAdmin(ReadOnlyAdmin):
+    list_display = ["decided_at", "rule", "rule_version", "outcome", "lead", "transition", "latency_ms"]
+    list_filter = ["outcome", "rule", "account", "mode", ("decided_at", admin.DateFieldListFilter)]
+    list_select_related = ["rule", "lead"]
+    search_fields = ["lead__name", "lead__kommo_id", "rule__name"]
+    date_hierarchy = "decided_at"
+    exclude = ["reasons", "stakeholders", "fresh_state", "actions"]
+    readonly_fields = ["reasons_pretty", "stakeholders_pretty", "fresh_state_pretty", "actions_pretty"]
+
+    @admin.display(description="reasons")
+    def reasons_pretty(self, obj: GateDecision) -> SafeString:
+        return _pretty(obj.reasons)
+
+    @admin.display(description="stakeholders")
+    def stakeholders_pretty(self, obj: GateDecision) -> SafeString:
+        return _pretty(obj.stakeholders)
+
+    @admin.display(description="fresh state")
+    def fresh_state_pretty(self, obj: GateDecision) -> SafeString:
+        return _pretty(obj.fresh_state)
+
+    @admin.display(description="actions")
+    def actions_pretty(self, obj: GateDecision) -> SafeString:
+        return _pretty(obj.actions)
+
+
+@admin.register(OutboundChange)
+class OutboundChangeAdmin(ReadOnlyAdmin):
+    list_display = [
+        "id",
+        "kind",
+        "entity_kommo_id",
+        "status",
+        "attempts",
+        "next_attempt_at",
+        "sent_at",
+        "account",
+        "created",
+    ]
+    list_filter = ["status", "kind", "account"]
+    list_select_related = ["account"]
+    search_fields = ["idempotency_key", "entity_kommo_id", "kommo_request_id"]
+    date_hierarchy = "created"
+    actions = ["retry"]
+    exclude = ["payload"]
+    readonly_fields = ["payload_pretty"]
+
+    @admin.display(description="payload")
+    def payload_pretty(self, obj: OutboundChange) -> SafeString:
+        return _pretty(obj.payload)
+
+    @admin.action(description="Retry the selected failed changes")
+    def retry(self, request: HttpRequest, queryset: QuerySet[OutboundChange]) -> None:
+        from apps.gates.tasks import drain_outbound
+
+        retried = [
+            change
+            for change in queryset.filter(status=OutboundChange.Status.FAILED)
+            if outbound_change_retry(change=change)
+        ]
+        for account_id in {change.account_id for change in retried}:
+            drain_outbound.delay(account_id)
+        self.message_user(request, f"{len(retried)} failed change(s) queued again.", messages.SUCCESS)
+
+
+class StakeholderInline(ReadOnlyInline):
+    model = Stakeholder
+    fields = ["name", "role", "approval_status", "last_touch", "source"]
+
+
+class GateDecisionInline(ReadOnlyInline):
+    model = GateDecision
+    fk_name = "lead"
+    fields = ["decided_at", "rule", "rule_version", "outcome", "transition", "reasons"]
+    readonly_fields = fields
+    ordering = ["-decided_at"]
+    show_change_link = True
+
+
+class DealAdmin(LeadAdmin):
+    """The mirror's deal page with what the portal knows about the deal: stakeholders and decisions."""
+
+    inlines = [*LeadAdmin.inlines, StakeholderInline, GateDecisionInline]
+
+
+admin.site.unregister(Lead)
+admin.site.register(Lead, DealAdmin)

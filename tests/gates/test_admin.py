@@ -1,0 +1,150 @@
+"""The gates in the admin: rules with conditions, the dry-run page, the read-only logs, the deal page."""
+
+from __future__ import annotations
+
+from unittest import mock
+
+import pytest
+from django.urls import reverse
+
+from apps.gates.models import GateDecision, GateRule
+from apps.kommo.models import OutboundChange
+from apps.stakeholders.models import Role
+
+
+@pytest.fixture
+def staff(client, django_user_model):
+    user = django_user_model.objects.create_superuser("ops", "ops@example.com", "pw")
+    client.force_login(user)
+    return client
+
+
+def test_a_rule_is_edited_with_its_conditions_and_each_save_is_a_new_version(board, staff):
+    rule = board.rule("Legal review")
+    condition = rule.conditions.get()
+    url = reverse("admin:gates_gaterule_change", args=[rule.pk])
+    assert staff.get(url).status_code == 200
+    form = {
+        "account": board.account.pk,
+        "name": rule.name,
+        "pipeline": board.pipeline.pk,
+        "gated_stage": board.stage("Legal review").pk,
+        "mode": "enforce",
+        "is_active": "on",
+        "move_back_stage": "",
+        "task_template": rule.task_template,
+        "task_due_hours": 24,
+        "override_tag": "",
+        "conditions-TOTAL_FORMS": 2,
+        "conditions-INITIAL_FORMS": 1,
+        "conditions-0-id": condition.pk,
+        "conditions-0-rule": rule.pk,
+        "conditions-0-role": condition.role_id,
+        "conditions-0-requirement": "approved",
+        "conditions-0-n": 1,
+        "conditions-1-rule": rule.pk,
+        "conditions-1-role": Role.objects.get(code="blocker").pk,
+        "conditions-1-requirement": "not_blocking",
+        "conditions-1-n": 1,
+    }
+    response = staff.post(url, form)
+    assert response.status_code == 302, response.content.decode()[:2000]
+    rule.refresh_from_db()
+    assert rule.conditions.count() == 2
+    assert rule.version == 2
+
+
+def test_the_admin_refuses_a_rule_gating_won(board, staff):
+    response = staff.post(
+        reverse("admin:gates_gaterule_add"),
+        {
+            "account": board.account.pk,
+            "name": "Bad",
+            "pipeline": board.pipeline.pk,
+            "gated_stage": board.stage("Closed - won").pk,
+            "mode": "enforce",
+            "task_template": "{deal}",
+            "task_due_hours": 24,
+            "conditions-TOTAL_FORMS": 0,
+            "conditions-INITIAL_FORMS": 0,
+        },
+    )
+    assert response.status_code == 200
+    assert "final" in response.content.decode()
+    assert not GateRule.objects.filter(name="Bad").exists()
+
+
+def test_the_dry_run_action_shows_which_deals_would_be_blocked(board, staff):
+    rule = board.rule("Legal review", mode=GateRule.Mode.DRY_RUN)
+    lead = board.lead("Pending lawyer", "Signing")
+    board.stakeholder(lead, "lawyer", "pending", name="Lena")
+    changelist = reverse("admin:gates_gaterule_changelist")
+    response = staff.post(changelist, {"action": "dry_run", "_selected_action": [rule.pk]})
+    assert response.status_code == 302
+    page = staff.get(response["Location"]).content.decode()
+    assert "Pending lawyer" in page
+    assert "the Lawyer has not approved (Lena: pending)" in page
+    assert "1 of 1 would be blocked" in page
+
+
+def test_decisions_and_outbound_changes_are_read_only(board, staff):
+    rule = board.rule()
+    lead = board.lead()
+    made = GateDecision.objects.create(
+        account=board.account,
+        rule=rule,
+        rule_version=1,
+        mode=rule.mode,
+        lead=lead,
+        to_status_kommo_id=4005,
+        transition="Legal review → Signing",
+        outcome="blocked",
+        reasons=["the Lawyer has not approved"],
+    )
+    assert staff.get(reverse("admin:gates_gatedecision_changelist") + "?outcome=blocked").status_code == 200
+    page = staff.get(reverse("admin:gates_gatedecision_change", args=[made.pk])).content.decode()
+    assert "the Lawyer has not approved" in page
+    assert 'name="_save"' not in page
+    assert staff.get(reverse("admin:kommo_outboundchange_changelist")).status_code == 200
+
+
+def test_failed_outbound_changes_can_be_retried(board, staff):
+    failed = OutboundChange.objects.create(
+        account=board.account,
+        kind=OutboundChange.Kind.NOTE_CREATE,
+        entity_kommo_id=1,
+        payload={"text": "x", "marker": "x"},
+        idempotency_key="k1",
+        status=OutboundChange.Status.FAILED,
+        attempts=3,
+    )
+    with mock.patch("apps.gates.tasks.drain_outbound.delay") as drain:
+        staff.post(
+            reverse("admin:kommo_outboundchange_changelist"),
+            {"action": "retry", "_selected_action": [failed.pk]},
+        )
+    failed.refresh_from_db()
+    assert failed.status == OutboundChange.Status.PENDING and failed.attempts == 0
+    drain.assert_called_once_with(board.account.pk)
+
+
+def test_the_deal_page_shows_stakeholders_stage_history_and_decisions(board, staff):
+    rule = board.rule()
+    lead = board.lead("Northwind renewal")
+    board.stakeholder(lead, "lawyer", "pending", name="Lena Law")
+    change = board.move(lead, "Signing")
+    GateDecision.objects.create(
+        account=board.account,
+        rule=rule,
+        rule_version=1,
+        mode=rule.mode,
+        lead=lead,
+        stage_change=change,
+        to_status_kommo_id=4005,
+        transition="Legal review → Signing",
+        outcome="blocked",
+    )
+    page = staff.get(reverse("admin:kommo_lead_change", args=[lead.pk])).content.decode()
+    assert "Lena Law" in page
+    assert "Legal review → Signing" in page
+    assert "Stage change" in page or "stage change" in page
