@@ -68,11 +68,11 @@ def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Respon
     if response is None or not isinstance(exc, exceptions.APIException):
         return response
     detail = exc.detail if isinstance(exc.detail, str) else "The request was refused."
+    extra: dict[str, Any] = {}
+    if isinstance(exc, exceptions.ValidationError):
+        extra["errors"] = flatten_errors(exc.detail)
     answer = problem(
-        status_code=response.status_code,
-        title=response.status_text,
-        detail=str(detail),
-        **({"errors": flatten_errors(exc.detail)} if isinstance(exc, exceptions.ValidationError) else {}),
+        status_code=response.status_code, title=response.status_text, detail=str(detail), **extra
     )
     for header in ("WWW-Authenticate", "Allow", "Retry-After"):
         if header in response:

@@ -4,7 +4,7 @@ normalised payload the submission stores and hashes."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.urls import reverse
 from rest_framework import serializers
@@ -50,7 +50,9 @@ class IntakeContactSerializer(serializers.Serializer):
     def validate_emails(self, value: list[str]) -> list[str]:
         normalised = [email_normalize(item) for item in value]
         bad = {
-            index: "Enter a valid e-mail address." for index, item in enumerate(normalised) if item is None
+            str(index): "Enter a valid e-mail address."
+            for index, item in enumerate(normalised)
+            if item is None
         }
         if bad:
             raise serializers.ValidationError(bad)
@@ -63,7 +65,7 @@ class IntakeContactSerializer(serializers.Serializer):
         message = (
             "Enter a phone number with its country code." if region is None else "Enter a valid phone number."
         )
-        bad = {index: message for index, item in enumerate(normalised) if item is None}
+        bad = {str(index): message for index, item in enumerate(normalised) if item is None}
         if bad:
             raise serializers.ValidationError(bad)
         return _unique([item for item in normalised if item])
@@ -71,7 +73,8 @@ class IntakeContactSerializer(serializers.Serializer):
     def validate_role(self, value: str | None) -> str | None:
         if value is None:
             return None
-        codes = self.context.setdefault(
+        context = cast(dict[str, Any], self.context)  # one query per request, shared by all contacts
+        codes = context.setdefault(
             "role_codes", set(Role.objects.filter(active=True).values_list("code", flat=True))
         )
         if value not in codes:
@@ -89,7 +92,8 @@ class IntakeLeadSerializer(serializers.Serializer):
 
     deal = IntakeDealSerializer()
     company = IntakeCompanySerializer(required=False, allow_null=True, default=None)
-    contacts = IntakeContactSerializer(many=True, min_length=1, max_length=MAX_CONTACTS)
+    # many=True hands min_length/max_length to the ListSerializer; the stubs do not know them.
+    contacts = IntakeContactSerializer(many=True, min_length=1, max_length=MAX_CONTACTS)  # type: ignore[call-arg]
 
     def validate_contacts(self, value: list[dict[str, Any]]) -> list[dict[str, Any]]:
         owner: dict[str, int] = {}

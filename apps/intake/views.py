@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -63,7 +63,7 @@ class IntakeLeadCreateView(IntakeAPIView):
         },
     )
     def post(self, request: Request) -> Response:
-        source: IntakeSource = request.auth
+        source = cast(IntakeSource, request.auth)
         raw_body = request.body.decode("utf-8", errors="replace")
         try:
             payload: Any = request.data
@@ -110,7 +110,9 @@ class IntakeSubmissionDetailView(IntakeAPIView):
         responses={200: IntakeSubmissionSerializer, 401: PROBLEM, 404: PROBLEM},
     )
     def get(self, request: Request, submission_id: int) -> Response:
-        submission = intake_submission_for_source(source=request.auth, submission_id=submission_id)
+        submission = intake_submission_for_source(
+            source=cast(IntakeSource, request.auth), submission_id=submission_id
+        )
         if submission is None:
             raise exceptions.NotFound("No such submission for this API key.")
         return Response(IntakeSubmissionSerializer(submission, context={"request": request}).data)
