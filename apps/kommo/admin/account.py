@@ -7,6 +7,7 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import models
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
@@ -16,6 +17,13 @@ from django.urls import URLPattern, path, reverse
 from apps.kommo.exceptions import KommoError
 from apps.kommo.models.account import KommoAccount
 from apps.kommo.services import accounts as account_services
+
+
+def https_url_formfield(db_field: models.Field[Any, Any], **kwargs: Any) -> forms.Field | None:
+    """Kommo only speaks HTTPS: a host typed without a scheme means https://."""
+    if isinstance(db_field, models.URLField):
+        kwargs.setdefault("assume_scheme", "https")
+    return db_field.formfield(**kwargs)
 
 
 class KommoAccountForm(forms.ModelForm):  # type: ignore[type-arg]
@@ -29,6 +37,7 @@ class KommoAccountForm(forms.ModelForm):  # type: ignore[type-arg]
 
     class Meta:
         model = KommoAccount
+        formfield_callback = https_url_formfield
         fields = (
             "name",
             "base_url",
@@ -55,6 +64,7 @@ class LongLivedTokenForm(forms.Form):
 @admin.register(KommoAccount)
 class KommoAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     form = KommoAccountForm
+    formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     change_form_template = "admin/kommo/kommoaccount/change_form.html"
     list_display = (
         "name",
