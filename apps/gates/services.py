@@ -20,15 +20,15 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.gates import semantics
-from apps.gates.models import GateDecision, GateEvaluation, GateRule
+from apps.gates.models import GateCondition, GateDecision, GateEvaluation, GateRule
 from apps.kommo.client import KommoClient
 from apps.kommo.exceptions import KommoError
-from apps.kommo.models import KommoAccount, StageChange, Status
+from apps.kommo.models import KommoAccount, Pipeline, StageChange, Status
 from apps.kommo.models.outbound import OutboundChange
 from apps.kommo.models.webhooks import WebhookEvent
 from apps.kommo.services.outbound import outbound_change_enqueue, outbound_move_echo_claim
 from apps.kommo.types import Lead as KommoLead
-from apps.stakeholders.models import Stakeholder
+from apps.stakeholders.models import Role, Stakeholder
 from apps.stakeholders.selectors import stakeholders_for_leads
 
 logger = logging.getLogger(__name__)
@@ -593,3 +593,56 @@ def _enqueue_task_and_note(
         {"action": "task", "text": text, "outbound_change": task.pk, "key": task.idempotency_key},
         {"action": "note", "outbound_change": note.pk, "key": note.idempotency_key},
     ]
+
+
+# -- defaults --------------------------------------------------------------------------------------------
+
+DEFAULT_RULES = (
+    # (name, gated stage, role code, requirement)
+    (
+        "An identified decision maker to leave DM qualification",
+        "DM qualification",
+        "decision_maker",
+        "present",
+    ),
+    ("The lawyer approved to leave Legal review", "Legal review", "lawyer", "approved"),
+)
+
+
+def _b2b_pipeline(account: KommoAccount) -> Pipeline:
+    """The pipeline that has every stage the default rules guard (a "B2B" one preferred)."""
+    wanted = {stage.casefold() for _, stage, _, _ in DEFAULT_RULES}
+    candidates = []
+    for pipeline in Pipeline.objects.filter(account=account, is_deleted=False).order_by("sort", "id"):
+        names = {name.casefold() for name in pipeline.statuses.values_list("name", flat=True)}
+        if wanted <= names:
+            candidates.append(pipeline)
+    if not candidates:
+        raise ValueError(
+            "no pipeline of this account has the stages "
+            + ", ".join(stage for _, stage, _, _ in DEFAULT_RULES)
+            + " (sync the pipelines first)"
+        )
+    return next((p for p in candidates if "b2b" in p.name.casefold()), candidates[0])
+
+
+def gate_rules_install_defaults(*, account: KommoAccount, mode: str) -> list[tuple[GateRule, bool]]:
+    """The demo's two rules on the account's B2B pipeline; a rule already installed (by name) is left
+    as it is. Returns each rule and whether it was created now."""
+    pipeline = _b2b_pipeline(account)
+    installed = []
+    with transaction.atomic():
+        for name, stage_name, role_code, requirement in DEFAULT_RULES:
+            role = Role.objects.filter(code=role_code).first()
+            if role is None:
+                raise ValueError(f"the role {role_code!r} does not exist")
+            stage = Status.objects.get(pipeline=pipeline, name__iexact=stage_name)
+            rule, created = GateRule.objects.get_or_create(
+                account=account,
+                name=name,
+                defaults={"pipeline": pipeline, "gated_stage": stage, "mode": mode},
+            )
+            if created:
+                GateCondition.objects.create(rule=rule, role=role, requirement=requirement, n=1)
+            installed.append((rule, created))
+    return installed
