@@ -1,6 +1,8 @@
 # Two commands matter: `make run` (everything up, demo data, zero setup) and `make test` (the whole suite).
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
+# SANDBOX=0 make run: no demo sandbox (connect a real Kommo account in the admin instead).
+SANDBOX ?= 1
 
 PYTHON ?= python3
 VENV := .venv
@@ -24,10 +26,10 @@ $(VENV)/.installed: pyproject.toml uv.lock | $(UV)
 
 install: $(VENV)/.installed ## Create .venv with the locked dependencies
 
-run: install ## Migrate, create the demo admin, run web + worker + beat (Ctrl-C stops all)
+run: install ## Migrate, demo admin, the Kommo sandbox with demo data, web + worker + beat (Ctrl-C stops all)
 	$(PY) manage.py migrate --no-input
 	$(PY) manage.py core_demo_admin
-	$(PY) manage.py core_run
+	$(PY) manage.py core_run $(if $(filter 0,$(SANDBOX)),--no-sandbox)
 
 test: install ## The whole suite (PostgreSQL and Redis are started by the fixtures when installed)
 	$(PY) -m pytest $(PYTEST_ARGS)
