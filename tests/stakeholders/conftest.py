@@ -4,6 +4,7 @@ and helpers that fill the mirror through the mirror's own upserts."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ from apps.kommo.services.mirror import (
     catalog_elements_upsert_from_kommo,
     contacts_upsert_from_kommo,
     leads_upsert_from_kommo,
+    pipelines_upsert_from_kommo,
+    users_upsert_from_kommo,
 )
 from apps.stakeholders.models import FieldMapping, FieldMappingValue, Role
 
@@ -105,3 +108,61 @@ def account(db: None) -> KommoAccount:
 def mapped_account(account: KommoAccount) -> KommoAccount:
     map_account(account)
     return account
+
+
+# -- a live Kommo sandbox ---------------------------------------------------------------------------------
+
+
+def _sandbox(seed: str) -> Iterator[Any]:
+    try:
+        from apps.kommo_sandbox.server import SandboxServer
+    except ImportError as exc:
+        pytest.skip(f"the Kommo sandbox cannot be started: {exc}")
+    server = SandboxServer(seed=seed, webhooks=False).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def empty_sandbox() -> Iterator[Any]:
+    yield from _sandbox("empty")
+
+
+@pytest.fixture
+def demo_sandbox() -> Iterator[Any]:
+    yield from _sandbox("demo")
+
+
+def connect(server: Any) -> KommoAccount:
+    """A portal account for the sandbox's account, through its long-lived token."""
+    return KommoAccount.objects.create(
+        name="Sandbox",
+        base_url=server.base_url,
+        kommo_id=server.credentials["account_id"],
+        auth_kind=KommoAccount.AuthKind.LONG_LIVED,
+        access_token=server.credentials["long_lived_token"],
+        rate_limit_per_second=6,  # under the sandbox's 7 per second, as against Kommo
+    )
+
+
+def client_for(account: KommoAccount, tmp_path: Path) -> KommoClient:
+    return KommoClient(
+        account, limiter=RateLimiter(FileSlotStore(tmp_path / "ratelimit")), sleep=lambda _: None
+    )
+
+
+def mirror_sync(*, account: KommoAccount, client: KommoClient) -> None:
+    """Fill the mirror from the sandbox the way a full sync does: stages, users, contacts, elements of
+    the mapped catalogs, then deals with their links."""
+    pipelines_upsert_from_kommo(account=account, pipelines=client.pipelines_list())
+    users_upsert_from_kommo(account=account, users=list(client.users_list()))
+    contacts_upsert_from_kommo(account=account, contacts=list(client.contacts_list()))
+    for catalog_id in set(
+        FieldMapping.objects.filter(account=account).values_list("catalog_id", flat=True)
+    ) - {None}:
+        catalog_elements_upsert_from_kommo(
+            account=account, elements=list(client.catalog_elements_list(catalog_id))
+        )
+    leads_upsert_from_kommo(
+        account=account, leads=list(client.leads_list(with_=("contacts", "catalog_elements")))
+    )

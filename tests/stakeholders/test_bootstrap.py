@@ -3,60 +3,20 @@ second run creates nothing."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from io import StringIO
-from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 
-from apps.kommo.client import KommoClient
 from apps.kommo.models import KommoAccount
 from apps.kommo.models.mirror import Lead
-from apps.kommo.ratelimit import FileSlotStore, RateLimiter
 from apps.stakeholders.bootstrap import WEBHOOK_SETTINGS, account_bootstrap
 from apps.stakeholders.models import FieldMapping, Role, Stakeholder
+from tests.stakeholders.conftest import client_for, connect, mirror_sync
 
 pytestmark = [pytest.mark.django_db, pytest.mark.sandbox]
 
 PUBLIC_URL = "https://portal.example.com"
-
-
-def start_sandbox(seed: str):  # type: ignore[no-untyped-def]
-    from apps.kommo_sandbox.server import SandboxServer
-
-    return SandboxServer(seed=seed, webhooks=False).start()
-
-
-@pytest.fixture
-def empty_sandbox() -> Iterator:
-    server = start_sandbox("empty")
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def demo_sandbox() -> Iterator:
-    server = start_sandbox("demo")
-    yield server
-    server.stop()
-
-
-def connect(server) -> KommoAccount:  # type: ignore[no-untyped-def]
-    return KommoAccount.objects.create(
-        name="Sandbox",
-        base_url=server.base_url,
-        kommo_id=server.credentials["account_id"],
-        auth_kind=KommoAccount.AuthKind.LONG_LIVED,
-        access_token=server.credentials["long_lived_token"],
-        rate_limit_per_second=6,  # under the sandbox's 7 per second, as against Kommo
-    )
-
-
-def client_for(account: KommoAccount, tmp_path: Path) -> KommoClient:
-    return KommoClient(
-        account, limiter=RateLimiter(FileSlotStore(tmp_path / "ratelimit")), sleep=lambda _: None
-    )
 
 
 def writes_since(server, seq: int) -> list[str]:  # type: ignore[no-untyped-def]
@@ -150,23 +110,11 @@ def test_the_command_prints_what_it_created_and_what_it_found(empty_sandbox):
 
 
 def test_after_bootstrap_and_a_sync_the_demo_deals_have_their_stakeholders(demo_sandbox, tmp_path):
-    from apps.kommo import types
-    from apps.kommo.services.mirror import (
-        catalog_elements_upsert_from_kommo,
-        contacts_upsert_from_kommo,
-        leads_upsert_from_kommo,
-    )
-
     account = connect(demo_sandbox)
     client = client_for(account, tmp_path)
     account_bootstrap(account=account, public_url=PUBLIC_URL, client=client)
-    catalog_id = account_catalog_id(account)
-    contacts_upsert_from_kommo(account=account, contacts=list(client.contacts_list()))
-    catalog_elements_upsert_from_kommo(
-        account=account, elements=list(client.catalog_elements_list(catalog_id))
-    )
-    leads: list[types.Lead] = list(client.leads_list(with_=("contacts", "catalog_elements")))
-    leads_upsert_from_kommo(account=account, leads=leads)
+
+    mirror_sync(account=account, client=client)
 
     assert Lead.objects.filter(account=account).count() == 45
     rows = Stakeholder.objects.filter(account=account)
