@@ -1,12 +1,19 @@
+from functools import partial
 from typing import Any
 
 from django.contrib import admin
 from django.db import transaction
+from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
 
 from apps.stakeholders.models import FieldMapping, FieldMappingValue, Role, Stakeholder
 from apps.stakeholders.tasks import stakeholders_derive_account
+
+
+def _rederive_later(account_ids: set[int]) -> None:
+    for account_id in account_ids:
+        transaction.on_commit(partial(stakeholders_derive_account.delay, account_id))
 
 
 @admin.register(Role)
@@ -33,11 +40,20 @@ class FieldMappingAdmin(admin.ModelAdmin):
     search_fields = ("field_id", "catalog_id")
     inlines = (FieldMappingValueInline,)
 
+    # A changed mapping changes what every deal of its account derives to.
+
     def save_related(self, request: HttpRequest, form: ModelForm, formsets: Any, change: bool) -> None:
-        """A changed mapping changes what every deal of the account derives to."""
         super().save_related(request, form, formsets, change)
-        account_id = form.instance.account_id
-        transaction.on_commit(lambda: stakeholders_derive_account.delay(account_id))
+        _rederive_later({form.instance.account_id})
+
+    def delete_model(self, request: HttpRequest, obj: FieldMapping) -> None:
+        super().delete_model(request, obj)
+        _rederive_later({obj.account_id})
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[FieldMapping]) -> None:
+        account_ids = set(queryset.values_list("account_id", flat=True))
+        super().delete_queryset(request, queryset)
+        _rederive_later(account_ids)
 
 
 @admin.register(Stakeholder)

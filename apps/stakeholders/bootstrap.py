@@ -26,7 +26,7 @@ CATALOG_APPROVAL = "Approval status"
 CATALOG_LAST_TOUCH = "Last touch"
 
 # What the portal listens to. Catalog-element events exist in Kommo's interface but have no documented
-# settings code (API.md §12.1); elements are picked up with their deals and by the periodic sync.
+# settings code (API.md §12.1): their values reach the mirror through the periodic sync.
 WEBHOOK_SETTINGS = (
     "add_lead",
     "update_lead",

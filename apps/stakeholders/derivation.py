@@ -222,18 +222,20 @@ def merge_stakeholders(
         pair = merged.get(index)
         if pair is None and own is None:
             continue
-        element, catalog = pair if pair is not None else (None, Attributes())
+        element_pk, catalog = (pair[0].pk, pair[1]) if pair is not None else (None, Attributes())
         own = own or Attributes()
         facts.append(
             StakeholderFacts(
                 contact_pk=contact.pk,
-                element_pk=element.pk if element is not None else None,
+                element_pk=element_pk,
                 name=contact.name,
                 role_id=_first(catalog.role_id, own.role_id),
                 approval_status=_first(catalog.approval, own.approval) or Approval.UNKNOWN,
                 last_touch=_latest(catalog.last_touch, own.last_touch),
                 objection_weight=_first(catalog.objection_weight, own.objection_weight),
-                source=("both" if from_contacts else "catalog") if element is not None else "contact_field",
+                source=("both" if from_contacts else "catalog")
+                if element_pk is not None
+                else "contact_field",
             )
         )
     return facts + alone

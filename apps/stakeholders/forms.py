@@ -3,6 +3,7 @@ from __future__ import annotations
 import datetime as dt
 
 from django import forms
+from django.http import QueryDict
 from django.utils import timezone
 
 from apps.stakeholders.models import Approval, Role, Stakeholder
@@ -15,13 +16,13 @@ class StakeholderForm(forms.Form):
     approval_status = forms.ChoiceField(label="Approval", choices=Approval.choices)
     last_touch = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
 
-    def __init__(self, *args: object, stakeholder: Stakeholder, **kwargs: object) -> None:
+    def __init__(self, data: QueryDict | None = None, *, stakeholder: Stakeholder) -> None:
         initial = {
             "role": stakeholder.role_id,
             "approval_status": stakeholder.approval_status,
             "last_touch": timezone.localdate(stakeholder.last_touch) if stakeholder.last_touch else None,
         }
-        super().__init__(*args, initial=initial, prefix=f"s{stakeholder.pk}", **kwargs)  # type: ignore[arg-type]
+        super().__init__(data, initial=initial, prefix=f"s{stakeholder.pk}")
         roles = Role.objects.filter(active=True)
         if stakeholder.role_id is not None:
             roles = roles | Role.objects.filter(pk=stakeholder.role_id)

@@ -170,19 +170,19 @@ def lead_ids_touched(
     found = set(lead_ids)
     contact_ids, catalog_element_ids = list(contact_ids), list(catalog_element_ids)
     if contact_ids:
-        kommo_ids = Contact.objects.filter(account=account, pk__in=contact_ids).values("kommo_id")
+        contacts = Contact.objects.filter(account=account, pk__in=contact_ids).values("kommo_id")
         found.update(
-            LeadContact.objects.filter(lead__account=account, contact_kommo_id__in=kommo_ids).values_list(
+            LeadContact.objects.filter(lead__account=account, contact_kommo_id__in=contacts).values_list(
                 "lead_id", flat=True
             )
         )
     if catalog_element_ids:
-        kommo_ids = CatalogElement.objects.filter(account=account, pk__in=catalog_element_ids).values(
+        elements = CatalogElement.objects.filter(account=account, pk__in=catalog_element_ids).values(
             "kommo_id"
         )
         found.update(
             LeadCatalogElement.objects.filter(
-                lead__account=account, element_kommo_id__in=kommo_ids
+                lead__account=account, element_kommo_id__in=elements
             ).values_list("lead_id", flat=True)
         )
     return found
@@ -230,7 +230,7 @@ def _field_write(attribute: str, mapped: AttributeField, change: StakeholderChan
 
 
 def _changed_attributes(stakeholder: Stakeholder, change: StakeholderChange) -> list[str]:
-    changed = []
+    changed: list[str] = []
     if (change.role.pk if change.role else None) != stakeholder.role_id:
         changed.append(FieldMapping.Attribute.ROLE)
     if change.approval_status != stakeholder.approval_status:
