@@ -191,6 +191,16 @@ KOMMO_READ_TIMEOUT = env.float("KOMMO_READ_TIMEOUT", default=30.0)
 # The address Kommo posts webhooks to (this portal as seen from Kommo), e.g. https://portal.example.com
 KOMMO_PUBLIC_URL = env("KOMMO_PUBLIC_URL", default="http://127.0.0.1:8000")
 KOMMO_WEBHOOK_MAX_BODY_BYTES = env.int("KOMMO_WEBHOOK_MAX_BODY_BYTES", default=1_048_576)
+# Region for phone numbers written without a country code (ISO 3166 code such as "US"); unset: only numbers
+# in international form (+…, 00…) get a lookup key.
+KOMMO_DEFAULT_PHONE_REGION = env("KOMMO_DEFAULT_PHONE_REGION", default="") or None
+# Mirror tuning. Incremental sync re-reads this far behind its cursor (clock skew, same-second writes); the
+# events reconciliation starts this far back on its first run; one stage move reported by several sources
+# within the window is one StageChange, and a move a sync only inferred matches an exact report this old.
+KOMMO_SYNC_OVERLAP_SECONDS = 120
+KOMMO_EVENTS_LOOKBACK_HOURS = 24
+KOMMO_STAGE_CHANGE_WINDOW_SECONDS = 300
+KOMMO_STAGE_CHANGE_INFERRED_LAG_HOURS = 24
 
 LOGGING = {
     "version": 1,

@@ -54,11 +54,11 @@ P = TypeVar("P")
 
 # Two reports of the same move whose times are exact (webhook ``last_modified``, event ``created_at``,
 # the portal's own move) are one move when they are this close.
-STAGE_CHANGE_WINDOW = dt.timedelta(seconds=getattr(settings, "KOMMO_STAGE_CHANGE_WINDOW_SECONDS", 300))
+STAGE_CHANGE_WINDOW = dt.timedelta(seconds=settings.KOMMO_STAGE_CHANGE_WINDOW_SECONDS)
 # A move seen by comparing stages (a sync, a re-fetch) is only known to have happened before the lead's
 # ``updated_at``; an exact report up to this long before it is the same move.
-STAGE_CHANGE_INFERRED_LAG = dt.timedelta(hours=getattr(settings, "KOMMO_STAGE_CHANGE_INFERRED_LAG_HOURS", 24))
-DEFAULT_PHONE_REGION: str | None = getattr(settings, "KOMMO_DEFAULT_PHONE_REGION", None)
+STAGE_CHANGE_INFERRED_LAG = dt.timedelta(hours=settings.KOMMO_STAGE_CHANGE_INFERRED_LAG_HOURS)
+DEFAULT_PHONE_REGION: str | None = settings.KOMMO_DEFAULT_PHONE_REGION
 
 Source = StageChange.Source
 

@@ -53,9 +53,9 @@ T = TypeVar("T")
 PAGE_SIZE = 250
 EVENTS_PAGE_SIZE = 100
 # Incremental runs start this much before the stored cursor: rows Kommo committed a little late.
-OVERLAP = dt.timedelta(seconds=getattr(settings, "KOMMO_SYNC_OVERLAP_SECONDS", 120))
+OVERLAP = dt.timedelta(seconds=settings.KOMMO_SYNC_OVERLAP_SECONDS)
 # Without a cursor, the events reconciliation looks back this far.
-EVENTS_LOOKBACK = dt.timedelta(hours=getattr(settings, "KOMMO_EVENTS_LOOKBACK_HOURS", 24))
+EVENTS_LOOKBACK = dt.timedelta(hours=settings.KOMMO_EVENTS_LOOKBACK_HOURS)
 LEAD_WITH = ("contacts", "catalog_elements")
 LEAD_EVENT_TYPES = (
     "lead_added",
