@@ -66,7 +66,7 @@ TEMPLATES = [
 # Database: PostgreSQL in production and CI; an SQLite file is the zero-setup default.
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{RUN_DIR / 'db.sqlite3'}")}
 DATABASES["default"]["ATOMIC_REQUESTS"] = False
-if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+if DATABASES["default"].get("ENGINE") == "django.db.backends.sqlite3":
     # Web, worker and beat write to the same file: WAL lets readers run beside the writer, IMMEDIATE takes
     # the write lock at BEGIN (no upgrade deadlocks), and a writer waits for the lock instead of failing.
     DATABASES["default"]["OPTIONS"] = {

@@ -29,6 +29,7 @@ class KommoWebhookView(APIView):
     permission_classes = (AllowAny,)
     parser_classes = ()
     throttle_classes = ()
+    schema = None  # Kommo's endpoint, not part of the portal's published API
 
     def post(self, request: Request, token: str) -> HttpResponse:
         account = webhook_account_for_token(token)
