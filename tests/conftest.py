@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -58,6 +59,13 @@ def django_db_modify_db_settings(
     # A connection object made earlier still has the SQLite backend class: drop it so the next one is new.
     connections["default"].close()
     del connections["default"]
+
+
+@pytest.fixture(scope="session")
+def live_server(django_db_setup: None, live_server: Any) -> Any:
+    """pytest-django's live server, started only once the suite's database is in place: started earlier,
+    its thread would keep the in-memory SQLite connection that the PostgreSQL settings replace."""
+    return live_server
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

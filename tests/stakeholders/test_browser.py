@@ -28,13 +28,6 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
-def live_server(django_db_setup, live_server):  # type: ignore[no-untyped-def]
-    """The live server, started only once the suite's database is in place: started earlier, it would
-    keep the in-memory SQLite connection that the PostgreSQL settings replace."""
-    return live_server
-
-
 @pytest.fixture
 def chromium(monkeypatch):  # type: ignore[no-untyped-def]
     try:
