@@ -2,7 +2,8 @@
 
 Everything here runs inside Kommo's 2-second window, so it does the least that keeps a delivery safe:
 one constant-time token match (against an in-process copy of the accounts' tokens), a look at the keys of
-the body (:func:`~apps.kommo.webhooks.parser.route`), one INSERT, and a task sent after the commit.
+the body (:func:`~apps.kommo.webhooks.parser.route`), one INSERT, and a task sent after the commit (at
+most one per account per ``KOMMO_WEBHOOK_ENQUEUE_WINDOW_MS`` from a process: see :class:`_Doorbell`).
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import partial
 
 from celery import current_app
+from django.conf import settings
 from django.db import transaction
 
 from apps.kommo.models import KommoAccount, WebhookEvent
@@ -85,6 +88,52 @@ def webhook_accounts_forget() -> None:
     _tokens.clear()
 
 
+class _Doorbell:
+    """At most one processing task per account per ``window`` seconds from this process.
+
+    A task claims every waiting event of its account, so one task published after an event's commit is
+    enough for it and for the others of that account committed before the task claims. An event whose
+    account rang less than ``window`` ago gets a task published when the window ends (a timer), unless
+    one is already due: every committed event is followed by a publish within ``window``; a burst costs
+    one publish per window instead of one per delivery.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: dict[int, float] = {}
+        self._due: set[int] = set()
+
+    def ring(self, *, account_id: int, event_id: int, window: float) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if account_id in self._due:
+                return
+            wait = self._last.get(account_id, float("-inf")) + window - now
+            if wait <= 0:
+                self._last[account_id] = now
+            else:
+                self._due.add(account_id)
+        if wait <= 0:
+            webhook_event_enqueue(event_id=event_id)
+            return
+        timer = threading.Timer(wait, self._fire, kwargs={"account_id": account_id, "event_id": event_id})
+        timer.daemon = True
+        timer.start()
+
+    def _fire(self, *, account_id: int, event_id: int) -> None:
+        with self._lock:
+            self._due.discard(account_id)
+            self._last[account_id] = time.monotonic()
+        webhook_event_enqueue(event_id=event_id)
+
+
+_doorbell = _Doorbell()
+
+
+def _enqueue_window() -> float:
+    return float(getattr(settings, "KOMMO_WEBHOOK_ENQUEUE_WINDOW_MS", 50)) / 1000
+
+
 def account_mismatch(account: AccountRef, routing: Routing) -> str:
     """Why the body's account block does not belong to ``account``; "" when it does (or is absent)."""
     claimed_id = (routing.account_id or "").strip()
@@ -120,22 +169,22 @@ def webhook_event_record(
         if mismatch:
             status, error = WebhookEvent.Status.REJECTED, mismatch
     stored = {name.lower(): value for name, value in headers.items() if name.lower() not in UNSTORED_HEADERS}
-    with transaction.atomic():
-        event = WebhookEvent.objects.create(
-            account_id=account.id,
-            body=body,
-            content_type=content_type[:200],
-            headers=stored,
-            remote_addr=remote_addr or None,
-            request_id=stored.get("x-amocrm-requestid", "")[:100],
-            kind=routing.kind.value,
-            events=" ".join(routing.events)[:255],
-            status=status,
-            error=error,
-        )
-        if status == WebhookEvent.Status.RECEIVED:
-            event_id = event.pk
-            transaction.on_commit(lambda: webhook_event_enqueue(event_id=event_id))
+    event = WebhookEvent.objects.create(
+        account_id=account.id,
+        body=body,
+        content_type=content_type[:200],
+        headers=stored,
+        remote_addr=remote_addr or None,
+        request_id=stored.get("x-amocrm-requestid", "")[:100],
+        kind=routing.kind.value,
+        events=" ".join(routing.events)[:255],
+        status=status,
+        error=error,
+    )
+    if status == WebhookEvent.Status.RECEIVED:
+        # After the commit: at once in autocommit, at the end of an enclosing transaction otherwise.
+        ring = partial(_doorbell.ring, account_id=account.id, event_id=event.pk, window=_enqueue_window())
+        transaction.on_commit(ring)
     return event
 
 

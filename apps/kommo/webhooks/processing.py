@@ -97,22 +97,22 @@ def _claimable(now: dt.datetime, policy: Policy) -> Q:
 
 
 def webhook_events_claim(*, event_id: int, policy: Policy) -> list[WebhookEvent]:
-    """Claims ``event_id`` and up to ``batch_size - 1`` other claimable events of its account, oldest
-    first. Returns nothing when the event is not claimable (done, or another worker holds it)."""
+    """Claims up to ``batch_size`` claimable events of ``event_id``'s account, oldest first (``event_id``
+    itself when it is still waiting). Nothing when none waits: done, or held by another worker."""
     now = timezone.now()
     claimable = WebhookEvent.objects.filter(_claimable(now, policy))
     with transaction.atomic():
-        account_id = claimable.filter(pk=event_id).values_list("account_id", flat=True).first()
+        account_id = WebhookEvent.objects.filter(pk=event_id).values_list("account_id", flat=True).first()
         if account_id is None:
             return []
         locked = (
-            claimable.filter(Q(pk=event_id) | Q(account_id=account_id))
+            claimable.filter(account_id=account_id)
             .select_for_update(skip_locked=True)
             .order_by("received_at", "id")
             .values_list("pk", flat=True)
         )
         ids = list(locked[: policy.batch_size])
-        if event_id not in ids:
+        if not ids:
             return []
         claimable.filter(pk__in=ids).update(
             status=Status.PROCESSING, attempts=F("attempts") + 1, claimed_at=now, retry_at=None
@@ -243,12 +243,21 @@ def _fail(events: Sequence[WebhookEvent], exc: BaseException, policy: Policy) ->
 
 
 def webhook_event_process(*, event_id: int) -> ProcessOutcome:
-    """Processes ``event_id`` and the events of its account waiting with it (see the module notes)."""
+    """Processes the events waiting for ``event_id``'s account, a batch at a time until none is left or a
+    batch must be retried (see the module notes)."""
     policy = Policy.current()
-    events = webhook_events_claim(event_id=event_id, policy=policy)
-    outcome = ProcessOutcome(claimed=[event.pk for event in events])
-    if not events:
-        return outcome
+    outcome = ProcessOutcome()
+    while True:
+        events = webhook_events_claim(event_id=event_id, policy=policy)
+        outcome.claimed += [event.pk for event in events]
+        if events:
+            outcome.retry = _process_batch(events, policy)
+        if len(events) < policy.batch_size or outcome.retry is not None:
+            return outcome
+
+
+def _process_batch(events: list[WebhookEvent], policy: Policy) -> tuple[int, float] | None:
+    """One claimed batch: parse, plan, re-fetch, write. Returns the retry to schedule, if any."""
     account = events[0].account
     plan = Plan()
     moves_at: dict[int, dt.datetime] = {}
@@ -272,7 +281,7 @@ def webhook_event_process(*, event_id: int) -> ProcessOutcome:
         event.error = note
         working.append(event)
     if not working:
-        return outcome
+        return None
     try:
         fetched = _fetch(KommoClient(account), plan)
         with transaction.atomic():
@@ -281,8 +290,8 @@ def webhook_event_process(*, event_id: int) -> ProcessOutcome:
                 _finish(event, Status.PROCESSED, error=event.error)
     except Exception as exc:  # every failure is recorded on the events; none escapes to the worker
         logger.warning("webhook events %s failed: %s", [e.pk for e in working], exc)
-        outcome.retry = _fail(working, exc, policy)
-    return outcome
+        return _fail(working, exc, policy)
+    return None
 
 
 def webhook_events_sweep(*, older_than: dt.timedelta | None = None) -> list[int]:
