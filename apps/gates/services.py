@@ -39,6 +39,8 @@ Outcome = GateDecision.Outcome
 # moves costs one fresh read and one batch of writes; the window bounds the latency it adds.
 BATCH_WINDOW_SECONDS = 0.2
 CLAIM_LIMIT = 250  # one page of GET /leads?filter[id][]=…
+# Tasks and notes are sent this long after the first of them is queued: a burst's go out in one batch.
+FOLLOW_UP_SECONDS = 2.0
 MAX_ATTEMPTS = 5
 STUCK_RUNNING = dt.timedelta(minutes=5)
 
@@ -113,6 +115,7 @@ class EvaluationRun:
     decisions: int = 0
     blocked: int = 0
     outbound: int = 0
+    follow_up: bool = False  # this run queued the oldest waiting task/note: it schedules their send
     retry_in: float | None = None  # set when the fresh read failed transiently or more is pending
 
     @property
@@ -333,6 +336,7 @@ def gate_evaluations_run(*, account_id: int, client: KommoClient | None = None) 
             run.decisions += len(crossing[evaluation.pk])
         return run
 
+    started = timezone.now()
     changes = [evaluation.stage_change for evaluation in to_decide]
     superseded = _later_moves(changes)
     people = stakeholders_for_leads(lead_ids=[change.lead_id for change in changes])
@@ -353,9 +357,21 @@ def gate_evaluations_run(*, account_id: int, client: KommoClient | None = None) 
         run.decisions += written.decisions
         run.blocked += written.blocked
         run.outbound += written.outbound
+    if run.outbound:
+        run.follow_up = _starts_follow_up(account_id, started)
     if GateEvaluation.objects.filter(account_id=account_id, status=GateEvaluation.Status.PENDING).exists():
         run.retry_in = 0.0
     return run
+
+
+def _starts_follow_up(account_id: int, started: dt.datetime) -> bool:
+    """Whether no task or note queued before this run still waits (its run scheduled the send)."""
+    return not OutboundChange.objects.filter(
+        account_id=account_id,
+        kind__in=[OutboundChange.Kind.TASK_CREATE, OutboundChange.Kind.NOTE_CREATE],
+        status=OutboundChange.Status.PENDING,
+        created__lt=started,
+    ).exists()
 
 
 def _done(evaluations: Sequence[GateEvaluation]) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,13 +155,13 @@ def _backoff(attempts: int) -> float:
     return float(min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, attempts - 1)))
 
 
-def _claim(account_id: int, now: dt.datetime) -> list[_Claimed]:
+def _claim(account_id: int, now: dt.datetime, kinds: Collection[str]) -> list[_Claimed]:
     due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
     stuck = Q(status=Status.SENDING, sending_at__lt=now - STUCK_SENDING)
     with transaction.atomic():
         rows = list(
             OutboundChange.objects.select_for_update(skip_locked=True)
-            .filter(account_id=account_id)
+            .filter(account_id=account_id, kind__in=kinds)
             .filter((Q(status__in=[Status.PENDING, Status.UNKNOWN]) & due) | stuck)
             .order_by("id")[:CLAIM_LIMIT]
         )
@@ -488,12 +488,16 @@ def _record_gate_moves(account: KommoAccount, items: Sequence[_Claimed]) -> None
     )
 
 
-def outbound_changes_drain(*, account_id: int, client: KommoClient | None = None) -> DrainResult:
-    """Send every due change of one account in batches (moves, then tasks, then notes) and record each
-    outcome. Safe to run concurrently: changes are claimed with ``SKIP LOCKED``."""
+def outbound_changes_drain(
+    *, account_id: int, kinds: Collection[str] | None = None, client: KommoClient | None = None
+) -> DrainResult:
+    """Send every due change of one account (of ``kinds``, default all) in batches — moves, then tasks,
+    then notes — and record each outcome. Safe to run concurrently: changes are claimed with
+    ``SKIP LOCKED``. ``retry_in`` is about the same kinds."""
     account = KommoAccount.objects.get(pk=account_id)
     now = timezone.now()
-    claimed = _claim(account_id, now)
+    kinds = list(kinds) if kinds is not None else list(Kind.values)
+    claimed = _claim(account_id, now, kinds)
     result = DrainResult()
     if claimed:
         drain = _Drain(account, client or KommoClient(account), now)
@@ -508,7 +512,7 @@ def outbound_changes_drain(*, account_id: int, client: KommoClient | None = None
             result.blocked = True
         _finish(claimed, result)
         _record_gate_moves(account, claimed)
-    result.retry_in = None if result.blocked else _next_due(account_id)
+    result.retry_in = None if result.blocked else _next_due(account_id, kinds)
     return result
 
 
@@ -537,9 +541,9 @@ def _finish(claimed: Sequence[_Claimed], result: DrainResult) -> None:
         logger.warning("outbound changes: %d failed", result.failed)
 
 
-def _next_due(account_id: int) -> float | None:
+def _next_due(account_id: int, kinds: Collection[str]) -> float | None:
     waiting = OutboundChange.objects.filter(
-        account_id=account_id, status__in=[Status.PENDING, Status.UNKNOWN]
+        account_id=account_id, kind__in=kinds, status__in=[Status.PENDING, Status.UNKNOWN]
     ).order_by("next_attempt_at")
     if not waiting.exists():
         return None
