@@ -68,6 +68,20 @@ def live_server(django_db_setup: None, live_server: Any) -> Any:
     return live_server
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A transactional test ends by emptying every table, which also removes what the data migrations
+    made (groups, default roles). Serialized rollback puts it back, so that every test starts from a freshly
+    migrated database whatever ran before it."""
+    for item in items:
+        names: list[str] = getattr(item, "fixturenames", [])
+        marker = item.get_closest_marker("django_db")
+        transactional = bool(marker and marker.kwargs.get("transaction")) or bool(
+            {"transactional_db", "live_server"} & set(names)
+        )
+        if transactional and "django_db_serialized_rollback" not in names:
+            names.append("django_db_serialized_rollback")
+
+
 def pytest_runtest_setup(item: pytest.Item) -> None:
     if item.get_closest_marker("postgres") and suite_database() != "postgres":
         unavailable("this test needs PostgreSQL (TEST_DATABASE=postgres)")
