@@ -372,3 +372,20 @@ def task_json(task_id: int, lead_id: int, text: str, completed: bool = False) ->
         "complete_till": 1746100800,
         "responsible_user_id": 501,
     }
+
+
+def test_a_drain_of_moves_only_leaves_tasks_and_notes_for_later(account, client, api):
+    lead_row(account, 10_001)
+    blocked(account, 10_001, 1)
+    api.add_callback("PATCH", BASE + "/api/v4/leads", callback=echo_write("leads", updated=True))
+
+    result = outbound_changes_drain(account_id=account.pk, kinds=[Kind.LEAD_STATUS], client=client)
+
+    assert [call.request.method for call in api.calls] == ["PATCH"]
+    assert result.retry_in is None
+    states = dict(OutboundChange.objects.values_list("kind", "status"))
+    assert states == {
+        Kind.LEAD_STATUS: State.SENT,
+        Kind.TASK_CREATE: State.PENDING,
+        Kind.NOTE_CREATE: State.PENDING,
+    }
