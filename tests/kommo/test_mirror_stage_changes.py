@@ -100,3 +100,31 @@ def test_stage_names_are_linked_when_the_pipeline_is_known(account, deal):
     row, _ = record(account, deal, from_status_id=32392159, to_status_id=142, at=dt.datetime.now(tz=dt.UTC))
 
     assert row.from_status.name == "Первичный контакт" and row.to_status.is_won
+
+
+def test_a_move_made_again_after_being_moved_back_is_a_new_row_even_within_the_window(account, deal):
+    first, _ = record(account, deal, at=at(100))  # the manager: Legal review → Signing
+    record(account, deal, from_status_id=30, to_status_id=20, at=at(100), source=SOURCE.GATE)  # moved back
+
+    again, created = record(account, deal, at=at(160))  # the manager makes the same move a minute later
+
+    assert created and again.pk != first.pk
+    assert StageChange.objects.filter(from_status_kommo_id=20, to_status_kommo_id=30).count() == 2
+
+
+def test_a_late_report_of_a_move_still_matches_it_when_the_move_back_came_after_it(account, deal):
+    first, _ = record(account, deal, at=at(100))
+    record(account, deal, from_status_id=30, to_status_id=20, at=at(100), source=SOURCE.GATE)
+
+    same, created = record(account, deal, at=at(100), source=SOURCE.EVENTS, kommo_event_id="ev1")
+
+    assert not created and same.pk == first.pk and same.kommo_event_id == "ev1"
+
+
+def test_a_late_report_of_an_earlier_move_is_not_merged_into_a_later_repetition(account, deal):
+    record(account, deal, from_status_id=30, to_status_id=20, at=at(150))  # the only earlier move we saw
+    later, _ = record(account, deal, at=at(200))  # the move again; its first time was never reported
+
+    earlier, created = record(account, deal, at=at(100), source=SOURCE.EVENTS, kommo_event_id="ev0")
+
+    assert created and earlier.pk != later.pk and earlier.at == at(100)

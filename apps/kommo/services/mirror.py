@@ -1032,12 +1032,37 @@ def _stage_change_match(
         )
     else:
         when = Q(at__range=(at - lag, at + window))
-    candidates = StageChange.objects.filter(
-        when, lead=lead, from_status_kommo_id=from_status_id, to_status_kommo_id=to_status_id
+    candidates = list(
+        StageChange.objects.filter(
+            when, lead=lead, from_status_kommo_id=from_status_id, to_status_kommo_id=to_status_id
+        )
     )
     if kommo_event_id is not None:
-        candidates = candidates.filter(kommo_event_id__isnull=True)
+        candidates = [row for row in candidates if row.kommo_event_id is None]
+    if not candidates:
+        return None
+    earliest = min(min(row.at for row in candidates), at)
+    latest = max(max(row.at for row in candidates), at)
+    others = [
+        row
+        for row in StageChange.objects.filter(lead=lead, at__range=(earliest, latest))
+        if (row.from_status_kommo_id, row.to_status_kommo_id) != (from_status_id, to_status_id)
+    ]
+    candidates = [row for row in candidates if not _moved_between(row, at, others)]
     return min(candidates, key=lambda row: abs((row.at - at).total_seconds()), default=None)
+
+
+def _moved_between(row: StageChange, at: dt.datetime, others: Sequence[StageChange]) -> bool:
+    """Whether another move of the lead lies between ``row`` and a report at ``at``: then the report is a
+    new move (X→Y, back to X, X→Y again), not ``row`` reported twice. Kommo's times are whole seconds, so
+    moves within one second are ordered by when they were recorded (the primary key)."""
+    for other in others:
+        if row.at <= at:
+            if (other.at, other.pk) > (row.at, row.pk) and other.at < at:
+                return True
+        elif at < other.at and (other.at, other.pk) < (row.at, row.pk):
+            return True
+    return False
 
 
 # -- helpers ------------------------------------------------------------------------------------------
