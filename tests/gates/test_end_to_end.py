@@ -159,12 +159,6 @@ def test_a_move_past_legal_review_stays_when_the_lawyer_has_approved(
     assert legal != signing
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the mirror merges the manager's second Legal review → Signing into the first one: "
-    "stage_change_record matches a row of the same lead and stages within its window (5 min exact, "
-    "24 h inferred) even when the portal's move back lies between them, so no new StageChange, no signal",
-)
 def test_the_same_move_stays_once_the_lawyer_has_approved(
     portal: KommoAccount, sandbox: SandboxServer
 ) -> None:
