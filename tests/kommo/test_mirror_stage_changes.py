@@ -128,3 +128,29 @@ def test_a_late_report_of_an_earlier_move_is_not_merged_into_a_later_repetition(
     earlier, created = record(account, deal, at=at(100), source=SOURCE.EVENTS, kommo_event_id="ev0")
 
     assert created and earlier.pk != later.pk and earlier.at == at(100)
+
+
+def test_a_refetch_after_two_reported_moves_infers_no_third_move(account, deal):
+    record(account, deal, from_status_id=20, to_status_id=30, at=at(100))
+    record(account, deal, from_status_id=30, to_status_id=40, at=at(110))
+
+    result = leads_upsert_from_kommo(
+        account=account, leads=[lead(status_id=40, updated_at=at(110))], source=SOURCE.WEBHOOK
+    )
+
+    assert result.new_stage_changes == []
+    assert list(
+        StageChange.objects.order_by("at").values_list("from_status_kommo_id", "to_status_kommo_id")
+    ) == [
+        (20, 30),
+        (30, 40),
+    ]
+
+
+def test_a_move_nobody_reported_since_the_last_read_is_still_inferred(account, deal):
+    record(account, deal, from_status_id=20, to_status_id=30, at=at(-500))  # history from before the deal
+    # was last read, at stage 20, at time 0: the same move after that is a new one
+
+    result = leads_upsert_from_kommo(account=account, leads=[lead(status_id=30, updated_at=at(900))])
+
+    assert [(c.from_status_kommo_id, c.to_status_kommo_id) for c in result.new_stage_changes] == [(20, 30)]

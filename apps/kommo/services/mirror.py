@@ -761,7 +761,7 @@ def leads_upsert_from_kommo(
                 item.data.status_id,
                 item.data.pipeline_id,
             )
-            if not moved:
+            if not moved or _history_explains(item.row, item.data, before.get("updated_at")):
                 continue
             change, created = stage_change_record(
                 account=account,
@@ -773,6 +773,7 @@ def leads_upsert_from_kommo(
                 at=item.data.updated_at or timezone.now(),
                 source=source,
                 at_is_exact=False,
+                not_before=before.get("updated_at"),
             )
             if created:
                 result.new_stage_changes.append(change)
@@ -780,6 +781,17 @@ def leads_upsert_from_kommo(
         return result
 
     return _retrying_on_conflict(run)
+
+
+def _history_explains(lead: Lead, data: types.Lead, stored_at: dt.datetime | None) -> bool:
+    """Whether the recorded moves already bring the lead to its new stage: the webhook reported A→B and
+    B→C before the re-fetch saw C, so there is no A→C move to infer."""
+    latest = StageChange.objects.filter(lead=lead).order_by("-at", "-pk").first()
+    return (
+        latest is not None
+        and (latest.to_status_kommo_id, latest.to_pipeline_kommo_id) == (data.status_id, data.pipeline_id)
+        and (stored_at is None or latest.at >= stored_at)
+    )
 
 
 def lead_upsert_from_kommo(
@@ -943,6 +955,7 @@ def stage_change_record(
     from_pipeline_id: int | None = None,
     to_pipeline_id: int | None = None,
     at_is_exact: bool = True,
+    not_before: dt.datetime | None = None,
 ) -> tuple[StageChange, bool]:
     """Record that ``lead`` moved from one stage to another; idempotent across sources.
 
@@ -952,7 +965,9 @@ def stage_change_record(
     are exact and within :data:`STAGE_CHANGE_WINDOW`, or when one of them is inferred (``at_is_exact``
     False: the lead's ``updated_at``, an upper bound of the move's time) and the exact one is up to
     :data:`STAGE_CHANGE_INFERRED_LAG` earlier. A match is enriched (mover, event id, the exact time).
-    Reports of one lead are serialised by a lock on its row. Returns the row and whether it is new.
+    An inferred report may give ``not_before`` (when the lead was last seen at the from-stage): the move
+    happened after it, so no earlier row can be it. Reports of one lead are serialised by a lock on its
+    row. Returns the row and whether it is new.
     """
     with transaction.atomic():
         Lead.objects.select_for_update().filter(pk=lead.pk).values_list("pk", flat=True).first()
@@ -963,6 +978,7 @@ def stage_change_record(
             at=at,
             at_is_exact=at_is_exact,
             kommo_event_id=kommo_event_id,
+            not_before=not_before,
         )
         users = _pk_map(KommoUser, account, [moved_by_kommo_user_id])
         if row is None:
@@ -1018,6 +1034,7 @@ def _stage_change_match(
     at: dt.datetime,
     at_is_exact: bool,
     kommo_event_id: str | None,
+    not_before: dt.datetime | None,
 ) -> StageChange | None:
     if kommo_event_id is not None:
         same_event = StageChange.objects.filter(
@@ -1031,7 +1048,8 @@ def _stage_change_match(
             at_is_exact=False, at__range=(at - window, at + lag)
         )
     else:
-        when = Q(at__range=(at - lag, at + window))
+        earliest = at - lag if not_before is None else max(at - lag, not_before)
+        when = Q(at__range=(earliest, at + window))
     candidates = list(
         StageChange.objects.filter(
             when, lead=lead, from_status_kommo_id=from_status_id, to_status_kommo_id=to_status_id
