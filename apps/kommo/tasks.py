@@ -30,7 +30,7 @@ def webhook_sweep() -> int:
 @shared_task(name="apps.kommo.tasks.webhook_prune")
 def webhook_prune() -> int:
     """Deletes old processed and ignored webhook events (beat, daily)."""
-    return webhook_events_prune(days=int(getattr(settings, "KOMMO_WEBHOOK_KEEP_DAYS", 30)))
+    return webhook_events_prune(days=settings.KOMMO_WEBHOOK_KEEP_DAYS)
 
 
 @shared_task(name="apps.kommo.tasks.sync_incremental")

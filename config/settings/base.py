@@ -191,6 +191,17 @@ KOMMO_READ_TIMEOUT = env.float("KOMMO_READ_TIMEOUT", default=30.0)
 # The address Kommo posts webhooks to (this portal as seen from Kommo), e.g. https://portal.example.com
 KOMMO_PUBLIC_URL = env("KOMMO_PUBLIC_URL", default="http://127.0.0.1:8000")
 KOMMO_WEBHOOK_MAX_BODY_BYTES = env.int("KOMMO_WEBHOOK_MAX_BODY_BYTES", default=1_048_576)
+# Processed and ignored webhook events are pruned after this many days (failed and dead ones are kept).
+KOMMO_WEBHOOK_KEEP_DAYS = env.int("KOMMO_WEBHOOK_KEEP_DAYS", default=30)
+# Webhook processing: attempts before an event is dead and the backoff between them; how many waiting
+# events one task claims; when a claim counts as abandoned (its worker died); and how long a web process
+# waits before asking for processing again, since one task processes every waiting event of an account.
+KOMMO_WEBHOOK_MAX_ATTEMPTS = 6
+KOMMO_WEBHOOK_RETRY_BASE_SECONDS = 30
+KOMMO_WEBHOOK_RETRY_CAP_SECONDS = 3600
+KOMMO_WEBHOOK_BATCH_SIZE = 100
+KOMMO_WEBHOOK_STUCK_AFTER_SECONDS = 300
+KOMMO_WEBHOOK_ENQUEUE_WINDOW_MS = 50
 # Region for phone numbers written without a country code (ISO 3166 code such as "US"); unset: only numbers
 # in international form (+…, 00…) get a lookup key.
 KOMMO_DEFAULT_PHONE_REGION = env("KOMMO_DEFAULT_PHONE_REGION", default="") or None

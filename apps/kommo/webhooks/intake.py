@@ -131,7 +131,7 @@ _doorbell = _Doorbell()
 
 
 def _enqueue_window() -> float:
-    return float(getattr(settings, "KOMMO_WEBHOOK_ENQUEUE_WINDOW_MS", 50)) / 1000
+    return float(settings.KOMMO_WEBHOOK_ENQUEUE_WINDOW_MS) / 1000
 
 
 def account_mismatch(account: AccountRef, routing: Routing) -> str:

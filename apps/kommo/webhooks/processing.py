@@ -66,13 +66,11 @@ class Policy:
     @classmethod
     def current(cls) -> Policy:
         return cls(
-            max_attempts=int(getattr(settings, "KOMMO_WEBHOOK_MAX_ATTEMPTS", 6)),
-            retry_base=float(getattr(settings, "KOMMO_WEBHOOK_RETRY_BASE_SECONDS", 30)),
-            retry_cap=float(getattr(settings, "KOMMO_WEBHOOK_RETRY_CAP_SECONDS", 3600)),
-            batch_size=int(getattr(settings, "KOMMO_WEBHOOK_BATCH_SIZE", 100)),
-            stuck_after=dt.timedelta(
-                seconds=float(getattr(settings, "KOMMO_WEBHOOK_STUCK_AFTER_SECONDS", 300))
-            ),
+            max_attempts=settings.KOMMO_WEBHOOK_MAX_ATTEMPTS,
+            retry_base=settings.KOMMO_WEBHOOK_RETRY_BASE_SECONDS,
+            retry_cap=settings.KOMMO_WEBHOOK_RETRY_CAP_SECONDS,
+            batch_size=settings.KOMMO_WEBHOOK_BATCH_SIZE,
+            stuck_after=dt.timedelta(seconds=settings.KOMMO_WEBHOOK_STUCK_AFTER_SECONDS),
         )
 
     def backoff(self, attempts: int) -> float:
