@@ -82,6 +82,11 @@ def as_list(value: Any) -> list[Any]:
     return [v for v in str(value).split(",") if v != ""]
 
 
+def as_dict(value: Any) -> dict[str, Any]:
+    """A nested object (``filter``, ``_embedded``, ``metadata``) as a dict; ``{}`` for any other shape."""
+    return value if isinstance(value, dict) else {}
+
+
 def as_int_list(value: Any) -> list[int]:
     out = []
     for item in as_list(value):

@@ -8,7 +8,7 @@ from apps.kommo_sandbox import serializers
 from apps.kommo_sandbox.api.base import Context, hal_list, in_range, range_filter, self_ref
 from apps.kommo_sandbox.entities import Event
 from apps.kommo_sandbox.errors import ApiError
-from apps.kommo_sandbox.http import Response, Router, as_int_list, as_list, json_response, no_content
+from apps.kommo_sandbox.http import Response, Router, as_dict, as_int_list, as_list, json_response, no_content
 
 EVENTS_PER_PAGE = 100
 
@@ -172,7 +172,7 @@ def _type_matches(event: Event, types: set[str]) -> bool:
 
 
 def events_list(ctx: Context) -> Response:
-    filters = ctx.query.get("filter") if isinstance(ctx.query.get("filter"), dict) else {}
+    filters = as_dict(ctx.query.get("filter"))
     ids = set(as_list(filters.get("id"))) if "id" in filters else None
     if ids is not None and len(ids) > EVENTS_PER_PAGE:
         raise ApiError(400, f"filter[id] accepts at most {EVENTS_PER_PAGE} ids")

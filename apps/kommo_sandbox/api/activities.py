@@ -19,7 +19,7 @@ from apps.kommo_sandbox.api.base import (
 )
 from apps.kommo_sandbox.entities import Note, Task
 from apps.kommo_sandbox.errors import not_found
-from apps.kommo_sandbox.http import Response, Router, as_int_list, as_list, json_response, no_content
+from apps.kommo_sandbox.http import Response, Router, as_dict, as_int_list, as_list, json_response, no_content
 from apps.kommo_sandbox.services import activities as services
 
 NOTED = r"(?P<kind>leads|contacts|companies)"
@@ -33,7 +33,7 @@ def _flag(value: Any) -> bool | None:
 
 
 def tasks_list(ctx: Context) -> Response:
-    filters = ctx.query.get("filter") if isinstance(ctx.query.get("filter"), dict) else {}
+    filters = as_dict(ctx.query.get("filter"))
     ids = id_filter(filters.get("id"))
     responsible = (
         set(as_int_list(filters.get("responsible_user_id"))) if "responsible_user_id" in filters else None
@@ -94,7 +94,7 @@ def task_update_one(ctx: Context, id: int) -> Response:
 
 
 def _notes(ctx: Context, kind: str, entity_id: int | None) -> Response:
-    filters = ctx.query.get("filter") if isinstance(ctx.query.get("filter"), dict) else {}
+    filters = as_dict(ctx.query.get("filter"))
     ids = id_filter(filters.get("id"))
     types = set(as_list(filters.get("note_type"))) if "note_type" in filters else None
     entity_ids = set(as_int_list(filters.get("entity_id"))) if "entity_id" in filters else None

@@ -18,7 +18,7 @@ from apps.kommo_sandbox.api.base import (
 )
 from apps.kommo_sandbox.entities import Catalog
 from apps.kommo_sandbox.errors import not_found
-from apps.kommo_sandbox.http import Response, Router, as_int, as_int_list, json_response, no_content
+from apps.kommo_sandbox.http import Response, Router, as_dict, as_int, as_int_list, json_response, no_content
 from apps.kommo_sandbox.services import catalogs as services
 
 LINKABLE = r"(?P<kind>leads|contacts|companies)"
@@ -71,7 +71,7 @@ def catalog_update_one(ctx: Context, id: int) -> Response:
 
 def elements_list(ctx: Context, id: int) -> Response:
     catalog = _catalog(ctx, id)
-    filters = ctx.query.get("filter") if isinstance(ctx.query.get("filter"), dict) else {}
+    filters = as_dict(ctx.query.get("filter"))
     ids = id_filter(filters.get("id"))
     query = str(ctx.query.get("query", "")).strip()
     items = [
@@ -154,7 +154,7 @@ def mass_unlink(ctx: Context, kind: str) -> Response:
 
 
 def _link_rows(ctx: Context, source: tuple[str, int], with_source: bool) -> list[dict[str, Any]]:
-    filters = ctx.query.get("filter") if isinstance(ctx.query.get("filter"), dict) else {}
+    filters = as_dict(ctx.query.get("filter"))
     to_id = as_int(filters.get("to_entity_id"))
     to_type = filters.get("to_entity_type")
     to_catalog = as_int(filters.get("to_catalog_id"))
@@ -183,7 +183,7 @@ def links_list(ctx: Context, kind: str, id: int) -> Response:
 
 
 def mass_links_list(ctx: Context, kind: str) -> Response:
-    filters = ctx.query.get("filter") if isinstance(ctx.query.get("filter"), dict) else {}
+    filters = as_dict(ctx.query.get("filter"))
     rows = []
     for entity_id in as_int_list(filters.get("entity_id")):
         if entity_id in getattr(ctx.account, kind):

@@ -16,6 +16,7 @@ from apps.kommo_sandbox.errors import (
     not_supported_choice,
 )
 from apps.kommo_sandbox.fields import apply_values
+from apps.kommo_sandbox.http import as_dict
 from apps.kommo_sandbox.services.common import (
     cf_events,
     check_str,
@@ -231,7 +232,7 @@ def _check_link(
         else:
             link["entity"] = (kind, entity_id)
     to_type, to_id = raw.get("to_entity_type"), raw.get("to_entity_id")
-    metadata = raw.get("metadata") if isinstance(raw.get("metadata"), dict) else {}
+    metadata = as_dict(raw.get("metadata"))
     if to_type not in LINK_TARGETS:
         errors.append(not_supported_choice("to_entity_type"))
         return link, errors

@@ -18,6 +18,7 @@ from apps.kommo_sandbox.errors import (
     too_many,
 )
 from apps.kommo_sandbox.fields import apply_values
+from apps.kommo_sandbox.http import as_dict
 from apps.kommo_sandbox.services.common import (
     cf_events,
     check_int,
@@ -137,7 +138,7 @@ def validate_lead(
 def _validate_links(
     account: Account, raw: dict[str, Any], errors: list[FieldError], patch: dict[str, Any]
 ) -> None:
-    embedded = raw.get("_embedded") if isinstance(raw.get("_embedded"), dict) else {}
+    embedded = as_dict(raw.get("_embedded"))
     if "contacts" in embedded:
         contacts, ref_errors = check_refs(account.contacts, embedded["contacts"], "_embedded.contacts")
         errors.extend(ref_errors)
@@ -421,7 +422,7 @@ def _complex_item(account: Account, raw: Any) -> tuple[dict[str, Any], list[Fiel
     patch, errors = validate_lead(account, raw, None, max_cf=COMPLEX_MAX_CF)
     if not isinstance(raw, dict):
         return patch, errors
-    embedded = raw.get("_embedded") if isinstance(raw.get("_embedded"), dict) else {}
+    embedded = as_dict(raw.get("_embedded"))
     metadata = embedded.get("metadata")
     if isinstance(metadata, dict) and metadata.get("category") in ("forms", "sip"):
         pipeline = account.pipelines.get(patch.get("pipeline_id", 0)) or account.main_pipeline
