@@ -136,7 +136,7 @@ def _multitext_value(
         enum = field.enum_by_code(raw["enum_code"])
         bad = f"{path}.enum_code"
     else:
-        enum = (field.enums or [None])[0]
+        enum = field.enums[0] if field.enums else None
         bad = path
     if enum is None:
         return None, not_supported_choice(bad)

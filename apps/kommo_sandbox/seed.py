@@ -435,7 +435,8 @@ def _demo(b: _Builder) -> None:
         s for s in pipeline.ordered_statuses() if s.type == 0 and s.id not in (WON_STATUS_ID, LOST_STATUS_ID)
     ]
     stage_order = [incoming, *working]
-    targets = [incoming, *working, pipeline.status(WON_STATUS_ID), pipeline.status(LOST_STATUS_ID)]
+    closed = {s.id: s for s in pipeline.statuses if s.id in (WON_STATUS_ID, LOST_STATUS_ID)}
+    targets = [incoming, *working, closed[WON_STATUS_ID], closed[LOST_STATUS_ID]]
 
     role_field = b.field(
         "contacts", "Role in the purchase", "select", enums=[(r, None) for r in ROLES], sort=510

@@ -138,6 +138,8 @@ class SandboxServer:
             self.host, self.port, self.app, server_class=_ThreadingWSGIServer, handler_class=_QuietHandler
         )
         host, port = self._httpd.server_address[:2]
+        if not isinstance(host, str):  # an IPv4/IPv6 server's address is a str; the stubs also allow bytes
+            host = bytes(host).decode("ascii")
         self.port = int(port)
         self.credentials_obj.base_url = f"http://{host}:{self.port}"
         self.store.origin = self.credentials_obj.base_url

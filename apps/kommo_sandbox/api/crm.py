@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from apps.kommo_sandbox import serializers
@@ -20,7 +21,7 @@ from apps.kommo_sandbox.api.base import (
     write_response,
 )
 from apps.kommo_sandbox.entities import Company, Contact, Lead
-from apps.kommo_sandbox.errors import ApiError
+from apps.kommo_sandbox.errors import ApiError, not_found
 from apps.kommo_sandbox.http import Response, Router, as_int_list, as_list, json_response, no_content
 from apps.kommo_sandbox.services import leads as lead_services
 from apps.kommo_sandbox.services import parties
@@ -192,34 +193,45 @@ def _write_entry(ctx: Context, kind: str, record: Any, rid: str | None, updated:
     return entry
 
 
+def _party_kind(kind: str) -> parties.Kind:
+    if not parties.is_kind(kind):
+        raise not_found()  # the routes let only leads, contacts and companies through
+    return kind
+
+
 def entity_create(ctx: Context, kind: str) -> Response:
     items = body_list(ctx)
+    created: Sequence[tuple[Lead | Contact | Company, str]]
     with ctx.store.lock:
         if kind == "leads":
             created = lead_services.leads_create(ctx.store, ctx.account, ctx.user_id, items)
         else:
-            created = parties.parties_create(ctx.store, ctx.account, kind, ctx.user_id, items)
+            created = parties.parties_create(ctx.store, ctx.account, _party_kind(kind), ctx.user_id, items)
     return write_response(ctx, kind, [_write_entry(ctx, kind, record, rid, False) for record, rid in created])
 
 
 def entity_update(ctx: Context, kind: str) -> Response:
     items = body_list(ctx)
+    updated: Sequence[tuple[Lead | Contact | Company, str]]
     with ctx.store.lock:
         if kind == "leads":
             updated = lead_services.leads_update(ctx.store, ctx.account, ctx.user_id, items)
         else:
-            updated = parties.parties_update(ctx.store, ctx.account, kind, ctx.user_id, items)
+            updated = parties.parties_update(ctx.store, ctx.account, _party_kind(kind), ctx.user_id, items)
     return write_response(ctx, kind, [_write_entry(ctx, kind, record, rid, True) for record, rid in updated])
 
 
 def entity_update_one(ctx: Context, kind: str, id: int) -> Response:
     """``PATCH /{kind}/{id}``: an object body; the flat ``{id, updated_at, _links}`` answer."""
     item = {**body_object(ctx), "id": id}
+    record: Lead | Contact | Company
     with ctx.store.lock:
         if kind == "leads":
             ((record, _),) = lead_services.leads_update(ctx.store, ctx.account, ctx.user_id, [item])
         else:
-            ((record, _),) = parties.parties_update(ctx.store, ctx.account, kind, ctx.user_id, [item])
+            ((record, _),) = parties.parties_update(
+                ctx.store, ctx.account, _party_kind(kind), ctx.user_id, [item]
+            )
     return json_response(_write_entry(ctx, kind, record, None, True))
 
 

@@ -8,8 +8,9 @@ from apps.kommo_sandbox import serializers
 from apps.kommo_sandbox.api.base import Context, body_list, body_object, hal_list, ordered, self_ref
 from apps.kommo_sandbox.entities import CustomField, Pipeline, Status
 from apps.kommo_sandbox.errors import not_found
-from apps.kommo_sandbox.http import Response, Router, as_list, json_response, no_content
+from apps.kommo_sandbox.http import Response, Router, as_dict, as_list, json_response, no_content
 from apps.kommo_sandbox.services import setup as services
+from apps.kommo_sandbox.services.common import is_int
 
 FIELD_OWNER = r"(?P<kind>leads|contacts|companies)"
 CUSTOM_FIELDS_PER_PAGE = 50
@@ -121,9 +122,15 @@ def _field(ctx: Context, entity_type: str, catalog_id: int | None, field_id: int
     return field
 
 
+def _item_id(item: Any) -> int:
+    """The ``id`` of a batch item; 0 (no such field) when it has none."""
+    item_id = item.get("id") if isinstance(item, dict) else None
+    return item_id if is_int(item_id) else 0
+
+
 def fields_list(ctx: Context, kind: str | None = None, catalog_id: int | None = None) -> Response:
     entity_type, catalog_id = _owner(ctx, kind, catalog_id)
-    filters = ctx.query.get("filter") if isinstance(ctx.query.get("filter"), dict) else {}
+    filters = as_dict(ctx.query.get("filter"))
     types = set(as_list(filters.get("type"))) if "type" in filters else None
     fields = [
         f
@@ -165,10 +172,7 @@ def fields_update(ctx: Context, kind: str | None = None, catalog_id: int | None 
     items = body_list(ctx)
     ctx.require_admin()
     entity_type, catalog_id = _owner(ctx, kind, catalog_id)
-    pairs = [
-        (_field(ctx, entity_type, catalog_id, item.get("id") if isinstance(item, dict) else 0), item)
-        for item in items
-    ]
+    pairs = [(_field(ctx, entity_type, catalog_id, _item_id(item)), item) for item in items]
     services.fields_update(ctx.store, ctx.account, entity_type, pairs)
     entries = [serializers.custom_field(ctx.account, ctx.origin, f) for f, _ in pairs]
     return json_response({"_total_items": len(entries), "_embedded": {"custom_fields": entries}})
@@ -196,7 +200,7 @@ def field_delete(ctx: Context, id: int, kind: str | None = None, catalog_id: int
 
 def webhooks_list(ctx: Context) -> Response:
     ctx.require_admin()
-    filters = ctx.query.get("filter") if isinstance(ctx.query.get("filter"), dict) else {}
+    filters = as_dict(ctx.query.get("filter"))
     destination = filters.get("destination")
     items = [
         serializers.webhook(ctx.account, w)

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeGuard
 
+from apps.kommo_sandbox.changes import Entity
 from apps.kommo_sandbox.entities import CfValues, Tag
 from apps.kommo_sandbox.errors import FieldError, invalid_type, not_found_entity, not_supported_choice
 from apps.kommo_sandbox.fields import event_values
 from apps.kommo_sandbox.store import Account, SandboxStore
 
-SINGULAR = {
+SINGULAR: dict[str, Entity] = {
     "leads": "lead",
     "contacts": "contact",
     "companies": "company",
@@ -24,7 +25,8 @@ def request_id_of(item: Any, index: int) -> str:
     return str(index)
 
 
-def is_int(value: Any) -> bool:
+def is_int(value: Any) -> TypeGuard[int]:
+    """An int that is not a bool (JSON ``true`` is not an id)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any, Literal, TypeGuard
 
 from apps.kommo_sandbox import serializers
 from apps.kommo_sandbox.entities import Company, Contact
 from apps.kommo_sandbox.errors import Collector, FieldError, invalid_type, not_blank, not_found_entity
 from apps.kommo_sandbox.fields import apply_values
 from apps.kommo_sandbox.services.common import (
+    SINGULAR,
     cf_events,
     check_int,
     check_refs,
@@ -24,7 +25,10 @@ from apps.kommo_sandbox.services.common import (
 from apps.kommo_sandbox.store import Account, SandboxStore
 
 Kind = Literal["contacts", "companies"]
-SINGULAR: dict[Kind, Literal["contact", "company"]] = {"contacts": "contact", "companies": "company"}
+
+
+def is_kind(kind: str) -> TypeGuard[Kind]:
+    return kind in ("contacts", "companies")
 
 
 def party_repr(store: SandboxStore, account: Account, record: Contact | Company) -> dict[str, Any]:

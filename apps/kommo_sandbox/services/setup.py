@@ -13,6 +13,7 @@ from apps.kommo_sandbox.entities import (
     Enum,
     Pipeline,
     Status,
+    WebhookRecord,
 )
 from apps.kommo_sandbox.errors import (
     ApiError,
@@ -294,7 +295,8 @@ def _apply_enums(store: SandboxStore, field: CustomField, enums: list[dict[str, 
     result = []
     for index, item in enumerate(enums):
         sort = item["sort"] if is_int(item.get("sort")) else (index + 1) * 10
-        enum = current.get(item.get("id")) if is_int(item.get("id")) else None
+        enum_id = item.get("id")
+        enum = current.get(enum_id) if is_int(enum_id) else None
         if enum is None:
             enum = Enum(store.next_id("enum"), item["value"].strip(), sort, item.get("code"))
         else:
@@ -418,41 +420,49 @@ def field_delete(store: SandboxStore, account: Account, field: CustomField) -> N
 # --- webhook subscriptions ----------------------------------------------------------------------------------
 
 
-def webhook_subscribe(store: SandboxStore, account: Account, user_id: int, raw: Any) -> Any:
-    """``POST /api/v4/webhooks``: subscribe, or update the settings of an existing destination."""
-    from apps.kommo_sandbox.entities import WebhookRecord
+def _is_web_url(value: str) -> bool:
+    parsed = urlparse(value)
+    return parsed.scheme in ("http", "https") and bool(parsed.netloc)
 
-    if not isinstance(raw, dict):
-        raise ApiError(400, "Request data can not be empty")
+
+def _check_subscription(raw: dict[str, Any]) -> tuple[str, list[str], int]:
+    """The destination, the settings (deduplicated, in order) and the sort of a subscription, or 400."""
     errors: list[FieldError] = []
     destination = raw.get("destination")
-    parsed = urlparse(destination) if isinstance(destination, str) else None
-    if parsed is None or parsed.scheme not in ("http", "https") or not parsed.netloc:
+    if not isinstance(destination, str) or not _is_web_url(destination):
         errors.append(not_supported_choice("destination"))
+        destination = ""
     settings = raw.get("settings")
     if not isinstance(settings, list) or not settings:
         errors.append(not_blank("settings"))
-    else:
-        for index, code in enumerate(settings):
-            if code not in WEBHOOK_SETTINGS:
-                errors.append(not_supported_choice(f"settings.{index}"))
+        settings = []
+    for index, code in enumerate(settings):
+        if code not in WEBHOOK_SETTINGS:
+            errors.append(not_supported_choice(f"settings.{index}"))
     sort = raw.get("sort", 1)
     if not is_int(sort):
         errors.append(invalid_type("sort", "int"))
+        sort = 1
     collector = Collector()
     collector.add("0", errors)
     collector.raise_if_any()
+    return destination, list(dict.fromkeys(settings)), sort
+
+
+def webhook_subscribe(store: SandboxStore, account: Account, user_id: int, raw: Any) -> WebhookRecord:
+    """``POST /api/v4/webhooks``: subscribe, or update the settings of an existing destination."""
+    if not isinstance(raw, dict):
+        raise ApiError(400, "Request data can not be empty")
+    destination, settings, sort = _check_subscription(raw)
     now = store.now()
     record = account.webhooks.get(destination)
     if record is None:
         if len(account.webhooks) >= MAX_WEBHOOKS:
             raise ApiError(400, f"Maximum {MAX_WEBHOOKS} webhooks per account")
-        record = WebhookRecord(
-            store.next_id("webhook"), destination, list(dict.fromkeys(settings)), sort, user_id, now, now
-        )
+        record = WebhookRecord(store.next_id("webhook"), destination, settings, sort, user_id, now, now)
         account.webhooks[destination] = record
     else:
-        record.settings = list(dict.fromkeys(settings))
+        record.settings = settings
         record.sort = sort
         record.disabled = False  # saving the settings re-enables a disabled webhook, as in Kommo's UI
         record.updated_at = now
