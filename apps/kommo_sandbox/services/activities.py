@@ -22,6 +22,8 @@ from apps.kommo_sandbox.services.common import (
     is_int,
     request_id_of,
     update_closest_task,
+    validated,
+    validated_updates,
 )
 from apps.kommo_sandbox.store import Account, SandboxStore
 
@@ -103,13 +105,7 @@ def task_repr(store: SandboxStore, account: Account, task: Task) -> dict[str, An
 def tasks_create(
     store: SandboxStore, account: Account, user_id: int, items: list[Any]
 ) -> list[tuple[Task, str]]:
-    collector = Collector()
-    planned = []
-    for index, raw in enumerate(items):
-        patch, errors = _validate_task(account, raw, None)
-        collector.add(request_id_of(raw, index), errors)
-        planned.append((patch, request_id_of(raw, index)))
-    collector.raise_if_any()
+    planned = validated(items, lambda raw: _validate_task(account, raw, None))
     created = []
     for patch, rid in planned:
         now = store.now()
@@ -214,22 +210,7 @@ def _apply_task(
 def tasks_update(
     store: SandboxStore, account: Account, user_id: int, items: list[Any]
 ) -> list[tuple[Task, str]]:
-    collector = Collector()
-    planned = []
-    for index, raw in enumerate(items):
-        rid = request_id_of(raw, index)
-        task_id = raw.get("id") if isinstance(raw, dict) else None
-        if not is_int(task_id):
-            collector.add(rid, [not_blank("id")])
-            continue
-        task = account.tasks.get(task_id)
-        if task is None:
-            collector.add(rid, [not_found_entity("id")])
-            continue
-        patch, errors = _validate_task(account, raw, task)
-        collector.add(rid, errors)
-        planned.append((task, patch, rid))
-    collector.raise_if_any()
+    planned = validated_updates(items, account.tasks, lambda raw, task: _validate_task(account, raw, task))
     for task, patch, _ in planned:
         _apply_task(store, account, task, patch, user_id)
     return [(task, rid) for task, _, rid in planned]
@@ -283,13 +264,7 @@ def notes_create(
     items: list[Any],
     entity_id: int | None,
 ) -> list[tuple[Note, str]]:
-    collector = Collector()
-    planned = []
-    for index, raw in enumerate(items):
-        patch, errors = _validate_note(account, entity_type, raw, entity_id, None)
-        collector.add(request_id_of(raw, index), errors)
-        planned.append((patch, request_id_of(raw, index)))
-    collector.raise_if_any()
+    planned = validated(items, lambda raw: _validate_note(account, entity_type, raw, entity_id, None))
     created = []
     singular = SINGULAR[entity_type]
     for patch, rid in planned:

@@ -256,6 +256,20 @@ def _check_link(
     return link, errors
 
 
+def _checked_links(
+    account: Account, items: list[Any], source: tuple[str, int] | None
+) -> list[dict[str, Any]]:
+    """Check every link of a (un)link batch; the checked links, or 400 for the whole batch."""
+    collector = Collector()
+    planned = []
+    for index, raw in enumerate(items):
+        link, errors = _check_link(account, raw, "", needs_source=source is None)
+        collector.add(str(index), errors)
+        planned.append(link)
+    collector.raise_if_any()
+    return planned
+
+
 def response_metadata(account: Account, a: tuple[str, int], b: tuple[str, int]) -> dict[str, Any] | None:
     meta = account.links.metadata(a, b)
     if (b[0] == "contacts" and a[0] == "leads") or (a[0] == "contacts" and b[0] == "leads"):
@@ -269,13 +283,7 @@ def link_entities(
     store: SandboxStore, account: Account, user_id: int, items: list[Any], source: tuple[str, int] | None
 ) -> list[dict[str, Any]]:
     """``POST /{entity}/{id}/link`` (``source`` given) or the mass ``POST /leads/link``."""
-    collector = Collector()
-    planned = []
-    for index, raw in enumerate(items):
-        link, errors = _check_link(account, raw, "", needs_source=source is None)
-        collector.add(str(index), errors)
-        planned.append(link)
-    collector.raise_if_any()
+    planned = _checked_links(account, items, source)
     results = []
     touched: set[tuple[str, int]] = set()
     previous = _lead_snapshots(store, account, planned, source)
@@ -326,13 +334,7 @@ def _link_one(
 def unlink_entities(
     store: SandboxStore, account: Account, user_id: int, items: list[Any], source: tuple[str, int] | None
 ) -> None:
-    collector = Collector()
-    planned = []
-    for index, raw in enumerate(items):
-        link, errors = _check_link(account, raw, "", needs_source=source is None)
-        collector.add(str(index), errors)
-        planned.append(link)
-    collector.raise_if_any()
+    planned = _checked_links(account, items, source)
     touched: set[tuple[str, int]] = set()
     previous = _lead_snapshots(store, account, planned, source)
     for link in planned:

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeGuard
+from collections.abc import Callable, Mapping
+from typing import Any, TypeGuard, TypeVar
 
 from apps.kommo_sandbox.changes import Entity
 from apps.kommo_sandbox.entities import CfValues, Tag
-from apps.kommo_sandbox.errors import FieldError, invalid_type, not_found_entity, not_supported_choice
-from apps.kommo_sandbox.fields import event_values
+from apps.kommo_sandbox.errors import (
+    Collector,
+    FieldError,
+    invalid_type,
+    not_blank,
+    not_found_entity,
+    not_supported_choice,
+)
+from apps.kommo_sandbox.fields import apply_values, event_values
 from apps.kommo_sandbox.store import Account, SandboxStore
+
+R = TypeVar("R")
+Patch = dict[str, Any]
+Checked = tuple[Patch, list[FieldError]]
 
 SINGULAR: dict[str, Entity] = {
     "leads": "lead",
@@ -107,6 +119,94 @@ def resolve_tags(
         if tag_id not in ids:
             ids.append(tag_id)
     return ids
+
+
+def tags_after(
+    store: SandboxStore, account: Account, entity_type: str, current: list[int], patch: Patch
+) -> list[int]:
+    """The tag ids after a patch: ``_embedded.tags`` replaces, then ``tags_to_add`` / ``tags_to_delete``."""
+    tag_ids = list(current)
+    if "tags" in patch:
+        tag_ids = resolve_tags(store, account, entity_type, patch["tags"])
+    for tag_id in resolve_tags(store, account, entity_type, patch.get("tags_to_add", [])):
+        if tag_id not in tag_ids:
+            tag_ids.append(tag_id)
+    removed = resolve_tags(store, account, entity_type, patch.get("tags_to_delete", []))
+    return [t for t in tag_ids if t not in removed]
+
+
+def check_values_and_tags(
+    account: Account,
+    entity_type: str,
+    raw: dict[str, Any],
+    current: CfValues,
+    max_cf: int | None,
+    errors: list[FieldError],
+    patch: Patch,
+) -> dict[str, Any]:
+    """``custom_fields_values``, ``_embedded.tags``, ``tags_to_add`` / ``tags_to_delete`` of a lead, contact
+    or company; returns ``_embedded`` (``{}`` when it is not an object, which is an error)."""
+    if "custom_fields_values" in raw:
+        values, cf_errors = apply_values(
+            account.fields_for(entity_type),
+            account.field_codes_for(entity_type),
+            current,
+            raw["custom_fields_values"],
+            max_cf,
+        )
+        errors.extend(cf_errors)
+        patch["custom_fields_values"] = values
+    embedded = raw.get("_embedded") or {}
+    if not isinstance(embedded, dict):
+        errors.append(invalid_type("_embedded", "array"))
+        embedded = {}
+    if "tags" in embedded:
+        refs, tag_errors = parse_tags(account, entity_type, embedded["tags"], "_embedded.tags")
+        errors.extend(tag_errors)
+        patch["tags"] = refs
+    for key in ("tags_to_add", "tags_to_delete"):
+        if key in raw:
+            refs, tag_errors = parse_tags(account, entity_type, raw[key], key)
+            errors.extend(tag_errors)
+            patch[key] = refs
+    return embedded
+
+
+def validated(items: list[Any], check: Callable[[Any], Checked]) -> list[tuple[Patch, str]]:
+    """Check every item of a create batch; the patches with their request ids, or 400 for the whole batch."""
+    collector = Collector()
+    planned = []
+    for index, raw in enumerate(items):
+        rid = request_id_of(raw, index)
+        patch, errors = check(raw)
+        collector.add(rid, errors)
+        planned.append((patch, rid))
+    collector.raise_if_any()
+    return planned
+
+
+def validated_updates(
+    items: list[Any], records: Mapping[int, R], check: Callable[[dict[str, Any], R], Checked]
+) -> list[tuple[R, Patch, str]]:
+    """Check every item of an update batch: each needs the ``id`` of an existing, not deleted record.
+    The records with their patches and request ids, or 400 for the whole batch."""
+    collector = Collector()
+    planned = []
+    for index, raw in enumerate(items):
+        rid = request_id_of(raw, index)
+        record_id = raw.get("id") if isinstance(raw, dict) else None
+        if not is_int(record_id):
+            collector.add(rid, [not_blank("id")])
+            continue
+        record = records.get(record_id)
+        if record is None or getattr(record, "is_deleted", False):
+            collector.add(rid, [not_found_entity("id")])
+            continue
+        patch, errors = check(raw, record)
+        collector.add(rid, errors)
+        planned.append((record, patch, rid))
+    collector.raise_if_any()
+    return planned
 
 
 def check_refs(

@@ -9,15 +9,13 @@ from apps.kommo_sandbox import serializers
 from apps.kommo_sandbox.entities import CLOSED_STATUS_IDS, Contact, Lead
 from apps.kommo_sandbox.errors import (
     ApiError,
-    Collector,
     FieldError,
     invalid_type,
-    not_blank,
+    limit_exceeded,
     not_found_entity,
     not_supported_choice,
     too_many,
 )
-from apps.kommo_sandbox.fields import apply_values
 from apps.kommo_sandbox.http import as_dict
 from apps.kommo_sandbox.services.common import (
     cf_events,
@@ -25,13 +23,14 @@ from apps.kommo_sandbox.services.common import (
     check_refs,
     check_str,
     check_user,
+    check_values_and_tags,
     is_int,
     link_contact_to_lead,
     link_single,
-    parse_tags,
-    request_id_of,
-    resolve_tags,
     tag_events,
+    tags_after,
+    validated,
+    validated_updates,
 )
 from apps.kommo_sandbox.services.parties import create_party, validate_party
 from apps.kommo_sandbox.store import Account, SandboxStore
@@ -108,30 +107,8 @@ def validate_lead(
         else:
             patch["loss_reason_id"] = raw["loss_reason_id"]
     _resolve_stage(account, raw, existing, errors, patch)
-    if "custom_fields_values" in raw:
-        current = existing.custom_fields_values if existing else []
-        values, cf_errors = apply_values(
-            account.fields_for("leads"),
-            account.field_codes_for("leads"),
-            current,
-            raw["custom_fields_values"],
-            max_cf,
-        )
-        errors.extend(cf_errors)
-        patch["custom_fields_values"] = values
-    embedded = raw.get("_embedded") or {}
-    if not isinstance(embedded, dict):
-        errors.append(invalid_type("_embedded", "array"))
-        embedded = {}
-    if "tags" in embedded:
-        refs, tag_errors = parse_tags(account, "leads", embedded["tags"], "_embedded.tags")
-        errors.extend(tag_errors)
-        patch["tags"] = refs
-    for key in ("tags_to_add", "tags_to_delete"):
-        if key in raw:
-            refs, tag_errors = parse_tags(account, "leads", raw[key], key)
-            errors.extend(tag_errors)
-            patch[key] = refs
+    current = existing.custom_fields_values if existing else []
+    check_values_and_tags(account, "leads", raw, current, max_cf, errors, patch)
     return patch, errors
 
 
@@ -147,19 +124,6 @@ def _validate_links(
         companies, ref_errors = check_refs(account.companies, embedded["companies"], "_embedded.companies")
         errors.extend(ref_errors)
         patch["company_ids"] = [c["id"] for c in companies[:1]]
-
-
-def _tags_after(
-    store: SandboxStore, account: Account, current: list[int], patch: dict[str, Any]
-) -> list[int]:
-    tag_ids = list(current)
-    if "tags" in patch:
-        tag_ids = resolve_tags(store, account, "leads", patch["tags"])
-    for tag_id in resolve_tags(store, account, "leads", patch.get("tags_to_add", [])):
-        if tag_id not in tag_ids:
-            tag_ids.append(tag_id)
-    removed = resolve_tags(store, account, "leads", patch.get("tags_to_delete", []))
-    return [t for t in tag_ids if t not in removed]
 
 
 def _apply_links(
@@ -195,7 +159,7 @@ def create_lead(store: SandboxStore, account: Account, patch: dict[str, Any], us
         loss_reason_id=patch.get("loss_reason_id"),
         custom_fields_values=patch.get("custom_fields_values", []),
     )
-    lead.tag_ids = _tags_after(store, account, [], patch)
+    lead.tag_ids = tags_after(store, account, "leads", [], patch)
     account.leads[lead.id] = lead
     store.record_event(
         account,
@@ -223,7 +187,7 @@ def update_lead(
     if patch.get("responsible_user_id"):
         lead.responsible_user_id = patch["responsible_user_id"]
     lead.custom_fields_values = patch.get("custom_fields_values", lead.custom_fields_values)
-    lead.tag_ids = _tags_after(store, account, lead.tag_ids, patch)
+    lead.tag_ids = tags_after(store, account, "leads", lead.tag_ids, patch)
     stage_changed = (lead.status_id, lead.pipeline_id) != (before.status_id, before.pipeline_id)
     if stage_changed:
         if lead.status_id in CLOSED_STATUS_IDS and before.status_id not in CLOSED_STATUS_IDS:
@@ -308,16 +272,14 @@ def update_lead(
 def leads_create(
     store: SandboxStore, account: Account, user_id: int, items: list[Any]
 ) -> list[tuple[Lead, str]]:
-    collector = Collector()
-    planned = []
-    for index, raw in enumerate(items):
-        rid = request_id_of(raw, index)
+
+    def check(raw: Any) -> tuple[dict[str, Any], list[FieldError]]:
         patch, errors = validate_lead(account, raw, None)
         if isinstance(raw, dict):
             _validate_links(account, raw, errors, patch)
-        collector.add(rid, errors)
-        planned.append((patch, rid))
-    collector.raise_if_any()
+        return patch, errors
+
+    planned = validated(items, check)
     return [(create_lead(store, account, patch, user_id), rid) for patch, rid in planned]
 
 
@@ -325,23 +287,13 @@ def leads_update(
     store: SandboxStore, account: Account, user_id: int, items: list[Any]
 ) -> list[tuple[Lead, str]]:
     """Batch update: every item needs an existing ``id``; nothing is written when any item fails."""
-    collector = Collector()
-    planned = []
-    for index, raw in enumerate(items):
-        rid = request_id_of(raw, index)
-        lead_id = raw.get("id") if isinstance(raw, dict) else None
-        if not is_int(lead_id):
-            collector.add(rid, [not_blank("id")])
-            continue
-        lead = account.leads.get(lead_id)
-        if lead is None or lead.is_deleted:
-            collector.add(rid, [not_found_entity("id")])
-            continue
+
+    def check(raw: dict[str, Any], lead: Lead) -> tuple[dict[str, Any], list[FieldError]]:
         patch, errors = validate_lead(account, raw, lead)
         _validate_links(account, raw, errors, patch)
-        collector.add(rid, errors)
-        planned.append((lead, patch, rid))
-    collector.raise_if_any()
+        return patch, errors
+
+    planned = validated_updates(items, account.leads, check)
     for lead, patch, _ in planned:
         update_lead(store, account, lead, patch, user_id)
     return [(lead, rid) for lead, _, rid in planned]
@@ -461,15 +413,8 @@ def leads_complex(
 ) -> list[dict[str, Any]]:
     """``POST /leads/complex``: a bare array ``[{id, contact_id, company_id, request_id, merged}]``."""
     if len(items) > COMPLEX_MAX_LEADS:
-        raise ApiError(422, f"Limit {COMPLEX_MAX_LEADS} per page")
-    collector = Collector()
-    planned = []
-    for index, raw in enumerate(items):
-        rid = request_id_of(raw, index)
-        patch, errors = _complex_item(account, raw)
-        collector.add(rid, errors)
-        planned.append((patch, rid))
-    collector.raise_if_any()
+        raise limit_exceeded(COMPLEX_MAX_LEADS)
+    planned = validated(items, lambda raw: _complex_item(account, raw))
     # Duplicate control compares new leads with what existed before this request, not with each other.
     duplicates: dict[int, Contact | None] = {}
     if account.duplicate_control:

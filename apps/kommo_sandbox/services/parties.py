@@ -6,8 +6,7 @@ from typing import Any, Literal, TypeGuard
 
 from apps.kommo_sandbox import serializers
 from apps.kommo_sandbox.entities import Company, Contact
-from apps.kommo_sandbox.errors import Collector, FieldError, invalid_type, not_blank, not_found_entity
-from apps.kommo_sandbox.fields import apply_values
+from apps.kommo_sandbox.errors import FieldError, invalid_type, not_blank
 from apps.kommo_sandbox.services.common import (
     SINGULAR,
     cf_events,
@@ -15,12 +14,12 @@ from apps.kommo_sandbox.services.common import (
     check_refs,
     check_str,
     check_user,
-    is_int,
+    check_values_and_tags,
     link_single,
-    parse_tags,
-    request_id_of,
-    resolve_tags,
     tag_events,
+    tags_after,
+    validated,
+    validated_updates,
 )
 from apps.kommo_sandbox.store import Account, SandboxStore
 
@@ -56,30 +55,8 @@ def validate_party(
         check_int(raw, key, errors, patch)
     for key in ("responsible_user_id", "created_by", "updated_by"):
         check_user(account, raw, key, errors, patch)
-    if "custom_fields_values" in raw:
-        current = existing.custom_fields_values if existing else []
-        values, cf_errors = apply_values(
-            account.fields_for(kind),
-            account.field_codes_for(kind),
-            current,
-            raw["custom_fields_values"],
-            max_cf,
-        )
-        errors.extend(cf_errors)
-        patch["custom_fields_values"] = values
-    embedded = raw.get("_embedded") or {}
-    if not isinstance(embedded, dict):
-        errors.append(invalid_type("_embedded", "array"))
-        embedded = {}
-    if "tags" in embedded:
-        refs, tag_errors = parse_tags(account, kind, embedded["tags"], "_embedded.tags")
-        errors.extend(tag_errors)
-        patch["tags"] = refs
-    for key in ("tags_to_add", "tags_to_delete"):
-        if key in raw:
-            refs, tag_errors = parse_tags(account, kind, raw[key], key)
-            errors.extend(tag_errors)
-            patch[key] = refs
+    current = existing.custom_fields_values if existing else []
+    embedded = check_values_and_tags(account, kind, raw, current, max_cf, errors, patch)
     if kind == "contacts" and "companies" in embedded:
         companies, ref_errors = check_refs(account.companies, embedded["companies"], "_embedded.companies")
         errors.extend(ref_errors)
@@ -104,19 +81,6 @@ def _display_name(patch: dict[str, Any], record: Contact | None) -> tuple[str, s
     return name, first, last
 
 
-def _tags_after(
-    store: SandboxStore, account: Account, kind: Kind, current: list[int], patch: dict[str, Any]
-) -> list[int]:
-    tag_ids = list(current)
-    if "tags" in patch:
-        tag_ids = resolve_tags(store, account, kind, patch["tags"])
-    for tag_id in resolve_tags(store, account, kind, patch.get("tags_to_add", [])):
-        if tag_id not in tag_ids:
-            tag_ids.append(tag_id)
-    removed = resolve_tags(store, account, kind, patch.get("tags_to_delete", []))
-    return [t for t in tag_ids if t not in removed]
-
-
 def create_party(
     store: SandboxStore, account: Account, kind: Kind, patch: dict[str, Any], user_id: int
 ) -> Contact | Company:
@@ -138,7 +102,7 @@ def create_party(
     else:
         record = Company(name=patch.get("name", ""), **common)
         account.companies[record.id] = record
-    record.tag_ids = _tags_after(store, account, kind, [], patch)
+    record.tag_ids = tags_after(store, account, kind, [], patch)
     singular = SINGULAR[kind]
     store.record_event(account, f"{singular}_added", singular, record.id, user_id, at=record.created_at)
     for company_id in patch.get("company_ids", []):
@@ -167,7 +131,7 @@ def update_party(
     if patch.get("responsible_user_id"):
         record.responsible_user_id = patch["responsible_user_id"]
     record.custom_fields_values = patch.get("custom_fields_values", record.custom_fields_values)
-    record.tag_ids = _tags_after(store, account, kind, record.tag_ids, patch)
+    record.tag_ids = tags_after(store, account, kind, record.tag_ids, patch)
     linked = False
     for company_id in patch.get("company_ids", []):
         linked = (
@@ -217,36 +181,17 @@ def update_party(
 def parties_create(
     store: SandboxStore, account: Account, kind: Kind, user_id: int, items: list[Any]
 ) -> list[tuple[Contact | Company, str]]:
-    collector = Collector()
-    patches = []
-    for index, raw in enumerate(items):
-        patch, errors = validate_party(account, kind, raw, None)
-        collector.add(request_id_of(raw, index), errors)
-        patches.append((patch, request_id_of(raw, index)))
-    collector.raise_if_any()
+    patches = validated(items, lambda raw: validate_party(account, kind, raw, None))
     return [(create_party(store, account, kind, patch, user_id), rid) for patch, rid in patches]
 
 
 def parties_update(
     store: SandboxStore, account: Account, kind: Kind, user_id: int, items: list[Any]
 ) -> list[tuple[Contact | Company, str]]:
-    collector = Collector()
-    planned = []
     records: dict[int, Contact | Company] = getattr(account, kind)
-    for index, raw in enumerate(items):
-        rid = request_id_of(raw, index)
-        record_id = raw.get("id") if isinstance(raw, dict) else None
-        if not is_int(record_id):
-            collector.add(rid, [not_blank("id")])
-            continue
-        record = records.get(record_id)
-        if record is None or record.is_deleted:
-            collector.add(rid, [not_found_entity("id")])
-            continue
-        patch, errors = validate_party(account, kind, raw, record)
-        collector.add(rid, errors)
-        planned.append((record, patch, rid))
-    collector.raise_if_any()
+    planned = validated_updates(
+        items, records, lambda raw, record: validate_party(account, kind, raw, record)
+    )
     for record, patch, _ in planned:
         update_party(store, account, kind, record, patch, user_id)
     return [(record, rid) for record, _, rid in planned]

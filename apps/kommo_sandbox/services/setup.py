@@ -25,7 +25,7 @@ from apps.kommo_sandbox.errors import (
     too_many,
 )
 from apps.kommo_sandbox.fields import ENUM_TYPES, FIELD_TYPES
-from apps.kommo_sandbox.services.common import is_int, request_id_of
+from apps.kommo_sandbox.services.common import is_int, request_id_of, validated
 from apps.kommo_sandbox.store import Account, SandboxStore
 
 MAX_PIPELINES = 50
@@ -207,16 +207,15 @@ def pipeline_delete(store: SandboxStore, account: Account, pipeline: Pipeline) -
 def statuses_create(
     store: SandboxStore, account: Account, pipeline: Pipeline, items: list[Any]
 ) -> list[tuple[Status, str]]:
-    collector = Collector()
-    planned = []
-    for index, raw in enumerate(items):
+
+    def check(raw: Any) -> tuple[dict[str, Any], list[FieldError]]:
         errors: list[FieldError] = []
         patch = _status_patch(raw, "", errors) if isinstance(raw, dict) else {}
         if not patch.get("name"):
             errors.append(not_blank("name"))
-        collector.add(request_id_of(raw, index), errors)
-        planned.append((patch, request_id_of(raw, index)))
-    collector.raise_if_any()
+        return patch, errors
+
+    planned = validated(items, check)
     if len(pipeline.statuses) + len(planned) > MAX_STATUSES:
         raise ApiError(400, f"Maximum {MAX_STATUSES} statuses per pipeline")
     created = []
@@ -368,13 +367,7 @@ def _validate_field(
 def fields_create(
     store: SandboxStore, account: Account, entity_type: str, items: list[Any], catalog_id: int | None = None
 ) -> list[tuple[CustomField, str]]:
-    collector = Collector()
-    planned = []
-    for index, raw in enumerate(items):
-        patch, errors = _validate_field(account, entity_type, raw, None)
-        collector.add(request_id_of(raw, index), errors)
-        planned.append((patch, request_id_of(raw, index)))
-    collector.raise_if_any()
+    planned = validated(items, lambda raw: _validate_field(account, entity_type, raw, None))
     created = []
     for patch, rid in planned:
         enums = patch.pop("enums", None)
