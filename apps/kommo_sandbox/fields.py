@@ -73,7 +73,6 @@ LEGACY_TYPE_CODES = {
 
 PHONE_ENUM_CODES = ("WORK", "WORKDD", "MOB", "FAX", "HOME", "OTHER")
 EMAIL_ENUM_CODES = ("WORK", "PRIV", "OTHER")
-SMART_ADDRESS_CODES = ("address_line_1", "address_line_2", "city", "state", "zip", "country")
 
 
 def _number_string(value: Any) -> str | None:

@@ -8,7 +8,14 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
-from apps.kommo_sandbox.errors import ApiError, ItemErrors, ValidationFailed, forbidden_scope, invalid_type
+from apps.kommo_sandbox.errors import (
+    ApiError,
+    ItemErrors,
+    ValidationFailed,
+    forbidden_scope,
+    invalid_type,
+    limit_exceeded,
+)
 from apps.kommo_sandbox.fields import value_text
 from apps.kommo_sandbox.http import (
     Request,
@@ -59,7 +66,7 @@ def body_list(ctx: Context, max_items: int = MAX_LIMIT) -> list[Any]:
     if not isinstance(data, list):
         raise ValidationFailed([ItemErrors("0", [invalid_type("", "array")])])
     if len(data) > max_items:
-        raise ApiError(422, f"Limit {max_items} per page")
+        raise limit_exceeded(max_items)
     return data
 
 
