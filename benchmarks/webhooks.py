@@ -1,10 +1,11 @@
 """Webhook acknowledgement benchmark: ``python -m benchmarks.webhooks``.
 
-gunicorn (sync workers, one per core) serves the portal on a throwaway PostgreSQL, with tasks published to
-a throwaway Redis (no worker consumes them: this measures the acknowledgement only). In the same run, wrk
-posts Kommo's recorded ``leads[status]`` delivery (tests/fixtures/kommo/webhooks/leads-status.form.txt,
+gunicorn, with the production configuration (config/gunicorn.py), serves the portal on a throwaway
+PostgreSQL, with tasks published to a throwaway Redis (no worker consumes them: this measures the
+acknowledgement only). In the same run, wrk posts Kommo's recorded ``leads[status]`` delivery (tests/fixtures/kommo/webhooks/leads-status.form.txt,
 with Kommo's headers) to the webhook URL and to a bare Django view (benchmarks/webhooks_urls.py).
-Each request to the webhook URL stores one ``WebhookEvent`` and publishes one task.
+Each request to the webhook URL stores one ``WebhookEvent``; tasks are published as in production (at most
+one per account per ``KOMMO_WEBHOOK_ENQUEUE_WINDOW_MS`` from a process).
 
 Reported: requests per second of each, the ratio webhook / bare (target ≥ 0.6), p50 and p99 latency of
 the webhook (target p99 ≤ 50 ms), and the rows stored (must equal the 2xx answers).
@@ -70,6 +71,7 @@ def acknowledgement(*, database_url: str, broker_url: str, seconds: int, connect
     import requests
 
     from apps.kommo.models import KommoAccount, WebhookEvent
+    from config import gunicorn as gunicorn_conf
     from tests.support.services import free_port, wait_for
 
     account = KommoAccount.objects.create(
@@ -82,20 +84,10 @@ def acknowledgement(*, database_url: str, broker_url: str, seconds: int, connect
         "DATABASE_URL": database_url,
         "CELERY_BROKER_URL": broker_url,
     }
-    workers = str(os.cpu_count() or 2)
-    server = subprocess.Popen(  # noqa: S603
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "config.wsgi",
-            "-w",
-            workers,
-            "-b",
-            f"127.0.0.1:{port}",
-            "-k",
-            "sync",
-        ],
+    env["GUNICORN_BIND"] = f"127.0.0.1:{port}"
+    env["GUNICORN_ACCESS_LOG"] = ""  # no access log: it would be measured too
+    server = subprocess.Popen(  # noqa: S603  (the production configuration, on a loopback port)
+        [sys.executable, "-m", "gunicorn", "config.wsgi", "-c", str(ROOT / "config" / "gunicorn.py")],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -129,7 +121,11 @@ def acknowledgement(*, database_url: str, broker_url: str, seconds: int, connect
         "throughput_ratio": round(ratio, 3),
         "targets": {"throughput_ratio_min": 0.6, "p99_ms_max": 50.0},
         "meets_targets": ratio >= 0.6 and webhook["p99_ms"] <= 50.0,
-        "gunicorn_workers": int(workers),
+        "gunicorn": {
+            "worker_class": gunicorn_conf.worker_class,
+            "workers": gunicorn_conf.workers,
+            "threads": gunicorn_conf.threads,
+        },
         "connections": connections,
         "seconds": seconds,
         "body_bytes": len(BODY.read_bytes().strip()),
