@@ -64,3 +64,31 @@ def test_nothing_is_sent_for_events_the_subscription_did_not_ask_for(server, rec
     assert server.sender.wait_idle(5)
     assert "contacts[add][0][name]" in dict(parse_qsl(delivery.body.decode()))
     assert len(receiver.requests) == 1
+
+
+def test_one_save_that_moves_and_reassigns_a_lead_sends_update_lead_once_per_change(server, receiver):
+    """The sandbox's documented choice (docs/sandbox.md, "One save, two changes"): a stage move and a new
+    responsible user in one PATCH are two changes; ``update_lead`` gets ``leads[update]`` for each."""
+    api = Client(server.base_url, server.credentials["long_lived_token"])
+    settings = ["update_lead", "status_lead", "responsible_lead"]
+    assert api.post("/api/v4/webhooks", {"destination": receiver.url, "settings": settings}).ok
+    lead = api.get("/api/v4/leads", params={"limit": 1}).json()["_embedded"]["leads"][0]
+    statuses = api.get(f"/api/v4/leads/pipelines/{lead['pipeline_id']}").json()["_embedded"]["statuses"]
+    target = next(
+        s["id"] for s in statuses if s["id"] not in (lead["status_id"], 142, 143) and s["type"] == 0
+    )
+    users = api.get("/api/v4/users").json()["_embedded"]["users"]
+    other = next(u["id"] for u in users if u["id"] != lead["responsible_user_id"])
+
+    saved = api.patch(f"/api/v4/leads/{lead['id']}", {"status_id": target, "responsible_user_id": other})
+    assert saved.ok
+
+    receiver.wait_for(4)
+    assert server.sender.wait_idle(5)
+    sections = sorted(
+        key.removesuffix("[0][id]")
+        for request in receiver.requests
+        for key, _ in parse_qsl(request.body.decode())
+        if key.startswith("leads[") and key.count("[") == 3 and key.endswith("[0][id]")
+    )
+    assert sections == ["leads[responsible]", "leads[status]", "leads[update]", "leads[update]"]
