@@ -1220,26 +1220,7 @@ class ContactWrite:
     request_id: str | None = None
 
     def to_api(self) -> JSON:
-        fields = list(self.custom_fields_values or ())
-        if self.emails is not None:
-            fields.append(FieldValueWrite.multitext("EMAIL", self.emails))
-        if self.phones is not None:
-            fields.append(FieldValueWrite.multitext("PHONE", self.phones))
-        data = _compact(
-            {
-                "id": self.id,
-                "name": self.name,
-                "first_name": self.first_name,
-                "last_name": self.last_name,
-                "responsible_user_id": self.responsible_user_id,
-                "custom_fields_values": [value.to_api() for value in fields] if fields else None,
-                "request_id": self.request_id,
-            }
-        )
-        tags = _tags_to_api(self.tags)
-        if tags is not None:
-            data["_embedded"] = {"tags": tags}
-        return data
+        return _party_to_api(self, {"first_name": self.first_name, "last_name": self.last_name})
 
 
 @dataclass(frozen=True)
@@ -1254,24 +1235,30 @@ class CompanyWrite:
     request_id: str | None = None
 
     def to_api(self) -> JSON:
-        fields = list(self.custom_fields_values or ())
-        if self.emails is not None:
-            fields.append(FieldValueWrite.multitext("EMAIL", self.emails))
-        if self.phones is not None:
-            fields.append(FieldValueWrite.multitext("PHONE", self.phones))
-        data = _compact(
-            {
-                "id": self.id,
-                "name": self.name,
-                "responsible_user_id": self.responsible_user_id,
-                "custom_fields_values": [value.to_api() for value in fields] if fields else None,
-                "request_id": self.request_id,
-            }
-        )
-        tags = _tags_to_api(self.tags)
-        if tags is not None:
-            data["_embedded"] = {"tags": tags}
-        return data
+        return _party_to_api(self, {})
+
+
+def _party_to_api(party: ContactWrite | CompanyWrite, names: JSON) -> JSON:
+    """A contact's or company's write shape: e-mails and phones go into the EMAIL/PHONE fields."""
+    fields = list(party.custom_fields_values or ())
+    if party.emails is not None:
+        fields.append(FieldValueWrite.multitext("EMAIL", party.emails))
+    if party.phones is not None:
+        fields.append(FieldValueWrite.multitext("PHONE", party.phones))
+    data = _compact(
+        {
+            "id": party.id,
+            "name": party.name,
+            **names,
+            "responsible_user_id": party.responsible_user_id,
+            "custom_fields_values": [value.to_api() for value in fields] if fields else None,
+            "request_id": party.request_id,
+        }
+    )
+    tags = _tags_to_api(party.tags)
+    if tags is not None:
+        data["_embedded"] = {"tags": tags}
+    return data
 
 
 @dataclass(frozen=True)
