@@ -20,6 +20,7 @@ import responses
 from apps.kommo.client import KommoClient, RetryPolicy
 from apps.kommo.models import KommoAccount
 from apps.kommo.ratelimit import FileSlotStore, RateLimiter
+from apps.kommo_sandbox.server import SandboxServer
 
 RECORDED_BASE_URL = "https://example.kommo.com"
 LONG_LIVED_TOKEN = "long-lived-token-0123456789abcdef"
@@ -92,10 +93,6 @@ def api() -> Iterator[responses.RequestsMock]:
 
 @pytest.fixture(scope="session")
 def sandbox() -> Iterator[Any]:
-    try:
-        from apps.kommo_sandbox.server import SandboxServer
-    except ImportError as exc:  # the emulator is not importable in this checkout
-        pytest.skip(f"the Kommo sandbox cannot be started: {exc}")
     server = SandboxServer(host="127.0.0.1", port=0, seed="demo", webhooks=False).start()
     yield server
     server.stop()

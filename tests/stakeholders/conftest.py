@@ -21,6 +21,7 @@ from apps.kommo.services.mirror import (
     pipelines_upsert_from_kommo,
     users_upsert_from_kommo,
 )
+from apps.kommo_sandbox.server import SandboxServer
 from apps.stakeholders.models import FieldMapping, FieldMappingValue, Role
 
 FOLDER = Path(__file__).resolve().parents[1] / "fixtures" / "kommo" / "stakeholders"
@@ -114,10 +115,6 @@ def mapped_account(account: KommoAccount) -> KommoAccount:
 
 
 def _sandbox(seed: str) -> Iterator[Any]:
-    try:
-        from apps.kommo_sandbox.server import SandboxServer
-    except ImportError as exc:
-        pytest.skip(f"the Kommo sandbox cannot be started: {exc}")
     server = SandboxServer(seed=seed, webhooks=False).start()
     yield server
     server.stop()
