@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import threading
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -12,9 +14,12 @@ from django.db.models import Q
 from apps.intake.models import IntakeSource, IntakeSubmission
 from apps.kommo.models import KommoAccount
 from apps.kommo.models.mirror import Company, Contact, ContactChannel, Lead
-from apps.stakeholders.models import FieldMapping
+from apps.stakeholders.models import FieldMapping, Role
 
 KEY_SCHEME = "ik"
+
+# How long a process trusts the role codes it read; a save in this process forgets them at once.
+ROLE_CODES_TTL = 60.0
 
 
 def key_hash(key: str) -> str:
@@ -36,7 +41,7 @@ def intake_source_by_key(*, key: str) -> IntakeSource | None:
     prefix = key_prefix_of(key)
     if prefix is None:
         return None
-    source = IntakeSource.objects.select_related("account").filter(key_prefix=prefix, is_active=True).first()
+    source = next(iter(IntakeSource.objects.filter(key_prefix=prefix, is_active=True)[:1]), None)
     if source is None or not hmac.compare_digest(source.key_hash, key_hash(key)):
         return None
     return source
@@ -45,6 +50,30 @@ def intake_source_by_key(*, key: str) -> IntakeSource | None:
 def intake_submission_for_source(*, source: IntakeSource, submission_id: int) -> IntakeSubmission | None:
     """A submission, only when it belongs to ``source``."""
     return IntakeSubmission.objects.filter(source=source, pk=submission_id).first()
+
+
+_role_codes: tuple[float, frozenset[str]] | None = None
+_role_codes_lock = threading.Lock()
+
+
+def active_role_codes() -> frozenset[str]:
+    """Codes of the active roles, read at most once a minute per process (roles change rarely; a
+    ``Role`` saved or deleted in this process is seen at once, in another one within the minute)."""
+    global _role_codes
+    cached = _role_codes
+    now = time.monotonic()
+    if cached is not None and now - cached[0] < ROLE_CODES_TTL:
+        return cached[1]
+    codes = frozenset(Role.objects.filter(active=True).values_list("code", flat=True))
+    with _role_codes_lock:
+        _role_codes = (now, codes)
+    return codes
+
+
+def active_role_codes_forget(**_: object) -> None:
+    global _role_codes
+    with _role_codes_lock:
+        _role_codes = None
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,18 @@ import responses
 from rest_framework.test import APIClient
 
 from apps.intake.models import IntakeSource
+from apps.intake.selectors import active_role_codes_forget
 from apps.intake.services import intake_source_key_generate
 from apps.kommo.models import KommoAccount
 from tests.intake.kommo_double import BASE_URL, KommoDouble
 
 LONG_LIVED_TOKEN = "long-lived-token-0123456789abcdef"
+
+
+@pytest.fixture(autouse=True)
+def _role_codes_read_afresh() -> None:
+    """Each test reads the role codes its own database holds (the process keeps them for a minute)."""
+    active_role_codes_forget()
 
 
 @pytest.fixture

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
+from rest_framework import serializers
 
 from apps.intake.models import IntakeSubmission
+from apps.intake.serializers import IntakeSubmissionSerializer
+from apps.stakeholders.models import Role
 from tests.intake.conftest import submission_body
 
 URL = "/api/v1/intake/leads"
@@ -215,3 +220,57 @@ def test_the_docs_page_renders_the_schema_without_external_assets(client, db):
     assert "/api/v1/intake/leads" in html
     assert 'id="problem-invalid-body"' in html
     assert "cdn." not in html and "<script" not in html
+
+
+def test_an_accepted_submission_costs_the_key_lookup_and_the_insert_and_nothing_else(api):
+    post(api, submission_body(deal={"name": "First"}))  # the process reads the role codes once
+
+    with CaptureQueriesContext(connection) as queries:
+        response = post(api, submission_body(deal={"name": "Second"}))
+
+    assert response.status_code == 202
+    statements = [
+        query["sql"].split()[0] + " " + query["sql"].split('"')[1]
+        for query in queries.captured_queries
+        if not query["sql"].startswith(("SAVEPOINT", "RELEASE SAVEPOINT", "BEGIN", "COMMIT"))
+    ]
+    assert statements == ["SELECT intake_intakesource", "INSERT intake_intakesubmission"]
+
+
+def test_a_role_added_in_this_process_is_accepted_at_once(api):
+    assert post(api, submission_body()).status_code == 202
+    Role.objects.create(code="champion", label="Champion")
+    body = submission_body(deal={"name": "Another"})
+    body["contacts"][1]["role"] = "champion"
+
+    assert post(api, body).status_code == 202
+
+
+def test_the_written_out_answer_is_what_the_declared_fields_give(api, source):
+    submission = IntakeSubmission.objects.get(pk=post(api, submission_body()).json()["id"])
+    submission.status = IntakeSubmission.Status.DONE
+    submission.finished_at = timezone.now()
+    submission.attempts = 2
+    submission.kommo_lead_id, submission.kommo_company_id = 10, 11
+    submission.kommo_contact_ids = [20, 21]
+    submission.contact_outcomes = [
+        {
+            "index": 0,
+            "name": "Ann Buyer",
+            "role": "decision_maker",
+            "is_main": True,
+            "kommo_id": 20,
+            "outcome": "linked_existing",
+            "found_by": "mirror",
+            "matched": "email:ann@acme.example",
+            "filled": ["phones"],
+            "fill_pending": False,
+            "role_recorded": ["contact_field"],
+        }
+    ]
+    submission.kommo_errors = [{"request_id": "0", "code": "X", "path": "name", "detail": "bad"}]
+    serializer = IntakeSubmissionSerializer(submission)
+
+    assert serializer.to_representation(submission) == serializers.ModelSerializer.to_representation(
+        serializer, submission
+    )
