@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -50,10 +51,16 @@ from apps.kommo.exceptions import KommoError, KommoPayloadError, KommoValidation
 from apps.kommo.models import KommoAccount
 from apps.kommo.services import mirror
 
+logger = logging.getLogger(__name__)
+
 Status = IntakeSubmission.Status
 
 # A submission claimed this long ago whose worker never finished it (the worker died) may be claimed again.
 STALE_CLAIM = dt.timedelta(minutes=10)
+# A submission waiting this long has lost its task: longer than the task's longest retry countdown (600 s).
+STALE_WAIT = dt.timedelta(minutes=15)
+# The sweeper gives up on a submission that keeps losing its worker after this many attempts.
+SWEEP_MAX_ATTEMPTS = 10
 
 
 class IntakeKeyReused(Exception):
@@ -204,6 +211,36 @@ def intake_submission_process(*, submission_id: int) -> bool:
     submission.finished_at = timezone.now()
     submission.save(update_fields=["status", "error", "finished_at", "modified"])
     return True
+
+
+def intake_submissions_sweep(*, now: dt.datetime | None = None) -> list[int]:
+    """Queue again the submissions nobody is working on (beat): ``received`` for longer than any retry
+    countdown (the task was lost: a broker outage at commit, a purged queue), or ``processing`` for longer
+    than a claim lasts (the worker died). Those are put back to ``received`` and get a task each; one that
+    already had ``SWEEP_MAX_ATTEMPTS`` attempts is failed instead, for the admin to look at. A task that
+    turns out to be a second one for the same submission finds it claimed and does nothing. Returns the
+    ids queued again."""
+    now = now or timezone.now()
+    stuck = Q(status=Status.RECEIVED, modified__lt=now - STALE_WAIT) | Q(
+        status=Status.PROCESSING, modified__lt=now - STALE_CLAIM
+    )
+    with transaction.atomic():
+        IntakeSubmission.objects.filter(stuck, attempts__gte=SWEEP_MAX_ATTEMPTS).update(
+            status=Status.FAILED,
+            error=f"Gave up after {SWEEP_MAX_ATTEMPTS} attempts whose worker never finished.",
+            finished_at=now,
+            modified=now,
+        )
+        ids = list(
+            IntakeSubmission.objects.filter(stuck).order_by("modified").values_list("pk", flat=True)[:1000]
+        )
+        # modified=now: the next sweep leaves them alone while they wait in the queue.
+        IntakeSubmission.objects.filter(stuck, pk__in=ids).update(status=Status.RECEIVED, modified=now)
+        for submission_id in ids:
+            transaction.on_commit(partial(tasks.intake_submission_process_task.delay, submission_id))
+    if ids:
+        logger.warning("intake: %d submission(s) without a live task queued again: %s", len(ids), ids)
+    return ids
 
 
 def _identities(contact: Mapping[str, Any]) -> list[str]:

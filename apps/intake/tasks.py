@@ -22,3 +22,9 @@ def intake_submission_process_task(self, submission_id: int) -> None:  # type: i
             return
         delay = error.retry_after if isinstance(error, KommoRateLimited) and error.retry_after else None
         raise self.retry(countdown=delay or min(600, 10 * 2**self.request.retries)) from error
+
+
+@shared_task(name="apps.intake.tasks.intake_submissions_sweep_task")
+def intake_submissions_sweep_task() -> int:
+    """Queues again the submissions whose task was lost or whose worker died (beat, every 5 minutes)."""
+    return len(services.intake_submissions_sweep())
