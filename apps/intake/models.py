@@ -81,6 +81,13 @@ class IntakeSubmission(TimeStampedModel):
     lead_merged = models.BooleanField(
         default=False, help_text="Kommo's duplicate control matched an existing deal."
     )
+    kommo_marker = models.CharField(
+        "deal marker",
+        max_length=64,
+        blank=True,
+        help_text="Written into the deal's “Intake submission” field by /leads/complex and kept before the "
+        "call, so a retry can find a deal whose id was never recorded.",
+    )
     contact_outcomes = models.JSONField(default=list, blank=True)
     validation_errors = models.JSONField(default=dict, blank=True)
     kommo_errors = models.JSONField("Kommo validation errors", default=list, blank=True)

@@ -13,10 +13,14 @@ from django.db.models import Q
 
 from apps.intake.models import IntakeSource, IntakeSubmission
 from apps.kommo.models import KommoAccount
-from apps.kommo.models.mirror import Company, Contact, ContactChannel, Lead
+from apps.kommo.models.mirror import Company, Contact, ContactChannel, CustomField, Lead
 from apps.stakeholders.models import FieldMapping, Role
 
 KEY_SCHEME = "ik"
+
+# The deal field intake writes its marker into (a text field of leads, created on first use).
+MARKER_FIELD_CODE = "PORTAL_INTAKE"
+MARKER_FIELD_NAME = "Intake submission"
 
 # How long a process trusts the role codes it read; a save in this process forgets them at once.
 ROLE_CODES_TTL = 60.0
@@ -135,6 +139,46 @@ def mirror_company_by_name(*, account: KommoAccount, name: str) -> Company | Non
         .order_by("kommo_id")
         .first()
     )
+
+
+def mirror_contact_field_ids(*, account: KommoAccount) -> dict[str, int]:
+    """Kommo ids of the contacts' predefined EMAIL and PHONE fields, when the mirror has them."""
+    rows = CustomField.objects.filter(
+        account=account,
+        entity_type=CustomField.EntityType.CONTACTS,
+        code__in=["EMAIL", "PHONE"],
+        is_deleted=False,
+    ).order_by("-kommo_id")  # the oldest wins
+    return {code: kommo_id for code, kommo_id in rows.values_list("code", "kommo_id")}
+
+
+def mirror_marker_field_id(*, account: KommoAccount) -> int | None:
+    """The Kommo id of the deal field intake writes its marker into, when the mirror has it."""
+    return (
+        CustomField.objects.filter(
+            account=account,
+            entity_type=CustomField.EntityType.LEADS,
+            code=MARKER_FIELD_CODE,
+            is_deleted=False,
+        )
+        .order_by("kommo_id")
+        .values_list("kommo_id", flat=True)
+        .first()
+    )
+
+
+def mirror_kommo_ids(
+    *, model: type[Contact | Company | Lead], account: KommoAccount, kommo_ids: Iterable[int]
+) -> set[int]:
+    """Which of ``kommo_ids`` the mirror already holds for ``model``."""
+    wanted = set(kommo_ids)
+    if not wanted:
+        return set()
+    return set(model.objects.filter(account=account, kommo_id__in=wanted).values_list("kommo_id", flat=True))
+
+
+def mirror_contacts(*, account: KommoAccount, kommo_ids: Iterable[int]) -> dict[int, Contact]:
+    return {row.kommo_id: row for row in Contact.objects.filter(account=account, kommo_id__in=set(kommo_ids))}
 
 
 def mirror_lead(*, account: KommoAccount, kommo_id: int | None) -> Lead | None:

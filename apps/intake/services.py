@@ -6,22 +6,27 @@ Processing a submission (``intake_submission_process``), under a lock per identi
    still unknown — in Kommo with one ``GET /contacts?query=`` per identity (stopping at the first hit);
 2. new people other than the main one are created in one ``POST /contacts``;
 3. the deal, the main contact (new, or an existing one by id) and the company go in one
-   ``POST /leads/complex``; Kommo's ``merged`` answer is recorded as it is;
+   ``POST /leads/complex``, the deal carrying the submission's marker in its "Intake submission" field;
+   Kommo's ``merged`` answer is recorded as it is;
 4. empty fields of existing contacts (no e-mail, no phone, no role) are filled in one ``PATCH /contacts``;
 5. roles go where the account's FieldMapping says: the contact's "Role in the purchase" field (part of
    the contact payloads above) and/or one "Stakeholders" catalog element per person (one POST);
 6. the other contacts and the elements are linked to the deal in one ``POST /leads/{id}/link``;
-7. the contacts and the deal are re-read (two GETs) and upserted into the mirror, so the next submission
-   finds them locally — before the locks are released.
+7. what was created is upserted into the mirror from what was sent plus the ids Kommo answered
+   (:mod:`apps.intake.echo`), without reading it back, so the next submission finds these people
+   locally — before the locks are released.
 
 Every step commits what it got from Kommo at once, so a failure never loses a created id and a retry
-resumes where the last attempt stopped.
+resumes where the last attempt stopped. The marker is stored before ``/leads/complex`` is called: a retry
+of a submission that has a marker and no deal id (the worker died between Kommo's answer and the commit,
+or the answer never came) first looks for the deal by its marker and adopts it instead of creating another.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import json
 import logging
 import secrets
@@ -34,21 +39,28 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
-from apps.intake import tasks
+from apps.intake import echo, tasks
 from apps.intake.locks import identity_locks
 from apps.intake.models import IntakeSource, IntakeSubmission
 from apps.intake.selectors import (
     KEY_SCHEME,
+    MARKER_FIELD_CODE,
+    MARKER_FIELD_NAME,
     RoleTargets,
     key_hash,
     mirror_company_by_name,
+    mirror_contact_field_ids,
+    mirror_contacts,
     mirror_contacts_by_identity,
+    mirror_kommo_ids,
+    mirror_marker_field_id,
     role_targets_for_account,
 )
 from apps.kommo import types
 from apps.kommo.client import KommoClient
 from apps.kommo.exceptions import KommoError, KommoPayloadError, KommoValidationError
 from apps.kommo.models import KommoAccount
+from apps.kommo.models.mirror import Company, Contact, Lead
 from apps.kommo.services import mirror
 
 logger = logging.getLogger(__name__)
@@ -61,6 +73,8 @@ STALE_CLAIM = dt.timedelta(minutes=10)
 STALE_WAIT = dt.timedelta(minutes=15)
 # The sweeper gives up on a submission that keeps losing its worker after this many attempts.
 SWEEP_MAX_ATTEMPTS = 10
+# Leads read when looking for a deal by its marker (the search is a substring search; one page is plenty).
+MARKER_SEARCH_LIMIT = 50
 
 
 class IntakeKeyReused(Exception):
@@ -187,10 +201,17 @@ def intake_submission_process(*, submission_id: int) -> bool:
         return False
     submission = IntakeSubmission.objects.select_related("source__account").get(pk=submission_id)
     account = submission.source.account
-    run = _Run(submission=submission, account=account, client=KommoClient(account))
+    identities = [
+        identity
+        for contact in (submission.normalized or {}).get("contacts", [])
+        for identity in _identities(contact)
+    ]
     try:
-        with identity_locks(account_id=account.pk, identities=run.identities()):
-            run.execute()
+        with identity_locks(account_id=account.pk, identities=identities):
+            # What a worker that held these locks before us committed (a claim taken over from a worker
+            # thought dead) is read only now, under the locks.
+            submission.refresh_from_db()
+            _Run(submission=submission, account=account, client=KommoClient(account)).execute()
     except KommoError as error:
         transient = not error.permanent
         submission.status = Status.RECEIVED if transient else Status.FAILED
@@ -284,6 +305,8 @@ class _Run:
         self.roles: RoleTargets = role_targets_for_account(account=account)
         self.region = submission.source.default_phone_region or None
         self.elements: list[types.CatalogElement] = []
+        self.adopted: types.Lead | None = None
+        self.patched_at: dict[int, dt.datetime | None] = {}
         if not submission.contact_outcomes:
             submission.contact_outcomes = [
                 {
@@ -310,6 +333,8 @@ class _Run:
         self.submission.save(update_fields=[*fields, "modified"])
 
     def execute(self) -> None:
+        if self.submission.kommo_lead_id is None and self.submission.kommo_marker:
+            self.adopt()
         if self.submission.kommo_lead_id is None:
             self.resolve()
             self.create_others()
@@ -398,6 +423,59 @@ class _Run:
             request_id=str(index),
         )
 
+    # 3a. the deal a previous attempt created without recording it
+    def marker_field_id(self) -> int:
+        """The deal field that carries the marker: from the mirror; the first time for an account, from
+        Kommo's field list (one read), created there when missing (one write), and mirrored."""
+        field_id = mirror_marker_field_id(account=self.account)
+        if field_id is not None:
+            return field_id
+        with identity_locks(account_id=self.account.pk, identities=[f"field:{MARKER_FIELD_CODE}"]):
+            field_id = mirror_marker_field_id(account=self.account)
+            if field_id is not None:
+                return field_id
+            fields = [
+                field
+                for field in self.client.custom_fields_list("leads")
+                if (field.code or "").upper() == MARKER_FIELD_CODE
+            ]
+            if not fields:
+                fields = self.client.custom_fields_create(
+                    "leads",
+                    [types.CustomFieldWrite(name=MARKER_FIELD_NAME, type="text", code=MARKER_FIELD_CODE)],
+                )
+            if not fields:
+                raise KommoPayloadError("POST /leads/custom_fields answered no field")
+            mirror.custom_fields_upsert_from_kommo(account=self.account, entity_type="leads", fields=fields)
+            return min(field.id for field in fields)
+
+    def adopt(self) -> None:
+        """A previous attempt sent /leads/complex and no deal id was recorded: the deal carrying this
+        submission's marker, if Kommo has one, is the outcome (one search); otherwise it is created."""
+        marker = self.submission.kommo_marker
+        field_id = self.marker_field_id()
+        found = [
+            lead
+            for lead in itertools.islice(
+                self.client.leads_list(query=marker, with_=("contacts",)), MARKER_SEARCH_LIMIT
+            )
+            if not lead.is_deleted and (value := lead.field(field_id)) is not None and marker in value.texts
+        ]
+        if not found:
+            return
+        lead = min(found, key=lambda item: item.id)
+        main = self.outcomes[0]
+        if main["kommo_id"] is None:
+            if lead.main_contact_id is None:
+                raise KommoPayloadError(f"deal {lead.id} found by its marker has no main contact")
+            main["kommo_id"] = lead.main_contact_id
+        logger.info("intake: submission %s adopts deal %s found by its marker", self.submission.pk, lead.id)
+        self.adopted = lead
+        self.submission.kommo_lead_id = lead.id
+        self.submission.kommo_company_id = lead.company_ids[0] if lead.company_ids else None
+        self.submission.kommo_contact_ids = [outcome["kommo_id"] for outcome in self.outcomes]
+        self.save("contact_outcomes", "kommo_lead_id", "kommo_company_id", "kommo_contact_ids")
+
     # 2. the other new people
     def create_others(self) -> None:
         indexes = [i for i, outcome in enumerate(self.outcomes) if i > 0 and outcome["kommo_id"] is None]
@@ -428,6 +506,11 @@ class _Run:
             company = (
                 types.CompanyWrite(id=known.kommo_id) if known is not None else types.CompanyWrite(name=name)
             )
+        field_id = self.marker_field_id()
+        if not self.submission.kommo_marker:
+            # Stored before the call: from here on, a retry looks for the deal before creating one.
+            self.submission.kommo_marker = f"intake{self.submission.pk}t{secrets.token_hex(8)}"
+            self.save("kommo_marker")
         item = types.ComplexLeadWrite(
             lead=types.LeadWrite(
                 name=deal["name"],
@@ -435,6 +518,7 @@ class _Run:
                 pipeline_id=deal["pipeline_id"],
                 status_id=deal["status_id"],
                 responsible_user_id=deal["responsible_user_id"],
+                custom_fields_values=(types.FieldValueWrite.of(field_id, self.submission.kommo_marker),),
                 tags=tuple(deal["tags"]) or None,
                 request_id=str(self.submission.pk),
             ),
@@ -482,7 +566,8 @@ class _Run:
                     else None,
                 )
             )
-        self.client.contacts_update(updates)
+        results = self.client.contacts_update(updates)
+        self.patched_at = {result.id: result.updated_at for result in results}
         for index in indexes:
             self.outcomes[index]["fill_pending"] = False
         self.save("contact_outcomes")
@@ -552,13 +637,128 @@ class _Run:
 
     # 7. the mirror, so the next submission finds these people locally
     def mirror(self) -> None:
-        contact_ids = sorted({outcome["kommo_id"] for outcome in self.outcomes})
-        contacts = list(self.client.contacts_list(filters={"id": contact_ids}))
+        """Upsert what this submission created (and the fields it filled) from what was sent plus the ids
+        Kommo answered; rows the mirror already has from Kommo are left to Kommo's version."""
+        submission, deal = self.submission, self.payload["deal"]
+        lead_id = submission.kommo_lead_id
+        assert lead_id is not None
+        company = self.payload.get("company")
+        company_id = submission.kommo_company_id
+        if company and company_id and not submission.lead_merged:
+            if not mirror_kommo_ids(model=Company, account=self.account, kommo_ids=[company_id]):
+                mirror.companies_upsert_from_kommo(
+                    account=self.account,
+                    companies=[
+                        echo.company_echo(
+                            kommo_id=company_id,
+                            name=company["name"],
+                            contact_id=self.outcomes[0]["kommo_id"],
+                            submission_id=submission.pk,
+                        )
+                    ],
+                )
+        contacts = self.created_contacts(company_id) + self.filled_contacts()
         if contacts:
             mirror.contacts_upsert_from_kommo(account=self.account, contacts=contacts)
         if self.elements:
             mirror.catalog_elements_upsert_from_kommo(account=self.account, elements=self.elements)
-        assert self.submission.kommo_lead_id is not None
-        lead = self.client.leads_get(self.submission.kommo_lead_id, with_=("contacts", "catalog_elements"))
-        if lead is not None:
-            mirror.lead_upsert_from_kommo(account=self.account, data=lead)
+        if self.adopted is not None:
+            mirror.lead_upsert_from_kommo(account=self.account, data=self.adopted)
+        elif (
+            not submission.lead_merged
+            and deal["pipeline_id"] is not None
+            and deal["status_id"] is not None
+            and not mirror_kommo_ids(model=Lead, account=self.account, kommo_ids=[lead_id])
+        ):
+            mirror.lead_upsert_from_kommo(account=self.account, data=self.lead_echo())
+
+    def created_contacts(self, company_id: int | None) -> list[types.Contact]:
+        created = {
+            index: outcome["kommo_id"]
+            for index, outcome in enumerate(self.outcomes)
+            if outcome["outcome"] == "created" and outcome["kommo_id"] is not None
+        }
+        known = mirror_kommo_ids(model=Contact, account=self.account, kommo_ids=created.values())
+        wanted = {index: kommo_id for index, kommo_id in created.items() if kommo_id not in known}
+        if not wanted:
+            return []
+        field_ids = mirror_contact_field_ids(account=self.account)
+        role_field = self.roles.contact_field
+        contacts = []
+        for index, kommo_id in wanted.items():
+            contact = self.contacts[index]
+            enum_id = self.contact_role_enum(contact)
+            contacts.append(
+                echo.contact_echo(
+                    kommo_id=kommo_id,
+                    name=contact["name"],
+                    emails=contact["emails"],
+                    phones=contact["phones"],
+                    responsible_user_id=self.payload["deal"]["responsible_user_id"],
+                    role=None if enum_id is None or role_field is None else (role_field.field_id, enum_id),
+                    company_id=company_id if index == 0 else None,
+                    field_ids=field_ids,
+                    submission_id=self.submission.pk,
+                )
+            )
+        return contacts
+
+    def filled_contacts(self) -> list[types.Contact]:
+        filled = {
+            outcome["kommo_id"]: index
+            for index, outcome in enumerate(self.outcomes)
+            if outcome["outcome"] == "linked_existing" and outcome["filled"] and not outcome["fill_pending"]
+        }
+        if not filled:
+            return []
+        rows = mirror_contacts(account=self.account, kommo_ids=filled)
+        field_ids = mirror_contact_field_ids(account=self.account)
+        role_field = self.roles.contact_field
+        contacts = []
+        for kommo_id, index in filled.items():
+            row = rows.get(kommo_id)
+            if row is None:
+                continue  # not mirrored: the next sync brings it
+            contact, names = self.contacts[index], self.outcomes[index]["filled"]
+            added = [
+                echo.multitext_value(kind, contact[kind], field_ids)
+                for kind in ("emails", "phones")
+                if kind in names
+            ]
+            enum_id = self.contact_role_enum(contact)
+            if "role" in names and role_field is not None and enum_id is not None:
+                added.append(echo.select_value(role_field.field_id, enum_id))
+            contacts.append(
+                echo.contact_filled_echo(
+                    raw=row.raw,
+                    added=added,
+                    updated_at=self.patched_at.get(kommo_id),
+                    submission_id=self.submission.pk,
+                )
+            )
+        return contacts
+
+    def lead_echo(self) -> types.Lead:
+        submission = self.submission
+        assert submission.kommo_lead_id is not None
+        main_id = self.outcomes[0]["kommo_id"]
+        others = [outcome["kommo_id"] for outcome in self.outcomes[1:] if outcome["kommo_id"] != main_id]
+        target = self.roles.catalog
+        elements = [
+            (int(item.partition(":")[2]), target.catalog_id)
+            for outcome in self.outcomes
+            for item in outcome["role_recorded"]
+            if item.startswith("catalog_element:") and target is not None and target.catalog_id is not None
+        ]
+        field_id = mirror_marker_field_id(account=self.account)
+        return echo.lead_echo(
+            kommo_id=submission.kommo_lead_id,
+            deal=self.payload["deal"],
+            contacts=[(main_id, True), *((contact_id, False) for contact_id in dict.fromkeys(others))],
+            company_id=submission.kommo_company_id,
+            elements=elements,
+            marker=(field_id, submission.kommo_marker)
+            if field_id is not None and submission.kommo_marker
+            else None,
+            submission_id=submission.pk,
+        )

@@ -12,8 +12,10 @@ from rest_framework.test import APIClient
 from apps.intake.models import IntakeSource
 from apps.intake.selectors import active_role_codes_forget
 from apps.intake.services import intake_source_key_generate
+from apps.kommo import types
 from apps.kommo.models import KommoAccount
-from tests.intake.kommo_double import BASE_URL, KommoDouble
+from apps.kommo.services.mirror import custom_fields_upsert_from_kommo
+from tests.intake.kommo_double import BASE_URL, MARKER_FIELD_ID, KommoDouble
 
 LONG_LIVED_TOKEN = "long-lived-token-0123456789abcdef"
 
@@ -24,15 +26,24 @@ def _role_codes_read_afresh() -> None:
     active_role_codes_forget()
 
 
+MARKER_FIELD = {"id": MARKER_FIELD_ID, "name": "Intake submission", "type": "text", "code": "PORTAL_INTAKE"}
+
+
 @pytest.fixture
 def account(db: None) -> KommoAccount:
-    return KommoAccount.objects.create(
+    """An account whose mirror already holds the deals' "Intake submission" field, as after the first
+    submission (or a sync): the call sequences of the tests are those of every later submission."""
+    account = KommoAccount.objects.create(
         name="Example",
         base_url=BASE_URL,
         auth_kind=KommoAccount.AuthKind.LONG_LIVED,
         access_token=LONG_LIVED_TOKEN,
         rate_limit_per_second=1000,
     )
+    custom_fields_upsert_from_kommo(
+        account=account, entity_type="leads", fields=[types.CustomField.from_api(MARKER_FIELD)]
+    )
+    return account
 
 
 @pytest.fixture

@@ -1,8 +1,9 @@
 """A Kommo account at the HTTP boundary for intake tests, built on ``responses``.
 
 It answers the calls intake makes (contact search and reads, contact create/update, /leads/complex,
-catalog elements, links, lead read) in Kommo's shapes, keeps what was created, and lists every call so
-tests can assert the exact sequence. ``answer_next`` replaces the next answer to one route."""
+lead search and read, the deals' custom fields, catalog elements, links) in Kommo's shapes, keeps what
+was created, and lists every call so tests can assert the exact sequence. ``answer_next`` replaces the
+next answer to one route."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import responses
 
 BASE_URL = "https://example.kommo.com"
 EMAIL_FIELD_ID, PHONE_FIELD_ID = 178380, 178382
+MARKER_FIELD_ID = 178500  # the deals' "Intake submission" field (see the ``account`` fixture)
 
 
 def contact_payload(
@@ -68,11 +70,15 @@ class KommoDouble:
         self.next_id = 5000
         self.overrides: dict[str, list[tuple[int, Any]]] = {}
         self.merge_into: tuple[int, int] | None = None
+        self.lead_fields: list[dict[str, Any]] = []
         routes = [
             ("GET", r"/api/v4/contacts", self.contacts_get),
             ("POST", r"/api/v4/contacts", self.contacts_post),
             ("PATCH", r"/api/v4/contacts", self.contacts_patch),
             ("POST", r"/api/v4/leads/complex", self.complex_post),
+            ("GET", r"/api/v4/leads/custom_fields", self.lead_fields_get),
+            ("POST", r"/api/v4/leads/custom_fields", self.lead_fields_post),
+            ("GET", r"/api/v4/leads", self.leads_get),
             ("POST", r"/api/v4/leads/\d+/link", self.link_post),
             ("GET", r"/api/v4/leads/\d+", self.lead_get),
             ("POST", r"/api/v4/catalogs/\d+/elements", self.elements_post),
@@ -106,6 +112,11 @@ class KommoDouble:
 
     def body(self, index: int) -> Any:
         return json.loads(self.mock.calls[index].request.body)
+
+    def add_marker_field(self) -> dict[str, Any]:
+        field = {"id": MARKER_FIELD_ID, "name": "Intake submission", "type": "text", "code": "PORTAL_INTAKE"}
+        self.lead_fields.append(field)
+        return field
 
     def contacts_created(self) -> list[dict[str, Any]]:
         return list(self.contacts.values())
@@ -219,6 +230,15 @@ class KommoDouble:
         lead_id = self._id()
         self.leads[lead_id] = {
             "id": lead_id,
+            "custom_fields_values": [
+                {
+                    "field_id": field["field_id"],
+                    "field_name": "",
+                    "field_type": "text",
+                    "values": field["values"],
+                }
+                for field in item.get("custom_fields_values") or []
+            ],
             "name": item["name"],
             "price": item.get("price", 0),
             "status_id": item.get("status_id", 1),
@@ -254,6 +274,30 @@ class KommoDouble:
                 )
         links = [{"entity_id": lead_id, "entity_type": "leads", **link} for link in body]
         return 200, {"_total_items": len(links), "_embedded": {"links": links}}
+
+    def leads_get(self, path: str, query: dict[str, list[str]], body: Any) -> tuple[int, Any]:
+        needle = query.get("query", [""])[0].lower()
+        found = [
+            lead
+            for lead in self.leads.values()
+            if needle in lead["name"].lower()
+            or any(
+                needle in str(value.get("value", "")).lower()
+                for field in lead.get("custom_fields_values") or []
+                for value in field["values"]
+            )
+        ]
+        return (200, {"_page": 1, "_links": {}, "_embedded": {"leads": found}}) if found else (204, None)
+
+    def lead_fields_get(self, path: str, query: Any, body: Any) -> tuple[int, Any]:
+        if not self.lead_fields:
+            return 204, None
+        return 200, {"_page": 1, "_links": {}, "_embedded": {"custom_fields": self.lead_fields}}
+
+    def lead_fields_post(self, path: str, query: Any, body: list[dict[str, Any]]) -> tuple[int, Any]:
+        created = [{"id": self._id(), **item} for item in body]
+        self.lead_fields.extend(created)
+        return 200, {"_total_items": len(created), "_embedded": {"custom_fields": created}}
 
     def lead_get(self, path: str, query: Any, body: Any) -> tuple[int, Any]:
         lead = self.leads.get(int(path.rsplit("/", 1)[1]))

@@ -120,3 +120,11 @@ def test_twenty_concurrent_submissions_create_one_contact_per_person_and_one_dea
     searches = [entry for entry in api_requests(sandbox, since) if "query=" in entry["query"]]
     # Ann is searched for by the first submission that holds her lock only; each other person once.
     assert DEALS + 1 <= len(searches) <= DEALS + 2
+    # The deals' marker field is looked up and created once, however many submissions need it at once;
+    # nothing is read back for the mirror.
+    assert calls.count("GET /api/v4/leads/custom_fields") == 1
+    assert calls.count("POST /api/v4/leads/custom_fields") == 1
+    # At most one fill: Ann's phone, when a submission without it created her first.
+    assert calls.count("PATCH /api/v4/contacts") <= 1
+    writes = calls.count("POST /api/v4/contacts") + calls.count("PATCH /api/v4/contacts")
+    assert len(calls) == len(searches) + writes + 2 * DEALS + 2

@@ -7,10 +7,11 @@ import pytest
 from apps.intake.models import IntakeSubmission
 from apps.intake.services import intake_submission_process
 from apps.kommo import types
-from apps.kommo.models.mirror import Contact, Lead, LeadContact
+from apps.kommo.models.mirror import Company, Contact, Lead, LeadContact
 from apps.kommo.services.mirror import contacts_upsert_from_kommo
 from apps.stakeholders.models import FieldMapping, FieldMappingValue, Role
 from tests.intake.conftest import submission_body
+from tests.intake.kommo_double import MARKER_FIELD_ID
 from tests.kommo.payloads import payload
 
 URL = "/api/v1/intake/leads"
@@ -35,11 +36,11 @@ def role_mapping(account, source, **fields) -> FieldMapping:
     return mapping
 
 
-def test_new_people_cost_one_search_per_identity_one_complex_one_link_and_two_reads(api, kommo):
+def test_new_people_cost_one_search_per_identity_one_contacts_post_one_complex_and_one_link(api, kommo):
     submission = process(submit(api))
 
     lead_id = submission.kommo_lead_id
-    ann_id, lee_id = submission.kommo_contact_ids
+    _, lee_id = submission.kommo_contact_ids
     assert kommo.calls == [
         "GET /api/v4/contacts?query=ann@acme.example",
         "GET /api/v4/contacts?query=+14155550101",
@@ -47,8 +48,6 @@ def test_new_people_cost_one_search_per_identity_one_complex_one_link_and_two_re
         "POST /api/v4/contacts",
         "POST /api/v4/leads/complex",
         f"POST /api/v4/leads/{lead_id}/link",
-        f"GET /api/v4/contacts?filter[id][]={min(ann_id, lee_id)},{max(ann_id, lee_id)}",
-        f"GET /api/v4/leads/{lead_id}?with=contacts,catalog_elements",
     ]
     assert submission.status == IntakeSubmission.Status.DONE
     assert [outcome["outcome"] for outcome in submission.contact_outcomes] == ["created", "created"]
@@ -56,6 +55,10 @@ def test_new_people_cost_one_search_per_identity_one_complex_one_link_and_two_re
     assert complex_item["_embedded"]["contacts"][0]["name"] == "Ann Buyer"
     assert complex_item["_embedded"]["companies"] == [{"name": "Acme Inc."}]
     assert (complex_item["pipeline_id"], complex_item["status_id"]) == (3001, 4001)
+    assert submission.kommo_marker.startswith(f"intake{submission.pk}t")
+    assert complex_item["custom_fields_values"] == [
+        {"field_id": MARKER_FIELD_ID, "values": [{"value": submission.kommo_marker}]}
+    ]
     assert kommo.body(5) == [
         {"to_entity_id": lee_id, "to_entity_type": "contacts", "metadata": {"is_main": False}}
     ]
@@ -67,6 +70,21 @@ def test_created_people_and_the_deal_are_mirrored_so_the_next_submission_finds_t
     assert set(LeadContact.objects.filter(lead=lead).values_list("contact_kommo_id", flat=True)) == set(
         first.kommo_contact_ids
     )
+    assert LeadContact.objects.get(lead=lead, is_main=True).contact_kommo_id == first.kommo_contact_ids[0]
+    assert (lead.name, lead.pipeline_kommo_id, lead.status_kommo_id, lead.updated_at) == (
+        "Acme — 40 seats",
+        3001,
+        4001,
+        None,
+    )
+    ann = Contact.objects.get(kommo_id=first.kommo_contact_ids[0])
+    assert (ann.emails, ann.phones, ann.company_kommo_id) == (
+        ["ann@acme.example"],
+        ["+14155550101"],
+        first.kommo_company_id,
+    )
+    assert Company.objects.get(kommo_id=first.kommo_company_id).name == "Acme Inc."
+    assert not any(call.startswith("GET") and "query=" not in call for call in kommo.calls)
     calls_before = len(kommo.calls)
 
     second = process(submit(api, submission_body(deal={"name": "Acme — renewal"})))
@@ -75,6 +93,20 @@ def test_created_people_and_the_deal_are_mirrored_so_the_next_submission_finds_t
     assert second.kommo_contact_ids == first.kommo_contact_ids
     assert [outcome["found_by"] for outcome in second.contact_outcomes] == ["mirror", "mirror"]
     assert len(kommo.contacts_created()) == 2
+    complex_item = kommo.body(kommo.calls.index("POST /api/v4/leads/complex", calls_before))[0]
+    assert complex_item["_embedded"]["companies"] == [{"id": first.kommo_company_id}]
+
+
+def test_kommos_own_version_replaces_the_mirrored_copy_of_what_intake_sent(api, kommo, account):
+    submission = process(submit(api))
+    ann_id = submission.kommo_contact_ids[0]
+    kommo.contacts[ann_id]["name"] = "Ann Buyer (renamed in Kommo)"
+
+    contacts_upsert_from_kommo(account=account, contacts=[types.Contact.from_api(kommo.contacts[ann_id])])
+
+    ann = Contact.objects.get(kommo_id=ann_id)
+    assert ann.name == "Ann Buyer (renamed in Kommo)"
+    assert ann.updated_at is not None and "_portal_echo" not in ann.raw
 
 
 def test_a_person_known_in_the_mirror_goes_into_the_deal_by_id_without_a_search(api, kommo, account):
@@ -124,6 +156,7 @@ def test_a_person_found_by_kommo_search_is_linked_and_only_its_empty_phone_is_fi
     ]
     assert Contact.objects.get(kommo_id=ann["id"]).phones == ["+14155550101"]
     assert Contact.objects.get(kommo_id=ann["id"]).name == "Ann B."
+    assert "GET /api/v4/contacts?filter[id][]=" not in " ".join(kommo.calls)
 
 
 def test_an_existing_contact_with_another_phone_keeps_it(api, kommo):
@@ -244,3 +277,16 @@ def test_only_a_waiting_submission_is_processed(api, kommo, status_now):
 
     assert intake_submission_process(submission_id=submission.pk) is False
     assert kommo.calls == []
+
+
+def test_a_filled_field_is_in_the_mirror_so_the_next_submission_does_not_fill_it_again(api, kommo):
+    without_phone = [{"name": "Ann", "emails": ["ann@acme.example"]}]
+    with_phone = [{"name": "Ann", "emails": ["ann@acme.example"], "phones": ["+14155550101"]}]
+    process(submit(api, submission_body(deal={"name": "One"}, contacts=without_phone)))
+
+    second = process(submit(api, submission_body(deal={"name": "Two"}, contacts=with_phone)))
+    third = process(submit(api, submission_body(deal={"name": "Three"}, contacts=with_phone)))
+
+    assert second.contact_outcomes[0]["filled"] == ["phones"]
+    assert third.contact_outcomes[0]["filled"] == []
+    assert kommo.calls.count("PATCH /api/v4/contacts") == 1
