@@ -2,10 +2,11 @@
 
 gunicorn, with the production configuration (config/gunicorn.py), serves the portal on a throwaway
 PostgreSQL, with tasks published to a throwaway Redis (no worker consumes them: this measures the
-acknowledgement only). In the same run, wrk posts Kommo's recorded ``leads[status]`` delivery (tests/fixtures/kommo/webhooks/leads-status.form.txt,
-with Kommo's headers) to the webhook URL and to a bare Django view (benchmarks/webhooks_urls.py).
-Each request to the webhook URL stores one ``WebhookEvent``; tasks are published as in production (at most
-one per account per ``KOMMO_WEBHOOK_ENQUEUE_WINDOW_MS`` from a process).
+acknowledgement only). In the same run, wrk posts Kommo's recorded ``leads[status]`` delivery
+(tests/fixtures/kommo/webhooks/leads-status.form.txt, with Kommo's headers) to the webhook URL and to a bare
+Django view (benchmarks/webhooks_urls.py). Each request to the webhook URL stores one ``WebhookEvent``;
+tasks are published as in production (at most one per account per ``KOMMO_WEBHOOK_ENQUEUE_WINDOW_MS`` from a
+process).
 
 Reported: requests per second of each, the ratio webhook / bare (target ≥ 0.6), p50 and p99 latency of
 the webhook (target p99 ≤ 50 ms), and the rows stored (must equal the 2xx answers).
