@@ -65,6 +65,7 @@ from apps.kommo.types import (
     LeadWrite,
     Link,
     LinkWrite,
+    Note,
     NoteWrite,
     Pipeline,
     Task,
@@ -82,7 +83,11 @@ T = TypeVar("T")
 PAGE_LIMIT = 250
 EVENTS_PAGE_LIMIT = 100
 CUSTOM_FIELDS_PAGE_LIMIT = 50
+# Writes: Kommo takes at most 250 entities per add or update request and recommends 50 per request (a
+# request that answers 504 is split; a smaller batch seldom gets there). Batch writes default to 50; a
+# caller that adds many light entities at once (tasks, notes) may pass up to MAX_BATCH_SIZE.
 BATCH_SIZE = 50
+MAX_BATCH_SIZE = 250
 
 _random = secrets.SystemRandom()
 
@@ -463,6 +468,8 @@ class KommoClient:
         batch_size: int = BATCH_SIZE,
     ) -> list[T]:
         """A batch write in chunks of ``batch_size``; a chunk answered 504 is halved and retried."""
+        if not 1 <= batch_size <= MAX_BATCH_SIZE:
+            raise ValueError(f"batch_size must be between 1 and {MAX_BATCH_SIZE}, not {batch_size}")
         results: list[T] = []
         for start in range(0, len(items), batch_size):
             results.extend(
@@ -550,11 +557,13 @@ class KommoClient:
         parse = self._embedded_parser("leads", WriteResult.from_api)
         return self._write("POST", "/api/v4/leads", body, parse, idempotent=False)
 
-    def leads_update(self, leads: Sequence[LeadWrite]) -> list[WriteResult]:
+    def leads_update(self, leads: Sequence[LeadWrite], *, batch_size: int = BATCH_SIZE) -> list[WriteResult]:
+        """``PATCH /api/v4/leads``, ``batch_size`` leads per request (50, Kommo's recommendation; at most
+        250)."""
         _require_ids(leads)
         body = [lead.to_api() for lead in leads]
         parse = self._embedded_parser("leads", WriteResult.from_api)
-        return self._write("PATCH", "/api/v4/leads", body, parse, idempotent=True)
+        return self._write("PATCH", "/api/v4/leads", body, parse, idempotent=True, batch_size=batch_size)
 
     def leads_complex_create(self, items: Sequence[ComplexLeadWrite]) -> list[ComplexLeadResult]:
         def parse(data: Any) -> list[ComplexLeadResult]:
@@ -702,10 +711,13 @@ class KommoClient:
             "/api/v4/tasks", "tasks", Task.from_api, params=query_params(filters=filters, order=order)
         )
 
-    def tasks_create(self, tasks: Sequence[TaskWrite]) -> list[WriteResult]:
+    def tasks_create(self, tasks: Sequence[TaskWrite], *, batch_size: int = BATCH_SIZE) -> list[WriteResult]:
+        """``POST /api/v4/tasks``, ``batch_size`` tasks per request (default 50; Kommo accepts up to 250
+        per add request, :data:`MAX_BATCH_SIZE`). Each item's ``request_id`` comes back in its result.
+        Not repeated when the outcome is unknown (a timeout): the caller checks before creating again."""
         body = [task.to_api() for task in tasks]
         parse = self._embedded_parser("tasks", WriteResult.from_api)
-        return self._write("POST", "/api/v4/tasks", body, parse, idempotent=False)
+        return self._write("POST", "/api/v4/tasks", body, parse, idempotent=False, batch_size=batch_size)
 
     def tasks_update(self, tasks: Sequence[TaskWrite]) -> list[WriteResult]:
         _require_ids(tasks)
@@ -713,10 +725,28 @@ class KommoClient:
         parse = self._embedded_parser("tasks", WriteResult.from_api)
         return self._write("PATCH", "/api/v4/tasks", body, parse, idempotent=True)
 
-    def notes_create(self, entity: str, notes: Sequence[NoteWrite]) -> list[WriteResult]:
+    def notes_create(
+        self, entity: str, notes: Sequence[NoteWrite], *, batch_size: int = BATCH_SIZE
+    ) -> list[WriteResult]:
+        """``POST /api/v4/{entity}/notes`` (entity: leads, contacts, companies), ``batch_size`` notes per
+        request (default 50; up to 250, :data:`MAX_BATCH_SIZE`). Not repeated when the outcome is unknown."""
         body = [note.to_api() for note in notes]
         parse = self._embedded_parser("notes", WriteResult.from_api)
-        return self._write("POST", f"/api/v4/{entity}/notes", body, parse, idempotent=False)
+        return self._write(
+            "POST", f"/api/v4/{entity}/notes", body, parse, idempotent=False, batch_size=batch_size
+        )
+
+    def notes_list(
+        self, entity: str, filters: Mapping[str, Any] | None = None, *, order: Mapping[str, str] | None = None
+    ) -> Iterator[Note]:
+        """The notes of every ``entity`` (leads, contacts, companies), e.g. ``filters={"entity_id": ids}``
+        for the notes of some deals; 250 per page."""
+        return self._paginate(
+            f"/api/v4/{entity}/notes",
+            "notes",
+            Note.from_api,
+            params=query_params(filters=filters, order=order),
+        )
 
     def events_list(
         self, filters: Mapping[str, Any] | None = None, with_: Sequence[str] = ()

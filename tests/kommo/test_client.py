@@ -1,5 +1,6 @@
 """The client against recorded Kommo answers: auth, paging, batching, errors, retries, circuit breaker."""
 
+import datetime as dt
 import json
 import logging
 from urllib.parse import parse_qsl, urlsplit
@@ -24,7 +25,7 @@ from apps.kommo.exceptions import (
     KommoValidationError,
 )
 from apps.kommo.models import KommoAccount
-from apps.kommo.types import ComplexLeadWrite, ContactWrite, LeadWrite
+from apps.kommo.types import ComplexLeadWrite, ContactWrite, LeadWrite, NoteWrite, TaskWrite
 from tests.kommo.conftest import LONG_LIVED_TOKEN, RECORDED_BASE_URL
 from tests.kommo.payloads import payload, text
 
@@ -152,6 +153,61 @@ def test_batch_writes_are_sent_in_chunks_of_50(client, api):
 
     assert [len(json.loads(call.request.body)) for call in api.calls] == [50, 50, 20]
     assert [result.id for result in results] == list(range(1, 121))
+
+
+def _echo_created(key):
+    def answer(request):
+        items = json.loads(request.body)
+        created = [{"id": 1000 + n, "request_id": item.get("request_id")} for n, item in enumerate(items)]
+        return 200, {}, json.dumps({"_embedded": {key: created}})
+
+    return answer
+
+
+def test_tasks_and_notes_are_added_in_batches_of_the_size_asked_up_to_250(client, api):
+    api.add_callback("POST", f"{URL}/api/v4/tasks", callback=_echo_created("tasks"))
+    api.add_callback("POST", f"{URL}/api/v4/leads/notes", callback=_echo_created("notes"))
+    due = dt.datetime(2025, 5, 2, tzinfo=dt.UTC)
+    tasks = [
+        TaskWrite(text=f"Task {n}", complete_till=due, entity_id=n, entity_type="leads") for n in range(260)
+    ]
+    notes = [NoteWrite(entity_id=n, text=f"Note {n}") for n in range(260)]
+
+    client.tasks_create(tasks, batch_size=250)
+    client.notes_create("leads", notes, batch_size=250)
+    by_default = len(client.tasks_create(tasks[:120]))
+
+    sizes = [
+        (call.request.url.split("/api/v4/")[1], len(json.loads(call.request.body))) for call in api.calls
+    ]
+    assert sizes == [
+        ("tasks", 250),
+        ("tasks", 10),
+        ("leads/notes", 250),
+        ("leads/notes", 10),
+        ("tasks", 50),
+        ("tasks", 50),
+        ("tasks", 20),
+    ]
+    assert by_default == 120
+    with pytest.raises(ValueError, match="between 1 and 250"):
+        client.tasks_create(tasks, batch_size=251)
+
+
+def test_the_notes_of_some_deals_are_listed(client, api):
+    api.get(
+        f"{URL}/api/v4/leads/notes",
+        json={
+            "_embedded": {
+                "notes": [{"id": 7, "entity_id": 11, "note_type": "common", "params": {"text": "Hi"}}]
+            }
+        },
+    )
+
+    [note] = client.notes_list("leads", {"entity_id": [11, 12]})
+
+    assert (note.id, note.entity_id, note.text) == (7, 11, "Hi")
+    assert ("filter[entity_id][]", "11") in query(api.calls[0]) and ("limit", "250") in query(api.calls[0])
 
 
 def test_a_batch_answered_504_is_halved_and_retried(client, api):
