@@ -8,11 +8,19 @@ importing them.
 
 ``stage_changed`` is sent when :func:`~apps.kommo.services.mirror.stage_change_record` creates a new
 :class:`~apps.kommo.models.StageChange` (not when another source reports a move already recorded), with
-the keyword argument ``stage_change``; whatever the source (webhook, sync, events, gate). Receivers run
-inside the sender's transaction.
+the keyword arguments ``stage_change`` and ``batch``; whatever the source (webhook, sync, events, gate).
+Receivers run inside the sender's transaction. ``batch`` is None, or the
+:class:`~apps.kommo.services.mirror.StageChangeBatch` the move was recorded in: its writer re-fetched the
+deals after the moves were reported and sends ``stage_changes_committed`` once its transaction commits.
+
+``stage_changes_committed`` is sent by such a writer (webhook processing) after its transaction committed,
+with the keyword argument ``batch`` (its moves, the account, and when the last of them was reported).
+Receivers run in the writer's process, outside any transaction; the writer ignores their errors (it sends
+with ``send_robust``), so a receiver must leave its work findable by other means if it fails.
 """
 
 from django.dispatch import Signal
 
 mirror_changed = Signal()
 stage_changed = Signal()
+stage_changes_committed = Signal()

@@ -281,6 +281,12 @@ class Lead(MirrorModel):
     created_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(null=True, blank=True)
     closed_at = models.DateTimeField(null=True, blank=True)
+    fetched_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the portal last re-fetched this deal by id (the request's start): the row is at "
+        "least as fresh as Kommo's state at that moment. Sync listings leave it alone.",
+    )
 
     class Meta:
         verbose_name = "deal"

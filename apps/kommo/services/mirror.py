@@ -9,13 +9,18 @@ goes through these functions, so the rules hold whoever calls:
 * embedded contacts / catalog elements of a lead replace its links when the payload carries them;
 * a lead whose stored stage differs from the payload's gets a :class:`StageChange` with the caller's
   source, and the NEW stage changes come back to the caller: that list is the one place where follow-ups
-  (gate evaluation) hook in.
+  (gate evaluation) hook in;
+* a re-fetch by id records when its request left (``Lead.fetched_at``), so that a follow-up can tell
+  whether the mirror's copy of a deal was read from Kommo after a move was reported.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Sequence
+import logging
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
@@ -47,7 +52,9 @@ from apps.kommo.models.mirror import (
     StageChange,
     Status,
 )
-from apps.kommo.signals import mirror_changed, stage_changed
+from apps.kommo.signals import mirror_changed, stage_changed, stage_changes_committed
+
+logger = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=MirrorModel)
 P = TypeVar("P")
@@ -732,11 +739,17 @@ def leads_upsert_from_kommo(
     leads: Sequence[types.Lead],
     source: str = Source.SYNC,
     infer_stage_changes: bool = True,
+    fetched_at: dt.datetime | None = None,
 ) -> BatchResult:
     """Upsert a page of leads (up to 250) in a constant number of queries, plus a few per lead whose stage
     moved: each such lead gets a :class:`StageChange` (``source`` says who noticed). The result's
     ``new_stage_changes`` lists the moves recorded for the first time. ``infer_stage_changes=False`` is for
-    a caller that records the exact moves itself (the events reconciliation)."""
+    a caller that records the exact moves itself (the events reconciliation).
+
+    ``fetched_at``: when the caller's request for these leads left (before the call, not after the answer).
+    Every listed lead's ``Lead.fetched_at`` moves forward to it — also when the payload changed nothing or
+    was older than the row (the row then holds a later read) — so the row says how recent a copy of Kommo
+    it is at least. None (a listing whose request time is not known) leaves ``fetched_at`` alone."""
 
     def run() -> BatchResult:
         statuses = _status_map(account)
@@ -753,6 +766,8 @@ def leads_upsert_from_kommo(
         )
         _lead_contacts_replace(account, [item for item in applied if _embeds(item.data, "contacts")])
         _lead_elements_replace(account, [item for item in applied if _embeds(item.data, "catalog_elements")])
+        if fetched_at is not None:
+            _leads_fetched(account, [lead.id for lead in leads], fetched_at)
         for item in applied:
             before = item.before
             if before is None or not infer_stage_changes:
@@ -781,6 +796,13 @@ def leads_upsert_from_kommo(
         return result
 
     return _retrying_on_conflict(run)
+
+
+def _leads_fetched(account: KommoAccount, kommo_ids: Sequence[int], fetched_at: dt.datetime) -> None:
+    """Move ``fetched_at`` forward (never back) on the listed leads: one UPDATE."""
+    Lead.objects.filter(account=account, kommo_id__in=set(kommo_ids)).filter(
+        Q(fetched_at__isnull=True) | Q(fetched_at__lt=fetched_at)
+    ).update(fetched_at=fetched_at)
 
 
 def _history_explains(lead: Lead, data: types.Lead, stored_at: dt.datetime | None) -> bool:
@@ -942,6 +964,51 @@ def mirror_mark_missing_deleted(
 # -- stage history --------------------------------------------------------------------------------------
 
 
+@dataclass
+class StageChangeBatch:
+    """The moves one writer records after re-fetching the deals they concern (webhook processing).
+
+    ``reported_by``: every move of the batch reached the portal no later than this (the latest arrival of
+    the webhooks processed together), and the writer's re-fetch left after it — so a deal whose
+    ``Lead.fetched_at`` is at or after ``reported_by`` is mirrored as Kommo had it after the move.
+    ``stage_changes``: the moves recorded for the first time inside the batch."""
+
+    account: KommoAccount
+    reported_by: dt.datetime
+    stage_changes: list[StageChange] = field(default_factory=list)
+
+
+_batch: ContextVar[StageChangeBatch | None] = ContextVar("kommo_stage_change_batch", default=None)
+
+
+@contextmanager
+def stage_changes_batch(*, account: KommoAccount, reported_by: dt.datetime) -> Iterator[StageChangeBatch]:
+    """Record the moves made inside the block as one batch: ``stage_changed`` receivers get it as ``batch``
+    (and may leave the follow-up to ``stage_changes_committed``). The caller sends
+    :func:`stage_changes_batch_committed` once its transaction has committed."""
+    batch = StageChangeBatch(account=account, reported_by=reported_by)
+    token = _batch.set(batch)
+    try:
+        yield batch
+    finally:
+        _batch.reset(token)
+
+
+def stage_changes_batch_committed(*, batch: StageChangeBatch) -> None:
+    """Announce a committed batch (``stage_changes_committed``). Receivers' errors are logged, never
+    raised: the batch's writes are committed whatever a follow-up does."""
+    if not batch.stage_changes:
+        return
+    for receiver, outcome in stage_changes_committed.send_robust(sender=StageChange, batch=batch):
+        if isinstance(outcome, Exception):
+            logger.error(
+                "stage_changes_committed receiver %r failed: %s",
+                receiver,
+                outcome,
+                exc_info=(type(outcome), outcome, outcome.__traceback__),
+            )
+
+
 def stage_change_record(
     *,
     account: KommoAccount,
@@ -1002,7 +1069,12 @@ def stage_change_record(
                 moved_by_kommo_user_id=moved_by_kommo_user_id,
                 kommo_event_id=kommo_event_id,
             )
-            stage_changed.send(sender=StageChange, stage_change=row)
+            batch = _batch.get()
+            if batch is not None and batch.account.pk == account.pk:
+                batch.stage_changes.append(row)
+            else:
+                batch = None
+            stage_changed.send(sender=StageChange, stage_change=row, batch=batch)
             return row, True
         changed: set[str] = set()
         if at_is_exact and not row.at_is_exact:

@@ -443,10 +443,15 @@ def leads_refetch(
     client = client or KommoClient(account)
     result = mirror.BatchResult()
     for chunk in _chunks(sorted(set(kommo_ids)), PAGE_SIZE):
+        asked_at = timezone.now()
         leads = list(client.leads_list({"id": chunk}, LEAD_WITH))
         result.add(
             mirror.leads_upsert_from_kommo(
-                account=account, leads=leads, source=source, infer_stage_changes=infer_stage_changes
+                account=account,
+                leads=leads,
+                source=source,
+                infer_stage_changes=infer_stage_changes,
+                fetched_at=asked_at,
             )
         )
     return result

@@ -40,6 +40,8 @@ from apps.kommo.services.mirror import (
     lead_mark_deleted,
     leads_upsert_from_kommo,
     stage_change_record,
+    stage_changes_batch,
+    stage_changes_batch_committed,
 )
 from apps.kommo.webhooks.dispatch import Move, Plan, plan_items
 from apps.kommo.webhooks.intake import webhook_event_enqueue
@@ -130,6 +132,7 @@ def _chunks(ids: Iterable[int], size: int = PAGE) -> Iterator[list[int]]:
 
 @dataclass
 class Fetched:
+    leads_asked_at: dt.datetime | None = None  # when the first request for the leads left
     leads: dict[int, types.Lead] = field(default_factory=dict)
     contacts: dict[int, types.Contact] = field(default_factory=dict)
     companies: dict[int, types.Company] = field(default_factory=dict)
@@ -138,7 +141,7 @@ class Fetched:
 
 def _fetch(client: KommoClient, plan: Plan) -> Fetched:
     """Everything the plan names, re-read from Kommo with ``filter[id][]`` pages of up to 250 ids."""
-    fetched = Fetched()
+    fetched = Fetched(leads_asked_at=timezone.now())
     for chunk in _chunks(plan.leads):
         fetched.leads.update((lead.id, lead) for lead in client.leads_list({"id": chunk}, LEAD_WITH))
     for chunk in _chunks(plan.contacts):
@@ -185,7 +188,12 @@ def _apply(account: KommoAccount, plan: Plan, fetched: Fetched, moves_at: dict[i
     """Writes the mirror: upserts first (a new lead must exist before its move), then deletions Kommo
     confirms (the entity is no longer listed), then the moves."""
     for leads in _pages(list(fetched.leads.values())):
-        leads_upsert_from_kommo(account=account, leads=leads, source=StageChange.Source.WEBHOOK)
+        leads_upsert_from_kommo(
+            account=account,
+            leads=leads,
+            source=StageChange.Source.WEBHOOK,
+            fetched_at=fetched.leads_asked_at,
+        )
     for contacts in _pages(list(fetched.contacts.values())):
         contacts_upsert_from_kommo(account=account, contacts=contacts)
     for companies in _pages(list(fetched.companies.values())):
@@ -281,14 +289,19 @@ def _process_batch(events: list[WebhookEvent], policy: Policy) -> tuple[int, flo
     if not working:
         return None
     try:
-        fetched = _fetch(KommoClient(account), plan)
-        with transaction.atomic():
-            _apply(account, plan, fetched, moves_at)
-            for event in working:
-                _finish(event, Status.PROCESSED, error=event.error)
+        # The moves are recorded as one batch: every deal was re-fetched after its webhook arrived, which
+        # lets the gates decide on the mirror's copy and evaluate them here, once the batch is committed.
+        reported_by = max(event.received_at for event in working)
+        with stage_changes_batch(account=account, reported_by=reported_by) as batch:
+            fetched = _fetch(KommoClient(account), plan)
+            with transaction.atomic():
+                _apply(account, plan, fetched, moves_at)
+                for event in working:
+                    _finish(event, Status.PROCESSED, error=event.error)
     except Exception as exc:  # every failure is recorded on the events; none escapes to the worker
         logger.warning("webhook events %s failed: %s", [e.pk for e in working], exc)
         return _fail(working, exc, policy)
+    stage_changes_batch_committed(batch=batch)
     return None
 
 
