@@ -154,3 +154,22 @@ def test_a_move_nobody_reported_since_the_last_read_is_still_inferred(account, d
     result = leads_upsert_from_kommo(account=account, leads=[lead(status_id=30, updated_at=at(900))])
 
     assert [(c.from_status_kommo_id, c.to_status_kommo_id) for c in result.new_stage_changes] == [(20, 30)]
+
+
+def test_a_move_made_again_within_the_same_second_as_the_move_back_is_inferred_as_a_new_move(account, deal):
+    # The manager moves 20 → 30 and the portal moves the deal back within the same second; the mirror
+    # saw the deal back at 20 as of that second.
+    first, _ = record(account, deal, at=at(100))
+    record(account, deal, from_status_id=30, to_status_id=20, at=at(100), source=SOURCE.GATE)
+    leads_upsert_from_kommo(account=account, leads=[lead(status_id=20, updated_at=at(100))])
+
+    # The manager moves it to 30 again, still within that second: the re-fetch sees 30.
+    result = leads_upsert_from_kommo(
+        account=account, leads=[lead(status_id=30, updated_at=at(100))], source=SOURCE.WEBHOOK
+    )
+    webhook, created = record(account, deal, at=at(100), moved_by_kommo_user_id=7)
+
+    [again] = result.new_stage_changes
+    assert again.pk != first.pk and (again.from_status_kommo_id, again.to_status_kommo_id) == (20, 30)
+    assert not created and webhook.pk == again.pk and webhook.moved_by_kommo_user_id == 7
+    assert StageChange.objects.filter(from_status_kommo_id=20, to_status_kommo_id=30).count() == 2

@@ -1139,7 +1139,15 @@ def _stage_change_match(
         if (row.from_status_kommo_id, row.to_status_kommo_id) != (from_status_id, to_status_id)
     ]
     candidates = [row for row in candidates if not _moved_between(row, at, others)]
-    return min(candidates, key=lambda row: abs((row.at - at).total_seconds()), default=None)
+    if not_before is not None:
+        # An inferred report saw the lead in the from-stage as of ``not_before``: its move came after the
+        # lead last entered that stage, even within the same second (X→Y, moved back to X, X→Y again).
+        entered = [row for row in others if row.to_status_kommo_id == from_status_id and row.at <= not_before]
+        candidates = [
+            row for row in candidates if not any((back.at, back.pk) > (row.at, row.pk) for back in entered)
+        ]
+    # Equally near: the latest recorded, so that a report arriving now goes with the latest such move.
+    return min(candidates, key=lambda row: (abs((row.at - at).total_seconds()), -row.pk), default=None)
 
 
 def _moved_between(row: StageChange, at: dt.datetime, others: Sequence[StageChange]) -> bool:
