@@ -7,6 +7,11 @@ from celery import shared_task
 from django.conf import settings
 
 from apps.kommo.models import KommoAccount
+from apps.kommo.services.outbound import (
+    outbound_changes_flush,
+    outbound_flush_release,
+    outbound_flush_reserve,
+)
 from apps.kommo.services.sync import account_ids_syncable, events_reconcile, mirror_sync
 from apps.kommo.webhooks.intake import webhook_event_enqueue
 from apps.kommo.webhooks.processing import webhook_event_process, webhook_events_prune, webhook_events_sweep
@@ -59,3 +64,23 @@ def sync_events_account(account_id: int) -> None:
     """Reconciles one account's mirror from the events API."""
     account = KommoAccount.objects.get(pk=account_id)
     events_reconcile(account=account)
+
+
+@shared_task(name="apps.kommo.tasks.outbound_flush", ignore_result=True)
+def outbound_flush(account_id: int, *, reserved: bool = True) -> None:
+    """Sends the account's outbound changes that are due (moves back, then tasks and notes, as
+    ``outbound_drain_plan`` has it) and schedules itself for the rest — one scheduled flush per account.
+    ``reserved``: this run was scheduled through ``outbound_flush_schedule`` (its reservation ends now)."""
+    if reserved:
+        outbound_flush_release(account_id=account_id)
+    result = outbound_changes_flush(account_id=account_id)
+    if result.next_in is not None:
+        outbound_flush_schedule(account_id=account_id, delay=result.next_in)
+
+
+def outbound_flush_schedule(*, account_id: int, delay: float) -> bool:
+    """Schedules the account's next flush in ``delay`` seconds unless one is already due by then."""
+    if not outbound_flush_reserve(account_id=account_id, delay=delay):
+        return False
+    outbound_flush.apply_async((account_id,), countdown=delay)
+    return True

@@ -7,19 +7,33 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 import requests
 import responses
+from django.utils import timezone
 
 from apps.kommo.client import KommoClient, RetryPolicy
-from apps.kommo.models import KommoAccount, Lead, OutboundChange, Pipeline, StageChange, Status
+from apps.kommo.models import KommoAccount, Lead, OutboundChange, Pipeline, StageChange, Status, WebhookEvent
 from apps.kommo.ratelimit import FileSlotStore, RateLimiter
+from apps.kommo.services.accounts import account_unblock
 from apps.kommo.services.outbound import (
+    BACKLOG_EVENTS,
+    BURST_MOVES,
+    CALM_MOVES,
+    CALM_WINDOW,
+    FOLLOW_UP_MAX,
+    LEADS_BATCH,
+    MOVE_HOLD_MAX,
     outbound_change_enqueue,
     outbound_change_retry,
     outbound_changes_drain,
+    outbound_changes_flush,
+    outbound_drain_plan,
+    outbound_flush_reserve,
 )
+from apps.kommo.tasks import outbound_flush
 
 BASE = "https://acme.kommo.com"
 LEGAL, SIGNING, PIPELINE = 4004, 4005, 3001
@@ -389,3 +403,150 @@ def test_a_drain_of_moves_only_leaves_tasks_and_notes_for_later(account, client,
         Kind.TASK_CREATE: State.PENDING,
         Kind.NOTE_CREATE: State.PENDING,
     }
+
+
+# -- the planned drain (flush): when the queue goes out ---------------------------------------------------
+
+
+def answer_writes(api: responses.RequestsMock) -> None:
+    api.add_callback("PATCH", BASE + "/api/v4/leads", callback=echo_write("leads", updated=True))
+    api.add_callback("POST", BASE + "/api/v4/tasks", callback=echo_write("tasks"))
+    api.add_callback("POST", BASE + "/api/v4/leads/notes", callback=echo_write("notes"))
+
+
+def queued_earlier(seconds: float) -> None:
+    """Every change was queued ``seconds`` ago (the burst that queued them is that far behind)."""
+    OutboundChange.objects.update(created=timezone.now() - dt.timedelta(seconds=seconds))
+
+
+def test_a_lone_block_is_moved_back_tasked_and_noted_in_one_flush(account, client, api):
+    lead_row(account, 10_001)
+    blocked(account, 10_001, 1)
+    answer_writes(api)
+
+    result = outbound_changes_flush(account_id=account.pk, client=client)
+
+    assert writes(api) == [
+        ("PATCH", "/api/v4/leads", 1),
+        ("POST", "/api/v4/tasks", 1),
+        ("POST", "/api/v4/leads/notes", 1),
+    ]
+    assert result.sent == 3 and result.next_in is None
+
+
+def test_100_blocked_decisions_drain_in_two_patches_one_task_post_and_one_note_post(account, client, api):
+    for n in range(100):
+        lead_row(account, 10_000 + n)
+        blocked(account, 10_000 + n, n)
+    answer_writes(api)
+
+    first = outbound_changes_flush(account_id=account.pk, client=client)
+    # The moves went out at once (two full PATCHes); tasks and notes wait until the burst is over.
+    assert writes(api) == [("PATCH", "/api/v4/leads", 50), ("PATCH", "/api/v4/leads", 50)]
+    assert first.next_in is not None and 0 < first.next_in <= CALM_WINDOW.total_seconds()
+    queued_earlier(CALM_WINDOW.total_seconds() + 0.1)
+
+    second = outbound_changes_flush(account_id=account.pk, client=client)
+
+    assert writes(api)[2:] == [("POST", "/api/v4/tasks", 100), ("POST", "/api/v4/leads/notes", 100)]
+    assert second.next_in is None
+    assert set(OutboundChange.objects.values_list("status", flat=True)) == {State.SENT}
+
+
+def test_moves_of_a_burst_wait_for_company_and_go_when_a_patch_is_full(account, client, api):
+    for n in range(BURST_MOVES):
+        blocked(account, 10_000 + n, n)
+    answer_writes(api)
+
+    held = outbound_changes_flush(account_id=account.pk, client=client)
+
+    assert len(api.calls) == 0 and held.next_in is not None and held.next_in > 0
+    plan = outbound_drain_plan(account_id=account.pk)
+    assert plan.moves_in is not None and 0 < plan.moves_in <= MOVE_HOLD_MAX.total_seconds()
+    for n in range(BURST_MOVES, LEADS_BATCH):
+        blocked(account, 10_000 + n, n)
+
+    outbound_changes_flush(account_id=account.pk, client=client)
+
+    assert writes(api) == [("PATCH", "/api/v4/leads", LEADS_BATCH)]
+
+
+def test_a_held_move_goes_once_it_has_waited_long_enough(account, client, api):
+    for n in range(BURST_MOVES):
+        blocked(account, 10_000 + n, n)
+    OutboundChange.objects.filter(kind=Kind.LEAD_STATUS, idempotency_key="gate:move:0").update(
+        created=timezone.now() - MOVE_HOLD_MAX
+    )
+
+    assert outbound_drain_plan(account_id=account.pk).moves_in == 0
+
+
+def test_moves_wait_while_kommo_has_told_of_more_than_was_processed(account):
+    blocked(account, 10_001, 1)
+    assert outbound_drain_plan(account_id=account.pk).moves_in == 0
+    for _ in range(BACKLOG_EVENTS):
+        WebhookEvent.objects.create(
+            account=account, body=b"", content_type="application/x-www-form-urlencoded"
+        )
+
+    assert outbound_drain_plan(account_id=account.pk).moves_in > 0
+
+
+def test_tasks_and_notes_of_a_steady_stream_go_out_at_the_latest_after_the_follow_up_bound(account):
+    for n in range(CALM_MOVES):
+        blocked(account, 10_000 + n, n)
+    OutboundChange.objects.filter(kind=Kind.LEAD_STATUS).update(status=State.SENT)
+
+    plan = outbound_drain_plan(account_id=account.pk)
+    assert plan.moves_in is None and plan.follow_ups_in is not None and plan.follow_ups_in > 0
+
+    OutboundChange.objects.filter(idempotency_key="gate:7:0:task").update(
+        created=timezone.now() - FOLLOW_UP_MAX
+    )
+    assert outbound_drain_plan(account_id=account.pk).follow_ups_in == 0
+
+
+def test_one_flush_is_scheduled_at_a_time(account):
+    assert outbound_flush_reserve(account_id=account.pk, delay=2.0)
+    assert not outbound_flush_reserve(account_id=account.pk, delay=3.0)  # the one at 2 s sees it too
+    assert outbound_flush_reserve(account_id=account.pk, delay=0.5)  # sooner: scheduled as well
+
+
+# -- the circuit breaker ---------------------------------------------------------------------------------
+
+
+def test_held_changes_are_drained_once_the_circuit_breaker_is_reset(
+    account, api, django_capture_on_commit_callbacks
+):
+    for n in range(100):
+        lead_row(account, 10_000 + n)
+        blocked(account, 10_000 + n, n)
+    KommoAccount.objects.filter(pk=account.pk).update(
+        blocked_since=dt.datetime.now(tz=dt.UTC), blocked_reason="403"
+    )
+    account.refresh_from_db()
+    answer_writes(api)
+    assert outbound_changes_flush(account_id=account.pk).blocked and len(api.calls) == 0
+
+    with mock.patch("apps.kommo.tasks.outbound_flush.apply_async") as enqueue:
+        with django_capture_on_commit_callbacks(execute=True):
+            assert account_unblock(account=account)
+    enqueue.assert_called_once_with((account.pk,), kwargs={"reserved": False})
+    queued_earlier(60)  # held for a minute
+    outbound_flush(account.pk, reserved=False)  # what the enqueued task runs
+
+    assert writes(api) == [
+        ("PATCH", "/api/v4/leads", 50),
+        ("PATCH", "/api/v4/leads", 50),
+        ("POST", "/api/v4/tasks", 100),
+        ("POST", "/api/v4/leads/notes", 100),
+    ]
+    assert set(OutboundChange.objects.values_list("status", flat=True)) == {State.SENT}
+
+
+def test_resetting_a_breaker_with_nothing_held_enqueues_nothing(account, django_capture_on_commit_callbacks):
+    KommoAccount.objects.filter(pk=account.pk).update(blocked_since=dt.datetime.now(tz=dt.UTC))
+    with mock.patch("apps.kommo.tasks.outbound_flush.apply_async") as enqueue:
+        with django_capture_on_commit_callbacks(execute=True):
+            account_unblock(account=account)
+    enqueue.assert_not_called()

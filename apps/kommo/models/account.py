@@ -64,6 +64,12 @@ class KommoAccount(TimeStampedModel):
         null=True, blank=True, editable=False, help_text="Kommo blocked the account: no call goes out."
     )
     blocked_reason = models.TextField(blank=True, editable=False)
+    outbound_flush_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        editable=False,
+        help_text="When the next planned drain of the outbound queue is scheduled (one at a time).",
+    )
 
     class Meta:
         verbose_name = "Kommo account"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from functools import partial
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -19,6 +20,7 @@ from django.utils import timezone
 from apps.kommo import client as kommo_client
 from apps.kommo.exceptions import KommoAuthError, KommoError
 from apps.kommo.models.account import KommoAccount, new_webhook_token
+from apps.kommo.models.outbound import OutboundChange
 from apps.kommo.types import Account, TokenPair
 
 logger = logging.getLogger(__name__)
@@ -154,13 +156,31 @@ def account_block(*, account: KommoAccount, reason: str) -> None:
 
 
 def account_unblock(*, account: KommoAccount) -> bool:
-    """Close the circuit breaker; returns whether it was open."""
+    """Close the circuit breaker; returns whether it was open. The outbound changes held while it was open
+    (moves back, tasks, notes) are drained as soon as this commits."""
     was_blocked = KommoAccount.objects.filter(pk=account.pk, blocked_since__isnull=False).update(
         blocked_since=None, blocked_reason=""
     )
     account.blocked_since = None
     account.blocked_reason = ""
+    if was_blocked:
+        transaction.on_commit(partial(_drain_held_changes, account.pk))
     return bool(was_blocked)
+
+
+def _drain_held_changes(account_id: int) -> None:
+    from apps.kommo.tasks import outbound_flush  # the tasks import the services: imported when needed
+
+    held = OutboundChange.objects.filter(
+        account_id=account_id,
+        status__in=[
+            OutboundChange.Status.PENDING,
+            OutboundChange.Status.UNKNOWN,
+            OutboundChange.Status.SENDING,
+        ],
+    )
+    if held.exists():
+        outbound_flush.apply_async((account_id,), kwargs={"reserved": False})
 
 
 def account_webhook_token_regenerate(*, account: KommoAccount) -> str:

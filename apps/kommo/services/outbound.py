@@ -1,9 +1,11 @@
 """The outbound change queue: enqueue writes to Kommo, drain them in batches, recognise their echo.
 
 Draining one account takes every due change and sends, in this order, one batch PATCH of leads per 50
-stage moves, one batch POST of tasks per 100 tasks and one batch POST of notes per 100 notes (Kommo takes
-up to 250 per write; 50 is its recommendation for lead updates, the heavier write). A burst of 100 blocked
-moves therefore costs 2 + 1 + 1 calls.
+stage moves (Kommo's recommendation), one batch POST of tasks per 250 tasks and one batch POST of notes per
+250 notes (Kommo's maximum per add request). A burst of 100 blocked moves therefore costs 2 + 1 + 1 calls.
+*When* the queue is drained is :func:`outbound_drain_plan`'s decision (moves back at once unless a burst
+is under way, tasks and notes once the moves are out and all is calm); :func:`outbound_changes_flush`
+drains by the plan, and one flush per account is scheduled at a time (:func:`outbound_flush_reserve`).
 
 Guarantees:
 
@@ -17,7 +19,8 @@ Guarantees:
 * retries happen only for transient errors (the exception's ``permanent`` flag), after ``retry_after``
   for a 429, with exponential backoff otherwise, and at most :data:`MAX_ATTEMPTS` times;
 * the client's circuit breaker (:class:`~apps.kommo.exceptions.KommoBlocked`) stops the drain and gives the
-  claimed changes back untouched until an admin resets it.
+  claimed changes back untouched until an admin resets it; the reset drains them
+  (:func:`~apps.kommo.services.accounts.account_unblock`).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from apps.kommo.client import KommoClient, query_params
+from apps.kommo.client import BATCH_SIZE, MAX_BATCH_SIZE, KommoClient
 from apps.kommo.exceptions import (
     KommoBlocked,
     KommoError,
@@ -42,6 +45,7 @@ from apps.kommo.exceptions import (
 )
 from apps.kommo.models import KommoAccount, Lead, StageChange
 from apps.kommo.models.outbound import OutboundChange
+from apps.kommo.models.webhooks import WebhookEvent
 from apps.kommo.services.mirror import stage_change_record
 from apps.kommo.types import JSON, LeadWrite, Note, NoteWrite, Task, TaskWrite, WriteResult, from_timestamp
 
@@ -50,9 +54,11 @@ logger = logging.getLogger(__name__)
 Kind = OutboundChange.Kind
 Status = OutboundChange.Status
 
-LEADS_BATCH = 50
-TASKS_BATCH = 100
-NOTES_BATCH = 100
+# Per request: lead updates at Kommo's recommended 50; tasks and notes, light add requests, at Kommo's
+# maximum of 250, so that a burst's tasks and notes go out in one request each.
+LEADS_BATCH = BATCH_SIZE
+TASKS_BATCH = MAX_BATCH_SIZE
+NOTES_BATCH = MAX_BATCH_SIZE
 CLAIM_LIMIT = 500
 MAX_ATTEMPTS = 8
 BACKOFF_BASE = 2.0
@@ -319,7 +325,7 @@ class _Drain:
                 )
                 for item in chunk
             ]
-            return self.client.leads_update(writes)
+            return self.client.leads_update(writes, batch_size=LEADS_BATCH)
 
         self._write(todo, LEADS_BATCH, send)
 
@@ -402,9 +408,9 @@ class _Drain:
                         task_type_id=payload.get("task_type_id"),
                         responsible_user_id=payload.get("responsible_user_id"),
                         request_id=str(item.row.pk),
-                    ).to_api()
+                    )
                 )
-            return self._post("/api/v4/tasks", "tasks", writes)
+            return self.client.tasks_create(writes, batch_size=TASKS_BATCH)
 
         self._write(todo, TASKS_BATCH, send)
 
@@ -414,12 +420,7 @@ class _Drain:
         if checking:
             existing = self._existing(
                 checking,
-                lambda ids: self.client._paginate(
-                    "/api/v4/leads/notes",
-                    "notes",
-                    Note.from_api,
-                    params=query_params(filters={"entity_id": ids}),
-                ),
+                lambda ids: self.client.notes_list("leads", {"entity_id": ids}),
             )
             if existing is None:
                 todo = [item for item in todo if not item.was_unknown]
@@ -437,22 +438,12 @@ class _Drain:
                     entity_id=item.row.entity_kommo_id,
                     text=item.row.payload["text"],
                     request_id=str(item.row.pk),
-                ).to_api()
+                )
                 for item in chunk
             ]
-            return self._post("/api/v4/leads/notes", "notes", writes)
+            return self.client.notes_create("leads", writes, batch_size=NOTES_BATCH)
 
         self._write(todo, NOTES_BATCH, send)
-
-    def _post(self, path: str, key: str, body: list[JSON]) -> list[WriteResult]:
-        """One batch POST of up to 100 items (the client's own task and note calls send 50 at a time)."""
-
-        def parse(data: Any) -> list[WriteResult]:
-            embedded = data.get("_embedded") if isinstance(data, dict) else None
-            items = embedded.get(key) if isinstance(embedded, dict) else None
-            return [WriteResult.from_api(item) for item in items or [] if isinstance(item, dict)]
-
-        return self.client._write("POST", path, body, parse, idempotent=False, batch_size=len(body))
 
 
 def _record_gate_moves(account: KommoAccount, items: Sequence[_Claimed]) -> None:
@@ -514,6 +505,195 @@ def outbound_changes_drain(
         _record_gate_moves(account, claimed)
     result.retry_in = None if result.blocked else _next_due(account_id, kinds)
     return result
+
+
+# -- when to drain ----------------------------------------------------------------------------------------
+#
+# Moves back are urgent (the manager is looking at the board); tasks and notes are not, and every request
+# spends one of the account's 7 per second, which webhook processing needs too. So:
+#
+# * a move back goes out at once — unless a burst is under way, when the moves wait for company until a
+#   PATCH is full (LEADS_BATCH), the burst is over, or the oldest has waited MOVE_HOLD_MAX. A burst: Kommo
+#   has told the portal of more changes than it has processed yet (BACKLOG_EVENTS or more webhook deliveries
+#   of the account waiting), or BURST_MOVES or more moves were queued within BURST_WINDOW (half as many
+#   again as the steady 10 per second the latency budget is set for; the window spans the gaps between
+#   webhook processing's batches, which bring a burst in groups);
+# * tasks and notes go out right after the moves, in the same drain, once every move back of the account
+#   is out and all is calm (no webhook delivery waiting, fewer than CALM_MOVES moves queued within
+#   CALM_WINDOW) — a lone block is moved back, tasked and noted in one drain, a burst's tasks and notes go
+#   in one request each after its last move — and at the latest FOLLOW_UP_MAX after the oldest was queued,
+#   so that a steady stream of blocks sends them every few seconds rather than three requests per move.
+
+BURST_WINDOW = dt.timedelta(seconds=1)
+BURST_MOVES = 15
+BACKLOG_EVENTS = 10
+BACKLOG_RECHECK = dt.timedelta(seconds=0.5)  # a hold for a backlog is looked at again this often
+MOVE_HOLD_MAX = dt.timedelta(seconds=3)
+CALM_WINDOW = dt.timedelta(seconds=1)
+CALM_MOVES = 3
+FOLLOW_UP_MAX = dt.timedelta(seconds=10)
+FOLLOW_UP_KINDS = (Kind.TASK_CREATE, Kind.NOTE_CREATE)
+
+
+@dataclass(frozen=True)
+class DrainPlan:
+    """When the waiting changes of an account are due: seconds from now (0: now), None when none waits."""
+
+    moves_in: float | None
+    follow_ups_in: float | None
+
+    @property
+    def next_in(self) -> float | None:
+        times = [value for value in (self.moves_in, self.follow_ups_in) if value is not None]
+        return min(times) if times else None
+
+
+def _seconds(until: dt.datetime, now: dt.datetime) -> float:
+    return max(0.0, (until - now).total_seconds())
+
+
+def _eases_at(queued: Sequence[dt.datetime], window: dt.timedelta, limit: int) -> dt.datetime:
+    """When fewer than ``limit`` of ``queued`` (times within the last ``window``, oldest first) are left in
+    the window, if nothing more is queued."""
+    return queued[len(queued) - limit] + window
+
+
+def outbound_drain_plan(*, account_id: int, now: dt.datetime | None = None) -> DrainPlan:
+    """When the account's waiting changes should be sent, by the rules above. A change waiting for a
+    retry is due at its ``next_attempt_at``."""
+    now = now or timezone.now()
+    rows = list(
+        OutboundChange.objects.filter(
+            account_id=account_id, status__in=[Status.PENDING, Status.UNKNOWN, Status.SENDING]
+        ).values_list("kind", "status", "created", "next_attempt_at", "sending_at")
+    )
+    queued = sorted(
+        OutboundChange.objects.filter(
+            account_id=account_id, kind=Kind.LEAD_STATUS, created__gt=now - max(BURST_WINDOW, CALM_WINDOW)
+        ).values_list("created", flat=True)
+    )
+    burst = [at for at in queued if at > now - BURST_WINDOW]
+    recent = [at for at in queued if at > now - CALM_WINDOW]
+    backlog = WebhookEvent.objects.filter(
+        account_id=account_id, status__in=[WebhookEvent.Status.RECEIVED, WebhookEvent.Status.PROCESSING]
+    ).count()
+
+    def waiting(kinds: Collection[str]) -> tuple[list[dt.datetime], list[dt.datetime]]:
+        """(queued times of the due ones, retry times of the others) among the waiting changes."""
+        due, later = [], []
+        for kind, status, created, retry_at, sending_at in rows:
+            if kind not in kinds:
+                continue
+            if status == Status.SENDING:
+                if sending_at is not None and sending_at < now - STUCK_SENDING:
+                    due.append(created)  # its drain died mid-call: checked, then sent again
+                continue
+            if retry_at is not None and retry_at > now:
+                later.append(retry_at)
+            else:
+                due.append(created)
+        return due, later
+
+    moves, moves_later = waiting([Kind.LEAD_STATUS])
+    moves_at: dt.datetime | None = None
+    if moves:
+        oldest = min(moves)
+        moves_at = now
+        bursting = len(burst) >= BURST_MOVES or backlog >= BACKLOG_EVENTS
+        if len(moves) < LEADS_BATCH and bursting and now - oldest < MOVE_HOLD_MAX:
+            over_at = now + BACKLOG_RECHECK
+            if len(burst) >= BURST_MOVES:
+                over_at = max(over_at, _eases_at(burst, BURST_WINDOW, BURST_MOVES))
+            moves_at = min(oldest + MOVE_HOLD_MAX, over_at)
+    elif moves_later:
+        moves_at = min(moves_later)
+
+    follow_ups, follow_ups_later = waiting(FOLLOW_UP_KINDS)
+    follow_ups_at: dt.datetime | None = None
+    if follow_ups:
+        deadline = min(follow_ups) + FOLLOW_UP_MAX
+        calm_at = now if len(recent) < CALM_MOVES else _eases_at(recent, CALM_WINDOW, CALM_MOVES)
+        if backlog:
+            calm_at = max(calm_at, now + BACKLOG_RECHECK)
+        moves_out = not any(kind == Kind.LEAD_STATUS for kind, *_ in rows)
+        if now >= deadline or len(follow_ups) >= 2 * TASKS_BATCH or (moves_out and calm_at <= now):
+            follow_ups_at = now
+        else:
+            # Not before the moves are out: the drain that sends them looks again right after.
+            follow_ups_at = min(deadline, max(calm_at, moves_at or now))
+    elif follow_ups_later:
+        follow_ups_at = min(follow_ups_later)
+
+    return DrainPlan(
+        moves_in=None if moves_at is None else _seconds(moves_at, now),
+        follow_ups_in=None if follow_ups_at is None else _seconds(follow_ups_at, now),
+    )
+
+
+@dataclass
+class FlushResult:
+    moves: DrainResult | None = None
+    follow_ups: DrainResult | None = None
+    blocked: bool = False
+    next_in: float | None = None  # seconds until more is due; None: nothing waits (or the breaker is open)
+
+    @property
+    def sent(self) -> int:
+        return sum(result.sent for result in (self.moves, self.follow_ups) if result is not None)
+
+
+def outbound_changes_flush(*, account_id: int, client: KommoClient | None = None) -> FlushResult:
+    """One drain as the plan has it: the moves back when they are due, then — planned again once they
+    are out — the tasks and notes when they are; ``next_in`` says when to come back. Nothing is sent, and
+    nothing is planned, while the account's circuit breaker is open (its reset drains the queue)."""
+    result = FlushResult()
+    account = KommoAccount.objects.get(pk=account_id)
+    if account.blocked_since is not None:
+        result.blocked = True
+        return result
+    client = client or KommoClient(account)
+    plan = outbound_drain_plan(account_id=account_id)
+    if plan.moves_in == 0:
+        result.moves = outbound_changes_drain(account_id=account_id, kinds=[Kind.LEAD_STATUS], client=client)
+        if result.moves.blocked:
+            result.blocked = True
+            return result
+        plan = outbound_drain_plan(account_id=account_id)
+    if plan.follow_ups_in == 0:
+        result.follow_ups = outbound_changes_drain(
+            account_id=account_id, kinds=FOLLOW_UP_KINDS, client=client
+        )
+        if result.follow_ups.blocked:
+            result.blocked = True
+            return result
+        plan = outbound_drain_plan(account_id=account_id)
+    result.next_in = plan.next_in
+    return result
+
+
+# A reserved flush that has not started this long after its time was lost (its task or worker died).
+FLUSH_LOST_AFTER = dt.timedelta(seconds=60)
+
+
+def outbound_flush_reserve(*, account_id: int, delay: float) -> bool:
+    """Reserve the account's next planned flush ``delay`` seconds from now. True: the caller schedules it;
+    False: a flush is already scheduled no later than that (it plans everything due by then). One
+    conditional UPDATE, so that a burst of decisions schedules one flush, not one per decision."""
+    now = timezone.now()
+    at = now + dt.timedelta(seconds=delay)
+    free = (
+        Q(outbound_flush_at__isnull=True)
+        | Q(outbound_flush_at__gt=at)
+        | Q(outbound_flush_at__lt=now - FLUSH_LOST_AFTER)
+    )
+    return KommoAccount.objects.filter(free, pk=account_id).update(outbound_flush_at=at) == 1
+
+
+def outbound_flush_release(*, account_id: int) -> None:
+    """A scheduled flush is starting: its reservation is over (a task may start a little before its time,
+    hence the second of slack; releasing a reservation early only costs an extra flush)."""
+    soon = timezone.now() + dt.timedelta(seconds=1)
+    KommoAccount.objects.filter(pk=account_id, outbound_flush_at__lte=soon).update(outbound_flush_at=None)
 
 
 def _finish(claimed: Sequence[_Claimed], result: DrainResult) -> None:
