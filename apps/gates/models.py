@@ -187,6 +187,13 @@ class GateEvaluation(models.Model):
     received_at = models.DateTimeField(
         null=True, blank=True, help_text="When the report of the move reached the portal, when known."
     )
+    fresh_after = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="The mirror's copy of the deal counts as Kommo's fresh state when it was fetched at or "
+        "after this time (set for moves recorded by webhook processing, which re-fetches the deals after "
+        "their webhooks arrived). Empty: the deal is re-read from Kommo.",
+    )
     claimed_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True)
     created = models.DateTimeField(auto_now_add=True)

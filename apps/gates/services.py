@@ -1,14 +1,18 @@
 """Gate evaluation and enforcement.
 
 Every new stage change with an active rule on its pipeline gets a :class:`GateEvaluation` (in the
-transaction that recorded the move). The worker takes all pending evaluations of an account together,
-re-reads their deals from Kommo in one batched call, decides with :mod:`apps.gates.semantics`, and in one
-transaction per move writes the :class:`GateDecision` rows and — for a block in enforce mode — the
-outbound changes that move the deal back, task its responsible manager and explain it in a note.
+transaction that recorded the move). The worker takes all pending evaluations of an account together and
+decides each on fresh state: the mirror's copy of the deal when webhook processing re-fetched it after the
+move was reported (``GateEvaluation.fresh_after`` ≤ ``Lead.fetched_at``), otherwise a re-read from Kommo
+(one batched call for all the others). It decides with :mod:`apps.gates.semantics`, and in one transaction
+per move writes the :class:`GateDecision` rows and — for a block in enforce mode — the outbound changes that
+move the deal back, task its responsible manager and explain it in a note; :func:`gates_enforce` then
+sends what the outbound plan says is due.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Iterable, Sequence
@@ -26,7 +30,14 @@ from apps.kommo.exceptions import KommoError
 from apps.kommo.models import KommoAccount, Pipeline, StageChange, Status
 from apps.kommo.models.outbound import OutboundChange
 from apps.kommo.models.webhooks import WebhookEvent
-from apps.kommo.services.outbound import outbound_change_enqueue, outbound_move_echo_claim
+from apps.kommo.services.mirror import StageChangeBatch
+from apps.kommo.services.outbound import (
+    STUCK_SENDING,
+    FlushResult,
+    outbound_change_enqueue,
+    outbound_changes_flush,
+    outbound_move_echo_claim,
+)
 from apps.kommo.types import Lead as KommoLead
 from apps.stakeholders.models import Role, Stakeholder
 from apps.stakeholders.selectors import stakeholders_for_leads
@@ -35,12 +46,11 @@ logger = logging.getLogger(__name__)
 
 Outcome = GateDecision.Outcome
 
-# Pending evaluations of an account are taken together after this short window, so that a burst of
-# moves costs one fresh read and one batch of writes; the window bounds the latency it adds.
+# Moves reported by other sources than webhook processing (sync, events) are evaluated after this short
+# window, so that those reported together cost one fresh read; webhook processing evaluates its own moves
+# as soon as its batch is committed.
 BATCH_WINDOW_SECONDS = 0.2
 CLAIM_LIMIT = 250  # one page of GET /leads?filter[id][]=…
-# Tasks and notes are sent this long after the first of them is queued: a burst's go out in one batch.
-FOLLOW_UP_SECONDS = 2.0
 MAX_ATTEMPTS = 5
 STUCK_RUNNING = dt.timedelta(minutes=5)
 
@@ -48,12 +58,17 @@ STUCK_RUNNING = dt.timedelta(minutes=5)
 # -- intake of moves -------------------------------------------------------------------------------------
 
 
-def stage_change_gate_intake(*, stage_change: StageChange) -> GateEvaluation | None:
+def stage_change_gate_intake(
+    *, stage_change: StageChange, batch: StageChangeBatch | None = None
+) -> GateEvaluation | None:
     """What the gates do when a move is recorded (called inside the recording transaction).
 
     The portal's own move back is recognised — as a ``gate`` row, or as the echo of a lead_status change
     it sent recently — and marked ``source=gate``: it is not a manager's move. Any other move on a
-    pipeline with an active rule is queued for evaluation. Returns the queued evaluation, if any."""
+    pipeline with an active rule is queued for evaluation. A move recorded in a ``batch`` (webhook
+    processing, which re-fetched the deals after the moves were reported) may be decided on the mirror's
+    copy of the deal when that copy was fetched at or after ``batch.reported_by``. Returns the queued
+    evaluation, if any."""
     if stage_change.source == StageChange.Source.GATE:
         return None
     echo = outbound_move_echo_claim(
@@ -75,7 +90,11 @@ def stage_change_gate_intake(*, stage_change: StageChange) -> GateEvaluation | N
         return None
     evaluation, _ = GateEvaluation.objects.get_or_create(
         stage_change=stage_change,
-        defaults={"account_id": stage_change.account_id, "received_at": _received_at(stage_change)},
+        defaults={
+            "account_id": stage_change.account_id,
+            "received_at": _received_at(stage_change),
+            "fresh_after": batch.reported_by if batch is not None else None,
+        },
     )
     return evaluation
 
@@ -115,7 +134,8 @@ class EvaluationRun:
     decisions: int = 0
     blocked: int = 0
     outbound: int = 0
-    follow_up: bool = False  # this run queued the oldest waiting task/note: it schedules their send
+    from_mirror: int = 0  # moves decided on the mirror's copy of the deal (fetched after the report)
+    kommo_reads: int = 0  # moves whose deal was re-read from Kommo
     retry_in: float | None = None  # set when the fresh read failed transiently or more is pending
 
     @property
@@ -179,10 +199,32 @@ def _fresh(lead: KommoLead) -> semantics.FreshLead:
     )
 
 
-def _fresh_dict(fresh: semantics.FreshLead | None) -> dict[str, Any]:
+def _fresh_from_mirror(evaluation: GateEvaluation) -> semantics.FreshLead | None:
+    """The deal as the mirror has it, when that copy was fetched from Kommo at or after the move was
+    reported (webhook processing's own re-fetch); None when the deal must be re-read."""
+    lead = evaluation.stage_change.lead
+    if evaluation.fresh_after is None or lead.fetched_at is None or lead.fetched_at < evaluation.fresh_after:
+        return None
+    try:
+        data = KommoLead.from_api(lead.raw)
+    except (KommoError, ValueError, TypeError):
+        return None
+    if data.id != lead.kommo_id:
+        return None
+    fresh = _fresh(data)
+    if lead.is_deleted and not fresh.is_deleted:
+        fresh = dataclasses.replace(fresh, is_deleted=True)
+    return fresh
+
+
+def _fresh_dict(
+    fresh: semantics.FreshLead | None, read_from: str, fetched_at: dt.datetime | None
+) -> dict[str, Any]:
+    where = {"read": read_from, "fetched_at": fetched_at.isoformat() if fetched_at else None}
     if fresh is None:
-        return {"found": False}
+        return {"found": False, **where}
     return {
+        **where,
         "found": True,
         "status_id": fresh.status_kommo_id,
         "pipeline_id": fresh.pipeline_kommo_id,
@@ -318,60 +360,92 @@ def gate_evaluations_run(*, account_id: int, client: KommoClient | None = None) 
     if not to_decide:
         return run
 
-    lead_ids = sorted({evaluation.stage_change.lead.kommo_id for evaluation in to_decide})
-    try:
-        fresh_leads = {
-            lead.id: lead for lead in (client or KommoClient(account)).leads_list({"id": lead_ids})
-        }
-    except KommoError as error:
-        give_up = error.permanent or min(evaluation.attempts for evaluation in to_decide) >= MAX_ATTEMPTS
-        if not give_up:
-            _release(to_decide, str(error))
-            run.retry_in = float(
-                getattr(error, "retry_after", None) or 2 ** min(e.attempts for e in to_decide)
-            )
-            return run
-        for evaluation in to_decide:
-            _decide_error(evaluation, crossing[evaluation.pk], stages, f"could not re-read the deal: {error}")
-            run.decisions += len(crossing[evaluation.pk])
+    # Fresh state: the mirror's copy where webhook processing re-fetched the deal after the report, one
+    # batched re-read from Kommo for the others.
+    fresh: dict[int, tuple[semantics.FreshLead | None, str, dt.datetime | None]] = {}
+    to_read: list[GateEvaluation] = []
+    for evaluation in to_decide:
+        mirrored = _fresh_from_mirror(evaluation)
+        if mirrored is None:
+            to_read.append(evaluation)
+        else:
+            fresh[evaluation.pk] = (mirrored, "mirror", evaluation.stage_change.lead.fetched_at)
+    if to_read:
+        lead_ids = sorted({evaluation.stage_change.lead.kommo_id for evaluation in to_read})
+        asked_at = timezone.now()
+        try:
+            read = {lead.id: lead for lead in (client or KommoClient(account)).leads_list({"id": lead_ids})}
+        except KommoError as error:
+            give_up = error.permanent or min(evaluation.attempts for evaluation in to_read) >= MAX_ATTEMPTS
+            if not give_up:
+                _release(to_read, str(error))
+                run.retry_in = float(
+                    getattr(error, "retry_after", None) or 2 ** min(e.attempts for e in to_read)
+                )
+            else:
+                for evaluation in to_read:
+                    _decide_error(
+                        evaluation, crossing[evaluation.pk], stages, f"could not re-read the deal: {error}"
+                    )
+                    run.decisions += len(crossing[evaluation.pk])
+            to_decide = [evaluation for evaluation in to_decide if evaluation.pk in fresh]
+        else:
+            run.kommo_reads += len(to_read)
+            for evaluation in to_read:
+                found = read.get(evaluation.stage_change.lead.kommo_id)
+                fresh[evaluation.pk] = (_fresh(found) if found is not None else None, "kommo", asked_at)
+    if not to_decide:
         return run
 
-    started = timezone.now()
     changes = [evaluation.stage_change for evaluation in to_decide]
     superseded = _later_moves(changes)
     people = stakeholders_for_leads(lead_ids=[change.lead_id for change in changes])
     for evaluation in to_decide:
         change = evaluation.stage_change
-        found = fresh_leads.get(change.lead.kommo_id)
-        fresh = _fresh(found) if found is not None else None
+        state, read_from, fetched_at = fresh[evaluation.pk]
         views = stakeholder_views(people.get(change.lead_id, []))
         written = _decide(
             evaluation=evaluation,
             rules=crossing[evaluation.pk],
             evaluator=evaluator,
-            fresh=fresh,
+            fresh=state,
+            fresh_source=(read_from, fetched_at),
             superseded=change.pk in superseded,
             people=views,
         )
         run.evaluated += 1
+        run.from_mirror += read_from == "mirror"
         run.decisions += written.decisions
         run.blocked += written.blocked
         run.outbound += written.outbound
-    if run.outbound:
-        run.follow_up = _starts_follow_up(account_id, started)
-    if GateEvaluation.objects.filter(account_id=account_id, status=GateEvaluation.Status.PENDING).exists():
+    if (
+        run.retry_in is None
+        and GateEvaluation.objects.filter(
+            account_id=account_id, status=GateEvaluation.Status.PENDING
+        ).exists()
+    ):
         run.retry_in = 0.0
     return run
 
 
-def _starts_follow_up(account_id: int, started: dt.datetime) -> bool:
-    """Whether no task or note queued before this run still waits (its run scheduled the send)."""
-    return not OutboundChange.objects.filter(
-        account_id=account_id,
-        kind__in=[OutboundChange.Kind.TASK_CREATE, OutboundChange.Kind.NOTE_CREATE],
-        status=OutboundChange.Status.PENDING,
-        created__lt=started,
-    ).exists()
+@dataclass
+class EnforcementRun:
+    evaluation: EvaluationRun
+    flush: FlushResult | None = None
+
+    @property
+    def flush_in(self) -> float | None:
+        """Seconds until more outbound changes are due (None: nothing waits, or it is not this run's)."""
+        return self.flush.next_in if self.flush is not None else None
+
+
+def gates_enforce(*, account_id: int, client: KommoClient | None = None) -> EnforcementRun:
+    """Evaluate the account's pending moves; when that queued writes, send what is due at once (the moves
+    back, and the tasks and notes when they are ready — ``outbound_drain_plan``)."""
+    run = EnforcementRun(evaluation=gate_evaluations_run(account_id=account_id, client=client))
+    if run.evaluation.outbound:
+        run.flush = outbound_changes_flush(account_id=account_id, client=client)
+    return run
 
 
 def _done(evaluations: Sequence[GateEvaluation]) -> None:
@@ -414,6 +488,7 @@ def _record(
     stages: _Stages,
     people: Sequence[semantics.StakeholderView] = (),
     fresh: semantics.FreshLead | None = None,
+    fresh_source: tuple[str, dt.datetime | None] = ("kommo", None),
     actions: list[dict[str, Any]] | None = None,
 ) -> GateDecision:
     change = evaluation.stage_change
@@ -431,7 +506,7 @@ def _record(
         outcome=outcome,
         reasons=reasons,
         stakeholders=[person.as_dict() for person in people],
-        fresh_state=_fresh_dict(fresh),
+        fresh_state=_fresh_dict(fresh, *fresh_source),
         actions=actions or [],
         received_at=evaluation.received_at,
         latency_ms=_latency(evaluation, now),
@@ -452,6 +527,7 @@ def _decide(
     rules: Sequence[GateRule],
     evaluator: _Evaluator,
     fresh: semantics.FreshLead | None,
+    fresh_source: tuple[str, dt.datetime | None],
     superseded: bool,
     people: Sequence[semantics.StakeholderView],
 ) -> _Written:
@@ -482,6 +558,7 @@ def _decide(
                     stages=stages,
                     people=people,
                     fresh=fresh,
+                    fresh_source=fresh_source,
                 )
                 written.decisions += 1
             _done([evaluation])
@@ -514,6 +591,7 @@ def _decide(
                 stages=stages,
                 people=people,
                 fresh=fresh,
+                fresh_source=fresh_source,
                 actions=actions,
             )
             written.decisions += 1
@@ -609,6 +687,43 @@ def _enqueue_task_and_note(
         {"action": "task", "text": text, "outbound_change": task.pk, "key": task.idempotency_key},
         {"action": "note", "outbound_change": note.pk, "key": note.idempotency_key},
     ]
+
+
+# -- the sweeper -----------------------------------------------------------------------------------------
+
+# Work is swept back in line when it has waited this long with nobody on it: far beyond the gates' own
+# windows (0.2 s for an evaluation, at most 5 s for a task or note), short enough for a manager.
+SWEEP_AFTER = dt.timedelta(seconds=60)
+
+
+@dataclass
+class SweepFound:
+    evaluate: list[int]  # accounts with evaluations to run again
+    flush: list[int]  # accounts with outbound changes to send
+
+
+def gates_sweep(*, older_than: dt.timedelta = SWEEP_AFTER) -> SweepFound:
+    """The accounts whose gate work was left behind (its task lost, its worker killed): evaluations
+    pending longer than ``older_than`` or running longer than :data:`STUCK_RUNNING`; outbound changes
+    pending or unknown and due for longer than ``older_than``, or sending longer than
+    :data:`~apps.kommo.services.outbound.STUCK_SENDING`. Accounts whose circuit breaker is open are
+    left alone: their changes are held on purpose, and the reset drains them."""
+    now = timezone.now()
+    cutoff = now - older_than
+    blocked = KommoAccount.objects.filter(blocked_since__isnull=False).values("pk")
+    evaluations = GateEvaluation.objects.filter(
+        Q(status=GateEvaluation.Status.PENDING, modified__lt=cutoff)
+        | Q(status=GateEvaluation.Status.RUNNING, claimed_at__lt=now - STUCK_RUNNING)
+    ).exclude(account_id__in=blocked)
+    waiting = Q(status__in=[OutboundChange.Status.PENDING, OutboundChange.Status.UNKNOWN]) & (
+        Q(next_attempt_at__isnull=True, modified__lt=cutoff) | Q(next_attempt_at__lt=cutoff)
+    )
+    stuck = Q(status=OutboundChange.Status.SENDING, sending_at__lt=now - STUCK_SENDING)
+    changes = OutboundChange.objects.filter(waiting | stuck).exclude(account_id__in=blocked)
+    return SweepFound(
+        evaluate=sorted(set(evaluations.values_list("account_id", flat=True))),
+        flush=sorted(set(changes.values_list("account_id", flat=True))),
+    )
 
 
 # -- defaults --------------------------------------------------------------------------------------------

@@ -1,0 +1,170 @@
+"""Fresh state without a second read: a move recorded by webhook processing is decided on the mirror's
+copy of the deal when that copy was fetched after the move was reported; every other move is re-read."""
+
+from __future__ import annotations
+
+import datetime as dt
+from unittest import mock
+
+import pytest
+
+from apps.gates.models import GateDecision, GateEvaluation
+from apps.gates.services import gate_evaluations_run, stage_change_gate_intake
+from apps.kommo.models import Lead, StageChange
+from apps.kommo.services.mirror import (
+    StageChangeBatch,
+    stage_change_record,
+    stage_changes_batch,
+    stage_changes_batch_committed,
+)
+from tests.gates.conftest import BASE_URL, NOW, kommo_lead, leads_page
+
+LEADS = BASE_URL + "/api/v4/leads"
+REPORTED = NOW + dt.timedelta(seconds=2)  # the webhook of the move reached the portal
+Outcome = GateDecision.Outcome
+
+
+@pytest.fixture
+def legal_gate(board):
+    return board.rule("Legal review")
+
+
+def mirrored(board, lead: Lead, *, stage: str, fetched_at: dt.datetime | None, **extra) -> None:
+    """The mirror's copy of the deal, as a re-fetch at ``fetched_at`` left it."""
+    raw = kommo_lead(lead, status=board.stage(stage).kommo_id, **extra)
+    Lead.objects.filter(pk=lead.pk).update(raw=raw, fetched_at=fetched_at)
+
+
+def queue_from_webhook_batch(board, change: StageChange) -> GateEvaluation:
+    evaluation = stage_change_gate_intake(
+        stage_change=change, batch=StageChangeBatch(account=board.account, reported_by=REPORTED)
+    )
+    assert evaluation is not None and evaluation.fresh_after == REPORTED
+    return evaluation
+
+
+def test_a_move_whose_deal_was_fetched_after_the_report_is_decided_without_reading_kommo(
+    board, legal_gate, kommo_client, api
+):
+    lead = board.lead("Northwind renewal")
+    change = board.move(lead, "Signing")
+    mirrored(board, lead, stage="Signing", fetched_at=REPORTED + dt.timedelta(milliseconds=20))
+    queue_from_webhook_batch(board, change)
+
+    run = gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
+
+    assert len(api.calls) == 0
+    decision = GateDecision.objects.get()
+    assert decision.outcome == Outcome.BLOCKED
+    assert decision.fresh_state["read"] == "mirror" and decision.fresh_state["status_id"] == 4005
+    assert (run.from_mirror, run.kommo_reads, run.outbound) == (1, 0, 3)
+
+
+def test_the_mirrors_copy_still_has_to_show_the_deal_where_the_move_put_it(
+    board, legal_gate, kommo_client, api
+):
+    lead = board.lead()
+    change = board.move(lead, "Signing")
+    # Fetched after the report, and Kommo had it back in Legal review (a later move): nothing is done.
+    later = NOW + dt.timedelta(seconds=1)
+    mirrored(board, lead, stage="Legal review", fetched_at=REPORTED, updated_at=later)
+    queue_from_webhook_batch(board, change)
+
+    gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
+
+    assert len(api.calls) == 0
+    assert GateDecision.objects.get().outcome == Outcome.STALE
+
+
+def test_a_copy_fetched_before_the_report_is_read_again(board, legal_gate, kommo_client, api):
+    lead = board.lead()
+    change = board.move(lead, "Signing")
+    mirrored(board, lead, stage="Legal review", fetched_at=REPORTED - dt.timedelta(seconds=5))
+    queue_from_webhook_batch(board, change)
+    api.get(LEADS, json=leads_page(kommo_lead(lead, status=board.stage("Signing").kommo_id)))
+
+    run = gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
+
+    assert [call.request.method for call in api.calls] == ["GET"]
+    decision = GateDecision.objects.get()
+    assert decision.outcome == Outcome.BLOCKED and decision.fresh_state["read"] == "kommo"
+    assert (run.from_mirror, run.kommo_reads) == (0, 1)
+
+
+@pytest.mark.parametrize("source", [StageChange.Source.SYNC, StageChange.Source.EVENTS])
+def test_moves_reported_by_the_sync_or_the_events_are_read_again(
+    board, legal_gate, kommo_client, api, source
+):
+    lead = board.lead()
+    change = board.move(lead, "Signing", source=source)
+    mirrored(board, lead, stage="Signing", fetched_at=dt.datetime.now(tz=dt.UTC))
+    assert stage_change_gate_intake(stage_change=change) is not None
+    api.get(LEADS, json=leads_page(kommo_lead(lead, status=board.stage("Signing").kommo_id)))
+
+    gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
+
+    assert [call.request.method for call in api.calls] == ["GET"]
+
+
+def test_only_the_moves_without_a_fresh_copy_are_read_in_one_call(board, legal_gate, kommo_client, api):
+    fresh_lead, stale_lead = board.lead("Fresh"), board.lead("Stale")
+    fresh_change, stale_change = board.move(fresh_lead, "Signing"), board.move(stale_lead, "Signing")
+    mirrored(board, fresh_lead, stage="Signing", fetched_at=REPORTED)
+    mirrored(board, stale_lead, stage="Legal review", fetched_at=None)
+    queue_from_webhook_batch(board, fresh_change)
+    queue_from_webhook_batch(board, stale_change)
+    api.get(LEADS, json=leads_page(kommo_lead(stale_lead, status=board.stage("Signing").kommo_id)))
+
+    gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
+
+    [read] = api.calls
+    assert read.request.url.endswith(f"filter%5Bid%5D%5B%5D={stale_lead.kommo_id}&limit=250")
+    assert GateDecision.objects.filter(outcome=Outcome.BLOCKED).count() == 2
+
+
+def test_a_webhook_batchs_moves_are_evaluated_when_it_commits_not_by_a_scheduled_task(
+    board, legal_gate, django_capture_on_commit_callbacks
+):
+    lead = board.lead()
+    with (
+        mock.patch("apps.gates.tasks.evaluate_pending.apply_async") as schedule,
+        mock.patch("apps.gates.tasks.enforce_now") as enforce,
+    ):
+        with django_capture_on_commit_callbacks(execute=True):
+            with stage_changes_batch(account=board.account, reported_by=REPORTED) as batch:
+                change, _ = stage_change_record(
+                    account=board.account,
+                    lead=lead,
+                    from_status_id=board.stage("Legal review").kommo_id,
+                    to_status_id=board.stage("Signing").kommo_id,
+                    at=NOW,
+                    source=StageChange.Source.WEBHOOK,
+                )
+        assert batch.stage_changes == [change]
+        enforce.assert_not_called()  # not before the batch is committed
+        stage_changes_batch_committed(batch=batch)
+
+    enforce.assert_called_once_with(board.account.pk)
+    schedule.assert_not_called()
+    assert GateEvaluation.objects.get().fresh_after == REPORTED
+
+
+def test_a_failed_evaluation_at_the_end_of_the_batch_leaves_the_moves_to_the_task(board, legal_gate):
+    lead = board.lead()
+    with stage_changes_batch(account=board.account, reported_by=REPORTED) as batch:
+        stage_change_record(
+            account=board.account,
+            lead=lead,
+            from_status_id=board.stage("Legal review").kommo_id,
+            to_status_id=board.stage("Signing").kommo_id,
+            at=NOW,
+            source=StageChange.Source.WEBHOOK,
+        )
+    with (
+        mock.patch("apps.gates.tasks.enforce_now", side_effect=RuntimeError("database gone")),
+        mock.patch("apps.gates.tasks.evaluate_pending.apply_async") as schedule,
+    ):
+        stage_changes_batch_committed(batch=batch)  # logs, never raises into webhook processing
+
+    schedule.assert_called_once_with((board.account.pk,), countdown=mock.ANY)
+    assert GateEvaluation.objects.get().status == GateEvaluation.Status.PENDING
