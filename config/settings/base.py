@@ -162,6 +162,9 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "kommo-webhooks-sweep": {"task": "apps.kommo.tasks.webhook_sweep", "schedule": 60.0},
     # Processed and ignored webhook events older than KOMMO_WEBHOOK_KEEP_DAYS (30) are deleted.
     "kommo-webhooks-prune": {"task": "apps.kommo.tasks.webhook_prune", "schedule": 24 * 60 * 60.0},
+    # Gate evaluations and outbound changes whose task was lost (pending, running or sending for too long)
+    # are queued again.
+    "gates-sweep": {"task": "apps.gates.tasks.sweep", "schedule": 60.0},
     # Intake submissions whose task was lost or whose worker died go back in line.
     "intake-submissions-sweep": {
         "task": "apps.intake.tasks.intake_submissions_sweep_task",
