@@ -10,7 +10,9 @@ are created in the sandbox's "Legal review" with no lawyer, so every move to "Si
 
 1. Burst: 100 deals are moved to Signing in two batch PATCHes. Measured: the Kommo calls the gates make
    for them (the fresh re-reads, the move-back PATCHes, the task and note POSTs; counted in the sandbox's
-   request log), target ≤ 6; the webhook processing's own re-fetches are reported beside them.
+   request log), target ≤ 6; the webhook processing's own re-fetches (``with=`` GETs) are reported beside
+   them, with how many decisions used the mirror's copy of the deal instead of a re-read and how long it
+   took from the first webhook of the burst to its last decision.
 2. Latency: 100 other deals are moved one by one at 10 moves per second. Measured per deal: from the
    moment the portal received the webhook of the move (``WebhookEvent.received_at``) to the moment the move
    back was handed to Kommo (``OutboundChange.sending_at``); p50, p95 (target ≤ 1 s), max, and the median
@@ -189,7 +191,13 @@ class Bench:
     # -- scenarios ----------------------------------------------------------------------------------------
 
     def burst(self, ids: list[int]) -> dict[str, Any]:
+        from django.utils import timezone
+
+        from apps.gates.models import GateDecision
+        from apps.kommo.models import WebhookEvent
+
         mark = self.log_mark()
+        self.burst_started = timezone.now()
         started = time.monotonic()
         for start in range(0, len(ids), 50):
             chunk = ids[start : start + 50]
@@ -224,10 +232,21 @@ class Bench:
         }
         total = gate["fresh_reads"] + gate["lead_patches"] + gate["task_posts"] + gate["note_posts"]
         intake = [c for c in calls if c["method"] == "GET" and "with=" in c["query"]]
+        decisions = GateDecision.objects.filter(lead__kommo_id__in=ids)
+        on_mirror = sum(
+            1 for state in decisions.values_list("fresh_state", flat=True) if state.get("read") == "mirror"
+        )
+        first_received = WebhookEvent.objects.order_by("received_at").values_list("received_at", flat=True)
+        first = first_received.filter(received_at__gte=self.burst_started).first()
+        last_decided = decisions.order_by("-decided_at").values_list("decided_at", flat=True).first()
         return {
             "deals": len(ids),
             "manager_patches": math.ceil(len(ids) / 50),
             "gate_calls": {**gate, "total": total},
+            "decided_on_the_mirrors_fresh_copy": on_mirror,
+            "decisions_spread_s": round((last_decided - first).total_seconds(), 2)
+            if first and last_decided
+            else None,
             "webhook_processing_refetches": len(intake),
             "all_kommo_calls_after_the_move": len(calls) - math.ceil(len(ids) / 50),
             "seconds_until_all_moved_back": round(elapsed, 2),
