@@ -201,15 +201,15 @@ class CeleryWorker:
         self.process.wait(timeout=10)
 
     def stop(self) -> None:
-        if self.process is None or self.process.poll() is not None:
-            self._signal(signal.SIGKILL)
-            return
-        self._signal(signal.SIGTERM)
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            pass
+        if self.process is not None and self.process.poll() is None:
+            self._signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                pass
         self._signal(signal.SIGKILL)
+        if self.log_path is not None:
+            self.log_path.unlink(missing_ok=True)
 
     def _signal(self, sig: signal.Signals) -> None:
         if self.process is None:
