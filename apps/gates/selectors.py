@@ -8,6 +8,7 @@ Kommo and without writing anything.
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from django.db.models import QuerySet
@@ -16,6 +17,7 @@ from apps.gates import semantics
 from apps.gates.models import GateDecision, GateRule
 from apps.gates.services import stakeholder_views
 from apps.kommo.models import Lead, StageChange, Status
+from apps.stakeholders.models import Stakeholder
 from apps.stakeholders.selectors import stakeholders_for_leads
 
 
@@ -172,3 +174,45 @@ def gate_rule_dry_run(*, rule: GateRule, since: dt.datetime, until: dt.datetime)
 
 def gate_decisions_for_lead(*, lead: Lead) -> QuerySet[GateDecision]:
     return GateDecision.objects.filter(lead=lead).select_related("rule").order_by("-decided_at", "-id")
+
+
+@dataclass(frozen=True)
+class GateAhead:
+    """A gate the deal has not passed yet, and what it still needs (nothing when the deal would pass)."""
+
+    rule: GateRule
+    missing: list[str]
+
+    @property
+    def passes(self) -> bool:
+        return not self.missing
+
+
+def gates_ahead_for_lead(*, lead: Lead, stakeholders: Sequence[Stakeholder]) -> list[GateAhead]:
+    """The active gates of the deal's pipeline at or after its stage, nearest first, judged on its
+    stakeholders as they stand. A closed deal has none."""
+    status = lead.status
+    if status is None or lead.pipeline_id is None or status.kommo_id in semantics.CLOSED_STATUS_IDS:
+        return []
+    rules = (
+        GateRule.objects.filter(
+            account_id=lead.account_id,
+            pipeline_id=lead.pipeline_id,
+            is_active=True,
+            gated_stage__sort__gte=status.sort,
+        )
+        .select_related("gated_stage")
+        .prefetch_related("conditions__role")
+        .order_by("gated_stage__sort", "pk")
+    )
+    views = stakeholder_views(stakeholders)
+    return [
+        GateAhead(
+            rule=rule,
+            missing=semantics.conditions_failures(
+                conditions=[condition.as_semantics() for condition in rule.conditions.all()],
+                stakeholders=views,
+            ),
+        )
+        for rule in rules
+    ]

@@ -13,6 +13,7 @@ from django.views.decorators.http import require_GET, require_POST
 from apps.kommo.models.mirror import Lead
 from apps.stakeholders.forms import StakeholderForm
 from apps.stakeholders.models import Stakeholder
+from apps.stakeholders.panels import deal_panels_for
 from apps.stakeholders.selectors import (
     deals_for_user,
     stage_history_for_lead,
@@ -46,15 +47,17 @@ def deal_list(request: HttpRequest) -> HttpResponse:
 @require_GET
 def deal_detail(request: HttpRequest, deal_id: int) -> HttpResponse:
     deal = _deal_for(request, deal_id)
-    forms = [StakeholderForm(stakeholder=row) for row in stakeholders_for_lead(lead=deal)]
+    stakeholders = stakeholders_for_lead(lead=deal)
+    forms = [StakeholderForm(stakeholder=row) for row in stakeholders]
     return render(
         request,
         "stakeholders/deal_detail.html",
         {
             "deal": deal,
             "forms": forms,
-            "summary": stakeholders_summary([form.stakeholder for form in forms]),
+            "summary": stakeholders_summary(stakeholders),
             "history": stage_history_for_lead(lead=deal),
+            "panels": deal_panels_for(deal=deal, stakeholders=stakeholders),
         },
     )
 
