@@ -179,8 +179,7 @@ class StakeholderInline(ReadOnlyInline):
 class GateDecisionInline(ReadOnlyInline):
     model = GateDecision
     fk_name = "lead"
-    fields = ["decided_at", "rule", "rule_version", "outcome", "transition", "reasons"]
-    readonly_fields = fields
+    fields = readonly_fields = ("decided_at", "rule", "rule_version", "outcome", "transition", "reasons")
     ordering = ["-decided_at"]
     show_change_link = True
 
