@@ -28,14 +28,11 @@ import json
 import math
 import os
 import statistics
-import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.support import Portal
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -48,7 +45,7 @@ class Bench:
         import requests
 
         from apps.kommo_sandbox.server import SandboxServer
-        from tests.support.services import CeleryWorker, free_port, wait_for
+        from tests.support.services import CeleryWorker
 
         self.requests = requests
         self.sandbox = SandboxServer(host="127.0.0.1", port=0, seed="demo", webhooks=True).start()
@@ -60,49 +57,17 @@ class Bench:
             headers={"Authorization": f"Bearer {self.sandbox.credentials['admin_token']}"},
             timeout=10,
         ).raise_for_status()
-        port = free_port()
-        self.portal_url = f"http://127.0.0.1:{port}"
-        env = {
-            **os.environ,
-            "DJANGO_SETTINGS_MODULE": "config.settings.test",
-            "DATABASE_URL": database_url,
-            "CELERY_BROKER_URL": broker_url,
-            "REDIS_URL": broker_url,
-        }
-        self.web = subprocess.Popen(  # noqa: S603
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "config.wsgi",
-                "-w",
-                "2",
-                "-b",
-                f"127.0.0.1:{port}",
-                "-k",
-                "sync",
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        self.portal = Portal(
+            settings_module="config.settings.test", database_url=database_url, broker_url=broker_url
         )
-
-        def answers() -> bool:
-            try:
-                return requests.get(f"{self.portal_url}/healthz", timeout=1).status_code == 200
-            except requests.RequestException:
-                return False
-
-        wait_for(answers, timeout=30, message="gunicorn")
+        self.portal_url = self.portal.url
         self.worker = CeleryWorker(
             broker_url=broker_url, database_url=database_url, extra_env={"REDIS_URL": broker_url}
         ).start()
 
     def stop(self) -> None:
         self.worker.stop()
-        self.web.terminate()
-        self.web.wait(timeout=15)
+        self.portal.stop()
         self.sandbox.stop()
 
     # -- the sandbox -----------------------------------------------------------------------------------

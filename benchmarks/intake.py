@@ -1,8 +1,9 @@
 """Intake benchmark: ``python -m benchmarks.intake``.
 
-1. Acknowledgement: gunicorn (sync workers, one per core) on a throwaway PostgreSQL, tasks published to a
-   throwaway Redis; wrk posts a distinct valid submission per request to ``POST /api/v1/intake/leads`` and,
-   as the baseline measured in the same run, the same bodies to a bare view with the same key check.
+1. Acknowledgement: gunicorn (the production configuration, one worker per core) on a throwaway
+   PostgreSQL, tasks published to a throwaway Redis; wrk posts a distinct valid submission per request to
+   ``POST /api/v1/intake/leads`` and, as the baseline measured in the same run, the same bodies to a bare
+   view with the same key check.
    Reported: accepted submissions per second, p99 of the 202, and the ratio to the baseline.
 2. Kommo calls per submission: submissions processed against the Kommo sandbox (rate limit off), calls
    counted with the sandbox's request log, by kind, against the target (one search per identity unknown
@@ -20,14 +21,10 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
-import tempfile
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.support import Portal, wrk_run
 
 WRK_SCRIPT = r"""
 local counter = 0
@@ -50,14 +47,6 @@ function request()
   local headers = {["Content-Type"] = "application/json", ["Authorization"] = "Bearer __KEY__"}
   return wrk.format("POST", nil, headers, body)
 end
-
-function done(summary, latency, requests)
-  local format = 'RESULT {"requests": %d, "duration_us": %d, "non2xx": %d, "errors": %d, '
-    .. '"p50_us": %d, "p99_us": %d}\n'
-  io.write(string.format(format,
-    summary.requests, summary.duration, summary.errors.status, summary.errors.connect + summary.errors.read
-    + summary.errors.write + summary.errors.timeout, latency:percentile(50), latency:percentile(99)))
-end
 """
 
 
@@ -70,87 +59,33 @@ def _setup_django(database_url: str, broker_url: str) -> None:
     django.setup()
 
 
-def _wrk(url: str, key: str, *, seconds: int, connections: int) -> dict[str, float]:
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(WRK_SCRIPT.replace("__KEY__", key))
-    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", script.name, url]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout  # noqa: S603
-    os.unlink(script.name)
-    match = re.search(r"RESULT (\{.*\})", output)
-    if match is None:
-        raise RuntimeError(f"wrk printed no result:\n{output}")
-    raw = json.loads(match.group(1))
-    return {
-        "requests": raw["requests"],
-        "per_second": raw["requests"] / (raw["duration_us"] / 1e6),
-        "p50_ms": raw["p50_us"] / 1000,
-        "p99_ms": raw["p99_us"] / 1000,
-        "non_2xx": raw["non2xx"],
-        "socket_errors": raw["errors"],
-    }
-
-
 def acknowledgement(*, database_url: str, broker_url: str, seconds: int, connections: int) -> dict[str, Any]:
-    import requests
-
     from apps.intake.models import IntakeSource, IntakeSubmission
     from apps.intake.services import intake_source_key_generate
     from apps.kommo.models import KommoAccount
-    from tests.support.services import free_port, wait_for
 
     account = KommoAccount.objects.create(name="Bench", base_url="https://bench.kommo.com")
     key = intake_source_key_generate(source=IntakeSource(account=account, name="Bench"))
-    port = free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "benchmarks.intake_settings",
-        "DATABASE_URL": database_url,
-        "CELERY_BROKER_URL": broker_url,
-    }
-    workers = str(os.cpu_count() or 2)
-    server = subprocess.Popen(  # noqa: S603
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "config.wsgi",
-            "-w",
-            workers,
-            "-b",
-            f"127.0.0.1:{port}",
-            "-k",
-            "sync",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    script = WRK_SCRIPT.replace("__KEY__", key)
+    portal = Portal(
+        settings_module="benchmarks.intake_settings", database_url=database_url, broker_url=broker_url
     )
+    baseline_url, intake_url = f"{portal.url}/bench/baseline", f"{portal.url}/api/v1/intake/leads"
     try:
-
-        def answers() -> bool:
-            try:
-                return requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200
-            except requests.RequestException:
-                return False
-
-        wait_for(answers, timeout=30, message="gunicorn")
-        base = f"http://127.0.0.1:{port}"
-        _wrk(f"{base}/bench/baseline", key, seconds=2, connections=connections)  # warm-up
-        _wrk(f"{base}/api/v1/intake/leads", key, seconds=2, connections=connections)
+        wrk_run(baseline_url, script, seconds=2, connections=connections)  # warm-up
+        wrk_run(intake_url, script, seconds=2, connections=connections)
         IntakeSubmission.objects.all().delete()
-        baseline = _wrk(f"{base}/bench/baseline", key, seconds=seconds, connections=connections)
-        intake = _wrk(f"{base}/api/v1/intake/leads", key, seconds=seconds, connections=connections)
+        baseline = wrk_run(baseline_url, script, seconds=seconds, connections=connections)
+        intake = wrk_run(intake_url, script, seconds=seconds, connections=connections)
         stored = IntakeSubmission.objects.count()
     finally:
-        server.terminate()
-        server.wait(timeout=15)
+        portal.stop()
     return {
         "baseline": baseline,
         "intake": intake,
         "stored_submissions": stored,
         "throughput_ratio": intake["per_second"] / baseline["per_second"],
-        "gunicorn_workers": int(workers),
+        "gunicorn": portal.configuration(),
         "connections": connections,
         "seconds": seconds,
     }

@@ -19,15 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
-import subprocess
-import sys
-import tempfile
-from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.support import ROOT, Portal, wrk_run
+
 BODY = ROOT / "tests" / "fixtures" / "kommo" / "webhooks" / "leads-status.form.txt"
 
 WRK_SCRIPT = r"""
@@ -37,85 +33,32 @@ wrk.headers["Content-Type"] = "application/x-www-form-urlencoded"
 wrk.headers["User-Agent"] = "amoCRM-Webhooks/3.0"
 wrk.headers["X-Amocrm-Requestid"] = "6f1c7a52-3e0b-4b8e-9a51-0d2f6c9b7e41"
 wrk.headers["Accept-Encoding"] = "gzip"
-
-function done(summary, latency, requests)
-  local format = 'RESULT {"requests": %d, "duration_us": %d, "non2xx": %d, "errors": %d, '
-    .. '"p50_us": %d, "p99_us": %d}\n'
-  io.write(string.format(format,
-    summary.requests, summary.duration, summary.errors.status, summary.errors.connect + summary.errors.read
-    + summary.errors.write + summary.errors.timeout, latency:percentile(50), latency:percentile(99)))
-end
 """
 
 
-def _wrk(url: str, *, seconds: int, connections: int) -> dict[str, float]:
-    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-        script.write(WRK_SCRIPT.replace("__BODY__", BODY.read_text(encoding="ascii").strip()))
-    command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", script.name, url]
-    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout  # noqa: S603
-    os.unlink(script.name)
-    match = re.search(r"RESULT (\{.*\})", output)
-    if match is None:
-        raise RuntimeError(f"wrk printed no result:\n{output}")
-    raw = json.loads(match.group(1))
-    return {
-        "requests": raw["requests"],
-        "per_second": round(raw["requests"] / (raw["duration_us"] / 1e6), 1),
-        "p50_ms": raw["p50_us"] / 1000,
-        "p99_ms": raw["p99_us"] / 1000,
-        "non_2xx": raw["non2xx"],
-        "socket_errors": raw["errors"],
-    }
-
-
 def acknowledgement(*, database_url: str, broker_url: str, seconds: int, connections: int) -> dict[str, Any]:
-    import requests
-
     from apps.kommo.models import KommoAccount, WebhookEvent
-    from config import gunicorn as gunicorn_conf
-    from tests.support.services import free_port, wait_for
 
     account = KommoAccount.objects.create(
         name="Bench", subdomain="irestoremoldova", kommo_id=16503244, base_url="https://bench.kommo.com"
     )
-    port = free_port()
-    env = {
-        **os.environ,
-        "DJANGO_SETTINGS_MODULE": "benchmarks.webhooks_settings",
-        "DATABASE_URL": database_url,
-        "CELERY_BROKER_URL": broker_url,
-    }
-    env["GUNICORN_BIND"] = f"127.0.0.1:{port}"
-    # One worker per core: here gunicorn shares the cores with PostgreSQL, Redis and wrk.
-    env.setdefault("GUNICORN_WORKERS", str(os.cpu_count() or 2))
-    env["GUNICORN_ACCESS_LOG"] = ""  # no access log: it would be measured too
-    server = subprocess.Popen(  # noqa: S603  (the production configuration, on a loopback port)
-        [sys.executable, "-m", "gunicorn", "config.wsgi", "-c", str(ROOT / "config" / "gunicorn.py")],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    script = WRK_SCRIPT.replace("__BODY__", BODY.read_text(encoding="ascii").strip())
+    portal = Portal(
+        settings_module="benchmarks.webhooks_settings", database_url=database_url, broker_url=broker_url
     )
-    base = f"http://127.0.0.1:{port}"
-    webhook_url = f"{base}/webhooks/kommo/{account.webhook_token}/"
+    bare_url, webhook_url = (
+        f"{portal.url}/bench/bare/",
+        f"{portal.url}/webhooks/kommo/{account.webhook_token}/",
+    )
     try:
-
-        def answers() -> bool:
-            try:
-                return requests.get(f"{base}/healthz", timeout=1).status_code == 200
-            except requests.RequestException:
-                return False
-
-        wait_for(answers, timeout=30, message="gunicorn")
-        _wrk(f"{base}/bench/bare/", seconds=2, connections=connections)  # warm-up of both paths
-        _wrk(webhook_url, seconds=2, connections=connections)
+        wrk_run(bare_url, script, seconds=2, connections=connections)  # warm-up of both paths
+        wrk_run(webhook_url, script, seconds=2, connections=connections)
         WebhookEvent.objects.all().delete()
-        bare = _wrk(f"{base}/bench/bare/", seconds=seconds, connections=connections)
-        webhook = _wrk(webhook_url, seconds=seconds, connections=connections)
+        bare = wrk_run(bare_url, script, seconds=seconds, connections=connections)
+        webhook = wrk_run(webhook_url, script, seconds=seconds, connections=connections)
         stored = WebhookEvent.objects.filter(status=WebhookEvent.Status.RECEIVED).count()
     finally:
-        server.terminate()
-        server.wait(timeout=15)
+        portal.stop()
     ratio = webhook["per_second"] / bare["per_second"]
     return {
         "bare": bare,
@@ -124,11 +67,7 @@ def acknowledgement(*, database_url: str, broker_url: str, seconds: int, connect
         "throughput_ratio": round(ratio, 3),
         "targets": {"throughput_ratio_min": 0.6, "p99_ms_max": 50.0},
         "meets_targets": ratio >= 0.6 and webhook["p99_ms"] <= 50.0,
-        "gunicorn": {
-            "worker_class": env.get("GUNICORN_WORKER_CLASS", gunicorn_conf.worker_class),
-            "workers": int(env["GUNICORN_WORKERS"]),
-            "threads": int(env.get("GUNICORN_THREADS", gunicorn_conf.threads)),
-        },
+        "gunicorn": portal.configuration(),
         "connections": connections,
         "seconds": seconds,
         "body_bytes": len(BODY.read_bytes().strip()),

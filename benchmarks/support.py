@@ -1,0 +1,101 @@
+"""What the benchmarks share: a portal served by gunicorn with the production configuration, and wrk.
+
+Every benchmark starts its own throwaway PostgreSQL and Redis (``tests/support/services.py``) and measures
+against a baseline taken in the same run; these helpers only start and drive the processes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Appended to every wrk script: prints one machine-readable line that ``wrk_run`` reads.
+WRK_DONE = r"""
+function done(summary, latency, requests)
+  local format = 'RESULT {"requests": %d, "duration_us": %d, "non2xx": %d, "errors": %d, '
+    .. '"p50_us": %d, "p99_us": %d}\n'
+  io.write(string.format(format,
+    summary.requests, summary.duration, summary.errors.status, summary.errors.connect + summary.errors.read
+    + summary.errors.write + summary.errors.timeout, latency:percentile(50), latency:percentile(99)))
+end
+"""
+
+
+def wrk_run(url: str, script: str, *, seconds: int, connections: int) -> dict[str, float]:
+    """Runs wrk with ``script`` (its request part; the report part is added) against ``url``."""
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as file:
+        file.write(script + WRK_DONE)
+    try:
+        command = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "-s", file.name, url]
+        output = subprocess.run(command, capture_output=True, text=True, check=True).stdout  # noqa: S603
+    finally:
+        os.unlink(file.name)
+    match = re.search(r"RESULT (\{.*\})", output)
+    if match is None:
+        raise RuntimeError(f"wrk printed no result:\n{output}")
+    raw = json.loads(match.group(1))
+    return {
+        "requests": raw["requests"],
+        "per_second": round(raw["requests"] / (raw["duration_us"] / 1e6), 1),
+        "p50_ms": raw["p50_us"] / 1000,
+        "p99_ms": raw["p99_us"] / 1000,
+        "non_2xx": raw["non2xx"],
+        "socket_errors": raw["errors"],
+    }
+
+
+class Portal:
+    """gunicorn serving the portal with ``config/gunicorn.py`` on a free loopback port, one worker per core
+    (the benchmarks share the cores with PostgreSQL, Redis and the load generator), no access log."""
+
+    def __init__(self, *, settings_module: str, database_url: str, broker_url: str) -> None:
+        from tests.support.services import free_port, wait_for
+
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        self.env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": settings_module,
+            "DATABASE_URL": database_url,
+            "CELERY_BROKER_URL": broker_url,
+            "REDIS_URL": broker_url,
+            "GUNICORN_BIND": f"127.0.0.1:{port}",
+            "GUNICORN_ACCESS_LOG": "",
+        }
+        self.env.setdefault("GUNICORN_WORKERS", str(os.cpu_count() or 2))
+        self.process = subprocess.Popen(  # noqa: S603  (the production configuration, on a loopback port)
+            [sys.executable, "-m", "gunicorn", "config.wsgi", "-c", str(ROOT / "config" / "gunicorn.py")],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_for(self._healthy, timeout=30, message="gunicorn")
+
+    def _healthy(self) -> bool:
+        try:
+            return requests.get(f"{self.url}/healthz", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def configuration(self) -> dict[str, object]:
+        from config import gunicorn
+
+        return {
+            "worker_class": self.env.get("GUNICORN_WORKER_CLASS", gunicorn.worker_class),
+            "workers": int(self.env["GUNICORN_WORKERS"]),
+            "threads": int(self.env.get("GUNICORN_THREADS", gunicorn.threads)),
+        }
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=15)
