@@ -48,6 +48,7 @@ def test_a_stage_move_through_the_api_is_delivered_as_a_form_encoded_status_webh
     assert pairs["account[id]"] == str(server.credentials["account_id"])
     assert all(isinstance(value, str) for value in pairs.values())
 
+    assert server.sender.wait_idle(5)  # an attempt is logged once its answer is in: after the receiver
     log = admin.get("/_sandbox/webhook-deliveries").json()["deliveries"]
     assert [(entry["outcome"], entry["status_code"]) for entry in log] == [("delivered", 200)]
 
