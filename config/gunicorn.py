@@ -8,10 +8,16 @@ variable below overrides its setting.
 import multiprocessing
 import os
 
-bind = os.environ.get("GUNICORN_BIND", "0.0.0.0:8000")
-workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count() * 2 + 1))
-worker_class = os.environ.get("GUNICORN_WORKER_CLASS", "sync")
-threads = int(os.environ.get("GUNICORN_THREADS", "1"))
+
+def setting(name: str, default: str) -> str:
+    """The variable's value; unset and empty both mean the default."""
+    return os.environ.get(name) or default
+
+
+bind = setting("GUNICORN_BIND", "0.0.0.0:8000")
+workers = int(setting("GUNICORN_WORKERS", str(multiprocessing.cpu_count() * 2 + 1)))
+worker_class = setting("GUNICORN_WORKER_CLASS", "sync")
+threads = int(setting("GUNICORN_THREADS", "1"))
 # Kommo gives up on a webhook after 2 seconds; nothing the portal serves should take longer than this.
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+timeout = int(setting("GUNICORN_TIMEOUT", "30"))
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None
