@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """Smoke test of the README's first command on this clone, as a person would use it.
 
-`make run` must come up with the demo sandbox (the target is a minute; the check allows 90 s on a busy machine
-and prints the figure); a deal moved past "Legal review" while its
-lawyer has not approved must come back; Ctrl-C must leave no process behind.
+`make run` must come up with the demo sandbox (the target is a minute; the check allows 90 s on a busy
+machine and prints the figure); a deal moved past "Legal review" while its lawyer has not approved must
+come back; Ctrl-C must leave no process behind.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,25 +21,26 @@ import requests  # from the project's .venv: this script runs with it
 
 ROOT = Path(__file__).resolve().parent.parent
 LOG = ROOT / ".run" / "smoke-make-run.log"
+sys.path.insert(0, str(ROOT))
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.services import free_port  # noqa: E402
+from tests.support.services import wait_for as wait_until  # noqa: E402
 
 
 def wait_for(what: str, predicate, timeout: float):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    """Waits for ``predicate`` (a refused or failed request counts as not yet); fails with the log's tail."""
+
+    def answered():  # type: ignore[no-untyped-def]
         try:
-            value = predicate()
+            return predicate()
         except requests.RequestException:
-            value = None
-        if value:
-            return value
-        time.sleep(0.5)
-    raise SystemExit(f"FAIL: {what} within {timeout:.0f}s\n--- make run log (tail) ---\n{tail()}")
+            return None
+
+    try:
+        return wait_until(answered, timeout=timeout, interval=0.5, message=what)
+    except TimeoutError:
+        failure = f"FAIL: {what} within {timeout:.0f}s\n--- make run log (tail) ---\n{tail()}"
+        raise SystemExit(failure) from None
 
 
 def tail(lines: int = 60) -> str:

@@ -1,4 +1,4 @@
-"""Reachability checks for the health endpoint and for ``make run``'s start-up report."""
+"""Reachability checks of the database and the broker, for the health endpoint."""
 
 from __future__ import annotations
 
