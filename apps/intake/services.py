@@ -326,9 +326,6 @@ class _Run:
             ]
         self.outcomes: list[dict[str, Any]] = submission.contact_outcomes
 
-    def identities(self) -> list[str]:
-        return [identity for contact in self.contacts for identity in _identities(contact)]
-
     def save(self, *fields: str) -> None:
         self.submission.save(update_fields=[*fields, "modified"])
 
@@ -620,20 +617,27 @@ class _Run:
             if outcome["kommo_id"] != main_id
         ]
         target = self.roles.catalog
-        for outcome in self.outcomes:
-            for item in outcome["role_recorded"]:
-                if item.startswith("catalog_element:") and target is not None:
-                    element_id = int(item.partition(":")[2])
-                    links.append(
-                        types.LinkWrite(
-                            to_entity_id=element_id,
-                            to_entity_type="catalog_elements",
-                            catalog_id=target.catalog_id,
-                            quantity=1,
-                        )
-                    )
+        if target is not None:
+            links += [
+                types.LinkWrite(
+                    to_entity_id=element_id,
+                    to_entity_type="catalog_elements",
+                    catalog_id=target.catalog_id,
+                    quantity=1,
+                )
+                for element_id in self.element_ids()
+            ]
         if links:
             self.client.links_create("leads", lead_id, links)
+
+    def element_ids(self) -> list[int]:
+        """Kommo ids of the "Stakeholders" elements recorded for the people, in their order."""
+        return [
+            int(item.partition(":")[2])
+            for outcome in self.outcomes
+            for item in outcome["role_recorded"]
+            if item.startswith("catalog_element:")
+        ]
 
     # 7. the mirror, so the next submission finds these people locally
     def mirror(self) -> None:
@@ -744,12 +748,11 @@ class _Run:
         main_id = self.outcomes[0]["kommo_id"]
         others = [outcome["kommo_id"] for outcome in self.outcomes[1:] if outcome["kommo_id"] != main_id]
         target = self.roles.catalog
-        elements = [
-            (int(item.partition(":")[2]), target.catalog_id)
-            for outcome in self.outcomes
-            for item in outcome["role_recorded"]
-            if item.startswith("catalog_element:") and target is not None and target.catalog_id is not None
-        ]
+        elements = (
+            [(element_id, target.catalog_id) for element_id in self.element_ids()]
+            if target is not None and target.catalog_id is not None
+            else []
+        )
         field_id = mirror_marker_field_id(account=self.account)
         return echo.lead_echo(
             kommo_id=submission.kommo_lead_id,
