@@ -157,3 +157,22 @@ def test_admin_actions_reset_the_circuit_breaker_and_regenerate_the_webhook_toke
     stored = KommoAccount.objects.get(pk=account.pk)
     assert stored.blocked_since is None and stored.blocked_reason == ""
     assert stored.webhook_token != account.webhook_token and len(stored.webhook_token) >= 40
+
+
+def test_a_base_url_typed_without_a_scheme_is_saved_as_https(staff, account):
+    url = reverse("admin:kommo_kommoaccount_change", args=[account.pk])
+
+    staff.post(
+        url,
+        {
+            "name": account.name,
+            "base_url": "acme.kommo.com",
+            "client_id": "",
+            "client_secret": "",
+            "redirect_uri": "",
+            "authorization_url": "",
+            "rate_limit_per_second": "7",
+        },
+    )
+
+    assert KommoAccount.objects.get(pk=account.pk).base_url == "https://acme.kommo.com"

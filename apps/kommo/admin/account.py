@@ -19,13 +19,6 @@ from apps.kommo.models.account import KommoAccount
 from apps.kommo.services import accounts as account_services
 
 
-def https_url_formfield(db_field: models.Field[Any, Any], **kwargs: Any) -> forms.Field | None:
-    """Kommo only speaks HTTPS: a host typed without a scheme means https://."""
-    if isinstance(db_field, models.URLField):
-        kwargs.setdefault("assume_scheme", "https")
-    return db_field.formfield(**kwargs)
-
-
 class KommoAccountForm(forms.ModelForm):  # type: ignore[type-arg]
     client_secret = forms.CharField(
         label="OAuth client secret",
@@ -37,7 +30,6 @@ class KommoAccountForm(forms.ModelForm):  # type: ignore[type-arg]
 
     class Meta:
         model = KommoAccount
-        formfield_callback = https_url_formfield
         fields = (
             "name",
             "base_url",
@@ -64,6 +56,7 @@ class LongLivedTokenForm(forms.Form):
 @admin.register(KommoAccount)
 class KommoAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     form = KommoAccountForm
+    # Kommo only speaks HTTPS: a host typed without a scheme means https://.
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
     change_form_template = "admin/kommo/kommoaccount/change_form.html"
     list_display = (
@@ -118,9 +111,9 @@ class KommoAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
     @admin.display(description="state")
     def connection_state(self, account: KommoAccount) -> str:
-        if account.blocked_since:
+        if account.is_blocked:
             return "blocked by Kommo (calls stopped)"
-        if not account.access_token:
+        if not account.is_connected:
             return "not connected"
         if account.auth_error:
             return "auth error"
