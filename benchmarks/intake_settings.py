@@ -1,5 +1,5 @@
-"""Settings of the intake benchmark's server: the test settings (no debug) plus a baseline view."""
+"""Settings of the intake benchmark's server: the benchmarks' base and a URLconf with the baseline view."""
 
-from config.settings.test import *  # noqa: F403
+from benchmarks.settings import *  # noqa: F403
 
 ROOT_URLCONF = "benchmarks.intake_urls"

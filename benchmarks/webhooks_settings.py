@@ -1,8 +1,5 @@
-"""Settings of the webhook benchmark's server: the test settings (no debug), persistent database
-connections as in production, and a URLconf that adds the bare baseline view."""
+"""Settings of the webhook benchmark's server: the benchmarks' base and a URLconf with the bare view."""
 
-from config.settings.test import *  # noqa: F403
-from config.settings.test import DATABASES
+from benchmarks.settings import *  # noqa: F403
 
 ROOT_URLCONF = "benchmarks.webhooks_urls"
-DATABASES["default"]["CONN_MAX_AGE"] = 60
