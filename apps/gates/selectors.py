@@ -11,10 +11,8 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from django.db.models import QuerySet
-
 from apps.gates import semantics
-from apps.gates.models import GateDecision, GateRule
+from apps.gates.models import GateRule
 from apps.gates.services import stakeholder_views
 from apps.kommo.models import Lead, StageChange, Status
 from apps.stakeholders.models import Stakeholder
@@ -170,10 +168,6 @@ def gate_rule_dry_run(*, rule: GateRule, since: dt.datetime, until: dt.datetime)
         since=since,
         until=until,
     )
-
-
-def gate_decisions_for_lead(*, lead: Lead) -> QuerySet[GateDecision]:
-    return GateDecision.objects.filter(lead=lead).select_related("rule").order_by("-decided_at", "-id")
 
 
 @dataclass(frozen=True)

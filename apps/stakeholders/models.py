@@ -60,9 +60,6 @@ class FieldMapping(TimeStampedModel):
         CONTACT_FIELD = "contact_field", "Contact field"
         CATALOG_FIELD = "catalog_field", "Catalog field"
 
-    # Attributes whose Kommo field is a select, so its options are mapped by FieldMappingValue rows.
-    ENUM_ATTRIBUTES = (Attribute.ROLE, Attribute.APPROVAL_STATUS)
-
     account = models.ForeignKey(
         "kommo.KommoAccount", on_delete=models.CASCADE, related_name="stakeholder_field_mappings"
     )
@@ -103,10 +100,6 @@ class FieldMapping(TimeStampedModel):
                 errors["attribute"] = "This account already maps this attribute from this source."
         if errors:
             raise ValidationError(errors)
-
-    @property
-    def takes_values(self) -> bool:
-        return self.attribute in self.ENUM_ATTRIBUTES
 
 
 class FieldMappingValue(models.Model):

@@ -32,10 +32,6 @@ def stakeholders_for_leads(*, lead_ids: Collection[int]) -> dict[int, list[Stake
     return found
 
 
-def roles_active() -> list[Role]:
-    return list(Role.objects.filter(active=True).order_by("sort", "id"))
-
-
 @dataclass(frozen=True)
 class StakeholderSummary:
     """What a deal list shows about a deal's stakeholders."""
