@@ -86,6 +86,8 @@ def test_a_long_lived_token_is_checked_before_it_is_stored(staff, make_account, 
     stored = KommoAccount.objects.get(pk=account.pk)
     assert stored.auth_kind == KommoAccount.AuthKind.LONG_LIVED and stored.access_token == "good-token"
     assert stored.kommo_id == 123123123
+    assert (stored.subdomain, stored.auth_error) == ("yourdomain", "") and stored.last_verified_at
+    assert len(api.calls) == 2  # each token is checked once; the answer is the verification
 
 
 def test_kommo_connect_creates_the_account_once_and_prints_its_webhook_url(db, api, settings):

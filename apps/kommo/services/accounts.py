@@ -250,7 +250,8 @@ def account_oauth_complete(*, state: str, code: str) -> KommoAccount:
 
 
 def account_long_lived_token_set(*, account: KommoAccount, token: str) -> Account:
-    """Switch the account to a long-lived token, after Kommo accepted it."""
+    """Switch the account to a long-lived token, after Kommo accepted it (one ``GET /api/v4/account``,
+    whose answer is stored as the verification)."""
     probe = KommoAccount(
         base_url=account.base_url,
         auth_kind=KommoAccount.AuthKind.LONG_LIVED,
@@ -258,12 +259,9 @@ def account_long_lived_token_set(*, account: KommoAccount, token: str) -> Accoun
         rate_limit_per_second=account.rate_limit_per_second,
     )
     info = kommo_client.KommoClient(probe).account_get()
-    account.auth_kind = KommoAccount.AuthKind.LONG_LIVED
-    account.access_token = token
-    account.refresh_token = ""
-    account.token_expires_at = None
+    _long_lived_token_use(account, token=token, info=info)
+    account.subdomain = account.subdomain or info.subdomain
     account.save()
-    account_verify(account=account)
     return info
 
 
@@ -279,15 +277,22 @@ def account_connect_with_token(
         account = KommoAccount.objects.select_for_update().filter(base_url=base_url, kommo_id=info.id).first()
         created = account is None
         if account is None:
-            account = KommoAccount(base_url=base_url, kommo_id=info.id)
+            account = KommoAccount(base_url=base_url)
+        _long_lived_token_use(account, token=token, info=info)
         account.name = name or account.name or info.name or info.subdomain
         account.subdomain = subdomain or info.subdomain
-        account.auth_kind = KommoAccount.AuthKind.LONG_LIVED
-        account.access_token = token
-        account.refresh_token = ""
-        account.token_expires_at = None
-        account.auth_error = ""
-        account.auth_error_at = None
-        account.last_verified_at = timezone.now()
         account.save()
     return account, created
+
+
+def _long_lived_token_use(account: KommoAccount, *, token: str, info: Account) -> None:
+    """Put a long-lived token Kommo has just accepted on ``account`` (unsaved); ``info`` is Kommo's answer
+    to ``GET /api/v4/account`` with that token."""
+    account.auth_kind = KommoAccount.AuthKind.LONG_LIVED
+    account.access_token = token
+    account.refresh_token = ""
+    account.token_expires_at = None
+    account.kommo_id = info.id
+    account.auth_error = ""
+    account.auth_error_at = None
+    account.last_verified_at = timezone.now()
