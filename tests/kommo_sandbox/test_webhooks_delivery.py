@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -66,6 +66,16 @@ def make_sender() -> Iterator[Any]:
     yield make
     for sender in senders:
         sender.stop()
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 5.0) -> bool:
+    """Poll ``condition`` until it is true; False if it is still false after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
 
 
 def subscribed(url: str, *settings: str) -> FakeSource:
@@ -208,22 +218,23 @@ def test_a_lead_created_in_a_stage_with_a_digital_pipeline_hook_posts_leads_add(
 
 
 def test_an_answer_slower_than_the_timeout_counts_as_invalid(make_sender) -> None:
-    slow = Receiver(delay=1.5)
+    release = threading.Event()
+    slow = Receiver(gate=release)  # answers only once released
     try:
         sender = make_sender(subscribed(slow.url, "status_lead"), timeout=0.2)
-        started = time.monotonic()
 
         sender.enqueue(moved())
 
-        slow.wait_for(1)
-        while not sender.deliveries():
-            time.sleep(0.01)
+        assert len(slow.wait_for(1)) >= 1
+        # The receiver holds its answer for 10 s unless released, which happens only after the test, so
+        # an attempt logged within 5 s is one the sender stopped waiting for.
+        assert wait_until(sender.deliveries)
         [entry] = sender.deliveries()[:1]
         assert entry["outcome"] == "failed"
         assert entry["status_code"] is None
         assert "no response within 0.2 s" in entry["error"]
-        assert time.monotonic() - started < 1.0  # it stopped waiting long before the answer
     finally:
+        release.set()
         slow.close()
 
 
@@ -359,7 +370,7 @@ def test_too_many_invalid_digital_pipeline_answers_suspend_retries_to_the_addres
     server = Receiver(status=500)
     try:
         source = FakeSource(dp={(PIPELINE, QUALIFIED): [server.url]})
-        policy = DpPolicy(retry_delays=(10, 10), suspend_after=1, suspend_window=300, suspend_for=3000)
+        policy = DpPolicy(retry_delays=(10, 10), suspend_after=1, suspend_window=30_000, suspend_for=3000)
         sender = make_sender(source, dp_policy=policy)
 
         sender.enqueue(moved())
@@ -447,11 +458,20 @@ def test_enqueue_returns_at_once_while_the_receiver_is_slow(make_sender) -> None
     stuck = Receiver(gate=release)
     try:
         sender = make_sender(subscribed(stuck.url, "status_lead"), timeout=5)
+        sender.enqueue(moved(lead_id=0))
+        assert len(stuck.wait_for(1)) == 1  # the receiver now holds the first delivery
 
-        started = time.monotonic()
-        for lead_id in range(20):
-            sender.enqueue(moved(lead_id=lead_id))
-        assert time.monotonic() - started < 0.1
+        def enqueue_the_rest() -> None:
+            for lead_id in range(1, 20):
+                sender.enqueue(moved(lead_id=lead_id))
+
+        # On another thread, so that an enqueue waiting on the receiver fails the test instead of hanging
+        # it: the receiver answers nothing before the test ends, and the sender gives up on it after 5 s.
+        enqueuing = threading.Thread(target=enqueue_the_rest)
+        enqueuing.start()
+        enqueuing.join(3)
+        assert not enqueuing.is_alive()
+        assert len(stuck.requests) == 1  # still the first delivery, unanswered
     finally:
         release.set()
         stuck.close()
