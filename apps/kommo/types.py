@@ -171,14 +171,6 @@ class CustomFieldType(StrEnum):
 
 DATE_TYPES = frozenset({CustomFieldType.DATE, CustomFieldType.DATE_TIME, CustomFieldType.BIRTHDAY})
 NUMBER_TYPES = frozenset({CustomFieldType.NUMERIC, CustomFieldType.MONETARY})
-ENUM_TYPES = frozenset(
-    {
-        CustomFieldType.SELECT,
-        CustomFieldType.MULTISELECT,
-        CustomFieldType.RADIOBUTTON,
-        CustomFieldType.CATEGORY,
-    }
-)
 
 FieldScalar = str | int | bool | Decimal | dt.datetime | dict[str, Any] | None
 
