@@ -178,3 +178,10 @@ def test_a_base_url_typed_without_a_scheme_is_saved_as_https(staff, account):
     )
 
     assert KommoAccount.objects.get(pk=account.pk).base_url == "https://acme.kommo.com"
+
+
+def test_a_declined_authorization_is_reported_and_calls_nothing(staff, account, api):
+    answer = staff.get(reverse("kommo:oauth-callback"), {"error": "access_denied"}, follow=True)
+
+    assert "Kommo did not grant access (access_denied)" in answer.content.decode()
+    assert len(api.calls) == 0
