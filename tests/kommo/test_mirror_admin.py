@@ -2,7 +2,7 @@ import pytest
 from django.urls import reverse
 
 from apps.kommo import types
-from apps.kommo.models import Lead
+from apps.kommo.models import Company, Contact, Lead
 from apps.kommo.services.mirror import lead_upsert_from_kommo
 from apps.kommo.services.sync import mirror_sync
 from tests.kommo.mirror_support import account_create, lead
@@ -51,6 +51,34 @@ def test_resync_fetches_the_selected_deals_again(admin_client):
         deal.refresh_from_db()
         assert deal.name == "Renamed in Kommo"
         assert "1 updated" in response.content.decode()
+    finally:
+        server.stop()
+
+
+@pytest.mark.sandbox
+@pytest.mark.parametrize(
+    ("model", "resource", "admin_name"), [(Contact, "contacts", "contact"), (Company, "companies", "company")]
+)
+def test_resync_fetches_the_selected_contacts_and_companies_again(admin_client, model, resource, admin_name):
+    server = sandbox_start("demo")
+    try:
+        account = account_for(server)
+        mirror_sync(account=account, resources=["users", "companies", "contacts"])
+        rows = list(model.objects.filter(account=account).order_by("kommo_id")[:2])
+        assert len(rows) == 2
+        sandbox_api(
+            server, "PATCH", f"/api/v4/{resource}", [{"id": rows[0].kommo_id, "name": "Renamed in Kommo"}]
+        )
+
+        response = admin_client.post(
+            reverse(f"admin:kommo_{admin_name}_changelist"),
+            {"action": "action", "_selected_action": [row.pk for row in rows]},
+            follow=True,
+        )
+
+        renamed, untouched = (model.objects.get(pk=row.pk) for row in rows)
+        assert renamed.name == "Renamed in Kommo" and untouched.name == rows[1].name
+        assert "1 updated, 1 unchanged, 0 stale of 2 selected" in response.content.decode()
     finally:
         server.stop()
 

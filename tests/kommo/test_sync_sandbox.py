@@ -183,6 +183,37 @@ def test_the_events_reconciliation_repairs_a_deal_whose_status_webhook_was_dropp
     assert StageChange.objects.filter(lead=deal).count() == 1
 
 
+def test_the_events_reconciliation_records_a_new_deal_entering_its_first_stage(fresh_demo):
+    account = account_for(fresh_demo)
+    mirror_sync(account=account)
+    events_reconcile(account=account)
+    stage = Status.objects.filter(account=account, is_won=False, is_lost=False).order_by("pk").first()
+    sandbox_admin(fresh_demo, "PUT", "/_sandbox/faults", {"webhook_drop_rate": 1.0})
+    try:
+        [created] = sandbox_api(
+            fresh_demo,
+            "POST",
+            "/api/v4/leads",
+            [
+                {
+                    "name": "Made while webhooks were lost",
+                    "status_id": stage.kommo_id,
+                    "pipeline_id": stage.pipeline.kommo_id,
+                }
+            ],
+        )["_embedded"]["leads"]
+
+        result = events_reconcile(account=account)
+    finally:
+        sandbox_admin(fresh_demo, "PUT", "/_sandbox/faults", {"webhook_drop_rate": 0.0})
+
+    deal = Lead.objects.get(account=account, kommo_id=created["id"])
+    [change] = result.new_stage_changes
+    assert change.lead == deal and deal.status == stage
+    assert (change.from_status_kommo_id, change.to_status_kommo_id) == (None, stage.kommo_id)
+    assert change.source == StageChange.Source.EVENTS and change.kommo_event_id
+
+
 def test_the_events_reconciliation_applies_deletions_and_restores(fresh_demo):
     account = account_for(fresh_demo)
     mirror_sync(account=account)

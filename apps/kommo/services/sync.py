@@ -69,6 +69,8 @@ LEAD_EVENT_TYPES = (
     "entity_linked",
     "entity_unlinked",
 )
+# The events that report a stage move (a deal's creation is its move into its first stage).
+STAGE_EVENT_TYPES = ("lead_status_changed", "lead_added")
 # In the order a full sync runs them: what later resources refer to comes first.
 RESOURCES = ("pipelines", "users", "catalogs", "custom_fields", "companies", "contacts", "leads")
 
@@ -460,25 +462,24 @@ def leads_refetch(
 def contacts_refetch(
     *, account: KommoAccount, kommo_ids: Iterable[int], client: KommoClient | None = None
 ) -> mirror.BatchResult:
-    client = client or KommoClient(account)
-    result = mirror.BatchResult()
-    for chunk in _chunks(sorted(set(kommo_ids)), PAGE_SIZE):
-        result.add(
-            mirror.contacts_upsert_from_kommo(
-                account=account, contacts=list(client.contacts_list({"id": chunk}))
-            )
-        )
-    return result
+    return _refetch(account=account, resource="contacts", kommo_ids=kommo_ids, client=client)
 
 
 def companies_refetch(
     *, account: KommoAccount, kommo_ids: Iterable[int], client: KommoClient | None = None
 ) -> mirror.BatchResult:
+    return _refetch(account=account, resource="companies", kommo_ids=kommo_ids, client=client)
+
+
+def _refetch(
+    *, account: KommoAccount, resource: str, kommo_ids: Iterable[int], client: KommoClient | None
+) -> mirror.BatchResult:
+    """Fetch the named rows of a paged resource again (``filter[id][]``, 250 per call) and upsert them."""
+    spec = _PAGED[resource]
     client = client or KommoClient(account)
     result = mirror.BatchResult()
     for chunk in _chunks(sorted(set(kommo_ids)), PAGE_SIZE):
-        companies = list(client.companies_list({"id": chunk}))
-        result.add(mirror.companies_upsert_from_kommo(account=account, companies=companies))
+        result.add(spec.upsert(account, list(spec.list_(client, {"id": chunk}, {}))))
     return result
 
 
@@ -536,11 +537,7 @@ def _events_apply(
     *, account: KommoAccount, client: KommoClient, events: Sequence[types.Event]
 ) -> mirror.BatchResult:
     lead_ids = {event.entity_id for event in events if event.entity_type == "lead" and event.entity_id}
-    moved = {
-        event.entity_id
-        for event in events
-        if event.type in ("lead_status_changed", "lead_added") and event.entity_id
-    }
+    moved = {event.entity_id for event in events if event.type in STAGE_EVENT_TYPES and event.entity_id}
     # Stage moves come from the events themselves: the re-fetch must not infer them a second time.
     result = leads_refetch(
         account=account,
@@ -566,34 +563,21 @@ def _events_apply(
         if deal is None or event.created_at is None:
             continue
         after = event.lead_status_after
-        if event.type == "lead_status_changed" and after is not None:
-            before = event.lead_status_before
-            change, created = mirror.stage_change_record(
-                account=account,
-                lead=deal,
-                from_status_id=before.status_id if before else None,
-                from_pipeline_id=before.pipeline_id if before else None,
-                to_status_id=after.status_id,
-                to_pipeline_id=after.pipeline_id,
-                at=event.created_at,
-                source=StageChange.Source.EVENTS,
-                moved_by_kommo_user_id=event.created_by or None,
-                kommo_event_id=event.id,
-            )
-        elif event.type == "lead_added" and after is not None:
-            change, created = mirror.stage_change_record(
-                account=account,
-                lead=deal,
-                from_status_id=None,
-                to_status_id=after.status_id,
-                to_pipeline_id=after.pipeline_id,
-                at=event.created_at,
-                source=StageChange.Source.EVENTS,
-                moved_by_kommo_user_id=event.created_by or None,
-                kommo_event_id=event.id,
-            )
-        else:
+        if event.type not in STAGE_EVENT_TYPES or after is None:
             continue
+        before = event.lead_status_before if event.type == "lead_status_changed" else None
+        change, created = mirror.stage_change_record(
+            account=account,
+            lead=deal,
+            from_status_id=before.status_id if before else None,
+            from_pipeline_id=before.pipeline_id if before else None,
+            to_status_id=after.status_id,
+            to_pipeline_id=after.pipeline_id,
+            at=event.created_at,
+            source=StageChange.Source.EVENTS,
+            moved_by_kommo_user_id=event.created_by or None,
+            kommo_event_id=event.id,
+        )
         if created:
             result.new_stage_changes.append(change)
     for lead_id, event in last_deletion.items():
