@@ -223,6 +223,24 @@ def test_catalog_element_values_read_back_as_strings(api):
     assert status["values"][0]["value"] == "Approved"
 
 
+def test_an_element_update_needs_the_id_of_an_element_of_that_catalog(api):
+    catalog = api.get("/api/v4/catalogs").json()["_embedded"]["catalogs"][0]
+    other = api.post("/api/v4/catalogs", [{"name": "Elsewhere"}]).json()["_embedded"]["catalogs"][0]
+    stranger = api.post(f"/api/v4/catalogs/{other['id']}/elements", [{"name": "Not in the first"}]).json()
+    stranger_id = stranger["_embedded"]["elements"][0]["id"]
+    body = [{"id": stranger_id, "name": "x"}, {"name": "no id"}, {"id": 999_999_999, "name": "y"}]
+    response = api.patch(f"/api/v4/catalogs/{catalog['id']}/elements", body)
+    assert response.status_code == 400
+    errors = {e["request_id"]: e["errors"] for e in response.json()["validation-errors"]}
+    assert {rid: [(x["code"], x["path"]) for x in found] for rid, found in errors.items()} == {
+        "0": [("NotFound", "id")],
+        "1": [("NotBlank", "id")],
+        "2": [("NotFound", "id")],
+    }
+    unchanged = api.get(f"/api/v4/catalogs/{other['id']}/elements/{stranger_id}").json()
+    assert unchanged["name"] == "Not in the first"
+
+
 def test_tasks_need_text_and_deadline_and_complete(api):
     response = api.post("/api/v4/tasks", [{"text": "x"}, {"complete_till": 1893456000}])
     paths = [e["errors"][0]["path"] for e in response.json()["validation-errors"]]

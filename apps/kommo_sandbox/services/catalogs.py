@@ -25,6 +25,7 @@ from apps.kommo_sandbox.services.common import (
     link_events,
     link_single,
     request_id_of,
+    validated_updates,
 )
 from apps.kommo_sandbox.services.leads import lead_repr
 from apps.kommo_sandbox.store import Account, SandboxStore
@@ -174,19 +175,10 @@ def elements_create(
 def elements_update(
     store: SandboxStore, account: Account, catalog: Catalog, user_id: int, items: list[Any]
 ) -> list[tuple[CatalogElement, str]]:
-    collector = Collector()
-    planned = []
-    for index, raw in enumerate(items):
-        rid = request_id_of(raw, index)
-        element_id = raw.get("id") if isinstance(raw, dict) else None
-        element = account.elements.get(element_id) if is_int(element_id) else None
-        if element is None or element.catalog_id != catalog.id:
-            collector.add(rid, [not_found_entity("id") if is_int(element_id) else not_blank("id")])
-            continue
-        patch, errors = _validate_element(account, catalog, raw, element)
-        collector.add(rid, errors)
-        planned.append((element, patch, rid))
-    collector.raise_if_any()
+    elements = {e.id: e for e in account.elements.values() if e.catalog_id == catalog.id}
+    planned = validated_updates(
+        items, elements, lambda raw, element: _validate_element(account, catalog, raw, element)
+    )
     for element, patch, _ in planned:
         previous = element_repr(store, account, element)
         before_name, before_cf = element.name, element.custom_fields_values
