@@ -350,13 +350,6 @@ def _fill_lead_stages(account: KommoAccount) -> None:
     Lead.objects.filter(account=account, pipeline__isnull=True).update(pipeline=Subquery(pipeline))
 
 
-def pipeline_upsert_from_kommo(*, account: KommoAccount, data: types.Pipeline) -> UpsertResult[Pipeline]:
-    existed = Pipeline.objects.filter(account=account, kommo_id=data.id).exists()
-    result = pipelines_upsert_from_kommo(account=account, pipelines=[data])
-    row = Pipeline.objects.get(account=account, kommo_id=data.id)
-    return UpsertResult(row, created=not existed, changed=result.changed)
-
-
 def _user_values(data: types.KommoUser) -> dict[str, Any]:
     return {
         "name": data.name,
@@ -398,10 +391,6 @@ def users_upsert_from_kommo(*, account: KommoAccount, users: Sequence[types.Komm
         return result
 
     return _retrying_on_conflict(run)
-
-
-def user_upsert_from_kommo(*, account: KommoAccount, data: types.KommoUser) -> UpsertResult[KommoUser]:
-    return _single(KommoUser, account, data.id, users_upsert_from_kommo(account=account, users=[data]))
 
 
 def _field_values(data: types.CustomField, entity_type: str) -> dict[str, Any]:
@@ -472,13 +461,6 @@ def custom_fields_upsert_from_kommo(
         return result
 
     return _retrying_on_conflict(run)
-
-
-def custom_field_upsert_from_kommo(
-    *, account: KommoAccount, entity_type: str, data: types.CustomField
-) -> UpsertResult[CustomField]:
-    result = custom_fields_upsert_from_kommo(account=account, entity_type=entity_type, fields=[data])
-    return _single(CustomField, account, data.id, result)
 
 
 # -- catalogs and elements ----------------------------------------------------------------------------
@@ -560,13 +542,6 @@ def catalog_elements_upsert_from_kommo(
     return _retrying_on_conflict(run)
 
 
-def catalog_element_upsert_from_kommo(
-    *, account: KommoAccount, data: types.CatalogElement
-) -> UpsertResult[CatalogElement]:
-    result = catalog_elements_upsert_from_kommo(account=account, elements=[data])
-    return _single(CatalogElement, account, data.id, result)
-
-
 # -- companies and contacts ---------------------------------------------------------------------------
 
 
@@ -607,10 +582,6 @@ def companies_upsert_from_kommo(*, account: KommoAccount, companies: Sequence[ty
         return result
 
     return _retrying_on_conflict(run)
-
-
-def company_upsert_from_kommo(*, account: KommoAccount, data: types.Company) -> UpsertResult[Company]:
-    return _single(Company, account, data.id, companies_upsert_from_kommo(account=account, companies=[data]))
 
 
 def contact_channels(data: types.Contact, *, default_region: str | None) -> tuple[list[str], list[str]]:
