@@ -185,3 +185,18 @@ def test_a_declined_authorization_is_reported_and_calls_nothing(staff, account, 
 
     assert "Kommo did not grant access (access_denied)" in answer.content.decode()
     assert len(api.calls) == 0
+
+
+def test_the_account_form_is_built_without_the_url_scheme_deprecation_warning():
+    import warnings
+
+    from django import forms
+
+    from apps.kommo.admin.account import KommoAccountForm
+    from apps.kommo.models import KommoAccount
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        form_class = forms.modelform_factory(KommoAccount, form=KommoAccountForm, fields=["base_url"])
+
+    assert form_class.base_fields["base_url"].assume_scheme == "https"

@@ -19,6 +19,13 @@ from apps.kommo.models.account import KommoAccount
 from apps.kommo.services import accounts as account_services
 
 
+def https_url_formfield(db_field: models.Field[Any, Any], **kwargs: Any) -> forms.Field | None:
+    """Kommo only speaks HTTPS: a host typed without a scheme means https://."""
+    if isinstance(db_field, models.URLField):
+        kwargs.setdefault("assume_scheme", "https")
+    return db_field.formfield(**kwargs)
+
+
 class KommoAccountForm(forms.ModelForm):  # type: ignore[type-arg]
     client_secret = forms.CharField(
         label="OAuth client secret",
@@ -30,6 +37,9 @@ class KommoAccountForm(forms.ModelForm):  # type: ignore[type-arg]
 
     class Meta:
         model = KommoAccount
+        # For this class, built at import; the admin builds its form through formfield_overrides below.
+        # Without it, Django warns (RemovedInDjango60Warning) that the default scheme will change.
+        formfield_callback = https_url_formfield
         fields = (
             "name",
             "base_url",
