@@ -62,7 +62,7 @@ def user_sees_all_deals(user: User) -> bool:
     """Sales ops and the head of sales see every deal; a manager only the deals they are responsible for."""
     if user.is_superuser:
         return True
-    return user.groups.filter(name__in=(User.Group.SALES_OPS, User.Group.HEAD_OF_SALES)).exists()
+    return user.in_group(User.Group.SALES_OPS, User.Group.HEAD_OF_SALES)
 
 
 def deals_for_user(*, user: User) -> QuerySet[Lead]:

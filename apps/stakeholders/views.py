@@ -34,7 +34,7 @@ def _deal_for(request: HttpRequest, deal_id: int) -> Lead:
     return deal
 
 
-@login_required(login_url="login")
+@login_required
 @require_GET
 def deal_list(request: HttpRequest) -> HttpResponse:
     page = Paginator(deals_for_user(user=request.user), DEALS_PER_PAGE).get_page(request.GET.get("page"))  # type: ignore[arg-type]
@@ -43,7 +43,7 @@ def deal_list(request: HttpRequest) -> HttpResponse:
     return render(request, "stakeholders/deal_list.html", {"page": page, "rows": rows})
 
 
-@login_required(login_url="login")
+@login_required
 @require_GET
 def deal_detail(request: HttpRequest, deal_id: int) -> HttpResponse:
     deal = _deal_for(request, deal_id)
@@ -62,7 +62,7 @@ def deal_detail(request: HttpRequest, deal_id: int) -> HttpResponse:
     )
 
 
-@login_required(login_url="login")
+@login_required
 @require_POST
 def stakeholder_update(request: HttpRequest, deal_id: int, stakeholder_id: int) -> HttpResponse:
     deal = _deal_for(request, deal_id)

@@ -18,5 +18,6 @@ class User(AbstractUser):
         null=True, blank=True, db_index=True, help_text="The Kommo user this person works as."
     )
 
-    def in_group(self, group: "User.Group") -> bool:
-        return self.groups.filter(name=group.value).exists()
+    def in_group(self, *groups: "User.Group") -> bool:
+        """Whether the person belongs to any of ``groups``."""
+        return self.groups.filter(name__in=[group.value for group in groups]).exists()

@@ -16,3 +16,12 @@ def test_a_user_knows_its_group():
 
     assert manager.in_group(User.Group.MANAGER)
     assert not manager.in_group(User.Group.SALES_OPS)
+
+
+@pytest.mark.django_db
+def test_a_user_is_in_any_of_several_groups_when_in_one_of_them():
+    head = User.objects.create_user("hana")
+    head.groups.add(Group.objects.get(name="Head of sales"))
+
+    assert head.in_group(User.Group.SALES_OPS, User.Group.HEAD_OF_SALES)
+    assert not head.in_group(User.Group.SALES_OPS, User.Group.MANAGER)
