@@ -199,46 +199,36 @@ def _party_kind(kind: str) -> parties.Kind:
     return kind
 
 
+def _write(
+    ctx: Context, kind: str, items: list[Any], *, update: bool
+) -> Sequence[tuple[Lead | Contact | Company, str]]:
+    """Create or update leads, contacts or companies. Every API handler runs under the store's lock."""
+    if kind == "leads":
+        write_leads = lead_services.leads_update if update else lead_services.leads_create
+        return write_leads(ctx.store, ctx.account, ctx.user_id, items)
+    write_parties = parties.parties_update if update else parties.parties_create
+    return write_parties(ctx.store, ctx.account, _party_kind(kind), ctx.user_id, items)
+
+
 def entity_create(ctx: Context, kind: str) -> Response:
-    items = body_list(ctx)
-    created: Sequence[tuple[Lead | Contact | Company, str]]
-    with ctx.store.lock:
-        if kind == "leads":
-            created = lead_services.leads_create(ctx.store, ctx.account, ctx.user_id, items)
-        else:
-            created = parties.parties_create(ctx.store, ctx.account, _party_kind(kind), ctx.user_id, items)
+    created = _write(ctx, kind, body_list(ctx), update=False)
     return write_response(ctx, kind, [_write_entry(ctx, kind, record, rid, False) for record, rid in created])
 
 
 def entity_update(ctx: Context, kind: str) -> Response:
-    items = body_list(ctx)
-    updated: Sequence[tuple[Lead | Contact | Company, str]]
-    with ctx.store.lock:
-        if kind == "leads":
-            updated = lead_services.leads_update(ctx.store, ctx.account, ctx.user_id, items)
-        else:
-            updated = parties.parties_update(ctx.store, ctx.account, _party_kind(kind), ctx.user_id, items)
+    updated = _write(ctx, kind, body_list(ctx), update=True)
     return write_response(ctx, kind, [_write_entry(ctx, kind, record, rid, True) for record, rid in updated])
 
 
 def entity_update_one(ctx: Context, kind: str, id: int) -> Response:
     """``PATCH /{kind}/{id}``: an object body; the flat ``{id, updated_at, _links}`` answer."""
-    item = {**body_object(ctx), "id": id}
-    record: Lead | Contact | Company
-    with ctx.store.lock:
-        if kind == "leads":
-            ((record, _),) = lead_services.leads_update(ctx.store, ctx.account, ctx.user_id, [item])
-        else:
-            ((record, _),) = parties.parties_update(
-                ctx.store, ctx.account, _party_kind(kind), ctx.user_id, [item]
-            )
+    ((record, _),) = _write(ctx, kind, [{**body_object(ctx), "id": id}], update=True)
     return json_response(_write_entry(ctx, kind, record, None, True))
 
 
 def leads_complex(ctx: Context) -> Response:
     items = body_list(ctx, max_items=lead_services.COMPLEX_MAX_LEADS)
-    with ctx.store.lock:
-        results = lead_services.leads_complex(ctx.store, ctx.account, ctx.user_id, items)
+    results = lead_services.leads_complex(ctx.store, ctx.account, ctx.user_id, items)
     return json_response(results)
 
 
