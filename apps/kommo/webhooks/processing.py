@@ -43,14 +43,13 @@ from apps.kommo.services.mirror import (
     stage_changes_batch,
     stage_changes_batch_committed,
 )
+from apps.kommo.services.sync import LEAD_WITH, PAGE_SIZE
 from apps.kommo.webhooks.dispatch import Move, Plan, plan_items
 from apps.kommo.webhooks.intake import webhook_event_enqueue
 from apps.kommo.webhooks.parser import WebhookParseError, parse
 
 logger = logging.getLogger(__name__)
 
-PAGE = 250  # ids per filter[id][] call, Kommo's page limit
-LEAD_WITH = ("contacts", "catalog_elements")
 Status = WebhookEvent.Status
 T = TypeVar("T")
 
@@ -124,12 +123,6 @@ def webhook_events_claim(*, event_id: int, policy: Policy) -> list[WebhookEvent]
     )
 
 
-def _chunks(ids: Iterable[int], size: int = PAGE) -> Iterator[list[int]]:
-    ordered = sorted(ids)
-    for start in range(0, len(ordered), size):
-        yield ordered[start : start + size]
-
-
 @dataclass
 class Fetched:
     leads_asked_at: dt.datetime | None = None  # when the first request for the leads left
@@ -142,22 +135,23 @@ class Fetched:
 def _fetch(client: KommoClient, plan: Plan) -> Fetched:
     """Everything the plan names, re-read from Kommo with ``filter[id][]`` pages of up to 250 ids."""
     fetched = Fetched(leads_asked_at=timezone.now())
-    for chunk in _chunks(plan.leads):
+    for chunk in _pages(sorted(plan.leads)):
         fetched.leads.update((lead.id, lead) for lead in client.leads_list({"id": chunk}, LEAD_WITH))
-    for chunk in _chunks(plan.contacts):
+    for chunk in _pages(sorted(plan.contacts)):
         fetched.contacts.update((contact.id, contact) for contact in client.contacts_list({"id": chunk}))
-    for chunk in _chunks(plan.companies):
+    for chunk in _pages(sorted(plan.companies)):
         fetched.companies.update((company.id, company) for company in client.companies_list({"id": chunk}))
     for catalog_id, ids in sorted(plan.elements.items()):
-        for chunk in _chunks(ids):
+        for chunk in _pages(sorted(ids)):
             elements = client.catalog_elements_list(catalog_id, {"id": chunk})
             fetched.elements.update((element.id, element) for element in elements)
     return fetched
 
 
 def _pages(items: Sequence[T]) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), PAGE):
-        yield items[start : start + PAGE]
+    """``items`` in pages of 250: ids per ``filter[id][]`` call, rows per upsert."""
+    for start in range(0, len(items), PAGE_SIZE):
+        yield items[start : start + PAGE_SIZE]
 
 
 def _record_move(account: KommoAccount, move: Move, fetched: Fetched, received_at: dt.datetime) -> None:
