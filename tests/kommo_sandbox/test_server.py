@@ -250,16 +250,15 @@ def test_the_demo_seed(sandbox):
     assert len({lead.responsible_user_id for lead in demo_leads}) >= 4
 
 
-def test_large_seed_builds_fast_and_lists_quickly():
-    started = time.monotonic()
+def test_the_large_seed_makes_n_deals_that_page_to_the_end():
+    # How fast it builds and lists is measured by benchmarks.sync_budget (large:10000), not asserted here.
     server = start_server("large:10000")
     try:
-        assert time.monotonic() - started < 5
         api = Client(server.base_url, server.credentials["long_lived_token"])
-        started = time.monotonic()
         data = api.get("/api/v4/leads?limit=250&page=20&with=contacts").json()
         assert len(data["_embedded"]["leads"]) == 250
-        assert time.monotonic() - started < 2
+        assert all(lead["_embedded"]["contacts"] for lead in data["_embedded"]["leads"])
+        assert len(api.get("/api/v4/leads?limit=250&page=40").json()["_embedded"]["leads"]) == 250
         assert api.get("/api/v4/leads?page=41&limit=250").status_code == 204
     finally:
         server.stop()
