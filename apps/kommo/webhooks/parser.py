@@ -365,10 +365,6 @@ class WebhookItem:
     def moment(self, name: str) -> dt.datetime | None:
         return to_datetime(self.fields.get(name))
 
-    def text(self, name: str) -> str:
-        value = self.fields.get(name)
-        return value if isinstance(value, str) else ""
-
     @property
     def custom_fields(self) -> tuple[CustomField, ...]:
         return tuple(
