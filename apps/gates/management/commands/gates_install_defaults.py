@@ -8,7 +8,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.gates.models import GateRule
 from apps.gates.services import gate_rules_install_defaults
-from apps.kommo.models import KommoAccount
+from apps.kommo.management.accounts import account_from_option
 
 
 class Command(BaseCommand):
@@ -24,15 +24,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        if options["account"] is not None:
-            account = KommoAccount.objects.filter(pk=options["account"]).first()
-            if account is None:
-                raise CommandError(f"no Kommo account with id {options['account']}")
-        else:
-            accounts = list(KommoAccount.objects.all()[:2])
-            if len(accounts) != 1:
-                raise CommandError("say which account with --account ID")
-            account = accounts[0]
+        account = account_from_option(options["account"])
         try:
             installed = gate_rules_install_defaults(account=account, mode=options["mode"])
         except ValueError as error:

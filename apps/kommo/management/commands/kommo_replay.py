@@ -8,7 +8,7 @@ from typing import Any
 import requests
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from apps.kommo.models import KommoAccount
+from apps.kommo.management.accounts import account_from_option
 from apps.kommo.webhooks.recordings import recording_load
 
 
@@ -30,7 +30,7 @@ class Command(BaseCommand):
         path: Path = options["file"]
         if not path.is_file():
             raise CommandError(f"no such file: {path}")
-        account = None if options["url"] else self._account(options["account"])
+        account = None if options["url"] else account_from_option(options["account"])
         url = options["url"] or account.webhook_url  # type: ignore[union-attr]
         block = None
         if account is not None and account.kommo_id is not None:
@@ -45,14 +45,3 @@ class Command(BaseCommand):
         self.stdout.write(f"POST {url} ({len(recorded.body)} bytes) -> {response.status_code}")
         if response.status_code >= 300:
             raise CommandError(f"the portal answered {response.status_code}: {response.text[:200]}")
-
-    def _account(self, account_id: int | None) -> KommoAccount:
-        if account_id is not None:
-            found = KommoAccount.objects.filter(pk=account_id).first()
-            if found is None:
-                raise CommandError(f"no account with id {account_id}")
-            return found
-        accounts = list(KommoAccount.objects.all()[:2])
-        if len(accounts) != 1:
-            raise CommandError("give --url or --account: there is not exactly one account")
-        return accounts[0]

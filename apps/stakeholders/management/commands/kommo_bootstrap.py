@@ -6,7 +6,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.kommo.exceptions import KommoError
-from apps.kommo.models import KommoAccount
+from apps.kommo.management.accounts import account_from_option
 from apps.stakeholders.bootstrap import account_bootstrap
 from apps.stakeholders.services import stakeholders_derive_for_account
 
@@ -26,7 +26,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args: Any, **options: Any) -> None:
-        account = self._account(options["account"])
+        account = account_from_option(options["account"])
         try:
             report = account_bootstrap(account=account, public_url=options["public_url"])
         except KommoError as error:
@@ -45,17 +45,3 @@ class Command(BaseCommand):
         self.stdout.write(
             self.style.SUCCESS(f"{account}: {len(report.created)} created, {len(report.found)} found")
         )
-
-    def _account(self, account_id: int | None) -> KommoAccount:
-        accounts = KommoAccount.objects.order_by("pk")
-        if account_id is not None:
-            account = accounts.filter(pk=account_id).first()
-            if account is None:
-                raise CommandError(f"No Kommo account with id {account_id}.")
-            return account
-        found = list(accounts[:2])
-        if len(found) != 1:
-            raise CommandError(
-                "Give --account ID: " + ("there is no Kommo account." if not found else "there are several.")
-            )
-        return found[0]
