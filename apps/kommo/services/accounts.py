@@ -184,7 +184,8 @@ def _drain_held_changes(account_id: int) -> None:
 
 
 def account_webhook_token_regenerate(*, account: KommoAccount) -> str:
-    """A new secret webhook path; Kommo must be told the new URL (the old one answers 404 from now on)."""
+    """A new secret webhook path; Kommo must be told the new URL. The new one works at once; the old one
+    answers 404 once each web process's copy of the tokens expires (``ACCOUNTS_TTL``, a few seconds)."""
     account.webhook_token = new_webhook_token()
     account.save(update_fields=["webhook_token", "modified"])
     return str(account.webhook_token)

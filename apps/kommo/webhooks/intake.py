@@ -60,10 +60,6 @@ class _TokenCache:
             found = _match(self._load(), token)
         return found
 
-    def clear(self) -> None:
-        with self._lock:
-            self._accounts, self._loaded_at = (), float("-inf")
-
 
 def _match(accounts: tuple[AccountRef, ...], token: str) -> AccountRef | None:
     """Compares ``token`` with every account's token in constant time, without stopping at a match."""
@@ -81,11 +77,6 @@ _tokens = _TokenCache()
 def webhook_account_for_token(token: str) -> AccountRef | None:
     """The account whose webhook token is ``token``, or None."""
     return _tokens.find(token)
-
-
-def webhook_accounts_forget() -> None:
-    """Drops the in-process copy of the tokens (after a token was rotated or an account removed)."""
-    _tokens.clear()
 
 
 class _Doorbell:
