@@ -154,6 +154,15 @@ def test_a_json_body_is_accepted(web, hooked, enqueued) -> None:
     assert (event.status, event.events) == (WebhookEvent.Status.RECEIVED, "leads[status]")
 
 
+def test_another_method_is_answered_405_in_json_whatever_is_accepted(web, hooked) -> None:
+    response = web.get(f"/webhooks/kommo/{hooked.webhook_token}/", HTTP_ACCEPT="text/html")
+
+    assert response.status_code == 405
+    assert response["Content-Type"] == "application/json"
+    assert response.json() == {"detail": 'Method "GET" not allowed.'}
+    assert WebhookEvent.objects.count() == 0
+
+
 def test_a_body_over_the_limit_is_answered_413_and_not_stored(web, hooked, settings) -> None:
     settings.KOMMO_WEBHOOK_MAX_BODY_BYTES = 1000
 

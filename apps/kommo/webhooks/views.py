@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.conf import settings
 from django.http import HttpResponse
+from rest_framework.negotiation import BaseContentNegotiation
+from rest_framework.parsers import BaseParser
 from rest_framework.permissions import AllowAny
+from rest_framework.renderers import BaseRenderer, JSONRenderer
 from rest_framework.request import Request
 from rest_framework.views import APIView
 
@@ -18,6 +23,19 @@ def _declared_length(request: Request) -> int | None:
         return None
 
 
+class _NoNegotiation(BaseContentNegotiation):
+    """The endpoint answers a fixed text/plain body whatever Kommo accepts: nothing to negotiate."""
+
+    def select_parser(self, request: Request, parsers: Iterable[BaseParser]) -> BaseParser | None:
+        return None
+
+    def select_renderer(
+        self, request: Request, renderers: Iterable[BaseRenderer], format_suffix: str | None = None
+    ) -> tuple[BaseRenderer, str]:
+        renderer = next(iter(renderers))
+        return renderer, renderer.media_type
+
+
 class KommoWebhookView(APIView):
     """``POST /webhooks/kommo/<token>/``: store the delivery as received, answer 200 at once.
 
@@ -29,6 +47,8 @@ class KommoWebhookView(APIView):
     permission_classes = (AllowAny,)
     parser_classes = ()
     throttle_classes = ()
+    renderer_classes = (JSONRenderer,)  # only error answers from DRF itself are rendered
+    content_negotiation_class = _NoNegotiation
     schema = None  # Kommo's endpoint, not part of the portal's published API
 
     def post(self, request: Request, token: str) -> HttpResponse:
