@@ -49,6 +49,8 @@ def django_db_modify_db_settings(
     from django.conf import settings
     from django.db import connections
 
+    from config.settings.base import apply_postgresql_options
+
     server: PostgresServer = request.getfixturevalue("postgres_server")
     config = environ.Env.db_url_config(server.url)
     # Updated in place: Django's connection handler holds this very dict.
@@ -56,6 +58,7 @@ def django_db_modify_db_settings(
         {key: config[key] for key in ("ENGINE", "NAME", "USER", "HOST", "PORT")}
     )
     settings.DATABASES["default"]["PASSWORD"] = ""
+    apply_postgresql_options(settings.DATABASES["default"])
     # A connection object made earlier still has the SQLite backend class: drop it so the next one is new.
     connections["default"].close()
     del connections["default"]

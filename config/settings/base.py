@@ -2,6 +2,7 @@
 environment through the one ``env`` below; ``.env`` in the project root is read when present."""
 
 from pathlib import Path
+from typing import Any
 
 import environ
 from kombu import Exchange, Queue
@@ -75,6 +76,23 @@ if DATABASES["default"].get("ENGINE") == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+
+
+def apply_postgresql_options(database: dict[str, Any]) -> None:
+    """Sets the portal's connection options on a PostgreSQL database's settings; others are left alone.
+
+    ``DATABASE_PREPARE_THRESHOLD``: a statement run this many times on a connection with server-side
+    parameters is prepared (psycopg's prepare_threshold). Django's own queries bind client-side and never
+    are; the webhook INSERT (apps/kommo/webhooks/intake.py) does. Empty turns it off, as behind a pooler in
+    transaction mode that cannot keep prepared statements (PgBouncer before 1.21).
+    """
+    if database.get("ENGINE") != "django.db.backends.postgresql":
+        return
+    threshold = env.str("DATABASE_PREPARE_THRESHOLD", default="5")
+    database.setdefault("OPTIONS", {})["prepare_threshold"] = int(threshold) if threshold else None
+
+
+apply_postgresql_options(DATABASES["default"])
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "users.User"

@@ -4,7 +4,7 @@ blank one stops the process at start instead of running half-configured."""
 from django.core.exceptions import ImproperlyConfigured
 
 from config.settings.base import *  # noqa: F403
-from config.settings.base import env
+from config.settings.base import apply_postgresql_options, env
 
 
 def required(name: str) -> str:
@@ -19,6 +19,7 @@ SECRET_KEY = required("DJANGO_SECRET_KEY")
 ALLOWED_HOSTS = [host.strip() for host in required("DJANGO_ALLOWED_HOSTS").split(",") if host.strip()]
 DATABASES = {"default": env.db_url_config(required("DATABASE_URL"))}
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+apply_postgresql_options(DATABASES["default"])
 REDIS_URL = required("REDIS_URL")
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 CELERY_BROKER_URL = REDIS_URL

@@ -9,12 +9,13 @@ os.environ.setdefault("KOMMO_TOKEN_ENCRYPTION_KEY", "dGVzdC1vbmx5LWtleS1ub3Qtc2V
 os.environ.setdefault("REDIS_URL", "")
 
 from config.settings.base import *  # noqa: F403
-from config.settings.base import BASE_DIR, env
+from config.settings.base import BASE_DIR, apply_postgresql_options, env
 
 DEBUG = False
 ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DATABASES = {"default": env.db("DATABASE_URL", default="sqlite:///:memory:")}
+apply_postgresql_options(DATABASES["default"])
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="memory://")
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}

@@ -154,6 +154,58 @@ def test_a_json_body_is_accepted(web, hooked, enqueued) -> None:
     assert (event.status, event.events) == (WebhookEvent.Status.RECEIVED, "leads[status]")
 
 
+def test_the_stored_row_names_every_column_of_the_model(web, hooked, enqueued, monkeypatch) -> None:
+    """The request writes its row with one INSERT of its own: a field added to WebhookEvent must be in it."""
+    written: list[dict] = []
+    real = intake._insert_event
+    monkeypatch.setattr(intake, "_insert_event", lambda row: written.append(row) or real(row))
+
+    post(web, hooked, recording("leads-status.form.txt").body)
+
+    columns = {f.attname for f in WebhookEvent._meta.concrete_fields if not f.primary_key}
+    assert set(written[0]) == columns
+
+
+@pytest.mark.postgres
+def test_the_insert_writes_what_the_orm_would_and_is_prepared(hooked) -> None:
+    from django.db import connection
+    from django.utils import timezone
+
+    row = {
+        "account_id": hooked.id,
+        "body": b"leads[status][0][id]=1\x00\xff",
+        "content_type": FORM,
+        "headers": {"user-agent": "amoCRM-Webhooks/3.0", "x-amocrm-requestid": "r-1"},
+        "remote_addr": "2001:db8::7",
+        "request_id": "r-1",
+        "kind": WebhookEvent.Kind.DIGITAL_PIPELINE.value,
+        "events": "leads[status]",
+        "status": WebhookEvent.Status.REJECTED.value,
+        "attempts": 0,
+        "error": "the body names another account",
+        "traceback": "",
+        "received_at": timezone.now(),
+        "claimed_at": None,
+        "retry_at": None,
+        "processed_at": None,
+    }
+    fields = [f.attname for f in WebhookEvent._meta.concrete_fields if not f.primary_key]
+
+    def stored(pk: int) -> dict:
+        event = WebhookEvent.objects.get(pk=pk)
+        values = {name: getattr(event, name) for name in fields}
+        return {**values, "body": bytes(values["body"])}
+
+    threshold = connection.settings_dict["OPTIONS"]["prepare_threshold"]
+    ids = [intake._insert_event(row) for _ in range(threshold + 2)]  # run as it is, then prepared
+    assert len(set(ids)) == threshold + 2
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT statement FROM pg_prepared_statements")
+        statements = [query for (query,) in cursor.fetchall()]
+    assert sum(query.startswith('INSERT INTO "kommo_webhookevent"') for query in statements) == 1
+    assert stored(ids[0]) == stored(ids[-1]) == stored(WebhookEvent.objects.create(**row).pk) == row
+
+
 def test_another_method_is_answered_405_in_json_whatever_is_accepted(web, hooked) -> None:
     response = web.get(f"/webhooks/kommo/{hooked.webhook_token}/", HTTP_ACCEPT="text/html")
 
