@@ -206,6 +206,23 @@ def test_the_insert_writes_what_the_orm_would_and_is_prepared(hooked) -> None:
     assert stored(ids[0]) == stored(ids[-1]) == stored(WebhookEvent.objects.create(**row).pk) == row
 
 
+@pytest.mark.postgres
+def test_bodies_are_compressed_with_lz4_where_postgresql_has_it() -> None:
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT 'lz4' = ANY(enumvals) FROM pg_settings WHERE name = 'default_toast_compression'"
+        )
+        (has_lz4,) = cursor.fetchone()
+        cursor.execute(
+            "SELECT attcompression FROM pg_attribute"
+            " WHERE attrelid = 'kommo_webhookevent'::regclass AND attname = 'body'"
+        )
+        (method,) = cursor.fetchone()
+    assert method == ("l" if has_lz4 else "")
+
+
 def test_another_method_is_answered_405_in_json_whatever_is_accepted(web, hooked) -> None:
     response = web.get(f"/webhooks/kommo/{hooked.webhook_token}/", HTTP_ACCEPT="text/html")
 
