@@ -24,7 +24,7 @@ import shutil
 from collections import Counter
 from typing import Any
 
-from benchmarks.support import Portal, wrk_run
+from benchmarks.support import Portal, compare
 
 WRK_SCRIPT = r"""
 local counter = 0
@@ -34,6 +34,11 @@ local threads = {}
 function setup(thread)
   thread:set("thread_id", #threads + 1)
   table.insert(threads, thread)
+end
+
+-- each wrk run (the benchmark makes several) draws other numbers, so that no body repeats an earlier one
+function init(args)
+  math.randomseed(os.time() * 100 + thread_id)
 end
 
 function request()
@@ -72,11 +77,14 @@ def acknowledgement(*, database_url: str, broker_url: str, seconds: int, connect
     )
     baseline_url, intake_url = f"{portal.url}/bench/baseline", f"{portal.url}/api/v1/intake/leads"
     try:
-        wrk_run(baseline_url, script, seconds=2, connections=connections)  # warm-up
-        wrk_run(intake_url, script, seconds=2, connections=connections)
-        IntakeSubmission.objects.all().delete()
-        baseline = wrk_run(baseline_url, script, seconds=seconds, connections=connections)
-        intake = wrk_run(intake_url, script, seconds=seconds, connections=connections)
+        baseline, intake = compare(
+            baseline_url,
+            intake_url,
+            script,
+            seconds=seconds,
+            connections=connections,
+            after_warm_up=IntakeSubmission.objects.all().delete,
+        )
         stored = IntakeSubmission.objects.count()
     finally:
         portal.stop()

@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import os
 import re
+import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import requests
@@ -45,12 +47,76 @@ def wrk_run(url: str, script: str, *, seconds: int, connections: int) -> dict[st
     raw = json.loads(match.group(1))
     return {
         "requests": raw["requests"],
+        "seconds": raw["duration_us"] / 1e6,
         "per_second": round(raw["requests"] / (raw["duration_us"] / 1e6), 1),
         "p50_ms": raw["p50_us"] / 1000,
         "p99_ms": raw["p99_us"] / 1000,
         "non_2xx": raw["non2xx"],
         "socket_errors": raw["errors"],
     }
+
+
+def compare(
+    baseline_url: str,
+    measured_url: str,
+    script: str,
+    *,
+    seconds: int,
+    connections: int,
+    after_warm_up: Callable[[], object] = lambda: None,
+    rounds: int = 3,
+) -> tuple[dict[str, float], dict[str, float]]:
+    """Loads the baseline and the measured URL with ``script``, ``seconds`` each, taken in ``rounds``
+    alternating runs after a 2-second warm-up of both, so that a slow spell of the machine weighs on both
+    sides. Returns both totals: requests per second over all runs, the median p50 and the worst p99."""
+    wrk_run(baseline_url, script, seconds=2, connections=connections)
+    wrk_run(measured_url, script, seconds=2, connections=connections)
+    after_warm_up()
+    runs: dict[str, list[dict[str, float]]] = {baseline_url: [], measured_url: []}
+    for _ in range(rounds):
+        for url, taken in runs.items():
+            taken.append(
+                wrk_run(url, script, seconds=max(1, round(seconds / rounds)), connections=connections)
+            )
+    return _total(runs[baseline_url]), _total(runs[measured_url])
+
+
+def _total(runs: list[dict[str, float]]) -> dict[str, float]:
+    requests, duration = sum(run["requests"] for run in runs), sum(run["seconds"] for run in runs)
+    return {
+        "requests": requests,
+        "seconds": round(duration, 2),
+        "per_second": round(requests / duration, 1),
+        "p50_ms": statistics.median(run["p50_ms"] for run in runs),
+        "p99_ms": max(run["p99_ms"] for run in runs),
+        "non_2xx": sum(run["non_2xx"] for run in runs),
+        "socket_errors": sum(run["socket_errors"] for run in runs),
+        "per_second_by_run": [run["per_second"] for run in runs],
+    }
+
+
+def pin(pid: int, cpus: set[int]) -> None:
+    """Restricts process ``pid``, its threads and every process descended from it to ``cpus`` (Linux)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:  # gone meanwhile
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    family, frontier = {pid}, [pid]
+    while frontier:
+        parent = frontier.pop()
+        children = [child for child, ppid in parents.items() if ppid == parent]
+        family.update(children)
+        frontier.extend(children)
+    for member in family:
+        try:
+            for thread in Path(f"/proc/{member}/task").iterdir():
+                os.sched_setaffinity(int(thread.name), cpus)
+        except (FileNotFoundError, ProcessLookupError):  # it ended meanwhile
+            continue
 
 
 class Portal:

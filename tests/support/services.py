@@ -100,6 +100,11 @@ class PostgresServer:
         self._pg_ctl = pg_ctl
         return self
 
+    def postmaster_pid(self) -> int:
+        """The server's main process, parent of every backend."""
+        assert self.folder is not None, "not started"
+        return int((self.folder / "data" / "postmaster.pid").read_text().split()[0])
+
     def stop(self) -> None:
         if self.folder is None:
             return
