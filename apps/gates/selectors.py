@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from apps.gates import semantics
 from apps.gates.models import GateRule
-from apps.gates.services import stakeholder_views
+from apps.gates.services import stage_from_status, stakeholder_views
 from apps.kommo.models import Lead, StageChange, Status
 from apps.stakeholders.models import Stakeholder
 from apps.stakeholders.selectors import stakeholders_for_leads
@@ -45,12 +45,6 @@ class DryRun:
     @property
     def history_blocked(self) -> int:
         return sum(row.would_block for row in self.history)
-
-
-def _stage(status: Status) -> semantics.Stage:
-    return semantics.Stage(
-        kommo_id=status.kommo_id, pipeline_kommo_id=status.pipeline.kommo_id, sort=status.sort
-    )
 
 
 def _rule_parts(rule: GateRule) -> tuple[list[semantics.Condition], list[int]]:
@@ -111,7 +105,7 @@ def gate_rule_dry_run_history(*, rule: GateRule, since: dt.datetime, until: dt.d
         (status.pipeline.kommo_id, status.kommo_id): status
         for status in Status.objects.filter(account=rule.account).select_related("pipeline")
     }
-    gated = _stage(rule.gated_stage)
+    gated = stage_from_status(rule.gated_stage)
     changes = list(
         StageChange.objects.filter(
             account=rule.account,
@@ -129,8 +123,8 @@ def gate_rule_dry_run_history(*, rule: GateRule, since: dt.datetime, until: dt.d
         from_status = stages.get((change.from_pipeline_kommo_id or 0, change.from_status_kommo_id or 0))
         if to_status is None:
             continue
-        origin = _stage(from_status) if from_status is not None else None
-        if semantics.gate_crossed(gated=gated, from_stage=origin, to_stage=_stage(to_status)):
+        origin = stage_from_status(from_status) if from_status is not None else None
+        if semantics.gate_crossed(gated=gated, from_stage=origin, to_stage=stage_from_status(to_status)):
             crossing.append((change, from_status, to_status))
     people = stakeholders_for_leads(lead_ids=[change.lead_id for change, _, _ in crossing])
     rows = []

@@ -158,9 +158,9 @@ def _claim(account_id: int) -> list[GateEvaluation]:
     return rows
 
 
-def _stage(status: Status | None) -> semantics.Stage | None:
-    if status is None:
-        return None
+def stage_from_status(status: Status) -> semantics.Stage:
+    """A mirrored stage as :mod:`apps.gates.semantics` sees it: the one place that makes a
+    :class:`semantics.Stage` of a :class:`Status` (load ``pipeline`` with it to spare a query)."""
     return semantics.Stage(
         kommo_id=status.kommo_id, pipeline_kommo_id=status.pipeline.kommo_id, sort=status.sort
     )
@@ -185,6 +185,11 @@ class _Stages:
         if status is not None:
             return status.name
         return "—" if status_kommo_id is None else f"stage {status_kommo_id}"
+
+    def stage(self, pipeline_kommo_id: int | None, status_kommo_id: int | None) -> semantics.Stage | None:
+        """The stage as the semantics see it; None when the mirror does not know it."""
+        status = self.get(pipeline_kommo_id, status_kommo_id)
+        return stage_from_status(status) if status is not None else None
 
 
 def _fresh(lead: KommoLead) -> semantics.FreshLead:
@@ -280,15 +285,13 @@ class _Evaluator:
     def crossed(self, change: StageChange) -> list[GateRule]:
         """The active rules whose gate this move crosses."""
         to_pipeline = change.to_pipeline_kommo_id or change.lead.pipeline_kommo_id
-        to_status = self.stages.get(to_pipeline, change.to_status_kommo_id)
-        from_status = self.stages.get(change.from_pipeline_kommo_id, change.from_status_kommo_id)
-        target, origin = _stage(to_status), _stage(from_status)
+        target = self.stages.stage(to_pipeline, change.to_status_kommo_id)
+        origin = self.stages.stage(change.from_pipeline_kommo_id, change.from_status_kommo_id)
         if target is None:
             return []
         found = []
         for rule in self.rules:
-            gated = _stage(rule.gated_stage)
-            assert gated is not None
+            gated = stage_from_status(rule.gated_stage)
             if semantics.gate_crossed(gated=gated, from_stage=origin, to_stage=target):
                 found.append(rule)
         return found
@@ -301,7 +304,7 @@ class _Evaluator:
         people: Sequence[semantics.StakeholderView],
     ) -> list[_Verdict]:
         verdicts = []
-        origin = _stage(self.stages.get(change.from_pipeline_kommo_id, change.from_status_kommo_id))
+        origin = self.stages.stage(change.from_pipeline_kommo_id, change.from_status_kommo_id)
         for rule in rules:
             exempt = semantics.exemption(
                 exempt_user_ids=self.exempt[rule.pk],
@@ -321,10 +324,12 @@ class _Evaluator:
             if rule.mode == GateRule.Mode.DRY_RUN:
                 verdicts.append(_Verdict(rule, Outcome.WOULD_BLOCK, failures))
                 continue
-            gated = _stage(rule.gated_stage)
-            assert gated is not None and origin is not None  # a crossed gate has a known origin
+            assert origin is not None  # a crossed gate has a known origin
+            back = rule.move_back_stage
             target = semantics.move_back_target(
-                gated=gated, from_stage=origin, configured=_stage(rule.move_back_stage)
+                gated=stage_from_status(rule.gated_stage),
+                from_stage=origin,
+                configured=stage_from_status(back) if back is not None else None,
             )
             verdicts.append(_Verdict(rule, Outcome.BLOCKED, failures, target))
         return verdicts
