@@ -16,6 +16,7 @@ from django.utils.text import slugify
 from apps.kommo.client import KommoClient
 from apps.kommo.models import KommoAccount
 from apps.kommo.types import CatalogWrite, CustomField, CustomFieldEnum, CustomFieldType, CustomFieldWrite
+from apps.stakeholders.derivation import person_key
 from apps.stakeholders.models import KOMMO_APPROVALS, FieldMapping, FieldMappingValue, Role
 
 ROLE_FIELD_NAME = "Role in the purchase"
@@ -55,16 +56,12 @@ class BootstrapReport:
     mappings_changed: bool = False
 
 
-def _key(text: str) -> str:
-    return " ".join(text.split()).casefold()
-
-
 def _find_field(fields: Sequence[CustomField], *, name: str, code: str | None = None) -> CustomField | None:
     if code is not None:
         by_code = next((f for f in fields if (f.code or "").upper() == code), None)
         if by_code is not None:
             return by_code
-    return next((f for f in fields if _key(f.name) == _key(name)), None)
+    return next((f for f in fields if person_key(f.name) == person_key(name)), None)
 
 
 def roles_match_enums(roles: Sequence[Role], enums: Sequence[CustomFieldEnum]) -> dict[int, Role]:
@@ -74,10 +71,11 @@ def roles_match_enums(roles: Sequence[Role], enums: Sequence[CustomFieldEnum]) -
     free_roles = list(roles)
     free_enums = sorted(enums, key=lambda enum: (enum.sort, enum.id))
     tests = (
-        lambda enum, role: _key(enum.value) == _key(role.label),
+        lambda enum, role: person_key(enum.value) == person_key(role.label),
         lambda enum, role: slugify(enum.code or enum.value).replace("-", "_") == role.code,
         lambda enum, role: (
-            _key(role.label).startswith(_key(enum.value)) or _key(enum.value).startswith(_key(role.label))
+            person_key(role.label).startswith(person_key(enum.value))
+            or person_key(enum.value).startswith(person_key(role.label))
         ),
     )
     for test in tests:
@@ -94,8 +92,8 @@ def roles_match_enums(roles: Sequence[Role], enums: Sequence[CustomFieldEnum]) -
 
 
 def approvals_match_enums(enums: Sequence[CustomFieldEnum]) -> dict[int, str]:
-    by_label = {_key(str(approval.label)): approval.value for approval in KOMMO_APPROVALS}
-    return {enum.id: by_label[_key(enum.value)] for enum in enums if _key(enum.value) in by_label}
+    by_label = {person_key(str(approval.label)): approval.value for approval in KOMMO_APPROVALS}
+    return {enum.id: by_label[person_key(enum.value)] for enum in enums if person_key(enum.value) in by_label}
 
 
 class _Bootstrap:
@@ -126,7 +124,9 @@ class _Bootstrap:
         return created
 
     def catalog_id(self) -> int:
-        found = next((c for c in self.client.catalogs_list() if _key(c.name) == _key(CATALOG_NAME)), None)
+        found = next(
+            (c for c in self.client.catalogs_list() if person_key(c.name) == person_key(CATALOG_NAME)), None
+        )
         if found is not None:
             self.report.found.append(f"catalog “{found.name}” ({found.id})")
             return found.id
@@ -159,7 +159,9 @@ class _Bootstrap:
                 self.report.found.append(f"catalog field “{found.name}” ({found.id})")
         if missing:
             for created in self.client.custom_fields_create(entity, missing):
-                fields[next(name for name in wanted if _key(name) == _key(created.name))] = created
+                fields[next(name for name in wanted if person_key(name) == person_key(created.name))] = (
+                    created
+                )
                 self.report.created.append(f"catalog field “{created.name}” ({created.id})")
         return fields
 
