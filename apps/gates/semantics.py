@@ -278,13 +278,3 @@ def gate_marker(*, rule_id: int, stage_change_id: int) -> str:
 def rule_marker(*, rule_id: int) -> str:
     """The part of :func:`gate_marker` shared by every write of one rule."""
     return f"[portal gate {rule_id} "
-
-
-def marker_rule_id(text: str) -> int | None:
-    """The rule id of a portal mark in ``text``, or None when there is none."""
-    head = "[portal gate "
-    start = text.rfind(head)
-    if start < 0:
-        return None
-    digits = text[start + len(head) :].split(" ", 1)[0]
-    return int(digits) if digits.isdigit() else None

@@ -20,7 +20,6 @@ from apps.gates.semantics import (
     furthest_back,
     gate_crossed,
     gate_marker,
-    marker_rule_id,
     missing_summary,
     move_back_target,
     rule_marker,
@@ -297,10 +296,8 @@ class TestTexts:
         assert missing_summary(["a", "b", "c"]) == "a; b and c"
         assert missing_summary([]) == ""
 
-    def test_the_marker_gives_back_its_rule(self):
+    def test_the_marker_names_its_rule_and_move(self):
         text = "Please fix it\n" + gate_marker(rule_id=12, stage_change_id=345)
         assert text.endswith("[portal gate 12 · move 345]")
         assert rule_marker(rule_id=12) in text
         assert rule_marker(rule_id=1) not in text
-        assert marker_rule_id(text) == 12
-        assert marker_rule_id("a task somebody else wrote") is None
