@@ -170,6 +170,75 @@ def test_a_burst_of_100_blocked_moves_costs_four_writes(account, client, api):
     assert move.kommo_request_id == "req-leads" and move.result_ids == [move.entity_kommo_id]
 
 
+def test_a_drain_stores_every_outcome_of_a_large_batch_in_a_few_queries(
+    account, client, api, django_assert_max_num_queries
+):
+    # 60 decisions on 50 deals: 10 deals were blocked twice (by another rule the second time), so 10
+    # moves are superseded; Kommo's answer to the notes leaves every third one out, so those are unknown
+    # (checked before they are sent again).
+    for n in range(60):
+        blocked(account, 10_000 + n % 50, n, rule=7 if n < 50 else 8)
+    api.add_callback("PATCH", BASE + "/api/v4/leads", callback=echo_write("leads", updated=True))
+    api.add_callback("POST", BASE + "/api/v4/tasks", callback=echo_write("tasks"))
+
+    def notes_answer(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
+        items = json.loads(request.body or b"[]")
+        entries = [
+            {"id": 700_000 + index, "request_id": item["request_id"]}
+            for index, item in enumerate(items)
+            if index % 3 != 2
+        ]
+        return 200, {"X-Request-Id": "req-notes"}, json.dumps({"_embedded": {"notes": entries}})
+
+    api.add_callback("POST", BASE + "/api/v4/leads/notes", callback=notes_answer)
+    before = timezone.now()
+
+    # One UPDATE per change would be 180 queries on its own.
+    with django_assert_max_num_queries(30):
+        result = outbound_changes_drain(account_id=account.pk, client=client)
+
+    assert writes(api) == [
+        ("PATCH", "/api/v4/leads", 50),
+        ("POST", "/api/v4/tasks", 60),
+        ("POST", "/api/v4/leads/notes", 60),
+    ]
+    assert (result.sent, result.skipped, result.unknown, result.failed) == (150, 10, 20, 0)
+    changes = list(OutboundChange.objects.order_by("id"))
+    assert len(changes) == 180
+    assert all(change.attempts == 1 and change.modified >= before for change in changes)
+    request_ids = {
+        Kind.LEAD_STATUS: "req-leads",
+        Kind.TASK_CREATE: "req-tasks",
+        Kind.NOTE_CREATE: "req-notes",
+    }
+    outcomes: dict[tuple[str, str], int] = {}
+    for change in changes:
+        outcomes[change.kind, change.status] = outcomes.get((change.kind, change.status), 0) + 1
+        if change.status == State.SENT:
+            assert change.error == "" and change.next_attempt_at is None
+            assert change.sent_at is not None and change.sent_at >= before
+            assert change.kommo_request_id == request_ids[change.kind]
+            assert len(change.result_ids) == 1
+        elif change.status == State.SKIPPED:
+            assert change.next_attempt_at is None and change.sent_at is None and change.result_ids == []
+            assert change.kind == Kind.LEAD_STATUS and change.error.startswith("superseded by change #")
+        else:
+            assert change.status == State.UNKNOWN and change.kind == Kind.NOTE_CREATE
+            assert change.error.endswith("Kommo's answer did not name this item")
+            assert change.next_attempt_at is not None and change.next_attempt_at > before
+            assert change.sent_at is None and change.result_ids == [] and change.kommo_request_id == ""
+    assert outcomes == {
+        (Kind.LEAD_STATUS, State.SENT): 50,
+        (Kind.LEAD_STATUS, State.SKIPPED): 10,
+        (Kind.TASK_CREATE, State.SENT): 60,
+        (Kind.NOTE_CREATE, State.SENT): 40,
+        (Kind.NOTE_CREATE, State.UNKNOWN): 20,
+    }
+    superseded, newer = (OutboundChange.objects.get(idempotency_key=f"gate:move:{n}") for n in (0, 50))
+    assert (superseded.status, newer.status) == (State.SKIPPED, State.SENT)
+    assert superseded.error == f"superseded by change #{newer.pk} of the same deal"
+
+
 def test_the_portals_move_enters_the_stage_history_as_a_gate_move(account, client, api):
     lead = lead_row(account, 10_001)
     blocked(account, 10_001, 1)

@@ -705,18 +705,25 @@ def _finish(claimed: Sequence[_Claimed], result: DrainResult) -> None:
         Status.UNKNOWN: "unknown",
         Status.PENDING: "deferred",
     }
+    # One UPDATE per set of fields an outcome writes (a handful), not one per change: bulk_update does not
+    # call save(), so ``modified`` (auto_now) is set here.
+    now = timezone.now()
+    groups: dict[tuple[str, ...], list[OutboundChange]] = {}
+    for item in claimed:
+        if not item.outcome:
+            item.outcome = Status.UNKNOWN if item.was_unknown else Status.PENDING
+            item.fields = {"error": "not sent: calls to Kommo are stopped (circuit breaker open)"}
+            item.row.attempts -= 1
+        else:
+            setattr(result, counters[item.outcome], getattr(result, counters[item.outcome]) + 1)
+        item.row.status = item.outcome
+        item.row.modified = now
+        for name, value in item.fields.items():
+            setattr(item.row, name, value)
+        groups.setdefault(tuple(sorted(item.fields)), []).append(item.row)
     with transaction.atomic():
-        for item in claimed:
-            if not item.outcome:
-                item.outcome = Status.UNKNOWN if item.was_unknown else Status.PENDING
-                item.fields = {"error": "not sent: calls to Kommo are stopped (circuit breaker open)"}
-                item.row.attempts -= 1
-            else:
-                setattr(result, counters[item.outcome], getattr(result, counters[item.outcome]) + 1)
-            item.row.status = item.outcome
-            for name, value in item.fields.items():
-                setattr(item.row, name, value)
-            item.row.save(update_fields=["status", "attempts", "modified", *item.fields])
+        for names, rows in groups.items():
+            OutboundChange.objects.bulk_update(rows, ["status", "attempts", "modified", *names])
     if result.failed:
         logger.warning("outbound changes: %d failed", result.failed)
 
