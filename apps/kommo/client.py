@@ -52,7 +52,6 @@ from apps.kommo.types import (
     CatalogElementWrite,
     CatalogWrite,
     Company,
-    CompanyWrite,
     ComplexLeadResult,
     ComplexLeadWrite,
     Contact,
@@ -618,22 +617,6 @@ class KommoClient:
         params = query_params(filters=filters, with_=with_, query=query, order=order)
         return self._paginate("/api/v4/companies", "companies", Company.from_api, params=params)
 
-    def companies_get(self, company_id: int, with_: Sequence[str] = ()) -> Company | None:
-        return self._get_one(
-            f"/api/v4/companies/{int(company_id)}", Company.from_api, query_params(with_=with_)
-        )
-
-    def companies_create(self, companies: Sequence[CompanyWrite]) -> list[WriteResult]:
-        body = [company.to_api() for company in companies]
-        parse = self._embedded_parser("companies", WriteResult.from_api)
-        return self._write("POST", "/api/v4/companies", body, parse, idempotent=False)
-
-    def companies_update(self, companies: Sequence[CompanyWrite]) -> list[WriteResult]:
-        _require_ids(companies)
-        body = [company.to_api() for company in companies]
-        parse = self._embedded_parser("companies", WriteResult.from_api)
-        return self._write("PATCH", "/api/v4/companies", body, parse, idempotent=True)
-
     # -- catalogs and links -----------------------------------------------------------------------------
 
     def catalogs_list(self) -> Iterator[Catalog]:
@@ -685,12 +668,6 @@ class KommoClient:
         parse = self._embedded_parser("links", Link.from_api)
         body = [link.to_api() for link in links]
         return self._write("POST", f"/api/v4/{entity}/{int(entity_id)}/link", body, parse, idempotent=True)
-
-    def links_delete(self, entity: str, entity_id: int, links: Sequence[LinkWrite]) -> None:
-        body = [link.to_api() for link in links]
-        self._write(
-            "POST", f"/api/v4/{entity}/{int(entity_id)}/unlink", body, lambda data: [], idempotent=True
-        )
 
     def links_list(
         self, entity: str, entity_id: int, filters: Mapping[str, Any] | None = None
@@ -795,7 +772,7 @@ class KommoClient:
 
 
 def _require_ids(
-    items: Sequence[LeadWrite | ContactWrite | CompanyWrite | TaskWrite | CatalogElementWrite],
+    items: Sequence[LeadWrite | ContactWrite | TaskWrite | CatalogElementWrite],
 ) -> None:
     if any(item.id is None for item in items):
         raise ValueError("every item of a batch update needs its id")
