@@ -40,6 +40,21 @@ def test_a_recorded_status_change_gives_the_move_with_legacy_names_as_strings() 
     assert item.fields["tags"]["0"] == {"id": "482205", "name": "Sasa"}
 
 
+def test_a_date_custom_field_has_a_bare_timestamp_and_a_select_its_label_and_enum_id() -> None:
+    fields = {field.id: field for field in one("leads-status.form.txt").custom_fields}
+
+    assert [(v.value, v.enum_id) for v in fields[481305].values] == [("1615845600", None)]
+    assert [(v.value, v.enum_id) for v in fields[496779].values] == [("Zghirieturi minore", 959761)]
+
+
+def test_a_radiobutton_value_sent_as_one_object_reads_like_a_list_of_one() -> None:
+    item = one("contacts-add-contact.doc.form.txt")
+    fields = {field.name: field for field in item.custom_fields}
+
+    assert [(v.value, v.enum_id) for v in fields["Any radiobutton"].values] == [("2", 566642)]
+    assert fields["Phone"].code == "PHONE"
+
+
 def test_a_company_arrives_under_contacts_and_is_told_apart_by_its_type() -> None:
     assert one("contacts-add-company.doc.form.txt").event == ("company", "add")
     assert one("contacts-add-contact.doc.form.txt").event == ("contact", "add")

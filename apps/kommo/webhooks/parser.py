@@ -13,17 +13,14 @@ Two entry points:
 * :func:`parse` — the whole body as typed :class:`WebhookItem` rows, for the worker.
 
 The quirks handled here, so that nothing past this module meets them: the legacy v2 field names are kept as
-sent (``date_create``, ``last_modified``, ``modified_user_id``); companies arrive under ``contacts`` with
-``type=company``; tasks under the singular ``task``; catalog elements under ``catalogs``; an accepted or
-declined incoming lead is ``unsorted[delete]`` with ``action=accept|decline``; notes nest their fields
-under ``[note]`` (a company's note comes under ``contacts[note]`` with ``element_type=3``). The order of
-keys never matters: the body becomes a tree of dicts, and items are ordered by section, action and numeric
-index. A key that appears twice, or that is both a value and a parent of other keys, makes the body
-ambiguous and is refused.
-
-Custom field values are not interpreted: they stay in an item's ``fields`` as sent (a date field's bare
-timestamp with no ``[value]`` key, a radiobutton's ``values`` as one object instead of a list), because
-processing re-fetches the entity from Kommo rather than reading them from the body.
+sent (``date_create``, ``last_modified``, ``modified_user_id``); date custom fields carry a bare timestamp
+with no ``[value]`` key; a radiobutton's ``values`` may be one object instead of a list; companies arrive
+under ``contacts`` with ``type=company``; tasks under the singular ``task``; catalog elements under
+``catalogs``; an accepted or declined incoming lead is ``unsorted[delete]`` with ``action=accept|decline``;
+notes nest their fields under ``[note]`` (a company's note comes under ``contacts[note]`` with
+``element_type=3``). The order of keys never matters: the body becomes a tree of dicts, and items are
+ordered by section, action and numeric index. A key that appears twice, or that is
+both a value and a parent of other keys, makes the body ambiguous and is refused.
 """
 
 from __future__ import annotations
@@ -309,6 +306,45 @@ def _sequence(node: Any) -> list[Any]:
 
 
 @dataclass(frozen=True)
+class FieldValue:
+    """One value of a custom field: the text as sent and, for enums, the enum id."""
+
+    value: str
+    enum_id: int | None = None
+
+
+@dataclass(frozen=True)
+class CustomField:
+    id: int | None
+    name: str
+    code: str | None
+    values: tuple[FieldValue, ...]
+
+    @classmethod
+    def from_node(cls, node: Mapping[str, Any]) -> CustomField:
+        raw = node.get("values")
+        if isinstance(raw, dict) and not any(name.isdigit() for name in raw):
+            entries: list[Any] = [raw]  # a radiobutton's value as one object, without an index
+        else:
+            entries = _sequence(raw)
+        values = []
+        for entry in entries:
+            if isinstance(entry, str):  # date and date-time fields: a bare timestamp, no [value] key
+                values.append(FieldValue(entry))
+            elif isinstance(entry, dict):
+                text = entry.get("value")
+                values.append(FieldValue(text if isinstance(text, str) else "", to_int(entry.get("enum"))))
+        code = node.get("code")
+        name = node.get("name")
+        return cls(
+            id=to_int(node.get("id")),
+            name=name if isinstance(name, str) else "",
+            code=code if isinstance(code, str) else None,
+            values=tuple(values),
+        )
+
+
+@dataclass(frozen=True)
 class WebhookItem:
     """One entity in a body: ``entity`` (lead, contact, company, task, catalog_element, unsorted,
     message, talk, or an unknown section's name), the wire ``action``, the numeric Kommo ``id`` when it
@@ -328,6 +364,14 @@ class WebhookItem:
 
     def moment(self, name: str) -> dt.datetime | None:
         return to_datetime(self.fields.get(name))
+
+    @property
+    def custom_fields(self) -> tuple[CustomField, ...]:
+        return tuple(
+            CustomField.from_node(node)
+            for node in _sequence(self.fields.get("custom_fields"))
+            if isinstance(node, dict)
+        )
 
     def result_ids(self, entity_section: str) -> tuple[int, ...]:
         """Ids in an incoming lead's ``accept_result`` / ``decline_result`` (e.g. ``leads``)."""
