@@ -65,6 +65,23 @@ def django_db_modify_db_settings(
 
 
 @pytest.fixture(scope="session")
+def django_db_setup(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """pytest-django's test database, with every other session on it ended before it is dropped: a live
+    server's thread or a stopped worker process may still hold a connection, and PostgreSQL refuses to drop
+    a database in use."""
+    yield
+    if suite_database() != "postgres":
+        return
+    from django.db import connection
+
+    with django_db_blocker.unblock(), connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+
+
+@pytest.fixture(scope="session")
 def live_server(django_db_setup: None, live_server: Any) -> Any:
     """pytest-django's live server, started only once the suite's database is in place: started earlier,
     its thread would keep the in-memory SQLite connection that the PostgreSQL settings replace."""
