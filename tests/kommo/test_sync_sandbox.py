@@ -183,6 +183,35 @@ def test_the_events_reconciliation_repairs_a_deal_whose_status_webhook_was_dropp
     assert StageChange.objects.filter(lead=deal).count() == 1
 
 
+def test_an_events_page_naming_moved_and_other_deals_costs_one_refetch(fresh_demo):
+    account = account_for(fresh_demo)
+    mirror_sync(account=account)
+    events_reconcile(account=account)
+    moved, deleted = Lead.objects.filter(account=account, status__is_won=False, status__is_lost=False)[:2]
+    target = Status.objects.filter(pipeline=moved.pipeline, sort__gt=moved.status.sort, is_won=False).first()
+    sandbox_admin(fresh_demo, "PUT", "/_sandbox/faults", {"webhook_drop_rate": 1.0})
+    try:
+        sandbox_api(
+            fresh_demo, "PATCH", "/api/v4/leads", [{"id": moved.kommo_id, "status_id": target.kommo_id}]
+        )
+        sandbox_admin(fresh_demo, "POST", f"/_sandbox/leads/{deleted.kommo_id}/delete", {})
+        mark = fresh_demo.app.request_log.last_seq
+
+        result = events_reconcile(account=account)
+    finally:
+        sandbox_admin(fresh_demo, "PUT", "/_sandbox/faults", {"webhook_drop_rate": 0.0})
+
+    refetches = [
+        entry for entry in api_requests(fresh_demo, mark) if entry["path"].rstrip("/") == "/api/v4/leads"
+    ]
+    assert len(refetches) == 1
+    assert urllib.parse.unquote(refetches[0]["query"]).count("filter[id][]=") == 2
+    [change] = result.new_stage_changes  # the exact move, from the event; none inferred beside it
+    assert (change.lead_id, change.to_status_kommo_id, change.source) == (moved.pk, target.kommo_id, "events")
+    deleted.refresh_from_db()
+    assert deleted.is_deleted
+
+
 def test_the_events_reconciliation_records_a_new_deal_entering_its_first_stage(fresh_demo):
     account = account_for(fresh_demo)
     mirror_sync(account=account)

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -709,13 +709,14 @@ def leads_upsert_from_kommo(
     account: KommoAccount,
     leads: Sequence[types.Lead],
     source: str = Source.SYNC,
-    infer_stage_changes: bool = True,
+    moves_reported_for: Collection[int] = (),
     fetched_at: dt.datetime | None = None,
 ) -> BatchResult:
     """Upsert a page of leads (up to 250) in a constant number of queries, plus a few per lead whose stage
     moved: each such lead gets a :class:`StageChange` (``source`` says who noticed). The result's
-    ``new_stage_changes`` lists the moves recorded for the first time. ``infer_stage_changes=False`` is for
-    a caller that records the exact moves itself (the events reconciliation).
+    ``new_stage_changes`` lists the moves recorded for the first time. ``moves_reported_for``: Kommo ids of
+    leads whose exact moves the caller records itself (the events reconciliation); none is inferred for
+    them.
 
     ``fetched_at``: when the caller's request for these leads left (before the call, not after the answer).
     Every listed lead's ``Lead.fetched_at`` moves forward to it — also when the payload changed nothing or
@@ -741,7 +742,7 @@ def leads_upsert_from_kommo(
             _leads_fetched(account, [lead.id for lead in leads], fetched_at)
         for item in applied:
             before = item.before
-            if before is None or not infer_stage_changes:
+            if before is None or item.data.id in moves_reported_for:
                 continue
             moved = (before["status_kommo_id"], before["pipeline_kommo_id"]) != (
                 item.data.status_id,

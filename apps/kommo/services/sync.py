@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import itertools
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -438,10 +438,11 @@ def leads_refetch(
     kommo_ids: Iterable[int],
     source: str = StageChange.Source.SYNC,
     client: KommoClient | None = None,
-    infer_stage_changes: bool = True,
+    moves_reported_for: Collection[int] = (),
 ) -> mirror.BatchResult:
     """Fetch the named deals again (``filter[id][]``, 250 per call) and upsert them. Deals Kommo no longer
-    lists are left alone: deletions come from the events API or a webhook."""
+    lists are left alone: deletions come from the events API or a webhook. No stage move is inferred for
+    the deals in ``moves_reported_for``: the caller records theirs."""
     client = client or KommoClient(account)
     result = mirror.BatchResult()
     for chunk in _chunks(sorted(set(kommo_ids)), PAGE_SIZE):
@@ -452,7 +453,7 @@ def leads_refetch(
                 account=account,
                 leads=leads,
                 source=source,
-                infer_stage_changes=infer_stage_changes,
+                moves_reported_for=moves_reported_for,
                 fetched_at=asked_at,
             )
         )
@@ -541,18 +542,10 @@ def _events_apply(
     # Stage moves come from the events themselves: the re-fetch must not infer them a second time.
     result = leads_refetch(
         account=account,
-        kommo_ids=lead_ids - moved,
+        kommo_ids=lead_ids,
         source=StageChange.Source.EVENTS,
         client=client,
-    )
-    result.add(
-        leads_refetch(
-            account=account,
-            kommo_ids=lead_ids & moved,
-            source=StageChange.Source.EVENTS,
-            client=client,
-            infer_stage_changes=False,
-        )
+        moves_reported_for=moved,
     )
     deals = {row.kommo_id: row for row in Lead.objects.filter(account=account, kommo_id__in=lead_ids)}
     last_deletion: dict[int, types.Event] = {}
