@@ -271,6 +271,13 @@ class KommoClient:
     def limiter_key(self) -> str:
         return _safe_key(urlsplit(self.account.api_root).netloc or self.account.api_root)
 
+    def wait_for_free_slot(self) -> float:
+        """Waits until the account's rate limit would let a request go at once (reserving nothing), so
+        that a caller gathering work into one request gathers what arrives meanwhile. Returns the wait."""
+        return self.limiter.wait_for_free_slot(
+            self.limiter_key, self.account.rate_limit_per_second, max_wait=self.retry.rate_limit_max_wait
+        )
+
     def _url(self, path: str) -> str:
         """An absolute URL under the account's base URL. Links Kommo sends back (``_links.next``) keep
         their path and query but are re-rooted on the base URL, so a call never leaves the account."""

@@ -4,7 +4,9 @@ Kommo answers 429 above about 7 requests per second and blocks an account (HTML 
 it, so the portal must never exceed the limit by itself, whichever worker sends the request. Both
 limiters keep a sliding log of the last ``limit`` send times per account and *reserve* the next slot:
 a slot is never earlier than ``window`` after the ``limit``-th previous one, so no window of that length
-ever holds more than ``limit`` requests. The caller sleeps until its slot (bounded by ``max_wait``).
+ever holds more than ``limit`` requests. The caller sleeps until its slot (bounded by ``max_wait``). A
+caller that gathers work into one request may first wait until a slot is free without reserving one
+(:meth:`RateLimiter.wait_for_free_slot`), so that it gathers what arrives meanwhile.
 
 - With ``REDIS_URL``: one atomic Lua script on a sorted set, with Redis's clock as the only clock.
 - Without (the zero-setup mode): a JSON file per account under ``RUN_DIR``, guarded by ``fcntl.flock``,
@@ -37,6 +39,9 @@ class SlotStore(Protocol):
     def reserve(self, key: str, limit: int, window: float, max_wait: float) -> float | None:
         """Reserve the next slot; return seconds until it, or None (nothing reserved) beyond max_wait."""
 
+    def free_in(self, key: str, limit: int, window: float) -> float:
+        """Seconds until the next slot, reserving nothing."""
+
 
 class RateLimiter:
     """Blocks until the account may send one more request."""
@@ -67,6 +72,20 @@ class RateLimiter:
             self.sleep(wait)
         return wait
 
+    def wait_for_free_slot(
+        self, key: str, rate_per_second: float, *, max_wait: float = DEFAULT_MAX_WAIT_SECONDS
+    ) -> float:
+        """Wait until a slot is free, reserving none, at most ``max_wait``; return the seconds waited.
+
+        For a caller that gathers work into one request: what it gathers after the wait includes whatever
+        arrived while the request could not have gone out anyway.
+        """
+        limit, window = _limit_and_window(rate_per_second, self.window)
+        wait = min(self.store.free_in(key, limit, window), max_wait)
+        if wait > 0:
+            self.sleep(wait)
+        return wait
+
 
 def _limit_and_window(rate_per_second: float, window: float) -> tuple[int, float]:
     """N requests per ``window``; a fractional rate (0.5/s) becomes one request per 1/rate seconds."""
@@ -82,6 +101,7 @@ local key = KEYS[1]
 local limit = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
 local max_wait = tonumber(ARGV[3])
+local take = ARGV[4] == '1'
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
 redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
@@ -92,6 +112,9 @@ if count >= limit then
   slot = math.max(now, tonumber(nth[2]) + window)
 end
 local wait = slot - now
+if not take then
+  return wait
+end
 if wait > max_wait then
   return -1
 end
@@ -114,9 +137,12 @@ class RedisSlotStore:
 
     def reserve(self, key: str, limit: int, window: float, max_wait: float) -> float | None:
         wait = int(
-            self.script(keys=[self.prefix + key], args=[limit, int(window * 1e6), int(max_wait * 1e6)])
+            self.script(keys=[self.prefix + key], args=[limit, int(window * 1e6), int(max_wait * 1e6), 1])
         )
         return None if wait < 0 else wait / 1e6
+
+    def free_in(self, key: str, limit: int, window: float) -> float:
+        return int(self.script(keys=[self.prefix + key], args=[limit, int(window * 1e6), 0, 0])) / 1e6
 
 
 class FileSlotStore:
@@ -128,6 +154,14 @@ class FileSlotStore:
         self.clock = clock
 
     def reserve(self, key: str, limit: int, window: float, max_wait: float) -> float | None:
+        return self._next(key, limit, window, max_wait, take=True)
+
+    def free_in(self, key: str, limit: int, window: float) -> float:
+        wait = self._next(key, limit, window, math.inf, take=False)
+        assert wait is not None  # nothing is beyond an infinite wait
+        return wait
+
+    def _next(self, key: str, limit: int, window: float, max_wait: float, *, take: bool) -> float | None:
         self.folder.mkdir(parents=True, exist_ok=True)
         path = self.folder / f"{key}.json"
         with open(path, "a+", encoding="utf-8") as handle:
@@ -139,6 +173,8 @@ class FileSlotStore:
                 now = self.clock()
                 slots = [slot for slot in slots if slot > now - window]
                 slot = now if len(slots) < limit else max(now, slots[-limit] + window)
+                if not take:
+                    return slot - now
                 if slot - now > max_wait:
                     return None
                 slots.append(slot)

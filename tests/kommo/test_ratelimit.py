@@ -147,6 +147,30 @@ def test_a_wait_longer_than_the_maximum_is_refused_without_taking_a_slot(tmp_pat
     assert waits and waits[-1] <= WINDOW
 
 
+def waiting_for_a_free_slot_reserves_none(store) -> None:
+    waits: list[float] = []
+    limiter = RateLimiter(store, sleep=waits.append)
+    assert limiter.wait_for_free_slot("acct", 2) == 0  # nothing sent yet: free at once
+    limiter.acquire("acct", 2)
+    limiter.acquire("acct", 2)
+
+    first = limiter.wait_for_free_slot("acct", 2)
+    second = limiter.wait_for_free_slot("acct", 2)
+
+    assert 0.9 < first <= WINDOW and 0.9 < second <= first  # both told of the same slot: none taken
+    assert waits == [first, second]
+    assert limiter.wait_for_free_slot("acct", 2, max_wait=0.1) == 0.1
+
+
+def test_waiting_for_a_free_file_slot_reserves_none(tmp_path):
+    waiting_for_a_free_slot_reserves_none(FileSlotStore(tmp_path))
+
+
+@pytest.mark.redis
+def test_waiting_for_a_free_redis_slot_reserves_none(redis_url):
+    waiting_for_a_free_slot_reserves_none(RedisSlotStore(redis.Redis.from_url(redis_url)))
+
+
 def test_the_limiter_uses_redis_when_redis_url_is_set_and_files_otherwise(settings, tmp_path):
     settings.RUN_DIR = tmp_path
     settings.REDIS_URL = ""

@@ -486,12 +486,15 @@ def outbound_changes_drain(
     then notes — and record each outcome. Safe to run concurrently: changes are claimed with
     ``SKIP LOCKED``. ``retry_in`` is about the same kinds."""
     account = KommoAccount.objects.get(pk=account_id)
+    client = client or KommoClient(account)
+    # The first write could not go out before a slot is free: changes queued meanwhile join it.
+    client.wait_for_free_slot()
     now = timezone.now()
     kinds = list(kinds) if kinds is not None else list(Kind.values)
     claimed = _claim(account_id, now, kinds)
     result = DrainResult()
     if claimed:
-        drain = _Drain(account, client or KommoClient(account), now)
+        drain = _Drain(account, client, now)
         by_kind: dict[str, list[_Claimed]] = {kind: [] for kind in Kind.values}
         for item in claimed:
             by_kind[item.row.kind].append(item)

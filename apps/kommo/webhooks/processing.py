@@ -247,7 +247,12 @@ def webhook_event_process(*, event_id: int) -> ProcessOutcome:
     batch must be retried (see the module notes)."""
     policy = Policy.current()
     outcome = ProcessOutcome()
+    account = KommoAccount.objects.filter(webhook_events__pk=event_id).first()
     while True:
+        if account is not None:
+            # The batch's re-fetch could not go out before a slot is free: deliveries that arrive
+            # meanwhile join it instead of waiting for the next one.
+            KommoClient(account).wait_for_free_slot()
         events = webhook_events_claim(event_id=event_id, policy=policy)
         outcome.claimed += [event.pk for event in events]
         if events:
