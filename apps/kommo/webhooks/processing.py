@@ -248,11 +248,12 @@ def webhook_event_process(*, event_id: int) -> ProcessOutcome:
     policy = Policy.current()
     outcome = ProcessOutcome()
     account = KommoAccount.objects.filter(webhook_events__pk=event_id).first()
+    limited = KommoClient(account) if account is not None else None
     while True:
-        if account is not None:
+        if limited is not None:
             # The batch's re-fetch could not go out before a slot is free: deliveries that arrive
             # meanwhile join it instead of waiting for the next one.
-            KommoClient(account).wait_for_free_slot()
+            limited.wait_for_free_slot()
         events = webhook_events_claim(event_id=event_id, policy=policy)
         outcome.claimed += [event.pk for event in events]
         if events:
