@@ -382,3 +382,48 @@ def test_pipeline_creation_adds_the_system_statuses(api):
     assert statuses[142]["name"] == "Won leads status custom name" and 143 in statuses
     assert [s["type"] for s in pipeline["_embedded"]["statuses"]].count(1) == 1
     assert api.get(f"/api/v4/leads/pipelines/{pipeline['id']}").json()["name"] == "Additional pipeline"
+
+
+def _events(api, entity: str, entity_id: int, type_: str) -> list[dict]:
+    response = api.get(
+        f"/api/v4/events?filter[entity]={entity}&filter[entity_id]={entity_id}&filter[type]={type_}"
+    )
+    return response.json()["_embedded"]["events"] if response.status_code == 200 else []
+
+
+def test_name_and_responsible_changes_record_the_same_event_values_for_every_entity(api, sandbox):
+    account = sandbox.store.account(sandbox.credentials["account_id"])
+    admin_id = account.admin_user.id
+    manager = next(u for u in account.users.values() if not u.is_admin)
+    lead_id = api.post("/api/v4/leads", [{"name": "lead before"}]).json()["_embedded"]["leads"][0]["id"]
+    company_id = api.post("/api/v4/companies", [{"name": "company before"}]).json()["_embedded"]["companies"][
+        0
+    ]["id"]
+    task_id = api.post("/api/v4/tasks", [{"text": "call back", "complete_till": 1_900_000_000}]).json()[
+        "_embedded"
+    ]["tasks"][0]["id"]
+    catalog = api.get("/api/v4/catalogs").json()["_embedded"]["catalogs"][0]
+    element_id = api.post(f"/api/v4/catalogs/{catalog['id']}/elements", [{"name": "element before"}]).json()[
+        "_embedded"
+    ]["elements"][0]["id"]
+
+    api.patch(f"/api/v4/leads/{lead_id}", {"name": "lead after", "responsible_user_id": manager.id})
+    api.patch(f"/api/v4/companies/{company_id}", {"name": "company after", "responsible_user_id": manager.id})
+    api.patch(f"/api/v4/tasks/{task_id}", {"responsible_user_id": manager.id})
+    api.patch(f"/api/v4/catalogs/{catalog['id']}/elements/{element_id}", {"name": "element after"})
+
+    renamed = {
+        ("lead", lead_id): ("lead before", "lead after"),
+        ("company", company_id): ("company before", "company after"),
+        (f"catalog_{catalog['id']}", element_id): ("element before", "element after"),
+    }
+    for (entity, entity_id), (before, after) in renamed.items():
+        (event,) = _events(api, entity, entity_id, "name_field_changed")
+        assert event["value_before"] == [{"name_field_value": {"name": before}}]
+        assert event["value_after"] == [{"name_field_value": {"name": after}}]
+    for entity, entity_id in (("lead", lead_id), ("company", company_id), ("task", task_id)):
+        (event,) = _events(api, entity, entity_id, "entity_responsible_changed")
+        assert event["value_before"] == [{"responsible_user": {"id": admin_id}}]
+        assert event["value_after"] == [{"responsible_user": {"id": manager.id}}]
+    assert _events(api, "task", task_id, "name_field_changed") == []
+    assert _events(api, f"catalog_{catalog['id']}", element_id, "entity_responsible_changed") == []
