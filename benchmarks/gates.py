@@ -47,18 +47,14 @@ class Bench:
         import requests
 
         from apps.kommo_sandbox.server import SandboxServer
+        from tests.kommo.sandbox_support import sandbox_admin
         from tests.support.services import CeleryWorker
 
         self.requests = requests
         self.sandbox = SandboxServer(host="127.0.0.1", port=0, seed="demo", webhooks=True).start()
         # The manager's own moves (the benchmark's) are not the integration's calls: the sandbox does not
         # rate-limit them; the portal keeps to its account's 7 req/s through its own shared limiter.
-        requests.put(
-            self.sandbox.base_url + "/_sandbox/rate-limit",
-            json={"enabled": False},
-            headers={"Authorization": f"Bearer {self.sandbox.credentials['admin_token']}"},
-            timeout=10,
-        ).raise_for_status()
+        sandbox_admin(self.sandbox, "PUT", "/_sandbox/rate-limit", {"enabled": False})
         self.portal = Portal(
             settings_module="config.settings.test", database_url=database_url, broker_url=broker_url
         )
@@ -89,9 +85,9 @@ class Bench:
         return int(self.sandbox.app.request_log.last_seq)
 
     def calls_since(self, mark: int) -> list[dict[str, Any]]:
-        return [
-            e for e in self.sandbox.app.request_log.entries(since=mark) if e["path"].startswith("/api/v4/")
-        ]
+        from tests.kommo.sandbox_support import api_requests
+
+        return api_requests(self.sandbox, mark)
 
     # -- set-up -------------------------------------------------------------------------------------------
 
