@@ -21,6 +21,7 @@ from apps.kommo_sandbox.services.common import (
     check_user,
     is_int,
     request_id_of,
+    responsible_event,
     update_closest_task,
     validated,
     validated_updates,
@@ -191,16 +192,9 @@ def _apply_task(
             before=[{"task_deadline": {"timestamp": before.complete_till}}],
             after=[{"task_deadline": {"timestamp": task.complete_till}}],
         )
-    if task.responsible_user_id != before.responsible_user_id:
-        store.record_event(
-            account,
-            "entity_responsible_changed",
-            "task",
-            task.id,
-            user_id,
-            before=[{"responsible_user": {"id": before.responsible_user_id}}],
-            after=[{"responsible_user": {"id": task.responsible_user_id}}],
-        )
+    responsible_event(
+        store, account, "task", task.id, user_id, before.responsible_user_id, task.responsible_user_id
+    )
     update_closest_task(account, before.entity_type, before.entity_id)
     update_closest_task(account, task.entity_type, task.entity_id)
     store.publish(account, "task", "update", task.id, task_repr(store, account, task), previous, user_id)

@@ -24,6 +24,7 @@ from apps.kommo_sandbox.services.common import (
     link_contact_to_lead,
     link_events,
     link_single,
+    name_event,
     request_id_of,
     validated_updates,
 )
@@ -189,16 +190,7 @@ def elements_update(
         element.updated_at = store.now()
         element.updated_by = user_id
         entity = f"catalog_{catalog.id}"
-        if element.name != before_name:
-            store.record_event(
-                account,
-                "name_field_changed",
-                entity,
-                element.id,
-                user_id,
-                before=[{"name_field_value": {"name": before_name}}],
-                after=[{"name_field_value": {"name": element.name}}],
-            )
+        name_event(store, account, entity, element.id, user_id, before_name, element.name)
         cf_events(store, account, entity, element.id, user_id, before_cf, element.custom_fields_values)
         current = element_repr(store, account, element)
         store.publish(account, "catalog_element", "update", element.id, current, previous, user_id)

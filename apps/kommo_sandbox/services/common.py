@@ -229,6 +229,38 @@ def check_refs(
     return out, errors
 
 
+def name_event(
+    store: SandboxStore, account: Account, entity: str, entity_id: int, user_id: int, before: str, after: str
+) -> None:
+    """``name_field_changed`` when the name changed."""
+    if after != before:
+        store.record_event(
+            account,
+            "name_field_changed",
+            entity,
+            entity_id,
+            user_id,
+            before=[{"name_field_value": {"name": before}}],
+            after=[{"name_field_value": {"name": after}}],
+        )
+
+
+def responsible_event(
+    store: SandboxStore, account: Account, entity: str, entity_id: int, user_id: int, before: int, after: int
+) -> None:
+    """``entity_responsible_changed`` when the responsible user changed."""
+    if after != before:
+        store.record_event(
+            account,
+            "entity_responsible_changed",
+            entity,
+            entity_id,
+            user_id,
+            before=[{"responsible_user": {"id": before}}],
+            after=[{"responsible_user": {"id": after}}],
+        )
+
+
 def tag_events(
     store: SandboxStore,
     account: Account,

@@ -27,6 +27,8 @@ from apps.kommo_sandbox.services.common import (
     is_int,
     link_contact_to_lead,
     link_single,
+    name_event,
+    responsible_event,
     tag_events,
     tags_after,
     validated,
@@ -214,16 +216,7 @@ def update_lead(
         return False
     lead.updated_at = patch.get("updated_at", store.now())
     lead.updated_by = patch.get("updated_by", user_id)
-    if lead.name != before.name:
-        store.record_event(
-            account,
-            "name_field_changed",
-            "lead",
-            lead.id,
-            user_id,
-            before=[{"name_field_value": {"name": before.name}}],
-            after=[{"name_field_value": {"name": lead.name}}],
-        )
+    name_event(store, account, "lead", lead.id, user_id, before.name, lead.name)
     if lead.price != before.price:
         store.record_event(
             account,
@@ -244,17 +237,9 @@ def update_lead(
             before=[{"lead_status": {"id": before.status_id, "pipeline_id": before.pipeline_id}}],
             after=[{"lead_status": {"id": lead.status_id, "pipeline_id": lead.pipeline_id}}],
         )
-    responsible_changed = lead.responsible_user_id != before.responsible_user_id
-    if responsible_changed:
-        store.record_event(
-            account,
-            "entity_responsible_changed",
-            "lead",
-            lead.id,
-            user_id,
-            before=[{"responsible_user": {"id": before.responsible_user_id}}],
-            after=[{"responsible_user": {"id": lead.responsible_user_id}}],
-        )
+    responsible_event(
+        store, account, "lead", lead.id, user_id, before.responsible_user_id, lead.responsible_user_id
+    )
     cf_events(
         store, account, "lead", lead.id, user_id, before.custom_fields_values, lead.custom_fields_values
     )
@@ -262,6 +247,7 @@ def update_lead(
     current = lead_repr(store, account, lead)
     if stage_changed:
         store.publish(account, "lead", "status", lead.id, current, previous, user_id)
+    responsible_changed = lead.responsible_user_id != before.responsible_user_id
     if responsible_changed:
         store.publish(account, "lead", "responsible", lead.id, current, previous, user_id)
     if not stage_changed and not responsible_changed:

@@ -16,6 +16,8 @@ from apps.kommo_sandbox.services.common import (
     check_user,
     check_values_and_tags,
     link_single,
+    name_event,
+    responsible_event,
     tag_events,
     tags_after,
     validated,
@@ -148,26 +150,10 @@ def update_party(
         return False
     record.updated_at = patch.get("updated_at", store.now())
     record.updated_by = patch.get("updated_by", user_id)
-    if record.name != before_name:
-        store.record_event(
-            account,
-            "name_field_changed",
-            singular,
-            record.id,
-            user_id,
-            before=[{"name_field_value": {"name": before_name}}],
-            after=[{"name_field_value": {"name": record.name}}],
-        )
-    if record.responsible_user_id != before_responsible:
-        store.record_event(
-            account,
-            "entity_responsible_changed",
-            singular,
-            record.id,
-            user_id,
-            before=[{"responsible_user": {"id": before_responsible}}],
-            after=[{"responsible_user": {"id": record.responsible_user_id}}],
-        )
+    name_event(store, account, singular, record.id, user_id, before_name, record.name)
+    responsible_event(
+        store, account, singular, record.id, user_id, before_responsible, record.responsible_user_id
+    )
     cf_events(store, account, singular, record.id, user_id, before_cf, record.custom_fields_values)
     tag_events(store, account, singular, record.id, user_id, before_tags, record.tag_ids)
     current = party_repr(store, account, record)
