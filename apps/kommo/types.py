@@ -119,13 +119,15 @@ def _ts(data: Mapping[str, Any], key: str) -> dt.datetime | None:
     return from_timestamp(data.get(key))
 
 
-def _embedded(data: Mapping[str, Any]) -> Mapping[str, Any]:
-    value = data.get("_embedded")
+def _object(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    """The nested object under ``key`` (``_embedded``, ``metadata``, ``rights``, ``params``), or an empty
+    one when it is missing or not an object."""
+    value = data.get(key)
     return value if isinstance(value, Mapping) else {}
 
 
 def _embedded_list(data: Mapping[str, Any], key: str) -> list[Mapping[str, Any]]:
-    value = _embedded(data).get(key)
+    value = _object(data, "_embedded").get(key)
     if not isinstance(value, list):
         return []
     return [item for item in value if isinstance(item, Mapping)]
@@ -315,8 +317,7 @@ class CatalogElementRef:
 
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> Self:
-        metadata = data.get("metadata") if isinstance(data.get("metadata"), Mapping) else {}
-        assert isinstance(metadata, Mapping)
+        metadata = _object(data, "metadata")
         quantity = metadata.get("quantity")
         return cls(
             id=_int(data, "id"),
@@ -631,8 +632,7 @@ class KommoUser:
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> Self:
         data = _mapping(data, "user")
-        rights = data.get("rights") if isinstance(data.get("rights"), Mapping) else {}
-        assert isinstance(rights, Mapping)
+        rights = _object(data, "rights")
         return cls(
             id=_int(data, "id"),
             name=_str(data, "name"),
@@ -820,8 +820,7 @@ class Link:
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> Self:
         data = _mapping(data, "link")
-        metadata = data.get("metadata") if isinstance(data.get("metadata"), Mapping) else {}
-        assert isinstance(metadata, Mapping)
+        metadata = _object(data, "metadata")
         main = metadata.get("main_contact", metadata.get("is_main"))
         quantity = metadata.get("quantity")
         return cls(
@@ -894,8 +893,7 @@ class Note:
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> Self:
         data = _mapping(data, "note")
-        params = data.get("params") if isinstance(data.get("params"), Mapping) else {}
-        assert isinstance(params, Mapping)
+        params = _object(data, "params")
         return cls(
             id=_int(data, "id"),
             entity_id=_opt_int(data, "entity_id"),
