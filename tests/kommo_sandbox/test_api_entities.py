@@ -427,3 +427,32 @@ def test_name_and_responsible_changes_record_the_same_event_values_for_every_ent
         assert event["value_after"] == [{"responsible_user": {"id": manager.id}}]
     assert _events(api, "task", task_id, "name_field_changed") == []
     assert _events(api, f"catalog_{catalog['id']}", element_id, "entity_responsible_changed") == []
+
+
+def test_contacts_and_companies_filter_by_id_name_users_and_dates(api, sandbox):
+    account = sandbox.store.account(sandbox.credentials["account_id"])
+    manager = next(u for u in account.users.values() if not u.is_admin)
+    for kind in ("contacts", "companies"):
+        body = [
+            {"name": f"filtered {kind} one"},
+            {"name": f"filtered {kind} two", "responsible_user_id": manager.id},
+        ]
+        one, two = api.post(f"/api/v4/{kind}", body).json()["_embedded"][kind]
+
+        def ids(query: str, kind: str = kind) -> set[int]:
+            response = api.get(f"/api/v4/{kind}?{query}&limit=250")
+            return (
+                {r["id"] for r in response.json()["_embedded"][kind]}
+                if response.status_code == 200
+                else set()
+            )
+
+        assert ids(f"filter[id][]={one['id']}&filter[id][]={two['id']}") == {one["id"], two["id"]}
+        assert ids(f"filter[name]=filtered {kind} two") == {two["id"]}
+        mine = ids(f"filter[responsible_user_id][]={manager.id}")
+        assert two["id"] in mine and one["id"] not in mine
+        assert one["id"] in ids(f"filter[created_by][]={account.admin_user.id}")
+        assert ids(f"filter[updated_by][]={manager.id}&filter[id][]={one['id']}") == set()
+        since = api.get(f"/api/v4/{kind}/{two['id']}").json()["updated_at"]
+        assert two["id"] in ids(f"filter[updated_at][from]={since}")
+        assert ids(f"filter[updated_at][to]={since - 1}&filter[id][]={two['id']}") == set()
