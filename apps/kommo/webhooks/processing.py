@@ -154,10 +154,9 @@ def _pages(items: Sequence[T]) -> Iterator[Sequence[T]]:
         yield items[start : start + PAGE_SIZE]
 
 
-def _record_move(account: KommoAccount, move: Move, fetched: Fetched, received_at: dt.datetime) -> None:
-    lead = Lead.objects.filter(account=account, kommo_id=move.lead_id).first()
-    if lead is None:  # Kommo no longer has it: nothing to attach the move to
-        return
+def _record_move(
+    account: KommoAccount, lead: Lead, move: Move, fetched: Fetched, received_at: dt.datetime
+) -> None:
     at, exact = move.at, True
     if at is None:  # a Digital Pipeline hook: the lead's updated_at bounds the move, if it is still there
         current = fetched.leads.get(move.lead_id)
@@ -203,8 +202,16 @@ def _apply(account: KommoAccount, plan: Plan, fetched: Fetched, moves_at: dict[i
     for ids in plan.deleted_elements.values():
         for element_id in sorted(ids - fetched.elements.keys()):
             catalog_element_mark_deleted(account=account, kommo_id=element_id)
+    if not plan.moves:
+        return
+    # The moved deals in one query, read after the upserts that create the new ones.
+    moved = Lead.objects.filter(account=account, kommo_id__in={move.lead_id for move in plan.moves})
+    deals = {lead.kommo_id: lead for lead in moved}
     for index, move in enumerate(plan.moves):
-        _record_move(account, move, fetched, moves_at[index])
+        lead = deals.get(move.lead_id)
+        if lead is None:  # Kommo no longer has it: nothing to attach the move to
+            continue
+        _record_move(account, lead, move, fetched, moves_at[index])
 
 
 def _finish(event: WebhookEvent, status: str, *, error: str = "", trace: str = "") -> None:
