@@ -1,4 +1,6 @@
+import multiprocessing
 import os
+import runpy
 import subprocess
 import sys
 
@@ -49,3 +51,102 @@ def test_production_refuses_to_start_without_each_required_variable():
 
         assert result.returncode != 0, name
         assert name in result.stderr, (name, result.stderr[-500:])
+
+
+def production_setting(expression: str, env: dict[str, str]) -> str:
+    """The value of ``expression`` (on ``settings``) in the production settings started with ``env``."""
+    result = manage(
+        "shell", "--no-imports", "-c", f"from django.conf import settings; print({expression})", env=env
+    )
+    assert result.returncode == 0, result.stderr[-500:]
+    return result.stdout.strip()
+
+
+def test_production_refuses_a_required_variable_that_is_only_spaces():
+    for name in ("DJANGO_SECRET_KEY", "DATABASE_URL", "REDIS_URL"):
+        result = manage("check", env={**PRODUCTION_ENV, name: "   "})
+
+        assert result.returncode != 0, name
+        assert f"Set {name}: the portal does not start in production" in result.stderr, result.stderr[-500:]
+
+
+def test_production_reads_the_allowed_hosts_as_a_comma_separated_list_ignoring_blanks():
+    env = {**PRODUCTION_ENV, "DJANGO_ALLOWED_HOSTS": " portal.example.com, ,api.example.com ,"}
+
+    assert production_setting("settings.ALLOWED_HOSTS", env) == "['portal.example.com', 'api.example.com']"
+
+
+def test_production_runs_on_the_database_and_the_redis_of_the_environment():
+    expression = (
+        "settings.DATABASES['default']['HOST'], settings.DATABASES['default']['CONN_MAX_AGE'],"
+        " settings.DATABASES['default']['OPTIONS'], settings.CACHES['default']['LOCATION'],"
+        " settings.CELERY_BROKER_URL, settings.DEBUG"
+    )
+
+    assert production_setting(expression, PRODUCTION_ENV) == (
+        "db.example.com 60 {'prepare_threshold': 5} redis://redis.example.com:6379/0"
+        " redis://redis.example.com:6379/0 False"
+    )
+
+
+def test_postgresql_gets_the_prepare_threshold_of_the_environment_and_other_databases_nothing(monkeypatch):
+    from config.settings.base import apply_postgresql_options
+
+    def options(engine: str) -> dict[str, object]:
+        database: dict[str, object] = {"ENGINE": engine}
+        apply_postgresql_options(database)
+        return database
+
+    monkeypatch.delenv("DATABASE_PREPARE_THRESHOLD", raising=False)
+    assert options("django.db.backends.postgresql")["OPTIONS"] == {"prepare_threshold": 5}
+    assert options("django.db.backends.sqlite3") == {"ENGINE": "django.db.backends.sqlite3"}
+    monkeypatch.setenv("DATABASE_PREPARE_THRESHOLD", "2")
+    assert options("django.db.backends.postgresql")["OPTIONS"] == {"prepare_threshold": 2}
+    monkeypatch.setenv("DATABASE_PREPARE_THRESHOLD", "")  # off, as behind a transaction-mode pooler
+    assert options("django.db.backends.postgresql")["OPTIONS"] == {"prepare_threshold": None}
+
+
+def test_postgresql_options_keep_the_options_already_set(monkeypatch):
+    from config.settings.base import apply_postgresql_options
+
+    monkeypatch.delenv("DATABASE_PREPARE_THRESHOLD", raising=False)
+    database = {"ENGINE": "django.db.backends.postgresql", "OPTIONS": {"sslmode": "require"}}
+    apply_postgresql_options(database)
+
+    assert database["OPTIONS"] == {"sslmode": "require", "prepare_threshold": 5}
+
+
+def gunicorn_configuration(monkeypatch, **variables: str) -> dict[str, object]:
+    """config/gunicorn.py as gunicorn reads it, with only ``variables`` of its own set."""
+    for name in [name for name in os.environ if name.startswith("GUNICORN_")]:
+        monkeypatch.delenv(name)
+    for name, value in variables.items():
+        monkeypatch.setenv(name, value)
+    return runpy.run_path(str(ROOT / "config" / "gunicorn.py"))
+
+
+def test_gunicorn_defaults_to_sync_workers_two_per_core_and_the_access_log_on_stdout(monkeypatch):
+    config = gunicorn_configuration(monkeypatch)
+
+    assert config["bind"] == "0.0.0.0:8000"
+    assert config["workers"] == multiprocessing.cpu_count() * 2 + 1
+    assert (config["worker_class"], config["threads"], config["timeout"]) == ("sync", 1, 30)
+    assert config["accesslog"] == "-"
+
+
+def test_gunicorn_takes_each_setting_from_its_variable_and_an_empty_one_means_the_default(monkeypatch):
+    config = gunicorn_configuration(
+        monkeypatch,
+        GUNICORN_BIND="127.0.0.1:9000",
+        GUNICORN_WORKERS="3",
+        GUNICORN_WORKER_CLASS="gthread",
+        GUNICORN_THREADS="",
+        GUNICORN_TIMEOUT="",
+    )
+
+    assert (config["bind"], config["workers"], config["worker_class"]) == ("127.0.0.1:9000", 3, "gthread")
+    assert (config["threads"], config["timeout"]) == (1, 30)
+
+
+def test_an_empty_gunicorn_access_log_turns_it_off(monkeypatch):
+    assert gunicorn_configuration(monkeypatch, GUNICORN_ACCESS_LOG="")["accesslog"] is None
