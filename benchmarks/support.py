@@ -137,7 +137,8 @@ class Portal:
             "GUNICORN_BIND": f"127.0.0.1:{port}",
             "GUNICORN_ACCESS_LOG": "",
         }
-        self.env.setdefault("GUNICORN_WORKERS", str(os.cpu_count() or 2))
+        if not self.env.get("GUNICORN_WORKERS"):  # empty means the default, as in config/gunicorn.py
+            self.env["GUNICORN_WORKERS"] = str(os.cpu_count() or 2)
         self.process = subprocess.Popen(  # noqa: S603  (the production configuration, on a loopback port)
             [sys.executable, "-m", "gunicorn", "config.wsgi", "-c", str(ROOT / "config" / "gunicorn.py")],
             cwd=ROOT,
@@ -154,12 +155,14 @@ class Portal:
             return False
 
     def configuration(self) -> dict[str, object]:
+        # config/gunicorn.py read in this process: its environment is the server's but for the variables
+        # set above, so its worker class and threads are the server's (an empty variable meaning the default).
         from config import gunicorn
 
         return {
-            "worker_class": self.env.get("GUNICORN_WORKER_CLASS", gunicorn.worker_class),
+            "worker_class": gunicorn.worker_class,
             "workers": int(self.env["GUNICORN_WORKERS"]),
-            "threads": int(self.env.get("GUNICORN_THREADS", gunicorn.threads)),
+            "threads": gunicorn.threads,
         }
 
     def stop(self) -> None:
