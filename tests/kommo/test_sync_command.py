@@ -1,8 +1,10 @@
+import datetime as dt
 import io
 
 import pytest
 from django.core.management import CommandError, call_command
 
+from apps.kommo.management.commands.kommo_sync import Command as SyncCommand
 from apps.kommo.models import Lead, SyncState
 from tests.kommo.sandbox_support import account_for, sandbox_start
 
@@ -46,3 +48,13 @@ def test_the_command_runs_one_resource_incrementally_since_a_date(sandbox):
 def test_an_unknown_account_is_an_error():
     with pytest.raises(CommandError, match="no Kommo account"):
         call_command("kommo_sync", "--account", "999999", stdout=io.StringIO())
+
+
+def test_since_reads_a_date_or_a_datetime_and_refuses_anything_else():
+    since = SyncCommand()._since
+
+    assert since("2024-01-01") == dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    assert since("2024-01-01T10:30+02:00") == dt.datetime(2024, 1, 1, 8, 30, tzinfo=dt.UTC)
+    for bad in ("yesterday", "2024-02-30", "2024-02-30T00:00:00"):
+        with pytest.raises(CommandError, match="not an ISO date"):
+            since(bad)

@@ -121,9 +121,10 @@ class Command(BaseCommand):
     def _since(self, value: str | None) -> dt.datetime | None:
         if value is None:
             return None
-        moment = parse_datetime(value) or (
-            parse_datetime(f"{value}T00:00:00") if len(value) == len("2024-01-01") else None
-        )
+        try:
+            moment = parse_datetime(value)  # a bare date reads as its midnight
+        except ValueError:  # well formed but no such day, e.g. 2024-02-30T00:00
+            moment = None
         if moment is None:
             raise CommandError(f"--since: not an ISO date or datetime: {value!r}")
         return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
