@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from apps.kommo_sandbox import serializers
@@ -33,21 +33,37 @@ def _user_filter(value: Any) -> set[int] | None:
     return set(as_int_list(value)) if value is not None else None
 
 
-def _lead_matches(ctx: Context, filters: dict[str, Any]) -> Any:
-    account = ctx.account
+def _common_matches(
+    filters: dict[str, Any], range_keys: tuple[str, ...]
+) -> Callable[[Lead | Contact | Company], bool]:
+    """The filters leads, contacts and companies share: id, name, the users and the date ranges."""
     ids = id_filter(filters.get("id"))
     names = {str(n) for n in as_list(filters.get("name"))} if "name" in filters else None
-    price = filters.get("price")
-    price_range = range_filter(price) if isinstance(price, dict) else None
-    exact_price = int(price) if isinstance(price, str) and price.lstrip("-").isdigit() else None
     created_by = _user_filter(filters.get("created_by"))
     updated_by = _user_filter(filters.get("updated_by"))
     responsible = _user_filter(filters.get("responsible_user_id"))
+    ranges = {key: range_filter(filters.get(key)) for key in range_keys}
+
+    def check(record: Lead | Contact | Company) -> bool:
+        return (
+            (ids is None or record.id in ids)
+            and (names is None or record.name in names)
+            and (created_by is None or record.created_by in created_by)
+            and (updated_by is None or record.updated_by in updated_by)
+            and (responsible is None or record.responsible_user_id in responsible)
+            and all(in_range(getattr(record, key), bounds) for key, bounds in ranges.items())
+        )
+
+    return check
+
+
+def _lead_matches(ctx: Context, filters: dict[str, Any]) -> Any:
+    account = ctx.account
+    common = _common_matches(filters, ("created_at", "updated_at", "closed_at", "closest_task_at"))
+    price = filters.get("price")
+    price_range = range_filter(price) if isinstance(price, dict) else None
+    exact_price = int(price) if isinstance(price, str) and price.lstrip("-").isdigit() else None
     pipelines = _user_filter(filters.get("pipeline_id"))
-    ranges = {
-        key: range_filter(filters.get(key))
-        for key in ("created_at", "updated_at", "closed_at", "closest_task_at")
-    }
     statuses = filters.get("statuses")
     pairs = None
     if statuses is not None:
@@ -59,25 +75,15 @@ def _lead_matches(ctx: Context, filters: dict[str, Any]) -> Any:
     query = str(ctx.query.get("query", "")).strip()
 
     def check(lead: Lead) -> bool:
-        if ids is not None and lead.id not in ids:
-            return False
-        if names is not None and lead.name not in names:
+        if not common(lead):
             return False
         if exact_price is not None and lead.price != exact_price:
             return False
         if price_range is not None and not in_range(lead.price, price_range):
             return False
-        if created_by is not None and lead.created_by not in created_by:
-            return False
-        if updated_by is not None and lead.updated_by not in updated_by:
-            return False
-        if responsible is not None and lead.responsible_user_id not in responsible:
-            return False
         if pipelines is not None and lead.pipeline_id not in pipelines:
             return False
         if pairs is not None and (lead.pipeline_id, lead.status_id) not in pairs:
-            return False
-        if not all(in_range(getattr(lead, key), bounds) for key, bounds in ranges.items() if bounds):
             return False
         if query:
             texts = [lead.name, str(lead.id), str(lead.price), *cf_texts(lead.custom_fields_values)]
@@ -108,27 +114,12 @@ def leads_list(ctx: Context) -> Response:
 
 def _party_matches(ctx: Context, kind: str, filters: dict[str, Any]) -> Any:
     account = ctx.account
-    ids = id_filter(filters.get("id"))
-    names = {str(n) for n in as_list(filters.get("name"))} if "name" in filters else None
-    created_by = _user_filter(filters.get("created_by"))
-    updated_by = _user_filter(filters.get("updated_by"))
-    responsible = _user_filter(filters.get("responsible_user_id"))
-    ranges = {key: range_filter(filters.get(key)) for key in ("created_at", "updated_at", "closest_task_at")}
+    common = _common_matches(filters, ("created_at", "updated_at", "closest_task_at"))
     query = str(ctx.query.get("query", "")).strip()
     phone_fields = {f.id for f in account.fields_for(kind).values() if f.code == "PHONE"}
 
     def check(record: Contact | Company) -> bool:
-        if ids is not None and record.id not in ids:
-            return False
-        if names is not None and record.name not in names:
-            return False
-        if created_by is not None and record.created_by not in created_by:
-            return False
-        if updated_by is not None and record.updated_by not in updated_by:
-            return False
-        if responsible is not None and record.responsible_user_id not in responsible:
-            return False
-        if not all(in_range(getattr(record, key), bounds) for key, bounds in ranges.items() if bounds):
+        if not common(record):
             return False
         if query:
             texts = [record.name, str(record.id), *cf_texts(record.custom_fields_values)]
