@@ -27,14 +27,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import statistics
 import time
 from collections import Counter
 from typing import Any
 from urllib.parse import quote
 
-from benchmarks.support import Portal
+from benchmarks.support import Portal, django_start
 
 
 def _percentile(values: list[float], share: float) -> float:
@@ -295,18 +294,14 @@ def main() -> None:
     from tests.support.services import PostgresServer, RedisServer
 
     postgres, redis_server = PostgresServer().start(), RedisServer().start()
-    os.environ["DJANGO_SETTINGS_MODULE"] = "config.settings.test"
-    os.environ["DATABASE_URL"] = postgres.url
-    os.environ["CELERY_BROKER_URL"] = redis_server.url
-    os.environ["REDIS_URL"] = redis_server.url
     bench: Bench | None = None
     try:
-        import django
-
-        django.setup()
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
+        django_start(
+            "config.settings.test",
+            DATABASE_URL=postgres.url,
+            CELERY_BROKER_URL=redis_server.url,
+            REDIS_URL=redis_server.url,  # the portal's shared rate limiter, in this process too
+        )
         bench = Bench(database_url=postgres.url, broker_url=redis_server.url)
         bench.connect()
         burst_ids = bench.create_deals(options.deals, "Burst deal")

@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shutil
 from collections import Counter
 from typing import Any
 
-from benchmarks.support import Portal, compare
+from benchmarks.support import Portal, compare, django_start
 
 WRK_SCRIPT = r"""
 local counter = 0
@@ -53,15 +52,6 @@ function request()
   return wrk.format("POST", nil, headers, body)
 end
 """
-
-
-def _setup_django(database_url: str, broker_url: str) -> None:
-    os.environ["DJANGO_SETTINGS_MODULE"] = "benchmarks.intake_settings"
-    os.environ["DATABASE_URL"] = database_url
-    os.environ["CELERY_BROKER_URL"] = broker_url
-    import django
-
-    django.setup()
 
 
 def acknowledgement(*, database_url: str, broker_url: str, seconds: int, connections: int) -> dict[str, Any]:
@@ -186,10 +176,9 @@ def main() -> None:
 
     postgres, redis_server = PostgresServer().start(), RedisServer().start()
     try:
-        _setup_django(postgres.url, redis_server.url)
-        from django.core.management import call_command
-
-        call_command("migrate", verbosity=0)
+        django_start(
+            "benchmarks.intake_settings", DATABASE_URL=postgres.url, CELERY_BROKER_URL=redis_server.url
+        )
         results = {
             "acknowledgement": acknowledgement(
                 database_url=postgres.url,

@@ -95,6 +95,18 @@ def _total(runs: list[dict[str, float]]) -> dict[str, float]:
     }
 
 
+def django_start(settings_module: str, **environment: str) -> None:
+    """Sets Django up in this process on ``settings_module``, with ``environment`` (the throwaway
+    database's and broker's URLs) in the process's environment, and migrates the database."""
+    os.environ["DJANGO_SETTINGS_MODULE"] = settings_module
+    os.environ.update(environment)
+    import django
+    from django.core.management import call_command
+
+    django.setup()
+    call_command("migrate", verbosity=0)
+
+
 def pin(pid: int, cpus: set[int]) -> None:
     """Restricts process ``pid``, its threads and every process descended from it to ``cpus`` (Linux)."""
     parents: dict[int, int] = {}

@@ -31,7 +31,7 @@ import shutil
 from functools import partial
 from typing import Any
 
-from benchmarks.support import ROOT, Portal, compare, pin
+from benchmarks.support import ROOT, Portal, compare, django_start, pin
 
 BODY = ROOT / "tests" / "fixtures" / "kommo" / "webhooks" / "leads-status.form.txt"
 
@@ -110,18 +110,13 @@ def main() -> None:
         "body_bytes": len(BODY.read_bytes().strip()),
     }
     try:
-        os.environ["DJANGO_SETTINGS_MODULE"] = "benchmarks.webhooks_settings"
-        os.environ["DATABASE_URL"] = postgres.url
-        os.environ["CELERY_BROKER_URL"] = redis_server.url
-        import django
-
-        django.setup()
-        from django.core.management import call_command
+        django_start(
+            "benchmarks.webhooks_settings", DATABASE_URL=postgres.url, CELERY_BROKER_URL=redis_server.url
+        )
         from django.db import connection
 
         from apps.kommo.models import KommoAccount
 
-        call_command("migrate", verbosity=0)
         account = KommoAccount.objects.create(
             name="Bench", subdomain="irestoremoldova", kommo_id=16503244, base_url="https://bench.kommo.com"
         )
