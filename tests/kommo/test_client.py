@@ -95,6 +95,18 @@ def test_it_follows_next_links_page_by_page_and_stops_at_the_last_page(client, a
     assert api.calls[1].request.url.startswith(f"{URL}/api/v4/leads?")
 
 
+def test_a_next_link_already_followed_ends_the_listing(client, api):
+    def page(task_id, following):
+        return {"_embedded": {"tasks": [{"id": task_id}]}, "_links": {"next": {"href": following}}}
+
+    api.get(f"{URL}/api/v4/tasks", json=page(1, f"{URL}/api/v4/tasks?page=2"))
+    api.get(f"{URL}/api/v4/tasks", json=page(2, f"{URL}/api/v4/tasks?page=2"))  # Kommo points back
+    api.get(f"{URL}/api/v4/tasks", json={"_embedded": {"tasks": [{"id": 3}]}})
+
+    assert [task.id for task in client.tasks_list()] == [1, 2]
+    assert len(api.calls) == 2
+
+
 def test_a_204_answer_is_an_empty_list(client, api):
     api.get(f"{URL}/api/v4/contacts", status=204, body=b"")
 
@@ -347,6 +359,16 @@ def test_a_create_that_could_not_connect_is_repeated(client, api):
     results = client.leads_create([LeadWrite(name="Example Lead 1"), LeadWrite(name="Example Lead 2")])
 
     assert [(result.id, result.request_id) for result in results] == [(152462, "0"), (152464, "1")]
+
+
+def test_a_create_answered_429_is_sent_again_after_retry_after(client, api, sleeps):
+    api.post(f"{URL}/api/v4/leads", status=429, json={**payload("error-429.json"), "retry_after": 1})
+    api.post(f"{URL}/api/v4/leads", json=payload("leads-post-response.json"))
+
+    results = client.leads_create([LeadWrite(name="Example Lead 1"), LeadWrite(name="Example Lead 2")])
+
+    assert [result.id for result in results] == [152462, 152464]
+    assert len(api.calls) == 2 and sleeps.delays == [1]
 
 
 def test_an_unreachable_kommo_is_a_transient_connection_error(client, api):

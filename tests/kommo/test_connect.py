@@ -64,6 +64,28 @@ def test_the_oauth_callback_exchanges_the_code_and_reads_the_account(staff, make
     assert (stored.kommo_id, stored.subdomain) == (123123123, "yourdomain")
 
 
+def test_a_refused_code_exchange_is_reported_and_recorded_on_the_account(staff, make_account, api):
+    account = make_account(
+        auth_kind=KommoAccount.AuthKind.OAUTH, client_id="cid", client_secret="csecret", access_token=""
+    )
+    state = parse_qs(
+        urlsplit(
+            staff.get(reverse("admin:kommo_kommoaccount_connect_oauth", args=[account.pk]))["Location"]
+        ).query
+    )["state"][0]
+    api.post(f"{URL}/oauth2/access_token", status=401, json=payload("error-oauth-token-revoked.json"))
+
+    answer = staff.get(reverse("kommo:oauth-callback"), {"code": "used-code", "state": state}, follow=True)
+
+    assert "Connecting to Kommo failed" in answer.content.decode()
+    assert answer.redirect_chain[-1][0] == reverse("admin:kommo_kommoaccount_changelist")
+    stored = KommoAccount.objects.get(pk=account.pk)
+    assert (
+        stored.auth_error.startswith("authorization code exchange failed") and "revoked" in stored.auth_error
+    )
+    assert stored.access_token == "" and len(api.calls) == 1
+
+
 def test_the_oauth_callback_refuses_a_forged_state(staff, account, api):
     answer = staff.get(reverse("kommo:oauth-callback"), {"code": "c", "state": "forged"}, follow=True)
 
