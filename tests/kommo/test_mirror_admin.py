@@ -95,3 +95,79 @@ def test_a_contact_is_found_by_its_phone_in_any_writing(admin_client):
     response = admin_client.get(reverse("admin:kommo_contact_changelist"), {"q": "+19651796212"})
 
     assert "Sam" in response.content.decode()
+
+
+def _pipelines_upsert(account, copies: range) -> None:
+    """The recorded pipeline (copy 0) and further copies of it, each with its own id and stages."""
+    import copy
+
+    from apps.kommo.services.mirror import pipelines_upsert_from_kommo
+    from tests.kommo.payloads import payload
+
+    recorded = payload("pipelines.json")["_embedded"]["pipelines"][0]
+    pipelines = []
+    for index in copies:
+        data = copy.deepcopy(recorded)
+        data["id"] += index
+        for status in data["_embedded"]["statuses"]:
+            status["pipeline_id"] = data["id"]
+            if status["id"] not in (142, 143):
+                status["id"] += 1000 * index
+        pipelines.append(types.Pipeline.from_api(data))
+    pipelines_upsert_from_kommo(account=account, pipelines=pipelines)
+
+
+def _moves_record(account, deal: Lead, moves: range) -> None:
+    """Moves of the deal back and forth between two stages of the recorded pipeline, a day apart."""
+    import datetime as dt
+
+    from apps.kommo.services.mirror import stage_change_record
+
+    stages = (32392159, 32392165)
+    for index in moves:
+        stage_change_record(
+            account=account,
+            lead=deal,
+            from_status_id=stages[index % 2],
+            to_status_id=stages[(index + 1) % 2],
+            at=dt.datetime(2024, 1, 1, tzinfo=dt.UTC) + dt.timedelta(days=index),
+            source="webhook",
+        )
+
+
+def _queries(admin_client, url: str) -> tuple[int, str]:
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        response = admin_client.get(url)
+    assert response.status_code == 200
+    return len(captured.captured_queries), response.content.decode()
+
+
+@pytest.mark.parametrize("page", ["admin:kommo_stagechange_changelist", "admin:kommo_lead_change"])
+def test_the_stage_history_costs_no_query_per_move(admin_client, page):
+    account = account_create()
+    _pipelines_upsert(account, range(1))
+    deal = lead_upsert_from_kommo(account=account, data=lead(pipeline_id=3177727, status_id=32392159)).obj
+    url = reverse(page, args=[deal.pk] if page.endswith("_change") else [])
+    _moves_record(account, deal, range(2))
+    few, _ = _queries(admin_client, url)
+
+    _moves_record(account, deal, range(2, 12))
+    many, body = _queries(admin_client, url)
+
+    assert many == few and body.count("Воронка / Принимают решение") >= 6
+
+
+def test_the_deals_stage_filter_costs_no_query_per_stage(admin_client):
+    account = account_create()
+    _pipelines_upsert(account, range(1))
+    lead_upsert_from_kommo(account=account, data=lead(pipeline_id=3177727, status_id=32392159))
+    url = reverse("admin:kommo_lead_changelist")
+    few, _ = _queries(admin_client, url)
+
+    _pipelines_upsert(account, range(4))
+    many, body = _queries(admin_client, url)
+
+    assert many == few and body.count("Воронка / Первичный контакт") >= 4

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.db.models import Model, QuerySet
@@ -36,6 +36,9 @@ from apps.kommo.models import (
 from apps.kommo.services.mirror import BatchResult
 from apps.kommo.services.sync import companies_refetch, contacts_refetch, leads_refetch
 
+if TYPE_CHECKING:
+    from django_stubs_ext import StrOrPromise
+
 
 class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     """Rows are written by the sync and webhooks only: nothing can be added, changed or deleted here."""
@@ -57,6 +60,12 @@ class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 class ReadOnlyInline(admin.TabularInline):  # type: ignore[type-arg]
     extra = 0
     can_delete = False
+    # The rows the inline shows by name: read with the inline's rows, not one query per row.
+    related: list[str] = []
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        rows = super().get_queryset(request)
+        return rows.select_related(*self.related) if self.related else rows
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -89,6 +98,20 @@ def _resync(
             )
 
     return action
+
+
+class StageListFilter(admin.RelatedFieldListFilter):
+    """A filter by stage: each choice names its pipeline (``Status.__str__``), so the stages are read with
+    their pipelines in one query instead of one query per stage."""
+
+    def field_choices(
+        self, field: Any, request: HttpRequest, model_admin: Any
+    ) -> list[tuple[str, StrOrPromise]]:
+        stages = Status.objects.select_related("pipeline")
+        ordering = self.field_admin_ordering(field, request, model_admin)
+        if ordering:
+            stages = stages.order_by(*ordering)
+        return [(str(stage.pk), str(stage)) for stage in stages]
 
 
 class StatusInline(ReadOnlyInline):
@@ -186,17 +209,20 @@ class ContactAdmin(ReadOnlyAdmin):
 class LeadContactInline(ReadOnlyInline):
     model = LeadContact
     fields = ["contact_kommo_id", "contact", "is_main"]
+    related = ["contact"]
 
 
 class LeadCatalogElementInline(ReadOnlyInline):
     model = LeadCatalogElement
     fields = ["element_kommo_id", "element", "catalog_kommo_id", "quantity"]
+    related = ["element"]
 
 
 class StageChangeInline(ReadOnlyInline):
     model = StageChange
     fk_name = "lead"
     fields = ["at", "from_status", "to_status", "source", "sources", "moved_by", "kommo_event_id"]
+    related = ["from_status__pipeline", "to_status__pipeline", "moved_by"]
 
 
 class LeadAdmin(ReadOnlyAdmin):
@@ -211,7 +237,7 @@ class LeadAdmin(ReadOnlyAdmin):
         "closed_at",
         "is_deleted",
     ]
-    list_filter = ["account", "pipeline", "status", "is_deleted"]
+    list_filter = ["account", "pipeline", ("status", StageListFilter), "is_deleted"]
     search_fields = [
         "name",
         "kommo_id",
@@ -239,7 +265,7 @@ class StageChangeAdmin(ReadOnlyAdmin):
     ]
     list_filter = ["account", "source", "at_is_exact"]
     search_fields = ["lead__name", "lead__kommo_id", "kommo_event_id"]
-    list_select_related = ["lead", "from_status", "to_status", "moved_by"]
+    list_select_related = ["lead", "from_status__pipeline", "to_status__pipeline", "moved_by"]
     date_hierarchy = "at"
 
 
