@@ -12,7 +12,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from apps.kommo.models.mirror import Lead
 from apps.stakeholders.forms import StakeholderForm
-from apps.stakeholders.models import Stakeholder
+from apps.stakeholders.models import Role, Stakeholder
 from apps.stakeholders.panels import deal_panels_for
 from apps.stakeholders.selectors import (
     deals_for_user,
@@ -48,7 +48,8 @@ def deal_list(request: HttpRequest) -> HttpResponse:
 def deal_detail(request: HttpRequest, deal_id: int) -> HttpResponse:
     deal = _deal_for(request, deal_id)
     stakeholders = stakeholders_for_lead(lead=deal)
-    forms = [StakeholderForm(stakeholder=row) for row in stakeholders]
+    roles = list(Role.objects.all())
+    forms = [StakeholderForm(stakeholder=row, roles=roles) for row in stakeholders]
     return render(
         request,
         "stakeholders/deal_detail.html",

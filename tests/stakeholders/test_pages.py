@@ -5,6 +5,8 @@ import datetime as dt
 import pytest
 import responses
 from django.contrib.auth.models import Group
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from apps.kommo.models.mirror import Lead, Pipeline, StageChange, Status
@@ -141,6 +143,19 @@ def test_a_deal_page_shows_stakeholders_stage_and_history(client, deal):
         assert text in page
     assert "Stage: <strong>Technical validation</strong>" in page
     assert "2024-06-02 09:30" in page and "DM qualification" in page
+
+
+def test_a_deal_pages_queries_do_not_grow_with_its_stakeholders(client, deal):
+    client.force_login(person("chris", "Manager", RESPONSIBLE))
+    url = reverse("stakeholders:deal_detail", args=[deal.pk])
+
+    with CaptureQueriesContext(connection) as four:
+        assert len(client.get(url).context["forms"]) == 4
+    Stakeholder.objects.filter(lead=deal).exclude(name="Ann Lee").delete()
+    with CaptureQueriesContext(connection) as one:
+        assert len(client.get(url).context["forms"]) == 1
+
+    assert len(four.captured_queries) == len(one.captured_queries)
 
 
 @responses.activate
