@@ -188,6 +188,37 @@ def test_waiting_events_are_processed_together_and_leads_fetched_250_at_a_time(
     assert all(run(event).attempts == 1 for event in events[1:])  # their own tasks find nothing to do
 
 
+def test_a_run_of_several_batches_builds_one_client_and_waits_for_a_slot_before_each_claim(
+    web, hooked, kommo, enqueued, settings, monkeypatch
+) -> None:
+    settings.KOMMO_WEBHOOK_BATCH_SIZE = 2
+    built: list[processing.KommoClient] = []
+    waits: list[int] = []
+
+    class Client(processing.KommoClient):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            built.append(self)
+
+        def wait_for_free_slot(self) -> float:
+            waits.append(len(kommo.calls))
+            return 0.0
+
+    monkeypatch.setattr(processing, "KommoClient", Client)
+    account = {"subdomain": "irestoremoldova", "id": "16503244"}
+    events = []
+    for lead_id in (1, 2, 3):
+        kommo.lead(lead_id, status_id=62, pipeline_id=7001)
+        item = {"id": str(lead_id), "status_id": "62", "old_status_id": "61", "pipeline_id": "7001"}
+        events.append(deliver(web, hooked, encode_form({"leads": {"status": [item]}, "account": account})))
+
+    run(events[0])
+
+    assert len(built) == 1
+    assert waits == [0, 1]  # before the first claim, and again after the first batch's re-fetch
+    assert set(WebhookEvent.objects.values_list("status", flat=True)) == {Status.PROCESSED}
+
+
 def test_a_deleted_deal_is_marked_deleted_unless_kommo_still_lists_it(web, kommo, enqueued) -> None:
     rec = recording("leads-delete.doc.form.txt")
     account = account_for(rec)

@@ -255,22 +255,26 @@ def webhook_event_process(*, event_id: int) -> ProcessOutcome:
     policy = Policy.current()
     outcome = ProcessOutcome()
     account = KommoAccount.objects.filter(webhook_events__pk=event_id).first()
-    limited = KommoClient(account) if account is not None else None
+    if account is None:  # the event is gone (pruned): nothing to claim
+        return outcome
+    client = KommoClient(account)
     while True:
-        if limited is not None:
-            # The batch's re-fetch could not go out before a slot is free: deliveries that arrive
-            # meanwhile join it instead of waiting for the next one.
-            limited.wait_for_free_slot()
+        # The batch's re-fetch could not go out before a slot is free: deliveries that arrive meanwhile
+        # join it instead of waiting for the next one.
+        client.wait_for_free_slot()
         events = webhook_events_claim(event_id=event_id, policy=policy)
         outcome.claimed += [event.pk for event in events]
         if events:
-            outcome.retry = _process_batch(events, policy)
+            outcome.retry = _process_batch(events, policy, client)
         if len(events) < policy.batch_size or outcome.retry is not None:
             return outcome
 
 
-def _process_batch(events: list[WebhookEvent], policy: Policy) -> tuple[int, float] | None:
-    """One claimed batch: parse, plan, re-fetch, write. Returns the retry to schedule, if any."""
+def _process_batch(
+    events: list[WebhookEvent], policy: Policy, client: KommoClient
+) -> tuple[int, float] | None:
+    """One claimed batch: parse, plan, re-fetch (with the run's ``client``), write. Returns the retry to
+    schedule, if any."""
     account = events[0].account
     plan = Plan()
     moves_at: dict[int, dt.datetime] = {}
@@ -300,7 +304,7 @@ def _process_batch(events: list[WebhookEvent], policy: Policy) -> tuple[int, flo
         # lets the gates decide on the mirror's copy and evaluate them here, once the batch is committed.
         reported_by = max(event.received_at for event in working)
         with stage_changes_batch(account=account, reported_by=reported_by) as batch:
-            fetched = _fetch(KommoClient(account), plan)
+            fetched = _fetch(client, plan)
             with transaction.atomic():
                 _apply(account, plan, fetched, moves_at)
                 for event in working:
