@@ -6,7 +6,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
@@ -27,11 +27,14 @@ DEALS_PER_PAGE = 50
 
 
 def _deal_for(request: HttpRequest, deal_id: int) -> Lead:
-    """The deal, if this person may see it: 404 when it does not exist, 403 when it is someone else's."""
-    deal = get_object_or_404(Lead.objects.filter(is_deleted=False), pk=deal_id)
-    if not deals_for_user(user=request.user).filter(pk=deal.pk).exists():  # type: ignore[arg-type]
+    """The deal, if this person may see it (stage, pipeline and responsible user loaded): 404 when it does
+    not exist, 403 when it is someone else's."""
+    deal = deals_for_user(user=request.user).filter(pk=deal_id).first()  # type: ignore[arg-type]
+    if deal is not None:
+        return deal
+    if Lead.objects.filter(is_deleted=False, pk=deal_id).exists():
         raise PermissionDenied("This deal belongs to another manager.")
-    return deal
+    raise Http404("No such deal.")
 
 
 @login_required

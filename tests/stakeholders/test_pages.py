@@ -121,6 +121,13 @@ def test_a_missing_deal_is_not_found(client, deal):
     assert client.get(reverse("stakeholders:deal_detail", args=[deal.pk + 1000])).status_code == 404
 
 
+def test_a_deleted_deal_is_not_found_even_by_its_manager(client, deal):
+    client.force_login(person("chris", "Manager", RESPONSIBLE))
+    Lead.objects.filter(pk=deal.pk).update(is_deleted=True)
+
+    assert client.get(reverse("stakeholders:deal_detail", args=[deal.pk])).status_code == 404
+
+
 def test_a_deal_page_shows_stakeholders_stage_and_history(client, deal):
     client.force_login(person("chris", "Manager", RESPONSIBLE))
 
@@ -156,6 +163,18 @@ def test_a_deal_pages_queries_do_not_grow_with_its_stakeholders(client, deal):
         assert len(client.get(url).context["forms"]) == 1
 
     assert len(four.captured_queries) == len(one.captured_queries)
+
+
+def test_a_deal_page_reads_the_deal_once_with_its_stage_and_pipeline(client, deal):
+    client.force_login(person("chris", "Manager", RESPONSIBLE))
+
+    with CaptureQueriesContext(connection) as queries:
+        page = client.get(reverse("stakeholders:deal_detail", args=[deal.pk])).content.decode()
+
+    assert "Stage: <strong>Technical validation</strong>" in page and "B2B sales" in page
+    sources = [query["sql"].split(" FROM ", 1)[-1].split(" ", 1)[0] for query in queries.captured_queries]
+    assert sources.count('"kommo_lead"') == 1
+    assert '"kommo_pipeline"' not in sources
 
 
 @responses.activate
