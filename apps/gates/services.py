@@ -347,14 +347,13 @@ def gate_evaluations_run(*, account_id: int, client: KommoClient | None = None) 
     """Evaluate every pending move of one account: one fresh read of their deals, then a decision per
     crossed rule and, for blocks in enforce mode, the outbound changes — each move in its own
     transaction. A transient failure of the read puts the batch back and asks for a retry."""
-    account = KommoAccount.objects.get(pk=account_id)
     run = EvaluationRun()
     claimed = _claim(account_id)
     if not claimed:
         return run
     evaluations = list(
         GateEvaluation.objects.filter(pk__in=[row.pk for row in claimed])
-        .select_related("stage_change__lead", "stage_change__moved_by")
+        .select_related("stage_change__lead", "stage_change__account")
         .order_by("id")
     )
     stages = _Stages(account_id)
@@ -379,7 +378,8 @@ def gate_evaluations_run(*, account_id: int, client: KommoClient | None = None) 
         lead_ids = sorted({evaluation.stage_change.lead.kommo_id for evaluation in to_read})
         asked_at = timezone.now()
         try:
-            read = {lead.id: lead for lead in (client or KommoClient(account)).leads_list({"id": lead_ids})}
+            client = client or KommoClient(to_read[0].stage_change.account)
+            read = {lead.id: lead for lead in client.leads_list({"id": lead_ids})}
         except KommoError as error:
             give_up = error.permanent or min(evaluation.attempts for evaluation in to_read) >= MAX_ATTEMPTS
             if not give_up:

@@ -7,6 +7,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import responses
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from apps.gates.models import GateDecision, GateEvaluation, GateRule
 from apps.gates.services import gate_evaluations_run, stage_change_gate_intake
@@ -231,6 +233,27 @@ def test_moves_pending_together_are_re_read_in_one_call(board, legal_gate, kommo
 
     assert fresh_reads(api) == [[str(lead.kommo_id) for lead in sorted(leads, key=lambda x: x.kommo_id)]]
     assert run.blocked == 3
+
+
+def account_reads_of_a_run(board, kommo_client, api, deals: int) -> int:
+    """How many times evaluating ``deals`` moves that are all blocked reads the account row."""
+    leads = [board.lead(f"Deal {i}") for i in range(deals)]
+    for lead in leads:
+        queue(board.move(lead, "Signing"))
+    signing = board.stage("Signing").kommo_id
+    api.replace(responses.GET, LEADS, json=leads_page(*(kommo_lead(lead, status=signing) for lead in leads)))
+    with CaptureQueriesContext(connection) as queries:
+        run = gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
+    assert run.blocked == deals and run.outbound == 3 * deals
+    return sum('FROM "kommo_kommoaccount"' in query["sql"] for query in queries)
+
+
+def test_blocking_more_moves_does_not_read_the_account_again_per_move(board, legal_gate, kommo_client, api):
+    api.get(LEADS, json=leads_page())
+    one = account_reads_of_a_run(board, kommo_client, api, deals=1)
+    three = account_reads_of_a_run(board, kommo_client, api, deals=3)
+
+    assert three == one
 
 
 def test_evaluating_the_same_move_again_decides_and_sends_nothing_more(board, legal_gate, kommo_client, api):
