@@ -64,6 +64,23 @@ def test_the_oauth_callback_exchanges_the_code_and_reads_the_account(staff, make
     assert (stored.kommo_id, stored.subdomain) == (123123123, "yourdomain")
 
 
+def test_connecting_a_long_lived_account_with_oauth_makes_it_an_oauth_account(staff, make_account, api):
+    account = make_account(client_id="cid", client_secret="csecret")
+    state = parse_qs(
+        urlsplit(
+            staff.get(reverse("admin:kommo_kommoaccount_connect_oauth", args=[account.pk]))["Location"]
+        ).query
+    )["state"][0]
+    api.post(f"{URL}/oauth2/access_token", json=payload("token-response.json"))
+    api.get(f"{URL}/api/v4/account", json=payload("account.json"))
+
+    staff.get(reverse("kommo:oauth-callback"), {"code": "the-code", "state": state})
+
+    stored = KommoAccount.objects.get(pk=account.pk)
+    assert stored.auth_kind == KommoAccount.AuthKind.OAUTH
+    assert stored.refresh_token == payload("token-response.json")["refresh_token"]
+
+
 def test_a_refused_code_exchange_is_reported_and_recorded_on_the_account(staff, make_account, api):
     account = make_account(
         auth_kind=KommoAccount.AuthKind.OAUTH, client_id="cid", client_secret="csecret", access_token=""

@@ -105,6 +105,8 @@ def account_token_refresh(*, account: KommoAccount, stale_access_token: str) -> 
 
 
 def _store_tokens(account: KommoAccount, tokens: TokenPair) -> None:
+    """Save an OAuth token pair on ``account``, which makes it (or keeps it) an OAuth account."""
+    account.auth_kind = KommoAccount.AuthKind.OAUTH
     account.access_token = tokens.access_token
     account.refresh_token = tokens.refresh_token
     account.token_expires_at = tokens.expires_at
@@ -112,6 +114,7 @@ def _store_tokens(account: KommoAccount, tokens: TokenPair) -> None:
     account.auth_error_at = None
     account.save(
         update_fields=[
+            "auth_kind",
             "access_token",
             "refresh_token",
             "token_expires_at",
@@ -243,8 +246,6 @@ def account_oauth_complete(*, state: str, code: str) -> KommoAccount:
     except KommoError as exc:
         account_auth_error_record(account=account, message=f"authorization code exchange failed: {exc}")
         raise
-    account.auth_kind = KommoAccount.AuthKind.OAUTH
-    account.save(update_fields=["auth_kind", "modified"])
     _store_tokens(account, tokens)
     account_verify(account=account)
     return account
