@@ -98,6 +98,33 @@ def test_the_head_of_sales_sees_every_deal_and_which_lack_a_decision_maker(clien
     assert response.content.decode().count("No decision maker") == 1
 
 
+@pytest.mark.parametrize("group", ["Sales ops", None], ids=["sales-ops", "superuser"])
+def test_sales_ops_and_superusers_see_every_deal(client, deal, other_deal, group):
+    if group is None:
+        user = User.objects.create_superuser("root", password="secret-pass-1")
+    else:
+        user = person("sam", group)
+    client.force_login(user)
+
+    response = client.get(reverse("stakeholders:deal_list"))
+
+    assert {row[0].kommo_id for row in response.context["rows"]} == {5001, 5002}
+    assert client.get(reverse("stakeholders:deal_detail", args=[other_deal.pk])).status_code == 200
+
+
+def test_the_deal_list_is_paged_newest_change_first(client, deal, other_deal, monkeypatch):
+    monkeypatch.setattr("apps.stakeholders.views.DEALS_PER_PAGE", 1)
+    Lead.objects.filter(pk=other_deal.pk).update(updated_at=deal.updated_at + dt.timedelta(days=1))
+    client.force_login(person("dana", "Head of sales"))
+
+    first = client.get(reverse("stakeholders:deal_list"))
+    second = client.get(reverse("stakeholders:deal_list"), {"page": 2})
+
+    assert [row[0] for row in first.context["rows"]] == [other_deal]
+    assert [row[0] for row in second.context["rows"]] == [deal]
+    assert "Page 1 of 2" in first.content.decode() and 'href="?page=2"' in first.content.decode()
+
+
 def test_a_manager_without_a_kommo_user_sees_no_deals(client, deal):
     client.force_login(person("priya", "Manager"))
 

@@ -7,7 +7,7 @@ import pytest
 import responses
 
 from apps.kommo.exceptions import KommoValidationError
-from apps.stakeholders.models import Role, Stakeholder
+from apps.stakeholders.models import FieldMappingValue, Role, Stakeholder
 from apps.stakeholders.services import StakeholderChange, StakeholderWriteError, stakeholder_update_in_kommo
 from tests.kommo.payloads import payload
 from tests.stakeholders.conftest import BASE_URL, mirror_recorded_deal, stakeholder_payload
@@ -149,3 +149,29 @@ def test_kommos_refusal_is_reported_and_the_stakeholder_is_unchanged(recorded_de
     assert isinstance(caught.value.__cause__, KommoValidationError)
     assert caught.value.permanent is True
     assert Stakeholder.objects.get(pk=ann.pk).approval_status == "approved"
+
+
+@responses.activate
+def test_kommo_being_unavailable_is_reported_as_worth_retrying(recorded_deal, kommo_client):
+    ann = recorded_deal["Ann Lee"]
+    responses.patch(f"{BASE_URL}/api/v4/catalogs/7001/elements", json=payload("error-500.json"), status=500)
+
+    with pytest.raises(StakeholderWriteError, match="Kommo could not take the change now") as caught:
+        stakeholder_update_in_kommo(
+            stakeholder=ann, change=change_of(ann, approval_status="pending"), client=kommo_client
+        )
+
+    assert caught.value.permanent is False
+    assert Stakeholder.objects.get(pk=ann.pk).approval_status == "approved"
+
+
+def test_a_role_the_kommo_field_has_no_option_for_is_refused_before_any_call(recorded_deal, kommo_client):
+    ann = recorded_deal["Ann Lee"]
+    blocker = Role.objects.get(code="blocker")
+    FieldMappingValue.objects.filter(mapping__source="catalog_field", role=blocker).delete()
+
+    with (
+        responses.RequestsMock(),
+        pytest.raises(StakeholderWriteError, match="Kommo has no option for “Blocker”"),
+    ):
+        stakeholder_update_in_kommo(stakeholder=ann, change=change_of(ann, role=blocker), client=kommo_client)
