@@ -311,3 +311,42 @@ def test_catalog_elements_link_to_their_catalog_and_to_leads_that_named_them(acc
     row = CatalogElement.objects.get()
     assert row.catalog == Catalog.objects.get() and row.name == element["name"] and not row.is_deleted
     assert LeadCatalogElement.objects.get().element == row
+
+
+def test_a_changed_quantity_updates_the_element_link_in_place_and_the_same_one_leaves_it(account):
+    lead_upsert_from_kommo(account=account, data=lead())
+    link = LeadCatalogElement.objects.get()
+    data = lead_payload(updated_at=at(10))
+    data["_embedded"]["catalog_elements"][0]["metadata"]["quantity"] = 2.5
+
+    lead_upsert_from_kommo(account=account, data=types.Lead.from_api(data))
+
+    again = LeadCatalogElement.objects.get()
+    assert again.pk == link.pk and again.quantity == Decimal("2.5")
+    data = lead_payload(updated_at=at(20), name="Renamed")
+    data["_embedded"]["catalog_elements"][0]["metadata"]["quantity"] = "2.50"
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    with CaptureQueriesContext(connection) as captured:
+        lead_upsert_from_kommo(account=account, data=types.Lead.from_api(data))
+    assert not [q for q in captured.captured_queries if 'UPDATE "kommo_leadcatalogelement"' in q["sql"]]
+
+
+def test_a_renamed_option_is_renamed_in_place_and_its_field_counts_as_updated(account):
+    select = payload("custom-field-create-response.json")["_embedded"]["custom_fields"][0]
+    custom_fields_upsert_from_kommo(
+        account=account, entity_type="leads", fields=[types.CustomField.from_api(select)]
+    )
+    first_pk = CustomField.objects.get(kommo_id=select["id"]).enums.get(kommo_id=select["enums"][0]["id"]).pk
+    select["enums"][0]["value"] = "Renamed option"
+
+    result = custom_fields_upsert_from_kommo(
+        account=account, entity_type="leads", fields=[types.CustomField.from_api(select)]
+    )
+
+    row = CustomField.objects.get(kommo_id=select["id"])
+    assert (result.updated, result.unchanged) == (1, 0)
+    renamed = row.enums.get(kommo_id=select["enums"][0]["id"])
+    assert renamed.pk == first_pk and renamed.value == "Renamed option"
+    assert row.enums.count() == len(select["enums"])

@@ -22,7 +22,6 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any, Generic, TypeVar
 
 from django.conf import settings
@@ -57,6 +56,7 @@ from apps.kommo.signals import mirror_changed, stage_changed, stage_changes_comm
 logger = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=MirrorModel)
+C = TypeVar("C", bound=models.Model)
 P = TypeVar("P")
 
 # Two reports of the same move whose times are exact (webhook ``last_modified``, event ``created_at``,
@@ -267,6 +267,45 @@ def _fill_references(
     dangling.update(**{fk: Subquery(local)})
 
 
+def _children_replace(
+    model: type[C],
+    *,
+    parent: str,
+    kommo_field: str,
+    existing: Iterable[C],
+    wanted: Iterable[tuple[models.Model, int, dict[str, Any]]],
+) -> set[int]:
+    """Make the child rows of some parents (a lead's links, a field's options) exactly ``wanted``: one
+    ``(parent row, Kommo id, values)`` per child. ``existing`` are the parents' current children: those
+    not wanted are deleted, the missing are created, those whose values differ are updated (in bulk).
+    Returns the pks of the parents whose children changed."""
+    parent_id = f"{parent}_id"
+    current = {(getattr(child, parent_id), getattr(child, kommo_field)): child for child in existing}
+    keep: set[int] = set()
+    to_create: list[C] = []
+    to_update: list[C] = []
+    changed_fields: set[str] = set()
+    for owner, kommo_id, values in wanted:
+        child = current.get((owner.pk, kommo_id))
+        if child is None:
+            to_create.append(model(**{parent: owner, kommo_field: kommo_id}, **values))
+            continue
+        keep.add(child.pk)
+        different = {name for name, value in values.items() if getattr(child, name) != value}
+        if different:
+            for name in different:
+                setattr(child, name, values[name])
+            changed_fields |= different
+            to_update.append(child)
+    gone = [child for child in current.values() if child.pk not in keep]
+    if gone:
+        model._default_manager.filter(pk__in=[child.pk for child in gone]).delete()
+    model._default_manager.bulk_create(to_create)
+    if to_update:
+        model._default_manager.bulk_update(to_update, sorted(changed_fields))
+    return {getattr(child, parent_id) for child in [*to_create, *to_update, *gone]}
+
+
 # -- pipelines, statuses, users, custom fields --------------------------------------------------------
 
 
@@ -426,36 +465,18 @@ def custom_fields_upsert_from_kommo(
             row.kommo_id: row
             for row in CustomField.objects.filter(account=account, kommo_id__in=[f.id for f in fields])
         }
-        existing: dict[tuple[int, int], CustomFieldEnum] = {
-            (option.field_id, option.kommo_id): option
-            for option in CustomFieldEnum.objects.filter(field__in=rows.values())
-        }
-        keep: set[int] = set()
-        to_create: list[CustomFieldEnum] = []
-        to_update: list[CustomFieldEnum] = []
-        for data in fields:
-            row = rows[data.id]
-            for enum in data.enums:
-                option = existing.get((row.pk, enum.id))
-                wanted = {"value": enum.value, "sort": enum.sort, "code": enum.code or ""}
-                if option is None:
-                    to_create.append(CustomFieldEnum(field=row, kommo_id=enum.id, **wanted))
-                    continue
-                keep.add(option.pk)
-                if any(getattr(option, key) != value for key, value in wanted.items()):
-                    for key, value in wanted.items():
-                        setattr(option, key, value)
-                    to_update.append(option)
-        stale = [option.pk for option in existing.values() if option.pk not in keep]
-        if stale:
-            CustomFieldEnum.objects.filter(pk__in=stale).delete()
-        CustomFieldEnum.objects.bulk_create(to_create)
-        CustomFieldEnum.objects.bulk_update(to_update, ["value", "sort", "code"])
-        applied_ids = {item.row.pk for item in applied}
-        options_changed = {option.field_id for option in [*to_create, *to_update]} | {
-            option.field_id for option in existing.values() if option.pk in stale
-        }
-        moved = len(options_changed - applied_ids)
+        options_changed = _children_replace(
+            CustomFieldEnum,
+            parent="field",
+            kommo_field="kommo_id",
+            existing=CustomFieldEnum.objects.filter(field__in=rows.values()),
+            wanted=[
+                (rows[data.id], enum.id, {"value": enum.value, "sort": enum.sort, "code": enum.code or ""})
+                for data in fields
+                for enum in data.enums
+            ],
+        )
+        moved = len(options_changed - {item.row.pk for item in applied})
         result.unchanged -= moved
         result.updated += moved
         return result
@@ -800,37 +821,19 @@ def _lead_contacts_replace(account: KommoAccount, applied: list[_Applied[Lead, t
     if not applied:
         return
     contacts = _pk_map(Contact, account, {ref.id for item in applied for ref in item.data.contacts})
-    existing: dict[tuple[int, int], LeadContact] = {
-        (link.lead_id, link.contact_kommo_id): link
-        for link in LeadContact.objects.filter(
+    _children_replace(
+        LeadContact,
+        parent="lead",
+        kommo_field="contact_kommo_id",
+        existing=LeadContact.objects.filter(
             lead__in=[item.row for item in applied if item.before is not None]
-        )
-    }
-    keep: set[int] = set()
-    to_create: list[LeadContact] = []
-    to_update: list[LeadContact] = []
-    for item in applied:
-        for ref in item.data.contacts:
-            link = existing.get((item.row.pk, ref.id))
-            if link is None:
-                to_create.append(
-                    LeadContact(
-                        lead=item.row,
-                        contact_id=contacts.get(ref.id),
-                        contact_kommo_id=ref.id,
-                        is_main=ref.is_main,
-                    )
-                )
-                continue
-            keep.add(link.pk)
-            if link.is_main != ref.is_main or link.contact_id != contacts.get(ref.id):
-                link.is_main, link.contact_id = ref.is_main, contacts.get(ref.id)
-                to_update.append(link)
-    gone = [link.pk for link in existing.values() if link.pk not in keep]
-    if gone:
-        LeadContact.objects.filter(pk__in=gone).delete()
-    LeadContact.objects.bulk_create(to_create)
-    LeadContact.objects.bulk_update(to_update, ["is_main", "contact"])
+        ),
+        wanted=[
+            (item.row, ref.id, {"contact_id": contacts.get(ref.id), "is_main": ref.is_main})
+            for item in applied
+            for ref in item.data.contacts
+        ],
+    )
 
 
 def _lead_elements_replace(account: KommoAccount, applied: list[_Applied[Lead, types.Lead]]) -> None:
@@ -840,42 +843,27 @@ def _lead_elements_replace(account: KommoAccount, applied: list[_Applied[Lead, t
     elements = _pk_map(
         CatalogElement, account, {ref.id for item in applied for ref in item.data.catalog_elements}
     )
-    existing: dict[tuple[int, int], LeadCatalogElement] = {
-        (link.lead_id, link.element_kommo_id): link
-        for link in LeadCatalogElement.objects.filter(
+    _children_replace(
+        LeadCatalogElement,
+        parent="lead",
+        kommo_field="element_kommo_id",
+        existing=LeadCatalogElement.objects.filter(
             lead__in=[item.row for item in applied if item.before is not None]
-        )
-    }
-    keep: set[int] = set()
-    to_create: list[LeadCatalogElement] = []
-    to_update: list[LeadCatalogElement] = []
-    for item in applied:
-        for ref in item.data.catalog_elements:
-            wanted: dict[str, Any] = {
-                "element_id": elements.get(ref.id),
-                "catalog_kommo_id": ref.catalog_id,
-                "quantity": ref.quantity,
-            }
-            link = existing.get((item.row.pk, ref.id))
-            if link is None:
-                to_create.append(LeadCatalogElement(lead=item.row, element_kommo_id=ref.id, **wanted))
-                continue
-            keep.add(link.pk)
-            if any(not _same(getattr(link, key), value) for key, value in wanted.items()):
-                for key, value in wanted.items():
-                    setattr(link, key, value)
-                to_update.append(link)
-    gone = [link.pk for link in existing.values() if link.pk not in keep]
-    if gone:
-        LeadCatalogElement.objects.filter(pk__in=gone).delete()
-    LeadCatalogElement.objects.bulk_create(to_create)
-    LeadCatalogElement.objects.bulk_update(to_update, ["element", "catalog_kommo_id", "quantity"])
-
-
-def _same(stored: Any, wanted: Any) -> bool:
-    if isinstance(stored, Decimal) and isinstance(wanted, Decimal):
-        return stored.compare(wanted) == 0
-    return bool(stored == wanted)
+        ),
+        wanted=[
+            (
+                item.row,
+                ref.id,
+                {
+                    "element_id": elements.get(ref.id),
+                    "catalog_kommo_id": ref.catalog_id,
+                    "quantity": ref.quantity,
+                },
+            )
+            for item in applied
+            for ref in item.data.catalog_elements
+        ],
+    )
 
 
 # -- deletions ------------------------------------------------------------------------------------------
