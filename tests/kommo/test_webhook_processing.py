@@ -219,6 +219,35 @@ def test_a_run_of_several_batches_builds_one_client_and_waits_for_a_slot_before_
     assert set(WebhookEvent.objects.values_list("status", flat=True)) == {Status.PROCESSED}
 
 
+def test_a_digital_pipeline_move_is_dated_by_the_deal_when_still_there_else_by_its_own_delivery(
+    web, enqueued
+) -> None:
+    rec = recording("dp-leads-status.form.txt")
+    account = account_for(rec)
+    moved_on = rec.body.replace(b"10754147", b"10754148")
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        fake = FakeKommo(mock, account)
+        fake.lead(10754147, status_id=54423922, pipeline_id=6344290, updated_at=1_732_000_000)
+        fake.lead(10754148, status_id=99, pipeline_id=6344290, updated_at=1_732_000_500)  # moved on since
+        first, second = deliver(web, account, rec.body), deliver(web, account, moved_on)
+        received = {
+            first.pk: dt.datetime(2024, 11, 19, 7, 0, tzinfo=dt.UTC),
+            second.pk: dt.datetime(2024, 11, 19, 8, 0, tzinfo=dt.UTC),
+        }
+        for pk, at in received.items():
+            WebhookEvent.objects.filter(pk=pk).update(received_at=at)
+
+        assert run(first).status == Status.PROCESSED
+    assert WebhookEvent.objects.get(pk=second.pk).status == Status.PROCESSED  # same batch
+
+    still, gone = (
+        StageChange.objects.get(lead__kommo_id=lead_id, to_status_kommo_id=54423922)
+        for lead_id in (10754147, 10754148)
+    )
+    assert (still.at, still.at_is_exact) == (dt.datetime.fromtimestamp(1_732_000_000, tz=dt.UTC), False)
+    assert (gone.at, gone.at_is_exact) == (received[second.pk], False)
+
+
 def test_a_deleted_deal_is_marked_deleted_unless_kommo_still_lists_it(web, kommo, enqueued) -> None:
     rec = recording("leads-delete.doc.form.txt")
     account = account_for(rec)

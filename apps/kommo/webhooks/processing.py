@@ -177,9 +177,9 @@ def _record_move(
     )
 
 
-def _apply(account: KommoAccount, plan: Plan, fetched: Fetched, moves_at: dict[int, dt.datetime]) -> None:
+def _apply(account: KommoAccount, plan: Plan, fetched: Fetched, moves_at: Sequence[dt.datetime]) -> None:
     """Writes the mirror: upserts first (a new lead must exist before its move), then deletions Kommo
-    confirms (the entity is no longer listed), then the moves."""
+    confirms (the entity is no longer listed), then the moves (``moves_at``: when each was received)."""
     for leads in _pages(list(fetched.leads.values())):
         leads_upsert_from_kommo(
             account=account,
@@ -207,11 +207,11 @@ def _apply(account: KommoAccount, plan: Plan, fetched: Fetched, moves_at: dict[i
     # The moved deals in one query, read after the upserts that create the new ones.
     moved = Lead.objects.filter(account=account, kommo_id__in={move.lead_id for move in plan.moves})
     deals = {lead.kommo_id: lead for lead in moved}
-    for index, move in enumerate(plan.moves):
+    for move, received_at in zip(plan.moves, moves_at, strict=True):
         lead = deals.get(move.lead_id)
         if lead is None:  # Kommo no longer has it: nothing to attach the move to
             continue
-        _record_move(account, lead, move, fetched, moves_at[index])
+        _record_move(account, lead, move, fetched, received_at)
 
 
 def _finish(event: WebhookEvent, status: str, *, error: str = "", trace: str = "") -> None:
@@ -277,7 +277,7 @@ def _process_batch(
     schedule, if any."""
     account = events[0].account
     plan = Plan()
-    moves_at: dict[int, dt.datetime] = {}
+    moves_at: list[dt.datetime] = []  # when each of plan.moves was received
     working: list[WebhookEvent] = []
     for event in events:
         try:
@@ -290,10 +290,7 @@ def _process_batch(
         if not handled:
             _finish(event, Status.IGNORED, error=note)
             continue
-        for move in event_plan.moves:
-            moves_at[len(plan.moves)] = event.received_at
-            plan.moves.append(move)
-        event_plan.moves = []
+        moves_at += [event.received_at] * len(event_plan.moves)
         plan.merge(event_plan)
         event.error = note
         working.append(event)
