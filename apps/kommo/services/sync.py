@@ -188,7 +188,7 @@ def mirror_sync(
                 account=account, client=client, resource=resource, full=full, since=since, progress=progress
             )
         else:
-            results[resource] = _SMALL[resource](account, client, progress)
+            results[resource] = _SMALL[resource](account=account, client=client, progress=progress)
     return results
 
 
@@ -268,17 +268,11 @@ def catalogs_sync(*, account: KommoAccount, client: KommoClient, progress: Progr
     return result
 
 
-_SMALL: dict[str, Callable[[KommoAccount, KommoClient, Progress], mirror.BatchResult]] = {
-    "pipelines": lambda account, client, progress: pipelines_sync(
-        account=account, client=client, progress=progress
-    ),
-    "users": lambda account, client, progress: users_sync(account=account, client=client, progress=progress),
-    "custom_fields": lambda account, client, progress: custom_fields_sync(
-        account=account, client=client, progress=progress
-    ),
-    "catalogs": lambda account, client, progress: catalogs_sync(
-        account=account, client=client, progress=progress
-    ),
+_SMALL: dict[str, Callable[..., mirror.BatchResult]] = {
+    "pipelines": pipelines_sync,
+    "users": users_sync,
+    "custom_fields": custom_fields_sync,
+    "catalogs": catalogs_sync,
 }
 
 
