@@ -175,6 +175,9 @@ class StakeholderInline(ReadOnlyInline):
     model = Stakeholder
     fields = ["name", "role", "approval_status", "last_touch", "source"]
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Stakeholder]:
+        return super().get_queryset(request).select_related("role")
+
 
 class GateDecisionInline(ReadOnlyInline):
     model = GateDecision
@@ -182,6 +185,9 @@ class GateDecisionInline(ReadOnlyInline):
     fields = readonly_fields = ("decided_at", "rule", "rule_version", "outcome", "transition", "reasons")
     ordering = ["-decided_at"]
     show_change_link = True
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[GateDecision]:
+        return super().get_queryset(request).select_related("rule")
 
 
 class DealAdmin(LeadAdmin):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from unittest import mock
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from apps.gates.models import GateDecision, GateRule
@@ -148,3 +150,31 @@ def test_the_deal_page_shows_stakeholders_stage_history_and_decisions(board, sta
     assert "Lena Law" in page
     assert "Legal review → Signing" in page
     assert "Stage change" in page or "stage change" in page
+
+
+def test_the_deal_page_costs_the_same_queries_however_many_stakeholders_and_decisions(board, staff):
+    def page_queries(stakeholders: int, decisions: int) -> int:
+        lead = board.lead()
+        for number in range(stakeholders):
+            board.stakeholder(lead, "lawyer", "pending", name=f"Lawyer {number}")
+        for _ in range(decisions):
+            GateDecision.objects.create(
+                account=board.account,
+                rule=board.rule(),
+                rule_version=1,
+                mode=GateRule.Mode.ENFORCE,
+                lead=lead,
+                to_status_kommo_id=4005,
+                transition="Legal review → Signing",
+                outcome="blocked",
+            )
+        with CaptureQueriesContext(connection) as queries:
+            response = staff.get(reverse("admin:kommo_lead_change", args=[lead.pk]))
+        assert response.status_code == 200
+        return len(queries)
+
+    page_queries(stakeholders=0, decisions=0)  # the per-process caches (content types) filled
+    one = page_queries(stakeholders=1, decisions=1)
+    three = page_queries(stakeholders=3, decisions=3)
+
+    assert three == one
