@@ -139,10 +139,6 @@ class DrainResult:
     blocked: bool = False
     retry_in: float | None = None  # seconds until the next due change, None when nothing is left to do
 
-    @property
-    def changed(self) -> bool:
-        return bool(self.sent or self.skipped or self.failed or self.unknown or self.deferred)
-
 
 @dataclass
 class _Claimed:

@@ -80,10 +80,9 @@ class Policy:
 
 @dataclass
 class ProcessOutcome:
-    """What one run did: the events it claimed, and the event to run again, and when, for those left
-    to retry (a run for it claims the others that are due by then)."""
+    """What one run leaves to do: the event to run again, and when, for those left to retry (a run for
+    it claims the others that are due by then)."""
 
-    claimed: list[int] = field(default_factory=list)
     retry: tuple[int, float] | None = None
 
 
@@ -263,7 +262,6 @@ def webhook_event_process(*, event_id: int) -> ProcessOutcome:
         # join it instead of waiting for the next one.
         client.wait_for_free_slot()
         events = webhook_events_claim(event_id=event_id, policy=policy)
-        outcome.claimed += [event.pk for event in events]
         if events:
             outcome.retry = _process_batch(events, policy, client)
         if len(events) < policy.batch_size or outcome.retry is not None:
