@@ -168,3 +168,20 @@ class TestDryRun:
         assert set(rows) == {"Crossed", "Head of sales"}
         assert rows["Crossed"].would_block and rows["Crossed"].transition == "Legal review → Signing"
         assert not rows["Head of sales"].would_block and rows["Head of sales"].exempt
+
+    def test_a_deal_carrying_the_override_tag_in_the_mirror_is_exempt(self, board):
+        rule = board.rule("Legal review", mode=GateRule.Mode.DRY_RUN, override_tag="Legal waived")
+        waived = board.lead(
+            "Waived", "Legal review", raw={"_embedded": {"tags": [{"id": 1, "name": " legal WAIVED"}]}}
+        )
+        board.move(waived, "Signing", at=NOW - dt.timedelta(days=1))
+        other = board.lead("Other tag", "Signing", raw={"_embedded": {"tags": [{"id": 2, "name": "vip"}]}})
+
+        result = gate_rule_dry_run(rule=rule, since=NOW - dt.timedelta(days=30), until=NOW)
+
+        current = {row.lead.name: row for row in result.current}
+        assert not current["Waived"].would_block
+        assert current["Waived"].exempt == "carries the override tag 'Legal waived'"
+        assert current[other.name].would_block and current[other.name].exempt is None
+        (history,) = result.history
+        assert history.lead == waived and not history.would_block and history.exempt
