@@ -138,10 +138,6 @@ class EvaluationRun:
     kommo_reads: int = 0  # moves whose deal was re-read from Kommo
     retry_in: float | None = None  # set when the fresh read failed transiently or more is pending
 
-    @property
-    def changed(self) -> bool:
-        return bool(self.decisions)
-
 
 def _claim(account_id: int) -> list[GateEvaluation]:
     now = timezone.now()
