@@ -14,8 +14,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
-WON_STATUS_ID = 142
-LOST_STATUS_ID = 143
+from apps.kommo.types import LOST_STATUS_ID, WON_STATUS_ID
+
 CLOSED_STATUS_IDS = frozenset({WON_STATUS_ID, LOST_STATUS_ID})
 
 # Requirements of a condition (the values of GateCondition.Requirement).
