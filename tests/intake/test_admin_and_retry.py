@@ -7,7 +7,7 @@ import pytest
 from apps.intake.models import IntakeSource, IntakeSubmission
 from apps.intake.selectors import intake_source_by_key
 from apps.intake.services import intake_submission_process
-from apps.intake.tasks import intake_submission_process_task
+from apps.intake.tasks import MAX_RETRIES, intake_submission_process_task
 from tests.intake.conftest import submission_body
 from tests.kommo.payloads import payload
 
@@ -121,3 +121,16 @@ def test_a_rate_limited_submission_is_retried_by_the_task_and_creates_one_deal(a
     assert submission.attempts == 2
     assert kommo.calls.count("POST /api/v4/leads/complex") == 2  # refused once, then created
     assert len(kommo.leads) == 1
+
+
+def test_a_submission_still_refused_after_the_tasks_last_retry_is_failed_for_the_admin(api, kommo):
+    submission = submit(api)
+    kommo.answer_next("/api/v4/leads/complex", 429, payload("error-429.json"))
+
+    intake_submission_process_task.apply(args=[submission.pk], retries=MAX_RETRIES)
+
+    submission.refresh_from_db()
+    assert submission.status == IntakeSubmission.Status.FAILED
+    assert submission.error and submission.finished_at is not None
+    assert kommo.calls.count("POST /api/v4/leads/complex") == 1
+    assert not kommo.leads
