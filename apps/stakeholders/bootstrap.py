@@ -212,8 +212,18 @@ class _Bootstrap:
             wanted = [FieldMappingValue(mapping=mapping, enum_id=e, approval=a) for e, a in approvals.items()]
         else:
             return
-        known = set(mapping.values.values_list("enum_id", flat=True))
-        new = [value for value in wanted if value.enum_id not in known]
+        # What sales ops mapped stays: an option, a role or an approval already mapped is not added again.
+        kept = list(mapping.values.values_list("enum_id", "role_id", "approval"))
+        enums = {enum_id for enum_id, _, _ in kept}
+        roles = {role_id for _, role_id, _ in kept if role_id is not None}
+        approvals_kept = {approval for _, _, approval in kept if approval}
+        new = [
+            value
+            for value in wanted
+            if value.enum_id not in enums
+            and value.role_id not in roles
+            and value.approval not in approvals_kept
+        ]
         FieldMappingValue.objects.bulk_create(new)
         self.report.mappings_changed |= bool(new)
 

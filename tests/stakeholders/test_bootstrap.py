@@ -73,6 +73,25 @@ def test_what_it_creates_is_mapped_to_every_role_and_approval(empty_sandbox, tmp
     assert approvals == {"pending", "approved", "rejected"}
 
 
+def test_an_option_mapping_corrected_in_the_admin_is_kept_by_the_next_run(empty_sandbox, tmp_path):
+    account = connect(empty_sandbox)
+    client = client_for(account, tmp_path)
+    account_bootstrap(account=account, public_url=PUBLIC_URL, client=client)
+    role_values = FieldMapping.objects.get(account=account, attribute="role", source="contact_field").values
+    approval_values = FieldMapping.objects.get(account=account, attribute="approval_status").values
+    # sales ops point a role and an approval at other options than the ones bootstrap matched
+    corrected_role = role_values.order_by("pk").first()
+    corrected_approval = approval_values.order_by("pk").first()
+    role_values.filter(pk=corrected_role.pk).update(enum_id=990001)
+    approval_values.filter(pk=corrected_approval.pk).update(enum_id=990002)
+
+    report = account_bootstrap(account=account, public_url=PUBLIC_URL, client=client)
+
+    assert report.mappings_changed is False
+    assert role_values.get(role=corrected_role.role).enum_id == 990001
+    assert approval_values.get(approval=corrected_approval.approval).enum_id == 990002
+
+
 def test_the_webhook_points_at_the_accounts_token_url_with_the_mirrors_events(empty_sandbox, tmp_path):
     account = connect(empty_sandbox)
     client = client_for(account, tmp_path)
