@@ -48,7 +48,7 @@ MAX_INDEX_DIGITS = 9  # "[0]", "[1]", …: a list index longer than this is not 
 FORM = "application/x-www-form-urlencoded"
 _KEY = re.compile(r"([^\[\]]+)((?:\[[^\[\]]*\])*)")
 _PART = re.compile(r"\[([^\[\]]*)\]")
-_NUMBER = re.compile(r"\s*(-?)([0-9]+)\s*")  # ASCII digits only: str.isdigit() also accepts "²" and "١"
+_NUMBER = re.compile(r"\s*(-?)([0-9]+)\s*")  # ASCII digits only: str.isdigit() also accepts "²"
 _INDEX = re.compile(f"[0-9]{{1,{MAX_INDEX_DIGITS}}}")
 
 # Wire section → the entity its items describe (``contacts`` holds companies too, see WebhookItem).
