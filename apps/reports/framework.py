@@ -243,8 +243,13 @@ class Table:
         """The cells as the table and the CSV show them."""
         return [[cell_text(row.get(column.key), column.kind) for column in self.columns] for row in self.rows]
 
-    def text_and_rows(self) -> list[tuple[list[str], dict[str, Any]]]:
-        return list(zip(self.text_rows(), self.rows, strict=True))
+    def text_and_rows(self) -> list[tuple[list[tuple[str, bool]], dict[str, Any]]]:
+        """Per row: its cells as (text, numeric) and the row itself (for its link)."""
+        numeric = [column.numeric for column in self.columns]
+        return [
+            (list(zip(cells, numeric, strict=True)), row)
+            for cells, row in zip(self.text_rows(), self.rows, strict=True)
+        ]
 
     @property
     def chart_id(self) -> str:

@@ -62,18 +62,19 @@ class Percentile(Aggregate):
         super().__init__(_expr(expression), **extra)
 
     def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
-        return self.as_sql(
-            compiler,
-            connection,
-            template=f"percentile_cont({float(self.fraction)}) WITHIN GROUP (ORDER BY %(expressions)s)",
-            **extra,
-        )
+        template = f"percentile_cont({float(self.fraction)}) WITHIN GROUP (ORDER BY %(expressions)s)"
+        return self._with_template(template).as_sql(compiler, connection, **extra)
 
     def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
-        sql, params = self.as_sql(
-            compiler, connection, template="portal_percentile(%(expressions)s, %%s)", **extra
-        )
-        return sql, (*params, float(self.fraction))
+        template = f"portal_percentile(%(expressions)s, {float(self.fraction)})"
+        return self._with_template(template).as_sql(compiler, connection, **extra)
+
+    def _with_template(self, template: str) -> Percentile:
+        # Set on a copy rather than passed to as_sql: Aggregate.as_sql passes its own ``template`` when the
+        # aggregate has a filter (FILTER (WHERE …)), and a second one would clash.
+        clone = self.copy()
+        clone.template = template
+        return clone
 
 
 class _PercentileAggregate:

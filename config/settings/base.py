@@ -276,6 +276,9 @@ KOMMO_EVENTS_LOOKBACK_HOURS = 24
 KOMMO_STAGE_CHANGE_WINDOW_SECONDS = 300
 KOMMO_STAGE_CHANGE_INFERRED_LAG_HOURS = 24
 
+# Reports: an open legal review older than this many days is listed on the legal review page.
+REPORTS_LEGAL_REVIEW_STALE_DAYS = env.int("REPORTS_LEGAL_REVIEW_STALE_DAYS", default=14)
+
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,

@@ -17,7 +17,7 @@ LeftHow = StageStay.LeftHow
 class FunnelRow:
     stage: str
     entered: int
-    went_on: int
+    went_on: int | None
     to_next: float | None
     won: int
     to_won: float | None
@@ -48,7 +48,7 @@ def funnel(*, scope: Scope) -> list[FunnelRow]:
             FunnelRow(
                 stage=stage_label(row, pipelines),
                 entered=row["entered"],
-                went_on=0 if closed else row["went_on"],
+                went_on=None if closed else row["went_on"],
                 to_next=None if closed else share(row["went_on"], row["entered"]),
                 won=row["won"],
                 to_won=share(row["won"], row["entered"]),
