@@ -13,6 +13,9 @@ from apps.kommo.models.mirror import Lead, LeadContact, Status
 from apps.stakeholders.models import Stakeholder
 from apps.stakeholders.panels import DealListFilter, deal_list_filters
 
+# unfold's input look (docs/ui.md)
+INPUT_CLASS = "border border-base-200 bg-white px-3 py-2 rounded-default"
+
 SORTS = {
     "": ("Latest change", ("-updated_at", "-id")),
     "-value": ("Value: highest first", ("-price", "-id")),
@@ -67,6 +70,14 @@ class DealFilterSet(django_filters.FilterSet):
             )
             extra.parent = self
             self.filters[contributed.name] = extra
+        for name, filter_ in self.filters.items():
+            widget = filter_.extra.get("widget")
+            if widget is not forms.CheckboxInput:
+                filter_.extra["widget"] = filter_.field_class.widget(attrs={"class": INPUT_CLASS})
+            if name == "q":
+                filter_.extra["widget"] = forms.TextInput(
+                    attrs={"class": INPUT_CLASS, "placeholder": "Deal, company or contact", "type": "search"}
+                )
 
     def search(self, queryset: QuerySet[Lead], name: str, value: str) -> QuerySet[Lead]:
         words = value.split()

@@ -10,6 +10,7 @@ from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
@@ -127,6 +128,7 @@ def _render_deal(
             "history": stage_history_for_lead(lead=deal),
             "panels": deal_panels_for(deal=deal, stakeholders=stakeholders),
             "kommo_url": kommo_deal_url(deal),
+            "deals_url": reverse("stakeholders:deal_list"),
         },
         status=status,
     )
