@@ -32,7 +32,7 @@ from typing import TypeVar
 
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import F, Min, Q, QuerySet
 from django.utils import timezone
 
 from apps.kommo import types
@@ -469,12 +469,14 @@ def _one_by_one(events: list[WebhookEvent], policy: Policy, client: KommoClient)
 
 
 def webhook_events_sweep(*, older_than: dt.timedelta | None = None) -> list[int]:
-    """Re-queues events nobody is working on: received but never picked up, claimed by a worker that
-    died (its claim expired), or due for a retry whose task was lost. A claim that expired on the last
-    attempt is ``dead`` instead: the body keeps killing its worker. Events of accounts Kommo blocks are
-    left alone (held until the breaker closes). Returns the ids re-queued."""
+    """Re-queues events nobody is working on: received but never published (one task per account, see
+    :func:`webhook_events_sweep_unqueued`), claimed by a worker that died (its claim expired), or due for
+    a retry whose task was lost. A claim that expired on the last attempt is ``dead`` instead: the body
+    keeps killing its worker. Events of accounts Kommo blocks are left alone (held until the breaker
+    closes). Returns the ids tasks were sent for."""
     policy = Policy.current()
     now = timezone.now()
+    unqueued = webhook_events_sweep_unqueued(now=now, older_than=older_than)
     cutoff = now - (older_than if older_than is not None else policy.stuck_after)
     expired = _expired_claim(now - (older_than if older_than is not None else policy.claim_expires))
     WebhookEvent.objects.filter(expired, attempts__gte=policy.max_attempts).update(
@@ -482,13 +484,41 @@ def webhook_events_sweep(*, older_than: dt.timedelta | None = None) -> list[int]
         error=f"its worker died or was stopped on each of {policy.max_attempts} attempts",
         processed_at=now,
     )
-    stuck = WebhookEvent.objects.filter(
-        Q(status=Status.RECEIVED, received_at__lt=cutoff)
-        | expired
-        | Q(status=Status.FAILED, retry_at__lt=cutoff)
-    ).exclude(account__in=KommoAccount.objects.filter(blocked_since__isnull=False))
+    stuck = WebhookEvent.objects.filter(expired | Q(status=Status.FAILED, retry_at__lt=cutoff)).exclude(
+        account__in=_blocked_accounts()
+    )
     ids = list(stuck.order_by("received_at").values_list("pk", flat=True)[:10_000])
     WebhookEvent.objects.filter(expired, pk__in=ids).update(status=Status.RECEIVED)
+    for event_id in ids:
+        webhook_event_enqueue(event_id=event_id)
+    return unqueued + ids
+
+
+def _blocked_accounts() -> QuerySet[KommoAccount]:
+    """Accounts whose circuit breaker is open: their events are held on purpose, not lost."""
+    return KommoAccount.objects.filter(blocked_since__isnull=False)
+
+
+def webhook_events_sweep_unqueued(
+    *, now: dt.datetime | None = None, older_than: dt.timedelta | None = None
+) -> list[int]:
+    """One task per account whose events wait ``received`` for longer than
+    ``KOMMO_WEBHOOK_UNQUEUED_AFTER_SECONDS``: their publish was lost (the broker was down when the request
+    committed them). A request publishes within ``KOMMO_WEBHOOK_ENQUEUE_WINDOW_MS``, so a short wait tells
+    them apart; one task per account is enough, since it processes every waiting event of its account.
+    Returns the events the tasks were sent for (each account's oldest)."""
+    now = now or timezone.now()
+    if older_than is None:
+        older_than = dt.timedelta(seconds=settings.KOMMO_WEBHOOK_UNQUEUED_AFTER_SECONDS)
+    cutoff = now - older_than
+    waiting = (
+        WebhookEvent.objects.filter(status=Status.RECEIVED, received_at__lt=cutoff)
+        .exclude(account__in=_blocked_accounts())
+        .values("account_id")
+        .annotate(oldest=Min("pk"))
+        .order_by("oldest")
+    )
+    ids = [row["oldest"] for row in waiting]
     for event_id in ids:
         webhook_event_enqueue(event_id=event_id)
     return ids

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('kommo', '0008_webhook_body_lz4'),
+        ('kommo', '0009_stage_stays'),
     ]
 
     operations = [
