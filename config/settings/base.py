@@ -38,6 +38,7 @@ INSTALLED_APPS = [
     "apps.stakeholders",
     "apps.gates",
     "apps.intake",
+    "apps.reports",
     "apps.kommo_sandbox",
 ]
 
