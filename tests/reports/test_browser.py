@@ -23,7 +23,7 @@ from tests.reports.support import (
     person,
     world_create,
 )
-from tests.stakeholders.test_browser import chromium  # noqa: F401 - the fixture
+from tests.stakeholders.conftest import chromium  # noqa: F401 - the fixture
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
