@@ -33,6 +33,7 @@ INSTALLED_APPS = [
     "apps.stakeholders",
     "apps.gates",
     "apps.intake",
+    "apps.reports",
     "apps.kommo_sandbox",
 ]
 
