@@ -38,13 +38,16 @@ def _percentile(values: list[float], share: float) -> float:
 
 
 def report_pages() -> list[tuple[str, str]]:
-    """(name, path) of every page of the reports app that takes no argument, in URL conf order."""
+    """(name, path) of every page in the reports app's URL conf, in its order: a pattern without arguments
+    once, a pattern taking a ``slug`` once per registered report (``reports_listed``)."""
     from django.urls import URLPattern, URLResolver, reverse
 
     try:
         from apps.reports import urls
+        from apps.reports.framework import reports_listed
     except ImportError:
         return []
+    slugs = [report.slug for report in reports_listed()]
     namespace = getattr(urls, "app_name", "")
     pages: list[tuple[str, str]] = []
 
@@ -53,9 +56,13 @@ def report_pages() -> list[tuple[str, str]]:
             if isinstance(pattern, URLResolver):
                 inner = f"{prefix}{pattern.namespace}:" if pattern.namespace else prefix
                 walk(pattern.url_patterns, inner)
-            elif isinstance(pattern, URLPattern) and pattern.name and not pattern.pattern.converters:
+            elif isinstance(pattern, URLPattern) and pattern.name:
                 name = f"{prefix}{pattern.name}"
-                pages.append((name, reverse(name)))
+                converters = set(pattern.pattern.converters)
+                if not converters:
+                    pages.append((name, reverse(name)))
+                elif converters == {"slug"}:
+                    pages.extend((slug, reverse(name, kwargs={"slug": slug})) for slug in slugs)
 
     walk(list(urls.urlpatterns), f"{namespace}:" if namespace else "")
     return pages

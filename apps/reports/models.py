@@ -1,10 +1,22 @@
-"""The reports' own tables."""
-
-from __future__ import annotations
+"""The reports' own tables: the permission holder, and the BI export's clients. The reports themselves
+read the mirror, the stays, the stakeholders and the gate decisions."""
 
 from django.db import models
 
 from apps.core.models import TimeStampedModel
+
+
+class ReportAccess(models.Model):
+    """Holds the permission ``reports.view_reports`` (given to the groups Head of sales and Sales ops by a
+    data migration): who has it sees every deal in the reports; a manager sees their own deals only."""
+
+    class Meta:
+        managed = False
+        default_permissions = ()
+        permissions = [("view_reports", "Can see the reports on every deal")]
+
+    def __str__(self) -> str:
+        return "reports"
 
 
 class ExportClient(TimeStampedModel):

@@ -36,6 +36,7 @@ from apps.kommo.models import (
     LeadContact,
     Pipeline,
     StageChange,
+    StageStay,
     Status,
 )
 from apps.stakeholders.models import Role, Stakeholder
@@ -593,15 +594,6 @@ DECISION_FIELDS = (
 )  # fmt: skip
 
 
-def _stay_model() -> type[models.Model] | None:
-    from django.apps import apps
-
-    try:
-        return apps.get_model("kommo", "StageStay")
-    except LookupError:
-        return None
-
-
 STAY_FIELDS = (
     "id", "account_id", "lead_id", "pipeline_id", "pipeline_kommo_id", "status_id", "status_kommo_id",
     "entered_at", "left_at", "next_status_id", "next_status_kommo_id", "next_pipeline_kommo_id", "left_how",
@@ -614,12 +606,9 @@ def stays_write(
     """The stays the walks give, as :mod:`apps.kommo.services.stays` derives them from the same moves: the
     first from the deal's creation, each closed by the next move (how it left: won, lost, back when the
     next stage sorts before it, else forward), the last one open."""
-    model = _stay_model()
-    if model is None:
-        return
     rows: list[tuple[Any, ...]] = []
     for lead_pk, path, _ in walks:
-        first = writer.ids(model, len(path))
+        first = writer.ids(StageStay, len(path))
         for n, (stage, entered, _) in enumerate(path):
             if n + 1 < len(path):
                 following, left = path[n + 1][0], path[n + 1][1]
@@ -651,7 +640,7 @@ def stays_write(
                     *closed,
                 )
             )
-    writer.write(model, STAY_FIELDS, rows)
+    writer.write(StageStay, STAY_FIELDS, rows)
 
 
 def synthetic_account_seed(
@@ -693,7 +682,7 @@ def synthetic_account_seed(
             LeadContact,
             Stakeholder,
             GateDecision,
-            *([stays] if (stays := _stay_model()) else []),
+            StageStay,
             check_references=check_references,
         )
         generator.run(writer)

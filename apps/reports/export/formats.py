@@ -123,7 +123,7 @@ def copy_sql(table: Table, rows: Any) -> str:
     from django.db import connection
 
     sql, params = rows.order_by().query.sql_with_params()
-    inner = connection.ops.compose_sql(sql, params)
+    inner = connection.ops.compose_sql(sql, params)  # type: ignore[attr-defined]  # PostgreSQL's
     quote = connection.ops.quote_name
     columns = ", ".join(
         _SQL[column.kind].format(f"export.{quote('x_' + column.name)}") + f" AS {quote(column.name)}"

@@ -27,7 +27,7 @@ SCHEMA = "bi"
 def view_sql(table: Table) -> str:
     """SELECT of the table's columns by their export names (no ORDER BY: a view has no order)."""
     sql, params = table.queryset().order_by().query.sql_with_params()
-    inner = connection.ops.compose_sql(sql, params)
+    inner = connection.ops.compose_sql(sql, params)  # type: ignore[attr-defined]  # PostgreSQL's
     columns = ", ".join(
         f"{connection.ops.quote_name('x_' + name)} AS {connection.ops.quote_name(name)}"
         for name in table.column_names

@@ -139,7 +139,7 @@ DEALS = Table(
     description="One row per deal (Kommo lead) in the mirror, deleted ones included (is_deleted).",
     account_field="account_id",
     pipeline_field="pipeline_kommo_id",
-    changed_since=lambda since: Q(modified__gte=since) | _people(updated__gte=since),
+    changed_since=lambda since: Q(modified__gte=since) | Q(_people(updated__gte=since)),
     columns=(
         Column("id", Kind.INTEGER, "pk", "the portal's id of the deal (unique, never reused)"),
         Column("kommo_id", Kind.INTEGER, "kommo_id", "Kommo's lead id"),
