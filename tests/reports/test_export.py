@@ -20,6 +20,7 @@ from django.utils import timezone
 
 from apps.gates.models import GateDecision, GateRule
 from apps.kommo.models import Contact, KommoAccount, KommoUser, Lead, Pipeline, StageChange, Status
+from apps.kommo.services.stays import leads_stays_refresh
 from apps.reports.export.keys import export_client_create, export_client_revoke
 from apps.reports.export.tables import TABLES
 from apps.stakeholders.models import Role, Stakeholder
@@ -52,7 +53,12 @@ class World:
         self.open_deal = self.lead(501, TRICKY_NAME, 80000, 20, tags=["enterprise", "priority"])
         self.won_deal = self.lead(502, "Globex renewal", 12500, 142, closed=T0 + dt.timedelta(days=3))
         self.renewal = self.lead(503, "Initech", 900, 30, pipeline=self.other_pipeline)
-        roles = {role.code: role for role in Role.objects.all()}
+        roles = {  # made by a data migration; made here too for a transactional test after another
+            code: Role.objects.get_or_create(
+                code=code, defaults={"label": label, "is_decision_maker": code == "decision_maker"}
+            )[0]
+            for code, label in (("decision_maker", "Decision maker (economic buyer)"), ("lawyer", "Lawyer"))
+        }
         self.decision_maker = self.person(self.open_deal, 901, "Dana Wu", roles["decision_maker"], "approved")
         self.decision_maker.objection_weight = Decimal("0.70")
         self.decision_maker.save()
@@ -89,6 +95,7 @@ class World:
             reasons=["Lawyer: not approved", "no decision maker"],
             latency_ms=420,
         )
+        leads_stays_refresh(lead_ids=[self.open_deal.pk, self.won_deal.pk, self.renewal.pk])
 
     def lead(
         self,
@@ -215,6 +222,27 @@ def test_stakeholders_stage_changes_and_gate_decisions_rows(client: Client, worl
     assert decision["deal"] == 501 and decision["rule_name"] == "Lawyer first"
     assert decision["outcome"] == "blocked" and decision["latency_ms"] == 420
     assert decision["reasons"] == ["Lawyer: not approved", "no decision maker"]
+
+
+def test_stage_stays_rows(client: Client, world: World, key: str) -> None:
+    stays = [row for row in load_json(client, key, "stage_stays") if row["deal"] == 501]
+    assert list(stays[0]) == TABLES["stage_stays"].column_names
+    first, second = stays
+    assert (first["stage"], first["stage_name"], first["next_stage"], first["left_how"]) == (
+        10,
+        "Qualification",
+        20,
+        "forward",
+    )
+    assert first["entered_at"] == "2026-01-31T09:30:15Z" and first["left_at"] == "2026-03-02T09:30:15Z"
+    assert first["seconds"] == 30 * 86400
+    assert (second["stage"], second["left_at"], second["seconds"], second["left_how"]) == (20, None, None, "")
+    # Incremental: a deal with a move recorded since brings all its stays.
+    later = timezone.now() + dt.timedelta(hours=1)
+    assert load_json(client, key, "stage_stays", updated_since=later.isoformat()) == []
+    StageChange.objects.filter(pk=world.change.pk).update(created=later)
+    again = load_json(client, key, "stage_stays", updated_since=later.isoformat())
+    assert {row["deal"] for row in again} == {501} and len(again) == 2
 
 
 @pytest.mark.parametrize("table", sorted(TABLES))
@@ -383,3 +411,13 @@ def test_postgresqls_copy_writes_the_same_csv_as_python(world: World, table: str
     by_python = b"".join(csv_stream(spec, spec.queryset().iterator()))
     assert by_copy == by_python
     assert by_copy.count(b"\n") > 1
+
+
+def test_docs_export_md_lists_every_column_of_every_table() -> None:
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "docs" / "export.md").read_text(encoding="utf-8")
+    for name, table in TABLES.items():
+        section = text.split(f"### `{name}`", 1)[1].split("### ", 1)[0]
+        listed = [line.split("`")[1] for line in section.splitlines() if line.startswith("| `")]
+        assert listed == table.column_names, name

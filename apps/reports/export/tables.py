@@ -18,10 +18,10 @@ from typing import Any
 
 from django.db import models
 from django.db.models import Case, Count, Exists, F, OuterRef, Q, Subquery, Value, When
-from django.db.models.functions import Coalesce, Extract, Greatest
+from django.db.models.functions import Coalesce, Greatest
 
 from apps.gates.models import GateDecision
-from apps.kommo.models import Lead, StageChange
+from apps.kommo.models import Lead, StageChange, StageStay
 from apps.stakeholders.models import Stakeholder
 
 
@@ -325,10 +325,62 @@ GATE_DECISIONS = Table(
 )
 
 
-def _stay_seconds() -> Any:
-    return Extract(F("left_at") - F("entered_at"), "epoch")
+class StaySeconds(models.Func):
+    """Whole seconds from ``entered_at`` to ``left_at`` (empty while the stay is open)."""
 
+    output_field = models.BigIntegerField()
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        template = "FLOOR(EXTRACT(EPOCH FROM (%(expressions)s)))::bigint"
+        return self.as_sql(compiler, connection, template=template, arg_joiner=" - ", **extra)
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        template = "CAST((julianday(%(expressions)s)) * 86400 AS INTEGER)"
+        return self.as_sql(compiler, connection, template=template, arg_joiner=") - julianday(", **extra)
+
+
+def _stays_changed_since(since: Any) -> Q:
+    """The stays of every deal whose stays may have changed: the deal changed, or a move of it was
+    recorded (a stay that changes is replaced by a new row, so a load replaces each such deal's stays)."""
+    moved = StageChange.objects.filter(lead=OuterRef("lead"), created__gte=since)
+    return Q(lead__modified__gte=since) | Q(Exists(moved))
+
+
+STAGE_STAYS = Table(
+    name="stage_stays",
+    model=StageStay,
+    description="One row per stay of a deal in a stage; a deal that re-enters a stage has several.",
+    account_field="account_id",
+    pipeline_field="pipeline_kommo_id",
+    changed_since=_stays_changed_since,
+    columns=(
+        Column("id", Kind.INTEGER, "pk", "the portal's id of the stay (a stay that changes gets a new row)"),
+        Column("account", Kind.INTEGER, "account_id", "the portal's id of the Kommo account"),
+        Column("deal", Kind.INTEGER, "lead__kommo_id", "Kommo's lead id of the deal"),
+        Column("pipeline", Kind.INTEGER, "pipeline_kommo_id", "Kommo's pipeline id"),
+        Column("stage", Kind.INTEGER, "status_kommo_id", "Kommo's status id of the stage"),
+        Column("stage_name", Kind.TEXT, "status__name", "the stage's name"),
+        Column("entered_at", Kind.TIMESTAMP, "entered_at", "when the deal entered the stage"),
+        Column("left_at", Kind.TIMESTAMP, "left_at", "when it left; empty while it is still there"),
+        Column(
+            "seconds",
+            Kind.INTEGER,
+            StaySeconds("left_at", "entered_at"),
+            "whole seconds in the stage; empty while open",
+        ),
+        Column(
+            "next_stage", Kind.INTEGER, "next_status_kommo_id", "Kommo's status id of the stage it went to"
+        ),
+        Column("next_stage_name", Kind.TEXT, "next_status__name", "its name"),
+        Column(
+            "left_how",
+            Kind.TEXT,
+            "left_how",
+            "forward, back, won, lost or pipeline (to another pipeline); empty while open",
+        ),
+    ),
+)
 
 TABLES: dict[str, Table] = {
-    table.name: table for table in (DEALS, STAKEHOLDERS, STAGE_CHANGES, GATE_DECISIONS)
+    table.name: table for table in (DEALS, STAKEHOLDERS, STAGE_STAYS, STAGE_CHANGES, GATE_DECISIONS)
 }

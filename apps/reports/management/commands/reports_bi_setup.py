@@ -31,12 +31,13 @@ class Command(BaseCommand):
             raise CommandError("The bi schema needs PostgreSQL (DATABASE_URL=postgres://…).")
         password = None
         if options["password_file"] is not None:
+            path = Path(options["password_file"])
             try:
-                password = options["password_file"].read_text().strip()
+                password = path.read_text().strip()
             except OSError as exc:
-                raise CommandError(f"Cannot read {options['password_file']}: {exc}") from exc
+                raise CommandError(f"Cannot read {path}: {exc}") from exc
             if not password:
-                raise CommandError(f"{options['password_file']} is empty")
+                raise CommandError(f"{path} is empty")
         result = bi_setup(role=options["role"], password=password)
         verb = "created" if result.created else "updated"
         self.stderr.write(f"Schema bi: views {', '.join(result.views)}; role {result.role!r} {verb}.")
