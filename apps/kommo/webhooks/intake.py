@@ -24,6 +24,7 @@ from django.conf import settings
 from django.db import connections, router, transaction
 from django.utils import timezone
 
+from apps.core.broker import publish_or_log
 from apps.kommo.models import KommoAccount, WebhookEvent
 from apps.kommo.webhooks.parser import Kind, Routing, WebhookParseError, route
 
@@ -110,7 +111,7 @@ class _Doorbell:
             else:
                 self._due.add(account_id)
         if wait <= 0:
-            webhook_event_enqueue(event_id=event_id)
+            _publish(event_id)
             return
         timer = threading.Timer(wait, self._fire, kwargs={"account_id": account_id, "event_id": event_id})
         timer.daemon = True
@@ -120,7 +121,13 @@ class _Doorbell:
         with self._lock:
             self._due.discard(account_id)
             self._last[account_id] = time.monotonic()
-        webhook_event_enqueue(event_id=event_id)
+        _publish(event_id)
+
+
+def _publish(event_id: int) -> None:
+    """The request's publish: a broker that is down is logged, never raised (the row is committed, and
+    the sweeper publishes for it within ``KOMMO_WEBHOOK_UNQUEUED_AFTER_SECONDS`` of the broker's return)."""
+    publish_or_log(partial(webhook_event_enqueue, event_id=event_id), what=f"webhook event {event_id}")
 
 
 _doorbell = _Doorbell()
