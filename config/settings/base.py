@@ -19,6 +19,11 @@ DEBUG = env.bool("DJANGO_DEBUG", default=False)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=[])
 
 INSTALLED_APPS = [
+    # The admin theme (docs/ui.md): before django.contrib.admin so its templates win.
+    "unfold",
+    "unfold.contrib.filters",
+    "unfold.contrib.forms",
+    "unfold.contrib.inlines",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -60,6 +65,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "apps.core.ui.portal_theme",
             ],
         },
     },
@@ -113,6 +119,22 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# The admin theme, django-unfold (docs/ui.md). The sidebar is built per request from what the user may view.
+UNFOLD = {
+    "SITE_TITLE": "Kommo B2B Portal",
+    "SITE_HEADER": "Kommo B2B Portal",
+    "SITE_SUBHEADER": "Sales ops",
+    "SITE_URL": "/",
+    "SITE_SYMBOL": "handshake",
+    "SHOW_HISTORY": True,
+    "SHOW_VIEW_ON_SITE": False,
+    "SIDEBAR": {
+        "show_search": True,
+        "show_all_applications": False,
+        "navigation": "apps.core.ui.admin_sidebar",
+    },
+}
 
 # Redis: the Celery broker, the shared rate limiter and the cache. Unset means the zero-setup mode:
 # an embedded file-system broker that needs no server (good for one machine, not for production).

@@ -173,20 +173,24 @@ def webhook_event_record(
         mismatch = account_mismatch(account, routing)
         if mismatch:
             status, error = WebhookEvent.Status.REJECTED, mismatch
-    stored = {name.lower(): value for name, value in headers.items() if name.lower() not in UNSTORED_HEADERS}
+    stored = {
+        _text(name.lower()): _text(value)
+        for name, value in headers.items()
+        if name.lower() not in UNSTORED_HEADERS
+    }
     event_id = _insert_event(
         {
             "account_id": account.id,
             "body": body,
-            "content_type": content_type[:200],
+            "content_type": _text(content_type)[:200],
             "headers": stored,
             "remote_addr": remote_addr or None,
             "request_id": stored.get("x-amocrm-requestid", "")[:100],
             "kind": routing.kind.value,
-            "events": " ".join(routing.events)[:255],
+            "events": _text(" ".join(routing.events))[:255],
             "status": status.value,
             "attempts": 0,
-            "error": error,
+            "error": _text(error),
             "traceback": "",
             "received_at": timezone.now(),
             "claimed_at": None,
@@ -199,6 +203,16 @@ def webhook_event_record(
         ring = partial(_doorbell.ring, account_id=account.id, event_id=event_id, window=_enqueue_window())
         transaction.on_commit(ring)
     return event_id
+
+
+def _text(value: str) -> str:
+    """``value`` fit for a text or jsonb column: PostgreSQL refuses NUL, and a lone surrogate cannot be
+    encoded; each becomes U+FFFD. For the headers and the content type (the parser refuses both in keys and
+    account values); the body is kept as bytes, as received."""
+    if value.isascii() and "\x00" not in value:
+        return value
+    cleaned = value.replace("\x00", "\ufffd")
+    return cleaned.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
 def _insert_event(row: dict[str, Any]) -> int:
