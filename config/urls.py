@@ -19,4 +19,5 @@ urlpatterns = [
     path("accounts/login/", LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(next_page="login"), name="logout"),
     path("deals/", include("apps.stakeholders.urls")),
+    path("reports/", include("apps.reports.urls")),
 ]

@@ -1,3 +1,7 @@
+"""What the reports keep of their own: the permission (``ReportAccess``), the stages' usual times the
+stuck-deals report falls back on, and the weekly decision-maker coverage snapshots. Everything else they
+read from the mirror, the stays, the stakeholders and the gate decisions."""
+
 from __future__ import annotations
 
 from decimal import Decimal
@@ -5,6 +9,20 @@ from decimal import Decimal
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
+
+
+class ReportAccess(models.Model):
+    """Holds the permission ``reports.view_reports`` (given to the groups Head of sales and Sales ops by a
+    data migration): who has it sees every deal in the reports; a manager sees their own deals only."""
+
+    class Meta:
+        managed = False
+        default_permissions = ()
+        permissions = [("view_reports", "Can see the reports on every deal")]
+
+    def __str__(self) -> str:
+        return "reports"
+
 
 # -- stuck deals and decision-maker coverage ------------------------------------------------------------
 

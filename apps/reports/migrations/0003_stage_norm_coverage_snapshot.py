@@ -8,10 +8,9 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
 
-    initial = True
-
     dependencies = [
         ('kommo', '0009_stage_stays'),
+        ('reports', '0002_report_groups'),
     ]
 
     operations = [
