@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from django.contrib import admin
 from django.http import HttpRequest
+from unfold.admin import ModelAdmin
 
 from apps.reports.models import CoverageSnapshot, StageNorm
 
 
 @admin.register(StageNorm)
-class StageNormAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class StageNormAdmin(ModelAdmin):  # type: ignore[type-arg]
     list_display = ["status", "pipeline", "usual_days", "modified"]
     list_filter = ["status__pipeline"]
     list_select_related = ["status__pipeline"]
@@ -24,7 +25,7 @@ class StageNormAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(CoverageSnapshot)
-class CoverageSnapshotAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class CoverageSnapshotAdmin(ModelAdmin):  # type: ignore[type-arg]
     list_display = [
         "week",
         "account",

@@ -109,13 +109,13 @@ def test_a_deal_without_an_open_task_is_stuck(desk: Desk) -> None:
     assert reasons_of(desk, lead) == {"no_open_task": "no open task"}
 
 
-def test_what_the_nearest_gate_ahead_requires_and_is_missing_makes_a_deal_stuck(desk: Desk) -> None:
+def test_what_the_gate_at_its_stage_requires_and_is_missing_makes_a_deal_stuck(desk: Desk) -> None:
     desk.rule("Budget approval", (("decision_maker", "approved"),))
     desk.rule("Legal review", (("lawyer", "present"), ("lawyer", "approved")))
-    # Before budget approval: only the budget gate is ahead of it for now, and it passes.
+    # In technical validation: no gate to pass to move on; legal review's wanting a lawyer is for later.
     early = desk.deal("early", stage="Technical validation")
     calm(desk, early)
-    # In legal review: the legal gate is the nearest.
+    # In legal review: the legal gate is the one to pass.
     legal = desk.deal("legal", stage="Legal review")
     calm(desk, legal)
     desk.stakeholder(legal, "lawyer", name="Lee", approval="rejected")

@@ -65,15 +65,16 @@ def _decision_makers(**extra: object) -> QuerySet[Stakeholder]:
     return Stakeholder.objects.filter(lead=OuterRef("pk"), role__is_decision_maker=True, **extra)
 
 
-def open_deals(*, account: KommoAccount, leads_qs: QuerySet[Lead] | None = None) -> QuerySet[Lead]:
+def open_deals(*, account: KommoAccount | None, leads_qs: QuerySet[Lead] | None = None) -> QuerySet[Lead]:
+    """The open deals of ``account`` (of every account when None) among ``leads_qs``."""
     leads = leads_qs if leads_qs is not None else Lead.objects.all()
-    return leads.filter(account=account, is_deleted=False).exclude(
-        status_kommo_id__in=semantics.CLOSED_STATUS_IDS
-    )
+    if account is not None:
+        leads = leads.filter(account=account)
+    return leads.filter(is_deleted=False).exclude(status_kommo_id__in=semantics.CLOSED_STATUS_IDS)
 
 
 def coverage_groups(
-    *, account: KommoAccount, leads_qs: QuerySet[Lead] | None = None, by: tuple[str, ...]
+    *, account: KommoAccount | None, leads_qs: QuerySet[Lead] | None = None, by: tuple[str, ...]
 ) -> list[dict[str, Any]]:
     """The open deals grouped by the columns ``by`` (e.g. ``("status_id",)``), each group with ``deals``,
     ``value``, ``without_dm``, ``without_dm_value``, ``dm_approved``, ``dm_approved_value``: one query."""
@@ -127,27 +128,34 @@ def _total(label: str, parts: Iterable[Coverage]) -> Coverage:
     )
 
 
-def coverage_by_stage(*, account: KommoAccount, leads_qs: QuerySet[Lead] | None = None) -> list[Coverage]:
-    """Per stage, in pipeline then stage order."""
+def coverage_by_stage(
+    *, account: KommoAccount | None, leads_qs: QuerySet[Lead] | None = None
+) -> list[Coverage]:
+    """Per stage, in pipeline then stage order (named with their pipeline when the deals span several)."""
     rows = coverage_groups(account=account, leads_qs=leads_qs, by=("status_id",))
     stages = Status.objects.select_related("pipeline").in_bulk([row["status_id"] for row in rows])
+    several = len({status.pipeline_id for status in stages.values()}) > 1
     found = []
     for row in rows:
         status = stages.get(row["status_id"])
-        label = f"{status.pipeline.name} / {status.name}" if status is not None else "unknown stage"
-        order = (status.pipeline.sort, status.pipeline.kommo_id, status.sort) if status else (1 << 30, 0, 0)
+        if status is None:
+            label, order = "unknown stage", (1 << 30, 0, 0)
+        else:
+            label = f"{status.pipeline.name} / {status.name}" if several else status.name
+            order = (status.pipeline.sort, status.pipeline.kommo_id, status.sort)
         found.append((order, _coverage(label, row, key=row["status_id"])))
     return [coverage for _, coverage in sorted(found, key=lambda item: item[0])]
 
 
-def coverage_by_manager(*, account: KommoAccount, leads_qs: QuerySet[Lead] | None = None) -> list[Coverage]:
+def coverage_by_manager(
+    *, account: KommoAccount | None, leads_qs: QuerySet[Lead] | None = None
+) -> list[Coverage]:
     """Per responsible manager, by name."""
     rows = coverage_groups(account=account, leads_qs=leads_qs, by=("responsible_user_kommo_id",))
-    names = dict(
-        KommoUser.objects.filter(
-            account=account, kommo_id__in=[row["responsible_user_kommo_id"] for row in rows]
-        ).values_list("kommo_id", "name")
-    )
+    users = KommoUser.objects.filter(kommo_id__in=[row["responsible_user_kommo_id"] for row in rows])
+    if account is not None:
+        users = users.filter(account=account)
+    names = dict(users.values_list("kommo_id", "name"))
     found = [
         _coverage(
             names.get(row["responsible_user_kommo_id"])
@@ -170,15 +178,18 @@ def coverage_total(parts: Iterable[Coverage]) -> Coverage:
 
 def coverage_trend(
     *,
-    account: KommoAccount,
+    account: KommoAccount | None,
     since: dt.date,
     until: dt.date,
     pipeline_kommo_ids: Iterable[int] | None = None,
     responsible_user_kommo_ids: Iterable[int] | None = None,
 ) -> list[Coverage]:
-    """Week by week (the weeks starting between ``since`` and ``until``), from the snapshots: one row per
-    week that has any. A week whose approvals are not known (backfilled) has ``dm_approved`` None."""
-    snapshots = CoverageSnapshot.objects.filter(account=account, week__gte=since, week__lte=until)
+    """Week by week (the weeks starting between ``since`` and ``until``, both included), from the snapshots
+    of ``account`` (of every account when None): one row per week that has any. A week whose approvals
+    are not known (backfilled) has ``dm_approved`` None."""
+    snapshots = CoverageSnapshot.objects.filter(week__gte=since, week__lte=until)
+    if account is not None:
+        snapshots = snapshots.filter(account=account)
     if pipeline_kommo_ids is not None:
         snapshots = snapshots.filter(pipeline_kommo_id__in=list(pipeline_kommo_ids))
     if responsible_user_kommo_ids is not None:

@@ -100,16 +100,24 @@ class GatesReport:
         return [row.rule for row in self.rules]
 
 
-def _decisions(account: KommoAccount, leads_qs: QuerySet[Lead] | None) -> QuerySet[GateDecision]:
-    decisions = GateDecision.objects.filter(account=account)
+def _decisions(account: KommoAccount | None, leads_qs: QuerySet[Lead] | None) -> QuerySet[GateDecision]:
+    decisions = GateDecision.objects.all()
+    if account is not None:
+        decisions = decisions.filter(account=account)
     if leads_qs is not None:
         decisions = decisions.filter(lead__in=leads_qs.values("pk"))
     return decisions
 
 
 def gates_report(
-    *, account: KommoAccount, since: dt.datetime, until: dt.datetime, leads_qs: QuerySet[Lead] | None = None
+    *,
+    account: KommoAccount | None,
+    since: dt.datetime,
+    until: dt.datetime,
+    leads_qs: QuerySet[Lead] | None = None,
 ) -> GatesReport:
+    """The blocks decided in ``[since, until)`` on the deals among ``leads_qs``, of ``account`` (every account
+    when None)."""
     decisions = _decisions(account, leads_qs)
     blocks = decisions.filter(outcome__in=BLOCKING, decided_at__gte=since, decided_at__lt=until).order_by()
     enforced = Q(outcome=Outcome.BLOCKED)
@@ -157,11 +165,12 @@ def gates_report(
             deals=Count("lead_id", distinct=True),
         )
     )
-    names = dict(
-        KommoUser.objects.filter(
-            account=account, kommo_id__in=[row["lead__responsible_user_kommo_id"] for row in per_manager]
-        ).values_list("kommo_id", "name")
+    users = KommoUser.objects.filter(
+        kommo_id__in=[row["lead__responsible_user_kommo_id"] for row in per_manager]
     )
+    if account is not None:
+        users = users.filter(account=account)
+    names = dict(users.values_list("kommo_id", "name"))
     managers = sorted(
         (
             GroupBlocks(

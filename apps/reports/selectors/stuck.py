@@ -12,9 +12,11 @@ A deal is stuck when one or more of these hold (the codes are stable: the BI exp
   deal without stakeholders, or whose stakeholders carry no touch at all, counts as untouched).
 - ``no_open_task``: the deal has no open task in Kommo (its ``closest_task_at`` is empty: Kommo sets it to
   the deadline of the deal's earliest open task).
-- ``gate_missing``: the nearest gate ahead of the deal (the active rules of its pipeline at the first gated
-  stage at or after its stage) would block it now: a role absent, an approval pending or rejected. The
-  conditions are evaluated by :mod:`apps.gates.semantics`, exactly as the gates evaluate a move.
+- ``gate_missing``: the gate ahead of the deal — the active rules gated at its current stage, which it must
+  pass to move on — would block it now: a role absent, an approval pending or rejected. The conditions are
+  evaluated by :mod:`apps.gates.semantics`, exactly as the gates evaluate a move. Gates at later stages
+  are not reasons yet (a deal in technical validation is not stuck because legal review will want the
+  lawyer).
 - ``objection_open``: a stakeholder's objection weight is at least ``REPORTS_OBJECTION_WEIGHT``.
 
 Everything is read in a fixed number of queries, whatever the number of deals: the deals, their stays in
@@ -62,7 +64,7 @@ REASON_LABELS = {
     Reason.STAGE_OVERDUE: "in the stage far longer than usual",
     Reason.STALE_TOUCH: "no stakeholder touched recently",
     Reason.NO_OPEN_TASK: "no open task",
-    Reason.GATE_MISSING: "the next gate would block it",
+    Reason.GATE_MISSING: "the gate at its stage would block it",
     Reason.OBJECTION_OPEN: "an open objection",
 }
 
@@ -190,51 +192,26 @@ def _stakeholders(leads: QuerySet[Lead]) -> dict[int, list[Stakeholder]]:
     return found
 
 
-@dataclass(frozen=True)
-class _Gate:
-    sort: int
-    names: tuple[str, ...]
-    conditions: tuple[semantics.Condition, ...]
-
-
-def _nearest_gates(account: KommoAccount) -> dict[int, list[_Gate]]:
-    """The active gate rules of the account, per pipeline (local pk), grouped by gated stage, in stage
-    order: each group is the rules a deal must pass at that stage."""
+def _gates_at_stages(account: KommoAccount) -> dict[int, tuple[semantics.Condition, ...]]:
+    """The conditions of the account's active gate rules, per gated stage (local Status pk): what a deal in
+    that stage must satisfy to move on."""
     rules = (
         GateRule.objects.filter(account=account, is_active=True)
-        .select_related("gated_stage")
         .prefetch_related("conditions__role")
-        .order_by("pipeline_id", "gated_stage__sort", "pk")
+        .order_by("gated_stage_id", "pk")
     )
-    grouped: dict[tuple[int, int], list[GateRule]] = defaultdict(list)
+    gates: dict[int, list[semantics.Condition]] = defaultdict(list)
     for rule in rules:
-        grouped[(rule.pipeline_id, rule.gated_stage.sort)].append(rule)
-    gates: dict[int, list[_Gate]] = defaultdict(list)
-    for (pipeline_id, sort), group in grouped.items():
-        gates[pipeline_id].append(
-            _Gate(
-                sort=sort,
-                names=tuple(rule.name for rule in group),
-                conditions=tuple(
-                    replace(semantics_condition, role_label=_lower_first(semantics_condition.role_label))
-                    for rule in group
-                    for semantics_condition in (
-                        condition.as_semantics() for condition in rule.conditions.all()
-                    )
-                ),
-            )
-        )
-    return gates
+        for condition in rule.conditions.all():
+            view = condition.as_semantics()
+            gates[rule.gated_stage_id].append(replace(view, role_label=_lower_first(view.role_label)))
+    return {stage_id: tuple(conditions) for stage_id, conditions in gates.items()}
 
 
 def _views(stakeholders: Sequence[Stakeholder]) -> list[semantics.StakeholderView]:
     return [
         replace(view, role_label=_lower_first(view.role_label)) for view in stakeholder_views(stakeholders)
     ]
-
-
-def _gate_ahead(gates: Sequence[_Gate], sort: int) -> _Gate | None:
-    return next((gate for gate in gates if gate.sort >= sort), None)
 
 
 def _open_leads(account: KommoAccount, leads_qs: QuerySet[Lead] | None) -> QuerySet[Lead]:
@@ -273,7 +250,7 @@ def _evaluate(
     usual = stage_usual_times(account=account, now=now)
     in_stage = _time_in_current_stage(leads, now)
     people = _stakeholders(leads)
-    gates = _nearest_gates(account)
+    gates = _gates_at_stages(account)
     stale_before = now - dt.timedelta(days=limits.stale_touch_days)
     found = []
     for lead in rows:
@@ -304,11 +281,9 @@ def _evaluate(
             reasons.append(StuckReason(Reason.STALE_TOUCH, text))
         if getattr(lead, "open_task_at", None) in (None, ""):
             reasons.append(StuckReason(Reason.NO_OPEN_TASK, "no open task"))
-        gate = _gate_ahead(gates.get(lead.pipeline_id or 0, []), lead.status.sort)
-        if gate is not None:
-            failures = semantics.conditions_failures(
-                conditions=gate.conditions, stakeholders=_views(stakeholders)
-            )
+        conditions = gates.get(lead.status.pk)
+        if conditions:
+            failures = semantics.conditions_failures(conditions=conditions, stakeholders=_views(stakeholders))
             reasons.extend(StuckReason(Reason.GATE_MISSING, failure) for failure in failures)
         for person in stakeholders:
             weight = person.objection_weight
