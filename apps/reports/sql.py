@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from django.db.models import Aggregate, Expression, F, FloatField, Func, Value
+from django.db.models import Aggregate, F, FloatField, Func, Value
 
 
 class DaysBetween(Func):
@@ -42,7 +42,7 @@ def _expr(value: Any) -> Any:
     """A field name as ``F``, an expression as is, anything else as a value."""
     if isinstance(value, str):
         return F(value)
-    if isinstance(value, Expression | F):
+    if hasattr(value, "resolve_expression"):
         return value
     return Value(value)
 

@@ -213,7 +213,9 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # Stage history with who moved each deal, and repairs for webhooks that never arrived.
     "kommo-sync-events": {"task": "apps.kommo.tasks.sync_events", "schedule": 5 * 60.0},
     # Webhook events nobody is working on (never published, worker died, retry task lost) go back in line.
-    "kommo-webhooks-sweep": {"task": "apps.kommo.tasks.webhook_sweep", "schedule": 30.0},
+    # Every 15 s: a claim expires 20 s after its worker's last heartbeat, so a killed worker's events are
+    # taken up again within 35 s.
+    "kommo-webhooks-sweep": {"task": "apps.kommo.tasks.webhook_sweep", "schedule": 15.0},
     # Processed and ignored webhook events older than KOMMO_WEBHOOK_KEEP_DAYS (30) are deleted.
     "kommo-webhooks-prune": {"task": "apps.kommo.tasks.webhook_prune", "schedule": 24 * 60 * 60.0},
     # Gate evaluations and outbound changes whose task was lost (pending, running or sending for too long)
@@ -256,16 +258,20 @@ KOMMO_WEBHOOK_MAX_BODY_BYTES = env.int("KOMMO_WEBHOOK_MAX_BODY_BYTES", default=1
 # Processed and ignored webhook events are pruned after this many days (failed and dead ones are kept).
 KOMMO_WEBHOOK_KEEP_DAYS = env.int("KOMMO_WEBHOOK_KEEP_DAYS", default=30)
 # Webhook processing: attempts before an event is dead and the backoff between them; how many waiting
-# events one task claims; when a claim counts as abandoned (its worker died); and how long a web process
-# waits before asking for processing again, since one task processes every waiting event of an account.
+# events one task claims; when a received event or a due retry counts as lost (its task never ran); how
+# often a worker renews its claims and when a claim no longer renewed counts as abandoned (its worker
+# died: the sweeper, every 15 s, re-queues it); and how long a web process waits before asking for
+# processing again, since one task processes every waiting event of an account.
 KOMMO_WEBHOOK_MAX_ATTEMPTS = 6
 KOMMO_WEBHOOK_RETRY_BASE_SECONDS = 30
 KOMMO_WEBHOOK_RETRY_CAP_SECONDS = 3600
 KOMMO_WEBHOOK_BATCH_SIZE = 100
 KOMMO_WEBHOOK_STUCK_AFTER_SECONDS = 300
+KOMMO_WEBHOOK_HEARTBEAT_SECONDS = 5
+KOMMO_WEBHOOK_CLAIM_EXPIRES_SECONDS = 20
 KOMMO_WEBHOOK_ENQUEUE_WINDOW_MS = 50
 # An event still ``received`` this long after its commit lost its publish (the broker was down): the sweeper
-# (every 30 s) sends its account a task. A request publishes within KOMMO_WEBHOOK_ENQUEUE_WINDOW_MS.
+# (every 15 s) sends its account a task. A request publishes within KOMMO_WEBHOOK_ENQUEUE_WINDOW_MS.
 KOMMO_WEBHOOK_UNQUEUED_AFTER_SECONDS = 10
 # Region for phone numbers written without a country code (ISO 3166 code such as "US"); unset: only numbers
 # in international form (+…, 00…) get a lookup key.
