@@ -9,6 +9,8 @@ from apps.reports.framework import Chart, Column, Kind, Scope, Table, report_reg
 from apps.reports.selectors.scoped import scope_accounts, scope_leads
 from apps.reports.selectors.stuck import REASON_LABELS, Reason, StuckDeal, reason_counts, stuck_deals
 
+SHOWN = 300  # stuck deals listed (page and CSV); the reasons table counts every one
+
 DEAL_COLUMNS = [
     Column("deal", "Deal"),
     Column("stage", "Stage"),
@@ -43,7 +45,7 @@ def _when(code: Reason) -> str:
     }[code]
 
 
-def _deal_row(deal: StuckDeal) -> dict[str, Any]:
+def _deal_row(deal: StuckDeal, kommo: str) -> dict[str, Any]:
     lead = deal.lead
     return {
         "deal": lead.name or f"deal {lead.kommo_id}",
@@ -55,7 +57,7 @@ def _deal_row(deal: StuckDeal) -> dict[str, Any]:
         "usual_days": deal.usual.days if deal.usual is not None else None,
         "why": deal.text,
         "codes": " ".join(deal.codes),
-        "kommo": f"{lead.account.api_root}/leads/detail/{lead.kommo_id}",
+        "kommo": f"{kommo}/leads/detail/{lead.kommo_id}",
     }
 
 
@@ -66,9 +68,11 @@ def _deal_row(deal: StuckDeal) -> dict[str, Any]:
     order=60,
 )
 def stuck(scope: Scope) -> list[Table]:
-    leads = scope_leads(scope).select_related("account")
+    leads = scope_leads(scope)
     deals: list[StuckDeal] = []
+    roots: dict[int, str] = {}
     for account in scope_accounts(scope):
+        roots[account.pk] = account.api_root
         deals += stuck_deals(account=account, leads_qs=leads, now=scope.now)
     deals.sort(key=lambda deal: (-deal.lead.price, deal.lead.pk))
     counts = reason_counts(deals)
@@ -111,7 +115,12 @@ def stuck(scope: Scope) -> list[Table]:
             key="deals",
             title="Stuck deals",
             columns=DEAL_COLUMNS,
-            rows=[_deal_row(deal) for deal in deals],
+            rows=[_deal_row(deal, roots[deal.lead.account_id]) for deal in deals[:SHOWN]],
+            notes=[
+                f"The {SHOWN} of highest value of {len(deals)} are listed; the table above counts them all."
+            ]
+            if len(deals) > SHOWN
+            else [],
             empty="No open deal is stuck.",
         ),
     ]

@@ -29,7 +29,7 @@ from __future__ import annotations
 import datetime as dt
 import statistics
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from enum import StrEnum
@@ -41,7 +41,6 @@ from django.utils import timezone
 
 from apps.gates import semantics
 from apps.gates.models import GateRule
-from apps.gates.services import stakeholder_views
 from apps.kommo.models import KommoAccount, Lead, StageStay, Status
 from apps.reports.models import StageNorm
 from apps.stakeholders.models import Stakeholder
@@ -91,7 +90,7 @@ class StuckDeal:
     usual: UsualTime | None
     reasons: tuple[StuckReason, ...]
     last_touch: dt.datetime | None = None
-    stakeholders: tuple[Stakeholder, ...] = field(default=(), repr=False)
+    stakeholders: tuple[Person, ...] = field(default=(), repr=False)
 
     @property
     def codes(self) -> tuple[str, ...]:
@@ -184,11 +183,34 @@ def _time_in_current_stage(leads: QuerySet[Lead], now: dt.datetime) -> dict[int,
     return seconds
 
 
-def _stakeholders(leads: QuerySet[Lead]) -> dict[int, list[Stakeholder]]:
-    found: dict[int, list[Stakeholder]] = defaultdict(list)
-    rows = Stakeholder.objects.filter(lead__in=leads.values("pk")).select_related("role")
-    for row in rows.order_by("lead_id", "role__sort", "name", "id"):
-        found[row.lead_id].append(row)
+@dataclass(frozen=True)
+class Person:
+    """What the reasons need of a stakeholder (read as plain values, not model instances)."""
+
+    name: str
+    role_id: int | None
+    role: str  # the role's label inside a sentence ("lawyer"), empty without a role
+    approval: str
+    last_touch: dt.datetime | None
+    objection_weight: Decimal | None
+
+    def view(self) -> semantics.StakeholderView:
+        return semantics.StakeholderView(
+            name=self.name, role_id=self.role_id, role_label=self.role, approval=self.approval
+        )
+
+
+def _people(leads: QuerySet[Lead]) -> dict[int, list[Person]]:
+    found: dict[int, list[Person]] = defaultdict(list)
+    rows = (
+        Stakeholder.objects.filter(lead__in=leads.values("pk"))
+        .order_by("lead_id", "role__sort", "name", "id")
+        .values_list(
+            "lead_id", "name", "role_id", "role__label", "approval_status", "last_touch", "objection_weight"
+        )
+    )
+    for lead_id, name, role_id, label, approval, touched, weight in rows:
+        found[lead_id].append(Person(name, role_id, _lower_first(label or ""), approval, touched, weight))
     return found
 
 
@@ -206,12 +228,6 @@ def _gates_at_stages(account: KommoAccount) -> dict[int, tuple[semantics.Conditi
             view = condition.as_semantics()
             gates[rule.gated_stage_id].append(replace(view, role_label=_lower_first(view.role_label)))
     return {stage_id: tuple(conditions) for stage_id, conditions in gates.items()}
-
-
-def _views(stakeholders: Sequence[Stakeholder]) -> list[semantics.StakeholderView]:
-    return [
-        replace(view, role_label=_lower_first(view.role_label)) for view in stakeholder_views(stakeholders)
-    ]
 
 
 def _open_leads(account: KommoAccount, leads_qs: QuerySet[Lead] | None) -> QuerySet[Lead]:
@@ -242,6 +258,7 @@ def _evaluate(
     leads = _open_leads(account, leads_qs)
     rows = list(
         leads.select_related("status", "pipeline", "responsible_user")
+        .defer("raw")
         .annotate(open_task_at=F("raw__closest_task_at"))
         .order_by("-price", "pk")
     )
@@ -249,7 +266,7 @@ def _evaluate(
         return []
     usual = stage_usual_times(account=account, now=now)
     in_stage = _time_in_current_stage(leads, now)
-    people = _stakeholders(leads)
+    people = _people(leads)
     gates = _gates_at_stages(account)
     stale_before = now - dt.timedelta(days=limits.stale_touch_days)
     found = []
@@ -283,12 +300,14 @@ def _evaluate(
             reasons.append(StuckReason(Reason.NO_OPEN_TASK, "no open task"))
         conditions = gates.get(lead.status.pk)
         if conditions:
-            failures = semantics.conditions_failures(conditions=conditions, stakeholders=_views(stakeholders))
+            failures = semantics.conditions_failures(
+                conditions=conditions, stakeholders=[person.view() for person in stakeholders]
+            )
             reasons.extend(StuckReason(Reason.GATE_MISSING, failure) for failure in failures)
         for person in stakeholders:
             weight = person.objection_weight
             if weight is not None and weight >= limits.objection_weight:
-                who = _lower_first(person.role.label) if person.role is not None else "stakeholder"
+                who = person.role or "stakeholder"
                 name = f" {person.name}" if person.name else ""
                 reasons.append(
                     StuckReason(
