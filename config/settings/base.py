@@ -1,6 +1,7 @@
 """Settings shared by every environment. Every value that differs between machines comes from the
 environment through the one ``env`` below; ``.env`` in the project root is read when present."""
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +33,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "axes",
     "apps.core",
     "apps.users",
     "apps.kommo",
@@ -50,6 +52,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a refused sign-in of a locked-out person into the lock-out page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -103,6 +107,11 @@ apply_postgresql_options(DATABASES["default"])
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "users.User"
+# django-axes first: it refuses a locked-out person before the password is checked (docs/access.md).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 # Managers sign in here (the admin login refuses people without staff rights).
 LOGIN_URL = "login"
 AUTH_PASSWORD_VALIDATORS = [
@@ -119,6 +128,21 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# Sign-in lock-out (django-axes, docs/access.md): after AXES_FAILURE_LIMIT wrong passwords for one user name
+# from one address, that pair is refused for AXES_COOLOFF_MINUTES, on /accounts/login/ and the admin login
+# alike; the right password inside the lock is refused too. Sales ops see and lift locks in the admin.
+AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = dt.timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=30))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+# The client address: REMOTE_ADDR unless a proxy in front sets a header (e.g. HTTP_X_FORWARDED_FOR with
+# AXES_PROXY_COUNT=1); a header a client can send itself must never be trusted here.
+AXES_IPWARE_META_PRECEDENCE_ORDER = env.list("AXES_CLIENT_IP_HEADERS", default=["REMOTE_ADDR"])
+AXES_IPWARE_PROXY_COUNT = env.int("AXES_PROXY_COUNT", default=0) or None
 
 # The admin theme, django-unfold (docs/ui.md). The sidebar is built per request from what the user may view.
 UNFOLD = {
