@@ -14,7 +14,7 @@ from apps.gates.models import GateDecision
 from apps.reports.coverage_snapshots import coverage_snapshot_take
 from tests.reports.desk import days_ago, make_desk
 from tests.reports.support import person
-from tests.stakeholders.test_browser import chromium
+from tests.stakeholders.conftest import chromium
 
 __all__ = ["chromium"]
 pytestmark = [pytest.mark.browser, pytest.mark.postgres]
