@@ -1,6 +1,6 @@
-"""What the reports keep of their own: the permission (``ReportAccess``), the stages' usual times the
-stuck-deals report falls back on, and the weekly decision-maker coverage snapshots. Everything else they
-read from the mirror, the stays, the stakeholders and the gate decisions."""
+"""The reports' own tables: the permission holder, the BI export's clients, the stages' usual times the
+stuck-deals report falls back on, and the weekly decision-maker coverage snapshots. The reports themselves
+read the mirror, the stays, the stakeholders and the gate decisions."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from decimal import Decimal
 from django.core.validators import MinValueValidator
 from django.db import models
 from django.db.models import Q
+
+from apps.core.models import TimeStampedModel
 
 
 class ReportAccess(models.Model):
@@ -22,6 +24,25 @@ class ReportAccess(models.Model):
 
     def __str__(self) -> str:
         return "reports"
+
+
+class ExportClient(TimeStampedModel):
+    """A BI tool or script allowed to read the export API with its own key (``Authorization: Bearer
+    ek_<prefix>_<secret>``). Only a SHA-256 hash of the key is kept; the key is shown once, when made."""
+
+    name = models.CharField(max_length=200, unique=True)
+    key_prefix = models.CharField(max_length=16, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, editable=False)
+    is_active = models.BooleanField("active", default=True, help_text="Clear to revoke the key.")
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        verbose_name = "export client"
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
 
 
 # -- stuck deals and decision-maker coverage ------------------------------------------------------------

@@ -10,7 +10,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('kommo', '0009_stage_stays'),
-        ('reports', '0002_report_groups'),
+        ('reports', '0003_export_clients'),
     ]
 
     operations = [
