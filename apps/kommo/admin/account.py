@@ -17,6 +17,7 @@ from django.urls import URLPattern, path, reverse
 from apps.kommo.exceptions import KommoError
 from apps.kommo.models.account import KommoAccount
 from apps.kommo.services import accounts as account_services
+from apps.kommo.services import sync as sync_services
 
 
 def https_url_formfield(db_field: models.Field[Any, Any], **kwargs: Any) -> forms.Field | None:
@@ -117,7 +118,7 @@ class KommoAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         ),
         ("Health", {"fields": ("auth_error", "auth_error_at", "blocked_since", "blocked_reason")}),
     )
-    actions = ("verify_connection", "reset_circuit_breaker", "regenerate_webhook_token")
+    actions = ("verify_connection", "reset_circuit_breaker", "regenerate_webhook_token", "backfill_history")
 
     @admin.display(description="state")
     def connection_state(self, account: KommoAccount) -> str:
@@ -160,6 +161,24 @@ class KommoAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         for account in queryset:
             account_services.account_webhook_token_regenerate(account=account)
             self.message_user(request, f"{account}: new webhook URL {account.webhook_url}", messages.WARNING)
+
+    @admin.action(description="Backfill history (read back past stage moves from Kommo's events)")
+    def backfill_history(self, request: HttpRequest, queryset: QuerySet[KommoAccount]) -> None:
+        """Runs the backfill in the request (an interrupted one continues where it stopped); for long
+        histories ``kommo_sync --history DAYS`` shows a progress bar instead."""
+        for account in queryset:
+            if not account.is_connected:
+                self.message_user(request, f"{account}: not connected", messages.ERROR)
+                continue
+            try:
+                result = sync_services.history_backfill(account=account)
+            except KommoError as exc:
+                self.message_user(
+                    request, f"{account}: {exc} — run the action again to continue", messages.ERROR
+                )
+            else:
+                resumed = " (continued an interrupted backfill)" if result.resumed else ""
+                self.message_user(request, f"{account}: history backfilled{resumed}: {result.summary()}.")
 
     # -- connect views ----------------------------------------------------------------------------------
 

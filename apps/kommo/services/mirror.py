@@ -983,6 +983,7 @@ def stage_change_record(
     to_pipeline_id: int | None = None,
     at_is_exact: bool = True,
     not_before: dt.datetime | None = None,
+    announce: bool = True,
 ) -> tuple[StageChange, bool]:
     """Record that ``lead`` moved from one stage to another; idempotent across sources.
 
@@ -995,6 +996,9 @@ def stage_change_record(
     An inferred report may give ``not_before`` (when the lead was last seen at the from-stage): the move
     happened after it, so no earlier row can be it. Reports of one lead are serialised by a lock on its
     row. Returns the row and whether it is new.
+
+    ``announce=False`` records history without telling anyone: a new row joins no batch and sends no
+    ``stage_changed`` (the backfill of past moves: the gates must not judge a move of last spring).
     """
     with transaction.atomic():
         Lead.objects.select_for_update().filter(pk=lead.pk).values_list("pk", flat=True).first()
@@ -1029,6 +1033,8 @@ def stage_change_record(
                 moved_by_kommo_user_id=moved_by_kommo_user_id,
                 kommo_event_id=kommo_event_id,
             )
+            if not announce:
+                return row, True
             batch = _batch.get()
             if batch is not None and batch.account.pk == account.pk:
                 batch.stage_changes.append(row)
