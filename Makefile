@@ -62,5 +62,5 @@ up: ## docker compose: web, worker, beat, PostgreSQL, Redis
 down: ## Stop the compose deployment
 	docker compose down
 
-clean: ## Remove local state (.run: SQLite file, embedded broker, schedules)
-	rm -rf .run
+clean: ## Remove what make run made (.run: SQLite file, embedded broker, schedules, sandbox data)
+	rm -rf .run control

@@ -1,12 +1,14 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path, reverse_lazy
+from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from apps.core.views import healthz
 from apps.intake.views import api_docs
+from apps.users.views import LoginView, home
 
 urlpatterns = [
+    path("", home, name="home"),
     path("healthz", healthz, name="healthz"),
     path("admin/", admin.site.urls),
     path("kommo/", include("apps.kommo.urls")),
@@ -14,11 +16,8 @@ urlpatterns = [
     path("api/v1/intake/", include("apps.intake.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", api_docs, name="api-docs"),
-    path(
-        "accounts/login/",
-        auth_views.LoginView.as_view(next_page=reverse_lazy("stakeholders:deal_list")),
-        name="login",
-    ),
+    path("accounts/login/", LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(next_page="login"), name="logout"),
     path("deals/", include("apps.stakeholders.urls")),
+    path("reports/", include("apps.reports.urls")),
 ]

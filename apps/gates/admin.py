@@ -17,6 +17,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
+from unfold.admin import ModelAdmin, TabularInline
 
 from apps.gates.models import GateCondition, GateDecision, GateRule
 from apps.gates.selectors import gate_rule_dry_run
@@ -32,14 +33,14 @@ def _pretty(value: Any) -> SafeString:
     return format_html("<pre>{}</pre>", json.dumps(value, indent=2, ensure_ascii=False))
 
 
-class GateConditionInline(admin.TabularInline):  # type: ignore[type-arg]
+class GateConditionInline(TabularInline):  # type: ignore[type-arg]
     model = GateCondition
     extra = 1
     fields = ["role", "requirement", "n"]
 
 
 @admin.register(GateRule)
-class GateRuleAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class GateRuleAdmin(ModelAdmin):  # type: ignore[type-arg]
     list_display = ["name", "account", "pipeline", "gated_stage", "mode", "is_active", "version", "modified"]
     list_filter = ["account", "mode", "is_active", "pipeline"]
     list_select_related = ["account", "pipeline", "gated_stage", "gated_stage__pipeline"]

@@ -9,6 +9,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
+from unfold.admin import ModelAdmin
 
 from apps.intake import services
 from apps.intake.models import IntakeSource, IntakeSubmission
@@ -21,7 +22,7 @@ def _show_key(request: HttpRequest, source: IntakeSource, key: str) -> None:
 
 
 @admin.register(IntakeSource)
-class IntakeSourceAdmin(admin.ModelAdmin):
+class IntakeSourceAdmin(ModelAdmin):
     list_display = (
         "name",
         "account",
@@ -50,7 +51,7 @@ class IntakeSourceAdmin(admin.ModelAdmin):
 
 
 @admin.register(IntakeSubmission)
-class IntakeSubmissionAdmin(admin.ModelAdmin):
+class IntakeSubmissionAdmin(ModelAdmin):
     list_display = (
         "id",
         "source",

@@ -39,6 +39,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
+from apps.core.broker import publish_or_log
 from apps.intake import echo, tasks
 from apps.intake.locks import identity_locks
 from apps.intake.models import IntakeSource, IntakeSubmission
@@ -71,6 +72,9 @@ Status = IntakeSubmission.Status
 STALE_CLAIM = dt.timedelta(minutes=10)
 # A submission waiting this long has lost its task: longer than the task's longest retry countdown (600 s).
 STALE_WAIT = dt.timedelta(minutes=15)
+# A submission never attempted and waiting this long lost its first publish (the broker was down at the
+# commit): the request publishes at once, so a short wait tells it apart from one waiting for a retry.
+UNQUEUED_WAIT = dt.timedelta(seconds=10)
 # The sweeper gives up on a submission that keeps losing its worker after this many attempts.
 SWEEP_MAX_ATTEMPTS = 10
 # Leads read when looking for a deal by its marker (the search is a substring search; one page is plenty).
@@ -148,7 +152,7 @@ def intake_submission_create(
                     payload=payload,
                     normalized=normalized,
                 )
-                transaction.on_commit(partial(tasks.intake_submission_process_task.delay, submission.pk))
+                transaction.on_commit(partial(_publish, submission.pk))
             return submission, True
         except IntegrityError:
             existing = IntakeSubmission.objects.filter(source=source, idempotency_key=key).first()
@@ -173,8 +177,17 @@ def intake_submission_retry(*, submission_id: int) -> bool:
             status=Status.RECEIVED, modified=timezone.now()
         )
         if queued:
-            transaction.on_commit(lambda: tasks.intake_submission_process_task.delay(submission_id))
+            transaction.on_commit(partial(_publish, submission_id))
     return bool(queued)
+
+
+def _publish(submission_id: int) -> None:
+    """Sends the processing task after the commit. A broker that is down is logged, never raised: the
+    submission is stored, the client gets its answer, and the sweeper publishes for it later."""
+    publish_or_log(
+        partial(tasks.intake_submission_process_task.delay, submission_id),
+        what=f"intake submission {submission_id}",
+    )
 
 
 def intake_submission_fail(*, submission_id: int, error: str) -> None:
@@ -235,15 +248,18 @@ def intake_submission_process(*, submission_id: int) -> bool:
 
 
 def intake_submissions_sweep(*, now: dt.datetime | None = None) -> list[int]:
-    """Queue again the submissions nobody is working on (beat): ``received`` for longer than any retry
-    countdown (the task was lost: a broker outage at commit, a purged queue), or ``processing`` for longer
-    than a claim lasts (the worker died). Those are put back to ``received`` and get a task each; one that
-    already had ``SWEEP_MAX_ATTEMPTS`` attempts is failed instead, for the admin to look at. A task that
-    turns out to be a second one for the same submission finds it claimed and does nothing. Returns the
-    ids queued again."""
+    """Queue again the submissions nobody is working on (beat, every 30 s): ``received`` and never attempted
+    for longer than ``UNQUEUED_WAIT`` (the publish at the commit was lost: the broker was down), ``received``
+    after an attempt for longer than any retry countdown (the retry's task was lost: a purged queue), or
+    ``processing`` for longer than a claim lasts (the worker died). Those are put back to ``received`` and
+    get a task each; one that already had ``SWEEP_MAX_ATTEMPTS`` attempts is failed instead, for the admin
+    to look at. A task that turns out to be a second one for the same submission (a queue backlog longer
+    than ``UNQUEUED_WAIT``) finds it claimed or done and returns. Returns the ids queued again."""
     now = now or timezone.now()
-    stuck = Q(status=Status.RECEIVED, modified__lt=now - STALE_WAIT) | Q(
-        status=Status.PROCESSING, modified__lt=now - STALE_CLAIM
+    stuck = (
+        Q(status=Status.RECEIVED, attempts=0, modified__lt=now - UNQUEUED_WAIT)
+        | Q(status=Status.RECEIVED, modified__lt=now - STALE_WAIT)
+        | Q(status=Status.PROCESSING, modified__lt=now - STALE_CLAIM)
     )
     with transaction.atomic():
         IntakeSubmission.objects.filter(stuck, attempts__gte=SWEEP_MAX_ATTEMPTS).update(
@@ -258,7 +274,7 @@ def intake_submissions_sweep(*, now: dt.datetime | None = None) -> list[int]:
         # modified=now: the next sweep leaves them alone while they wait in the queue.
         IntakeSubmission.objects.filter(stuck, pk__in=ids).update(status=Status.RECEIVED, modified=now)
         for submission_id in ids:
-            transaction.on_commit(partial(tasks.intake_submission_process_task.delay, submission_id))
+            transaction.on_commit(partial(_publish, submission_id))
     if ids:
         logger.warning("intake: %d submission(s) without a live task queued again: %s", len(ids), ids)
     return ids

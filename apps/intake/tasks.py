@@ -26,5 +26,5 @@ def intake_submission_process_task(self, submission_id: int) -> None:  # type: i
 
 @shared_task(name="apps.intake.tasks.intake_submissions_sweep_task")
 def intake_submissions_sweep_task() -> int:
-    """Queues again the submissions whose task was lost or whose worker died (beat, every 5 minutes)."""
+    """Queues again the submissions whose task was lost or whose worker died (beat, every 30 s)."""
     return len(services.intake_submissions_sweep())

@@ -9,7 +9,6 @@ from django.shortcuts import render
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import exceptions, status
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -17,6 +16,7 @@ from rest_framework.views import APIView
 from apps.intake import docs, problems, services
 from apps.intake.authentication import IntakeKeyAuthentication, IsIntakeSource
 from apps.intake.models import IntakeSource
+from apps.intake.parsers import IntakeJSONParser
 from apps.intake.selectors import intake_submission_for_source
 from apps.intake.serializers import IntakeLeadSerializer, IntakeSubmissionSerializer
 
@@ -28,7 +28,7 @@ PROBLEM = OpenApiResponse(description="Problem details (application/problem+json
 class IntakeAPIView(APIView):
     authentication_classes = [IntakeKeyAuthentication]
     permission_classes = [IsIntakeSource]
-    parser_classes = [JSONParser]
+    parser_classes = [IntakeJSONParser]
 
     def get_exception_handler(self):  # type: ignore[no-untyped-def]
         return problems.problem_exception_handler
@@ -64,7 +64,8 @@ class IntakeLeadCreateView(IntakeAPIView):
     )
     def post(self, request: Request) -> Response:
         source = cast(IntakeSource, request.auth)
-        raw_body = request.body.decode("utf-8", errors="replace")
+        # Kept as text: an undecodable byte becomes U+FFFD, and so does NUL, which no text column takes.
+        raw_body = request.body.decode("utf-8", errors="replace").replace("\x00", "\ufffd")
         try:
             payload: Any = request.data
         except exceptions.ParseError as error:

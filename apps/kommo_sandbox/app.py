@@ -130,6 +130,8 @@ class SandboxApp:
             return oauth.authorization_page(self.store, request, account)
         if path.startswith("/board"):
             return board.handle(self.store, request, account)
+        if path.startswith("/leads/detail/"):  # the address of a deal in Kommo's own interface
+            return board.handle(self.store, request, account)
         if path == "/":
             return redirect("/board", 302)
         return self.not_found(request)

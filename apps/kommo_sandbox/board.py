@@ -3,7 +3,8 @@
 ``GET /board?pipeline_id=&as=`` shows one column per stage; each card has a small form that posts to
 ``/board/leads/<id>/move``. Moves go through the same service as ``PATCH /api/v4/leads``, so they record
 events and publish changes (and therefore webhooks). ``/board/leads/<id>`` shows a deal with its contacts,
-catalog elements, tasks and notes.
+catalog elements, tasks and notes; ``/leads/detail/<id>`` too, the address of a deal in Kommo itself, which
+the portal links to.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from apps.kommo_sandbox.pages import layout
 from apps.kommo_sandbox.services.leads import move_lead
 from apps.kommo_sandbox.store import Account, SandboxStore
 
-LEAD_PATH = re.compile(r"^/board/leads/(?P<id>\d+)/?$")
+# The deal's page answers at the board's address and at Kommo's own, /leads/detail/<id>.
+LEAD_PATH = re.compile(r"^/(?:board/leads|leads/detail)/(?P<id>\d+)/?$")
 MOVE_PATH = re.compile(r"^/board/leads/(?P<id>\d+)/move/?$")
 DATE_TYPES = ("date", "date_time", "birthday")
 

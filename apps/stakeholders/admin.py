@@ -6,6 +6,7 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
+from unfold.admin import ModelAdmin, TabularInline
 
 from apps.stakeholders.models import FieldMapping, FieldMappingValue, Role, Stakeholder
 from apps.stakeholders.tasks import stakeholders_derive_account
@@ -17,7 +18,7 @@ def _rederive_later(account_ids: set[int]) -> None:
 
 
 @admin.register(Role)
-class RoleAdmin(admin.ModelAdmin):
+class RoleAdmin(ModelAdmin):
     list_display = ("label", "code", "is_decision_maker", "weight", "sort", "active")
     list_editable = ("weight", "sort")
     list_filter = ("active", "is_decision_maker")
@@ -25,7 +26,7 @@ class RoleAdmin(admin.ModelAdmin):
     ordering = ("sort", "id")
 
 
-class FieldMappingValueInline(admin.TabularInline):
+class FieldMappingValueInline(TabularInline):
     model = FieldMappingValue
     extra = 0
     fields = ("enum_id", "role", "approval")
@@ -33,7 +34,7 @@ class FieldMappingValueInline(admin.TabularInline):
 
 
 @admin.register(FieldMapping)
-class FieldMappingAdmin(admin.ModelAdmin):
+class FieldMappingAdmin(ModelAdmin):
     list_display = ("account", "attribute", "source", "field_id", "catalog_id", "modified")
     list_filter = ("account", "attribute", "source")
     list_select_related = ("account",)
@@ -57,7 +58,7 @@ class FieldMappingAdmin(admin.ModelAdmin):
 
 
 @admin.register(Stakeholder)
-class StakeholderAdmin(admin.ModelAdmin):
+class StakeholderAdmin(ModelAdmin):
     """Derived from the mirror: read-only here; managers change stakeholders on their deal pages."""
 
     list_display = ("name", "lead", "role", "approval_status", "last_touch", "source", "account", "updated")

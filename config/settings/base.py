@@ -19,6 +19,11 @@ DEBUG = env.bool("DJANGO_DEBUG", default=False)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=[])
 
 INSTALLED_APPS = [
+    # The admin theme (docs/ui.md): before django.contrib.admin so its templates win.
+    "unfold",
+    "unfold.contrib.filters",
+    "unfold.contrib.forms",
+    "unfold.contrib.inlines",
     "django.contrib.admin",
     "django.contrib.auth",
     "django.contrib.contenttypes",
@@ -33,6 +38,7 @@ INSTALLED_APPS = [
     "apps.stakeholders",
     "apps.gates",
     "apps.intake",
+    "apps.reports",
     "apps.kommo_sandbox",
 ]
 
@@ -59,6 +65,7 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
+                "apps.core.ui.portal_theme",
             ],
         },
     },
@@ -113,6 +120,22 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
 
+# The admin theme, django-unfold (docs/ui.md). The sidebar is built per request from what the user may view.
+UNFOLD = {
+    "SITE_TITLE": "Kommo B2B Portal",
+    "SITE_HEADER": "Kommo B2B Portal",
+    "SITE_SUBHEADER": "Sales ops",
+    "SITE_URL": "/",
+    "SITE_SYMBOL": "handshake",
+    "SHOW_HISTORY": True,
+    "SHOW_VIEW_ON_SITE": False,
+    "SIDEBAR": {
+        "show_search": True,
+        "show_all_applications": False,
+        "navigation": "apps.core.ui.admin_sidebar",
+    },
+}
+
 # Redis: the Celery broker, the shared rate limiter and the cache. Unset means the zero-setup mode:
 # an embedded file-system broker that needs no server (good for one machine, not for production).
 REDIS_URL = env("REDIS_URL", default="")
@@ -134,6 +157,8 @@ if REDIS_URL:
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         # An unacknowledged task (its worker died) is delivered again after this many seconds.
         "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
+        # A broker that does not answer must not hold a web request past Kommo's 2 seconds.
+        "socket_connect_timeout": 1,
     }
 else:
     CELERY_BROKER_URL = "filesystem://"
@@ -141,6 +166,8 @@ else:
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
         "processed_folder": str(BROKER_DIR / "processed"),
+        # kombu's exchange tables; its default is ./control, which would land in the checkout.
+        "control_folder": str(BROKER_DIR / "control"),
         "store_processed": False,
         "polling_interval": 0.1,
     }
@@ -156,6 +183,14 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=120)
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=150)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A publish that fails is tried once more at once (a pooled connection the broker closed), then given up:
+# web requests log it and answer (apps/core/broker.py), the sweepers publish again when the broker is back.
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 1,
+    "interval_start": 0,
+    "interval_step": 0.2,
+    "interval_max": 0.2,
+}
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_TASK_DEFAULT_QUEUE = "default"
@@ -177,18 +212,16 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "kommo-sync-incremental": {"task": "apps.kommo.tasks.sync_incremental", "schedule": 15 * 60.0},
     # Stage history with who moved each deal, and repairs for webhooks that never arrived.
     "kommo-sync-events": {"task": "apps.kommo.tasks.sync_events", "schedule": 5 * 60.0},
-    # Webhook events nobody is working on (never picked up, worker died, retry task lost) go back in line.
-    "kommo-webhooks-sweep": {"task": "apps.kommo.tasks.webhook_sweep", "schedule": 60.0},
+    # Webhook events nobody is working on (never published, worker died, retry task lost) go back in line.
+    "kommo-webhooks-sweep": {"task": "apps.kommo.tasks.webhook_sweep", "schedule": 30.0},
     # Processed and ignored webhook events older than KOMMO_WEBHOOK_KEEP_DAYS (30) are deleted.
     "kommo-webhooks-prune": {"task": "apps.kommo.tasks.webhook_prune", "schedule": 24 * 60 * 60.0},
     # Gate evaluations and outbound changes whose task was lost (pending, running or sending for too long)
     # are queued again.
     "gates-sweep": {"task": "apps.gates.tasks.sweep", "schedule": 60.0},
-    # Intake submissions whose task was lost or whose worker died go back in line.
-    "intake-submissions-sweep": {
-        "task": "apps.intake.tasks.intake_submissions_sweep_task",
-        "schedule": 5 * 60.0,
-    },
+    # Intake submissions whose task was lost (a broker outage at the commit) or whose worker died go back in
+    # line.
+    "intake-submissions-sweep": {"task": "apps.intake.tasks.intake_submissions_sweep_task", "schedule": 30.0},
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(RUN_DIR / "celerybeat-schedule")
 
@@ -229,6 +262,9 @@ KOMMO_WEBHOOK_RETRY_CAP_SECONDS = 3600
 KOMMO_WEBHOOK_BATCH_SIZE = 100
 KOMMO_WEBHOOK_STUCK_AFTER_SECONDS = 300
 KOMMO_WEBHOOK_ENQUEUE_WINDOW_MS = 50
+# An event still ``received`` this long after its commit lost its publish (the broker was down): the sweeper
+# (every 30 s) sends its account a task. A request publishes within KOMMO_WEBHOOK_ENQUEUE_WINDOW_MS.
+KOMMO_WEBHOOK_UNQUEUED_AFTER_SECONDS = 10
 # Region for phone numbers written without a country code (ISO 3166 code such as "US"); unset: only numbers
 # in international form (+…, 00…) get a lookup key.
 KOMMO_DEFAULT_PHONE_REGION = env("KOMMO_DEFAULT_PHONE_REGION", default="") or None

@@ -13,5 +13,5 @@ from config.settings.base import RUN_DIR, env
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 RUN_DIR.mkdir(exist_ok=True)
 if not REDIS_URL:  # noqa: F405  the embedded broker keeps its messages in folders that must exist
-    for folder in ("queue", "processed"):
+    for folder in ("queue", "processed", "control"):
         (RUN_DIR / "broker" / folder).mkdir(parents=True, exist_ok=True)

@@ -23,7 +23,10 @@ apply_postgresql_options(DATABASES["default"])
 REDIS_URL = required("REDIS_URL")
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 CELERY_BROKER_URL = REDIS_URL
-CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
+    "socket_connect_timeout": 1,
+}
 KOMMO_TOKEN_ENCRYPTION_KEY = required("KOMMO_TOKEN_ENCRYPTION_KEY")
 KOMMO_PUBLIC_URL = required("KOMMO_PUBLIC_URL")
 

@@ -1,11 +1,14 @@
+import os
 import re
+import subprocess
+import sys
 
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 
-from apps.core.management.commands.core_run import portal_processes
+from apps.core.management.commands.core_run import portal_processes, public_url_for, sandbox_process
 from tests.support.services import ROOT, CeleryWorker
 
 
@@ -45,3 +48,43 @@ def test_every_worker_consumes_every_queue_the_settings_route_to():
     assert compose_queues is not None
     assert set(compose_queues.group(1).split(",")) == queues  # docker compose
     assert set(CeleryWorker.queues.split(",")) == queues  # the tests' real workers
+
+
+def test_make_run_on_another_port_gives_the_sandbox_and_every_process_that_port_as_the_public_url(tmp_path):
+    public_url = public_url_for(host="127.0.0.1", port=8420, environ={})
+    sandbox = sandbox_process(host="127.0.0.1", port=8001, public_url=public_url, run_dir=tmp_path)
+
+    assert public_url == "http://127.0.0.1:8420"
+    assert (
+        sandbox.argv[sandbox.argv.index("--redirect-uri") + 1]
+        == "http://127.0.0.1:8420/kommo/oauth/callback/"
+    )
+
+
+def test_a_public_url_set_in_the_environment_wins_over_the_port():
+    environ = {"KOMMO_PUBLIC_URL": "https://portal.example.com/"}
+
+    assert public_url_for(host="127.0.0.1", port=8420, environ=environ) == "https://portal.example.com"
+
+
+def test_kommo_connect_prints_the_webhook_url_on_the_public_url_it_is_started_with():
+    result = subprocess.run(
+        [
+            sys.executable,
+            "manage.py",
+            "shell",
+            "--no-imports",
+            "-c",
+            "from apps.kommo.models import KommoAccount; print(KommoAccount(webhook_token='t').webhook_url)",
+        ],
+        cwd=ROOT,
+        env={
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings.local",
+            "KOMMO_PUBLIC_URL": public_url_for(host="127.0.0.1", port=8420, environ={}),
+        },
+        capture_output=True,
+        text=True,
+    )
+
+    assert result.stdout.strip() == "http://127.0.0.1:8420/webhooks/kommo/t/", result.stderr

@@ -1,8 +1,11 @@
+import json
 import multiprocessing
 import os
+import re
 import runpy
 import subprocess
 import sys
+from pathlib import Path
 
 from django.conf import settings
 
@@ -150,3 +153,22 @@ def test_gunicorn_takes_each_setting_from_its_variable_and_an_empty_one_means_th
 
 def test_an_empty_gunicorn_access_log_turns_it_off(monkeypatch):
     assert gunicorn_configuration(monkeypatch, GUNICORN_ACCESS_LOG="")["accesslog"] is None
+
+
+def test_the_embedded_broker_keeps_every_folder_under_run_and_none_in_the_checkout(tmp_path):
+    env = {"DJANGO_SETTINGS_MODULE": "config.settings.local"}
+    code = "import json; from django.conf import settings as s; print(json.dumps(s.{}))"
+    result = manage("shell", "--no-imports", "-c", code.format("CELERY_BROKER_TRANSPORT_OPTIONS"), env=env)
+    options = json.loads(result.stdout)
+    folders = {key: value for key, value in options.items() if key.endswith("_folder") or "folder_" in key}
+
+    assert {"data_folder_in", "data_folder_out", "processed_folder", "control_folder"} <= folders.keys()
+    for key, folder in folders.items():
+        assert Path(folder).is_relative_to(ROOT / ".run"), key
+
+
+def test_make_clean_removes_the_run_folder_and_a_broker_control_folder_left_by_older_runs():
+    recipe = subprocess.run(["make", "-n", "clean"], cwd=ROOT, capture_output=True, text=True).stdout
+
+    assert re.search(r"rm -rf .*\.run\b", recipe)
+    assert re.search(r"rm -rf .*\bcontrol\b", recipe)

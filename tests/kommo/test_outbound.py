@@ -12,6 +12,7 @@ from unittest import mock
 import pytest
 import requests
 import responses
+import time_machine
 from django.utils import timezone
 
 from apps.kommo.client import KommoClient, RetryPolicy
@@ -508,8 +509,12 @@ def test_100_blocked_decisions_drain_in_two_patches_one_task_post_and_one_note_p
         lead_row(account, 10_000 + n)
         blocked(account, 10_000 + n, n)
     answer_writes(api)
+    queued_earlier(0)
 
-    first = outbound_changes_flush(account_id=account.pk, client=client)
+    # One burst, planned at one instant: however slow the machine, the moves' PATCHes are not the calm
+    # window passing.
+    with time_machine.travel(timezone.now(), tick=False):
+        first = outbound_changes_flush(account_id=account.pk, client=client)
     # The moves went out at once (two full PATCHes); tasks and notes wait until the burst is over.
     assert writes(api) == [("PATCH", "/api/v4/leads", 50), ("PATCH", "/api/v4/leads", 50)]
     assert first.next_in is not None and 0 < first.next_in <= CALM_WINDOW.total_seconds()

@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from apps.kommo.webhooks.dispatch import plan_items
 from apps.kommo.webhooks.parser import (
     Kind,
     WebhookParseError,
@@ -20,6 +21,7 @@ from apps.kommo.webhooks.parser import (
     encode_form,
     parse,
     route,
+    to_int,
 )
 from tests.kommo.webhook_support import FOLDER, body_names, recording
 
@@ -178,10 +180,15 @@ def test_the_order_of_keys_never_changes_what_a_recorded_body_means(name: str) -
     assert route(shuffled) == route(body)
 
 
+# NUL is refused wherever it appears (no text column can store it): tested on its own below.
 name_text = st.text(
-    alphabet=st.characters(blacklist_characters="[]", blacklist_categories=("Cs",)), min_size=1, max_size=8
+    alphabet=st.characters(blacklist_characters="[]\x00", blacklist_categories=("Cs",)),
+    min_size=1,
+    max_size=8,
 )
-leaf_text = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=12)
+leaf_text = st.text(
+    alphabet=st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=12
+)
 trees = st.recursive(
     leaf_text,
     lambda children: st.dictionaries(name_text, children, min_size=1, max_size=4),
@@ -236,3 +243,143 @@ def test_php_urlencode_is_what_encoding_produces() -> None:
         == b"leads%5Badd%5D%5B0%5D%5Bname%5D=" + quote_plus("a b~c/é", safe="").replace("~", "%7E").encode()
     )
     assert decode(body) == {"leads": {"add": {"0": {"name": "a b~c/é"}}}}
+
+
+# -- hostile input: nothing but WebhookParseError ---------------------------------------------------------
+
+HOSTILE = FOLDER / "hostile"
+
+
+def hostile_names() -> list[str]:
+    return sorted(path.name for path in HOSTILE.iterdir() if path.suffix in {".txt", ".json"})
+
+
+def content_type_of(name: str) -> str:
+    return "application/json" if name.endswith(".json") else "application/x-www-form-urlencoded"
+
+
+def read_fully(body: bytes, content_type: str) -> None:
+    """Everything the worker reads of a body: the routing, the items, their plan and custom fields."""
+    route(body, content_type)
+    items = parse(body, content_type).items
+    plan_items(items)
+    for item in items:
+        item.custom_fields  # noqa: B018 - read for the exceptions it may raise
+        item.result_ids("leads")
+        item.moment("last_modified")
+
+
+@pytest.mark.parametrize("name", hostile_names())
+def test_a_recorded_hostile_body_is_refused_with_a_parse_error_and_nothing_else(name: str) -> None:
+    with pytest.raises(WebhookParseError):
+        read_fully((HOSTILE / name).read_bytes(), content_type_of(name))
+
+
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"leads[add][0][id]=" + b"9" * 5000, "5000 digits"),
+        (b"leads[add][0][id]=9223372036854775808", "beyond 64 bits"),
+        (b"leads%00[add][0][id]=1", "NUL character in a key"),
+        (b"leads[add][0][id]=1&leads[add][0][name]=%00", "NUL character in a value"),
+        (b'{"leads": {"add": [{"id": "1", "name": "\\ud800"}]}}', "lone surrogate"),
+        (b'{"leads": {"add": [{"id": "1", "na\\u0000me": "x"}]}}', "NUL character in a key"),
+        (b'{"a": ' * 5000 + b"1" + b"}" * 5000, "nested too deeply"),
+    ],
+)
+def test_malformed_values_are_refused_with_the_reason(body: bytes, reason: str) -> None:
+    with pytest.raises(WebhookParseError, match=reason):
+        read_fully(body, "application/json" if body.startswith(b"{") else "application/x-www-form-urlencoded")
+
+
+def test_numbers_are_read_as_ascii_digits_within_64_bits() -> None:
+    assert [to_int(text) for text in ["42", " -7 ", "0009", "", "abc", "--5", "²", "1e3", "1.5"]] == [
+        42,
+        -7,
+        9,
+        None,
+        None,
+        None,
+        None,
+        None,
+        None,
+    ]
+    assert to_int("0" * 5000 + "1") == 1
+    assert to_int(str(2**63 - 1)) == 2**63 - 1
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    body=st.binary(max_size=400),
+    content_type=st.sampled_from(["application/x-www-form-urlencoded", "application/json", ""]),
+)
+def test_any_bytes_raise_nothing_but_a_parse_error(body: bytes, content_type: str) -> None:
+    try:
+        read_fully(body, content_type)
+    except WebhookParseError:
+        pass
+
+
+# Keys shaped like Kommo's, so that generated bodies reach the items, the plan and the custom fields.
+wire_keys = st.builds(
+    "{}[{}][{}][{}]".format,
+    st.sampled_from(["leads", "contacts", "catalogs", "unsorted", "task", "account", "x"]),
+    st.sampled_from(["add", "status", "update", "delete", "note", "accept"]),
+    st.one_of(st.integers(0, 3).map(str), st.text(max_size=3)),
+    st.sampled_from(
+        [
+            "id",
+            "status_id",
+            "old_status_id",
+            "pipeline_id",
+            "catalog_id",
+            "last_modified",
+            "type",
+            "custom_fields][0][values][0][enum",
+            "custom_fields][0][id",
+            "accept_result][leads][0",
+            "note][element_type",
+            "",
+        ]
+    ),
+)
+numbers = st.one_of(
+    st.integers(-(2**70), 2**70).map(str),
+    st.integers(4000, 6000).map(lambda digits: "9" * digits),
+    st.floats().map(str),
+)
+form_pairs = st.lists(
+    st.tuples(st.one_of(wire_keys, st.text(max_size=20)), st.one_of(numbers, st.text(max_size=20))),
+    max_size=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(pairs=form_pairs)
+def test_any_form_encoded_keys_and_values_raise_nothing_but_a_parse_error(pairs) -> None:
+    body = "&".join(f"{quote_plus(key)}={quote_plus(value)}" for key, value in pairs).encode(
+        "utf-8", "surrogatepass"
+    )
+    try:
+        read_fully(body, "application/x-www-form-urlencoded")
+    except WebhookParseError:
+        pass
+
+
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=10), numbers),
+    lambda children: st.one_of(
+        st.lists(children, max_size=3), st.dictionaries(st.text(max_size=6), children, max_size=3)
+    ),
+    max_leaves=15,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(tree=st.dictionaries(st.sampled_from(["leads", "contacts", "account", "x"]), json_values, max_size=3))
+def test_any_json_body_raises_nothing_but_a_parse_error(tree) -> None:
+    body = json.dumps(tree).encode()
+    try:
+        read_fully(body, "application/json")
+    except WebhookParseError:
+        pass

@@ -494,3 +494,26 @@ def test_contacts_and_companies_filter_by_id_name_users_and_dates(api, sandbox):
         since = api.get(f"/api/v4/{kind}/{two['id']}").json()["updated_at"]
         assert two["id"] in ids(f"filter[updated_at][from]={since}")
         assert ids(f"filter[updated_at][to]={since - 1}&filter[id][]={two['id']}") == set()
+
+
+def test_tags_are_listed_per_entity_type_filtered_and_paged_like_kommo(api):
+    lead_id = api.post(
+        "/api/v4/leads", [{"name": "tagged", "_embedded": {"tags": [{"name": "vip-tags"}]}}]
+    ).json()["_embedded"]["leads"][0]["id"]
+    api.patch(f"/api/v4/leads/{lead_id}", {"tags_to_add": [{"name": "partner-tags"}]})
+    api.post("/api/v4/contacts", [{"name": "tagged", "_embedded": {"tags": [{"name": "contact-only-tag"}]}}])
+
+    listed = api.get("/api/v4/leads/tags?limit=250")
+    names = {tag["name"] for tag in listed.json()["_embedded"]["tags"]}
+    by_name = api.get("/api/v4/leads/tags?filter[name]=VIP-TAGS").json()["_embedded"]["tags"]
+    by_query = api.get("/api/v4/leads/tags?query=partner").json()["_embedded"]["tags"]
+    by_id = api.get(f"/api/v4/leads/tags?filter[id]={by_name[0]['id']}").json()["_embedded"]["tags"]
+    paged = api.get("/api/v4/contacts/tags?limit=1").json()
+
+    assert listed.status_code == 200
+    assert {"vip-tags", "partner-tags"} <= names and "contact-only-tag" not in names
+    assert [tag["name"] for tag in by_name] == ["vip-tags"] and set(by_name[0]) == {"id", "name", "color"}
+    assert [tag["name"] for tag in by_query] == ["partner-tags"]
+    assert by_id == by_name
+    assert paged["_page"] == 1 and len(paged["_embedded"]["tags"]) == 1
+    assert api.get("/api/v4/companies/tags?query=no-such-tag").status_code == 204

@@ -293,3 +293,16 @@ def test_reset_restores_the_seed(tmp_path):
         assert api.get("/api/v4/leads").status_code == 204
     finally:
         server.stop()
+
+
+def test_a_deal_answers_at_its_kommo_address_leads_detail_with_its_page(sandbox):
+    account = sandbox.store.account(sandbox.credentials["account_id"])
+    lead = next(lead for lead in account.leads.values() if not lead.is_deleted)
+
+    page = requests.get(f"{sandbox.base_url}/leads/detail/{lead.id}", timeout=5)
+    missing = requests.get(f"{sandbox.base_url}/leads/detail/999999999", timeout=5)
+
+    assert page.status_code == 200
+    assert "text/html" in page.headers["content-type"]
+    assert lead.name in page.text and "Stage" in page.text
+    assert missing.status_code == 404

@@ -13,6 +13,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
+from unfold.admin import ModelAdmin
 
 from apps.kommo.exceptions import KommoError
 from apps.kommo.models.account import KommoAccount
@@ -65,7 +66,7 @@ class LongLivedTokenForm(forms.Form):
 
 
 @admin.register(KommoAccount)
-class KommoAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class KommoAccountAdmin(ModelAdmin):  # type: ignore[type-arg]
     form = KommoAccountForm
     # Kommo only speaks HTTPS: a host typed without a scheme means https://.
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
@@ -195,7 +196,8 @@ class KommoAccountAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
                 name="kommo_kommoaccount_long_lived_token",
             ),
         ]
-        return own + super().get_urls()
+        inherited: list[URLPattern] = super().get_urls()
+        return own + inherited
 
     def _change_url(self, account: KommoAccount) -> str:
         return reverse("admin:kommo_kommoaccount_change", args=[account.pk])

@@ -13,6 +13,7 @@ from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
+from unfold.admin import ModelAdmin, TabularInline
 
 from apps.kommo.exceptions import KommoError
 from apps.kommo.models import (
@@ -40,7 +41,7 @@ if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class ReadOnlyAdmin(ModelAdmin):  # type: ignore[type-arg]
     """Rows are written by the sync and webhooks only: nothing can be added, changed or deleted here."""
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
@@ -57,14 +58,14 @@ class ReadOnlyAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
         return format_html("<pre>{}</pre>", json.dumps(obj.raw, indent=2, ensure_ascii=False, sort_keys=True))
 
 
-class ReadOnlyInline(admin.TabularInline):  # type: ignore[type-arg]
+class ReadOnlyInline(TabularInline):  # type: ignore[type-arg]
     extra = 0
     can_delete = False
     # The rows the inline shows by name: read with the inline's rows, not one query per row.
     related: list[str] = []
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
-        rows = super().get_queryset(request)
+        rows: QuerySet[Any] = super().get_queryset(request)
         return rows.select_related(*self.related) if self.related else rows
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:

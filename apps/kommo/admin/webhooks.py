@@ -10,6 +10,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
+from unfold.admin import ModelAdmin
 
 from apps.kommo.models import WebhookEvent
 from apps.kommo.webhooks.processing import webhook_events_reprocess
@@ -26,7 +27,7 @@ def _decoded_lines(body: bytes) -> str:
 
 
 @admin.register(WebhookEvent)
-class WebhookEventAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+class WebhookEventAdmin(ModelAdmin):  # type: ignore[type-arg]
     list_display = ("id", "received_at", "account", "kind", "events", "status", "attempts", "short_error")
     list_filter = ("status", "kind", "account")
     list_select_related = ("account",)

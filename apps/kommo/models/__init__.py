@@ -13,6 +13,7 @@ from apps.kommo.models.mirror import (
     LeadContact,
     Pipeline,
     StageChange,
+    StageStay,
     Status,
     SyncState,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "OutboundChange",
     "Pipeline",
     "StageChange",
+    "StageStay",
     "Status",
     "SyncState",
     "WebhookEvent",

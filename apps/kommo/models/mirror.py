@@ -408,6 +408,63 @@ class StageChange(models.Model):
         return f"{self.lead_id}: {moved} at {self.at:%Y-%m-%d %H:%M}"
 
 
+class StageStay(models.Model):
+    """One stay of a deal in one stage: from the move (or the deal's creation) that brought it there to the
+    move that took it away, or still open (``left_at`` null). A deal that re-enters a stage has several.
+
+    Derived only from the deal's :class:`StageChange` rows, its ``created_at`` and (for a deal that never
+    moved) its current stage, by :func:`apps.kommo.services.stays.lead_stays_refresh`, which the mirror
+    calls in the same transaction as every move it records; ``kommo_stays_rebuild`` derives them again
+    from scratch and must give the same rows. Time in stage, funnels and legal-review times read these."""
+
+    class LeftHow(models.TextChoices):
+        FORWARD = "forward"
+        BACK = "back"
+        WON = "won"
+        LOST = "lost"
+        OTHER_PIPELINE = "pipeline", "to another pipeline"
+
+    account = models.ForeignKey("kommo.KommoAccount", on_delete=models.CASCADE, related_name="+")
+    lead = models.ForeignKey(Lead, on_delete=models.CASCADE, related_name="stage_stays")
+    pipeline = models.ForeignKey(Pipeline, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    pipeline_kommo_id = models.BigIntegerField(null=True, blank=True)
+    status = models.ForeignKey(Status, on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    status_kommo_id = models.BigIntegerField()
+    entered_at = models.DateTimeField()
+    left_at = models.DateTimeField(null=True, blank=True)
+    next_status = models.ForeignKey(
+        Status, on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    next_status_kommo_id = models.BigIntegerField(null=True, blank=True)
+    next_pipeline_kommo_id = models.BigIntegerField(null=True, blank=True)
+    left_how = models.CharField(max_length=8, choices=LeftHow.choices, blank=True)
+
+    class Meta:
+        verbose_name = "stage stay"
+        ordering = ["lead", "entered_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["lead"], condition=models.Q(left_at__isnull=True), name="kommo_stage_stay_one_open"
+            ),
+        ]
+        indexes = [
+            # Completed stays of a stage in a period (time in stage, legal review, stuck thresholds).
+            models.Index(fields=["account", "status", "left_at"], name="kommo_stay_status_left"),
+            # Entries into a stage in a period (funnel).
+            models.Index(fields=["account", "status", "entered_at"], name="kommo_stay_status_entered"),
+            # The open stays (pipeline by stage, age of open stays, stuck deals).
+            models.Index(
+                fields=["account", "status"],
+                condition=models.Q(left_at__isnull=True),
+                name="kommo_stay_open",
+            ),
+        ]
+
+    def __str__(self) -> str:
+        until = f"{self.left_at:%Y-%m-%d %H:%M}" if self.left_at else "now"
+        return f"{self.lead_id}: {self.status_kommo_id} {self.entered_at:%Y-%m-%d %H:%M} → {until}"
+
+
 class SyncState(models.Model):
     """Where the sync of one resource of one account stands: resumable after an interruption.
 

@@ -49,8 +49,10 @@ from apps.kommo.models.mirror import (
     MirrorModel,
     Pipeline,
     StageChange,
+    StageStay,
     Status,
 )
+from apps.kommo.services.stays import leads_stays_refresh
 from apps.kommo.signals import mirror_changed, stage_changed, stage_changes_committed
 
 logger = logging.getLogger(__name__)
@@ -387,6 +389,9 @@ def _fill_lead_stages(account: KommoAccount) -> None:
     ]
     Lead.objects.filter(account=account, status__isnull=True).update(status=Subquery(status))
     Lead.objects.filter(account=account, pipeline__isnull=True).update(pipeline=Subquery(pipeline))
+    # Stays in a stage the mirror did not know: derived again now that it may (stage links, how they left).
+    unknown = StageStay.objects.filter(account=account, status__isnull=True).values_list("lead_id", flat=True)
+    leads_stays_refresh(lead_ids=unknown.distinct())
 
 
 def _user_values(data: types.KommoUser) -> dict[str, Any]:
@@ -785,10 +790,21 @@ def leads_upsert_from_kommo(
             )
             if created:
                 result.new_stage_changes.append(change)
+        leads_stays_refresh(lead_ids=[item.row.pk for item in applied if _restaged(item)])
         _announce(account, lead_ids=[item.row.pk for item in applied])
         return result
 
     return _retrying_on_conflict(run)
+
+
+def _restaged(item: _Applied[Lead, types.Lead]) -> bool:
+    """Whether what a deal's stays are derived from, besides its moves, may have changed: a new deal, or
+    a different stage or creation time."""
+    before = item.before
+    return before is None or any(
+        before.get(name) != getattr(item.row, name)
+        for name in ("status_kommo_id", "pipeline_kommo_id", "created_at")
+    )
 
 
 def _leads_fetched(account: KommoAccount, kommo_ids: Sequence[int], fetched_at: dt.datetime) -> None:
@@ -1033,6 +1049,7 @@ def stage_change_record(
                 moved_by_kommo_user_id=moved_by_kommo_user_id,
                 kommo_event_id=kommo_event_id,
             )
+            leads_stays_refresh(lead_ids=[lead.pk])
             if not announce:
                 return row, True
             batch = _batch.get()
@@ -1061,6 +1078,8 @@ def stage_change_record(
             changed.add("sources")
         if changed:
             row.save(update_fields=sorted(changed))
+            if "at" in changed:
+                leads_stays_refresh(lead_ids=[lead.pk])
         return row, False
 
 

@@ -24,6 +24,7 @@ from django.conf import settings
 from django.db import connections, router, transaction
 from django.utils import timezone
 
+from apps.core.broker import publish_or_log
 from apps.kommo.models import KommoAccount, WebhookEvent
 from apps.kommo.webhooks.parser import Kind, Routing, WebhookParseError, route
 
@@ -110,7 +111,7 @@ class _Doorbell:
             else:
                 self._due.add(account_id)
         if wait <= 0:
-            webhook_event_enqueue(event_id=event_id)
+            _publish(event_id)
             return
         timer = threading.Timer(wait, self._fire, kwargs={"account_id": account_id, "event_id": event_id})
         timer.daemon = True
@@ -120,7 +121,13 @@ class _Doorbell:
         with self._lock:
             self._due.discard(account_id)
             self._last[account_id] = time.monotonic()
-        webhook_event_enqueue(event_id=event_id)
+        _publish(event_id)
+
+
+def _publish(event_id: int) -> None:
+    """The request's publish: a broker that is down is logged, never raised (the row is committed, and
+    the sweeper publishes for it within ``KOMMO_WEBHOOK_UNQUEUED_AFTER_SECONDS`` of the broker's return)."""
+    publish_or_log(partial(webhook_event_enqueue, event_id=event_id), what=f"webhook event {event_id}")
 
 
 _doorbell = _Doorbell()
@@ -166,20 +173,24 @@ def webhook_event_record(
         mismatch = account_mismatch(account, routing)
         if mismatch:
             status, error = WebhookEvent.Status.REJECTED, mismatch
-    stored = {name.lower(): value for name, value in headers.items() if name.lower() not in UNSTORED_HEADERS}
+    stored = {
+        _text(name.lower()): _text(value)
+        for name, value in headers.items()
+        if name.lower() not in UNSTORED_HEADERS
+    }
     event_id = _insert_event(
         {
             "account_id": account.id,
             "body": body,
-            "content_type": content_type[:200],
+            "content_type": _text(content_type)[:200],
             "headers": stored,
             "remote_addr": remote_addr or None,
             "request_id": stored.get("x-amocrm-requestid", "")[:100],
             "kind": routing.kind.value,
-            "events": " ".join(routing.events)[:255],
+            "events": _text(" ".join(routing.events))[:255],
             "status": status.value,
             "attempts": 0,
-            "error": error,
+            "error": _text(error),
             "traceback": "",
             "received_at": timezone.now(),
             "claimed_at": None,
@@ -192,6 +203,16 @@ def webhook_event_record(
         ring = partial(_doorbell.ring, account_id=account.id, event_id=event_id, window=_enqueue_window())
         transaction.on_commit(ring)
     return event_id
+
+
+def _text(value: str) -> str:
+    """``value`` fit for a text or jsonb column: PostgreSQL refuses NUL, and a lone surrogate cannot be
+    encoded; each becomes U+FFFD. For the headers and the content type (the parser refuses both in keys and
+    account values); the body is kept as bytes, as received."""
+    if value.isascii() and "\x00" not in value:
+        return value
+    cleaned = value.replace("\x00", "\ufffd")
+    return cleaned.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
 
 
 def _insert_event(row: dict[str, Any]) -> int:

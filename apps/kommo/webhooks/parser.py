@@ -40,10 +40,16 @@ Tree = dict[str, Any]
 MAX_FIELDS = 20_000  # keys per body; a real delivery of 50 leads with 40 fields each stays far below
 MAX_DEPTH = 12  # bracket levels per key; the deepest real key has 6 (…[custom_fields][i][values][j][enum])
 MAX_ROUTED_EVENTS = 16  # distinct section[action] pairs kept in the routing summary
+# Kommo's ids and timestamps fit in a signed 64-bit integer (the mirror's bigint columns); a longer number
+# is refused rather than passed on to int() (which refuses more than 4300 digits) or to the database.
+MAX_NUMBER = 2**63 - 1
+MAX_INDEX_DIGITS = 9  # "[0]", "[1]", …: a list index longer than this is not one
 
 FORM = "application/x-www-form-urlencoded"
 _KEY = re.compile(r"([^\[\]]+)((?:\[[^\[\]]*\])*)")
 _PART = re.compile(r"\[([^\[\]]*)\]")
+_NUMBER = re.compile(r"\s*(-?)([0-9]+)\s*")  # ASCII digits only: str.isdigit() also accepts "²"
+_INDEX = re.compile(f"[0-9]{{1,{MAX_INDEX_DIGITS}}}")
 
 # Wire section → the entity its items describe (``contacts`` holds companies too, see WebhookItem).
 SECTION_ENTITY = {
@@ -76,7 +82,22 @@ class Kind(StrEnum):
 # -- the tree -------------------------------------------------------------------------------------------
 
 
+def _checked(text: str, what: str) -> str:
+    """``text`` unless it holds what no text column can store: NUL, or a lone surrogate (from JSON's
+    ``\\ud800``; form bodies are decoded strictly and cannot carry one)."""
+    if "\x00" in text:
+        raise WebhookParseError(f"NUL character in a {what}")
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise WebhookParseError(f"lone surrogate in a {what}") from exc
+    return text
+
+
 def _split_key(key: str) -> list[str]:
+    if "\x00" in key:
+        raise WebhookParseError("NUL character in a key")
     if key.count("[") > MAX_DEPTH:
         raise WebhookParseError(f"key nested deeper than {MAX_DEPTH} levels")
     match = _KEY.fullmatch(key)
@@ -121,6 +142,8 @@ def decode_form(body: bytes) -> Tree:
         raise WebhookParseError(str(exc)) from exc
     tree: Tree = {}
     for key, value in pairs:
+        if "\x00" in value:
+            raise WebhookParseError("NUL character in a value")
         _insert(tree, _split_key(key), value)
     return tree
 
@@ -157,10 +180,10 @@ def _stringify(value: Any, depth: int = 0) -> Any:
     if depth > MAX_DEPTH and isinstance(value, Mapping | list):
         raise WebhookParseError(f"JSON nested deeper than {MAX_DEPTH} levels")
     if isinstance(value, Mapping):
-        return {str(name): _stringify(child, depth + 1) for name, child in value.items()}
+        return {_checked(str(name), "key"): _stringify(child, depth + 1) for name, child in value.items()}
     if isinstance(value, list):
         return {str(index): _stringify(child, depth + 1) for index, child in enumerate(value)}
-    return _wire_text(value)
+    return _checked(_wire_text(value), "value")
 
 
 def _is_json(body: bytes, content_type: str) -> bool:
@@ -208,7 +231,7 @@ def route(body: bytes, content_type: str = FORM) -> Routing:
         parts = _key_parts(raw_key)
         if parts[0] == ACCOUNT:
             if len(parts) == 2:
-                account[parts[1]] = _unquote(raw_value)
+                account[parts[1]] = _checked(_unquote(raw_value), "value")
             else:
                 general = True  # account[_links][self]: Digital Pipeline hooks never carry it
             continue
@@ -280,10 +303,21 @@ def _routing(account: Mapping[str, str], events: set[str], general: bool) -> Rou
 
 
 def to_int(value: Any) -> int | None:
-    """Kommo's numeric strings; "" and anything that is not a whole number give None."""
-    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-        return int(value)
-    return None
+    """Kommo's numeric strings; "" and anything that is not a whole number give None.
+    :class:`WebhookParseError` for a whole number beyond a signed 64-bit integer (no Kommo id or time is)."""
+    if not isinstance(value, str):
+        return None
+    match = _NUMBER.fullmatch(value)
+    if match is None:
+        return None
+    sign, digits = match.groups()
+    significant = digits.lstrip("0") or "0"
+    if len(significant) > len(str(MAX_NUMBER)):
+        raise WebhookParseError(f"number of {len(digits)} digits")
+    number = int(significant)
+    if number > MAX_NUMBER:
+        raise WebhookParseError(f"number of {len(digits)} digits beyond 64 bits")
+    return -number if sign else number
 
 
 def to_datetime(value: Any) -> dt.datetime | None:
@@ -301,7 +335,7 @@ def _sequence(node: Any) -> list[Any]:
     """The children of a bracket-indexed node (``[0]``, ``[1]``, …) in numeric order."""
     if not isinstance(node, dict):
         return []
-    numbered = sorted((int(name), child) for name, child in node.items() if name.isdigit())
+    numbered = sorted((int(name), child) for name, child in node.items() if _INDEX.fullmatch(name))
     return [child for _, child in numbered]
 
 
@@ -323,7 +357,7 @@ class CustomField:
     @classmethod
     def from_node(cls, node: Mapping[str, Any]) -> CustomField:
         raw = node.get("values")
-        if isinstance(raw, dict) and not any(name.isdigit() for name in raw):
+        if isinstance(raw, dict) and not any(_INDEX.fullmatch(name) for name in raw):
             entries: list[Any] = [raw]  # a radiobutton's value as one object, without an index
         else:
             entries = _sequence(raw)
@@ -416,7 +450,7 @@ def items_of(tree: Tree) -> tuple[WebhookItem, ...]:
         for action in sorted(actions):
             entries = actions[action]
             if not isinstance(entries, dict) or not all(
-                name.isdigit() and isinstance(node, dict) for name, node in entries.items()
+                _INDEX.fullmatch(name) and isinstance(node, dict) for name, node in entries.items()
             ):
                 raise WebhookParseError(f"{section}[{action}] is not a list of entities")
             items += [_item(section, action, node) for node in _sequence(entries)]

@@ -23,7 +23,7 @@ from typing import TypeVar
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import F, Q
+from django.db.models import F, Min, Q
 from django.utils import timezone
 
 from apps.kommo import types
@@ -312,20 +312,44 @@ def _process_batch(
 
 
 def webhook_events_sweep(*, older_than: dt.timedelta | None = None) -> list[int]:
-    """Re-queues events nobody is working on: received but never picked up, claimed by a worker that
-    died, or due for a retry whose task was lost. Returns their ids."""
+    """Re-queues events nobody is working on: received but never published (one task per account, see
+    :func:`webhook_events_sweep_unqueued`), claimed by a worker that died, or due for a retry whose task
+    was lost. Returns the ids tasks were sent for."""
     policy = Policy.current()
     now = timezone.now()
+    unqueued = webhook_events_sweep_unqueued(now=now, older_than=older_than)
     cutoff = now - (older_than if older_than is not None else policy.stuck_after)
     stuck = WebhookEvent.objects.filter(
-        Q(status=Status.RECEIVED, received_at__lt=cutoff)
-        | Q(status=Status.PROCESSING, claimed_at__lt=cutoff)
-        | Q(status=Status.FAILED, retry_at__lt=cutoff)
+        Q(status=Status.PROCESSING, claimed_at__lt=cutoff) | Q(status=Status.FAILED, retry_at__lt=cutoff)
     )
     ids = list(stuck.order_by("received_at").values_list("pk", flat=True)[:10_000])
     WebhookEvent.objects.filter(pk__in=ids, status=Status.PROCESSING, claimed_at__lt=cutoff).update(
         status=Status.RECEIVED
     )
+    for event_id in ids:
+        webhook_event_enqueue(event_id=event_id)
+    return unqueued + ids
+
+
+def webhook_events_sweep_unqueued(
+    *, now: dt.datetime | None = None, older_than: dt.timedelta | None = None
+) -> list[int]:
+    """One task per account whose events wait ``received`` for longer than
+    ``KOMMO_WEBHOOK_UNQUEUED_AFTER_SECONDS``: their publish was lost (the broker was down when the request
+    committed them). A request publishes within ``KOMMO_WEBHOOK_ENQUEUE_WINDOW_MS``, so a short wait tells
+    them apart; one task per account is enough, since it processes every waiting event of its account.
+    Returns the events the tasks were sent for (each account's oldest)."""
+    now = now or timezone.now()
+    if older_than is None:
+        older_than = dt.timedelta(seconds=settings.KOMMO_WEBHOOK_UNQUEUED_AFTER_SECONDS)
+    cutoff = now - older_than
+    waiting = (
+        WebhookEvent.objects.filter(status=Status.RECEIVED, received_at__lt=cutoff)
+        .values("account_id")
+        .annotate(oldest=Min("pk"))
+        .order_by("oldest")
+    )
+    ids = [row["oldest"] for row in waiting]
     for event_id in ids:
         webhook_event_enqueue(event_id=event_id)
     return ids

@@ -59,7 +59,15 @@ class KommoWebhookView(APIView):
         declared = _declared_length(request)
         if declared is None or declared > limit:
             return HttpResponse(status=413)
-        body = request._request.read(limit + 1)  # bounded by Content-Length as well
+        if request.META.get("CONTENT_LENGTH"):
+            body = request._request.read(limit + 1)  # bounded by Content-Length as well
+        elif request.META.get("wsgi.input_terminated"):
+            # No Content-Length (a chunked body): the server (gunicorn) ends the input where the body ends.
+            body = request.META["wsgi.input"].read(limit + 1)
+        elif "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+            return HttpResponse(status=411)  # a server that cannot tell where a chunked body ends
+        else:
+            body = b""
         if len(body) > limit:
             return HttpResponse(status=413)
         webhook_event_record(

@@ -168,6 +168,28 @@ def entity_get(ctx: Context, kind: str, id: int) -> Response:
     return json_response(_party_serializer(ctx, kind, with_)(record))
 
 
+def tags_list(ctx: Context, kind: str) -> Response:
+    """``GET /api/v4/{leads|contacts|companies}/tags``: the account's tags of that entity type, by id, 250 a
+    page at most; ``filter[id]`` (one or several), ``filter[name]`` (exact, any case) and ``query`` (part of
+    the name); 204 when none."""
+    filters = _filters(ctx)
+    ids = id_filter(filters.get("id"))
+    name = filters.get("name")
+    query = ctx.query.get("query")
+    items = sorted(
+        (
+            tag
+            for tag in ctx.account.tags.values()
+            if tag.entity_type == kind
+            and (ids is None or tag.id in ids)
+            and (not isinstance(name, str) or tag.name.casefold() == name.casefold())
+            and (not isinstance(query, str) or matches_query(query, [tag.name]))
+        ),
+        key=lambda tag: tag.id,
+    )
+    return hal_list(ctx, "tags", items, lambda tag: {"id": tag.id, "name": tag.name, "color": tag.color})
+
+
 def _write_entry(ctx: Context, kind: str, record: Any, rid: str | None, updated: bool) -> dict[str, Any]:
     entry: dict[str, Any] = {"id": record.id}
     if updated and kind == "contacts":
@@ -231,6 +253,7 @@ def entity_delete(ctx: Context, kind: str, id: int) -> Response:
 def register(router: Router) -> None:
     router.add("POST", r"/api/v4/leads/complex", leads_complex)
     router.add("GET", rf"/api/v4/{ENTITY}", entity_list)
+    router.add("GET", rf"/api/v4/{ENTITY}/tags", tags_list)
     router.add("POST", rf"/api/v4/{ENTITY}", entity_create)
     router.add("PATCH", rf"/api/v4/{ENTITY}", entity_update)
     router.add("GET", rf"/api/v4/{ENTITY}/(?P<id>\d+)", entity_get)

@@ -25,6 +25,7 @@ from pathlib import Path
 import requests
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
+from django.urls import reverse
 
 GRACE_SECONDS = 10
 SANDBOX_START_SECONDS = 30
@@ -39,6 +40,36 @@ class Proc:
 
 def manage(*args: str) -> list[str]:
     return [sys.executable, str(settings.BASE_DIR / "manage.py"), *args]
+
+
+def public_url_for(*, host: str, port: int, environ: dict[str, str] | None = None) -> str:
+    """The address Kommo (here: the sandbox) posts webhooks to: ``KOMMO_PUBLIC_URL`` when the environment or
+    ``.env`` sets it, else this run's own address, so that ``PORT=8420 make run`` subscribes, prints and
+    redirects to port 8420 rather than the settings' default."""
+    explicit = (os.environ if environ is None else environ).get("KOMMO_PUBLIC_URL", "").strip()
+    return explicit.rstrip("/") if explicit else f"http://{host}:{port}"
+
+
+def sandbox_process(*, host: str, port: int, public_url: str, run_dir: Path) -> Proc:
+    """The demo sandbox, its OAuth integration redirecting to this portal's callback."""
+    return Proc(
+        "sandbox",
+        manage(
+            "kommo_sandbox",
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--seed",
+            "demo",
+            "--credentials-file",
+            str(run_dir / "sandbox-credentials.json"),
+            "--state-file",
+            str(run_dir / "sandbox-state.json"),
+            "--redirect-uri",
+            public_url + reverse("kommo:oauth-callback"),
+        ),
+    )
 
 
 def portal_processes(*, host: str, port: int) -> list[Proc]:
@@ -66,11 +97,12 @@ class Command(BaseCommand):
         self.stopping = threading.Event()
         signal.signal(signal.SIGINT, lambda *_: self.stopping.set())
         signal.signal(signal.SIGTERM, lambda *_: self.stopping.set())
+        # Every process started below (setup steps, web, worker, beat) reads the same public URL.
+        public_url = public_url_for(host=host, port=port)
+        os.environ["KOMMO_PUBLIC_URL"] = public_url
         try:
             if not no_sandbox:
-                board = self._start_demo_sandbox(
-                    host=host, port=sandbox_port, public_url=f"http://{host}:{port}"
-                )
+                board = self._start_demo_sandbox(host=host, port=sandbox_port, public_url=public_url)
             for proc in portal_processes(host=host, port=port):
                 self._start(proc)
             self.stdout.write(
@@ -90,24 +122,7 @@ class Command(BaseCommand):
         run_dir = Path(settings.BASE_DIR) / ".run"
         credentials_file = run_dir / "sandbox-credentials.json"
         credentials_file.unlink(missing_ok=True)  # rewritten with the live base URL once the server listens
-        self._start(
-            Proc(
-                "sandbox",
-                manage(
-                    "kommo_sandbox",
-                    "--host",
-                    host,
-                    "--port",
-                    str(port),
-                    "--seed",
-                    "demo",
-                    "--credentials-file",
-                    str(credentials_file),
-                    "--state-file",
-                    str(run_dir / "sandbox-state.json"),
-                ),
-            )
-        )
+        self._start(sandbox_process(host=host, port=port, public_url=public_url, run_dir=run_dir))
         credentials = self._wait_for_sandbox(credentials_file)
         base_url = credentials["base_url"]
         connected = self._step(

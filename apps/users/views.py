@@ -1,0 +1,40 @@
+"""Where each person lands: ``/`` and the sign-in page send them to their work."""
+
+from typing import Any
+
+from django.contrib.auth import views as auth_views
+from django.http import HttpRequest, HttpResponseRedirect
+from django.urls import NoReverseMatch, reverse
+
+from apps.users.forms import PortalAuthenticationForm
+from apps.users.models import User
+
+
+def landing_url(user: Any) -> str:
+    """Sales ops (and superusers) → the admin; the head of sales → the reports (the deals until that page
+    exists); managers and everyone else → their deals."""
+    if user.is_staff and (user.is_superuser or user.in_group(User.Group.SALES_OPS)):
+        return reverse("admin:index")
+    if user.in_group(User.Group.HEAD_OF_SALES):
+        try:
+            return reverse("reports:index")
+        except NoReverseMatch:
+            pass
+    return reverse("stakeholders:deal_list")
+
+
+def home(request: HttpRequest) -> HttpResponseRedirect:
+    if not request.user.is_authenticated:
+        return HttpResponseRedirect(reverse("login"))
+    return HttpResponseRedirect(landing_url(request.user))
+
+
+class LoginView(auth_views.LoginView):
+    """Signs in anyone with a portal account and sends them where their work is (unless ``next`` says
+    otherwise)."""
+
+    authentication_form = PortalAuthenticationForm
+    redirect_authenticated_user = True
+
+    def get_default_redirect_url(self) -> str:
+        return landing_url(self.request.user)
