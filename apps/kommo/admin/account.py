@@ -163,7 +163,7 @@ class KommoAccountAdmin(ModelAdmin):  # type: ignore[type-arg]
             account_services.account_webhook_token_regenerate(account=account)
             self.message_user(request, f"{account}: new webhook URL {account.webhook_url}", messages.WARNING)
 
-    @admin.action(description="Backfill history (read back past stage moves from Kommo's events)")
+    @admin.action(description="Backfill history (past stage moves)")
     def backfill_history(self, request: HttpRequest, queryset: QuerySet[KommoAccount]) -> None:
         """Runs the backfill in the request (an interrupted one continues where it stopped); for long
         histories ``kommo_sync --history DAYS`` shows a progress bar instead."""

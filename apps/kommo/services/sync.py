@@ -628,6 +628,7 @@ def first_stays_record(
         )
         for lead_id, status_id, pipeline_id in moves:
             earliest.setdefault(lead_id, (status_id, pipeline_id))
+        past: list[mirror.PastMove] = []
         for lead in chunk:
             if lead.pk in entered or lead.created_at is None:
                 continue
@@ -636,6 +637,20 @@ def first_stays_record(
                 continue
             event_id, author = events.get(lead.kommo_id, (None, None))
             created_by = author or _opt_user(lead.raw.get("created_by"))
+            if not announce:  # history: recorded together, below
+                past.append(
+                    mirror.PastMove(
+                        lead=lead,
+                        from_status_id=None,
+                        from_pipeline_id=None,
+                        to_status_id=status_id,
+                        to_pipeline_id=pipeline_id,
+                        at=lead.created_at,
+                        moved_by_kommo_user_id=created_by,
+                        kommo_event_id=event_id,
+                    )
+                )
+                continue
             change, created = mirror.stage_change_record(
                 account=account,
                 lead=lead,
@@ -646,10 +661,10 @@ def first_stays_record(
                 source=StageChange.Source.EVENTS,
                 moved_by_kommo_user_id=created_by,
                 kommo_event_id=event_id,
-                announce=announce,
             )
             if created:
                 new.append(change)
+        new.extend(mirror.stage_changes_record_past(account=account, moves=past)[0])
     return new
 
 
@@ -785,37 +800,27 @@ def _history_page(client: KommoClient, start: int, end: int, page: int) -> tuple
 def _history_apply(*, account: KommoAccount, events: Sequence[types.Event], result: HistoryResult) -> None:
     ids = {event.entity_id for event in events if event.entity_id}
     deals = {row.kommo_id: row for row in Lead.objects.filter(account=account, kommo_id__in=ids)}
-    # Moves an earlier run (or the reconciliation) recorded from these very events: known, at one query.
-    seen = set(
-        StageChange.objects.filter(
-            account=account, kommo_event_id__in=[event.id for event in events]
-        ).values_list("kommo_event_id", flat=True)
-    )
+    moves: list[mirror.PastMove] = []
     for event in events:
         result.events += 1
-        if event.id in seen:
-            result.known += 1
-            continue
         deal = deals.get(event.entity_id or 0)
         after = event.lead_status_after
         if deal is None or after is None or event.created_at is None:
             result.skipped += 1
             continue
         before = event.lead_status_before
-        _, created = mirror.stage_change_record(
-            account=account,
-            lead=deal,
-            from_status_id=before.status_id if before else None,
-            from_pipeline_id=before.pipeline_id if before else None,
-            to_status_id=after.status_id,
-            to_pipeline_id=after.pipeline_id,
-            at=event.created_at,
-            source=StageChange.Source.EVENTS,
-            moved_by_kommo_user_id=event.created_by or None,
-            kommo_event_id=event.id,
-            announce=False,
+        moves.append(
+            mirror.PastMove(
+                lead=deal,
+                from_status_id=before.status_id if before else None,
+                from_pipeline_id=before.pipeline_id if before else None,
+                to_status_id=after.status_id,
+                to_pipeline_id=after.pipeline_id,
+                at=event.created_at,
+                moved_by_kommo_user_id=event.created_by or None,
+                kommo_event_id=event.id,
+            )
         )
-        if created:
-            result.recorded += 1
-        else:
-            result.known += 1
+    created, known = mirror.stage_changes_record_past(account=account, moves=moves)
+    result.recorded += len(created)
+    result.known += known
