@@ -194,6 +194,7 @@ def webhook_event_record(
             "traceback": "",
             "received_at": timezone.now(),
             "claimed_at": None,
+            "heartbeat_at": None,
             "retry_at": None,
             "processed_at": None,
         }
