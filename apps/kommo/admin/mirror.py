@@ -74,6 +74,8 @@ class ReadOnlyAdmin(ModelAdmin):  # type: ignore[type-arg]
 class ReadOnlyInline(TabularInline):  # type: ignore[type-arg]
     extra = 0
     can_delete = False
+    # The row's columns say what it is; the model's str ("29 ↔ contact 30000103") above each row does not.
+    hide_title = True
     # The rows the inline shows by name: read with the inline's rows, not one query per row.
     related: list[str] = []
 
@@ -266,18 +268,21 @@ class ContactAdmin(ReadOnlyAdmin):
 
 class LeadContactInline(ReadOnlyInline):
     model = LeadContact
+    verbose_name_plural = "contacts on the deal"
     fields = ["contact_kommo_id", "contact", "is_main"]
     related = ["contact"]
 
 
 class LeadCatalogElementInline(ReadOnlyInline):
     model = LeadCatalogElement
+    verbose_name_plural = "catalog elements on the deal"
     fields = ["element_kommo_id", "element", "catalog_kommo_id", "quantity"]
     related = ["element"]
 
 
 class StageChangeInline(ReadOnlyInline):
     model = StageChange
+    verbose_name_plural = "stage history"
     fk_name = "lead"
     fields = ["at", "from_status", "to_status", "source", "sources", "moved_by", "kommo_event_id"]
     related = ["from_status__pipeline", "to_status__pipeline", "moved_by"]
