@@ -280,11 +280,21 @@ class LeadCatalogElementInline(ReadOnlyInline):
     related = ["element"]
 
 
+@admin.display(description="moved by")
+def stage_change_mover(change: StageChange) -> str:
+    """Who moved the deal: the portal for its own moves back (reported by the gates), whatever Kommo user's
+    token it wrote with, else the Kommo user Kommo names."""
+    if change.source == StageChange.Source.GATE or StageChange.Source.GATE in (change.sources or []):
+        return "The portal (gate)"
+    return str(change.moved_by) if change.moved_by is not None else "—"
+
+
 class StageChangeInline(ReadOnlyInline):
     model = StageChange
     verbose_name_plural = "stage history"
     fk_name = "lead"
-    fields = ["at", "from_status", "to_status", "source", "sources", "moved_by", "kommo_event_id"]
+    fields = ["at", "from_status", "to_status", "source", "sources", stage_change_mover, "kommo_event_id"]
+    readonly_fields = [stage_change_mover]
     related = ["from_status__pipeline", "to_status__pipeline", "moved_by"]
 
 
@@ -323,7 +333,7 @@ class StageChangeAdmin(ReadOnlyAdmin):
         "at",
         "at_is_exact",
         "source",
-        "moved_by",
+        stage_change_mover,
         "kommo_event_id",
     ]
     list_filter = ["account", "source", "at_is_exact"]
