@@ -14,6 +14,7 @@ urlpatterns = [
     path("kommo/", include("apps.kommo.urls")),
     path("webhooks/kommo/", include("apps.kommo.webhooks.urls")),
     path("api/v1/intake/", include("apps.intake.urls")),
+    path("api/v1/export/", include("apps.reports.export.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", api_docs, name="api-docs"),
     path("accounts/login/", LoginView.as_view(), name="login"),
