@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import requests
 import responses
+from celery.exceptions import SoftTimeLimitExceeded
 from django.db import OperationalError, connection
 from django.test import Client
 from django.utils import timezone
@@ -281,6 +282,30 @@ def test_a_transient_database_error_while_writing_is_retried_like_a_transient_ko
     event = run(event)
     assert (event.status, event.attempts) == (Status.PROCESSED, 2)
     assert StageChange.objects.filter(account=hooked).count() == 1
+
+
+@pytest.mark.django_db
+def test_a_batch_stopped_by_the_soft_time_limit_is_retried_whole_not_split(
+    web, hooked, kommo, enqueued, monkeypatch
+) -> None:
+    for lead_id in (40_000_001, 40_000_002):
+        kommo.lead(lead_id, status_id=TO_STAGE, pipeline_id=PIPELINE)
+    events = [
+        deliver(web, hooked, status_body(lead_id, account=hooked)) for lead_id in (40_000_001, 40_000_002)
+    ]
+
+    def slow_kommo(client, plan):  # type: ignore[no-untyped-def]
+        raise SoftTimeLimitExceeded()
+
+    monkeypatch.setattr(processing, "_fetch", slow_kommo)
+
+    run(events[0])
+
+    for event in events:
+        event.refresh_from_db()
+        assert (event.status, event.attempts) == (Status.FAILED, 1)
+        assert event.retry_at is not None
+    assert enqueued[-1][1] == 30.0
 
 
 @pytest.mark.postgres

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TypeVar
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connection, transaction
 from django.db.models import F, Min, Q, QuerySet
@@ -124,12 +125,13 @@ def _claimable(now: dt.datetime, policy: Policy) -> Q:
 
 
 def transient(exc: BaseException) -> bool:
-    """Whether the same work may succeed later: a transient Kommo error, or a database that lost the
+    """Whether the same work may succeed later: a transient Kommo error; a database that lost the
     connection, cancelled a statement (timeout) or aborted a transaction (serialization failure, deadlock),
-    all of which Django raises as ``OperationalError`` or ``InterfaceError``."""
+    all of which Django raises as ``OperationalError`` or ``InterfaceError``; or the task's soft time limit
+    (a slow Kommo: trying each event alone would only run into the hard limit)."""
     if isinstance(exc, KommoError):
         return not exc.permanent
-    return isinstance(exc, OperationalError | InterfaceError)
+    return isinstance(exc, OperationalError | InterfaceError | SoftTimeLimitExceeded)
 
 
 def _text(value: str) -> str:
