@@ -14,10 +14,13 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from unfold.admin import ModelAdmin
+from unfold.decorators import action
 
 from apps.kommo.exceptions import KommoError
 from apps.kommo.models.account import KommoAccount
 from apps.kommo.services import accounts as account_services
+from apps.kommo.services import sync as sync_services
+from apps.kommo.services.sync import mirror_sync
 
 
 def https_url_formfield(db_field: models.Field[Any, Any], **kwargs: Any) -> forms.Field | None:
@@ -118,7 +121,14 @@ class KommoAccountAdmin(ModelAdmin):  # type: ignore[type-arg]
         ),
         ("Health", {"fields": ("auth_error", "auth_error_at", "blocked_since", "blocked_reason")}),
     )
-    actions = ("verify_connection", "reset_circuit_breaker", "regenerate_webhook_token")
+    actions = (
+        "sync_now",
+        "verify_connection",
+        "reset_circuit_breaker",
+        "regenerate_webhook_token",
+        "backfill_history",
+    )
+    actions_detail = ("sync_now_detail",)
 
     @admin.display(description="state")
     def connection_state(self, account: KommoAccount) -> str:
@@ -140,6 +150,34 @@ class KommoAccountAdmin(ModelAdmin):  # type: ignore[type-arg]
         return account.webhook_url if account.pk else "-"
 
     # -- actions ----------------------------------------------------------------------------------------
+
+    def _sync(self, request: HttpRequest, account: KommoAccount) -> None:
+        """An incremental sync of every resource, in the request; its result as one message."""
+        if not account.is_connected:
+            self.message_user(request, f"{account}: not connected, nothing synced.", messages.WARNING)
+            return
+        try:
+            results = mirror_sync(account=account)
+        except KommoError as exc:
+            self.message_user(request, f"{account}: sync stopped — {exc}", messages.ERROR)
+            return
+        lines = "; ".join(
+            f"{resource} {result.created} created, {result.updated} updated, {result.unchanged} unchanged"
+            for resource, result in results.items()
+        )
+        self.message_user(request, f"{account} synced: {lines}.", messages.SUCCESS)
+
+    @admin.action(description="Sync now (what changed in Kommo since the last sync)", permissions=["change"])
+    def sync_now(self, request: HttpRequest, queryset: QuerySet[KommoAccount]) -> None:
+        for account in queryset:
+            self._sync(request, account)
+
+    @action(description="Sync now", url_path="sync-now", permissions=["change"], icon="sync")
+    def sync_now_detail(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The button on the account's page (unfold's detail actions are links)."""
+        account = get_object_or_404(KommoAccount, pk=object_id)
+        self._sync(request, account)
+        return HttpResponseRedirect(self._change_url(account))
 
     @admin.action(description="Verify connection (GET /api/v4/account)", permissions=["change"])
     def verify_connection(self, request: HttpRequest, queryset: QuerySet[KommoAccount]) -> None:
@@ -163,6 +201,24 @@ class KommoAccountAdmin(ModelAdmin):  # type: ignore[type-arg]
         for account in queryset:
             account_services.account_webhook_token_regenerate(account=account)
             self.message_user(request, f"{account}: new webhook URL {account.webhook_url}", messages.WARNING)
+
+    @admin.action(description="Backfill history (past stage moves)", permissions=["change"])
+    def backfill_history(self, request: HttpRequest, queryset: QuerySet[KommoAccount]) -> None:
+        """Runs the backfill in the request (an interrupted one continues where it stopped); for long
+        histories ``kommo_sync --history DAYS`` shows a progress bar instead."""
+        for account in queryset:
+            if not account.is_connected:
+                self.message_user(request, f"{account}: not connected", messages.ERROR)
+                continue
+            try:
+                result = sync_services.history_backfill(account=account)
+            except KommoError as exc:
+                self.message_user(
+                    request, f"{account}: {exc} — run the action again to continue", messages.ERROR
+                )
+            else:
+                resumed = " (continued an interrupted backfill)" if result.resumed else ""
+                self.message_user(request, f"{account}: history backfilled{resumed}: {result.summary()}.")
 
     # -- connect views ----------------------------------------------------------------------------------
 
