@@ -14,9 +14,11 @@ urlpatterns = [
     path("kommo/", include("apps.kommo.urls")),
     path("webhooks/kommo/", include("apps.kommo.webhooks.urls")),
     path("api/v1/intake/", include("apps.intake.urls")),
+    path("api/v1/export/", include("apps.reports.export.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", api_docs, name="api-docs"),
     path("accounts/login/", LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(next_page="login"), name="logout"),
     path("deals/", include("apps.stakeholders.urls")),
+    path("reports/", include("apps.reports.urls")),
 ]

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.support.services import (
+    CeleryBeat,
     CeleryWorker,
     PostgresServer,
     RedisServer,
@@ -170,3 +171,18 @@ def start_worker(celery_on_redis: str, worker_database_url: str) -> Iterator[Cal
     yield start
     for worker in workers:
         worker.stop()
+
+
+@pytest.fixture
+def start_beat(celery_on_redis: str, worker_database_url: str) -> Iterator[Callable[..., CeleryBeat]]:
+    """Starts a real Celery beat process (the project's schedule) on the test's Redis and database."""
+    beats: list[CeleryBeat] = []
+
+    def start(**kwargs: object) -> CeleryBeat:
+        beat = CeleryBeat(broker_url=celery_on_redis, database_url=worker_database_url, **kwargs)  # type: ignore[arg-type]
+        beats.append(beat)
+        return beat.start()
+
+    yield start
+    for beat in beats:
+        beat.stop()

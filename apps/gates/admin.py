@@ -158,7 +158,7 @@ class OutboundChangeAdmin(ReadOnlyAdmin):
     def payload_pretty(self, obj: OutboundChange) -> SafeString:
         return _pretty(obj.payload)
 
-    @admin.action(description="Retry the selected failed changes")
+    @admin.action(description="Retry the selected failed changes", permissions=["operate"])
     def retry(self, request: HttpRequest, queryset: QuerySet[OutboundChange]) -> None:
         from apps.gates.tasks import drain_outbound
 

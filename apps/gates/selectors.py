@@ -11,10 +11,13 @@ import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from django.db.models import OuterRef, QuerySet, Subquery
+
 from apps.gates import semantics
-from apps.gates.models import GateRule
+from apps.gates.models import GateDecision, GateRule
 from apps.gates.services import stage_from_status, stakeholder_views
 from apps.kommo.models import Lead, StageChange, Status
+from apps.kommo.models.outbound import OutboundChange
 from apps.stakeholders.models import Stakeholder
 from apps.stakeholders.selectors import stakeholders_for_leads
 
@@ -204,3 +207,96 @@ def gates_ahead_for_lead(*, lead: Lead, stakeholders: Sequence[Stakeholder]) -> 
         )
         for rule in rules
     ]
+
+
+@dataclass(frozen=True)
+class MoveBack:
+    """A move of the deal a gate refused: when, which rule and why, where the deal was put back, and the
+    task the manager was given (its text, when it is due, whether it reached Kommo)."""
+
+    decision: GateDecision
+    to_stage: str
+    task_text: str
+    task_due: dt.datetime | None
+    task_state: str
+
+
+def _task_state(change: OutboundChange | None) -> str:
+    if change is None:
+        return "no task"
+    if change.status == OutboundChange.Status.SENT:
+        return "created in Kommo"
+    if change.status == OutboundChange.Status.SKIPPED:
+        return "not created: an open task for this gate was already there"
+    if change.status == OutboundChange.Status.FAILED:
+        return f"not created: {change.error or 'Kommo refused it'}"
+    return "waiting to be sent to Kommo"
+
+
+def gate_moves_back_for_lead(*, lead: Lead, limit: int = 3) -> list[MoveBack]:
+    """The deal's latest moves refused by a gate (enforced ones: the deal was moved back), newest first."""
+    decisions = list(
+        GateDecision.objects.filter(lead=lead, outcome=GateDecision.Outcome.BLOCKED)
+        .select_related("rule")
+        .order_by("-decided_at", "-id")[:limit]
+    )
+    wanted = [
+        action["outbound_change"]
+        for decision in decisions
+        for action in decision.actions
+        if isinstance(action, dict) and action.get("action") == "task" and action.get("outbound_change")
+    ]
+    changes = {change.pk: change for change in OutboundChange.objects.filter(pk__in=wanted)}
+    found = []
+    for decision in decisions:
+        actions = {action.get("action"): action for action in decision.actions if isinstance(action, dict)}
+        task = actions.get("task", {})
+        change = changes.get(task.get("outbound_change") or 0)
+        due = (change.payload or {}).get("complete_till") if change is not None else None
+        found.append(
+            MoveBack(
+                decision=decision,
+                to_stage=str(actions.get("move back", {}).get("to_stage", "")),
+                task_text=str(task.get("text", "")),
+                task_due=dt.datetime.fromtimestamp(due, dt.UTC) if isinstance(due, int) else None,
+                task_state=_task_state(change),
+            )
+        )
+    return found
+
+
+def _latest_outcome() -> Subquery:
+    return Subquery(
+        GateDecision.objects.filter(lead=OuterRef("pk"))
+        .exclude(outcome__in=(GateDecision.Outcome.STALE, GateDecision.Outcome.ERROR))
+        .order_by("-decided_at", "-id")
+        .values("outcome")[:1]
+    )
+
+
+def deals_blocked_by_a_gate(deals: QuerySet[Lead]) -> QuerySet[Lead]:
+    """The deals whose latest gate decision moved them back: held until their stakeholders meet the gate
+    (a later allowed or exempt move clears it; dry-run rules block nothing)."""
+    return deals.annotate(latest_gate_outcome=_latest_outcome()).filter(
+        latest_gate_outcome=GateDecision.Outcome.BLOCKED
+    )
+
+
+def gate_flags_for_deals(deals: Sequence[Lead]) -> dict[int, list[str]]:
+    """Per deal pk: "Moved back: <rule>" for the deals ``deals_blocked_by_a_gate`` keeps (one query)."""
+    ids = [deal.pk for deal in deals]
+    if not ids:
+        return {}
+    latest: dict[int, GateDecision] = {}
+    for decision in (
+        GateDecision.objects.filter(lead_id__in=ids)
+        .exclude(outcome__in=(GateDecision.Outcome.STALE, GateDecision.Outcome.ERROR))
+        .select_related("rule")
+        .order_by("lead_id", "-decided_at", "-id")
+    ):
+        latest.setdefault(decision.lead_id, decision)
+    return {
+        lead_id: [f"Moved back: {decision.rule.name}"]
+        for lead_id, decision in latest.items()
+        if decision.outcome == GateDecision.Outcome.BLOCKED
+    }

@@ -44,7 +44,9 @@ class IntakeSourceAdmin(ModelAdmin):
             return
         _show_key(request, obj, services.intake_source_key_generate(source=obj))
 
-    @admin.action(description="Generate a new API key (the current one stops working)")
+    @admin.action(
+        description="Generate a new API key (the current one stops working)", permissions=["change"]
+    )
     def generate_key(self, request: HttpRequest, queryset: QuerySet[IntakeSource]) -> None:
         for source in queryset:
             _show_key(request, source, services.intake_source_key_generate(source=source))

@@ -13,7 +13,7 @@ from django.db.models import Q
 
 from apps.intake.models import IntakeSource, IntakeSubmission
 from apps.kommo.models import KommoAccount
-from apps.kommo.models.mirror import Company, Contact, ContactChannel, CustomField, Lead
+from apps.kommo.models.mirror import Company, Contact, ContactChannel, CustomField, Lead, LeadCatalogElement
 from apps.stakeholders.models import FieldMapping, Role
 
 KEY_SCHEME = "ik"
@@ -185,3 +185,21 @@ def mirror_lead(*, account: KommoAccount, kommo_id: int | None) -> Lead | None:
     if kommo_id is None:
         return None
     return Lead.objects.filter(account=account, kommo_id=kommo_id).first()
+
+
+def mirror_lead_elements(
+    *, account: KommoAccount, lead_kommo_id: int | None, catalog_id: int | None
+) -> list[tuple[int, str]]:
+    """(Kommo id, name) of the elements of this catalog linked to the deal, as the mirror has them."""
+    if lead_kommo_id is None or catalog_id is None:
+        return []
+    return list(
+        LeadCatalogElement.objects.filter(
+            lead__account=account,
+            lead__kommo_id=lead_kommo_id,
+            element__catalog_kommo_id=catalog_id,
+            element__is_deleted=False,
+        )
+        .order_by("element__kommo_id")
+        .values_list("element__kommo_id", "element__name")
+    )

@@ -129,7 +129,11 @@ class IntakeContactOutcomeSerializer(serializers.Serializer):
     role = serializers.CharField(allow_null=True)
     is_main = serializers.BooleanField()
     kommo_id = serializers.IntegerField(allow_null=True)
-    outcome = serializers.ChoiceField(choices=["created", "linked_existing"])
+    outcome = serializers.ChoiceField(
+        choices=["pending", "created", "linked_existing", "not_created"],
+        help_text="pending: not in Kommo yet; created: created by this submission; linked_existing: already "
+        "in Kommo; not_created: the submission failed before this person was created.",
+    )
     found_by = serializers.CharField(
         allow_null=True, help_text="mirror or kommo_search, for an existing one."
     )

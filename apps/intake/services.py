@@ -54,6 +54,7 @@ from apps.intake.selectors import (
     mirror_contacts,
     mirror_contacts_by_identity,
     mirror_kommo_ids,
+    mirror_lead_elements,
     mirror_marker_field_id,
     role_targets_for_account,
 )
@@ -63,10 +64,21 @@ from apps.kommo.exceptions import KommoError, KommoPayloadError, KommoValidation
 from apps.kommo.models import KommoAccount
 from apps.kommo.models.mirror import Company, Contact, Lead
 from apps.kommo.services import mirror
+from apps.stakeholders.derivation import names_same_person
 
 logger = logging.getLogger(__name__)
 
 Status = IntakeSubmission.Status
+
+
+class Outcome:
+    """What happened to one person of a submission (``contact_outcomes[i]["outcome"]``)."""
+
+    PENDING = "pending"  # not in Kommo yet: the submission is still being processed
+    CREATED = "created"  # created in Kommo by this submission
+    LINKED_EXISTING = "linked_existing"  # already in Kommo, linked to the deal
+    NOT_CREATED = "not_created"  # the submission failed before this person was created
+
 
 # A submission claimed this long ago whose worker never finished it (the worker died) may be claimed again.
 STALE_CLAIM = dt.timedelta(minutes=10)
@@ -236,7 +248,13 @@ def intake_submission_process(*, submission_id: int) -> bool:
                 for issue in issues
             ]
         submission.finished_at = None if transient else timezone.now()
-        submission.save(update_fields=["status", "error", "kommo_errors", "finished_at", "modified"])
+        if not transient:
+            for outcome in submission.contact_outcomes or []:
+                if outcome["kommo_id"] is None and outcome["outcome"] == Outcome.PENDING:
+                    outcome["outcome"] = Outcome.NOT_CREATED
+        submission.save(
+            update_fields=["status", "error", "kommo_errors", "finished_at", "contact_outcomes", "modified"]
+        )
         if transient:
             raise
         return True
@@ -331,7 +349,7 @@ class _Run:
                     "role": contact["role"],
                     "is_main": index == 0,
                     "kommo_id": None,
-                    "outcome": "created",
+                    "outcome": Outcome.PENDING,
                     "found_by": None,
                     "matched": None,
                     "filled": [],
@@ -407,7 +425,8 @@ class _Run:
                 filled.append("role")
         self.outcomes[index].update(
             kommo_id=existing.kommo_id,
-            outcome="linked_existing",
+            kommo_name=existing.raw.get("name") or None,
+            outcome=Outcome.LINKED_EXISTING,
             found_by=existing.found_by,
             matched=existing.matched,
             filled=filled,
@@ -482,6 +501,7 @@ class _Run:
             if lead.main_contact_id is None:
                 raise KommoPayloadError(f"deal {lead.id} found by its marker has no main contact")
             main["kommo_id"] = lead.main_contact_id
+            main["outcome"] = Outcome.CREATED  # by the attempt that created the deal
         logger.info("intake: submission %s adopts deal %s found by its marker", self.submission.pk, lead.id)
         self.adopted = lead
         self.submission.kommo_lead_id = lead.id
@@ -502,7 +522,7 @@ class _Run:
                 kommo_id = results[position].id
             if kommo_id is None:
                 raise KommoPayloadError(f"POST /contacts returned no id for contact {index}")
-            self.outcomes[index]["kommo_id"] = kommo_id
+            self.outcomes[index].update(kommo_id=kommo_id, outcome=Outcome.CREATED)
         self.save("contact_outcomes")
 
     # 3. the deal with its main contact and company
@@ -548,10 +568,12 @@ class _Run:
             # Kommo's duplicate control matched an existing contact and deal: they are the outcome.
             main.update(
                 kommo_id=result.contact_id,
-                outcome="linked_existing",
+                outcome=Outcome.LINKED_EXISTING,
                 found_by="kommo_duplicate_control",
                 role_recorded=[],
             )
+        elif main["kommo_id"] is None:
+            main["outcome"] = Outcome.CREATED
         main["kommo_id"] = result.contact_id
         self.submission.kommo_lead_id = result.id
         self.submission.kommo_company_id = result.company_id
@@ -596,13 +618,27 @@ class _Run:
             if contact["role"] in target.enums
             and not any(item.startswith("catalog_element:") for item in self.outcomes[index]["role_recorded"])
         ]
+        # A person the deal already has an element for (Kommo merged this submission into an existing
+        # deal) keeps that one: a second element would be a second stakeholder for the same person.
+        on_deal = mirror_lead_elements(
+            account=self.account, lead_kommo_id=self.submission.kommo_lead_id, catalog_id=target.catalog_id
+        )
+        for index in list(wanted):
+            element_id = next(
+                (kommo_id for kommo_id, name in on_deal if names_same_person(self.person_name(index), name)),
+                None,
+            )
+            if element_id is not None:
+                self.outcomes[index]["role_recorded"].append(f"catalog_element:{element_id}")
+                wanted.remove(index)
         if not wanted:
+            self.save("contact_outcomes")
             return
         elements = self.client.catalog_elements_create(
             target.catalog_id,
             [
                 types.CatalogElementWrite(
-                    name=self.contacts[index]["name"],
+                    name=self.person_name(index),
                     custom_fields_values=(
                         types.FieldValueWrite.enums(
                             target.field_id, target.enums[self.contacts[index]["role"]]
@@ -621,6 +657,11 @@ class _Run:
             self.outcomes[index]["role_recorded"].append(f"catalog_element:{element.id}")
         self.elements = elements
         self.save("contact_outcomes")
+
+    def person_name(self, index: int) -> str:
+        """The person's name in Kommo: an existing contact's own name, whatever name the form sent ("Ann B."
+        for "Ann Buyer"), so that the stakeholders app matches the element to the contact by name."""
+        return self.outcomes[index].get("kommo_name") or self.contacts[index]["name"]
 
     # 6. everyone else onto the deal, in one call
     def link(self) -> None:
@@ -696,7 +737,7 @@ class _Run:
         created = {
             index: outcome["kommo_id"]
             for index, outcome in enumerate(self.outcomes)
-            if outcome["outcome"] == "created" and outcome["kommo_id"] is not None
+            if outcome["outcome"] == Outcome.CREATED and outcome["kommo_id"] is not None
         }
         known = mirror_kommo_ids(model=Contact, account=self.account, kommo_ids=created.values())
         wanted = {index: kommo_id for index, kommo_id in created.items() if kommo_id not in known}
@@ -727,7 +768,9 @@ class _Run:
         filled = {
             outcome["kommo_id"]: index
             for index, outcome in enumerate(self.outcomes)
-            if outcome["outcome"] == "linked_existing" and outcome["filled"] and not outcome["fill_pending"]
+            if outcome["outcome"] == Outcome.LINKED_EXISTING
+            and outcome["filled"]
+            and not outcome["fill_pending"]
         }
         if not filled:
             return []

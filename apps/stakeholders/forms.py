@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from typing import Any
 
 from django import forms
 from django.db.models import Q
 from django.http import QueryDict
 from django.utils import timezone
 
+from apps.kommo.models.mirror import Contact
 from apps.stakeholders.models import Approval, Role, Stakeholder
 
 
@@ -21,6 +23,14 @@ class StakeholderForm(forms.Form):
     role = forms.ModelChoiceField(queryset=Role.objects.none(), required=False, empty_label="— no role —")
     approval_status = forms.ChoiceField(label="Approval", choices=Approval.choices)
     last_touch = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    objection_weight = forms.DecimalField(
+        label="Objection weight",
+        required=False,
+        min_value=0,
+        max_digits=10,
+        decimal_places=2,
+        widget=forms.NumberInput(attrs={"step": "0.5", "class": "weight"}),
+    )
 
     def __init__(
         self,
@@ -33,6 +43,7 @@ class StakeholderForm(forms.Form):
             "role": stakeholder.role_id,
             "approval_status": stakeholder.approval_status,
             "last_touch": timezone.localdate(stakeholder.last_touch) if stakeholder.last_touch else None,
+            "objection_weight": stakeholder.objection_weight,
         }
         super().__init__(data, initial=initial, prefix=f"s{stakeholder.pk}")
         field: forms.ModelChoiceField = self.fields["role"]  # type: ignore[assignment]
@@ -48,10 +59,55 @@ class StakeholderForm(forms.Form):
 
     def last_touch_moment(self, current: dt.datetime | None) -> dt.datetime | None:
         """The chosen day as a moment: the current moment when the day did not change, else midnight of
-        that day in the portal's time zone (Kommo's date fields hold a day)."""
+        that day in the portal's time zone (Kommo's date fields hold a day). A new approval is a touch: when
+        the approval changed and the day was left as it was, it is now."""
         day: dt.date | None = self.cleaned_data["last_touch"]
+        unchanged_day = day == (timezone.localdate(current) if current is not None else None)
+        if self.cleaned_data["approval_status"] != self.stakeholder.approval_status and unchanged_day:
+            return timezone.now()
         if day is None:
             return None
         if current is not None and timezone.localdate(current) == day:
             return current
         return timezone.make_aware(dt.datetime.combine(day, dt.time.min))
+
+
+class AddStakeholderForm(forms.Form):
+    """A manager adds a person to a deal: one of its contacts not yet a stakeholder, or a new person kept as
+    a Kommo contact or as a "Stakeholders" element."""
+
+    NEW_CONTACT = "new_contact"
+    NEW_ELEMENT = "new_element"
+
+    person = forms.ChoiceField(label="Who")
+    name = forms.CharField(label="Name of a new person", max_length=255, required=False)
+    role = forms.ModelChoiceField(queryset=Role.objects.filter(active=True).order_by("sort", "id"))
+    approval_status = forms.ChoiceField(label="Approval", choices=Approval.choices, initial=Approval.PENDING)
+
+    def __init__(self, data: QueryDict | None = None, *, contacts: Sequence[Contact]) -> None:
+        super().__init__(data, prefix="add")
+        self.contacts = {str(contact.pk): contact for contact in contacts}
+        field: forms.ChoiceField = self.fields["person"]  # type: ignore[assignment]
+        field.choices = [
+            *(
+                (
+                    f"contact:{pk}",
+                    f"{contact.name or 'Contact ' + str(contact.kommo_id)} (contact on this deal)",
+                )
+                for pk, contact in self.contacts.items()
+            ),
+            (self.NEW_CONTACT, "A new person, as a Kommo contact"),
+            (self.NEW_ELEMENT, "A new person, as a Stakeholders element only"),
+        ]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        person = data.get("person", "")
+        if person in (self.NEW_CONTACT, self.NEW_ELEMENT) and not (data.get("name") or "").strip():
+            self.add_error("name", "Give the new person's name.")
+        return data
+
+    @property
+    def contact(self) -> Contact | None:
+        person: str = self.cleaned_data["person"]
+        return self.contacts.get(person.removeprefix("contact:")) if person.startswith("contact:") else None

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 
-from django.db.models import QuerySet
+from django.db.models import DateTimeField, OuterRef, QuerySet, Subquery
+from django.db.models.functions import Coalesce
 
-from apps.kommo.models.mirror import Lead, StageChange
+from apps.kommo.models.mirror import Contact, Lead, LeadContact, StageChange
 from apps.stakeholders.models import Approval, Role, Stakeholder
 from apps.users.models import User
 
@@ -73,6 +74,38 @@ def deals_for_user(*, user: User) -> QuerySet[Lead]:
             return deals.none()
         deals = deals.filter(responsible_user_kommo_id=user.kommo_user_id)
     return deals.order_by("-updated_at", "-id")
+
+
+def deals_with_stage_entry(deals: QuerySet[Lead]) -> QuerySet[Lead]:
+    """``deals`` annotated with ``stage_entered_at``: when each entered the stage it is in (its latest
+    recorded move into it), else when it was created; company and account loaded for the list."""
+    entered = (
+        StageChange.objects.filter(lead=OuterRef("pk"), to_status_kommo_id=OuterRef("status_kommo_id"))
+        .order_by("-at")
+        .values("at")[:1]
+    )
+    return deals.select_related("company", "account").annotate(
+        stage_entered_at=Coalesce(Subquery(entered, output_field=DateTimeField()), "created_at")
+    )
+
+
+def kommo_deal_url(deal: Lead) -> str:
+    """The deal's page in Kommo's own interface."""
+    return f"{deal.account.api_root}/leads/detail/{deal.kommo_id}"
+
+
+def contacts_without_stakeholder(*, lead: Lead) -> list[Contact]:
+    """The deal's contacts (not deleted) that are no stakeholder of it yet, main contact first."""
+    taken = Stakeholder.objects.filter(lead=lead, contact__isnull=False).values("contact_id")
+    return [
+        link.contact
+        for link in LeadContact.objects.filter(lead=lead, contact__is_deleted=False)
+        .exclude(contact_id__in=taken)
+        .exclude(contact__isnull=True)
+        .select_related("contact")
+        .order_by("-is_main", "contact__name", "id")
+        if link.contact is not None
+    ]
 
 
 def stage_history_for_lead(*, lead: Lead) -> list[StageChange]:

@@ -7,6 +7,7 @@ app_name = "stakeholders"
 urlpatterns = [
     path("", views.deal_list, name="deal_list"),
     path("<int:deal_id>/", views.deal_detail, name="deal_detail"),
+    path("<int:deal_id>/stakeholders/", views.stakeholder_add, name="stakeholder_add"),
     path(
         "<int:deal_id>/stakeholders/<int:stakeholder_id>/",
         views.stakeholder_update,

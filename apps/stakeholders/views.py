@@ -2,26 +2,42 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from apps.kommo.models.mirror import Lead
-from apps.stakeholders.forms import StakeholderForm
+from apps.stakeholders.filters import DealFilterSet
+from apps.stakeholders.forms import AddStakeholderForm, StakeholderForm
 from apps.stakeholders.models import Role, Stakeholder
-from apps.stakeholders.panels import deal_panels_for
+from apps.stakeholders.panels import deal_list_flags_for, deal_panels_for
 from apps.stakeholders.selectors import (
+    StakeholderSummary,
+    contacts_without_stakeholder,
     deals_for_user,
+    deals_with_stage_entry,
+    kommo_deal_url,
     stage_history_for_lead,
     stakeholders_for_lead,
     stakeholders_for_leads,
     stakeholders_summary,
 )
-from apps.stakeholders.services import StakeholderChange, StakeholderWriteError, stakeholder_update_in_kommo
+from apps.stakeholders.services import (
+    NewStakeholder,
+    StakeholderChange,
+    StakeholderNeedsElement,
+    StakeholderWriteError,
+    stakeholder_add_in_kommo,
+    stakeholder_update_in_kommo,
+)
 
 DEALS_PER_PAGE = 50
 
@@ -37,33 +53,91 @@ def _deal_for(request: HttpRequest, deal_id: int) -> Lead:
     raise Http404("No such deal.")
 
 
+@dataclass(frozen=True)
+class DealRow:
+    deal: Lead
+    summary: StakeholderSummary
+    days_in_stage: int | None
+    kommo_url: str
+    flags: list[str]
+
+
 @login_required
 @require_GET
 def deal_list(request: HttpRequest) -> HttpResponse:
-    page = Paginator(deals_for_user(user=request.user), DEALS_PER_PAGE).get_page(request.GET.get("page"))  # type: ignore[arg-type]
-    stakeholders = stakeholders_for_leads(lead_ids=[deal.pk for deal in page])
-    rows = [(deal, stakeholders_summary(stakeholders[deal.pk])) for deal in page]
-    return render(request, "stakeholders/deal_list.html", {"page": page, "rows": rows})
+    deals = deals_with_stage_entry(deals_for_user(user=request.user))  # type: ignore[arg-type]
+    filterset = DealFilterSet(request.GET or None, queryset=deals)
+    page = Paginator(filterset.qs, DEALS_PER_PAGE).get_page(request.GET.get("page"))
+    listed = list(page)
+    stakeholders = stakeholders_for_leads(lead_ids=[deal.pk for deal in listed])
+    flags = deal_list_flags_for(listed)
+    today = timezone.now()
+    rows = [
+        DealRow(
+            deal=deal,
+            summary=stakeholders_summary(stakeholders[deal.pk]),
+            days_in_stage=(today - deal.stage_entered_at).days if deal.stage_entered_at else None,
+            kommo_url=kommo_deal_url(deal),
+            flags=flags.get(deal.pk, []),
+        )
+        for deal in listed
+    ]
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(
+        request,
+        "stakeholders/deal_list.html",
+        {
+            "page": page,
+            "rows": rows,
+            "filter": filterset,
+            "filtered": any(value for key, value in query.items() if key != "sort"),
+            "query": query.urlencode(),
+        },
+    )
 
 
-@login_required
-@require_GET
-def deal_detail(request: HttpRequest, deal_id: int) -> HttpResponse:
-    deal = _deal_for(request, deal_id)
+def _render_deal(
+    request: HttpRequest,
+    deal: Lead,
+    *,
+    bound: StakeholderForm | None = None,
+    needs_element: int | None = None,
+    add_form: AddStakeholderForm | None = None,
+    status: int = 200,
+) -> HttpResponse:
     stakeholders = stakeholders_for_lead(lead=deal)
     roles = list(Role.objects.all())
-    forms = [StakeholderForm(stakeholder=row, roles=roles) for row in stakeholders]
+    forms = [
+        bound
+        if bound is not None and bound.stakeholder.pk == row.pk
+        else StakeholderForm(stakeholder=row, roles=roles)
+        for row in stakeholders
+    ]
+    if add_form is None:
+        add_form = AddStakeholderForm(contacts=contacts_without_stakeholder(lead=deal))
     return render(
         request,
         "stakeholders/deal_detail.html",
         {
             "deal": deal,
             "forms": forms,
+            "add_form": add_form,
+            "needs_element": needs_element,
             "summary": stakeholders_summary(stakeholders),
             "history": stage_history_for_lead(lead=deal),
             "panels": deal_panels_for(deal=deal, stakeholders=stakeholders),
+            "kommo_url": kommo_deal_url(deal),
+            "deals_url": reverse("stakeholders:deal_list"),
         },
+        status=status,
     )
+
+
+@login_required
+@require_GET
+def deal_detail(request: HttpRequest, deal_id: int) -> HttpResponse:
+    return _render_deal(request, _deal_for(request, deal_id))
 
 
 @login_required
@@ -71,26 +145,62 @@ def deal_detail(request: HttpRequest, deal_id: int) -> HttpResponse:
 def stakeholder_update(request: HttpRequest, deal_id: int, stakeholder_id: int) -> HttpResponse:
     deal = _deal_for(request, deal_id)
     stakeholder = get_object_or_404(
-        Stakeholder.objects.select_related("account", "contact", "catalog_element", "role"),
+        Stakeholder.objects.select_related("account", "contact", "catalog_element", "role", "lead__account"),
         pk=stakeholder_id,
         lead=deal,
     )
     form = StakeholderForm(request.POST, stakeholder=stakeholder)
     if not form.is_valid():
-        messages.error(request, f"{stakeholder.name}: {form.errors.as_text()}")
-        return redirect("stakeholders:deal_detail", deal_id=deal.pk)
+        messages.error(request, f"{stakeholder.name}: not saved. {form.errors.as_text()}")
+        return _render_deal(request, deal, bound=form, status=400)
     change = StakeholderChange(
         role=form.cleaned_data["role"],
         approval_status=form.cleaned_data["approval_status"],
         last_touch=form.last_touch_moment(stakeholder.last_touch),
+        objection_weight=form.cleaned_data["objection_weight"],
     )
     try:
-        written = stakeholder_update_in_kommo(stakeholder=stakeholder, change=change)
-    except StakeholderWriteError as error:
-        messages.error(request, f"{stakeholder.name}: not saved. {error}")
-    else:
-        messages.success(
-            request,
-            f"{stakeholder.name}: saved in Kommo." if written else f"{stakeholder.name}: nothing changed.",
+        written = stakeholder_update_in_kommo(
+            stakeholder=stakeholder, change=change, create_element=request.POST.get("create_element") == "1"
         )
+    except StakeholderNeedsElement as error:
+        messages.error(request, f"{stakeholder.name}: not saved. {error}")
+        return _render_deal(request, deal, bound=form, needs_element=stakeholder.pk)
+    except StakeholderWriteError as error:
+        retry = "" if error.permanent else " Try again in a moment."
+        messages.error(request, f"{stakeholder.name}: not saved. {error}{retry}")
+        return _render_deal(request, deal, bound=form)
+    messages.success(
+        request,
+        f"{stakeholder.name}: saved in Kommo." if written else f"{stakeholder.name}: nothing changed.",
+    )
+    return redirect("stakeholders:deal_detail", deal_id=deal.pk)
+
+
+@login_required
+@require_POST
+def stakeholder_add(request: HttpRequest, deal_id: int) -> HttpResponse:
+    deal = _deal_for(request, deal_id)
+    form = AddStakeholderForm(request.POST, contacts=contacts_without_stakeholder(lead=deal))
+    if not form.is_valid():
+        messages.error(request, f"Stakeholder not added. {form.errors.as_text()}")
+        return _render_deal(request, deal, add_form=form, status=400)
+    new = NewStakeholder(
+        change=StakeholderChange(
+            role=form.cleaned_data["role"],
+            approval_status=form.cleaned_data["approval_status"],
+            last_touch=timezone.now(),
+        ),
+        contact=form.contact,
+        name=form.cleaned_data["name"],
+        as_contact=form.cleaned_data["person"] == AddStakeholderForm.NEW_CONTACT,
+    )
+    name = form.contact.name if form.contact is not None else form.cleaned_data["name"].strip()
+    try:
+        stakeholder_add_in_kommo(lead=deal, new=new)
+    except StakeholderWriteError as error:
+        retry = "" if error.permanent else " Try again in a moment."
+        messages.error(request, f"{name}: not added. {error}{retry}")
+        return _render_deal(request, deal, add_form=form)
+    messages.success(request, f"{name}: added in Kommo as {new.change.role}.")
     return redirect("stakeholders:deal_detail", deal_id=deal.pk)

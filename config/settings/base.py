@@ -1,6 +1,7 @@
 """Settings shared by every environment. Every value that differs between machines comes from the
 environment through the one ``env`` below; ``.env`` in the project root is read when present."""
 
+import datetime as dt
 from pathlib import Path
 from typing import Any
 
@@ -32,12 +33,14 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "rest_framework",
     "drf_spectacular",
+    "axes",
     "apps.core",
     "apps.users",
     "apps.kommo",
     "apps.stakeholders",
     "apps.gates",
     "apps.intake",
+    "apps.reports",
     "apps.kommo_sandbox",
 ]
 
@@ -50,6 +53,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a refused sign-in of a locked-out person into the lock-out page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "config.urls"
@@ -116,6 +121,11 @@ apply_postgresql_options(DATABASES["default"])
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_USER_MODEL = "users.User"
+# django-axes first: it refuses a locked-out person before the password is checked (docs/access.md).
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
 # Managers sign in here (the admin login refuses people without staff rights).
 LOGIN_URL = "login"
 AUTH_PASSWORD_VALIDATORS = [
@@ -132,6 +142,21 @@ USE_TZ = True
 
 STATIC_URL = "static/"
 STATIC_ROOT = BASE_DIR / "staticfiles"
+
+# Sign-in lock-out (django-axes, docs/access.md): after AXES_FAILURE_LIMIT wrong passwords for one user name
+# from one address, that pair is refused for AXES_COOLOFF_MINUTES, on /accounts/login/ and the admin login
+# alike; the right password inside the lock is refused too. Sales ops see and lift locks in the admin.
+AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
+AXES_FAILURE_LIMIT = env.int("AXES_FAILURE_LIMIT", default=5)
+AXES_COOLOFF_TIME = dt.timedelta(minutes=env.float("AXES_COOLOFF_MINUTES", default=30))
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_LOCKOUT_TEMPLATE = "registration/locked_out.html"
+AXES_ENABLE_ACCESS_FAILURE_LOG = True
+# The client address: REMOTE_ADDR unless a proxy in front sets a header (e.g. HTTP_X_FORWARDED_FOR with
+# AXES_PROXY_COUNT=1); a header a client can send itself must never be trusted here.
+AXES_IPWARE_META_PRECEDENCE_ORDER = env.list("AXES_CLIENT_IP_HEADERS", default=["REMOTE_ADDR"])
+AXES_IPWARE_PROXY_COUNT = env.int("AXES_PROXY_COUNT", default=0) or None
 
 # The admin theme, django-unfold (docs/ui.md). The sidebar is built per request from what the user may view.
 UNFOLD = {
@@ -226,7 +251,9 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # Stage history with who moved each deal, and repairs for webhooks that never arrived.
     "kommo-sync-events": {"task": "apps.kommo.tasks.sync_events", "schedule": 5 * 60.0},
     # Webhook events nobody is working on (never published, worker died, retry task lost) go back in line.
-    "kommo-webhooks-sweep": {"task": "apps.kommo.tasks.webhook_sweep", "schedule": 30.0},
+    # Every 15 s: a claim expires 20 s after its worker's last heartbeat, so a killed worker's events are
+    # taken up again within 35 s.
+    "kommo-webhooks-sweep": {"task": "apps.kommo.tasks.webhook_sweep", "schedule": 15.0},
     # Processed and ignored webhook events older than KOMMO_WEBHOOK_KEEP_DAYS (30) are deleted.
     "kommo-webhooks-prune": {"task": "apps.kommo.tasks.webhook_prune", "schedule": 24 * 60 * 60.0},
     # Gate evaluations and outbound changes whose task was lost (pending, running or sending for too long)
@@ -267,16 +294,20 @@ KOMMO_WEBHOOK_MAX_BODY_BYTES = env.int("KOMMO_WEBHOOK_MAX_BODY_BYTES", default=1
 # Processed and ignored webhook events are pruned after this many days (failed and dead ones are kept).
 KOMMO_WEBHOOK_KEEP_DAYS = env.int("KOMMO_WEBHOOK_KEEP_DAYS", default=30)
 # Webhook processing: attempts before an event is dead and the backoff between them; how many waiting
-# events one task claims; when a claim counts as abandoned (its worker died); and how long a web process
-# waits before asking for processing again, since one task processes every waiting event of an account.
+# events one task claims; when a received event or a due retry counts as lost (its task never ran); how
+# often a worker renews its claims and when a claim no longer renewed counts as abandoned (its worker
+# died: the sweeper, every 15 s, re-queues it); and how long a web process waits before asking for
+# processing again, since one task processes every waiting event of an account.
 KOMMO_WEBHOOK_MAX_ATTEMPTS = 6
 KOMMO_WEBHOOK_RETRY_BASE_SECONDS = 30
 KOMMO_WEBHOOK_RETRY_CAP_SECONDS = 3600
 KOMMO_WEBHOOK_BATCH_SIZE = 100
 KOMMO_WEBHOOK_STUCK_AFTER_SECONDS = 300
+KOMMO_WEBHOOK_HEARTBEAT_SECONDS = 5
+KOMMO_WEBHOOK_CLAIM_EXPIRES_SECONDS = 20
 KOMMO_WEBHOOK_ENQUEUE_WINDOW_MS = 50
 # An event still ``received`` this long after its commit lost its publish (the broker was down): the sweeper
-# (every 30 s) sends its account a task. A request publishes within KOMMO_WEBHOOK_ENQUEUE_WINDOW_MS.
+# (every 15 s) sends its account a task. A request publishes within KOMMO_WEBHOOK_ENQUEUE_WINDOW_MS.
 KOMMO_WEBHOOK_UNQUEUED_AFTER_SECONDS = 10
 # Region for phone numbers written without a country code (ISO 3166 code such as "US"); unset: only numbers
 # in international form (+…, 00…) get a lookup key.

@@ -7,9 +7,10 @@ import pytest
 from apps.intake.models import IntakeSubmission
 from apps.intake.services import intake_submission_process
 from apps.kommo import types
-from apps.kommo.models.mirror import Company, Contact, Lead, LeadContact
+from apps.kommo.models.mirror import CatalogElement, Company, Contact, Lead, LeadCatalogElement, LeadContact
 from apps.kommo.services.mirror import contacts_upsert_from_kommo
-from apps.stakeholders.models import FieldMapping, FieldMappingValue, Role
+from apps.stakeholders.models import FieldMapping, FieldMappingValue, Role, Stakeholder
+from apps.stakeholders.services import stakeholders_derive_for_leads
 from tests.intake.conftest import submission_body
 from tests.intake.kommo_double import MARKER_FIELD_ID
 from tests.kommo.payloads import payload
@@ -290,3 +291,62 @@ def test_a_filled_field_is_in_the_mirror_so_the_next_submission_does_not_fill_it
     assert second.contact_outcomes[0]["filled"] == ["phones"]
     assert third.contact_outcomes[0]["filled"] == []
     assert kommo.calls.count("PATCH /api/v4/contacts") == 1
+
+
+def test_a_person_sent_under_another_name_is_one_stakeholder_of_the_deal_named_as_in_kommo(
+    api, kommo, account
+):
+    role_mapping(account, "contact_field", field_id=900)
+    role_mapping(account, "catalog_field", field_id=901, catalog_id=77)
+    kommo.add_contact("Ann Buyer", emails=("ann@acme.example",))
+    ann_b = {"name": "Ann B.", "emails": ["ann@acme.example"], "role": "decision_maker"}
+
+    submission = process(submit(api, submission_body(contacts=[ann_b])))
+
+    elements = kommo.body(kommo.calls.index("POST /api/v4/catalogs/77/elements"))
+    assert [element["name"] for element in elements] == ["Ann Buyer"]
+    lead = Lead.objects.get(kommo_id=submission.kommo_lead_id)
+    stakeholders_derive_for_leads(account=account, lead_ids=[lead.pk])
+    rows = list(Stakeholder.objects.filter(lead=lead))
+    assert [(row.name, row.role.code, row.source) for row in rows] == [
+        ("Ann Buyer", "decision_maker", "both")
+    ]
+
+
+def test_a_person_whose_element_is_already_on_the_merged_deal_gets_no_second_one(api, kommo, account):
+    role_mapping(account, "catalog_field", field_id=901, catalog_id=77)
+    merged = payload("leads-complex-response-merged.json")[0]
+    kommo.merge_into = (merged["id"], merged["contact_id"])
+    kommo.leads[merged["id"]] = {
+        "id": merged["id"],
+        "name": "Existing",
+        "status_id": 1,
+        "pipeline_id": 1,
+        "_embedded": {"contacts": [{"id": merged["contact_id"], "is_main": True}], "catalog_elements": []},
+    }
+    lead = Lead.objects.create(
+        account=account, kommo_id=merged["id"], name="Existing", pipeline_kommo_id=1, status_kommo_id=1
+    )
+    element = CatalogElement.objects.create(
+        account=account, kommo_id=5501, catalog_kommo_id=77, name="Ann Buyer"
+    )
+    LeadCatalogElement.objects.create(lead=lead, element=element, element_kommo_id=5501, catalog_kommo_id=77)
+
+    submission = process(submit(api))
+
+    elements = kommo.body(kommo.calls.index("POST /api/v4/catalogs/77/elements"))
+    assert [element["name"] for element in elements] == ["Lee Lawyer"]
+    assert submission.contact_outcomes[0]["role_recorded"] == ["catalog_element:5501"]
+
+
+def test_a_submission_kommo_refused_says_who_was_created_and_who_was_not(api, kommo):
+    kommo.answer_next("/api/v4/leads/complex", 400, payload("error-validation.json"))
+
+    submission = process(submit(api))
+    answer = api.get(f"/api/v1/intake/submissions/{submission.pk}").json()
+
+    assert submission.status == IntakeSubmission.Status.FAILED
+    ann, lee = submission.contact_outcomes
+    assert (ann["outcome"], ann["kommo_id"]) == ("not_created", None)
+    assert lee["outcome"] == "created" and lee["kommo_id"] is not None
+    assert [person["outcome"] for person in answer["contacts"]] == ["not_created", "created"]

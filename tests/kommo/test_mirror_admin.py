@@ -171,3 +171,36 @@ def test_the_deals_stage_filter_costs_no_query_per_stage(admin_client):
     many, body = _queries(admin_client, url)
 
     assert many == few and body.count("Воронка / Первичный контакт") >= 4
+
+
+@pytest.mark.parametrize("page", ["admin:kommo_stagechange_changelist", "admin:kommo_lead_change"])
+def test_the_portals_own_move_back_is_shown_as_made_by_the_portal_not_by_its_token_user(admin_client, page):
+    import datetime as dt
+
+    from apps.kommo.models import KommoUser, StageChange
+    from apps.kommo.services.mirror import stage_change_record
+
+    account = account_create()
+    _pipelines_upsert(account, range(1))
+    deal = lead_upsert_from_kommo(account=account, data=lead(pipeline_id=3177727, status_id=32392159)).obj
+    KommoUser.objects.create(account=account, kommo_id=777, name="Token Owner")
+    at = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
+    back, _ = stage_change_record(
+        account=account, lead=deal, from_status_id=32392165, to_status_id=32392159, at=at, source="gate"
+    )
+    stage_change_record(  # the webhook of the same move names the user whose token the portal used
+        account=account,
+        lead=deal,
+        from_status_id=32392165,
+        to_status_id=32392159,
+        at=at,
+        source="webhook",
+        moved_by_kommo_user_id=777,
+    )
+    assert StageChange.objects.get(pk=back.pk).moved_by.name == "Token Owner"
+
+    body = admin_client.get(
+        reverse(page, args=[deal.pk] if page.endswith("_change") else [])
+    ).content.decode()
+
+    assert "The portal (gate)" in body and "Token Owner" not in body

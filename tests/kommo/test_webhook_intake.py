@@ -186,6 +186,7 @@ def test_the_insert_writes_what_the_orm_would_and_is_prepared(hooked) -> None:
         "traceback": "",
         "received_at": timezone.now(),
         "claimed_at": None,
+        "heartbeat_at": None,
         "retry_at": None,
         "processed_at": None,
     }

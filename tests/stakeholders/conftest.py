@@ -23,6 +23,7 @@ from apps.kommo.services.mirror import (
 )
 from apps.kommo_sandbox.server import SandboxServer
 from apps.stakeholders.models import FieldMapping, FieldMappingValue, Role
+from tests.support.services import unavailable
 
 FOLDER = Path(__file__).resolve().parents[1] / "fixtures" / "kommo" / "stakeholders"
 BASE_URL = "https://acme.kommo.com"
@@ -163,3 +164,33 @@ def mirror_sync(*, account: KommoAccount, client: KommoClient) -> None:
     leads_upsert_from_kommo(
         account=account, leads=list(client.leads_list(with_=("contacts", "catalog_elements")))
     )
+
+
+# -- Chromium ---------------------------------------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
+
+@pytest.fixture
+def chromium(monkeypatch):  # type: ignore[no-untyped-def]
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        unavailable("Playwright is not installed")
+    if not Path(CHROMIUM).exists():
+        unavailable(f"Chromium is not installed ({CHROMIUM} not found)")
+    # Playwright's sync API keeps an event loop in this thread; the test's ORM calls are plain sync code.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

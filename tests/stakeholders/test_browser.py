@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 from django.contrib.auth.models import Group
 
@@ -12,36 +10,8 @@ from apps.stakeholders.bootstrap import account_bootstrap
 from apps.stakeholders.models import FieldMapping, Stakeholder
 from apps.users.models import User
 from tests.stakeholders.conftest import client_for, connect, mirror_sync
-from tests.support.services import unavailable
 
 pytestmark = [pytest.mark.browser, pytest.mark.sandbox]
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-@pytest.fixture
-def chromium(monkeypatch):  # type: ignore[no-untyped-def]
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        unavailable("Playwright is not installed")
-    if not Path(CHROMIUM).exists():
-        unavailable(f"Chromium is not installed ({CHROMIUM} not found)")
-    # Playwright's sync API keeps an event loop in this thread; the test's ORM calls are plain sync code.
-    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def test_a_manager_approves_a_stakeholder_and_kommo_has_it(demo_sandbox, live_server, chromium, tmp_path):

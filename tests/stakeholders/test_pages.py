@@ -8,6 +8,7 @@ from django.contrib.auth.models import Group
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
+from django.utils import timezone
 
 from apps.kommo.models.mirror import Lead, Pipeline, StageChange, Status
 from apps.stakeholders.models import Stakeholder
@@ -80,7 +81,7 @@ def test_a_manager_sees_only_their_own_deals(client, deal, other_deal):
 
     response = client.get(reverse("stakeholders:deal_list"))
 
-    assert [row[0] for row in response.context["rows"]] == [deal]
+    assert [row.deal for row in response.context["rows"]] == [deal]
     page = response.content.decode()
     assert "Northwind Logistics — Fleet analytics" in page
     assert "Bluefin Analytics" not in page
@@ -91,7 +92,7 @@ def test_the_head_of_sales_sees_every_deal_and_which_lack_a_decision_maker(clien
 
     response = client.get(reverse("stakeholders:deal_list"))
 
-    summaries = {row[0].kommo_id: row[1] for row in response.context["rows"]}
+    summaries = {row.deal.kommo_id: row.summary for row in response.context["rows"]}
     assert set(summaries) == {5001, 5002}
     assert summaries[5001].has_decision_maker is True
     assert summaries[5002].has_decision_maker is False
@@ -108,7 +109,7 @@ def test_sales_ops_and_superusers_see_every_deal(client, deal, other_deal, group
 
     response = client.get(reverse("stakeholders:deal_list"))
 
-    assert {row[0].kommo_id for row in response.context["rows"]} == {5001, 5002}
+    assert {row.deal.kommo_id for row in response.context["rows"]} == {5001, 5002}
     assert client.get(reverse("stakeholders:deal_detail", args=[other_deal.pk])).status_code == 200
 
 
@@ -120,8 +121,8 @@ def test_the_deal_list_is_paged_newest_change_first(client, deal, other_deal, mo
     first = client.get(reverse("stakeholders:deal_list"))
     second = client.get(reverse("stakeholders:deal_list"), {"page": 2})
 
-    assert [row[0] for row in first.context["rows"]] == [other_deal]
-    assert [row[0] for row in second.context["rows"]] == [deal]
+    assert [row.deal for row in first.context["rows"]] == [other_deal]
+    assert [row.deal for row in second.context["rows"]] == [deal]
     assert "Page 1 of 2" in first.content.decode() and 'href="?page=2"' in first.content.decode()
 
 
@@ -230,7 +231,7 @@ def test_saving_an_approval_writes_it_to_kommo_and_shows_it(client, deal):
     assert Stakeholder.objects.get(pk=boris.pk).approval_status == "approved"
 
 
-def test_a_change_kommo_cannot_take_is_explained(client, deal):
+def test_an_approval_for_a_person_without_an_element_says_so_and_offers_to_create_it(client, deal):
     client.force_login(person("chris", "Manager", RESPONSIBLE))
     chen = Stakeholder.objects.get(name="Chen Wu")
     prefix = f"s{chen.pk}"
@@ -238,8 +239,60 @@ def test_a_change_kommo_cannot_take_is_explained(client, deal):
     response = client.post(
         reverse("stakeholders:stakeholder_update", args=[deal.pk, chen.pk]),
         {f"{prefix}-role": chen.role_id, f"{prefix}-approval_status": "approved", f"{prefix}-last_touch": ""},
-        follow=True,
     )
 
-    assert "Chen Wu: not saved. Kommo has no field for the approval status" in response.content.decode()
+    page = response.content.decode()
+    assert "Chen Wu: not saved. Chen Wu has no Stakeholders element on this deal" in page
+    assert "Kommo has no field" not in page
+    assert 'name="create_element" value="1"' in page
+    assert response.context["needs_element"] == chen.pk
     assert Stakeholder.objects.get(pk=chen.pk).approval_status == "unknown"
+
+
+def test_the_deal_list_searches_deal_company_and_contact_names(client, deal, other_deal):
+    client.force_login(person("dana", "Head of sales"))
+
+    def found(q: str) -> set[int]:
+        response = client.get(reverse("stakeholders:deal_list"), {"q": q})
+        return {row.deal.kommo_id for row in response.context["rows"]}
+
+    contact = deal.contact_links.select_related("contact").first().contact
+    assert found("bluefin") == {5002}  # the deal's name
+    assert found(contact.name.split()[0].upper()) == {5001}  # a contact's name, any case
+    assert found("no such thing") == set()
+
+
+def test_the_deal_list_filters_by_stage_and_missing_decision_maker(client, deal, other_deal):
+    client.force_login(person("dana", "Head of sales"))
+    validation = Status.objects.get(kommo_id=61002)
+
+    by_stage = client.get(reverse("stakeholders:deal_list"), {"stage": validation.pk})
+    without = client.get(reverse("stakeholders:deal_list"), {"no_decision_maker": "on"})
+
+    assert [row.deal for row in by_stage.context["rows"]] == [deal]
+    assert [row.deal for row in without.context["rows"]] == [other_deal]
+    assert (
+        "No deal matches these filters"
+        in client.get(reverse("stakeholders:deal_list"), {"q": "zzz"}).content.decode()
+    )
+
+
+def test_the_deal_list_shows_value_and_days_in_stage_and_sorts_by_them(client, deal, other_deal):
+    Lead.objects.filter(pk=deal.pk).update(price=500)
+    Lead.objects.filter(pk=other_deal.pk).update(price=900, created_at=dt.datetime(2024, 1, 1, tzinfo=dt.UTC))
+    client.force_login(person("dana", "Head of sales"))
+
+    by_value = client.get(reverse("stakeholders:deal_list"), {"sort": "-value"}).context["rows"]
+    by_days = client.get(reverse("stakeholders:deal_list"), {"sort": "-days"}).context["rows"]
+
+    assert [row.deal.price for row in by_value] == [900, 500]
+    # The recorded deal entered its stage on 2024-06-02 (its move); the other was created on 2024-01-01.
+    days = {row.deal.kommo_id: row.days_in_stage for row in by_days}
+    today = timezone.now()
+    assert days[5001] == (today - dt.datetime(2024, 6, 2, 9, 30, tzinfo=dt.UTC)).days
+    assert days[5002] == (today - dt.datetime(2024, 1, 1, tzinfo=dt.UTC)).days
+    assert [row.deal.kommo_id for row in by_days] == [5002, 5001]
+    assert [row.kommo_url for row in by_days] == [
+        f"{BASE_URL}/leads/detail/5002",
+        f"{BASE_URL}/leads/detail/5001",
+    ]

@@ -2,13 +2,19 @@
 
 import datetime as dt
 import json
+from decimal import Decimal
 
 import pytest
 import responses
 
 from apps.kommo.exceptions import KommoValidationError
 from apps.stakeholders.models import FieldMappingValue, Role, Stakeholder
-from apps.stakeholders.services import StakeholderChange, StakeholderWriteError, stakeholder_update_in_kommo
+from apps.stakeholders.services import (
+    StakeholderChange,
+    StakeholderNeedsElement,
+    StakeholderWriteError,
+    stakeholder_update_in_kommo,
+)
 from tests.kommo.payloads import payload
 from tests.stakeholders.conftest import BASE_URL, mirror_recorded_deal, stakeholder_payload
 
@@ -114,11 +120,25 @@ def test_a_role_of_a_contact_without_element_is_written_to_the_contact_and_read_
 
 
 def test_an_attribute_kommo_has_no_field_for_is_refused_before_any_call(recorded_deal, kommo_client):
+    ann = recorded_deal["Ann Lee"]  # nothing maps the objection weight
+
+    with (
+        responses.RequestsMock(),
+        pytest.raises(StakeholderWriteError, match="no field for the objection weight of Ann Lee"),
+    ):
+        stakeholder_update_in_kommo(
+            stakeholder=ann, change=change_of(ann, objection_weight=Decimal("2.5")), client=kommo_client
+        )
+
+
+def test_an_approval_only_the_catalog_holds_asks_for_the_persons_element_before_any_call(
+    recorded_deal, kommo_client
+):
     chen = recorded_deal["Chen Wu"]  # no catalog element, and contacts map only the role
 
     with (
         responses.RequestsMock(),
-        pytest.raises(StakeholderWriteError, match="no field for the approval status"),
+        pytest.raises(StakeholderNeedsElement, match="Chen Wu has no Stakeholders element on this deal"),
     ):
         stakeholder_update_in_kommo(
             stakeholder=chen, change=change_of(chen, approval_status="approved"), client=kommo_client

@@ -180,7 +180,7 @@ class CeleryWorker:
     process: subprocess.Popen[bytes] | None = None
     log_path: Path | None = None
 
-    def start(self, *, timeout: float = 30) -> CeleryWorker:
+    def start(self, *, timeout: float = 90) -> CeleryWorker:
         fd, log_name = tempfile.mkstemp(prefix="portal-worker-", suffix=".log")
         self.log_path = Path(log_name)
         env = {
@@ -236,3 +236,56 @@ class CeleryWorker:
             os.killpg(self.process.pid, sig)
         except ProcessLookupError:
             pass
+
+
+@dataclass
+class CeleryBeat:
+    """A real ``celery beat`` process with the project's schedule, its state file in a temporary folder."""
+
+    broker_url: str
+    database_url: str
+    extra_env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+    folder: Path | None = None
+
+    def start(self, *, timeout: float = 90) -> CeleryBeat:
+        self.folder = Path(tempfile.mkdtemp(prefix="portal-beat-"))
+        env = {
+            **os.environ,
+            "DJANGO_SETTINGS_MODULE": "config.settings.test",
+            "DATABASE_URL": self.database_url,
+            "CELERY_BROKER_URL": self.broker_url,
+            "REDIS_URL": self.broker_url,
+            **self.extra_env,
+        }
+        argv = [sys.executable, "-m", "celery", "-A", "config", "beat", "-l", "INFO"]
+        argv += ["-s", str(self.folder / "schedule"), "--pidfile", str(self.folder / "beat.pid")]
+        log = open(self.folder / "log", "wb")
+        self.process = subprocess.Popen(
+            argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        log.close()
+        wait_for(
+            lambda: "beat: Starting" in self.log() or self.process.poll() is not None,  # type: ignore[union-attr]
+            timeout=timeout,
+            message="beat",
+        )
+        if self.process.poll() is not None:
+            raise RuntimeError(f"celery beat exited at start:\n{self.log()}")
+        return self
+
+    def log(self) -> str:
+        path = self.folder / "log" if self.folder else None
+        return path.read_text(errors="replace") if path and path.exists() else ""
+
+    def stop(self) -> None:
+        if self.process is not None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.process.wait(timeout=10)
+            self.process = None
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None

@@ -141,7 +141,7 @@ class KommoAccountAdmin(ModelAdmin):  # type: ignore[type-arg]
 
     # -- actions ----------------------------------------------------------------------------------------
 
-    @admin.action(description="Verify connection (GET /api/v4/account)")
+    @admin.action(description="Verify connection (GET /api/v4/account)", permissions=["change"])
     def verify_connection(self, request: HttpRequest, queryset: QuerySet[KommoAccount]) -> None:
         for account in queryset:
             try:
@@ -151,12 +151,14 @@ class KommoAccountAdmin(ModelAdmin):  # type: ignore[type-arg]
             else:
                 self.message_user(request, f"{account}: connected to {info.subdomain} (id {info.id}).")
 
-    @admin.action(description="Reset circuit breaker (resume calls to Kommo)")
+    @admin.action(description="Reset circuit breaker (resume calls to Kommo)", permissions=["change"])
     def reset_circuit_breaker(self, request: HttpRequest, queryset: QuerySet[KommoAccount]) -> None:
         reset = sum(account_services.account_unblock(account=account) for account in queryset)
         self.message_user(request, f"Circuit breaker reset on {reset} account(s).")
 
-    @admin.action(description="Regenerate webhook token (update the URL in Kommo afterwards)")
+    @admin.action(
+        description="Regenerate webhook token (update the URL in Kommo afterwards)", permissions=["change"]
+    )
     def regenerate_webhook_token(self, request: HttpRequest, queryset: QuerySet[KommoAccount]) -> None:
         for account in queryset:
             account_services.account_webhook_token_regenerate(account=account)

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
+from django.contrib.auth import get_permission_codename
 from django.db.models import Model, QuerySet
 from django.http import HttpRequest
 from django.utils.html import format_html
@@ -41,8 +42,18 @@ if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise
 
 
+def may_operate(request: HttpRequest, opts: Any) -> bool:
+    """Whether the user may run the actions of a model the admin shows read-only (resync, reprocess, retry):
+    the model's change permission, which only sales ops have (docs/access.md)."""
+    return bool(request.user.has_perm(f"{opts.app_label}.{get_permission_codename('change', opts)}"))
+
+
 class ReadOnlyAdmin(ModelAdmin):  # type: ignore[type-arg]
-    """Rows are written by the sync and webhooks only: nothing can be added, changed or deleted here."""
+    """Rows are written by the sync and webhooks only: nothing can be added, changed or deleted here. Their
+    actions need the model's change permission all the same (``operate``)."""
+
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        return may_operate(request, self.opts)
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -80,7 +91,7 @@ def _resync(
 ) -> Callable[[admin.ModelAdmin, HttpRequest, QuerySet[Any]], None]:  # type: ignore[type-arg]
     """An admin action that fetches the selected rows again from Kommo (250 ids per call) and upserts them."""
 
-    @admin.action(description=f"Resync selected {label} from Kommo")
+    @admin.action(description=f"Resync selected {label} from Kommo", permissions=["operate"])
     def action(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Any]) -> None:  # type: ignore[type-arg]
         by_account: dict[int, list[int]] = defaultdict(list)
         for account_id, kommo_id in queryset.values_list("account_id", "kommo_id"):
@@ -219,10 +230,20 @@ class LeadCatalogElementInline(ReadOnlyInline):
     related = ["element"]
 
 
+@admin.display(description="moved by")
+def stage_change_mover(change: StageChange) -> str:
+    """Who moved the deal: the portal for its own moves back (reported by the gates), whatever Kommo user's
+    token it wrote with, else the Kommo user Kommo names."""
+    if change.source == StageChange.Source.GATE or StageChange.Source.GATE in (change.sources or []):
+        return "The portal (gate)"
+    return str(change.moved_by) if change.moved_by is not None else "—"
+
+
 class StageChangeInline(ReadOnlyInline):
     model = StageChange
     fk_name = "lead"
-    fields = ["at", "from_status", "to_status", "source", "sources", "moved_by", "kommo_event_id"]
+    fields = ["at", "from_status", "to_status", "source", "sources", stage_change_mover, "kommo_event_id"]
+    readonly_fields = [stage_change_mover]
     related = ["from_status__pipeline", "to_status__pipeline", "moved_by"]
 
 
@@ -261,7 +282,7 @@ class StageChangeAdmin(ReadOnlyAdmin):
         "at",
         "at_is_exact",
         "source",
-        "moved_by",
+        stage_change_mover,
         "kommo_event_id",
     ]
     list_filter = ["account", "source", "at_is_exact"]

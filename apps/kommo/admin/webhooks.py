@@ -12,6 +12,7 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from unfold.admin import ModelAdmin
 
+from apps.kommo.admin.mirror import may_operate
 from apps.kommo.models import WebhookEvent
 from apps.kommo.webhooks.processing import webhook_events_reprocess
 
@@ -79,7 +80,10 @@ class WebhookEventAdmin(ModelAdmin):  # type: ignore[type-arg]
             len(body),
         )
 
-    @admin.action(description="Reprocess the selected events", permissions=["view"])
+    def has_operate_permission(self, request: HttpRequest) -> bool:
+        return may_operate(request, self.opts)
+
+    @admin.action(description="Reprocess the selected events", permissions=["operate"])
     def reprocess(self, request: HttpRequest, queryset: QuerySet[WebhookEvent]) -> None:
         count = webhook_events_reprocess(event_ids=queryset.values_list("pk", flat=True))
         skipped = queryset.count() - count

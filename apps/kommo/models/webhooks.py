@@ -49,6 +49,8 @@ class WebhookEvent(models.Model):
     traceback = models.TextField(blank=True)
     received_at = models.DateTimeField(default=timezone.now)
     claimed_at = models.DateTimeField(null=True, blank=True)
+    # Renewed every few seconds by the worker holding the claim: a claim whose heartbeat stopped expired.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
     retry_at = models.DateTimeField(null=True, blank=True)
     processed_at = models.DateTimeField(null=True, blank=True)
 

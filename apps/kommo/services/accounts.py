@@ -159,8 +159,9 @@ def account_block(*, account: KommoAccount, reason: str) -> None:
 
 
 def account_unblock(*, account: KommoAccount) -> bool:
-    """Close the circuit breaker; returns whether it was open. The outbound changes held while it was open
-    (moves back, tasks, notes) are drained as soon as this commits."""
+    """Close the circuit breaker; returns whether it was open. What was held while it was open goes on as
+    soon as this commits: the outbound changes (moves back, tasks, notes) are drained and the webhook
+    events waiting are processed."""
     was_blocked = KommoAccount.objects.filter(pk=account.pk, blocked_since__isnull=False).update(
         blocked_since=None, blocked_reason=""
     )
@@ -168,7 +169,15 @@ def account_unblock(*, account: KommoAccount) -> bool:
     account.blocked_reason = ""
     if was_blocked:
         transaction.on_commit(partial(_drain_held_changes, account.pk))
+        transaction.on_commit(partial(_release_held_events, account.pk))
     return bool(was_blocked)
+
+
+def _release_held_events(account_id: int) -> None:
+    # Processing imports the client, which imports this module: imported when needed.
+    from apps.kommo.webhooks.processing import webhook_events_release
+
+    webhook_events_release(account_id=account_id)
 
 
 def _drain_held_changes(account_id: int) -> None:

@@ -195,6 +195,7 @@ def webhook_event_record(
             "traceback": "",
             "received_at": timezone.now(),
             "claimed_at": None,
+            "heartbeat_at": None,
             "retry_at": None,
             "processed_at": None,
         }

@@ -6,29 +6,39 @@ leads rather than one GET per delivery. Everything written goes through the mirr
 ``stage_change_record``, which are idempotent: a duplicate delivery, a redelivered task after a worker
 died, or a reprocess from the admin has no further effect.
 
-Failures: a transient Kommo error (``KommoError.permanent`` False) leaves the events ``failed`` with
-``retry_at`` set, tried again with exponential backoff until ``max_attempts``, then ``dead``; a permanent
-one, an unreadable body or an unexpected error leaves them ``failed`` with the traceback, for the admin.
+Failures: a transient error — Kommo's (``KommoError.permanent`` False) or the database's (a lost
+connection, a statement timeout, a serialization failure or deadlock) — leaves the events ``failed`` with
+``retry_at`` set, tried again with exponential backoff until ``max_attempts``, then ``dead``. A permanent
+one, an unreadable body or an unexpected error leaves them ``failed`` with the traceback, for the admin;
+when a batch of several fails that way, each of its events is tried again alone, so that only the one to
+blame fails. Kommo's block (``KommoBlocked``: the account's circuit breaker is open) fails nothing: the
+events are held, ``received``, until the breaker closes (:func:`webhook_events_release`).
+
+Claims expire: the run holding them renews ``heartbeat_at`` every ``heartbeat`` seconds from a thread of
+its own; a claim whose heartbeat is older than ``claim_expires`` (its worker was killed) is claimed again
+by the next run and re-queued by the sweeper. A claim that expires on its last attempt is ``dead``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import traceback as tb
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TypeVar
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import transaction
-from django.db.models import F, Min, Q
+from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db.models import F, Min, Q, QuerySet
 from django.utils import timezone
 
 from apps.kommo import types
 from apps.kommo.client import KommoClient
-from apps.kommo.exceptions import KommoError
+from apps.kommo.exceptions import KommoBlocked, KommoError
 from apps.kommo.models import KommoAccount, Lead, StageChange, WebhookEvent
 from apps.kommo.services.mirror import (
     catalog_element_mark_deleted,
@@ -62,7 +72,9 @@ class Policy:
     retry_base: float  # seconds before the first retry; doubled for each further attempt
     retry_cap: float
     batch_size: int  # events claimed together
-    stuck_after: dt.timedelta  # a claim older than this is abandoned (its worker died)
+    stuck_after: dt.timedelta  # received, or due for a retry, this long ago: its task was lost
+    heartbeat: float  # seconds between renewals of a run's claims
+    claim_expires: dt.timedelta  # a claim not renewed for this long is abandoned (its worker died)
 
     @classmethod
     def current(cls) -> Policy:
@@ -72,6 +84,8 @@ class Policy:
             retry_cap=settings.KOMMO_WEBHOOK_RETRY_CAP_SECONDS,
             batch_size=settings.KOMMO_WEBHOOK_BATCH_SIZE,
             stuck_after=dt.timedelta(seconds=settings.KOMMO_WEBHOOK_STUCK_AFTER_SECONDS),
+            heartbeat=float(settings.KOMMO_WEBHOOK_HEARTBEAT_SECONDS),
+            claim_expires=dt.timedelta(seconds=settings.KOMMO_WEBHOOK_CLAIM_EXPIRES_SECONDS),
         )
 
     def backoff(self, attempts: int) -> float:
@@ -86,12 +100,96 @@ class ProcessOutcome:
     retry: tuple[int, float] | None = None
 
 
+@dataclass
+class BatchResult:
+    """What one batch leaves to do: the earliest retry, and whether Kommo blocked the account (``held``:
+    the run stops, the events wait for the circuit breaker to close)."""
+
+    retry: tuple[int, float] | None = None
+    held: KommoBlocked | None = None
+
+
+def _expired_claim(cutoff: dt.datetime) -> Q:
+    """Claims last renewed before ``cutoff`` (rows claimed before heartbeats existed: claimed before)."""
+    return Q(status=Status.PROCESSING) & (
+        Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, claimed_at__lt=cutoff)
+    )
+
+
 def _claimable(now: dt.datetime, policy: Policy) -> Q:
     return (
         Q(status=Status.RECEIVED)
         | Q(status=Status.FAILED, retry_at__lte=now)
-        | Q(status=Status.PROCESSING, claimed_at__lt=now - policy.stuck_after)
+        | (_expired_claim(now - policy.claim_expires) & Q(attempts__lt=policy.max_attempts))
     )
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether the same work may succeed later: a transient Kommo error; a database that lost the
+    connection, cancelled a statement (timeout) or aborted a transaction (serialization failure, deadlock),
+    all of which Django raises as ``OperationalError`` or ``InterfaceError``; or the task's soft time limit
+    (a slow Kommo: trying each event alone would only run into the hard limit)."""
+    if isinstance(exc, KommoError):
+        return not exc.permanent
+    return isinstance(exc, OperationalError | InterfaceError | SoftTimeLimitExceeded)
+
+
+def _text(value: str) -> str:
+    """``value`` as a text column can store it (no NUL, no lone surrogate)."""
+    return value.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+class Heartbeat:
+    """Renews ``heartbeat_at`` of the claims a run holds, every ``every`` seconds, from a thread with a
+    database connection of its own, for as long as the run lasts: a claim stops being renewed only when
+    its worker is gone (or stuck), and then expires after ``claim_expires``."""
+
+    def __init__(self, every: float) -> None:
+        self.every = every
+        self._claims: dict[dt.datetime, list[int]] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="webhook-heartbeat", daemon=True)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=max(self.every, 1.0))
+
+    def hold(self, events: Sequence[WebhookEvent]) -> None:
+        if events and events[0].claimed_at is not None:
+            with self._lock:
+                self._claims[events[0].claimed_at] = [event.pk for event in events]
+
+    def release(self, events: Sequence[WebhookEvent]) -> None:
+        if events and events[0].claimed_at is not None:
+            with self._lock:
+                self._claims.pop(events[0].claimed_at, None)
+
+    def beat(self) -> int:
+        """Renews every claim held now; returns the rows renewed."""
+        with self._lock:
+            claims = list(self._claims.items())
+        renewed = 0
+        for claimed_at, ids in claims:
+            renewed += WebhookEvent.objects.filter(
+                pk__in=ids, status=Status.PROCESSING, claimed_at=claimed_at
+            ).update(heartbeat_at=timezone.now())
+        return renewed
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.wait(self.every):
+                try:
+                    self.beat()
+                except Exception as exc:  # the database is away: the next beat tries again
+                    logger.warning("webhook claim heartbeat failed: %s", exc)
+                    connection.close()
+        finally:
+            connection.close()  # this thread's own connection
 
 
 def webhook_events_claim(*, event_id: int, policy: Policy) -> list[WebhookEvent]:
@@ -113,7 +211,11 @@ def webhook_events_claim(*, event_id: int, policy: Policy) -> list[WebhookEvent]
         if not ids:
             return []
         claimable.filter(pk__in=ids).update(
-            status=Status.PROCESSING, attempts=F("attempts") + 1, claimed_at=now, retry_at=None
+            status=Status.PROCESSING,
+            attempts=F("attempts") + 1,
+            claimed_at=now,
+            heartbeat_at=now,
+            retry_at=None,
         )
     return list(
         WebhookEvent.objects.filter(pk__in=ids, status=Status.PROCESSING, claimed_at=now)
@@ -217,18 +319,43 @@ def _finish(event: WebhookEvent, status: str, *, error: str = "", trace: str = "
     """Sets the outcome of a claimed event (only while this run still holds the claim)."""
     now = timezone.now()
     WebhookEvent.objects.filter(pk=event.pk, status=Status.PROCESSING, claimed_at=event.claimed_at).update(
-        status=status, error=error, traceback=trace, processed_at=now if status != Status.FAILED else None
+        status=status,
+        error=_text(error),
+        traceback=_text(trace),
+        processed_at=now if status != Status.FAILED else None,
     )
 
 
-def _fail(events: Sequence[WebhookEvent], exc: BaseException, policy: Policy) -> tuple[int, float] | None:
-    """Marks ``events`` failed after ``exc``: retryable (with a time) when it is a transient Kommo error
-    and attempts are left, dead when they are not. Returns the earliest retry: (event id, delay)."""
+def _hold(events: Sequence[WebhookEvent], exc: KommoBlocked) -> None:
+    """Gives the claims back while Kommo blocks the account: ``received`` again, the attempt not
+    counted, the reason shown; :func:`webhook_events_release` sends them on when the breaker closes."""
+    for claimed_at in {event.claimed_at for event in events}:
+        WebhookEvent.objects.filter(
+            pk__in=[event.pk for event in events if event.claimed_at == claimed_at],
+            status=Status.PROCESSING,
+            claimed_at=claimed_at,
+        ).update(
+            status=Status.RECEIVED,
+            attempts=F("attempts") - 1,
+            error=_text(f"held while Kommo blocks the account: {exc}"),
+            traceback="",
+            claimed_at=None,
+            heartbeat_at=None,
+            retry_at=None,
+        )
+
+
+def _fail(events: Sequence[WebhookEvent], exc: BaseException, policy: Policy) -> BatchResult:
+    """Marks ``events`` failed after ``exc``: retryable (with a time) when it is transient and attempts are
+    left, dead when they are not; held when Kommo blocks the account. Returns the earliest retry."""
+    if isinstance(exc, KommoBlocked):
+        _hold(events, exc)
+        return BatchResult(held=exc)
     trace = "".join(tb.format_exception(exc))
-    transient = isinstance(exc, KommoError) and not exc.permanent
+    retryable = transient(exc)
     retry: tuple[int, float] | None = None
     for event in events:
-        if not transient:
+        if not retryable:
             _finish(event, Status.FAILED, error=f"{type(exc).__name__}: {exc}", trace=trace)
             continue
         if event.attempts >= policy.max_attempts:
@@ -239,13 +366,19 @@ def _fail(events: Sequence[WebhookEvent], exc: BaseException, policy: Policy) ->
             pk=event.pk, status=Status.PROCESSING, claimed_at=event.claimed_at
         ).update(
             status=Status.FAILED,
-            error=f"attempt {event.attempts} failed, retrying in {delay:g} s: {exc}",
-            traceback=trace,
+            error=_text(f"attempt {event.attempts} failed, retrying in {delay:g} s: {exc}"),
+            traceback=_text(trace),
             retry_at=timezone.now() + dt.timedelta(seconds=delay),
         )
         if retry is None or delay < retry[1]:
             retry = (event.pk, delay)
-    return retry
+    return BatchResult(retry=retry)
+
+
+def _earliest(a: tuple[int, float] | None, b: tuple[int, float] | None) -> tuple[int, float] | None:
+    if a is None or (b is not None and b[1] < a[1]):
+        return b
+    return a
 
 
 def webhook_event_process(*, event_id: int) -> ProcessOutcome:
@@ -257,22 +390,28 @@ def webhook_event_process(*, event_id: int) -> ProcessOutcome:
     if account is None:  # the event is gone (pruned): nothing to claim
         return outcome
     client = KommoClient(account)
-    while True:
-        # The batch's re-fetch could not go out before a slot is free: deliveries that arrive meanwhile
-        # join it instead of waiting for the next one.
-        client.wait_for_free_slot()
-        events = webhook_events_claim(event_id=event_id, policy=policy)
-        if events:
-            outcome.retry = _process_batch(events, policy, client)
-        if len(events) < policy.batch_size or outcome.retry is not None:
-            return outcome
+    with Heartbeat(policy.heartbeat) as heartbeat:
+        while True:
+            if KommoAccount.objects.filter(pk=account.pk, blocked_since__isnull=False).exists():
+                return outcome  # held until the circuit breaker closes (webhook_events_release)
+            # The batch's re-fetch could not go out before a slot is free: deliveries that arrive
+            # meanwhile join it instead of waiting for the next one.
+            client.wait_for_free_slot()
+            events = webhook_events_claim(event_id=event_id, policy=policy)
+            if events:
+                heartbeat.hold(events)
+                result = _process_batch(events, policy, client)
+                heartbeat.release(events)
+                outcome.retry = result.retry
+                if result.held is not None:
+                    return outcome
+            if len(events) < policy.batch_size or outcome.retry is not None:
+                return outcome
 
 
-def _process_batch(
-    events: list[WebhookEvent], policy: Policy, client: KommoClient
-) -> tuple[int, float] | None:
+def _process_batch(events: list[WebhookEvent], policy: Policy, client: KommoClient) -> BatchResult:
     """One claimed batch: parse, plan, re-fetch (with the run's ``client``), write. Returns the retry to
-    schedule, if any."""
+    schedule, if any, and whether Kommo blocked the account."""
     account = events[0].account
     plan = Plan()
     moves_at: list[dt.datetime] = []  # when each of plan.moves was received
@@ -284,6 +423,10 @@ def _process_batch(
         except WebhookParseError as exc:
             _finish(event, Status.FAILED, error=f"unreadable body: {exc}", trace=tb.format_exc())
             continue
+        except Exception as exc:  # a bug this body alone meets: it fails, visibly; the others go on
+            logger.exception("webhook event %s: reading its body failed", event.pk)
+            _finish(event, Status.FAILED, error=f"{type(exc).__name__}: {exc}", trace=tb.format_exc())
+            continue
         note = f"not handled: {', '.join(unknown)}" if unknown else ""
         if not handled:
             _finish(event, Status.IGNORED, error=note)
@@ -293,7 +436,7 @@ def _process_batch(
         event.error = note
         working.append(event)
     if not working:
-        return None
+        return BatchResult()
     try:
         # The moves are recorded as one batch: every deal was re-fetched after its webhook arrived, which
         # lets the gates decide on the mirror's copy and evaluate them here, once the batch is committed.
@@ -306,29 +449,56 @@ def _process_batch(
                     _finish(event, Status.PROCESSED, error=event.error)
     except Exception as exc:  # every failure is recorded on the events; none escapes to the worker
         logger.warning("webhook events %s failed: %s", [e.pk for e in working], exc)
+        if len(working) > 1 and not transient(exc) and not isinstance(exc, KommoBlocked):
+            return _one_by_one(working, policy, client)  # one of them may be to blame: find which
         return _fail(working, exc, policy)
     stage_changes_batch_committed(batch=batch)
-    return None
+    return BatchResult()
+
+
+def _one_by_one(events: list[WebhookEvent], policy: Policy, client: KommoClient) -> BatchResult:
+    """A batch that failed for good, each of its events tried again alone (still under the same claim):
+    only what fails alone is failed, the others are processed."""
+    result = BatchResult()
+    for index, event in enumerate(events):
+        single = _process_batch([event], policy, client)
+        result.retry = _earliest(result.retry, single.retry)
+        if single.held is not None:
+            _hold(events[index + 1 :], single.held)
+            result.held = single.held
+            break
+    return result
 
 
 def webhook_events_sweep(*, older_than: dt.timedelta | None = None) -> list[int]:
     """Re-queues events nobody is working on: received but never published (one task per account, see
-    :func:`webhook_events_sweep_unqueued`), claimed by a worker that died, or due for a retry whose task
-    was lost. Returns the ids tasks were sent for."""
+    :func:`webhook_events_sweep_unqueued`), claimed by a worker that died (its claim expired), or due for
+    a retry whose task was lost. A claim that expired on the last attempt is ``dead`` instead: the body
+    keeps killing its worker. Events of accounts Kommo blocks are left alone (held until the breaker
+    closes). Returns the ids tasks were sent for."""
     policy = Policy.current()
     now = timezone.now()
     unqueued = webhook_events_sweep_unqueued(now=now, older_than=older_than)
     cutoff = now - (older_than if older_than is not None else policy.stuck_after)
-    stuck = WebhookEvent.objects.filter(
-        Q(status=Status.PROCESSING, claimed_at__lt=cutoff) | Q(status=Status.FAILED, retry_at__lt=cutoff)
+    expired = _expired_claim(now - (older_than if older_than is not None else policy.claim_expires))
+    WebhookEvent.objects.filter(expired, attempts__gte=policy.max_attempts).update(
+        status=Status.DEAD,
+        error=f"its worker died or was stopped on each of {policy.max_attempts} attempts",
+        processed_at=now,
+    )
+    stuck = WebhookEvent.objects.filter(expired | Q(status=Status.FAILED, retry_at__lt=cutoff)).exclude(
+        account__in=_blocked_accounts()
     )
     ids = list(stuck.order_by("received_at").values_list("pk", flat=True)[:10_000])
-    WebhookEvent.objects.filter(pk__in=ids, status=Status.PROCESSING, claimed_at__lt=cutoff).update(
-        status=Status.RECEIVED
-    )
+    WebhookEvent.objects.filter(expired, pk__in=ids).update(status=Status.RECEIVED)
     for event_id in ids:
         webhook_event_enqueue(event_id=event_id)
     return unqueued + ids
+
+
+def _blocked_accounts() -> QuerySet[KommoAccount]:
+    """Accounts whose circuit breaker is open: their events are held on purpose, not lost."""
+    return KommoAccount.objects.filter(blocked_since__isnull=False)
 
 
 def webhook_events_sweep_unqueued(
@@ -345,6 +515,7 @@ def webhook_events_sweep_unqueued(
     cutoff = now - older_than
     waiting = (
         WebhookEvent.objects.filter(status=Status.RECEIVED, received_at__lt=cutoff)
+        .exclude(account__in=_blocked_accounts())
         .values("account_id")
         .annotate(oldest=Min("pk"))
         .order_by("oldest")
@@ -353,6 +524,21 @@ def webhook_events_sweep_unqueued(
     for event_id in ids:
         webhook_event_enqueue(event_id=event_id)
     return ids
+
+
+def webhook_events_release(*, account_id: int) -> int | None:
+    """Sends on the events held while Kommo blocked the account (the circuit breaker has just closed):
+    one task, which processes every waiting event of the account. Returns the event it was queued for."""
+    waiting = (
+        WebhookEvent.objects.filter(account_id=account_id)
+        .filter(Q(status=Status.RECEIVED) | Q(status=Status.FAILED, retry_at__lte=timezone.now()))
+        .order_by("received_at", "id")
+        .values_list("pk", flat=True)
+        .first()
+    )
+    if waiting is not None:
+        webhook_event_enqueue(event_id=waiting)
+    return waiting
 
 
 def webhook_events_reprocess(*, event_ids: Iterable[int]) -> int:

@@ -1,0 +1,107 @@
+"""Portable SQL pieces the report selectors aggregate with: durations in days and percentiles.
+
+PostgreSQL computes percentiles with ``percentile_cont``; SQLite (the zero-setup ``make run``) gets the same
+aggregate, written in Python, registered on each new connection."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from django.db.models import Aggregate, F, FloatField, Func, Value
+
+
+class DaysBetween(Func):
+    """The time from start to end in days, as a float."""
+
+    output_field = FloatField()
+
+    def __init__(self, end: Any, start: Any, **extra: Any) -> None:
+        super().__init__(_expr(end), _expr(start), **extra)
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self.as_sql(
+            compiler,
+            connection,
+            template="(EXTRACT(EPOCH FROM (%(expressions)s)) / 86400.0)",
+            arg_joiner=" - ",
+            **extra,
+        )
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self.as_sql(
+            compiler,
+            connection,
+            template="(julianday(%(expressions)s))",
+            arg_joiner=") - julianday(",
+            **extra,
+        )
+
+
+def _expr(value: Any) -> Any:
+    """A field name as ``F``, an expression as is, anything else as a value."""
+    if isinstance(value, str):
+        return F(value)
+    if hasattr(value, "resolve_expression"):
+        return value
+    return Value(value)
+
+
+class Percentile(Aggregate):
+    """The continuous percentile (0 ≤ fraction ≤ 1) of a numeric expression, as PostgreSQL's
+    ``percentile_cont``: linear interpolation between the two nearest values."""
+
+    function = "percentile_cont"
+    output_field = FloatField()
+    allow_distinct = False
+
+    def __init__(self, expression: Any, fraction: float, **extra: Any) -> None:
+        if not 0 <= fraction <= 1:
+            raise ValueError("fraction must be between 0 and 1")
+        self.fraction = fraction
+        super().__init__(_expr(expression), **extra)
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        return self.as_sql(
+            compiler,
+            connection,
+            template=f"percentile_cont({float(self.fraction)}) WITHIN GROUP (ORDER BY %(expressions)s)",
+            **extra,
+        )
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        sql, params = self.as_sql(
+            compiler, connection, template="portal_percentile(%(expressions)s, %%s)", **extra
+        )
+        return sql, (*params, float(self.fraction))
+
+
+class _PercentileAggregate:
+    """SQLite aggregate ``portal_percentile(value, fraction)``."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+        self.fraction = 0.5
+
+    def step(self, value: float | None, fraction: float) -> None:
+        self.fraction = fraction
+        if value is not None:
+            self.values.append(float(value))
+
+    def finalize(self) -> float | None:
+        return percentile(self.values, self.fraction)
+
+
+def percentile(values: list[float], fraction: float) -> float | None:
+    """``percentile_cont`` in Python (the tests' known answers use it too)."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    position = fraction * (len(ordered) - 1)
+    low, high = math.floor(position), math.ceil(position)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def sqlite_functions_install(sender: Any, connection: Any, **kwargs: Any) -> None:
+    if connection.vendor == "sqlite":
+        connection.connection.create_aggregate("portal_percentile", 2, _PercentileAggregate)

@@ -1,0 +1,102 @@
+import pytest
+
+from apps.reports.sql import percentile
+from tests.reports.support import (
+    BOB,
+    BUDGET,
+    DM,
+    LEGAL,
+    LOST,
+    SIGNING,
+    TECH,
+    WON,
+    day,
+    deal_create,
+    html_table,
+    person,
+)
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def history(world):
+    # 1: created in DM in April, to Tech on 11 April, to Budget 21 April, won 1 May.
+    deal_create(
+        world,
+        price=100,
+        created=day(4, 1),
+        moves=[(DM, TECH, day(4, 11)), (TECH, BUDGET, day(4, 21)), (BUDGET, WON, day(5, 1))],
+    )
+    # 2: DM → Tech (4 days), back to DM (2 days), Tech again and still there: re-entered stages.
+    deal_create(
+        world,
+        price=200,
+        created=day(4, 2),
+        moves=[(DM, TECH, day(4, 6)), (TECH, DM, day(4, 8)), (DM, TECH, day(4, 10))],
+        manager=BOB,
+    )
+    # 3: a skip from DM to Legal review, lost from the middle after 5 days.
+    lost = [(DM, LEGAL, day(4, 13)), (LEGAL, LOST, day(4, 18))]
+    deal_create(world, price=300, created=day(4, 3), moves=lost)
+    # 4: from last quarter: entered DM in March, moved to Tech in April (its DM stay ends in this period).
+    deal_create(world, price=400, created=day(3, 1), moves=[(DM, TECH, day(4, 1))])
+    # 5: moved back by a gate from Signing to Legal review and left there.
+    deal_create(
+        world,
+        price=500,
+        created=day(4, 20),
+        moves=[(DM, LEGAL, day(4, 21)), (LEGAL, SIGNING, day(4, 25)), (SIGNING, LEGAL, day(4, 25, 13))],
+    )
+    return world
+
+
+def table(client, slug, key="stages", query=""):
+    client.force_login(person("head", "Head of sales"))
+    response = client.get(f"/reports/{slug}/{query}")
+    assert response.status_code == 200
+    return html_table(response.content.decode(), key)
+
+
+def test_the_funnel_counts_each_deal_entering_a_stage_once_and_how_many_went_on(client, history, frozen):
+    assert table(client, "funnel") == [
+        ["Stage", "Entered", "Went on", "To next stage (%)", "Won", "To won (%)"],
+        # DM: deals 1, 2 (twice), 3, 5 entered in the period (4 entered in March); went on: 1, 2, 3, 5.
+        ["DM qualification", "4", "4", "100.0", "1", "25.0"],
+        # Tech: 1, 2 (twice), 4; went on: 1 only (2 went back, then stays; 4 stays).
+        ["Technical validation", "3", "1", "33.3", "1", "33.3"],
+        ["Budget approval", "1", "1", "100.0", "1", "100.0"],
+        # Legal: 3 (lost from it), 5 (twice: forward, then back from Signing); went on: 5.
+        ["Legal review", "2", "1", "50.0", "0", "0.0"],
+        ["Signing", "1", "0", "0.0", "0", "0.0"],
+        ["Won", "1", "0", "", "1", "100.0"],
+    ]
+
+
+def test_the_funnel_of_last_quarter_holds_only_what_entered_then(client, history, frozen):
+    assert table(client, "funnel", query="?period=last_quarter")[1:] == [
+        ["DM qualification", "1", "1", "100.0", "0", "0.0"]
+    ]
+
+
+def test_time_in_stage_is_median_and_p75_of_completed_stays_and_the_age_of_open_ones(client, history, frozen):
+    rows = {row[0]: row[1:] for row in table(client, "time-in-stage")[1:]}
+
+    # DM stays that ended in the period: 10 (deal 1), 4 and 2 (deal 2), 10 (deal 3), 31 (deal 4), 1 (deal 5).
+    dm = [10, 4, 2, 10, 31, 1]
+    assert rows["DM qualification"][:3] == ["6", f"{percentile(dm, 0.5):.1f}", f"{percentile(dm, 0.75):.1f}"]
+    # Cumulative: deal 2's second DM stay counts 4 + 2 = 6 days.
+    assert rows["DM qualification"][3] == f"{percentile([10, 4, 6, 10, 31, 1], 0.5):.1f}"
+    # Tech: completed 10 (deal 1) and 2 (deal 2); open (to 15 May noon): deal 2 since 10 April, deal 4 since
+    # 1 April.
+    assert rows["Technical validation"] == ["2", "6.0", "8.0", "6.0", "2", "39.5", "44.0"]
+    # Legal: completed 5 (deal 3, lost) and 4 (deal 5, forward); open: deal 5 since 25 April 13:00.
+    assert rows["Legal review"][:3] == ["2", "4.5", "4.8"]
+    assert rows["Legal review"][4:] == ["1", "20.0", "20.0"]
+
+
+def test_the_filters_change_the_figures(client, history, world, frozen):
+    only_bob = table(client, "time-in-stage", query=f"?manager={world.bob.pk}")
+
+    assert [row[0] for row in only_bob[1:]] == ["DM qualification", "Technical validation"]
+    assert only_bob[1][1] == "2"

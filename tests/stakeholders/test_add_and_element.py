@@ -1,0 +1,88 @@
+"""Against the Kommo sandbox: a contact-only stakeholder's approval needs their Stakeholders element, which
+the portal creates on request; and a stakeholder added as a new contact lands in Kommo with its role."""
+
+from __future__ import annotations
+
+import pytest
+from django.utils import timezone
+
+from apps.kommo.models.mirror import Lead
+from apps.kommo.types import ContactWrite, FieldValueWrite, LinkWrite
+from apps.stakeholders.bootstrap import account_bootstrap
+from apps.stakeholders.models import FieldMapping, Role, Stakeholder
+from apps.stakeholders.services import (
+    NewStakeholder,
+    StakeholderChange,
+    StakeholderNeedsElement,
+    stakeholder_add_in_kommo,
+    stakeholder_update_in_kommo,
+)
+from tests.stakeholders.conftest import client_for, connect, mirror_sync
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.django_db(transaction=False)]
+
+
+@pytest.fixture
+def prepared(demo_sandbox, tmp_path):  # type: ignore[no-untyped-def]
+    account = connect(demo_sandbox)
+    client = client_for(account, tmp_path)
+    account_bootstrap(account=account, public_url="http://127.0.0.1:8000", client=client)
+    mirror_sync(account=account, client=client)
+    return account, client
+
+
+def test_a_contact_only_stakeholders_approval_creates_their_element_on_request(prepared):
+    account, client = prepared
+    deal = Lead.objects.filter(account=account, is_deleted=False).order_by("kommo_id").first()
+    role_field = FieldMapping.objects.get(account=account, attribute="role", source="contact_field")
+    lawyer = Role.objects.get(code="lawyer")
+    enum_id = role_field.values.get(role=lawyer).enum_id
+    (created,) = client.contacts_create(
+        [
+            ContactWrite(
+                name="Nora Contact",
+                custom_fields_values=(FieldValueWrite.enums(role_field.field_id, enum_id),),
+            )
+        ]
+    )
+    client.links_create(
+        "leads", deal.kommo_id, [LinkWrite(to_entity_id=created.id, to_entity_type="contacts")]
+    )
+    mirror_sync(account=account, client=client)
+    nora = Stakeholder.objects.select_related("account", "contact", "catalog_element", "lead__account").get(
+        lead=deal, name="Nora Contact"
+    )
+    assert (nora.catalog_element, nora.role, nora.approval_status) == (None, lawyer, "unknown")
+    change = StakeholderChange(role=lawyer, approval_status="approved", last_touch=timezone.now())
+
+    with pytest.raises(
+        StakeholderNeedsElement, match="Nora Contact has no Stakeholders element on this deal"
+    ):
+        stakeholder_update_in_kommo(stakeholder=nora, change=change, client=client)
+    written = stakeholder_update_in_kommo(stakeholder=nora, change=change, client=client, create_element=True)
+
+    assert written is True
+    rows = Stakeholder.objects.filter(lead=deal, name="Nora Contact")
+    (row,) = rows  # one person, one stakeholder
+    assert row.catalog_element is not None and row.contact_id == nora.contact_id
+    assert (row.approval_status, row.role, row.source) == ("approved", lawyer, "both")
+    kommo_deal = client.leads_get(deal.kommo_id, with_=("catalog_elements",))
+    assert row.catalog_element.kommo_id in {element.id for element in kommo_deal.catalog_elements}
+
+
+def test_a_stakeholder_added_as_a_new_contact_is_a_contact_of_the_deal_with_its_role_and_an_element(prepared):
+    account, client = prepared
+    deal = Lead.objects.filter(account=account, is_deleted=False).order_by("-kommo_id").first()
+    user = Role.objects.get(code="user")
+    change = StakeholderChange(role=user, approval_status="pending", last_touch=timezone.now())
+
+    stakeholder_add_in_kommo(
+        lead=deal, new=NewStakeholder(change=change, name="Omar New", as_contact=True), client=client
+    )
+
+    (row,) = Stakeholder.objects.filter(lead=deal, name="Omar New")
+    assert row.contact is not None and row.catalog_element is not None
+    assert (row.role, row.approval_status) == (user, "pending")
+    kommo_deal = client.leads_get(deal.kommo_id, with_=("contacts", "catalog_elements"))
+    assert row.contact.kommo_id in {contact.id for contact in kommo_deal.contacts}
+    assert row.catalog_element.kommo_id in {element.id for element in kommo_deal.catalog_elements}
