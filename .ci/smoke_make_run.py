@@ -97,6 +97,7 @@ def gated_deal(base: str, token: str) -> tuple[int, int, int]:
 
 def main() -> None:
     port, sandbox_port = free_port(), free_port()
+    had_control = (ROOT / "control").exists()  # left by a run before the broker's folders moved to .run/
     portal = f"http://127.0.0.1:{port}"
     LOG.parent.mkdir(exist_ok=True)
     env = {**os.environ, "PORT": str(port), "SANDBOX_PORT": str(sandbox_port)}
@@ -148,6 +149,11 @@ def main() -> None:
     if left:
         raise SystemExit("FAIL: processes left after Ctrl-C:\n" + "\n".join(left))
     print("make run: Ctrl-C stopped everything")
+    if f"Webhook URL: {portal}/webhooks/kommo/" not in LOG.read_text(errors="replace"):
+        raise SystemExit(f"FAIL: kommo_connect did not print the webhook URL on {portal}\n{tail()}")
+    if (ROOT / "control").exists() and not had_control:
+        raise SystemExit("FAIL: make run left the embedded broker's control/ in the checkout")
+    print(f"make run: the webhook URL is on port {port}, and nothing was left in the checkout")
 
 
 if __name__ == "__main__":

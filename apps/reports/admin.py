@@ -1,13 +1,15 @@
-"""Admin: export clients with their keys (shown once, revocable, last used time)."""
+"""Admin: export clients with their keys (shown once, revocable, last used time); the stages' usual times
+(the stuck-deals report's per-stage defaults); the read-only coverage snapshots."""
 
 from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from unfold.admin import ModelAdmin
 
 from apps.reports.export.keys import export_client_key_generate, export_client_revoke
-from apps.reports.models import ExportClient
+from apps.reports.models import CoverageSnapshot, ExportClient, StageNorm
 
 
 def _show_key(request: HttpRequest, client: ExportClient, key: str) -> None:
@@ -41,3 +43,41 @@ class ExportClientAdmin(admin.ModelAdmin):
         for client in queryset.filter(is_active=True):
             export_client_revoke(client=client)
         self.message_user(request, "Revoked.")
+
+
+@admin.register(StageNorm)
+class StageNormAdmin(ModelAdmin):  # type: ignore[type-arg]
+    list_display = ["status", "pipeline", "usual_days", "modified"]
+    list_filter = ["status__pipeline"]
+    list_select_related = ["status__pipeline"]
+    search_fields = ["status__name", "status__pipeline__name"]
+    autocomplete_fields = ["status"]
+    ordering = ["status__pipeline__sort", "status__sort"]
+
+    @admin.display(description="pipeline", ordering="status__pipeline__name")
+    def pipeline(self, obj: StageNorm) -> str:
+        return obj.status.pipeline.name
+
+
+@admin.register(CoverageSnapshot)
+class CoverageSnapshotAdmin(ModelAdmin):  # type: ignore[type-arg]
+    list_display = [
+        "week",
+        "account",
+        "status",
+        "responsible_user_kommo_id",
+        "deals",
+        "value",
+        "without_dm",
+        "dm_approved",
+        "backfilled",
+    ]
+    list_filter = ["account", "backfilled", "week"]
+    list_select_related = ["account", "status__pipeline"]
+    date_hierarchy = "week"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

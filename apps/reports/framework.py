@@ -187,6 +187,7 @@ class Kind:
     MONEY = "money"
     PERCENT = "percent"
     DAYS = "days"
+    LINK = "link"  # an address: a link on the page, the address itself in the CSV
 
 
 def cell_text(value: Any, kind: str) -> str:
@@ -210,7 +211,7 @@ class Column:
 
     @property
     def numeric(self) -> bool:
-        return self.kind != Kind.TEXT
+        return self.kind not in (Kind.TEXT, Kind.LINK)
 
 
 @dataclass(frozen=True)
@@ -243,8 +244,12 @@ class Table:
         """The cells as the table and the CSV show them."""
         return [[cell_text(row.get(column.key), column.kind) for column in self.columns] for row in self.rows]
 
-    def text_and_rows(self) -> list[tuple[list[str], dict[str, Any]]]:
-        return list(zip(self.text_rows(), self.rows, strict=True))
+    def cells_and_rows(self) -> list[tuple[list[tuple[str, Column]], dict[str, Any]]]:
+        """Each row's cells with their column (how to align and whether to link them), and the row."""
+        return [
+            (list(zip(cells, self.columns, strict=True)), row)
+            for cells, row in zip(self.text_rows(), self.rows, strict=True)
+        ]
 
     @property
     def chart_id(self) -> str:

@@ -1,7 +1,14 @@
-"""The reports' own tables: the permission holder, and the BI export's clients. The reports themselves
+"""The reports' own tables: the permission holder, the BI export's clients, the stages' usual times the
+stuck-deals report falls back on, and the weekly decision-maker coverage snapshots. The reports themselves
 read the mirror, the stays, the stakeholders and the gate decisions."""
 
+from __future__ import annotations
+
+from decimal import Decimal
+
+from django.core.validators import MinValueValidator
 from django.db import models
+from django.db.models import Q
 
 from apps.core.models import TimeStampedModel
 
@@ -36,3 +43,91 @@ class ExportClient(TimeStampedModel):
 
     def __str__(self) -> str:
         return self.name
+
+
+# -- stuck deals and decision-maker coverage ------------------------------------------------------------
+
+
+class StageNorm(models.Model):
+    """The usual time of one stage when its history is too thin to measure it.
+
+    The stuck-deals report calls a deal overdue in its stage past 1.5 times the stage's usual time: the median
+    of the stage's completed stays of the last 180 days when there are at least 20, else this default
+    (else ``REPORTS_STAGE_DEFAULT_DAYS``)."""
+
+    status = models.OneToOneField(
+        "kommo.Status", on_delete=models.CASCADE, related_name="norm", verbose_name="stage"
+    )
+    usual_days = models.DecimalField(
+        "usual days in the stage",
+        max_digits=6,
+        decimal_places=1,
+        default=Decimal("14"),
+        validators=[MinValueValidator(Decimal("0.1"))],
+        help_text="Used while the stage has fewer than 20 completed stays in the last 180 days.",
+    )
+    modified = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "stage's usual time"
+        verbose_name_plural = "stages' usual times"
+        ordering = ["status__pipeline", "status__sort"]
+        constraints = [
+            models.CheckConstraint(condition=Q(usual_days__gt=0), name="reports_stage_norm_positive"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.status}: {self.usual_days} days"
+
+
+class CoverageSnapshot(models.Model):
+    """Decision-maker coverage of the open deals of one stage and one manager in one week: the history the
+    coverage trend is drawn from.
+
+    The weekly beat task replaces the current week's rows with the state it reads (so a week ends with its
+    last reading) and never touches past weeks. ``reports_coverage_backfill`` fills the weeks before the
+    first snapshot from the stage stays, marked ``backfilled``: the deals open at the end of each week, in
+    the stage they were in then; a decision maker counts from the day their contact or catalog element was
+    created in Kommo; whether they had approved then is not known (left empty)."""
+
+    account = models.ForeignKey("kommo.KommoAccount", on_delete=models.CASCADE, related_name="+")
+    week = models.DateField(help_text="The Monday the week starts on.")
+    taken_at = models.DateTimeField(help_text="The moment whose state the row holds.")
+    pipeline = models.ForeignKey(
+        "kommo.Pipeline", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    pipeline_kommo_id = models.BigIntegerField()
+    status = models.ForeignKey(
+        "kommo.Status", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    status_kommo_id = models.BigIntegerField()
+    responsible_user_kommo_id = models.BigIntegerField(default=0, help_text="0: no responsible user.")
+    deals = models.PositiveIntegerField(default=0)
+    value = models.BigIntegerField(default=0)
+    without_dm = models.PositiveIntegerField("deals without a decision maker", default=0)
+    without_dm_value = models.BigIntegerField(default=0)
+    dm_approved = models.PositiveIntegerField(
+        "deals whose decision maker approved", null=True, blank=True, help_text="Empty: not known."
+    )
+    dm_approved_value = models.BigIntegerField(null=True, blank=True)
+    backfilled = models.BooleanField(default=False)
+
+    class Meta:
+        verbose_name = "coverage snapshot"
+        ordering = ["account", "week", "pipeline_kommo_id", "status_kommo_id", "responsible_user_kommo_id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=[
+                    "account",
+                    "week",
+                    "pipeline_kommo_id",
+                    "status_kommo_id",
+                    "responsible_user_kommo_id",
+                ],
+                name="reports_coverage_snapshot_once_per_week",
+            ),
+        ]
+        indexes = [models.Index(fields=["account", "week"], name="reports_coverage_week")]
+
+    def __str__(self) -> str:
+        return f"{self.week}: {self.status_kommo_id} / {self.responsible_user_kommo_id}"

@@ -43,6 +43,9 @@ WEBHOOK_SETTINGS = (
     "update_company",
     "delete_company",
     "restore_company",
+    # A task added to or completed on a deal re-fetches the deal (its closest_task_at: stuck deals).
+    "add_task",
+    "update_task",
 )
 
 

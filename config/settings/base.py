@@ -259,6 +259,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # Gate evaluations and outbound changes whose task was lost (pending, running or sending for too long)
     # are queued again.
     "gates-sweep": {"task": "apps.gates.tasks.sweep", "schedule": 60.0},
+    # This week's decision-maker coverage snapshot, replaced by each run of the week (the coverage trend).
+    "reports-coverage-snapshot": {"task": "apps.reports.tasks.coverage_snapshot", "schedule": 6 * 60 * 60.0},
     # Intake submissions whose task was lost (a broker outage at the commit) or whose worker died go back in
     # line.
     "intake-submissions-sweep": {"task": "apps.intake.tasks.intake_submissions_sweep_task", "schedule": 30.0},
@@ -319,6 +321,14 @@ KOMMO_SYNC_OVERLAP_SECONDS = 120
 KOMMO_EVENTS_LOOKBACK_HOURS = 24
 KOMMO_STAGE_CHANGE_WINDOW_SECONDS = 300
 KOMMO_STAGE_CHANGE_INFERRED_LAG_HOURS = 24
+
+# Reports: stuck deals -------------------------------------------------------------------------------------
+# A deal is stuck when no stakeholder was touched for this many days; when a stakeholder's objection weighs at
+# least this much; and, in a stage whose usual time cannot be measured yet (under 20 completed stays in 180
+# days) and has no default in the admin, past 1.5 times this many days.
+REPORTS_STALE_TOUCH_DAYS = env.int("REPORTS_STALE_TOUCH_DAYS", default=14)
+REPORTS_OBJECTION_WEIGHT = env.float("REPORTS_OBJECTION_WEIGHT", default=0.5)
+REPORTS_STAGE_DEFAULT_DAYS = env.float("REPORTS_STAGE_DEFAULT_DAYS", default=14.0)
 
 # The webhook URL's token is a credential: every logger that quotes request paths masks it (the filter is
 # also on gunicorn's access and error logs, config/gunicorn.py).

@@ -303,8 +303,40 @@ def test_contacts_companies_and_catalog_elements_are_refetched_and_mirrored(web,
     assert CatalogElement.objects.get(kommo_id=347577).name == "Item 1"
 
 
+def test_a_task_added_or_completed_on_a_deal_refetches_the_deal_for_its_open_task_deadline(
+    web, enqueued
+) -> None:
+    rec = recording("task-add.doc.form.txt")
+    account = account_for(rec)
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        fake = FakeKommo(mock, account)
+        fake.lead(15320411, status_id=4004, pipeline_id=3001)
+        fake.entities["leads"][15320411]["closest_task_at"] = 1759438740
+        event = run(deliver(web, account, rec.body))
+        assert event.status == Status.PROCESSED, event.error
+        assert Lead.objects.get(kommo_id=15320411).raw["closest_task_at"] == 1759438740
+
+        fake.entities["leads"][15320411]["closest_task_at"] = None  # the task was completed
+        event = run(deliver(web, account, recording("task-update-complete.doc.form.txt").body))
+        assert event.status == Status.PROCESSED, event.error
+
+    assert [query["filter[id][]"] for query in fake.calls_to("/api/v4/leads")] == [["15320411"]] * 2
+    assert Lead.objects.get(kommo_id=15320411).raw["closest_task_at"] is None
+
+
+def test_a_task_on_a_contact_changes_nothing_the_portal_mirrors(web, enqueued) -> None:
+    rec = recording("task-add.doc.form.txt")
+    account = account_for(rec)
+    body = rec.body.replace(b"element_type%5D=2", b"element_type%5D=1")
+    assert body != rec.body
+    with responses.RequestsMock():
+        event = run(deliver(web, account, body))
+    assert event.status == Status.PROCESSED, event.error
+    assert not Lead.objects.exists()
+
+
 def test_events_the_portal_does_not_mirror_are_ignored_without_calling_kommo(web, enqueued) -> None:
-    for name in ("task-add.doc.form.txt", "message-add.doc.form.txt", "leads-note-text.doc.form.txt"):
+    for name in ("task-delete.doc.form.txt", "message-add.doc.form.txt", "leads-note-text.doc.form.txt"):
         rec = recording(name)
         account = KommoAccount.objects.filter(kommo_id=32720107).first() or account_for(rec)
         with responses.RequestsMock():

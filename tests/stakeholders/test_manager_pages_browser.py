@@ -119,7 +119,7 @@ def test_the_head_of_sales_searches_filters_and_sorts_deals_and_opens_one_in_kom
     for index in range(rows.count()):
         text = rows.nth(index).inner_text()
         assert "Legal review" in text and "No decision maker" in text
-    values = [int(v) for v in page.locator("table.deals tbody td.value").all_inner_texts()]
+    values = [int(v.replace(",", "")) for v in page.locator("table.deals tbody td.value").all_inner_texts()]
     assert values == sorted(values, reverse=True)
 
     # Every stage of Legal review, by days in stage, as the list shows them.

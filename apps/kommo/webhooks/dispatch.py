@@ -131,6 +131,20 @@ def element_deleted(plan: Plan, item: WebhookItem) -> None:
     plan.deleted_elements.setdefault(_catalog_id(item), set()).add(_id(item))
 
 
+# ``element_type`` of a task's entity in webhooks: 1 contact, 2 lead, 3 company.
+TASK_ON_LEAD = 2
+
+
+def task_changed(plan: Plan, item: WebhookItem) -> None:
+    """A task added to or changed on a deal: the deal is re-fetched, for its ``closest_task_at`` (the
+    deadline of its earliest open task; empty when it has none), which the stuck-deals report reads. Tasks
+    on contacts and companies change nothing the portal mirrors."""
+    if item.number("element_type") == TASK_ON_LEAD:
+        lead_id = item.number("element_id")
+        if lead_id is not None:
+            plan.leads.add(lead_id)
+
+
 def unsorted_accepted(plan: Plan, item: WebhookItem) -> None:
     """An incoming lead was accepted: the leads it became are real leads now."""
     plan.leads.update(item.result_ids("leads"))
@@ -154,6 +168,8 @@ HANDLERS: dict[tuple[str, str], Handler] = {
     ("catalog_element", "add"): element_changed,
     ("catalog_element", "update"): element_changed,
     ("catalog_element", "delete"): element_deleted,
+    ("task", "add"): task_changed,
+    ("task", "update"): task_changed,
     ("unsorted", "accept"): unsorted_accepted,
 }
 
@@ -163,8 +179,7 @@ IGNORED: frozenset[tuple[str, str]] = frozenset(
         ("lead", "note"),
         ("contact", "note"),
         ("company", "note"),
-        ("task", "add"),
-        ("task", "update"),
+        # Kommo names no deal in a task's deletion; the deal's next re-fetch brings its closest_task_at.
         ("task", "delete"),
         ("unsorted", "add"),
         ("unsorted", "update"),

@@ -1,0 +1,17 @@
+"""Celery tasks of the reports (queue ``default``): thin — each calls one service."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from apps.kommo.models import KommoAccount
+from apps.reports.coverage_snapshots import coverage_snapshot_take
+
+
+@shared_task(name="apps.reports.tasks.coverage_snapshot", ignore_result=True)
+def coverage_snapshot() -> int:
+    """This week's decision-maker coverage snapshot of every account (beat): the week's rows are replaced,
+    so running it again within the week adds nothing. Returns the rows written."""
+    return sum(
+        coverage_snapshot_take(account=account) for account in KommoAccount.objects.order_by("pk").iterator()
+    )

@@ -1,0 +1,87 @@
+"""A task added to a deal in the Kommo sandbox, then completed, reaches the portal's mirror by webhook: the
+deal's ``closest_task_at`` (what the stuck-deals report reads as "has an open task") follows."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from apps.kommo.models import KommoAccount, Lead
+from apps.kommo_sandbox.server import SandboxServer
+from apps.stakeholders.bootstrap import WEBHOOK_SETTINGS
+from tests.kommo.sandbox_support import sandbox_admin, sandbox_api
+from tests.support.services import wait_for
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.worker, pytest.mark.sandbox]
+
+
+@pytest.fixture
+def portal(transactional_db, live_server, settings):
+    settings.KOMMO_PUBLIC_URL = live_server.url
+    return live_server
+
+
+@pytest.fixture
+def sandbox() -> Iterator[SandboxServer]:
+    server = SandboxServer(host="127.0.0.1", port=0, seed="demo", webhooks=True).start()
+    sandbox_admin(server, "PUT", "/_sandbox/rate-limit", {"enabled": False})
+    yield server
+    server.stop()
+
+
+def test_a_task_added_then_completed_on_a_deal_in_kommo_sets_then_clears_its_open_task_in_the_mirror(
+    portal, sandbox, start_worker
+) -> None:
+    start_worker()
+    credentials = sandbox.credentials
+    account = KommoAccount.objects.create(
+        name="Sandbox",
+        base_url=sandbox.base_url,
+        subdomain=credentials["subdomain"],
+        kommo_id=credentials["account_id"],
+        auth_kind=KommoAccount.AuthKind.LONG_LIVED,
+        access_token=credentials["long_lived_token"],
+        rate_limit_per_second=1000,
+    )
+    sandbox_api(
+        sandbox,
+        "POST",
+        "/api/v4/webhooks",
+        {"destination": account.webhook_url, "settings": list(WEBHOOK_SETTINGS)},
+    )
+    [lead] = sandbox_api(sandbox, "POST", "/api/v4/leads", [{"name": "Task probe", "price": 5000}])[
+        "_embedded"
+    ]["leads"]
+    deadline = int(time.time()) + 3 * 86400
+
+    [created] = sandbox_api(
+        sandbox,
+        "POST",
+        "/api/v4/tasks",
+        [
+            {
+                "text": "Call the lawyer",
+                "complete_till": deadline,
+                "entity_id": lead["id"],
+                "entity_type": "leads",
+            }
+        ],
+    )["_embedded"]["tasks"]
+
+    def open_task_at() -> object:
+        row = Lead.objects.filter(account=account, kommo_id=lead["id"]).first()
+        return row.raw.get("closest_task_at", "absent") if row is not None else "absent"
+
+    wait_for(
+        lambda: open_task_at() == deadline, timeout=90, message="the task's deadline to reach the mirror"
+    )
+
+    sandbox_api(
+        sandbox,
+        "PATCH",
+        "/api/v4/tasks",
+        [{"id": created["id"], "is_completed": True, "result": {"text": "ok"}}],
+    )
+    wait_for(lambda: open_task_at() is None, timeout=90, message="the completed task to clear it")
