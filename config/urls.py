@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView
 
 from apps.core.views import healthz
 from apps.intake.views import api_docs
+from apps.users.forms import PortalSetPasswordForm
 from apps.users.views import LoginView, home
 
 urlpatterns = [
@@ -19,6 +20,17 @@ urlpatterns = [
     path("api/docs/", api_docs, name="api-docs"),
     path("accounts/login/", LoginView.as_view(), name="login"),
     path("accounts/logout/", auth_views.LogoutView.as_view(next_page="login"), name="logout"),
+    # The one-time link of an invitation (apps/kommo/services/people.py): set a password, then sign in.
+    path(
+        "accounts/password/<uidb64>/<token>/",
+        auth_views.PasswordResetConfirmView.as_view(form_class=PortalSetPasswordForm),
+        name="password_reset_confirm",
+    ),
+    path(
+        "accounts/password/done/",
+        auth_views.PasswordResetCompleteView.as_view(),
+        name="password_reset_complete",
+    ),
     path("deals/", include("apps.stakeholders.urls")),
     path("reports/", include("apps.reports.urls")),
 ]

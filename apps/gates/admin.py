@@ -9,7 +9,9 @@ import json
 from typing import Any
 
 from django.contrib import admin, messages
+from django.core.exceptions import ValidationError
 from django.db.models import QuerySet
+from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
@@ -21,7 +23,14 @@ from unfold.admin import ModelAdmin, TabularInline
 
 from apps.gates.models import GateCondition, GateDecision, GateRule
 from apps.gates.selectors import gate_rule_dry_run
-from apps.kommo.admin.mirror import LeadAdmin, ReadOnlyAdmin, ReadOnlyInline
+from apps.kommo.admin.mirror import (
+    LeadAdmin,
+    LeadCatalogElementInline,
+    LeadContactInline,
+    ReadOnlyAdmin,
+    ReadOnlyInline,
+    StageChangeInline,
+)
 from apps.kommo.models import Lead, OutboundChange
 from apps.kommo.services.outbound import outbound_change_retry
 from apps.stakeholders.models import Stakeholder
@@ -33,8 +42,26 @@ def _pretty(value: Any) -> SafeString:
     return format_html("<pre>{}</pre>", json.dumps(value, indent=2, ensure_ascii=False))
 
 
+class GateConditionFormSet(BaseInlineFormSet):  # type: ignore[type-arg]
+    """A rule without conditions would let every deal pass while looking like a gate: refused."""
+
+    def clean(self) -> None:
+        super().clean()
+        kept = [
+            form
+            for form in self.forms
+            if form.cleaned_data and not form.cleaned_data.get("DELETE") and form.cleaned_data.get("role")
+        ]
+        if not kept:
+            raise ValidationError(
+                "Add at least one condition: a rule without conditions lets every deal pass. "
+                "To stop gating this stage, untick “is active” instead."
+            )
+
+
 class GateConditionInline(TabularInline):  # type: ignore[type-arg]
     model = GateCondition
+    formset = GateConditionFormSet
     extra = 1
     fields = ["role", "requirement", "n"]
 
@@ -108,13 +135,17 @@ class GateRuleAdmin(ModelAdmin):  # type: ignore[type-arg]
 
 @admin.register(GateDecision)
 class GateDecisionAdmin(ReadOnlyAdmin):
-    list_display = ["decided_at", "rule", "rule_version", "outcome", "lead", "transition", "latency_ms"]
+    list_display = ["decided_at", "rule", "rule_version", "outcome_badge", "lead", "transition", "latency_ms"]
     list_filter = ["outcome", "rule", "account", "mode", ("decided_at", admin.DateFieldListFilter)]
     list_select_related = ["rule", "lead"]
     search_fields = ["lead__name", "lead__kommo_id", "rule__name"]
     date_hierarchy = "decided_at"
     exclude = ["reasons", "stakeholders", "fresh_state", "actions"]
     readonly_fields = ["reasons_pretty", "stakeholders_pretty", "fresh_state_pretty", "actions_pretty"]
+
+    @admin.display(description="outcome", ordering="outcome")
+    def outcome_badge(self, obj: GateDecision) -> SafeString:
+        return outcome_label(obj)
 
     @admin.display(description="reasons")
     def reasons_pretty(self, obj: GateDecision) -> SafeString:
@@ -174,6 +205,7 @@ class OutboundChangeAdmin(ReadOnlyAdmin):
 
 class StakeholderInline(ReadOnlyInline):
     model = Stakeholder
+    verbose_name_plural = "stakeholders"
     fields = ["name", "role", "approval_status", "last_touch", "source"]
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Stakeholder]:
@@ -183,18 +215,94 @@ class StakeholderInline(ReadOnlyInline):
 class GateDecisionInline(ReadOnlyInline):
     model = GateDecision
     fk_name = "lead"
-    fields = readonly_fields = ("decided_at", "rule", "rule_version", "outcome", "transition", "reasons")
+    verbose_name_plural = "gate decisions"
+    fields = readonly_fields = (
+        "decided_at",
+        "rule",
+        "rule_version",
+        "outcome_badge",
+        "transition",
+        "reasons",
+    )
     ordering = ["-decided_at"]
     show_change_link = True
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[GateDecision]:
         return super().get_queryset(request).select_related("rule")
 
+    @admin.display(description="outcome")
+    def outcome_badge(self, decision: GateDecision) -> SafeString:
+        return outcome_label(decision)
+
+
+# Badge classes per outcome (only classes unfold's stylesheet contains, docs/ui.md).
+OUTCOME_CLASSES: dict[str, str] = {
+    GateDecision.Outcome.ALLOWED: "bg-green-100 text-green-700",
+    GateDecision.Outcome.BLOCKED: "bg-red-100 text-red-700",
+    GateDecision.Outcome.WOULD_BLOCK: "bg-orange-100 text-orange-700",
+    GateDecision.Outcome.EXEMPT: "bg-blue-100 text-blue-700",
+    GateDecision.Outcome.ERROR: "bg-red-100 text-red-700",
+}
+
+
+def outcome_label(decision: GateDecision) -> SafeString:
+    """The decision's outcome as a coloured badge."""
+    return format_html(
+        '<span class="inline-block font-semibold leading-6 px-2 rounded-default text-[11px] uppercase '
+        'whitespace-nowrap {}">{}</span>',
+        OUTCOME_CLASSES.get(decision.outcome, "bg-base-100 text-base-700"),
+        decision.get_outcome_display(),
+    )
+
 
 class DealAdmin(LeadAdmin):
-    """The mirror's deal page with what the portal knows about the deal: stakeholders and decisions."""
+    """The deal page: who is involved and what the gates decided first, then the stage history and the
+    mirror's links; the last payload from Kommo collapsed at the bottom."""
 
-    inlines = [*LeadAdmin.inlines, StakeholderInline, GateDecisionInline]
+    inlines = [
+        StakeholderInline,
+        GateDecisionInline,
+        StageChangeInline,
+        LeadContactInline,
+        LeadCatalogElementInline,
+    ]
+    readonly_fields: list[str] = []
+    exclude = ["raw"]
+    fieldsets = [
+        (None, {"fields": ["name", "price", "status", "responsible_user", "company", "account"]}),
+        ("Dates", {"fields": ["created_at", "updated_at", "closed_at", "fetched_at"]}),
+        (
+            "Kommo ids",
+            {
+                "classes": ["collapse"],
+                "fields": [
+                    "kommo_id",
+                    "pipeline",
+                    "pipeline_kommo_id",
+                    "status_kommo_id",
+                    "responsible_user_kommo_id",
+                    "company_kommo_id",
+                    "loss_reason_kommo_id",
+                    "is_deleted",
+                    "deleted_at",
+                ],
+            },
+        ),
+    ]
+    change_form_after_template = "admin/kommo/lead/raw_payload.html"
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        lead = Lead.objects.filter(pk=object_id).only("raw").first()
+        raw = json.dumps(lead.raw, indent=2, ensure_ascii=False, sort_keys=True) if lead else ""
+        return super().change_view(
+            request, object_id, form_url, {**(extra_context or {}), "raw_payload": raw}
+        )
 
 
 admin.site.unregister(Lead)

@@ -3,26 +3,102 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 from unfold.admin import ModelAdmin
+from unfold.contrib.forms.widgets import ArrayWidget
+from unfold.widgets import UnfoldAdminSelectWidget
 
 from apps.intake import services
 from apps.intake.models import IntakeSource, IntakeSubmission
 from apps.intake.selectors import mirror_lead
-from apps.kommo.models.mirror import Lead
+from apps.kommo.models.mirror import KommoUser, Lead, Pipeline, Status
 
 
 def _show_key(request: HttpRequest, source: IntakeSource, key: str) -> None:
     messages.warning(request, f"API key of “{source}”: {key} — copy it now, it is not shown again.")
 
 
+class TagsField(forms.Field):
+    """Tag names, one input each (unfold's array widget); stored as a JSON list of distinct names."""
+
+    widget = ArrayWidget
+
+    def to_python(self, value: Any) -> list[str]:
+        names = value if isinstance(value, list) else ([] if value in (None, "") else [value])
+        tags: list[str] = []
+        for name in (str(item).strip() for item in names):
+            if name and name not in tags:
+                tags.append(name)
+        return tags
+
+
+def _choices(rows: list[tuple[int, str]], current: int | None, what: str) -> list[tuple[str, str]]:
+    choices = [("", "---------")] + [(str(kommo_id), label) for kommo_id, label in rows]
+    if current is not None and str(current) not in {value for value, _ in choices}:
+        choices.append((str(current), f"{what} {current} (not in the mirror)"))
+    return choices
+
+
+class IntakeSourceForm(forms.ModelForm):  # type: ignore[type-arg]
+    """Pipeline, stage and responsible user picked from the mirror by name; tags one per input."""
+
+    pipeline_kommo_id = forms.TypedChoiceField(
+        label="default pipeline", coerce=int, required=False, empty_value=None, widget=UnfoldAdminSelectWidget
+    )
+    status_kommo_id = forms.TypedChoiceField(
+        label="default stage", coerce=int, required=False, empty_value=None, widget=UnfoldAdminSelectWidget
+    )
+    responsible_user_kommo_id = forms.TypedChoiceField(
+        label="responsible user", coerce=int, required=False, empty_value=None, widget=UnfoldAdminSelectWidget
+    )
+    tags = TagsField(required=False, help_text="Added to every deal this source creates.")
+
+    class Meta:
+        model = IntakeSource
+        fields = (
+            "name",
+            "account",
+            "pipeline_kommo_id",
+            "status_kommo_id",
+            "responsible_user_kommo_id",
+            "tags",
+            "default_phone_region",
+            "payload_window_hours",
+            "is_active",
+        )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        source = self.instance
+        pipelines = Pipeline.objects.filter(is_deleted=False).order_by("account", "sort")
+        stages = (
+            Status.objects.filter(is_deleted=False).select_related("pipeline").order_by("pipeline", "sort")
+        )
+        users = KommoUser.objects.filter(is_deleted=False).order_by("name")
+        fields: dict[str, Any] = self.fields
+        fields["pipeline_kommo_id"].choices = _choices(
+            [(p.kommo_id, p.name) for p in pipelines], source.pipeline_kommo_id, "pipeline"
+        )
+        fields["status_kommo_id"].choices = _choices(
+            [(s.kommo_id, f"{s.pipeline.name} / {s.name}") for s in stages], source.status_kommo_id, "stage"
+        )
+        fields["responsible_user_kommo_id"].choices = _choices(
+            [(u.kommo_id, f"{u.name} <{u.email}>" if u.email else u.name) for u in users],
+            source.responsible_user_kommo_id,
+            "user",
+        )
+
+
 @admin.register(IntakeSource)
 class IntakeSourceAdmin(ModelAdmin):
+    form = IntakeSourceForm
     list_display = (
         "name",
         "account",

@@ -1,13 +1,16 @@
 from functools import partial
 from typing import Any
 
+from django import forms
 from django.contrib import admin
 from django.db import transaction
 from django.db.models import QuerySet
 from django.forms import ModelForm
 from django.http import HttpRequest
 from unfold.admin import ModelAdmin, TabularInline
+from unfold.widgets import UnfoldAdminSelectWidget
 
+from apps.kommo.models import Catalog, CustomField, CustomFieldEnum
 from apps.stakeholders.models import FieldMapping, FieldMappingValue, Role, Stakeholder
 from apps.stakeholders.tasks import stakeholders_derive_account
 
@@ -26,20 +29,114 @@ class RoleAdmin(ModelAdmin):
     ordering = ("sort", "id")
 
 
+def _with_current(choices: list[tuple[str, str]], current: int | None, what: str) -> list[tuple[str, str]]:
+    """Keeps a stored id the mirror does not hold (yet) selectable, named as such."""
+    if current is not None and str(current) not in {value for value, _ in choices}:
+        choices.append((str(current), f"{what} {current} (not in the mirror)"))
+    return choices
+
+
+def field_choices(current: int | None) -> list[tuple[str, str]]:
+    """Contact and catalog custom fields of the mirror, by name."""
+    catalogs: dict[tuple[int, int | None], str] = {
+        (c.account_id, c.kommo_id): c.name for c in Catalog.objects.all()
+    }
+    fields = CustomField.objects.filter(
+        is_deleted=False, entity_type__in=[CustomField.EntityType.CONTACTS, CustomField.EntityType.CATALOGS]
+    ).order_by("entity_type", "catalog_kommo_id", "sort", "kommo_id")
+    choices = [("", "---------")]
+    for field in fields:
+        where = (
+            "Contacts"
+            if field.entity_type == CustomField.EntityType.CONTACTS
+            else f"Catalog “{catalogs.get((field.account_id, field.catalog_kommo_id), '?')}”"
+        )
+        choices.append((str(field.kommo_id), f"{where} · {field.name} ({field.type})"))
+    return _with_current(choices, current, "field")
+
+
+def catalog_choices(current: int | None) -> list[tuple[str, str]]:
+    choices = [("", "— none (contact field) —")]
+    choices += [(str(c.kommo_id), c.name) for c in Catalog.objects.filter(is_deleted=False).order_by("name")]
+    return _with_current(choices, current, "catalog")
+
+
+def option_choices(mapping: FieldMapping | None, current: int | None = None) -> list[tuple[str, str]]:
+    """The options of the mapping's field (all select options when the mapping is new)."""
+    options = CustomFieldEnum.objects.select_related("field").order_by("field__name", "sort", "kommo_id")
+    if mapping is not None and mapping.pk:
+        options = options.filter(field__account_id=mapping.account_id, field__kommo_id=mapping.field_id)
+        choices = [("", "---------")] + [(str(o.kommo_id), o.value) for o in options]
+    else:
+        choices = [("", "---------")] + [(str(o.kommo_id), f"{o.field.name}: {o.value}") for o in options]
+    return _with_current(choices, current, "option")
+
+
+class FieldMappingForm(forms.ModelForm):  # type: ignore[type-arg]
+    field_id = forms.TypedChoiceField(
+        label="Kommo field", coerce=int, widget=UnfoldAdminSelectWidget, help_text="From the mirror."
+    )
+    catalog_id = forms.TypedChoiceField(
+        label="Kommo catalog",
+        coerce=int,
+        required=False,
+        empty_value=None,
+        widget=UnfoldAdminSelectWidget,
+        help_text="Catalog fields only.",
+    )
+
+    class Meta:
+        model = FieldMapping
+        fields = ("account", "attribute", "source", "field_id", "catalog_id")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["field_id"].choices = field_choices(self.instance.field_id)  # type: ignore[attr-defined]
+        self.fields["catalog_id"].choices = catalog_choices(self.instance.catalog_id)  # type: ignore[attr-defined]
+
+
 class FieldMappingValueInline(TabularInline):
     model = FieldMappingValue
     extra = 0
     fields = ("enum_id", "role", "approval")
     autocomplete_fields = ("role",)
 
+    def get_formset(self, request: HttpRequest, obj: FieldMapping | None = None, **kwargs: Any) -> Any:
+        formset = super().get_formset(request, obj, **kwargs)
+        stored = (
+            set(FieldMappingValue.objects.filter(mapping=obj).values_list("enum_id", flat=True))
+            if obj
+            else set()
+        )
+        choices = option_choices(obj)
+        for enum_id in stored:
+            choices = _with_current(choices, enum_id, "option")
+        formset.form.base_fields["enum_id"] = forms.TypedChoiceField(
+            label="Kommo option", coerce=int, choices=choices, widget=UnfoldAdminSelectWidget
+        )
+        return formset
+
 
 @admin.register(FieldMapping)
 class FieldMappingAdmin(ModelAdmin):
-    list_display = ("account", "attribute", "source", "field_id", "catalog_id", "modified")
+    form = FieldMappingForm
+    list_display = ("account", "attribute", "source", "kommo_field", "kommo_catalog", "modified")
     list_filter = ("account", "attribute", "source")
     list_select_related = ("account",)
     search_fields = ("field_id", "catalog_id")
     inlines = (FieldMappingValueInline,)
+
+    @admin.display(description="Kommo field", ordering="field_id")
+    def kommo_field(self, mapping: FieldMapping) -> str:
+        field = CustomField.objects.filter(account_id=mapping.account_id, kommo_id=mapping.field_id).first()
+        return f"{field.name} ({mapping.field_id})" if field else f"field {mapping.field_id}"
+
+    @admin.display(description="Kommo catalog", ordering="catalog_id")
+    def kommo_catalog(self, mapping: FieldMapping) -> str:
+        if mapping.catalog_id is None:
+            return "—"
+        catalog = Catalog.objects.filter(account_id=mapping.account_id, kommo_id=mapping.catalog_id).first()
+        return catalog.name if catalog else f"catalog {mapping.catalog_id}"
 
     # A changed mapping changes what every deal of its account derives to.
 

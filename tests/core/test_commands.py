@@ -1,3 +1,4 @@
+import io
 import os
 import re
 import subprocess
@@ -88,3 +89,28 @@ def test_kommo_connect_prints_the_webhook_url_on_the_public_url_it_is_started_wi
     )
 
     assert result.stdout.strip() == "http://127.0.0.1:8420/webhooks/kommo/t/", result.stderr
+
+
+def test_make_run_relays_a_setup_step_in_the_order_it_wrote_without_info_logs(monkeypatch):
+    from apps.core.management.commands import core_run
+
+    script = (
+        "import logging, os, sys\n"
+        "logging.basicConfig(level=os.environ['LOG_LEVEL'], format='LOG %(levelname)s %(message)s')\n"
+        "print('first result')\n"
+        "logging.getLogger('x').info('chatter')\n"
+        "logging.getLogger('x').warning('something to see')\n"
+        "print('second result')\n"
+    )
+    monkeypatch.delenv("LOG_LEVEL", raising=False)
+    monkeypatch.setattr(core_run, "manage", lambda *args: [sys.executable, "-c", script])
+    runner = core_run.Command(stdout=io.StringIO())
+
+    runner._step("kommo_sync")
+
+    assert runner.stdout._out.getvalue().splitlines() == [
+        "  setup | manage.py kommo_sync",
+        "  setup | first result",
+        "  setup | LOG WARNING something to see",
+        "  setup | second result",
+    ]

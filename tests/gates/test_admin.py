@@ -146,10 +146,19 @@ def test_the_deal_page_shows_stakeholders_stage_history_and_decisions(board, sta
         transition="Legal review → Signing",
         outcome="blocked",
     )
+    lead.raw = {"id": lead.kommo_id, "custom_fields_values": None}
+    lead.save(update_fields=["raw"])
     page = staff.get(reverse("admin:kommo_lead_change", args=[lead.pk])).content.decode()
     assert "Lena Law" in page
     assert "Legal review → Signing" in page
-    assert "Stage change" in page or "stage change" in page
+    assert "Blocked" in page
+    # Stakeholders first, then the gate decisions, then the stage history; the payload folded at the bottom.
+    positions = [
+        page.index(text) for text in ("Stakeholders", "Gate decisions", "Stage history", "raw-payload")
+    ]
+    assert positions == sorted(positions)
+    assert '<details class="border' in page and "&quot;custom_fields_values&quot;: null" in page
+    assert "↔" not in page
 
 
 def test_the_deal_page_costs_the_same_queries_however_many_stakeholders_and_decisions(board, staff):
@@ -178,3 +187,44 @@ def test_the_deal_page_costs_the_same_queries_however_many_stakeholders_and_deci
     three = page_queries(stakeholders=3, decisions=3)
 
     assert three == one
+
+
+def test_the_admin_refuses_a_rule_without_conditions(board, staff):
+    rule = board.rule("Legal review")
+    condition = rule.conditions.get()
+    form = {
+        "account": board.account.pk,
+        "name": "Nothing to check",
+        "pipeline": board.pipeline.pk,
+        "gated_stage": board.stage("Legal review").pk,
+        "mode": "enforce",
+        "is_active": "on",
+        "task_template": "{deal}",
+        "task_due_hours": 24,
+        "conditions-TOTAL_FORMS": 1,
+        "conditions-INITIAL_FORMS": 0,
+        "conditions-0-role": "",
+        "conditions-0-requirement": "approved",
+        "conditions-0-n": 1,
+    }
+
+    added = staff.post(reverse("admin:gates_gaterule_add"), form)
+    emptied = staff.post(
+        reverse("admin:gates_gaterule_change", args=[rule.pk]),
+        {
+            **form,
+            "name": rule.name,
+            "conditions-INITIAL_FORMS": 1,
+            "conditions-0-id": condition.pk,
+            "conditions-0-rule": rule.pk,
+            "conditions-0-role": condition.role_id,
+            "conditions-0-DELETE": "on",
+        },
+    )
+
+    assert added.status_code == 200
+    assert "at least one condition" in added.content.decode()
+    assert not GateRule.objects.filter(name="Nothing to check").exists()
+    assert emptied.status_code == 200
+    assert "at least one condition" in emptied.content.decode()
+    assert rule.conditions.count() == 1

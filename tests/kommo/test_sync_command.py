@@ -27,7 +27,7 @@ def test_the_command_syncs_an_account_and_prints_a_line_per_resource(sandbox):
     text = out.getvalue()
     assert Lead.objects.filter(account=account).count() == 600
     leads_line = next(line for line in text.splitlines() if line.startswith("leads "))
-    assert "600" in leads_line and "600 new" in leads_line and "/s" in leads_line
+    assert "600" in leads_line and "600 created, 0 updated, 0 unchanged" in leads_line and "/s" in leads_line
     assert any(line.startswith("events ") for line in text.splitlines())
     assert SyncState.objects.filter(account=account, resource="events").exists()
 

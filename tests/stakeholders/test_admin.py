@@ -3,6 +3,7 @@ from unittest import mock
 import pytest
 from django.urls import reverse
 
+from apps.kommo.models import Catalog, CustomField, CustomFieldEnum
 from apps.stakeholders.models import FieldMapping, Role, Stakeholder
 from tests.stakeholders.conftest import mirror_recorded_deal
 
@@ -34,10 +35,48 @@ def test_stakeholders_are_read_only_and_filterable(admin_client, mapped_account)
     assert admin_client.get(reverse("admin:stakeholders_stakeholder_add")).status_code == 403
 
 
+def mirrored_field(account, kommo_id, name, *, catalog_id=None, options=()):
+    """A custom field (with its options) as the sync mirrors it, for the mapping form's selects."""
+    field = CustomField.objects.create(
+        account=account,
+        kommo_id=kommo_id,
+        name=name,
+        type="select",
+        entity_type=CustomField.EntityType.CATALOGS if catalog_id else CustomField.EntityType.CONTACTS,
+        catalog_kommo_id=catalog_id,
+    )
+    for enum_id, value in options:
+        CustomFieldEnum.objects.create(field=field, kommo_id=enum_id, value=value)
+    return field
+
+
+def test_the_mapping_form_names_the_kommo_fields_catalogs_and_options(admin_client, account):
+    Catalog.objects.create(account=account, kommo_id=7001, name="Stakeholders")
+    mirrored_field(account, 880001, "Role in the purchase", options=[(9001, "Decision maker")])
+    mirrored_field(account, 880102, "Approval status", catalog_id=7001, options=[(9101, "Approved")])
+    mapping = FieldMapping.objects.create(
+        account=account, attribute="role", source="contact_field", field_id=880001
+    )
+
+    add = admin_client.get(reverse("admin:stakeholders_fieldmapping_add")).content.decode()
+    change = admin_client.get(
+        reverse("admin:stakeholders_fieldmapping_change", args=[mapping.pk])
+    ).content.decode()
+    listing = admin_client.get(reverse("admin:stakeholders_fieldmapping_changelist")).content.decode()
+
+    assert '<option value="880001">Contacts · Role in the purchase (select)</option>' in add
+    assert '<option value="880102">Catalog “Stakeholders” · Approval status (select)</option>' in add
+    assert '<option value="7001">Stakeholders</option>' in add
+    assert '<option value="9001">Decision maker</option>' in change
+    assert "Approved" not in change.split('name="values-__prefix__-enum_id"')[-1].split("</select>")[0]
+    assert "Role in the purchase (880001)" in listing
+
+
 def test_saving_a_mapping_with_its_options_rederives_the_account(
     admin_client, account, django_capture_on_commit_callbacks
 ):
     decision_maker = Role.objects.get(code="decision_maker")
+    mirrored_field(account, 880001, "Role in the purchase", options=[(9001, "Decision maker")])
     form = {
         "account": account.pk,
         "attribute": "role",
@@ -64,6 +103,7 @@ def test_saving_a_mapping_with_its_options_rederives_the_account(
 
 
 def test_a_catalog_mapping_without_catalog_is_refused_in_the_form(admin_client, account):
+    mirrored_field(account, 880102, "Approval status", catalog_id=7001)
     form = {
         "account": account.pk,
         "attribute": "approval_status",

@@ -14,10 +14,12 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 from unfold.admin import ModelAdmin
+from unfold.decorators import action
 
 from apps.kommo.exceptions import KommoError
 from apps.kommo.models.account import KommoAccount
 from apps.kommo.services import accounts as account_services
+from apps.kommo.services.sync import mirror_sync
 
 
 def https_url_formfield(db_field: models.Field[Any, Any], **kwargs: Any) -> forms.Field | None:
@@ -118,7 +120,8 @@ class KommoAccountAdmin(ModelAdmin):  # type: ignore[type-arg]
         ),
         ("Health", {"fields": ("auth_error", "auth_error_at", "blocked_since", "blocked_reason")}),
     )
-    actions = ("verify_connection", "reset_circuit_breaker", "regenerate_webhook_token")
+    actions = ("sync_now", "verify_connection", "reset_circuit_breaker", "regenerate_webhook_token")
+    actions_detail = ("sync_now_detail",)
 
     @admin.display(description="state")
     def connection_state(self, account: KommoAccount) -> str:
@@ -140,6 +143,34 @@ class KommoAccountAdmin(ModelAdmin):  # type: ignore[type-arg]
         return account.webhook_url if account.pk else "-"
 
     # -- actions ----------------------------------------------------------------------------------------
+
+    def _sync(self, request: HttpRequest, account: KommoAccount) -> None:
+        """An incremental sync of every resource, in the request; its result as one message."""
+        if not account.is_connected:
+            self.message_user(request, f"{account}: not connected, nothing synced.", messages.WARNING)
+            return
+        try:
+            results = mirror_sync(account=account)
+        except KommoError as exc:
+            self.message_user(request, f"{account}: sync stopped — {exc}", messages.ERROR)
+            return
+        lines = "; ".join(
+            f"{resource} {result.created} created, {result.updated} updated, {result.unchanged} unchanged"
+            for resource, result in results.items()
+        )
+        self.message_user(request, f"{account} synced: {lines}.", messages.SUCCESS)
+
+    @admin.action(description="Sync now (what changed in Kommo since the last sync)", permissions=["change"])
+    def sync_now(self, request: HttpRequest, queryset: QuerySet[KommoAccount]) -> None:
+        for account in queryset:
+            self._sync(request, account)
+
+    @action(description="Sync now", url_path="sync-now", permissions=["change"], icon="sync")
+    def sync_now_detail(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The button on the account's page (unfold's detail actions are links)."""
+        account = get_object_or_404(KommoAccount, pk=object_id)
+        self._sync(request, account)
+        return HttpResponseRedirect(self._change_url(account))
 
     @admin.action(description="Verify connection (GET /api/v4/account)", permissions=["change"])
     def verify_connection(self, request: HttpRequest, queryset: QuerySet[KommoAccount]) -> None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.contrib.auth import get_permission_codename
-from django.db.models import Model, QuerySet
+from django.db.models import Model, OuterRef, QuerySet, Subquery
 from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
@@ -36,7 +36,9 @@ from apps.kommo.models import (
     SyncState,
 )
 from apps.kommo.services.mirror import BatchResult
+from apps.kommo.services.people import manager_invite
 from apps.kommo.services.sync import companies_refetch, contacts_refetch, leads_refetch
+from apps.users.models import User
 
 if TYPE_CHECKING:
     from django_stubs_ext import StrOrPromise
@@ -72,6 +74,8 @@ class ReadOnlyAdmin(ModelAdmin):  # type: ignore[type-arg]
 class ReadOnlyInline(TabularInline):  # type: ignore[type-arg]
     extra = 0
     can_delete = False
+    # The row's columns say what it is; the model's str ("29 ↔ contact 30000103") above each row does not.
+    hide_title = True
     # The rows the inline shows by name: read with the inline's rows, not one query per row.
     related: list[str] = []
 
@@ -151,12 +155,56 @@ class StatusAdmin(ReadOnlyAdmin):
 
 
 class KommoUserAdmin(ReadOnlyAdmin):
-    list_display = ["name", "email", "kommo_id", "account", "is_admin", "is_active", "is_deleted"]
+    list_display = [
+        "name",
+        "email",
+        "portal_user",
+        "kommo_id",
+        "account",
+        "is_admin",
+        "is_active",
+        "is_deleted",
+    ]
     list_filter = ["account", "is_admin", "is_active", "is_deleted"]
     search_fields = ["name", "email", "kommo_id"]
     list_select_related = ["account"]
     readonly_fields = ["raw_pretty"]
     exclude = ["raw"]
+    actions = ["invite_manager"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        rows: QuerySet[Any] = super().get_queryset(request)
+        portal_users = User.objects.filter(kommo_user_id=OuterRef("kommo_id")).order_by("pk")
+        annotated: QuerySet[Any] = rows.annotate(
+            portal_username=Subquery(portal_users.values("username")[:1])
+        )
+        return annotated
+
+    @admin.display(description="portal user", ordering="portal_username")
+    def portal_user(self, obj: Any) -> str:
+        return str(getattr(obj, "portal_username", None) or "—")
+
+    def has_invite_permission(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("users.add_user"))
+
+    @admin.action(
+        description="Invite as manager (portal user, linked, one-time password link)", permissions=["invite"]
+    )
+    def invite_manager(self, request: HttpRequest, queryset: QuerySet[KommoUser]) -> None:
+        for kommo_user in queryset:
+            invitation = manager_invite(kommo_user=kommo_user)
+            link = request.build_absolute_uri(invitation.password_set_path)
+            if invitation.created:
+                text = (
+                    f"{kommo_user}: portal user “{invitation.user.username}” created in the Manager group. "
+                    f"Send them this one-time link to set a password: {link}"
+                )
+            else:
+                text = (
+                    f"{kommo_user} already has the portal user “{invitation.user.username}”. "
+                    f"A new one-time link to set a password: {link}"
+                )
+            self.message_user(request, text, messages.SUCCESS)
 
 
 class CustomFieldEnumInline(ReadOnlyInline):
@@ -220,12 +268,14 @@ class ContactAdmin(ReadOnlyAdmin):
 
 class LeadContactInline(ReadOnlyInline):
     model = LeadContact
+    verbose_name_plural = "contacts on the deal"
     fields = ["contact_kommo_id", "contact", "is_main"]
     related = ["contact"]
 
 
 class LeadCatalogElementInline(ReadOnlyInline):
     model = LeadCatalogElement
+    verbose_name_plural = "catalog elements on the deal"
     fields = ["element_kommo_id", "element", "catalog_kommo_id", "quantity"]
     related = ["element"]
 
@@ -241,6 +291,7 @@ def stage_change_mover(change: StageChange) -> str:
 
 class StageChangeInline(ReadOnlyInline):
     model = StageChange
+    verbose_name_plural = "stage history"
     fk_name = "lead"
     fields = ["at", "from_status", "to_status", "source", "sources", stage_change_mover, "kommo_event_id"]
     readonly_fields = [stage_change_mover]

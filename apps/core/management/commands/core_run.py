@@ -168,8 +168,14 @@ class Command(BaseCommand):
     def _step(self, *args: str) -> str:
         """Runs one management command to completion, relaying its output; fails the start if it fails."""
         self.stdout.write(f"  setup | manage.py {args[0]}")
-        result = subprocess.run(manage(*args), capture_output=True, text=True)  # noqa: S603
-        for line in (result.stdout + result.stderr).splitlines():
+        # One stream, unbuffered, so its lines come in the order written; its own results, not the INFO
+        # log lines of the services it calls (LOG_LEVEL, when set, still wins).
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        env.setdefault("LOG_LEVEL", "WARNING")
+        result = subprocess.run(  # noqa: S603
+            manage(*args), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        )
+        for line in result.stdout.splitlines():
             self.stdout.write(f"  setup | {line}")
         if result.returncode != 0:
             raise CommandError(f"manage.py {args[0]} failed with exit code {result.returncode}")

@@ -54,7 +54,7 @@ class TerminalProgress:
 
     def finish(self, resource: str, result: BatchResult) -> None:
         summary = (
-            f" — {result.created} new, {result.updated} updated, {result.unchanged} unchanged"
+            f" — {result.created} created, {result.updated} updated, {result.unchanged} unchanged"
             + (f", {result.stale} stale" if result.stale else "")
             + (f", {len(result.new_stage_changes)} stage moves" if result.new_stage_changes else "")
         )
