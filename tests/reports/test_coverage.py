@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 
 import pytest
 from django.core.management import call_command
@@ -173,7 +174,10 @@ def test_the_beat_task_snapshots_every_account_and_the_command_backfills(desk: D
     assert tasks.coverage_snapshot() == 3
     assert CoverageSnapshot.objects.count() == 3
 
-    call_command("reports_coverage_backfill", "--weeks", "2", stdout=open("/dev/null", "w"))
+    CoverageSnapshot.objects.all().delete()
+    out = io.StringIO()
+    call_command("reports_coverage_backfill", "--weeks", "2", "--this-week", stdout=out)
+    assert "this week's snapshot, 2 rows" in out.getvalue()
     assert set(CoverageSnapshot.objects.values_list("week", flat=True)) == {
         week_start(NOW) - dt.timedelta(weeks=n) for n in (0, 1, 2)
     }

@@ -143,6 +143,8 @@ class Command(BaseCommand):
         self._step("kommo_bootstrap", "--account", account, "--public-url", public_url)
         self._step("kommo_sync", "--account", account)
         self._step("gates_install_defaults", "--account", account)
+        # The decision-maker coverage trend of the weeks the history covers, and this week's.
+        self._step("reports_coverage_backfill", "--account", account, "--this-week")
         return f"{base_url}/board"
 
     def _wait_for_sandbox(self, credentials_file: Path) -> dict[str, str]:

@@ -8,7 +8,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.kommo.models import KommoAccount
-from apps.reports.coverage_snapshots import coverage_snapshots_backfill
+from apps.reports.coverage_snapshots import coverage_snapshot_take, coverage_snapshots_backfill
 
 
 class Command(BaseCommand):
@@ -20,8 +20,15 @@ class Command(BaseCommand):
         parser.add_argument(
             "--replace", action="store_true", help="Rebuild weeks backfilled before (live snapshots stay)."
         )
+        parser.add_argument(
+            "--this-week",
+            action="store_true",
+            help="Also take this week's snapshot now (beat's job otherwise).",
+        )
 
-    def handle(self, *args: Any, account: int | None, weeks: int, replace: bool, **options: Any) -> None:
+    def handle(
+        self, *args: Any, account: int | None, weeks: int, replace: bool, this_week: bool, **options: Any
+    ) -> None:
         if weeks < 1:
             raise CommandError("--weeks must be at least 1")
         accounts = KommoAccount.objects.order_by("pk")
@@ -33,3 +40,5 @@ class Command(BaseCommand):
             written = coverage_snapshots_backfill(account=row, weeks=weeks, replace=replace)
             rows = sum(count for _, count in written)
             self.stdout.write(f"{row}: {len(written)} weeks backfilled, {rows} rows")
+            if this_week:
+                self.stdout.write(f"{row}: this week's snapshot, {coverage_snapshot_take(account=row)} rows")
