@@ -135,7 +135,9 @@ class Portal:
     """gunicorn serving the portal with ``config/gunicorn.py`` on a free loopback port, one worker per core
     (the benchmarks share the cores with PostgreSQL, Redis and the load generator), no access log."""
 
-    def __init__(self, *, settings_module: str, database_url: str, broker_url: str) -> None:
+    def __init__(
+        self, *, settings_module: str, database_url: str, broker_url: str, start_timeout: float = 30
+    ) -> None:
         from tests.support.services import free_port, wait_for
 
         port = free_port()
@@ -158,7 +160,7 @@ class Portal:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_for(self._healthy, timeout=30, message="gunicorn")
+        wait_for(self._healthy, timeout=start_timeout, message="gunicorn")
 
     def _healthy(self) -> bool:
         try:
