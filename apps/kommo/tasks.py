@@ -12,7 +12,13 @@ from apps.kommo.services.outbound import (
     outbound_flush_release,
     outbound_flush_reserve,
 )
-from apps.kommo.services.sync import account_ids_syncable, events_reconcile, mirror_sync
+from apps.kommo.services.sync import (
+    account_ids_syncable,
+    events_reconcile,
+    history_backfill,
+    history_needed,
+    mirror_sync,
+)
 from apps.kommo.webhooks.intake import webhook_event_enqueue
 from apps.kommo.webhooks.processing import webhook_event_process, webhook_events_prune, webhook_events_sweep
 
@@ -47,9 +53,12 @@ def sync_incremental() -> None:
 
 @shared_task(name="apps.kommo.tasks.sync_account")
 def sync_account(account_id: int, full: bool = False) -> None:
-    """Syncs one account's mirror (incremental by updated_at; ``full`` reads everything again)."""
+    """Syncs one account's mirror (incremental by updated_at; ``full`` reads everything again), then
+    backfills its stage history when that was never done or was interrupted."""
     account = KommoAccount.objects.get(pk=account_id)
     mirror_sync(account=account, full=full)
+    if history_needed(account):
+        history_backfill(account=account)
 
 
 @shared_task(name="apps.kommo.tasks.sync_events")

@@ -48,6 +48,25 @@ B2B_STAGES = (
 )
 # How many of the 45 demo deals sit in each stage: incoming, the five working stages, won, lost.
 DEMO_DISTRIBUTION = (3, 8, 7, 6, 6, 5, 6, 4)
+# The usual days a deal spends in each stage (incoming, then the five working stages): the mean of a
+# log-normal spread. Legal review is the slowest.
+STAGE_DAYS = (2, 9, 15, 11, 26, 6)
+STAY_SPREAD = 0.45
+# The demo's past: deals closed over the last twelve months, and older open deals, some stalled.
+HISTORY_DAYS = 365
+PAST_CLOSED = 290
+PAST_OPEN = 10
+WIN_SHARE = 0.38
+# Where lost deals were lost (incoming, then the five working stages), and why.
+LOSS_STAGE_WEIGHTS = (8, 30, 25, 20, 12, 5)
+LOSS_REASONS_BY_STAGE = (
+    ("No decision",),
+    ("No decision", "No decision", "Chose a competitor"),
+    ("Chose a competitor", "Chose a competitor", "No decision"),
+    ("Budget cut", "Budget cut", "Chose a competitor"),
+    ("Budget cut", "Chose a competitor", "No decision"),
+    ("Chose a competitor", "Budget cut"),
+)
 
 USERS = (
     ("Alex Morgan", "alex.morgan", True, None),
@@ -199,6 +218,47 @@ class _Builder:
         self.account = account
         self.now = now
         self.random = random.Random(RANDOM_SEED)  # noqa: S311 - reproducible demo data
+        # Stage durations, objections and the past deals draw from their own sequence.
+        self.timing = random.Random(RANDOM_SEED + 1)  # noqa: S311 - reproducible demo data
+
+    def stay(self, stage_index: int) -> int:
+        """Seconds a deal spends in the stage at ``stage_index`` of the B2B path (incoming first)."""
+        days = STAGE_DAYS[stage_index] * self.timing.lognormvariate(0, STAY_SPREAD)
+        return max(3600, int(days * DAY) + self.timing.randint(0, 3600))
+
+    def timeline(self, stage_indexes: list[int], *, last_entry: int) -> list[int]:
+        """When a deal entered each stage of its path: the last entry at ``last_entry``, each earlier one a
+        usual stay (:data:`STAGE_DAYS`) before the next. The first is the deal's creation."""
+        times = [last_entry]
+        for index in reversed(stage_indexes[:-1]):
+            times.insert(0, times[0] - self.stay(index))
+        return times
+
+    def path_events(
+        self, lead: Lead, path: list[Status], times: list[int], user_id: int, pipeline_id: int
+    ) -> None:
+        """The deal's events as Kommo logs them: ``lead_added`` (naming a note, not a stage) at its
+        creation, then one ``lead_status_changed`` per move, at the past times."""
+        self.store.record_event(
+            self.account,
+            "lead_added",
+            "lead",
+            lead.id,
+            user_id,
+            after=self.store.creation_note(),
+            at=times[0],
+        )
+        for previous, current, at in zip(path, path[1:], times[1:], strict=False):
+            self.store.record_event(
+                self.account,
+                "lead_status_changed",
+                "lead",
+                lead.id,
+                user_id,
+                before=[{"lead_status": {"id": previous.id, "pipeline_id": pipeline_id}}],
+                after=[{"lead_status": {"id": current.id, "pipeline_id": pipeline_id}}],
+                at=at,
+            )
 
     def id(self, kind: str) -> int:
         return self.store.next_id(kind)
@@ -461,6 +521,7 @@ def _demo(b: _Builder) -> None:
         "catalogs", "Approval status", "select", enums=[(a, None) for a in APPROVALS], catalog_id=catalog.id
     )
     cat_touch = b.field("catalogs", "Last touch", "date", catalog_id=catalog.id)
+    cat_objection = b.field("catalogs", "Objection weight", "numeric", catalog_id=catalog.id)
 
     users = list(account.users.values())
     managers = [u.id for u in users if not u.is_admin]
@@ -482,7 +543,7 @@ def _demo(b: _Builder) -> None:
             product = PRODUCTS[(deal_index * 7) % len(PRODUCTS)]
             responsible = managers[(deal_index * 3 + 1) % len(managers)]
             price = max(8000, int(round(rng.gauss(35000, 9000) / 500) * 500))
-            created = b.now - rng.randint(20, 175) * DAY
+            ago = rng.randint(20, 175) * DAY
             if target.id == WON_STATUS_ID:
                 reached, path = len(stage_order) - 1, [*stage_order, target]
             elif target.id == LOST_STATUS_ID:
@@ -490,10 +551,18 @@ def _demo(b: _Builder) -> None:
                 path = [*stage_order[: reached + 1], target]
             else:
                 reached, path = target_index, stage_order[: target_index + 1]
-            step = max(1, (b.now - DAY - created) // (len(path) + 1))
-            times = [created + i * step + rng.randint(0, step // 3) for i in range(len(path))]
+            if target.id in closed:  # closed a while ago, after the usual stays
+                times = b.timeline([*range(reached + 1), -1], last_entry=b.now - ago // 4)
+            else:  # in its stage for part of a usual stay; every seventh open deal stalled far past it
+                stalled = deal_index % 7 == 3
+                age = (
+                    b.stay(reached)
+                    * b.timing.uniform(0.1, 0.9)
+                    * (b.timing.uniform(2.5, 4) if stalled else 1)
+                )
+                times = b.timeline(list(range(reached + 1)), last_entry=b.now - int(age))
             lead = b.lead(
-                f"{company.name} — {product}", price, pipeline, target.id, responsible, created, times[-1]
+                f"{company.name} — {product}", price, pipeline, target.id, responsible, times[0], times[-1]
             )
             lead.custom_fields_values = [
                 _select_value(segment, ("SMB", "Mid-market", "Enterprise")[deal_index % 3]),
@@ -502,26 +571,7 @@ def _demo(b: _Builder) -> None:
             if target.id == LOST_STATUS_ID:
                 lead.loss_reason_id = list(account.loss_reasons)[deal_index % len(account.loss_reasons)]
             account.links.link(("leads", lead.id), ("companies", company.id), None)
-            b.store.record_event(
-                account,
-                "lead_added",
-                "lead",
-                lead.id,
-                responsible,
-                after=[{"lead_status": {"id": path[0].id, "pipeline_id": pipeline.id}}],
-                at=times[0],
-            )
-            for previous, current, at in zip(path, path[1:], times[1:], strict=False):
-                b.store.record_event(
-                    account,
-                    "lead_status_changed",
-                    "lead",
-                    lead.id,
-                    responsible,
-                    before=[{"lead_status": {"id": previous.id, "pipeline_id": pipeline.id}}],
-                    after=[{"lead_status": {"id": current.id, "pipeline_id": pipeline.id}}],
-                    at=at,
-                )
+            b.path_events(lead, path, times, responsible, pipeline.id)
             in_legal = target.name == "Legal review"
             if in_legal:
                 legal_review_seen += 1
@@ -538,9 +588,12 @@ def _demo(b: _Builder) -> None:
                 cat_role,
                 cat_approval,
                 cat_touch,
+                cat_objection,
             )
             _activities(b, lead, target, responsible)
             deal_index += 1
+    fields = _StakeholderFields(role_field, catalog, cat_role, cat_approval, cat_touch, cat_objection)
+    _past(b, pipeline, stage_order, companies, managers, fields, segment)
 
 
 def _stakeholders(
@@ -556,6 +609,7 @@ def _stakeholders(
     cat_role: CustomField,
     cat_approval: CustomField,
     cat_touch: CustomField,
+    cat_objection: CustomField,
 ) -> None:
     rng = b.random
     count = rng.randint(2, 5)
@@ -590,6 +644,7 @@ def _stakeholders(
         else:
             approval = "Approved" if reached >= 2 + index % 3 and role != "Blocker" else "Pending"
         touch = min(b.now, lead.updated_at + rng.randint(0, 5) * DAY)
+        objection = _objection(b, role, open_deal=target.id not in (WON_STATUS_ID, LOST_STATUS_ID))
         element = CatalogElement(
             id=b.id("element"),
             catalog_id=catalog.id,
@@ -602,10 +657,185 @@ def _stakeholders(
                 _select_value(cat_role, role),
                 _select_value(cat_approval, approval),
                 {"field_id": cat_touch.id, "values": [{"value": touch}]},
+                *_number_value(cat_objection, objection),
             ],
         )
         b.account.elements[element.id] = element
         metadata = {"quantity": 1, "catalog_id": catalog.id}
+        b.account.links.link(("leads", lead.id), ("catalog_elements", element.id), metadata)
+        b.account.links.link(("contacts", contact.id), ("catalog_elements", element.id), dict(metadata))
+
+
+def _objection(b: _Builder, role: str, *, open_deal: bool, lost: bool = False) -> float | None:
+    """An objection's weight (0 to 1) on some stakeholders: most blockers, some technical evangelists — more
+    often on deals that are still open or were lost."""
+    chance = {"Blocker": 0.7, "Technical evangelist": 0.15, "Influencer": 0.1}.get(role, 0.0)
+    if open_deal or lost:
+        chance *= 1.4
+    if b.timing.random() >= chance:
+        return None
+    return round(b.timing.uniform(0.2, 0.9), 1)
+
+
+def _number_value(field: CustomField, value: float | None) -> list[dict[str, Any]]:
+    return [] if value is None else [{"field_id": field.id, "values": [{"value": str(value)}]}]
+
+
+@dataclass(frozen=True)
+class _StakeholderFields:
+    role: CustomField  # the contacts' "Role in the purchase"
+    catalog: Catalog
+    cat_role: CustomField
+    cat_approval: CustomField
+    cat_touch: CustomField
+    cat_objection: CustomField
+
+
+def _past(
+    b: _Builder,
+    pipeline: Pipeline,
+    stage_order: list[Status],
+    companies: list[Company],
+    managers: list[int],
+    fields: _StakeholderFields,
+    segment: CustomField,
+) -> None:
+    """Twelve months of history beside the current deals: :data:`PAST_CLOSED` deals won or lost (lost at
+    every stage, with a reason that fits it), and :data:`PAST_OPEN` older open deals — stalled far past
+    the usual stay, some without a decision maker, few with a task. Stays follow :data:`STAGE_DAYS`."""
+    t = b.timing
+    account = b.account
+    won, lost = pipeline.status(WON_STATUS_ID), pipeline.status(LOST_STATUS_ID)
+    assert won is not None and lost is not None
+    reasons = {reason.name: reason.id for reason in account.loss_reasons.values()}
+    earliest = b.now - (HISTORY_DAYS - 5) * DAY
+    for index in range(PAST_CLOSED + PAST_OPEN):
+        company = t.choice(companies)
+        responsible = managers[index % len(managers)]
+        price = max(6000, int(round(t.lognormvariate(10.35, 0.5) / 500) * 500))
+        if index < PAST_CLOSED:
+            if t.random() < WIN_SHARE:
+                reached, target = len(stage_order) - 1, won
+            else:
+                reached = t.choices(range(len(stage_order)), weights=LOSS_STAGE_WEIGHTS)[0]
+                target = lost
+            path = [*stage_order[: reached + 1], target]
+            times = b.timeline([*range(reached + 1), -1], last_entry=b.now - t.randint(2, 330) * DAY)
+        else:  # open for months: stalled in a working stage
+            reached = t.randint(1, len(stage_order) - 1)
+            target = stage_order[reached]
+            path = stage_order[: reached + 1]
+            age = b.stay(reached) * t.uniform(2.5, 5)
+            times = b.timeline(list(range(reached + 1)), last_entry=b.now - int(age))
+        if times[0] < earliest:  # keep the whole deal inside the year the history covers
+            times = [at + earliest - times[0] for at in times]
+        lead = b.lead(
+            f"{company.name} — {t.choice(PRODUCTS)}",
+            price,
+            pipeline,
+            target.id,
+            responsible,
+            times[0],
+            min(b.now - 3600, times[-1]),
+        )
+        lead.custom_fields_values = [_select_value(segment, t.choice(("SMB", "Mid-market", "Enterprise")))]
+        if target is lost:
+            lead.loss_reason_id = reasons.get(t.choice(LOSS_REASONS_BY_STAGE[reached]))
+        account.links.link(("leads", lead.id), ("companies", company.id), None)
+        b.path_events(lead, path, times, responsible, pipeline.id)
+        without_decision_maker = target not in (won, lost) and index % 2 == 0
+        _past_stakeholders(b, lead, company, reached, target, times, fields, without_decision_maker)
+        if target not in (won, lost) and index % 3 == 0:  # most stalled deals have no open task
+            task = Task(
+                id=b.id("task"),
+                text=f"Chase {target.name.lower()}",
+                complete_till=b.now + t.randint(1, 10) * DAY,
+                responsible_user_id=responsible,
+                created_by=responsible,
+                updated_by=responsible,
+                created_at=times[-1],
+                updated_at=times[-1],
+                entity_id=lead.id,
+                entity_type="leads",
+                task_type_id=1,
+            )
+            account.tasks[task.id] = task
+            lead.closest_task_at = task.complete_till
+
+
+def _past_stakeholders(
+    b: _Builder,
+    lead: Lead,
+    company: Company,
+    reached: int,
+    target: Status,
+    times: list[int],
+    fields: _StakeholderFields,
+    without_decision_maker: bool,
+) -> None:
+    """Two to four stakeholders per past deal. Approvals are dated near the stage that needs them (the
+    decision maker's by budget approval, the lawyer's by the end of legal review); one in four came late,
+    after the deal had moved on."""
+    t = b.timing
+    closed_won = target.id == WON_STATUS_ID
+    closed_lost = target.id == LOST_STATUS_ID
+    roles = ["Technical evangelist"] if without_decision_maker else ["Decision maker", "Technical evangelist"]
+    if reached >= 4:
+        roles.append("Lawyer")
+    while len(roles) < t.randint(2, 4):
+        roles.append(t.choice(("User", "Influencer", "Blocker")))
+    # The stage whose end needs each role's approval (index on the path), as the gates would ask.
+    needed_by = {"Decision maker": 3, "Technical evangelist": 2, "Lawyer": 4}
+    for position, role in enumerate(roles):
+        first, last = t.choice(FIRST_NAMES), t.choice(LAST_NAMES)
+        contact = b.contact(
+            first,
+            last,
+            company,
+            lead.responsible_user_id,
+            lead.created_at,
+            [
+                _select_value(fields.role, role),
+                {
+                    "field_id": b.account.field_codes_for("contacts")["POSITION"].id,
+                    "values": [{"value": t.choice(POSITIONS[role])}],
+                },
+            ],
+        )
+        b.account.links.link(("leads", lead.id), ("contacts", contact.id), {"main_contact": position == 0})
+        stage = needed_by.get(role, 1)
+        if closed_won or (not closed_lost and reached > stage and role != "Blocker"):
+            approval = "Approved"
+        elif closed_lost and role in ("Decision maker", "Blocker"):
+            approval = "Rejected"
+        else:
+            approval = "Pending"
+        if approval == "Approved" and stage + 1 < len(times):
+            late = t.random() < 0.25
+            touch = (
+                times[stage + 1] + t.randint(1, 6) * DAY if late else times[stage + 1] - t.randint(0, 3) * DAY
+            )
+        else:
+            touch = times[-1] - t.randint(0, 4) * DAY
+        touch = max(lead.created_at, min(b.now - 3600, touch))
+        objection = _objection(b, role, open_deal=not (closed_won or closed_lost), lost=closed_lost)
+        element = CatalogElement(
+            id=b.id("element"),
+            catalog_id=fields.catalog.id,
+            name=f"{contact.name} — {company.name}",
+            created_by=lead.responsible_user_id,
+            updated_by=lead.responsible_user_id,
+            created_at=lead.created_at,
+            updated_at=touch,
+            custom_fields_values=[
+                _select_value(fields.cat_role, role),
+                _select_value(fields.cat_approval, approval),
+                {"field_id": fields.cat_touch.id, "values": [{"value": touch}]},
+                *_number_value(fields.cat_objection, objection),
+            ],
+        )
+        b.account.elements[element.id] = element
+        metadata = {"quantity": 1, "catalog_id": fields.catalog.id}
         b.account.links.link(("leads", lead.id), ("catalog_elements", element.id), metadata)
         b.account.links.link(("contacts", contact.id), ("catalog_elements", element.id), dict(metadata))
 
@@ -621,8 +851,8 @@ def _activities(b: _Builder, lead: Lead, target: Status, responsible: int) -> No
         responsible_user_id=responsible,
         created_by=responsible,
         updated_by=responsible,
-        created_at=lead.created_at + DAY,
-        updated_at=lead.created_at + DAY,
+        created_at=min(b.now - 60, lead.created_at + DAY),
+        updated_at=min(b.now - 60, lead.created_at + DAY),
     )
     b.account.notes[note.id] = note
     b.store.record_event(
@@ -672,10 +902,14 @@ def _activities(b: _Builder, lead: Lead, target: Status, responsible: int) -> No
 
 
 def _large(b: _Builder, count: int) -> None:
-    """``count`` deals spread over the stages, one contact each and a company per four deals; no history."""
+    """``count`` deals spread over the stages, one contact each and a company per four deals, each with
+    its history (created, then moved stage by stage with the demo's usual stays; the closed ones won from
+    signing or lost from any stage) in its events."""
     account = b.account
     pipeline = b.pipeline("B2B sales", B2B_STAGES)
     statuses = pipeline.ordered_statuses()
+    stage_order = [s for s in statuses if s.id not in (WON_STATUS_ID, LOST_STATUS_ID)]
+    earliest = b.now - (HISTORY_DAYS - 5) * DAY
     managers = [u.id for u in account.users.values() if not u.is_admin]
     rng = b.random
     phone_field = account.field_codes_for("contacts")["PHONE"]
@@ -686,7 +920,24 @@ def _large(b: _Builder, count: int) -> None:
     company: Company | None = None
     for index in range(count):
         responsible = managers[index % len(managers)]
-        created = b.now - rng.randint(1, 365) * DAY
+        status = statuses[index % len(statuses)]
+        if status.id == WON_STATUS_ID:
+            reached, path = len(stage_order) - 1, [*stage_order, status]
+        elif status.id == LOST_STATUS_ID:
+            reached = (index // len(statuses)) % len(stage_order)
+            path = [*stage_order[: reached + 1], status]
+        else:
+            reached = stage_order.index(status)
+            path = stage_order[: reached + 1]
+        if len(path) > reached + 1:
+            times = b.timeline([*range(reached + 1), -1], last_entry=b.now - rng.randint(1, 300) * DAY)
+        else:
+            times = b.timeline(
+                list(range(reached + 1)), last_entry=b.now - int(b.stay(reached) * rng.random())
+            )
+        if times[0] < earliest:
+            times = [at + earliest - times[0] for at in times]
+        created = times[0]
         if index % 4 == 0:
             company = Company(
                 b.id("company"),
@@ -699,7 +950,6 @@ def _large(b: _Builder, count: int) -> None:
             )
             account.companies[company.id] = company
         assert company is not None
-        status = statuses[index % len(statuses)]
         first, last = (
             FIRST_NAMES[index % len(FIRST_NAMES)],
             LAST_NAMES[(index // len(FIRST_NAMES)) % len(LAST_NAMES)],
@@ -739,8 +989,9 @@ def _large(b: _Builder, count: int) -> None:
             status.id,
             responsible,
             created,
-            created + rng.randint(0, 30) * DAY,
+            min(b.now - 60, times[-1]),
         )
+        b.path_events(lead, path, times, responsible, pipeline.id)
         links.link(("leads", lead.id), ("contacts", contact.id), {"main_contact": True})
         links.link(("leads", lead.id), ("companies", company.id), None)
         links.link(("contacts", contact.id), ("companies", company.id), None)

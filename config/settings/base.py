@@ -305,6 +305,9 @@ KOMMO_DEFAULT_PHONE_REGION = env("KOMMO_DEFAULT_PHONE_REGION", default="") or No
 # within the window is one StageChange, and a move a sync only inferred matches an exact report this old.
 KOMMO_SYNC_OVERLAP_SECONDS = 120
 KOMMO_EVENTS_LOOKBACK_HOURS = 24
+# An account's first sync reads back this many days of deal moves from Kommo's events (0: none);
+# `kommo_sync --history DAYS` reads any span again.
+KOMMO_HISTORY_DAYS = env.int("KOMMO_HISTORY_DAYS", default=365)
 KOMMO_STAGE_CHANGE_WINDOW_SECONDS = 300
 KOMMO_STAGE_CHANGE_INFERRED_LAG_HOURS = 24
 

@@ -35,9 +35,10 @@ def test_sync_now_mirrors_the_account_and_says_what_changed(admin_client, demo):
         reverse("admin:kommo_kommoaccount_sync_now_detail", args=[account.pk]), follow=True
     )
 
-    assert Lead.objects.filter(account=account).count() == 45
+    # The demo's 45 current deals and its year of history (300 more).
+    assert Lead.objects.filter(account=account).count() == 345
     assert messages_of(first).startswith("Sandbox synced: pipelines ")
-    assert "leads 45 created, 0 updated, 0 unchanged" in messages_of(first)
+    assert "leads 345 created, 0 updated, 0 unchanged" in messages_of(first)
     assert again.redirect_chain[-1][0] == reverse("admin:kommo_kommoaccount_change", args=[account.pk])
     assert "leads 0 created" in messages_of(again)
 

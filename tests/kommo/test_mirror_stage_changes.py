@@ -173,3 +173,47 @@ def test_a_move_made_again_within_the_same_second_as_the_move_back_is_inferred_a
     assert again.pk != first.pk and (again.from_status_kommo_id, again.to_status_kommo_id) == (20, 30)
     assert not created and webhook.pk == again.pk and webhook.moved_by_kommo_user_id == 7
     assert StageChange.objects.filter(from_status_kommo_id=20, to_status_kommo_id=30).count() == 2
+
+
+def test_past_moves_recorded_together_match_what_is_already_there_and_give_the_deal_its_stays(account, deal):
+    from apps.kommo.models import StageStay
+    from apps.kommo.services.mirror import PastMove, stage_changes_record_past
+
+    webhook_row, _ = record(account, deal, from_status_id=20, to_status_id=30, at=at(100))
+    record(
+        account,
+        deal,
+        from_status_id=30,
+        to_status_id=40,
+        at=at(200),
+        source=SOURCE.EVENTS,
+        kommo_event_id="e2",
+    )
+
+    def past(from_status, to_status, seconds, event_id):
+        return PastMove(deal, from_status, None, to_status, None, at(seconds), 7, event_id)
+
+    moves = [
+        past(None, 20, 10, None),  # the first stay
+        past(20, 30, 101, "e1"),  # what the webhook reported: the same move, now with its event id
+        past(30, 40, 200, "e2"),  # already recorded from its event
+        past(40, 50, 300, "e3"),  # new
+    ]
+    created, known = stage_changes_record_past(account=account, moves=moves)
+
+    assert sorted((row.from_status_kommo_id or 0, row.to_status_kommo_id) for row in created) == [
+        (0, 20),
+        (40, 50),
+    ]
+    assert known == 2  # e2, and the webhook's move enriched
+    webhook_row.refresh_from_db()
+    assert webhook_row.kommo_event_id == "e1" and webhook_row.sources == ["webhook", "events"]
+    assert StageChange.objects.filter(lead=deal).count() == 4
+    stays = list(
+        StageStay.objects.filter(lead=deal).order_by("entered_at").values_list("status__kommo_id", flat=True)
+    )
+    assert len(stays) == 4 and StageStay.objects.filter(lead=deal, left_at__isnull=True).count() == 1
+
+    again, known_again = stage_changes_record_past(account=account, moves=moves)
+
+    assert again == [] and known_again == 4

@@ -1,7 +1,7 @@
 import pytest
 from django.conf import settings
 
-from apps.kommo.models import KommoAccount, Lead, SyncState
+from apps.kommo.models import KommoAccount, Lead, StageChange, SyncState
 from apps.kommo.tasks import sync_account, sync_events_account
 from tests.kommo.sandbox_support import account_for, sandbox_start
 
@@ -24,6 +24,9 @@ def test_the_account_tasks_sync_the_mirror_and_reconcile_events():
 
         assert Lead.objects.filter(account=account).count() == 300
         assert SyncState.objects.get(account=account, resource="events").finished_at is not None
+        # The first sync backfilled the history: every deal's first stay, at least.
+        assert SyncState.objects.get(account=account, resource="history").last_full_at is not None
+        assert StageChange.objects.filter(account=account, from_status_kommo_id__isnull=True).count() == 300
     finally:
         server.stop()
 

@@ -332,6 +332,44 @@ def test_events_record_changes_with_the_acting_user_and_filter(api, sandbox):
     )
 
 
+def test_creation_task_and_deletion_events_carry_kommo_s_documented_values(api, admin):
+    """API.md §11: ``*_added`` name a note, not the first stage; task events, ``lead_deleted`` and
+    ``lead_restored`` carry empty arrays on both sides."""
+    lead_id = api.post("/api/v4/leads", [{"name": "shapes"}]).json()["_embedded"]["leads"][0]["id"]
+    contact_id = new_contact(api, "shapes@shapes.example", "+14155550123")
+    company_id = api.post("/api/v4/companies", [{"name": "Shapes Inc"}]).json()["_embedded"]["companies"][0][
+        "id"
+    ]
+    task_id = api.post(
+        "/api/v4/tasks",
+        [{"text": "call", "complete_till": 1893456000, "entity_id": lead_id, "entity_type": "leads"}],
+    ).json()["_embedded"]["tasks"][0]["id"]
+    api.patch(f"/api/v4/tasks/{task_id}", {"is_completed": True, "result": {"text": "done"}})
+    assert admin.post(f"/_sandbox/leads/{lead_id}/delete", {}).status_code == 200
+    assert admin.post(f"/_sandbox/leads/{lead_id}/restore", {}).status_code == 200
+
+    def events(entity: str, entity_id: int) -> dict[str, dict]:
+        query = f"/api/v4/events?filter[entity]={entity}&filter[entity_id]={entity_id}"
+        return {e["type"]: e for e in api.get(query).json()["_embedded"]["events"]}
+
+    added = [
+        events("lead", lead_id)["lead_added"],
+        events("contact", contact_id)["contact_added"],
+        events("company", company_id)["company_added"],
+    ]
+    for event in added:
+        assert event["value_before"] == []
+        [value] = event["value_after"]
+        assert (
+            list(value) == ["note"] and list(value["note"]) == ["id"] and isinstance(value["note"]["id"], int)
+        )
+    assert len({event["value_after"][0]["note"]["id"] for event in added}) == 3
+    lead_events, task_events = events("lead", lead_id), events("task", task_id)
+    for event in (lead_events["lead_deleted"], lead_events["lead_restored"], *task_events.values()):
+        assert (event["value_before"], event["value_after"]) == ([], []), event["type"]
+    assert set(task_events) == {"task_added", "task_completed"}
+
+
 def test_events_page_by_100_at_most(api):
     data = api.get("/api/v4/events?limit=250").json()
     assert len(data["_embedded"]["events"]) == 100 and data["_links"]["self"]["href"].endswith("limit=100")

@@ -19,6 +19,7 @@ from unfold.decorators import action
 from apps.kommo.exceptions import KommoError
 from apps.kommo.models.account import KommoAccount
 from apps.kommo.services import accounts as account_services
+from apps.kommo.services import sync as sync_services
 from apps.kommo.services.sync import mirror_sync
 
 
@@ -130,7 +131,13 @@ class KommoAccountAdmin(ModelAdmin):  # type: ignore[type-arg]
             },
         ),
     )
-    actions = ("sync_now", "verify_connection", "reset_circuit_breaker", "regenerate_webhook_token")
+    actions = (
+        "sync_now",
+        "verify_connection",
+        "reset_circuit_breaker",
+        "regenerate_webhook_token",
+        "backfill_history",
+    )
     actions_detail = ("sync_now_detail",)
 
     @admin.display(description="state")
@@ -204,6 +211,24 @@ class KommoAccountAdmin(ModelAdmin):  # type: ignore[type-arg]
         for account in queryset:
             account_services.account_webhook_token_regenerate(account=account)
             self.message_user(request, f"{account}: new webhook URL {account.webhook_url}", messages.WARNING)
+
+    @admin.action(description="Backfill history (past stage moves)", permissions=["change"])
+    def backfill_history(self, request: HttpRequest, queryset: QuerySet[KommoAccount]) -> None:
+        """Runs the backfill in the request (an interrupted one continues where it stopped); for long
+        histories ``kommo_sync --history DAYS`` shows a progress bar instead."""
+        for account in queryset:
+            if not account.is_connected:
+                self.message_user(request, f"{account}: not connected", messages.ERROR)
+                continue
+            try:
+                result = sync_services.history_backfill(account=account)
+            except KommoError as exc:
+                self.message_user(
+                    request, f"{account}: {exc} — run the action again to continue", messages.ERROR
+                )
+            else:
+                resumed = " (continued an interrupted backfill)" if result.resumed else ""
+                self.message_user(request, f"{account}: history backfilled{resumed}: {result.summary()}.")
 
     # -- connect views ----------------------------------------------------------------------------------
 

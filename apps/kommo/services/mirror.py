@@ -999,6 +999,7 @@ def stage_change_record(
     to_pipeline_id: int | None = None,
     at_is_exact: bool = True,
     not_before: dt.datetime | None = None,
+    announce: bool = True,
 ) -> tuple[StageChange, bool]:
     """Record that ``lead`` moved from one stage to another; idempotent across sources.
 
@@ -1011,6 +1012,9 @@ def stage_change_record(
     An inferred report may give ``not_before`` (when the lead was last seen at the from-stage): the move
     happened after it, so no earlier row can be it. Reports of one lead are serialised by a lock on its
     row. Returns the row and whether it is new.
+
+    ``announce=False`` records history without telling anyone: a new row joins no batch and sends no
+    ``stage_changed`` (the backfill of past moves: the gates must not judge a move of last spring).
     """
     with transaction.atomic():
         Lead.objects.select_for_update().filter(pk=lead.pk).values_list("pk", flat=True).first()
@@ -1046,6 +1050,8 @@ def stage_change_record(
                 kommo_event_id=kommo_event_id,
             )
             leads_stays_refresh(lead_ids=[lead.pk])
+            if not announce:
+                return row, True
             batch = _batch.get()
             if batch is not None and batch.account.pk == account.pk:
                 batch.stage_changes.append(row)
@@ -1075,6 +1081,114 @@ def stage_change_record(
             if "at" in changed:
                 leads_stays_refresh(lead_ids=[lead.pk])
         return row, False
+
+
+@dataclass(frozen=True)
+class PastMove:
+    """A move read from Kommo's history (the events log), for :func:`stage_changes_record_past`.
+    ``from_status_id`` None: the deal's entry into its first stage."""
+
+    lead: Lead
+    from_status_id: int | None
+    from_pipeline_id: int | None
+    to_status_id: int
+    to_pipeline_id: int | None
+    at: dt.datetime
+    moved_by_kommo_user_id: int | None = None
+    kommo_event_id: str | None = None
+
+
+def stage_changes_record_past(
+    *, account: KommoAccount, moves: Sequence[PastMove], source: str = Source.EVENTS
+) -> tuple[list[StageChange], int]:
+    """Record many past moves at once, as :func:`stage_change_record` would one by one with
+    ``announce=False`` (exact times, nothing announced), at a cost that does not grow per move: the
+    history backfill's thousand moves would otherwise cost a thousand locks, matches and stay refreshes.
+
+    Under the deals' row locks (in id order, as every writer takes them): a move whose event id is already
+    recorded is known; a first stay of a deal that has one is known; a move of a deal that has a row no
+    event reported (a webhook's, a sync's or the gate's, which this move might be) goes through
+    :func:`stage_change_record` to be matched; every other move is new and inserted in one statement. The
+    stays of the deals touched are derived again once. Returns the new rows and how many were known."""
+    if not moves:
+        return [], 0
+    with transaction.atomic():
+        lead_ids = sorted({move.lead.pk for move in moves})
+        list(
+            Lead.objects.select_for_update()
+            .filter(pk__in=lead_ids)
+            .order_by("pk")
+            .values_list("pk", flat=True)
+        )
+        event_ids = [move.kommo_event_id for move in moves if move.kommo_event_id]
+        recorded = set(
+            StageChange.objects.filter(account=account, kommo_event_id__in=event_ids).values_list(
+                "kommo_event_id", flat=True
+            )
+        )
+        rows = StageChange.objects.filter(lead_id__in=lead_ids)
+        entered = set(rows.filter(from_status_kommo_id__isnull=True).values_list("lead_id", flat=True))
+        unmatched = set(
+            rows.filter(kommo_event_id__isnull=True, from_status_kommo_id__isnull=False).values_list(
+                "lead_id", flat=True
+            )
+        )
+        statuses = _status_map(account)
+        users = _pk_map(KommoUser, account, [move.moved_by_kommo_user_id for move in moves])
+        fresh: list[StageChange] = []
+        careful: list[PastMove] = []
+        known = 0
+        for move in moves:
+            if move.kommo_event_id in recorded or (move.from_status_id is None and move.lead.pk in entered):
+                known += 1
+                continue
+            if move.from_status_id is None:
+                entered.add(move.lead.pk)
+            elif move.lead.pk in unmatched:
+                careful.append(move)
+                continue
+            from_pipeline = move.from_pipeline_id or move.lead.pipeline_kommo_id
+            to_pipeline = move.to_pipeline_id or move.lead.pipeline_kommo_id
+            fresh.append(
+                StageChange(
+                    account=account,
+                    lead=move.lead,
+                    from_status_kommo_id=move.from_status_id,
+                    from_pipeline_kommo_id=from_pipeline if move.from_status_id is not None else None,
+                    to_status_kommo_id=move.to_status_id,
+                    to_pipeline_kommo_id=to_pipeline,
+                    from_status_id=statuses.get((from_pipeline, move.from_status_id or 0)),
+                    to_status_id=statuses.get((to_pipeline, move.to_status_id)),
+                    at=move.at,
+                    at_is_exact=True,
+                    source=source,
+                    sources=[source],
+                    moved_by_id=users.get(move.moved_by_kommo_user_id or 0),
+                    moved_by_kommo_user_id=move.moved_by_kommo_user_id,
+                    kommo_event_id=move.kommo_event_id,
+                )
+            )
+        created = StageChange.objects.bulk_create(fresh)
+        leads_stays_refresh(lead_ids={row.lead_id for row in created})
+        for move in careful:
+            row, new = stage_change_record(
+                account=account,
+                lead=move.lead,
+                from_status_id=move.from_status_id,
+                from_pipeline_id=move.from_pipeline_id,
+                to_status_id=move.to_status_id,
+                to_pipeline_id=move.to_pipeline_id,
+                at=move.at,
+                source=source,
+                moved_by_kommo_user_id=move.moved_by_kommo_user_id,
+                kommo_event_id=move.kommo_event_id,
+                announce=False,
+            )
+            if new:
+                created.append(row)
+            else:
+                known += 1
+    return created, known
 
 
 def _stage_change_match(

@@ -11,7 +11,9 @@ stops half-way (a crash, Ctrl-C, an error Kommo does not recover from) continues
   stored cursor, and move the cursor page by page (always asking from the last time seen, so rows edited
   while the run goes on can never push another row past a page boundary unseen);
 * the events reconciliation reads ``/events`` from its cursor (100 per page), records the stage history
-  with who moved each deal, re-fetches the deals it names in batches of 250 ids and applies deletions.
+  with who moved each deal, re-fetches the deals it names in batches of 250 ids and applies deletions;
+* the history backfill reads the past moves (``lead_status_changed``) of the last N days, once per
+  account, with its own cursor (resource ``history``), apart from the reconciliation's.
 
 Writes go through :mod:`apps.kommo.services.mirror` (idempotent, guarded by ``updated_at``), so a sync
 can run while webhooks are being processed. The functions take a ``progress`` reporter so that the
@@ -33,7 +35,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.kommo import types
-from apps.kommo.client import KommoClient
+from apps.kommo.client import KommoClient, query_params
 from apps.kommo.exceptions import KommoPayloadError
 from apps.kommo.models import (
     Catalog,
@@ -69,8 +71,12 @@ LEAD_EVENT_TYPES = (
     "entity_linked",
     "entity_unlinked",
 )
-# The events that report a stage move (a deal's creation is its move into its first stage).
+# The events that name a deal's stage. ``lead_added`` does not: in Kommo its value is a note
+# (``[{"note": {"id": N}}]``), so a deal's first stage is derived (:func:`first_stays_record`).
 STAGE_EVENT_TYPES = ("lead_status_changed", "lead_added")
+# The history backfill reads the events log in windows of this length (the progress bar's steps); each
+# window is one fixed, past listing, so an interrupted run resumes at its last finished page.
+HISTORY_WINDOW = dt.timedelta(days=30)
 # In the order a full sync runs them: what later resources refer to comes first.
 RESOURCES = ("pipelines", "users", "catalogs", "custom_fields", "companies", "contacts", "leads")
 
@@ -82,7 +88,7 @@ class Progress(Protocol):
 
     def advance(self, resource: str, count: int) -> None: ...
 
-    def finish(self, resource: str, result: mirror.BatchResult) -> None: ...
+    def finish(self, resource: str, result: mirror.BatchResult | HistoryResult) -> None: ...
 
 
 class _Silent:
@@ -92,7 +98,7 @@ class _Silent:
     def advance(self, resource: str, count: int) -> None:
         return None
 
-    def finish(self, resource: str, result: mirror.BatchResult) -> None:
+    def finish(self, resource: str, result: mirror.BatchResult | HistoryResult) -> None:
         return None
 
 
@@ -504,6 +510,8 @@ def events_reconcile(
     state.started_at, state.seen, state.calls, state.error = timezone.now(), 0, 0, ""
     state.save()
     cursor_ts, done = int(state.cursor["created_at"]), set(state.cursor.get("ids", []))
+    # Deals created since the run began, whose first stay is recorded once every event is read.
+    added: dict[str, list[Any]] = dict(state.cursor.get("added", {}))
     filters = {"entity": "lead", "type": ",".join(LEAD_EVENT_TYPES), "created_at": {"from": cursor_ts}}
     result = mirror.BatchResult()
     progress.start("events", None)
@@ -511,16 +519,26 @@ def events_reconcile(
         fresh = [event for event in page if event.id not in done]
         with transaction.atomic():
             result.add(_events_apply(account=account, client=client, events=fresh))
+            for event in fresh:
+                if event.type == "lead_added" and event.entity_id:
+                    added.setdefault(str(event.entity_id), [event.id, event.created_by])
             last_ts = max((_ts(event.created_at) or cursor_ts for event in page), default=cursor_ts)
             ids = {event.id for event in page if (_ts(event.created_at) or cursor_ts) == last_ts}
             if last_ts == cursor_ts:
                 ids |= done
             cursor_ts, done = last_ts, ids
-            state.cursor = {"created_at": cursor_ts, "ids": sorted(done)}
+            state.cursor = {"created_at": cursor_ts, "ids": sorted(done), "added": added}
             state.seen += len(fresh)
             state.calls += 1
             state.save()
         progress.advance("events", len(fresh))
+    if added:
+        with transaction.atomic():
+            deals = Lead.objects.filter(account=account, kommo_id__in=[int(key) for key in added])
+            creators = {int(key): (value[0], value[1]) for key, value in added.items()}
+            result.new_stage_changes.extend(first_stays_record(account=account, leads=deals, events=creators))
+            state.cursor = {"created_at": cursor_ts, "ids": sorted(done)}
+            state.save()
     state.started_at = None
     state.finished_at = timezone.now()
     state.save()
@@ -532,6 +550,7 @@ def _events_apply(
     *, account: KommoAccount, client: KommoClient, events: Sequence[types.Event]
 ) -> mirror.BatchResult:
     lead_ids = {event.entity_id for event in events if event.entity_type == "lead" and event.entity_id}
+    # A new deal's re-fetch must not infer a move either: its first stay is derived at the end of the run.
     moved = {event.entity_id for event in events if event.type in STAGE_EVENT_TYPES and event.entity_id}
     # Stage moves come from the events themselves: the re-fetch must not infer them a second time.
     result = leads_refetch(
@@ -550,9 +569,9 @@ def _events_apply(
         if deal is None or event.created_at is None:
             continue
         after = event.lead_status_after
-        if event.type not in STAGE_EVENT_TYPES or after is None:
+        if event.type != "lead_status_changed" or after is None:
             continue
-        before = event.lead_status_before if event.type == "lead_status_changed" else None
+        before = event.lead_status_before
         change, created = mirror.stage_change_record(
             account=account,
             lead=deal,
@@ -573,3 +592,235 @@ def _events_apply(
         ):
             result.updated += 1
     return result
+
+
+# -- first stays ---------------------------------------------------------------------------------------
+
+
+def first_stays_record(
+    *,
+    account: KommoAccount,
+    leads: Iterable[Lead],
+    events: Mapping[int, tuple[str | None, int | None]] | None = None,
+    announce: bool = True,
+) -> list[StageChange]:
+    """Record each deal's entry into its first stage, as Kommo lets it be known: at the deal's
+    ``created_at``, into the stage its earliest recorded move left (the ``value_before`` of its earliest
+    ``lead_status_changed``), or into its current stage when it never moved. Kommo's ``lead_added``
+    names a note, not a stage. ``events`` gives, per deal's Kommo id, the ``lead_added`` event id and its
+    author when they are known (else the deal's ``created_by``). Deals that already have a first stay are
+    left alone. Call it once every move since the deals' creation has been recorded. Returns the new
+    rows."""
+    events = events or {}
+    new: list[StageChange] = []
+    for chunk in _chunks((lead for lead in leads if lead.created_at is not None), 1000):
+        pks = [lead.pk for lead in chunk]
+        entered = set(
+            StageChange.objects.filter(lead_id__in=pks, from_status_kommo_id__isnull=True).values_list(
+                "lead_id", flat=True
+            )
+        )
+        earliest: dict[int, tuple[int | None, int | None]] = {}
+        moves = (
+            StageChange.objects.filter(lead_id__in=pks, from_status_kommo_id__isnull=False)
+            .order_by("lead_id", "at", "pk")
+            .values_list("lead_id", "from_status_kommo_id", "from_pipeline_kommo_id")
+        )
+        for lead_id, status_id, pipeline_id in moves:
+            earliest.setdefault(lead_id, (status_id, pipeline_id))
+        past: list[mirror.PastMove] = []
+        for lead in chunk:
+            if lead.pk in entered or lead.created_at is None:
+                continue
+            status_id, pipeline_id = earliest.get(lead.pk, (lead.status_kommo_id, lead.pipeline_kommo_id))
+            if status_id is None:
+                continue
+            event_id, author = events.get(lead.kommo_id, (None, None))
+            created_by = author or _opt_user(lead.raw.get("created_by"))
+            if not announce:  # history: recorded together, below
+                past.append(
+                    mirror.PastMove(
+                        lead=lead,
+                        from_status_id=None,
+                        from_pipeline_id=None,
+                        to_status_id=status_id,
+                        to_pipeline_id=pipeline_id,
+                        at=lead.created_at,
+                        moved_by_kommo_user_id=created_by,
+                        kommo_event_id=event_id,
+                    )
+                )
+                continue
+            change, created = mirror.stage_change_record(
+                account=account,
+                lead=lead,
+                from_status_id=None,
+                to_status_id=status_id,
+                to_pipeline_id=pipeline_id,
+                at=lead.created_at,
+                source=StageChange.Source.EVENTS,
+                moved_by_kommo_user_id=created_by,
+                kommo_event_id=event_id,
+            )
+            if created:
+                new.append(change)
+        new.extend(mirror.stage_changes_record_past(account=account, moves=past)[0])
+    return new
+
+
+def _opt_user(value: Any) -> int | None:
+    return value if isinstance(value, int) and value > 0 else None
+
+
+# -- history backfill ----------------------------------------------------------------------------------
+
+
+@dataclass
+class HistoryResult:
+    """What a backfill did: the range it covered, the events it read, the moves it recorded for the first
+    time, those already known (from a webhook, a sync or an earlier run), the events of deals the mirror
+    does not hold (deleted in Kommo), and the first stays it derived."""
+
+    start: dt.datetime
+    end: dt.datetime
+    resumed: bool = False
+    events: int = 0
+    recorded: int = 0
+    known: int = 0
+    skipped: int = 0
+    first_stays: int = 0
+
+    @property
+    def days(self) -> int:
+        return max(0, round((self.end - self.start) / dt.timedelta(days=1)))
+
+    def summary(self) -> str:
+        return (
+            f"{self.days} days, {self.events:,} events: {self.recorded:,} moves recorded, "
+            f"{self.known:,} already known, {self.skipped:,} of deals not in the mirror, "
+            f"{self.first_stays:,} first stages"
+        )
+
+
+def history_needed(account: KommoAccount) -> bool:
+    """Whether the sync must backfill the account's history: it never finished one (and
+    ``KOMMO_HISTORY_DAYS`` is not 0), or one was interrupted."""
+    state = SyncState.objects.filter(account=account, resource="history").first()
+    if state is not None and "backfill" in state.cursor:
+        return True
+    return settings.KOMMO_HISTORY_DAYS > 0 and (state is None or state.last_full_at is None)
+
+
+def history_backfill(
+    *,
+    account: KommoAccount,
+    days: int | None = None,
+    client: KommoClient | None = None,
+    progress: Progress | None = None,
+) -> HistoryResult:
+    """Read back ``days`` (default ``KOMMO_HISTORY_DAYS``) of deal moves from ``/api/v4/events`` and
+    record each as a :class:`StageChange` (source ``events``, its event id, who moved it, the exact time),
+    then the first stay of every deal created in that range. Nothing is announced: past moves are
+    history, not moves for the gates to judge.
+
+    The range ends when the backfill starts; it is read in windows of :data:`HISTORY_WINDOW`, 100 events
+    per page. Its own cursor (``SyncState`` resource ``history``) keeps the range, the window and the last
+    finished page, so an interrupted run continues there (``days`` is then ignored); it never touches the
+    reconciliation's cursor. Event ids make a second run add nothing."""
+    client = client or KommoClient(account)
+    progress = progress or _Silent()
+    state = _state(account, "history")
+    position = state.cursor.get("backfill")
+    resumed = position is not None
+    if position is None:
+        end = int(time.time())
+        span = settings.KOMMO_HISTORY_DAYS if days is None else days
+        start = end - int(dt.timedelta(days=max(0, span)).total_seconds())
+        position = {"from": start, "to": end, "window": start, "page": 0}
+        state.cursor = {**state.cursor, "backfill": position}
+        state.started_at, state.seen, state.calls, state.error = timezone.now(), 0, 0, ""
+        state.save()
+    start, end = int(position["from"]), int(position["to"])
+    result = HistoryResult(start=_from_ts(start), end=_from_ts(end), resumed=resumed)
+    day = int(dt.timedelta(days=1).total_seconds())
+    total = max(1, -(-(end - start) // day))
+    window = int(position["window"])
+    shown = min(total, (window - start) // day)
+    progress.start("history", total)
+    progress.advance("history", shown)
+    while window <= end:
+        window_end = min(window + int(HISTORY_WINDOW.total_seconds()) - 1, end)
+        page = int(position["page"]) + 1
+        more = True
+        while more:
+            events, more = _history_page(client, window, window_end, page)
+            with transaction.atomic():
+                _history_apply(account=account, events=events, result=result)
+                position = {**position, "page": page}
+                state.cursor = {**state.cursor, "backfill": position}
+                state.seen += len(events)
+                state.calls += 1
+                state.save()
+            page += 1
+        window = window_end + 1
+        position = {**position, "window": window, "page": 0}
+        state.cursor = {**state.cursor, "backfill": position}
+        state.save()
+        covered = total if window > end else min(total, (window - start) // day)
+        progress.advance("history", covered - shown)
+        shown = covered
+    with transaction.atomic():
+        created = Lead.objects.filter(account=account, created_at__range=(_from_ts(start), _from_ts(end)))
+        result.first_stays = len(first_stays_record(account=account, leads=created, announce=False))
+        state.cursor = {"from": start, "to": end}
+        state.started_at = None
+        state.finished_at = state.last_full_at = timezone.now()
+        state.save()
+    progress.finish("history", result)
+    return result
+
+
+def _history_page(client: KommoClient, start: int, end: int, page: int) -> tuple[list[types.Event], bool]:
+    """One page of the deals' stage moves created in ``[start, end]`` (a fixed listing: the range is past)."""
+    filters = {"entity": "lead", "type": "lead_status_changed", "created_at": {"from": start, "to": end}}
+    params = [*query_params(filters=filters), ("page", str(page)), ("limit", str(EVENTS_PAGE_SIZE))]
+    response = client.request("GET", "/api/v4/events", params=params)
+    if response.status_code == 204 or not response.content:
+        return [], False
+    data = response.json()
+    if not isinstance(data, dict):
+        raise KommoPayloadError("GET /api/v4/events: expected a HAL object")
+    embedded = data.get("_embedded")
+    raw = embedded.get("events") if isinstance(embedded, dict) else None
+    events = [types.Event.from_api(item) for item in raw or [] if isinstance(item, dict)]
+    links = data.get("_links")
+    return events, bool(events) and isinstance(links, dict) and "next" in links
+
+
+def _history_apply(*, account: KommoAccount, events: Sequence[types.Event], result: HistoryResult) -> None:
+    ids = {event.entity_id for event in events if event.entity_id}
+    deals = {row.kommo_id: row for row in Lead.objects.filter(account=account, kommo_id__in=ids)}
+    moves: list[mirror.PastMove] = []
+    for event in events:
+        result.events += 1
+        deal = deals.get(event.entity_id or 0)
+        after = event.lead_status_after
+        if deal is None or after is None or event.created_at is None:
+            result.skipped += 1
+            continue
+        before = event.lead_status_before
+        moves.append(
+            mirror.PastMove(
+                lead=deal,
+                from_status_id=before.status_id if before else None,
+                from_pipeline_id=before.pipeline_id if before else None,
+                to_status_id=after.status_id,
+                to_pipeline_id=after.pipeline_id,
+                at=event.created_at,
+                moved_by_kommo_user_id=event.created_by or None,
+                kommo_event_id=event.id,
+            )
+        )
+    created, known = mirror.stage_changes_record_past(account=account, moves=moves)
+    result.recorded += len(created)
+    result.known += known

@@ -128,7 +128,7 @@ def tasks_create(
         )
         account.tasks[task.id] = task
         update_closest_task(account, task.entity_type, task.entity_id)
-        store.record_event(account, "task_added", "task", task.id, user_id, after=[{"task": {"id": task.id}}])
+        store.record_event(account, "task_added", "task", task.id, user_id)  # Kommo: [] on both sides
         store.publish(account, "task", "add", task.id, task_repr(store, account, task), None, user_id)
         created.append((task, rid))
     return created
@@ -169,9 +169,7 @@ def _apply_task(
     task.updated_at = patch.get("updated_at", store.now())
     task.updated_by = patch.get("updated_by", user_id)
     if task.is_completed and not before.is_completed:
-        store.record_event(
-            account, "task_completed", "task", task.id, user_id, after=[{"task": {"id": task.id}}]
-        )
+        store.record_event(account, "task_completed", "task", task.id, user_id)  # [] on both sides
     if task.text != before.text:
         store.record_event(
             account,

@@ -169,7 +169,7 @@ def create_lead(store: SandboxStore, account: Account, patch: dict[str, Any], us
         "lead",
         lead.id,
         user_id,
-        after=[{"lead_status": {"id": lead.status_id, "pipeline_id": lead.pipeline_id}}],
+        after=store.creation_note(),  # not the first stage: Kommo names a note here
         at=lead.created_at,
     )
     _apply_links(store, account, lead, patch, user_id)
@@ -306,8 +306,7 @@ def set_deleted(store: SandboxStore, account: Account, lead: Lead, deleted: bool
         "lead_deleted" if deleted else "lead_restored",
         "lead",
         lead.id,
-        user_id,
-        after=[{"lead_status": {"id": lead.status_id, "pipeline_id": lead.pipeline_id}}],
+        user_id,  # [] on both sides, as in Kommo
     )
     current = lead_repr(store, account, lead)
     store.publish(account, "lead", "delete" if deleted else "restore", lead.id, current, previous, user_id)

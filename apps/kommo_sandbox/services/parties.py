@@ -106,7 +106,15 @@ def create_party(
         account.companies[record.id] = record
     record.tag_ids = tags_after(store, account, kind, [], patch)
     singular = SINGULAR[kind]
-    store.record_event(account, f"{singular}_added", singular, record.id, user_id, at=record.created_at)
+    store.record_event(
+        account,
+        f"{singular}_added",
+        singular,
+        record.id,
+        user_id,
+        after=store.creation_note(),
+        at=record.created_at,
+    )
     for company_id in patch.get("company_ids", []):
         link_single(store, account, ("contacts", record.id), ("companies", company_id), user_id)
     store.publish(account, singular, "add", record.id, party_repr(store, account, record), None, user_id)

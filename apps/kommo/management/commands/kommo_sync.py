@@ -1,8 +1,13 @@
-"""``python manage.py kommo_sync [--account ID] [--full | --since ISO] [--resource NAME]``: sync the mirror.
+"""``python manage.py kommo_sync [--account ID] [--full | --since ISO] [--resource NAME] [--history DAYS]``:
+sync the mirror.
 
 Without ``--account`` every connected account is synced. A progress bar per resource shows the count,
 the rate and, when Kommo says it, the total; on a pipe or a file it prints plain lines instead. An
 interrupted run (Ctrl-C, an error) continues where it stopped the next time.
+
+An account's first sync also reads back ``KOMMO_HISTORY_DAYS`` of stage moves from Kommo's events (the
+history backfill, after the deals); ``--history DAYS`` reads back DAYS again (it adds only what is
+missing), ``--history`` alone the default span. Its bar counts days.
 """
 
 from __future__ import annotations
@@ -18,9 +23,18 @@ from django.utils.dateparse import parse_datetime
 from apps.kommo.exceptions import KommoError
 from apps.kommo.models import KommoAccount
 from apps.kommo.services.mirror import BatchResult
-from apps.kommo.services.sync import RESOURCES, events_reconcile, mirror_sync
+from apps.kommo.services.sync import (
+    RESOURCES,
+    HistoryResult,
+    events_reconcile,
+    history_backfill,
+    history_needed,
+    mirror_sync,
+)
 
 BAR_WIDTH = 28
+# Resources whose bar counts days rather than rows.
+DAY_BARS = ("history",)
 
 
 class _Writer(Protocol):
@@ -52,7 +66,11 @@ class TerminalProgress:
             self.printed[resource] = self.done[resource]
             self.out.write(self._line(resource) + "\n")
 
-    def finish(self, resource: str, result: BatchResult) -> None:
+    def finish(self, resource: str, result: BatchResult | HistoryResult) -> None:
+        if isinstance(result, HistoryResult):
+            line = self._line(resource) + " — " + result.summary()
+            self.out.write(("\r" if self.tty else "") + line + "\n")
+            return
         summary = (
             f" — {result.created} created, {result.updated} updated, {result.unchanged} unchanged"
             + (f", {result.stale} stale" if result.stale else "")
@@ -64,6 +82,8 @@ class TerminalProgress:
         done, total = self.done[resource], self.total[resource]
         elapsed = max(time.monotonic() - self.started[resource], 1e-6)
         rate = f"{done / elapsed:,.0f}/s"
+        if resource in DAY_BARS:
+            rate = "days"
         if total:
             filled = min(BAR_WIDTH, BAR_WIDTH * done // total)
             bar = "#" * filled + "." * (BAR_WIDTH - filled)
@@ -85,9 +105,21 @@ class Command(BaseCommand):
             choices=[*RESOURCES, "events"],
             help="only this resource (repeatable); 'events' runs the events reconciliation",
         )
+        parser.add_argument(
+            "--history",
+            type=int,
+            nargs="?",
+            const=-1,
+            metavar="DAYS",
+            help="read back DAYS of stage moves from Kommo's events (default: KOMMO_HISTORY_DAYS); "
+            "without it, only an account's first sync does",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         since = self._since(options["since"])
+        history: int | None = options["history"]
+        if history is not None and history != -1 and history <= 0:
+            raise CommandError("--history: give a number of days above 0")
         accounts = KommoAccount.objects.all().order_by("pk")
         if options["account"] is not None:
             accounts = accounts.filter(pk=options["account"])
@@ -112,6 +144,10 @@ class Command(BaseCommand):
                         full=options["full"],
                         since=since,
                         progress=progress,
+                    )
+                if history is not None or ("leads" in resources and history_needed(account)):
+                    history_backfill(
+                        account=account, days=history if history and history > 0 else None, progress=progress
                     )
                 if "events" in chosen:
                     events_reconcile(account=account, progress=progress)
