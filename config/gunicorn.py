@@ -8,6 +8,10 @@ variable below overrides its setting.
 import multiprocessing
 import os
 
+from gunicorn.glogging import Logger
+
+from apps.kommo.webhooks.logmask import MaskWebhookToken
+
 
 def setting(name: str, default: str) -> str:
     """The variable's value; unset and empty both mean the default."""
@@ -21,3 +25,17 @@ threads = int(setting("GUNICORN_THREADS", "1"))
 # Kommo gives up on a webhook after 2 seconds; nothing the portal serves should take longer than this.
 timeout = int(setting("GUNICORN_TIMEOUT", "30"))
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None
+
+
+class MaskingLogger(Logger):
+    """gunicorn's logger with the webhook URL's token masked in its access and error logs (the token is the
+    only credential of a delivery; see apps/kommo/webhooks/logmask.py)."""
+
+    def setup(self, cfg):  # type: ignore[no-untyped-def]
+        super().setup(cfg)
+        for log in (self.error_log, self.access_log):
+            if not any(isinstance(f, MaskWebhookToken) for f in log.filters):
+                log.addFilter(MaskWebhookToken())
+
+
+logger_class = MaskingLogger

@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import Any
 
+from django.db import DatabaseError
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
@@ -15,6 +17,9 @@ PROBLEM_JSON = "application/problem+json"
 # Each problem type is described on the API docs page under this anchor.
 INVALID_BODY = "/api/docs/#problem-invalid-body"
 KEY_REUSED = "/api/docs/#problem-idempotency-key-reused"
+UNAVAILABLE = "/api/docs/#problem-unavailable"
+
+logger = logging.getLogger(__name__)
 
 
 def flatten_errors(errors: Any, prefix: str = "") -> dict[str, list[str]]:
@@ -64,6 +69,18 @@ def invalid_body(*, errors: dict[str, list[str]], submission_id: int | None) -> 
 
 def problem_exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF's handler, with its answer reshaped as problem details (authentication, method, media type)."""
+    if isinstance(exc, DatabaseError):
+        # The database is down or stuck past the request's statement timeout: nothing was stored, and the
+        # client may send the same body again (its Idempotency-Key makes that safe).
+        logger.warning("intake: database unavailable, answered 503: %s: %s", type(exc).__name__, exc)
+        answer = problem(
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            title="Service Unavailable",
+            detail="The submission could not be stored; nothing was kept. Send it again shortly.",
+            type_=UNAVAILABLE,
+        )
+        answer["Retry-After"] = "30"
+        return answer
     response = exception_handler(exc, context)
     if response is None or not isinstance(exc, exceptions.APIException):
         return response

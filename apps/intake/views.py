@@ -60,6 +60,7 @@ class IntakeLeadCreateView(IntakeAPIView):
             400: PROBLEM,
             401: PROBLEM,
             422: OpenApiResponse(description="The Idempotency-Key was used for a different body."),
+            503: OpenApiResponse(description="Not stored (the database is unavailable); send it again."),
         },
     )
     def post(self, request: Request) -> Response:

@@ -45,6 +45,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "apps.core.timeouts.RequestPathTimeoutMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -87,10 +88,19 @@ if DATABASES["default"].get("ENGINE") == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
     }
 DATABASES["default"]["CONN_MAX_AGE"] = env.int("DATABASE_CONN_MAX_AGE", default=60)
+# A persistent connection is checked before a request reuses it: after a database restart the first request
+# of each process reconnects instead of failing on the dead connection.
+DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+# Request paths a client waits on with a deadline (Kommo's 2 seconds, intake's 503-and-retry): their
+# statements are cancelled after this many milliseconds (apps/core/timeouts.py); 0 turns it off.
+DATABASE_REQUEST_STATEMENT_TIMEOUT_MS = env.int("DATABASE_REQUEST_STATEMENT_TIMEOUT_MS", default=1000)
+DATABASE_BOUNDED_PATHS = ("/webhooks/kommo/", "/api/v1/intake/")
 
 
 def apply_postgresql_options(database: dict[str, Any]) -> None:
     """Sets the portal's connection options on a PostgreSQL database's settings; others are left alone.
+
+    ``DATABASE_CONNECT_TIMEOUT``: seconds to connect (libpq's ``connect_timeout``, at least 2).
 
     ``DATABASE_PREPARE_THRESHOLD``: a statement run this many times on a connection with server-side
     parameters is prepared (psycopg's prepare_threshold). Django's own queries bind client-side and never
@@ -100,7 +110,11 @@ def apply_postgresql_options(database: dict[str, Any]) -> None:
     if database.get("ENGINE") != "django.db.backends.postgresql":
         return
     threshold = env.str("DATABASE_PREPARE_THRESHOLD", default="5")
-    database.setdefault("OPTIONS", {})["prepare_threshold"] = int(threshold) if threshold else None
+    options = database.setdefault("OPTIONS", {})
+    options["prepare_threshold"] = int(threshold) if threshold else None
+    # Seconds to establish a connection, the handshake included (libpq's minimum is 2): a database that
+    # does not answer fails the request instead of holding it.
+    options["connect_timeout"] = env.int("DATABASE_CONNECT_TIMEOUT", default=2)
 
 
 apply_postgresql_options(DATABASES["default"])
@@ -319,11 +333,25 @@ REPORTS_STALE_TOUCH_DAYS = env.int("REPORTS_STALE_TOUCH_DAYS", default=14)
 REPORTS_OBJECTION_WEIGHT = env.float("REPORTS_OBJECTION_WEIGHT", default=0.5)
 REPORTS_STAGE_DEFAULT_DAYS = env.float("REPORTS_STAGE_DEFAULT_DAYS", default=14.0)
 
+# The webhook URL's token is a credential: every logger that quotes request paths masks it (the filter is
+# also on gunicorn's access and error logs, config/gunicorn.py).
+LOG_FILTERS = {"mask_webhook_token": {"()": "apps.kommo.webhooks.logmask.MaskWebhookToken"}}
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
+    "filters": LOG_FILTERS,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env("LOG_LEVEL", default="INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        "django.request": {"filters": ["mask_webhook_token"]},
+        # runserver's request lines; gunicorn writes its own access log.
+        "django.server": {
+            "handlers": ["console"],
+            "level": "INFO",
+            "propagate": False,
+            "filters": ["mask_webhook_token"],
+        },
+    },
 }

@@ -9,7 +9,7 @@ os.environ.setdefault("KOMMO_TOKEN_ENCRYPTION_KEY", "dGVzdC1vbmx5LWtleS1ub3Qtc2V
 os.environ.setdefault("REDIS_URL", "")
 
 from config.settings.base import *  # noqa: F403
-from config.settings.base import BASE_DIR, apply_postgresql_options, env
+from config.settings.base import BASE_DIR, LOG_FILTERS, apply_postgresql_options, env
 
 DEBUG = False
 ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
@@ -17,7 +17,15 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 DATABASES = {"default": env.db("DATABASE_URL", default="sqlite:///:memory:")}
 apply_postgresql_options(DATABASES["default"])
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# Off: a test that posts through the API and then processes in the same thread would keep the request
+# path's timeout on its connection. The tests of the timeout turn it on.
+DATABASE_REQUEST_STATEMENT_TIMEOUT_MS = env.int("DATABASE_REQUEST_STATEMENT_TIMEOUT_MS", default=0)
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="memory://")
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
 CELERY_BEAT_SCHEDULE_FILENAME = str(BASE_DIR / ".run" / "test-celerybeat-schedule")
-LOGGING = {"version": 1, "disable_existing_loggers": False}
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": LOG_FILTERS,
+    "loggers": {"django.request": {"filters": ["mask_webhook_token"]}},
+}

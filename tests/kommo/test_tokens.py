@@ -195,3 +195,62 @@ def test_it_refreshes_the_token_once_when_several_workers_hit_401_together(trans
     stored = KommoAccount.objects.get(pk=account.pk)
     assert (stored.access_token, stored.refresh_token) == ("access-1", "refresh-1")
     assert LONG_LIVED_TOKEN not in stored.access_token
+
+
+@pytest.mark.postgres
+def test_a_webhook_arriving_during_a_token_refresh_is_stored_without_waiting_for_kommo(
+    transactional_db, settings, monkeypatch
+):
+    from django.db import connections
+    from django.test import Client
+
+    from apps.kommo.exceptions import KommoServerError
+    from apps.kommo.models import WebhookEvent
+    from apps.kommo.services.accounts import account_token_refresh
+
+    settings.DATABASE_REQUEST_STATEMENT_TIMEOUT_MS = 500
+    account = KommoAccount.objects.create(
+        name="Refreshing",
+        base_url=RECORDED_BASE_URL,
+        auth_kind=KommoAccount.AuthKind.OAUTH,
+        client_id="client-id",
+        client_secret="secret",
+        access_token="old-access-token-aaaaaaaa",
+        refresh_token="old-refresh-token-bbbbbbbb",
+        token_expires_at=dt.datetime.now(tz=dt.UTC) - dt.timedelta(minutes=1),
+        rate_limit_per_second=1000,
+    )
+    asked, answer = threading.Event(), threading.Event()
+
+    def slow_kommo(self, body):  # the refresh holds its lock while Kommo takes its time
+        asked.set()
+        answer.wait(20)
+        raise KommoServerError("Kommo answered 503", status=503)
+
+    monkeypatch.setattr(KommoClient, "oauth_token", slow_kommo)
+
+    def refresh() -> None:
+        try:
+            with pytest.raises(KommoServerError):  # the refresh fails, recorded on the account
+                account_token_refresh(account=account, stale_access_token="old-access-token-aaaaaaaa")
+        finally:
+            connections.close_all()
+
+    refreshing = threading.Thread(target=refresh)
+    refreshing.start()
+    try:
+        assert asked.wait(20)
+        response = Client().post(
+            f"/webhooks/kommo/{account.webhook_token}/",
+            b"leads[status][0][id]=1",
+            content_type="application/x-www-form-urlencoded",
+        )
+    finally:
+        answer.set()
+        refreshing.join(30)
+        with connection.cursor() as cursor:  # the request path's timeouts stay on this connection
+            cursor.execute("RESET statement_timeout")
+            cursor.execute("RESET lock_timeout")
+
+    assert response.status_code == 200  # not 503 after the lock timeout, nor a wait for Kommo
+    assert WebhookEvent.objects.filter(account=account).count() == 1

@@ -105,6 +105,19 @@ class PostgresServer:
         assert self.folder is not None, "not started"
         return int((self.folder / "data" / "postmaster.pid").read_text().split()[0])
 
+    def restart(self) -> None:
+        """Stops the server (every session ends) and starts it again on the same port and data."""
+        assert self.folder is not None, "not started"
+        subprocess.run(
+            [
+                *self._run_as,
+                *(self._pg_ctl, "-D", str(self.folder / "data"), "-l", str(self.folder / "log")),
+                *("-m", "fast", "-w", "restart"),
+            ],
+            check=True,
+            capture_output=True,
+        )
+
     def stop(self) -> None:
         if self.folder is None:
             return

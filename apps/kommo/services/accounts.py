@@ -76,7 +76,9 @@ def account_token_refresh(*, account: KommoAccount, stale_access_token: str) -> 
         raise error
     failure: KommoError
     with transaction.atomic():
-        locked = KommoAccount.objects.select_for_update().get(pk=account.pk)
+        # FOR NO KEY UPDATE: refreshes wait for each other, while the foreign-key checks of rows that point
+        # at the account (every webhook INSERT, at its commit) do not wait for a call to Kommo.
+        locked = KommoAccount.objects.select_for_update(no_key=True).get(pk=account.pk)
         if locked.access_token != stale_access_token and _is_fresh(locked):
             _adopt(account, locked)
             return str(locked.access_token)

@@ -21,7 +21,8 @@ from typing import Any
 import psycopg
 from celery import current_app
 from django.conf import settings
-from django.db import connections, router, transaction
+from django.db import OperationalError, connections, router, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils import timezone
 
 from apps.core.broker import publish_or_log
@@ -231,10 +232,26 @@ def _insert_event(row: dict[str, Any]) -> int:
     # A str goes out untyped and PostgreSQL reads it as the column's type: jsonb here, as Jsonb() would
     # give, without its adaptation cost.
     values = [json.dumps(value) if name == "headers" else value for name, value in row.items()]
+    sql = _insert_sql(tuple(row))
+    try:
+        return _execute_insert(connection, sql, values)
+    except OperationalError:
+        # This cursor bypasses Django's per-request health check (CONN_HEALTH_CHECKS), which would cost a
+        # query per delivery. A persistent connection the server closed (a restart) fails here instead:
+        # reconnect and insert once more. Outside a transaction only, and only when the connection is dead
+        # (a statement timeout leaves it usable and is raised). A commit lost with its connection would
+        # store the delivery twice, which processing absorbs like any duplicate delivery.
+        if connection.in_atomic_block or connection.is_usable():
+            raise
+        connection.close()
+        return _execute_insert(connection, sql, values)
+
+
+def _execute_insert(connection: BaseDatabaseWrapper, sql: str, values: list[Any]) -> int:
     connection.ensure_connection()
     with connection.wrap_database_errors:
         cursor = psycopg.Cursor(connection.connection)
-        cursor.execute(_insert_sql(tuple(row)), values)
+        cursor.execute(sql, values)
         found = cursor.fetchone()
     assert found is not None  # RETURNING always returns the row
     return int(found[0])

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import HttpResponse
 from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.parsers import BaseParser
@@ -14,6 +16,8 @@ from rest_framework.request import Request
 from rest_framework.views import APIView
 
 from apps.kommo.webhooks.intake import webhook_account_for_token, webhook_event_record
+
+logger = logging.getLogger(__name__)
 
 
 def _declared_length(request: Request) -> int | None:
@@ -52,6 +56,15 @@ class KommoWebhookView(APIView):
     schema = None  # Kommo's endpoint, not part of the portal's published API
 
     def post(self, request: Request, token: str) -> HttpResponse:
+        try:
+            return self._receive(request, token)
+        except DatabaseError as exc:
+            # Nothing was stored (the database is down, or stuck past the request's statement timeout):
+            # a 503 at once, which Kommo's ladder retries, rather than an answer after its 2 seconds.
+            logger.warning("webhook not stored, answered 503: %s: %s", type(exc).__name__, exc)
+            return HttpResponse(status=503, headers={"Retry-After": "60"})
+
+    def _receive(self, request: Request, token: str) -> HttpResponse:
         account = webhook_account_for_token(token)
         if account is None:
             return HttpResponse(status=404)

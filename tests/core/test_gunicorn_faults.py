@@ -1,0 +1,227 @@
+"""The portal as deployed — gunicorn with config/gunicorn.py, the production settings, the suite's PostgreSQL
+and Redis — under database faults, chunked bodies, and with its logs read for the webhook token."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from django.db import connection, transaction
+
+from apps.intake.models import IntakeSource, IntakeSubmission
+from apps.intake.services import intake_source_key_generate
+from apps.kommo.models import KommoAccount, WebhookEvent
+from tests.kommo.webhook_support import account_for, recording
+from tests.support.services import ROOT, PostgresServer, free_port, wait_for
+
+pytestmark = pytest.mark.postgres
+FORM = "application/x-www-form-urlencoded"
+# Kommo's deadline; a generous guard, not a timing: the timeout under test is a fraction of it.
+KOMMO_WAITS = 2.0
+
+
+class Gunicorn:
+    def __init__(self, *, database_url: str, redis_url: str, **env: str) -> None:
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        fd, name = tempfile.mkstemp(prefix="portal-gunicorn-", suffix=".log")
+        self.log_path = Path(name)
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "config.wsgi", "-c", str(ROOT / "config" / "gunicorn.py")],
+            cwd=ROOT,
+            env={
+                **os.environ,
+                "DJANGO_SETTINGS_MODULE": "config.settings.production",
+                "DJANGO_SECRET_KEY": "test-only-not-secret",
+                "DJANGO_ALLOWED_HOSTS": "127.0.0.1",
+                "DJANGO_SECURE_SSL_REDIRECT": "false",
+                "DATABASE_URL": database_url,
+                "REDIS_URL": redis_url,
+                "CELERY_BROKER_URL": redis_url,
+                "KOMMO_TOKEN_ENCRYPTION_KEY": "dGVzdC1vbmx5LWtleS1ub3Qtc2VjcmV0LTAwMDAwMDA=",
+                "KOMMO_PUBLIC_URL": "http://127.0.0.1",
+                "GUNICORN_BIND": f"127.0.0.1:{port}",
+                "GUNICORN_WORKERS": "2",
+                "GUNICORN_ACCESS_LOG": "-",
+                "LOG_LEVEL": "INFO",
+                **env,
+            },
+            stdout=fd,
+            stderr=subprocess.STDOUT,
+        )
+        os.close(fd)
+        wait_for(self._healthy, timeout=120, message=f"gunicorn\n{self.log()}")
+
+    def _healthy(self) -> bool:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"gunicorn exited:\n{self.log()}")
+        try:
+            return requests.get(f"{self.url}/healthz", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        self.log_path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def start_gunicorn(worker_database_url: str, redis_url: str) -> Iterator[Callable[..., Gunicorn]]:
+    started: list[Gunicorn] = []
+
+    def start(**env: str) -> Gunicorn:
+        server = Gunicorn(database_url=worker_database_url, redis_url=redis_url, **env)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.fixture
+def hooked(worker_database_url: str) -> KommoAccount:
+    return account_for(recording("leads-status.form.txt"))
+
+
+def deliver(server: Gunicorn, account: KommoAccount, body: Any, **kwargs: Any) -> requests.Response:
+    return requests.post(
+        f"{server.url}/webhooks/kommo/{account.webhook_token}/",
+        data=body,
+        headers={"Content-Type": FORM, "User-Agent": "amoCRM-Webhooks/3.0"},
+        timeout=30,
+        **kwargs,
+    )
+
+
+def source_key(account: KommoAccount) -> tuple[IntakeSource, str]:
+    source = IntakeSource(account=account, name="Website form")
+    return source, intake_source_key_generate(source=source)
+
+
+def submit(server: Gunicorn, key: str, deal: str = "Acme") -> requests.Response:
+    body = {"deal": {"name": deal}, "contacts": [{"name": "Ann", "emails": ["ann@acme.example"]}]}
+    return requests.post(
+        f"{server.url}/api/v1/intake/leads", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=30
+    )
+
+
+# -- the token in logs, chunked bodies -----------------------------------------------------------------------
+
+
+def test_no_log_line_holds_the_webhook_token_and_a_chunked_body_is_stored_whole(
+    start_gunicorn, hooked
+) -> None:
+    server = start_gunicorn()
+    body = recording("leads-status.form.txt").body
+    token = hooked.webhook_token
+
+    answers = [
+        deliver(server, hooked, body).status_code,  # 200, in the access log
+        deliver(server, hooked, iter([body[:1000], body[1000:]])).status_code,  # chunked: no Content-Length
+        requests.get(
+            f"{server.url}/webhooks/kommo/{token}/?x=1", timeout=30
+        ).status_code,  # 405, django.request
+        deliver(server, hooked, b"x" * (1_048_576 + 1)).status_code,  # 413, django.request
+    ]
+
+    assert answers == [200, 200, 405, 413]
+    chunked = WebhookEvent.objects.order_by("pk")[1]
+    assert bytes(chunked.body) == body
+    assert chunked.events == "leads[status]"
+    time.sleep(0.5)  # the access log line follows the answer
+    log = server.log()
+    assert "/webhooks/kommo/***/" in log  # the lines were written, with the token masked
+    assert "Method Not Allowed" in log  # django.request's warning line
+    assert token not in log
+
+
+# -- the database restarted, stuck behind a lock, or not answering ---------------------------------------
+
+
+def test_a_restarted_database_gives_no_500(start_gunicorn, hooked, postgres_server: PostgresServer) -> None:
+    server = start_gunicorn(DATABASE_CONN_MAX_AGE="60")
+    _, key = source_key(hooked)
+    body = recording("leads-status.form.txt").body
+    # Each of the two workers holds a persistent connection, used by the webhook's own INSERT and the ORM.
+    before = [deliver(server, hooked, body).status_code for _ in range(6)]
+    before += [submit(server, key).status_code for _ in range(4)]
+
+    postgres_server.restart()
+    connection.close()  # this process's own connection died with the restart too
+
+    after = [deliver(server, hooked, body).status_code for _ in range(6)]
+    after += [submit(server, key).status_code for _ in range(4)]
+    assert before == [200] * 6 + [202] + [200] * 3  # the same submission: stored once, then repeated
+    assert after == [200] * 10
+    assert WebhookEvent.objects.count() == 12
+
+
+def test_a_database_stuck_behind_a_lock_is_answered_503_in_time_and_nothing_is_stored(
+    start_gunicorn, hooked
+) -> None:
+    server = start_gunicorn(DATABASE_REQUEST_STATEMENT_TIMEOUT_MS="500")
+    _, key = source_key(hooked)
+    body = recording("leads-status.form.txt").body
+    assert deliver(server, hooked, body).status_code == 200  # the workers are warm, the tokens known
+    assert submit(server, key).status_code == 202
+
+    with transaction.atomic():
+        # A token refresh holds its account row, a migration its table: each INSERT waits for the row's lock.
+        KommoAccount.objects.select_for_update().get(pk=hooked.pk)
+        IntakeSource.objects.select_for_update().filter(account=hooked).get()
+        started = time.monotonic()
+        webhook = deliver(server, hooked, body)
+        webhook_took = time.monotonic() - started
+        started = time.monotonic()
+        intake = submit(server, key, deal="Acme, second deal")
+        intake_took = time.monotonic() - started
+
+    assert (webhook.status_code, webhook.headers["Retry-After"]) == (503, "60")
+    assert intake.status_code == 503
+    assert intake.headers["Content-Type"] == "application/problem+json"
+    assert intake.json()["type"] == "/api/docs/#problem-unavailable"
+    assert webhook_took < KOMMO_WAITS and intake_took < KOMMO_WAITS
+    assert WebhookEvent.objects.count() == 1
+    assert IntakeSubmission.objects.count() == 1
+    # Once the lock is gone, the same connections store again.
+    assert deliver(server, hooked, body).status_code == 200
+    assert submit(server, key, deal="Acme, second deal").status_code == 202
+
+
+def test_a_database_that_accepts_and_never_answers_fails_the_connection_within_the_connect_timeout(
+    db: None,
+) -> None:
+    from django.db import connections
+
+    silent = socket.socket()  # the kernel completes the handshake; no server ever speaks
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    settings_dict = {**connections["default"].settings_dict, "HOST": "127.0.0.1"}
+    settings_dict["PORT"] = silent.getsockname()[1]
+    frozen = type(connections["default"])(settings_dict, alias="frozen")
+    started = time.monotonic()
+    try:
+        with pytest.raises(Exception) as failure:
+            frozen.ensure_connection()
+    finally:
+        silent.close()
+
+    assert "timeout" in str(failure.value).lower()
+    assert time.monotonic() - started < 10  # DATABASE_CONNECT_TIMEOUT is 2 s; without it, no end
