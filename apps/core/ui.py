@@ -60,6 +60,14 @@ SIDEBAR_GROUPS: list[tuple[str, list[tuple[str, str, str]]]] = [
         ],
     ),
     (
+        "Reports",
+        [
+            ("Stage norms", "speed", "reports.stagenorm"),
+            ("Coverage snapshots", "photo_camera", "reports.coveragesnapshot"),
+            ("Export clients", "key", "reports.exportclient"),
+        ],
+    ),
+    (
         "Users & access",
         [
             ("Users", "person", "users.user"),

@@ -20,6 +20,7 @@ from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from unfold.admin import ModelAdmin, TabularInline
+from unfold.contrib.filters.admin import ChoicesDropdownFilter, RangeDateFilter, RelatedDropdownFilter
 
 from apps.gates.models import GateCondition, GateDecision, GateRule
 from apps.gates.selectors import gate_rule_dry_run
@@ -136,7 +137,14 @@ class GateRuleAdmin(ModelAdmin):  # type: ignore[type-arg]
 @admin.register(GateDecision)
 class GateDecisionAdmin(ReadOnlyAdmin):
     list_display = ["decided_at", "rule", "rule_version", "outcome_badge", "lead", "transition", "latency_ms"]
-    list_filter = ["outcome", "rule", "account", "mode", ("decided_at", admin.DateFieldListFilter)]
+    list_filter = [
+        ("outcome", ChoicesDropdownFilter),
+        ("rule", RelatedDropdownFilter),
+        ("account", RelatedDropdownFilter),
+        "mode",
+        ("decided_at", RangeDateFilter),
+    ]
+    list_filter_submit = True
     list_select_related = ["rule", "lead"]
     search_fields = ["lead__name", "lead__kommo_id", "rule__name"]
     date_hierarchy = "decided_at"

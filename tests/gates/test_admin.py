@@ -228,3 +228,18 @@ def test_the_admin_refuses_a_rule_without_conditions(board, staff):
     assert emptied.status_code == 200
     assert "at least one condition" in emptied.content.decode()
     assert rule.conditions.count() == 1
+
+
+def test_the_deal_list_filters_by_stage_dropdown_and_price_range(board, staff):
+    board.lead("Small", "Legal review", price=5_000)
+    board.lead("Large", "Legal review", price=80_000)
+    board.lead("Large elsewhere", "Signing", price=90_000)
+    url = reverse("admin:kommo_lead_changelist")
+    legal_review = board.stage("Legal review").pk
+
+    response = staff.get(url, {"status__id__exact": legal_review, "price_from": 10_000, "price_to": 100_000})
+    decisions = staff.get(reverse("admin:gates_gatedecision_changelist"))
+
+    assert [lead.name for lead in response.context["cl"].result_list] == ["Large"]
+    assert 'name="price_from"' in response.content.decode()
+    assert 'name="decided_at_from"' in decisions.content.decode()

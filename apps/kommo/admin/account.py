@@ -100,14 +100,18 @@ class KommoAccountAdmin(ModelAdmin):  # type: ignore[type-arg]
         "last_verified_at",
     )
     fieldsets = (
-        (None, {"fields": ("name", "base_url", "rate_limit_per_second")}),
+        ("Account", {"classes": ["tab"], "fields": ("name", "base_url", "rate_limit_per_second")}),
         (
             "OAuth integration",
-            {"fields": ("client_id", "client_secret", "redirect_uri", "authorization_url")},
+            {
+                "classes": ["tab"],
+                "fields": ("client_id", "client_secret", "redirect_uri", "authorization_url"),
+            },
         ),
         (
             "Connection",
             {
+                "classes": ["tab"],
                 "fields": (
                     "auth_kind",
                     "connection_state",
@@ -116,10 +120,16 @@ class KommoAccountAdmin(ModelAdmin):  # type: ignore[type-arg]
                     "token_expires_at",
                     "last_verified_at",
                     "webhook_url",
-                )
+                ),
             },
         ),
-        ("Health", {"fields": ("auth_error", "auth_error_at", "blocked_since", "blocked_reason")}),
+        (
+            "Health",
+            {
+                "classes": ["tab"],
+                "fields": ("auth_error", "auth_error_at", "blocked_since", "blocked_reason"),
+            },
+        ),
     )
     actions = (
         "sync_now",

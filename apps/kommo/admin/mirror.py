@@ -15,6 +15,7 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from unfold.admin import ModelAdmin, TabularInline
+from unfold.contrib.filters.admin import RangeDateFilter, RangeNumericFilter, RelatedDropdownFilter
 
 from apps.kommo.exceptions import KommoError
 from apps.kommo.models import (
@@ -116,9 +117,9 @@ def _resync(
     return action
 
 
-class StageListFilter(admin.RelatedFieldListFilter):
-    """A filter by stage: each choice names its pipeline (``Status.__str__``), so the stages are read with
-    their pipelines in one query instead of one query per stage."""
+class StageListFilter(RelatedDropdownFilter):  # type: ignore[misc]
+    """A filter by stage, as a dropdown: each choice names its pipeline (``Status.__str__``), so the stages
+    are read with their pipelines in one query instead of one query per stage."""
 
     def field_choices(
         self, field: Any, request: HttpRequest, model_admin: Any
@@ -310,7 +311,15 @@ class LeadAdmin(ReadOnlyAdmin):
         "closed_at",
         "is_deleted",
     ]
-    list_filter = ["account", "pipeline", ("status", StageListFilter), "is_deleted"]
+    list_filter = [
+        ("account", RelatedDropdownFilter),
+        ("pipeline", RelatedDropdownFilter),
+        ("status", StageListFilter),
+        ("price", RangeNumericFilter),
+        ("updated_at", RangeDateFilter),
+        "is_deleted",
+    ]
+    list_filter_submit = True
     search_fields = [
         "name",
         "kommo_id",
