@@ -87,12 +87,14 @@ def test_production_runs_on_the_database_and_the_redis_of_the_environment():
     )
 
     assert production_setting(expression, PRODUCTION_ENV) == (
-        "db.example.com 60 {'prepare_threshold': 5} redis://redis.example.com:6379/0"
+        "db.example.com 60 {'prepare_threshold': 5, 'connect_timeout': 2} redis://redis.example.com:6379/0"
         " redis://redis.example.com:6379/0 False"
     )
 
 
-def test_postgresql_gets_the_prepare_threshold_of_the_environment_and_other_databases_nothing(monkeypatch):
+def test_postgresql_gets_the_prepare_threshold_and_connect_timeout_of_the_environment_and_others_nothing(
+    monkeypatch,
+):
     from config.settings.base import apply_postgresql_options
 
     def options(engine: str) -> dict[str, object]:
@@ -101,22 +103,31 @@ def test_postgresql_gets_the_prepare_threshold_of_the_environment_and_other_data
         return database
 
     monkeypatch.delenv("DATABASE_PREPARE_THRESHOLD", raising=False)
-    assert options("django.db.backends.postgresql")["OPTIONS"] == {"prepare_threshold": 5}
+    monkeypatch.delenv("DATABASE_CONNECT_TIMEOUT", raising=False)
+    assert options("django.db.backends.postgresql")["OPTIONS"] == {
+        "prepare_threshold": 5,
+        "connect_timeout": 2,
+    }
     assert options("django.db.backends.sqlite3") == {"ENGINE": "django.db.backends.sqlite3"}
     monkeypatch.setenv("DATABASE_PREPARE_THRESHOLD", "2")
-    assert options("django.db.backends.postgresql")["OPTIONS"] == {"prepare_threshold": 2}
+    monkeypatch.setenv("DATABASE_CONNECT_TIMEOUT", "4")
+    assert options("django.db.backends.postgresql")["OPTIONS"] == {
+        "prepare_threshold": 2,
+        "connect_timeout": 4,
+    }
     monkeypatch.setenv("DATABASE_PREPARE_THRESHOLD", "")  # off, as behind a transaction-mode pooler
-    assert options("django.db.backends.postgresql")["OPTIONS"] == {"prepare_threshold": None}
+    assert options("django.db.backends.postgresql")["OPTIONS"]["prepare_threshold"] is None
 
 
 def test_postgresql_options_keep_the_options_already_set(monkeypatch):
     from config.settings.base import apply_postgresql_options
 
     monkeypatch.delenv("DATABASE_PREPARE_THRESHOLD", raising=False)
+    monkeypatch.delenv("DATABASE_CONNECT_TIMEOUT", raising=False)
     database = {"ENGINE": "django.db.backends.postgresql", "OPTIONS": {"sslmode": "require"}}
     apply_postgresql_options(database)
 
-    assert database["OPTIONS"] == {"sslmode": "require", "prepare_threshold": 5}
+    assert database["OPTIONS"] == {"sslmode": "require", "prepare_threshold": 5, "connect_timeout": 2}
 
 
 def gunicorn_configuration(monkeypatch, **variables: str) -> dict[str, object]:
@@ -172,3 +183,17 @@ def test_make_clean_removes_the_run_folder_and_a_broker_control_folder_left_by_o
 
     assert re.search(r"rm -rf .*\.run\b", recipe)
     assert re.search(r"rm -rf .*\bcontrol\b", recipe)
+
+
+def test_the_collected_static_files_are_served_by_the_portal_itself(tmp_path, settings, client):
+    """Production has no proxy in front of gunicorn for /static/: without this the admin and the portal's
+    pages would render without their stylesheets."""
+    from django.core.management import call_command
+
+    settings.STATIC_ROOT = tmp_path
+    call_command("collectstatic", "--no-input", verbosity=0)
+
+    answer = client.get("/static/unfold/css/styles.css")
+
+    assert answer.status_code == 200
+    assert b"".join(answer.streaming_content).startswith(b"/*")
