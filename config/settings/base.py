@@ -47,9 +47,6 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "apps.core.timeouts.RequestPathTimeoutMiddleware",
     "django.middleware.security.SecurityMiddleware",
-    # Serves the collected static files (the admin's and the portal's look) from the web process itself, with
-    # far-future caching and compression in production: no proxy or CDN to configure.
-    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

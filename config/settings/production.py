@@ -6,6 +6,8 @@ from django.core.exceptions import ImproperlyConfigured
 from config.settings.base import *  # noqa: F403
 from config.settings.base import apply_postgresql_options, env
 
+WHITENOISE = "whitenoise.middleware.WhiteNoiseMiddleware"
+
 
 def required(name: str) -> str:
     value = env.str(name, default="").strip()
@@ -31,6 +33,11 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
 KOMMO_TOKEN_ENCRYPTION_KEY = required("KOMMO_TOKEN_ENCRYPTION_KEY")
 KOMMO_PUBLIC_URL = required("KOMMO_PUBLIC_URL")
 
+# The collected static files (the admin's and the portal's look) are served by the web process itself, with
+# compression and cache headers: no proxy or CDN to configure (docs/decisions.md). Elsewhere runserver and the
+# tests serve them from the apps' folders.
+MIDDLEWARE = [*MIDDLEWARE]  # noqa: F405
+MIDDLEWARE.insert(MIDDLEWARE.index("django.middleware.security.SecurityMiddleware") + 1, WHITENOISE)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]

@@ -185,11 +185,21 @@ def test_make_clean_removes_the_run_folder_and_a_broker_control_folder_left_by_o
     assert re.search(r"rm -rf .*\bcontrol\b", recipe)
 
 
-def test_the_collected_static_files_are_served_by_the_portal_itself(tmp_path, settings, client):
+def test_production_serves_the_collected_static_files_itself(tmp_path, settings, client):
     """Production has no proxy in front of gunicorn for /static/: without this the admin and the portal's
     pages would render without their stylesheets."""
     from django.core.management import call_command
 
+    middleware = production_setting("settings.MIDDLEWARE", PRODUCTION_ENV)
+    assert (
+        "'django.middleware.security.SecurityMiddleware', 'whitenoise.middleware.WhiteNoiseMiddleware'"
+        in (middleware)
+    )
+    settings.MIDDLEWARE = [
+        settings.MIDDLEWARE[0],
+        "whitenoise.middleware.WhiteNoiseMiddleware",
+        *settings.MIDDLEWARE[1:],
+    ]
     settings.STATIC_ROOT = tmp_path
     call_command("collectstatic", "--no-input", verbosity=0)
 
