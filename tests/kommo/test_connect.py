@@ -239,3 +239,14 @@ def test_the_account_form_is_built_without_the_url_scheme_deprecation_warning():
         form_class = forms.modelform_factory(KommoAccount, form=KommoAccountForm, fields=["base_url"])
 
     assert form_class.base_fields["base_url"].assume_scheme == "https"
+
+
+def test_the_account_page_buttons_lead_to_the_long_lived_token_form_and_to_kommo_s_consent(
+    staff, oauth_account
+):
+    form = staff.get(reverse("admin:kommo_kommoaccount_long_lived_token_detail", args=[oauth_account.pk]))
+    consent = staff.get(reverse("admin:kommo_kommoaccount_connect_oauth_detail", args=[oauth_account.pk]))
+
+    assert form.status_code == 302
+    assert form["Location"] == reverse("admin:kommo_kommoaccount_long_lived_token", args=[oauth_account.pk])
+    assert consent.status_code == 302 and "/oauth" in consent["Location"]

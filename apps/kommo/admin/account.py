@@ -72,7 +72,6 @@ class KommoAccountAdmin(ModelAdmin):  # type: ignore[type-arg]
     form = KommoAccountForm
     # Kommo only speaks HTTPS: a host typed without a scheme means https://.
     formfield_overrides = {models.URLField: {"assume_scheme": "https"}}
-    change_form_template = "admin/kommo/kommoaccount/change_form.html"
     list_display = (
         "name",
         "subdomain",
@@ -138,7 +137,7 @@ class KommoAccountAdmin(ModelAdmin):  # type: ignore[type-arg]
         "regenerate_webhook_token",
         "backfill_history",
     )
-    actions_detail = ("sync_now_detail",)
+    actions_detail = ("connect_oauth_detail", "long_lived_token_detail", "sync_now_detail")
 
     @admin.display(description="state")
     def connection_state(self, account: KommoAccount) -> str:
@@ -181,6 +180,25 @@ class KommoAccountAdmin(ModelAdmin):  # type: ignore[type-arg]
     def sync_now(self, request: HttpRequest, queryset: QuerySet[KommoAccount]) -> None:
         for account in queryset:
             self._sync(request, account)
+
+    @action(
+        description="Connect with OAuth", url_path="connect-oauth-button", permissions=["change"], icon="link"
+    )
+    def connect_oauth_detail(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The account page's button to Kommo's consent screen (the view below does the work)."""
+        return self.connect_oauth_view(request, int(object_id))
+
+    @action(
+        description="Use a long-lived token",
+        url_path="long-lived-token-button",
+        permissions=["change"],
+        icon="key",
+    )
+    def long_lived_token_detail(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The account page's button to the long-lived token form."""
+        return HttpResponseRedirect(
+            reverse("admin:kommo_kommoaccount_long_lived_token", args=[int(object_id)])
+        )
 
     @action(description="Sync now", url_path="sync-now", permissions=["change"], icon="sync")
     def sync_now_detail(self, request: HttpRequest, object_id: str) -> HttpResponse:
