@@ -98,6 +98,7 @@ class FieldMappingForm(forms.ModelForm):  # type: ignore[type-arg]
 class FieldMappingValueInline(TabularInline):
     model = FieldMappingValue
     extra = 0
+    hide_title = True  # each row's option select already names it; the title would repeat its Kommo id
     fields = ("enum_id", "role", "approval")
     autocomplete_fields = ("role",)
 

@@ -4,7 +4,7 @@ import pytest
 from django.urls import reverse
 
 from apps.kommo.models import Catalog, CustomField, CustomFieldEnum
-from apps.stakeholders.models import FieldMapping, Role, Stakeholder
+from apps.stakeholders.models import FieldMapping, FieldMappingValue, Role, Stakeholder
 from tests.stakeholders.conftest import mirror_recorded_deal
 
 pytestmark = pytest.mark.django_db
@@ -57,6 +57,9 @@ def test_the_mapping_form_names_the_kommo_fields_catalogs_and_options(admin_clie
     mapping = FieldMapping.objects.create(
         account=account, attribute="role", source="contact_field", field_id=880001
     )
+    FieldMappingValue.objects.create(
+        mapping=mapping, enum_id=9001, role=Role.objects.get(code="decision_maker")
+    )
 
     add = admin_client.get(reverse("admin:stakeholders_fieldmapping_add")).content.decode()
     change = admin_client.get(
@@ -67,7 +70,8 @@ def test_the_mapping_form_names_the_kommo_fields_catalogs_and_options(admin_clie
     assert '<option value="880001">Contacts · Role in the purchase (select)</option>' in add
     assert '<option value="880102">Catalog “Stakeholders” · Approval status (select)</option>' in add
     assert '<option value="7001">Stakeholders</option>' in add
-    assert '<option value="9001">Decision maker</option>' in change
+    assert '<option value="9001" selected>Decision maker</option>' in change
+    assert "9001 →" not in change  # the option's row is not titled by its Kommo id
     assert "Approved" not in change.split('name="values-__prefix__-enum_id"')[-1].split("</select>")[0]
     assert "Role in the purchase (880001)" in listing
 
