@@ -18,6 +18,9 @@ from tests.kommo.sandbox_support import account_for, api_requests, sandbox_start
 pytestmark = [pytest.mark.postgres, pytest.mark.sandbox, pytest.mark.django_db(transaction=True)]
 
 SHARED_EMAIL = "ann@shared.example"
+# Outside the demo seed's fictional 555-01xx numbers: a seeded contact holding Ann's phone would rightly be
+# linked by the submissions that search by phone before Ann exists.
+SHARED_PHONE = "+1 415 555 0242"
 DEALS = 10
 
 
@@ -54,7 +57,7 @@ def body(deal: int) -> dict[str, Any]:
         "role": "decision_maker",
     }
     if deal % 2:
-        shared["phones"] = ["+1 415 555 0142"]
+        shared["phones"] = [SHARED_PHONE]
     return {
         "deal": {"name": f"Concurrent deal {deal}"},
         "company": {"name": f"Company {deal}"},
@@ -110,6 +113,7 @@ def test_twenty_concurrent_submissions_create_one_contact_per_person_and_one_dea
     assert set(submissions.values_list("status", flat=True)) == {IntakeSubmission.Status.DONE}
     assert sandbox_leads_named(sandbox, "Concurrent deal ") == DEALS
     assert sandbox_contacts_with(sandbox, SHARED_EMAIL) == 1
+    assert sandbox_contacts_with(sandbox, "+14155550242") == 1
     for deal in range(DEALS):
         assert sandbox_contacts_with(sandbox, f"person{deal}@unique.example") == 1
     shared_ids = {submission.kommo_contact_ids[0] for submission in submissions}
