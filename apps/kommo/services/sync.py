@@ -154,7 +154,8 @@ def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 
 def _ts(moment: dt.datetime | None) -> int | None:
-    return None if moment is None else int(moment.timestamp())
+    """Unix seconds of an aware datetime (a naive one would be read as the server's local time)."""
+    return None if moment is None else types.to_timestamp(moment)
 
 
 def _from_ts(value: int) -> dt.datetime:
