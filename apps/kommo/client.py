@@ -388,7 +388,10 @@ class KommoClient:
                     attempt -= 1
                     account_services.account_token_refresh(account=self.account, stale_access_token=token)
                     continue
-                account_services.account_auth_error_record(account=self.account, message=str(error))
+                message = str(error)
+                if self.account.auth_kind == KommoAccount.AuthKind.LONG_LIVED:
+                    message = f"Kommo refused the long-lived token (expired or revoked): set a new one ({error})"
+                account_services.account_auth_error_record(account=self.account, message=message)
                 raise error
             if isinstance(error, KommoBlocked):
                 account_services.account_block(account=self.account, reason=str(error))

@@ -69,11 +69,8 @@ def account_access_token(*, account: KommoAccount) -> str:
 def account_token_refresh(*, account: KommoAccount, stale_access_token: str) -> str:
     """Exchange the refresh token for a new pair, once across every process: under a row lock, and only
     if nobody replaced ``stale_access_token`` meanwhile (else that newer token is used). A failure is
-    recorded on the account and raised."""
-    if account.auth_kind != KommoAccount.AuthKind.OAUTH:
-        error = KommoAuthError("Kommo refused the long-lived token (expired or revoked): set a new one")
-        account_auth_error_record(account=account, message=str(error))
-        raise error
+    recorded on the account and raised. Only an OAuth account has a refresh token (a long-lived token
+    Kommo refuses is recorded by the client as such)."""
     failure: KommoError
     with transaction.atomic():
         # FOR NO KEY UPDATE: refreshes wait for each other, while the foreign-key checks of rows that point
