@@ -37,7 +37,7 @@ from django.db.models import F, Min, Q, QuerySet
 from django.utils import timezone
 
 from apps.kommo import types
-from apps.kommo.client import KommoClient
+from apps.kommo.client import IDS_PER_CALL, LEAD_WITH, KommoClient
 from apps.kommo.exceptions import KommoBlocked, KommoError
 from apps.kommo.models import KommoAccount, Lead, StageChange, WebhookEvent
 from apps.kommo.services.mirror import (
@@ -53,7 +53,6 @@ from apps.kommo.services.mirror import (
     stage_changes_batch,
     stage_changes_batch_committed,
 )
-from apps.kommo.services.sync import LEAD_WITH, PAGE_SIZE
 from apps.kommo.webhooks.dispatch import Move, Plan, plan_items
 from apps.kommo.webhooks.intake import webhook_event_enqueue
 from apps.kommo.webhooks.parser import WebhookParseError, parse
@@ -251,8 +250,8 @@ def _fetch(client: KommoClient, plan: Plan) -> Fetched:
 
 def _pages(items: Sequence[T]) -> Iterator[Sequence[T]]:
     """``items`` in pages of 250: ids per ``filter[id][]`` call, rows per upsert."""
-    for start in range(0, len(items), PAGE_SIZE):
-        yield items[start : start + PAGE_SIZE]
+    for start in range(0, len(items), IDS_PER_CALL):
+        yield items[start : start + IDS_PER_CALL]
 
 
 def _record_move(
