@@ -8,7 +8,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('kommo', '0010_webhook_event_heartbeat'),
-        ('reports', '0004_stage_norm_coverage_snapshot'),
+        ('reports', '0005_export_stuck_state'),
     ]
 
     operations = [
