@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "apps.gates",
     "apps.intake",
     "apps.reports",
+    "apps.escalations",
     "apps.kommo_sandbox",
 ]
 
@@ -248,7 +249,10 @@ CELERY_TASK_ROUTES = {
     "apps.kommo.tasks.*": {"queue": "kommo"},
     "apps.gates.tasks.*": {"queue": "kommo"},
     "apps.intake.tasks.*": {"queue": "kommo"},
+    "apps.escalations.tasks.*": {"queue": "kommo"},
 }
+# How often beat checks the stage time limits (minutes).
+ESCALATION_CHECK_MINUTES = env.float("ESCALATION_CHECK_MINUTES", default=15.0)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # The mirror: deals, contacts and companies changed since the last run (a small overlap included).
     "kommo-sync-incremental": {"task": "apps.kommo.tasks.sync_incremental", "schedule": 15 * 60.0},
@@ -268,6 +272,12 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # Intake submissions whose task was lost (a broker outage at the commit) or whose worker died go back in
     # line.
     "intake-submissions-sweep": {"task": "apps.intake.tasks.intake_submissions_sweep_task", "schedule": 30.0},
+    # Deals past their stage's time limit: one task for the manager, past the second limit one for the head
+    # of sales, once per stay and level (docs/escalation.md).
+    "escalations-check-limits": {
+        "task": "apps.escalations.tasks.check_limits",
+        "schedule": 60.0 * ESCALATION_CHECK_MINUTES,
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(RUN_DIR / "celerybeat-schedule")
 
