@@ -131,3 +131,27 @@ class CoverageSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.week}: {self.status_kommo_id} / {self.responsible_user_kommo_id}"
+
+
+class StuckState(models.Model):
+    """What the stuck-deals selector (:mod:`apps.reports.selectors.stuck`) last said about one deal, for the
+    BI export's ``stuck`` and ``stuck_reasons`` columns and the ``bi`` views, which are SQL and cannot run
+    the selector themselves.
+
+    Written by :func:`apps.reports.export.stuck.stuck_states_refresh` (a beat task every
+    ``REPORTS_EXPORT_STUCK_MINUTES``): a row for every deal the selector has called stuck, its reason codes
+    ``;``-separated (empty once it is no longer stuck), and ``changed``, when they last changed, which the
+    export's incremental loads compare. Rows are written only when the codes change."""
+
+    lead = models.OneToOneField(
+        "kommo.Lead", on_delete=models.CASCADE, primary_key=True, related_name="stuck_state"
+    )
+    account = models.ForeignKey("kommo.KommoAccount", on_delete=models.CASCADE, related_name="+")
+    reasons = models.TextField(blank=True, help_text="Reason codes, ';'-separated; empty: not stuck.")
+    changed = models.DateTimeField(help_text="When the reasons last changed.")
+
+    class Meta:
+        verbose_name = "stuck state of a deal"
+
+    def __str__(self) -> str:
+        return f"{self.lead_id}: {self.reasons or 'not stuck'}"

@@ -253,6 +253,8 @@ CELERY_TASK_ROUTES = {
 }
 # How often beat checks the stage time limits (minutes).
 ESCALATION_CHECK_MINUTES = env.float("ESCALATION_CHECK_MINUTES", default=15.0)
+# BI export: how often the stuck-deals selector's answer is written for the export's stuck columns (minutes).
+REPORTS_EXPORT_STUCK_MINUTES = env.float("REPORTS_EXPORT_STUCK_MINUTES", default=10.0)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # The mirror: deals, contacts and companies changed since the last run (a small overlap included).
     "kommo-sync-incremental": {"task": "apps.kommo.tasks.sync_incremental", "schedule": 15 * 60.0},
@@ -269,6 +271,11 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "gates-sweep": {"task": "apps.gates.tasks.sweep", "schedule": 60.0},
     # This week's decision-maker coverage snapshot, replaced by each run of the week (the coverage trend).
     "reports-coverage-snapshot": {"task": "apps.reports.tasks.coverage_snapshot", "schedule": 6 * 60 * 60.0},
+    # The stuck-deals selector's answer for the BI export's stuck and stuck_reasons columns and bi views.
+    "reports-export-stuck": {
+        "task": "apps.reports.tasks.export_stuck_refresh",
+        "schedule": REPORTS_EXPORT_STUCK_MINUTES * 60.0,
+    },
     # Intake submissions whose task was lost (a broker outage at the commit) or whose worker died go back in
     # line.
     "intake-submissions-sweep": {"task": "apps.intake.tasks.intake_submissions_sweep_task", "schedule": 30.0},

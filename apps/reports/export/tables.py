@@ -17,10 +17,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import models
-from django.db.models import Case, Count, Exists, F, OuterRef, Q, Subquery, Value, When
-from django.db.models.functions import Coalesce, Greatest
+from django.db.models import Case, Count, Exists, F, OuterRef, Q, Subquery, Sum, Value, When
+from django.db.models.functions import Cast, Coalesce, Greatest, Now
 
 from apps.gates.models import GateDecision
+from apps.gates.semantics import CLOSED_STATUS_IDS
 from apps.kommo.models import Lead, StageChange, StageStay
 from apps.stakeholders.models import Stakeholder
 
@@ -133,13 +134,57 @@ _stakeholder_count = Subquery(
     output_field=models.IntegerField(),
 )
 
+
+class DaysBetween(models.Func):
+    """Days (with the fraction) from the first expression to the second."""
+
+    output_field = models.FloatField()
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        template = "(EXTRACT(EPOCH FROM (%(expressions)s)) / 86400.0)"
+        return self.as_sql(compiler, connection, template=template, arg_joiner=" - ", **extra)
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        template = "(julianday(%(expressions)s))"
+        return self.as_sql(compiler, connection, template=template, arg_joiner=") - julianday(", **extra)
+
+
+def _days_in_stage() -> Any:
+    """An open deal: its days in its current stage over every stay there, the open one up to now (the
+    stuck-deals selector's time in stage); a closed deal: the days of its final stay, the one that ended
+    when it was won or lost. Two decimals."""
+    current = Subquery(
+        StageStay.objects.filter(lead=OuterRef("pk"), status_id=OuterRef("status_id"))
+        .order_by()
+        .values("lead")
+        .annotate(days=Sum(DaysBetween(Coalesce("left_at", Now()), "entered_at")))
+        .values("days")[:1],
+        output_field=models.FloatField(),
+    )
+    final = Subquery(
+        StageStay.objects.filter(lead=OuterRef("pk"), left_at__isnull=False)
+        .order_by("-left_at", "-pk")
+        .annotate(days=DaysBetween("left_at", "entered_at"))
+        .values("days")[:1],
+        output_field=models.FloatField(),
+    )
+    days = Case(When(status_kommo_id__in=CLOSED_STATUS_IDS, then=final), default=current)
+    return Cast(days, models.DecimalField(max_digits=12, decimal_places=2))
+
+
+# The stuck-deals selector's answer as last written to StuckState (apps.reports.export.stuck): only for a
+# deal still open and not deleted, whatever the last refresh found.
+_is_stuck = Q(is_deleted=False, stuck_state__reasons__gt="") & ~Q(status_kommo_id__in=CLOSED_STATUS_IDS)
+
 DEALS = Table(
     name="deals",
     model=Lead,
     description="One row per deal (Kommo lead) in the mirror, deleted ones included (is_deleted).",
     account_field="account_id",
     pipeline_field="pipeline_kommo_id",
-    changed_since=lambda since: Q(modified__gte=since) | Q(_people(updated__gte=since)),
+    changed_since=lambda since: (
+        Q(modified__gte=since) | Q(_people(updated__gte=since)) | Q(stuck_state__changed__gte=since)
+    ),
     columns=(
         Column("id", Kind.INTEGER, "pk", "the portal's id of the deal (unique, never reused)"),
         Column("kommo_id", Kind.INTEGER, "kommo_id", "Kommo's lead id"),
@@ -203,8 +248,35 @@ DEALS = Table(
         Column(
             "changed_at",
             Kind.TIMESTAMP,
-            Greatest("modified", Coalesce(_last_stakeholder_change, "modified")),
-            "when the portal last changed the deal or one of its stakeholders (what updated_since compares)",
+            Greatest(
+                "modified",
+                Coalesce(_last_stakeholder_change, "modified"),
+                Coalesce("stuck_state__changed", "modified"),
+            ),
+            "when the portal last changed the deal, one of its stakeholders or its stuck reasons"
+            " (what updated_since compares)",
+        ),
+        Column(
+            "days_in_stage",
+            Kind.DECIMAL,
+            _days_in_stage(),
+            "open: days in the current stage, every stay there counted (the stuck-deals report's);"
+            " closed: days of the final stay, the one that ended in won or lost",
+        ),
+        Column(
+            "stuck",
+            Kind.BOOLEAN,
+            Case(When(_is_stuck, then=Value(True)), default=Value(False), output_field=models.BooleanField()),
+            "the stuck-deals report calls the open deal stuck (false for a closed or deleted deal)",
+        ),
+        Column(
+            "stuck_reasons",
+            Kind.LIST,
+            Case(
+                When(_is_stuck, then=F("stuck_state__reasons")), default=None, output_field=models.TextField()
+            ),
+            "why it is stuck, as codes (stage_overdue, stale_touch, no_open_task, gate_missing,"
+            " objection_open)",
         ),
     ),
 )
