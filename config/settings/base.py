@@ -271,6 +271,8 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "gates-sweep": {"task": "apps.gates.tasks.sweep", "schedule": 60.0},
     # This week's decision-maker coverage snapshot, replaced by each run of the week (the coverage trend).
     "reports-coverage-snapshot": {"task": "apps.reports.tasks.coverage_snapshot", "schedule": 6 * 60 * 60.0},
+    # This week's forecast snapshot per account and pipeline: written by the week's first run, never changed.
+    "reports-forecast-snapshot": {"task": "apps.reports.tasks.forecast_snapshot", "schedule": 6 * 60 * 60.0},
     # The stuck-deals selector's answer for the BI export's stuck and stuck_reasons columns and bi views.
     "reports-export-stuck": {
         "task": "apps.reports.tasks.export_stuck_refresh",
@@ -356,6 +358,14 @@ REPORTS_LEGAL_REVIEW_STALE_DAYS = env.int("REPORTS_LEGAL_REVIEW_STALE_DAYS", def
 REPORTS_STALE_TOUCH_DAYS = env.int("REPORTS_STALE_TOUCH_DAYS", default=14)
 REPORTS_OBJECTION_WEIGHT = env.float("REPORTS_OBJECTION_WEIGHT", default=0.5)
 REPORTS_STAGE_DEFAULT_DAYS = env.float("REPORTS_STAGE_DEFAULT_DAYS", default=14.0)
+
+# Reports: the forecast ------------------------------------------------------------------------------------
+# A stage's p is won ÷ (won + lost) among the deals that entered it between these many months before the
+# forecast's date (the closed cohort window); below REPORTS_FORECAST_MIN_CLOSED closed deals it is pulled
+# towards a prior from the stage's place in the pipeline.
+REPORTS_FORECAST_COHORT_MIN_MONTHS = env.int("REPORTS_FORECAST_COHORT_MIN_MONTHS", default=6)
+REPORTS_FORECAST_COHORT_MAX_MONTHS = env.int("REPORTS_FORECAST_COHORT_MAX_MONTHS", default=18)
+REPORTS_FORECAST_MIN_CLOSED = env.int("REPORTS_FORECAST_MIN_CLOSED", default=20)
 
 # The webhook URL's token is a credential: every logger that quotes request paths masks it (the filter is
 # also on gunicorn's access and error logs, config/gunicorn.py).
