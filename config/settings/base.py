@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "apps.gates",
     "apps.intake",
     "apps.reports",
+    "apps.escalations",
     "apps.kommo_sandbox",
 ]
 
@@ -262,7 +263,12 @@ CELERY_TASK_ROUTES = {
     "apps.kommo.tasks.*": {"queue": "kommo"},
     "apps.gates.tasks.*": {"queue": "kommo"},
     "apps.intake.tasks.*": {"queue": "kommo"},
+    "apps.escalations.tasks.*": {"queue": "kommo"},
 }
+# How often beat checks the stage time limits (minutes).
+ESCALATION_CHECK_MINUTES = env.float("ESCALATION_CHECK_MINUTES", default=15.0)
+# BI export: how often the stuck-deals selector's answer is written for the export's stuck columns (minutes).
+REPORTS_EXPORT_STUCK_MINUTES = env.float("REPORTS_EXPORT_STUCK_MINUTES", default=10.0)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # The mirror: deals, contacts and companies changed since the last run (a small overlap included).
     "kommo-sync-incremental": {"task": "apps.kommo.tasks.sync_incremental", "schedule": 15 * 60.0},
@@ -279,9 +285,22 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "gates-sweep": {"task": "apps.gates.tasks.sweep", "schedule": 60.0},
     # This week's decision-maker coverage snapshot, replaced by each run of the week (the coverage trend).
     "reports-coverage-snapshot": {"task": "apps.reports.tasks.coverage_snapshot", "schedule": 6 * 60 * 60.0},
+    # This week's forecast snapshot per account and pipeline: written by the week's first run, never changed.
+    "reports-forecast-snapshot": {"task": "apps.reports.tasks.forecast_snapshot", "schedule": 6 * 60 * 60.0},
+    # The stuck-deals selector's answer for the BI export's stuck and stuck_reasons columns and bi views.
+    "reports-export-stuck": {
+        "task": "apps.reports.tasks.export_stuck_refresh",
+        "schedule": REPORTS_EXPORT_STUCK_MINUTES * 60.0,
+    },
     # Intake submissions whose task was lost (a broker outage at the commit) or whose worker died go back in
     # line.
     "intake-submissions-sweep": {"task": "apps.intake.tasks.intake_submissions_sweep_task", "schedule": 30.0},
+    # Deals past their stage's time limit: one task for the manager, past the second limit one for the head
+    # of sales, once per stay and level (docs/escalation.md).
+    "escalations-check-limits": {
+        "task": "apps.escalations.tasks.check_limits",
+        "schedule": 60.0 * ESCALATION_CHECK_MINUTES,
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(RUN_DIR / "celerybeat-schedule")
 
@@ -353,6 +372,14 @@ REPORTS_LEGAL_REVIEW_STALE_DAYS = env.int("REPORTS_LEGAL_REVIEW_STALE_DAYS", def
 REPORTS_STALE_TOUCH_DAYS = env.int("REPORTS_STALE_TOUCH_DAYS", default=14)
 REPORTS_OBJECTION_WEIGHT = env.float("REPORTS_OBJECTION_WEIGHT", default=0.5)
 REPORTS_STAGE_DEFAULT_DAYS = env.float("REPORTS_STAGE_DEFAULT_DAYS", default=14.0)
+
+# Reports: the forecast ------------------------------------------------------------------------------------
+# A stage's p is won ÷ (won + lost) among the deals that entered it between these many months before the
+# forecast's date (the closed cohort window); below REPORTS_FORECAST_MIN_CLOSED closed deals it is pulled
+# towards a prior from the stage's place in the pipeline.
+REPORTS_FORECAST_COHORT_MIN_MONTHS = env.int("REPORTS_FORECAST_COHORT_MIN_MONTHS", default=6)
+REPORTS_FORECAST_COHORT_MAX_MONTHS = env.int("REPORTS_FORECAST_COHORT_MAX_MONTHS", default=18)
+REPORTS_FORECAST_MIN_CLOSED = env.int("REPORTS_FORECAST_MIN_CLOSED", default=20)
 
 # The webhook URL's token is a credential: every logger that quotes request paths masks it (the filter is
 # also on gunicorn's access and error logs, config/gunicorn.py).
