@@ -7,6 +7,7 @@ from celery import shared_task
 from apps.kommo.models import KommoAccount
 from apps.reports.coverage_snapshots import coverage_snapshot_take
 from apps.reports.export.stuck import stuck_states_refresh
+from apps.reports.forecast_snapshots import forecast_snapshot_take
 
 
 @shared_task(name="apps.reports.tasks.coverage_snapshot", ignore_result=True)
@@ -15,6 +16,15 @@ def coverage_snapshot() -> int:
     so running it again within the week adds nothing. Returns the rows written."""
     return sum(
         coverage_snapshot_take(account=account) for account in KommoAccount.objects.order_by("pk").iterator()
+    )
+
+
+@shared_task(name="apps.reports.tasks.forecast_snapshot", ignore_result=True)
+def forecast_snapshot() -> int:
+    """This week's forecast snapshot of every account's pipelines (beat): the week's first run writes it,
+    later runs find it there and write nothing. Returns the snapshots written."""
+    return sum(
+        forecast_snapshot_take(account=account) for account in KommoAccount.objects.order_by("pk").iterator()
     )
 
 

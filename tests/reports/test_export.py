@@ -24,6 +24,7 @@ from apps.kommo.services.stays import leads_stays_refresh
 from apps.reports.export.keys import export_client_create, export_client_revoke
 from apps.reports.export.stuck import stuck_states_refresh
 from apps.reports.export.tables import TABLES
+from apps.reports.forecast_snapshots import forecast_snapshot_take
 from apps.reports.models import StuckState
 from apps.reports.selectors.stuck import stuck_deals, stuck_reason_codes
 from apps.stakeholders.models import Role, Stakeholder
@@ -100,6 +101,7 @@ class World:
         )
         leads_stays_refresh(lead_ids=[self.open_deal.pk, self.won_deal.pk, self.renewal.pk])
         stuck_states_refresh(account=account)
+        forecast_snapshot_take(account=account, now=T0)  # the open deals' weekly forecast
 
     def lead(
         self,
@@ -521,3 +523,29 @@ def test_the_stuck_refresh_is_a_beat_task_over_every_account(settings: Any, worl
     StuckState.objects.all().delete()
     assert tasks.export_stuck_refresh() == 2
     assert set(StuckState.objects.values_list("lead__kommo_id", flat=True)) == {501, 503}
+
+
+def test_forecast_snapshots_rows_are_the_open_deals_of_each_weekly_snapshot(
+    client: Client, world: World, key: str
+) -> None:
+    rows = load_json(client, key, "forecast_snapshots")
+    assert list(rows[0]) == TABLES["forecast_snapshots"].column_names
+    by_deal = {row["deal"]: row for row in rows}
+    assert set(by_deal) == {501, 503}  # the open deals; the won one is not in a forecast
+    deal = by_deal[501]
+    assert (deal["week"], deal["taken_at"], deal["backtested"], deal["quarter_start"]) == (
+        "2026-03-02",
+        "2026-03-02T09:30:15Z",
+        False,
+        "2026-01-01",
+    )
+    assert (deal["stage"], deal["value"], deal["dm_identified"], deal["period"]) == (
+        20,
+        "80000.00",
+        True,
+        "current",
+    )
+    assert 0 < float(deal["p"]) < 1 and deal["approvals_present"] is True
+    # Snapshots never change: a load after the week's snapshot brings nothing new.
+    later = timezone.now() + dt.timedelta(seconds=1)
+    assert load_json(client, key, "forecast_snapshots", updated_since=later.isoformat()) == []

@@ -17,12 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import models
-from django.db.models import Case, Count, Exists, F, OuterRef, Q, Subquery, Sum, Value, When
+from django.db.models import Case, CharField, Count, Exists, F, OuterRef, Q, Subquery, Sum, Value, When
 from django.db.models.functions import Cast, Coalesce, Greatest, Now
 
 from apps.gates.models import GateDecision
 from apps.gates.semantics import CLOSED_STATUS_IDS
 from apps.kommo.models import Lead, StageChange, StageStay
+from apps.reports.models import ForecastSnapshotDeal
 from apps.stakeholders.models import Stakeholder
 
 
@@ -453,6 +454,64 @@ STAGE_STAYS = Table(
     ),
 )
 
+FORECAST_SNAPSHOTS = Table(
+    name="forecast_snapshots",
+    model=ForecastSnapshotDeal,
+    description="One row per open deal in each weekly forecast snapshot; snapshots never change.",
+    account_field="snapshot__account_id",
+    pipeline_field="snapshot__pipeline_kommo_id",
+    changed_since=lambda since: Q(snapshot__created__gte=since),
+    columns=(
+        Column("id", Kind.INTEGER, "pk", "the portal's id of the row (unique, never reused)"),
+        Column("snapshot", Kind.INTEGER, "snapshot_id", "the portal's id of the snapshot"),
+        Column("account", Kind.INTEGER, "snapshot__account_id", "the portal's id of the Kommo account"),
+        Column("pipeline", Kind.INTEGER, "snapshot__pipeline_kommo_id", "Kommo's pipeline id"),
+        Column("week", Kind.TEXT, Cast("snapshot__week", CharField()), "the Monday of the snapshot's week"),
+        Column("taken_at", Kind.TIMESTAMP, "snapshot__taken_at", "the moment whose state the snapshot holds"),
+        Column(
+            "backtested",
+            Kind.BOOLEAN,
+            "snapshot__backtested",
+            "rebuilt from the history by reports_forecast_backtest for a past week",
+        ),
+        Column(
+            "quarter_start",
+            Kind.TEXT,
+            Cast("snapshot__current_start", CharField()),
+            "first day of the quarter the snapshot was taken in",
+        ),
+        Column("deal", Kind.INTEGER, "lead_kommo_id", "Kommo's lead id of the deal"),
+        Column("stage", Kind.INTEGER, "status_kommo_id", "Kommo's status id of the deal's stage then"),
+        Column("stage_name", Kind.TEXT, "stage", "the stage's name"),
+        Column(
+            "responsible_user",
+            Kind.INTEGER,
+            "responsible_user_kommo_id",
+            "Kommo's user id of the responsible manager (0: none)",
+        ),
+        Column("value", Kind.MONEY, "value", "the deal's budget"),
+        Column("p", Kind.DECIMAL, "p", "the stage's probability of won"),
+        Column("p_committee", Kind.DECIMAL, "p_committee", "p adjusted by the deal's coverage state"),
+        Column("dm_identified", Kind.BOOLEAN, "dm_identified", "a decision maker was identified"),
+        Column(
+            "approvals_present",
+            Kind.BOOLEAN,
+            "approvals_present",
+            "every approval the gates ahead require was given; empty: not known then",
+        ),
+        Column("expected_close", Kind.TEXT, Cast("expected_close", CharField()), "the expected close date"),
+        Column(
+            "close_from_field",
+            Kind.BOOLEAN,
+            "close_from_field",
+            "the expected close came from the account's close-date field",
+        ),
+        Column("period", Kind.TEXT, "period", "current, next or later quarter, by the expected close"),
+        Column("category", Kind.TEXT, "category", "commit, best_case, pipeline or omitted"),
+    ),
+)
+
 TABLES: dict[str, Table] = {
-    table.name: table for table in (DEALS, STAKEHOLDERS, STAGE_STAYS, STAGE_CHANGES, GATE_DECISIONS)
+    table.name: table
+    for table in (DEALS, STAKEHOLDERS, STAGE_STAYS, STAGE_CHANGES, GATE_DECISIONS, FORECAST_SNAPSHOTS)
 }
