@@ -549,3 +549,20 @@ def test_forecast_snapshots_rows_are_the_open_deals_of_each_weekly_snapshot(
     # Snapshots never change: a load after the week's snapshot brings nothing new.
     later = timezone.now() + dt.timedelta(seconds=1)
     assert load_json(client, key, "forecast_snapshots", updated_since=later.isoformat()) == []
+
+
+def test_the_stuck_refresh_gives_the_same_rows_whatever_its_chunk(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    world.lead(504, "Another open one", 100, 10)
+    now = timezone.now()
+    StuckState.objects.all().delete()
+    assert stuck_states_refresh(account=world.account, now=now) == 3
+    whole = set(StuckState.objects.values_list("lead_id", "reasons"))
+    monkeypatch.setattr("apps.reports.export.stuck.CHUNK", 1)
+    StuckState.objects.all().delete()
+    assert stuck_states_refresh(account=world.account, now=now) == 3
+    assert set(StuckState.objects.values_list("lead_id", "reasons")) == whole
+    assert {codes for _, codes in whole} == {
+        ";".join(codes) for codes in stuck_reason_codes(account=world.account, now=now).values()
+    }
