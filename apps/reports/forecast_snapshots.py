@@ -8,6 +8,7 @@ same snapshots. A deal's value and manager are its current ones (the mirror keep
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -73,7 +74,19 @@ class History:
     dm_since: dict[int, dt.datetime]
     stages: dict[int, dict[int, StageInfo]]  # pipeline kommo id -> stage kommo id -> stage
     close_field_id: int | None = None
-    live: dict[int, tuple[bool, bool | None]] = field(default_factory=dict)
+    _entries: dict[tuple[int | None, int], list[Stay]] | None = field(default=None, repr=False)
+
+    def entries(self, pipeline_kommo_id: int, status_kommo_id: int) -> list[Stay]:
+        """Every stay in one stage of one pipeline, by the time it was entered (built once)."""
+        if self._entries is None:
+            index: dict[tuple[int | None, int], list[Stay]] = defaultdict(list)
+            for stays in self.stays.values():
+                for stay in stays:
+                    index[(stay.pipeline_kommo_id, stay.status_kommo_id)].append(stay)
+            for found in index.values():
+                found.sort(key=lambda stay: (stay.entered_at, stay.lead_id))
+            self._entries = dict(index)
+        return self._entries.get((pipeline_kommo_id, status_kommo_id), [])
 
     def stay_at(self, lead_id: int, at: dt.datetime) -> Stay | None:
         """The stay the deal was in at ``at``: the last one entered by then (None before the deal began)."""
@@ -303,19 +316,15 @@ def _stage_figures(
     won = lost = 0
     cycles: list[float] = []
     figures = StageFigures(stage.kommo_id, stage.name, 0, 0, 0.0, 0.0, 0.0, False)
-    for lead_id, stays in history.stays.items():
-        entry = next(
-            (
-                stay
-                for stay in stays
-                if stay.status_kommo_id == stage.kommo_id
-                and stay.pipeline_kommo_id == pipeline_kommo_id
-                and oldest <= stay.entered_at < newest
-            ),
-            None,
-        )
-        if entry is None:
-            continue
+    entries = history.entries(pipeline_kommo_id, stage.kommo_id)
+    first = bisect.bisect_left(entries, oldest, key=lambda stay: stay.entered_at)
+    last = bisect.bisect_left(entries, newest, key=lambda stay: stay.entered_at)
+    seen: set[int] = set()
+    for entry in entries[first:last]:
+        lead_id = entry.lead_id
+        if lead_id in seen:
+            continue  # a deal counts once, by its first entry in the window
+        seen.add(lead_id)
         now_in = history.stay_at(lead_id, at)
         if now_in is None or now_in.status_kommo_id not in (WON, LOST):
             continue
