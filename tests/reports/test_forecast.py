@@ -381,6 +381,8 @@ def test_the_forecast_page_shows_the_quarters_the_accuracy_and_the_manager_filte
     assert past[2][:4] == ["Q1 2026 (backtested)", "400", "200", "200"] and past[2][6] == "50.0"
     accuracy = html_table(html, "accuracy")
     assert ["Stage-weighted", "1", "2", "1", "100.0", "0.0", "100.0", "175.0"] in accuracy
+    # p' = p in these snapshots: the same WAPE, so the adjustment is not kept as helping
+    assert "The committee adjustment does not help yet" in html
     # Bob's deals only: his 300 in Q1's week 1, nothing in Q4's; nothing of his was won in either (A = 0):
     # no error, no WAPE
     html = client.get(f"/reports/forecast/?manager={world.bob.pk}").content.decode()
