@@ -23,6 +23,8 @@ from django.utils import timezone
 
 from apps.gates import semantics
 from apps.gates.models import GateRule
+from apps.kommo import types as kommo_types
+from apps.kommo.exceptions import KommoPayloadError
 from apps.kommo.models import KommoAccount, Lead, Pipeline, StageStay, Status
 from apps.reports import forecast_method as fm
 from apps.reports.coverage_snapshots import week_start
@@ -353,24 +355,24 @@ def _stage_figures(
 
 
 def _close_from_field(history: History, deal: Deal) -> dt.date | None:
-    """The deal's expected close date from the account's close-date field, when it has a value."""
+    """The deal's expected close date from the account's close-date field, when it has a value: the mirror's
+    typed reading of the last payload (a date field's value is a datetime)."""
     if not history.close_field_id:
         return None
     for entry in deal.raw.get("custom_fields_values") or []:
-        if entry.get("field_id") != history.close_field_id:
+        if not isinstance(entry, dict) or entry.get("field_id") != history.close_field_id:
             continue
-        for item in entry.get("values") or []:
-            value = item.get("value")
-            try:
-                if isinstance(value, int | float) or (isinstance(value, str) and value.isdigit()):
-                    moment = dt.datetime.fromtimestamp(int(value), tz=dt.UTC)
-                elif isinstance(value, str):
-                    moment = dt.datetime.fromisoformat(value)
-                else:
-                    continue
-            except (ValueError, OverflowError, OSError):
-                continue
-            return timezone.localtime(moment).date() if timezone.is_aware(moment) else moment.date()
+        try:
+            typed = kommo_types.CustomFieldValue.from_api(entry)
+        except KommoPayloadError:
+            return None
+        for item in typed.values:
+            if isinstance(item.value, dt.datetime):
+                return (
+                    timezone.localtime(item.value).date()
+                    if timezone.is_aware(item.value)
+                    else item.value.date()
+                )
     return None
 
 

@@ -173,7 +173,11 @@ def test_an_open_deal_is_weighted_by_its_stage_s_p_and_expected_at_its_entry_plu
 def test_the_close_date_field_sets_the_expected_close_when_the_account_maps_one(world: World) -> None:
     ForecastSettings.objects.create(account=world.account, close_date_field_id=777)
     deal = deal_create(world, price=1_000, created=at(2026, 5, 1), start=TECH)
-    deal.raw = {"custom_fields_values": [{"field_id": 777, "values": [{"value": 1790000000}]}]}  # 2026-09-21
+    deal.raw = {  # as Kommo returns a date field: unix seconds (2026-09-21)
+        "custom_fields_values": [
+            {"field_id": 777, "field_name": "Close", "field_type": "date", "values": [{"value": 1790000000}]}
+        ]
+    }
     deal.save()
     ForecastCategory.objects.create(status=world.stages[TECH], category=ForecastCategory.Category.COMMIT)
     computed = forecast_compute(
