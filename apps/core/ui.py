@@ -47,6 +47,14 @@ SIDEBAR_GROUPS: list[tuple[str, list[tuple[str, str, str]]]] = [
         ],
     ),
     (
+        "Stage time limits",
+        [
+            ("Stage limits", "timer", "escalations.stagelimit"),
+            ("Heads of sales", "supervisor_account", "escalations.headofsales"),
+            ("Escalations", "notification_important", "escalations.escalation"),
+        ],
+    ),
+    (
         "Intake",
         [
             ("Intake sources", "input", "intake.intakesource"),

@@ -57,9 +57,7 @@ def _rule_parts(rule: GateRule) -> tuple[list[semantics.Condition], list[int]]:
 
 
 def _tags(lead: Lead) -> list[str]:
-    embedded = lead.raw.get("_embedded") if isinstance(lead.raw, dict) else None
-    tags = embedded.get("tags") if isinstance(embedded, dict) else None
-    return [str(tag.get("name", "")) for tag in tags or [] if isinstance(tag, dict)]
+    return list(lead.tag_names)
 
 
 def gate_rule_dry_run_current(*, rule: GateRule) -> list[DryRunRow]:

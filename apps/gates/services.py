@@ -206,11 +206,8 @@ def _fresh_from_mirror(evaluation: GateEvaluation) -> semantics.FreshLead | None
     lead = evaluation.stage_change.lead
     if evaluation.fresh_after is None or lead.fetched_at is None or lead.fetched_at < evaluation.fresh_after:
         return None
-    try:
-        data = KommoLead.from_api(lead.raw)
-    except (KommoError, ValueError, TypeError):
-        return None
-    if data.id != lead.kommo_id:
+    data = lead.payload()
+    if data is None:
         return None
     fresh = _fresh(data)
     if lead.is_deleted and not fresh.is_deleted:

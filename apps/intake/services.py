@@ -670,10 +670,12 @@ class _Run:
         lead_id = self.submission.kommo_lead_id
         assert lead_id is not None
         main_id = self.outcomes[0]["kommo_id"]
+        # Two people of the form may be one contact in Kommo (found by either's e-mail): linked once.
+        others = dict.fromkeys(outcome["kommo_id"] for outcome in self.outcomes[1:])
         links = [
-            types.LinkWrite(to_entity_id=outcome["kommo_id"], to_entity_type="contacts", is_main=False)
-            for outcome in self.outcomes[1:]
-            if outcome["kommo_id"] != main_id
+            types.LinkWrite(to_entity_id=contact_id, to_entity_type="contacts", is_main=False)
+            for contact_id in others
+            if contact_id != main_id
         ]
         target = self.roles.catalog
         if target is not None:
@@ -684,7 +686,7 @@ class _Run:
                     catalog_id=target.catalog_id,
                     quantity=1,
                 )
-                for element_id in self.element_ids()
+                for element_id in dict.fromkeys(self.element_ids())
             ]
         if links:
             self.client.links_create("leads", lead_id, links)

@@ -24,6 +24,7 @@ from urllib.parse import urlsplit
 import requests
 from django.conf import settings
 
+from apps.kommo import auth
 from apps.kommo.exceptions import (
     KommoAuthError,
     KommoBlocked,
@@ -43,7 +44,6 @@ from apps.kommo.exceptions import (
 )
 from apps.kommo.models.account import KommoAccount
 from apps.kommo.ratelimit import RateLimiter, rate_limiter
-from apps.kommo.services import accounts as account_services
 from apps.kommo.types import (
     JSON,
     Account,
@@ -80,6 +80,11 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 PAGE_LIMIT = 250
+# A deal re-read by id, wherever the mirror re-fetches deals (the sync, webhook processing): with its
+# contacts and catalog elements, whose links the mirror replaces from the payload; IDS_PER_CALL ids per
+# ``filter[id][]`` call (one page).
+LEAD_WITH = ("contacts", "catalog_elements")
+IDS_PER_CALL = PAGE_LIMIT
 EVENTS_PAGE_LIMIT = 100
 CUSTOM_FIELDS_PAGE_LIMIT = 50
 # Writes: Kommo takes at most 250 entities per add or update request and recommends 50 per request (a
@@ -354,7 +359,7 @@ class KommoClient:
             headers: dict[str, str] = {}
             token = ""
             if authenticate:
-                token = account_services.account_access_token(account=self.account)
+                token = auth.access_token(self.account, exchange=_token_exchange)
                 headers["Authorization"] = f"Bearer {token}"
             started = time.monotonic()
             unsent = False
@@ -376,7 +381,7 @@ class KommoClient:
                 )
                 if response.status_code < 400:
                     if authenticate and self.account.auth_error:
-                        account_services.account_auth_error_clear(account=self.account)
+                        auth.auth_error_clear(self.account)
                     return response
                 error = error_from_response(response)
             if error.status is None:
@@ -386,12 +391,15 @@ class KommoClient:
                 if not refreshed and self.account.auth_kind == KommoAccount.AuthKind.OAUTH:
                     refreshed = True
                     attempt -= 1
-                    account_services.account_token_refresh(account=self.account, stale_access_token=token)
+                    auth.token_refresh(self.account, stale_access_token=token, exchange=_token_exchange)
                     continue
-                account_services.account_auth_error_record(account=self.account, message=str(error))
+                message = str(error)
+                if self.account.auth_kind == KommoAccount.AuthKind.LONG_LIVED:
+                    message = f"{auth.LONG_LIVED_REFUSED} ({error})"
+                auth.auth_error_record(self.account, message)
                 raise error
             if isinstance(error, KommoBlocked):
-                account_services.account_block(account=self.account, reason=str(error))
+                auth.block(self.account, str(error))
                 raise error
             if attempt >= self.retry.max_attempts or not self._retryable(
                 error, idempotent=idempotent, unsent=unsent, batch=batch
@@ -796,3 +804,8 @@ def _renumbered(error: KommoValidationError, chunk: Sequence[JSON], offset: int)
     return KommoValidationError(
         error.detail, errors=errors, status=error.status, request_id=error.request_id, problem=error.problem
     )
+
+
+def _token_exchange(account: KommoAccount, body: Mapping[str, str]) -> TokenPair:
+    """Kommo's token endpoint for :mod:`apps.kommo.auth` (a refresh, with a client of its own)."""
+    return KommoClient(account).oauth_token(body)

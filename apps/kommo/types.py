@@ -119,6 +119,22 @@ def _ts(data: Mapping[str, Any], key: str) -> dt.datetime | None:
     return from_timestamp(data.get(key))
 
 
+def _opt_decimal(data: Mapping[str, Any], key: str) -> Decimal | None:
+    """A finite number (``metadata.quantity``), sent as a number or its text; None when missing."""
+    value = data.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise KommoPayloadError(f"{key!r}: expected a number, got a boolean")
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation as exc:
+        raise KommoPayloadError(f"{key!r}: expected a number, got {value!r}") from exc
+    if not number.is_finite():
+        raise KommoPayloadError(f"{key!r}: expected a finite number, got {value!r}")
+    return number
+
+
 def _object(data: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     """The nested object under ``key`` (``_embedded``, ``metadata``, ``rights``, ``params``), or an empty
     one when it is missing or not an object."""
@@ -318,11 +334,10 @@ class CatalogElementRef:
     @classmethod
     def from_api(cls, data: Mapping[str, Any]) -> Self:
         metadata = _object(data, "metadata")
-        quantity = metadata.get("quantity")
         return cls(
             id=_int(data, "id"),
             catalog_id=_opt_int(metadata, "catalog_id"),
-            quantity=None if quantity is None else Decimal(str(quantity)),
+            quantity=_opt_decimal(metadata, "quantity"),
         )
 
 
@@ -822,14 +837,13 @@ class Link:
         data = _mapping(data, "link")
         metadata = _object(data, "metadata")
         main = metadata.get("main_contact", metadata.get("is_main"))
-        quantity = metadata.get("quantity")
         return cls(
             entity_id=_opt_int(data, "entity_id"),
             entity_type=_opt_str(data, "entity_type"),
             to_entity_id=_int(data, "to_entity_id"),
             to_entity_type=_str(data, "to_entity_type"),
             is_main=None if main is None else to_bool(main),
-            quantity=None if quantity is None else Decimal(str(quantity)),
+            quantity=_opt_decimal(metadata, "quantity"),
             catalog_id=_opt_int(metadata, "catalog_id"),
             metadata=dict(metadata),
         )

@@ -1,15 +1,24 @@
 """Admin: export clients with their keys (shown once, revocable, last used time); the stages' usual times
-(the stuck-deals report's per-stage defaults); the read-only coverage snapshots."""
+(the stuck-deals report's per-stage defaults); the read-only coverage snapshots; the stages' forecast
+categories, the forecast settings and the read-only forecast snapshots."""
 
 from __future__ import annotations
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from unfold.admin import ModelAdmin
+from unfold.admin import ModelAdmin, TabularInline
 
 from apps.reports.export.keys import export_client_key_generate, export_client_revoke
-from apps.reports.models import CoverageSnapshot, ExportClient, StageNorm
+from apps.reports.models import (
+    CoverageSnapshot,
+    ExportClient,
+    ForecastCategory,
+    ForecastSettings,
+    ForecastSnapshot,
+    ForecastSnapshotDeal,
+    StageNorm,
+)
 
 
 def _show_key(request: HttpRequest, client: ExportClient, key: str) -> None:
@@ -80,4 +89,76 @@ class CoverageSnapshotAdmin(ModelAdmin):  # type: ignore[type-arg]
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(ForecastCategory)
+class ForecastCategoryAdmin(ModelAdmin):  # type: ignore[type-arg]
+    list_display = ["status", "pipeline", "category", "modified"]
+    list_filter = ["category", "status__pipeline"]
+    list_select_related = ["status__pipeline"]
+    search_fields = ["status__name", "status__pipeline__name"]
+    autocomplete_fields = ["status"]
+    ordering = ["status__pipeline__sort", "status__sort"]
+
+    @admin.display(description="pipeline", ordering="status__pipeline__name")
+    def pipeline(self, obj: ForecastCategory) -> str:
+        return obj.status.pipeline.name
+
+
+@admin.register(ForecastSettings)
+class ForecastSettingsAdmin(ModelAdmin):  # type: ignore[type-arg]
+    list_display = ["account", "close_date_field_id"]
+    list_select_related = ["account"]
+
+
+class ForecastSnapshotDealInline(TabularInline):  # type: ignore[type-arg]
+    model = ForecastSnapshotDeal
+    fields = [
+        "lead_kommo_id",
+        "stage",
+        "value",
+        "p",
+        "p_committee",
+        "dm_identified",
+        "approvals_present",
+        "expected_close",
+        "period",
+        "category",
+    ]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(ForecastSnapshot)
+class ForecastSnapshotAdmin(ModelAdmin):  # type: ignore[type-arg]
+    """Read-only: a snapshot is written once and never changed."""
+
+    list_display = [
+        "week",
+        "account",
+        "pipeline",
+        "taken_at",
+        "backtested",
+        "current_weighted",
+        "current_committee",
+        "current_commit",
+        "next_weighted",
+    ]
+    list_filter = ["account", "backtested", "week"]
+    list_select_related = ["account", "pipeline"]
+    date_hierarchy = "week"
+    inlines = [ForecastSnapshotDealInline]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False

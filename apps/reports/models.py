@@ -5,6 +5,7 @@ read the mirror, the stays, the stakeholders and the gate decisions."""
 from __future__ import annotations
 
 from decimal import Decimal
+from typing import Any
 
 from django.core.validators import MinValueValidator
 from django.db import models
@@ -131,3 +132,176 @@ class CoverageSnapshot(models.Model):
 
     def __str__(self) -> str:
         return f"{self.week}: {self.status_kommo_id} / {self.responsible_user_kommo_id}"
+
+
+# -- the forecast ---------------------------------------------------------------------------------------
+
+
+class ForecastCategory(models.Model):
+    """The forecast category of one stage (sales ops set it in the admin). A stage without a row takes its
+    default from its place in the pipeline: the last open stage *commit*, the one before it *best case*,
+    the others *pipeline*; an incoming-leads stage *omitted*."""
+
+    class Category(models.TextChoices):
+        COMMIT = "commit", "Commit"
+        BEST_CASE = "best_case", "Best case"
+        PIPELINE = "pipeline", "Pipeline"
+        OMITTED = "omitted", "Omitted"
+
+    status = models.OneToOneField(
+        "kommo.Status", on_delete=models.CASCADE, related_name="forecast_category", verbose_name="stage"
+    )
+    category = models.CharField(max_length=10, choices=Category.choices)
+    modified = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "stage's forecast category"
+        verbose_name_plural = "stages' forecast categories"
+        ordering = ["status__pipeline", "status__sort"]
+
+    def __str__(self) -> str:
+        return f"{self.status}: {self.get_category_display()}"
+
+
+class ForecastSettings(models.Model):
+    """Per account: the deal custom field (a date) that holds the expected close date, when the account
+    keeps one. Without it a deal's expected close is its stage's entry plus the stage's median time to won."""
+
+    account = models.OneToOneField(
+        "kommo.KommoAccount", on_delete=models.CASCADE, related_name="forecast_settings"
+    )
+    close_date_field_id = models.PositiveBigIntegerField(
+        "expected close date field",
+        null=True,
+        blank=True,
+        help_text="The Kommo id of the deal's date custom field holding the expected close date.",
+    )
+
+    class Meta:
+        verbose_name = "forecast settings"
+        verbose_name_plural = "forecast settings"
+
+    def __str__(self) -> str:
+        return f"forecast settings of {self.account}"
+
+
+class ImmutableQuerySet(models.QuerySet[Any]):
+    def update(self, **kwargs: Any) -> int:
+        raise TypeError("forecast snapshots are immutable")
+
+
+class ForecastSnapshot(models.Model):
+    """The forecast of one pipeline of one account as it stood at ``taken_at``, for the quarter it was taken
+    in (*current*) and the next, by method: stage-weighted, committee-adjusted, and the categories' cumulative
+    roll-ups. One per account, pipeline and week; written once (by beat, or by the backtest for a past week,
+    ``backtested``) and never changed. Its deals are :class:`ForecastSnapshotDeal` rows."""
+
+    account = models.ForeignKey("kommo.KommoAccount", on_delete=models.CASCADE, related_name="+")
+    pipeline = models.ForeignKey(
+        "kommo.Pipeline", on_delete=models.SET_NULL, null=True, blank=True, related_name="+"
+    )
+    pipeline_kommo_id = models.BigIntegerField()
+    week = models.DateField(help_text="The Monday of the week the snapshot belongs to.")
+    taken_at = models.DateTimeField(help_text="The moment whose state the snapshot holds.")
+    backtested = models.BooleanField(default=False, help_text="Rebuilt from the history for a past week.")
+    current_start = models.DateField(help_text="First day of the quarter the snapshot was taken in.")
+    next_start = models.DateField(help_text="First day of the quarter after it.")
+    current_weighted = models.BigIntegerField(default=0)
+    current_committee = models.BigIntegerField(default=0)
+    current_commit = models.BigIntegerField(default=0)
+    current_best_case = models.BigIntegerField(default=0)
+    current_pipeline = models.BigIntegerField(default=0)
+    next_weighted = models.BigIntegerField(default=0)
+    next_committee = models.BigIntegerField(default=0)
+    next_commit = models.BigIntegerField(default=0)
+    next_best_case = models.BigIntegerField(default=0)
+    next_pipeline = models.BigIntegerField(default=0)
+    stages = models.JSONField(
+        default=list, blank=True, help_text="Each stage's p, its closed cohort and median time to won."
+    )
+    created = models.DateTimeField(auto_now_add=True)
+
+    objects = ImmutableQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "forecast snapshot"
+        ordering = ["account", "pipeline_kommo_id", "week"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["account", "pipeline_kommo_id", "week"], name="reports_forecast_once_per_week"
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.week}: pipeline {self.pipeline_kommo_id}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise TypeError("forecast snapshots are immutable")
+        super().save(*args, **kwargs)
+
+
+class ForecastSnapshotDeal(models.Model):
+    """One open deal in a forecast snapshot: its stage, value, p (plain and committee-adjusted), coverage
+    state and expected close, as they stood at the snapshot's moment. Written with its snapshot, never
+    changed."""
+
+    class Period(models.TextChoices):
+        CURRENT = "current"
+        NEXT = "next"
+        LATER = "later"
+
+    snapshot = models.ForeignKey(ForecastSnapshot, on_delete=models.CASCADE, related_name="deals")
+    lead = models.ForeignKey("kommo.Lead", on_delete=models.SET_NULL, null=True, blank=True, related_name="+")
+    lead_kommo_id = models.BigIntegerField()
+    status_kommo_id = models.BigIntegerField()
+    stage = models.CharField(max_length=255, blank=True)
+    responsible_user_kommo_id = models.BigIntegerField(default=0, help_text="0: no responsible user.")
+    value = models.BigIntegerField(default=0)
+    p = models.FloatField()
+    p_committee = models.FloatField()
+    dm_identified = models.BooleanField()
+    approvals_present = models.BooleanField(null=True, blank=True, help_text="Empty: not known then.")
+    expected_close = models.DateField()
+    close_from_field = models.BooleanField(default=False)
+    period = models.CharField(max_length=8, choices=Period.choices)
+    category = models.CharField(max_length=10, choices=ForecastCategory.Category.choices)
+
+    objects = ImmutableQuerySet.as_manager()
+
+    class Meta:
+        verbose_name = "forecast snapshot deal"
+        ordering = ["snapshot", "-value", "lead_kommo_id"]
+        indexes = [models.Index(fields=["snapshot", "period"], name="reports_forecast_deal_period")]
+
+    def __str__(self) -> str:
+        return f"{self.snapshot}: deal {self.lead_kommo_id}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise TypeError("forecast snapshots are immutable")
+        super().save(*args, **kwargs)
+
+
+class StuckState(models.Model):
+    """What the stuck-deals selector (:mod:`apps.reports.selectors.stuck`) last said about one deal, for the
+    BI export's ``stuck`` and ``stuck_reasons`` columns and the ``bi`` views, which are SQL and cannot run
+    the selector themselves.
+
+    Written by :func:`apps.reports.export.stuck.stuck_states_refresh` (a beat task every
+    ``REPORTS_EXPORT_STUCK_MINUTES``): a row for every deal the selector has called stuck, its reason codes
+    ``;``-separated (empty once it is no longer stuck), and ``changed``, when they last changed, which the
+    export's incremental loads compare. Rows are written only when the codes change."""
+
+    lead = models.OneToOneField(
+        "kommo.Lead", on_delete=models.CASCADE, primary_key=True, related_name="stuck_state"
+    )
+    account = models.ForeignKey("kommo.KommoAccount", on_delete=models.CASCADE, related_name="+")
+    reasons = models.TextField(blank=True, help_text="Reason codes, ';'-separated; empty: not stuck.")
+    changed = models.DateTimeField(help_text="When the reasons last changed.")
+
+    class Meta:
+        verbose_name = "stuck state of a deal"
+
+    def __str__(self) -> str:
+        return f"{self.lead_id}: {self.reasons or 'not stuck'}"

@@ -6,6 +6,8 @@ from celery import shared_task
 
 from apps.kommo.models import KommoAccount
 from apps.reports.coverage_snapshots import coverage_snapshot_take
+from apps.reports.export.stuck import stuck_states_refresh
+from apps.reports.forecast_snapshots import forecast_snapshot_take
 
 
 @shared_task(name="apps.reports.tasks.coverage_snapshot", ignore_result=True)
@@ -14,4 +16,22 @@ def coverage_snapshot() -> int:
     so running it again within the week adds nothing. Returns the rows written."""
     return sum(
         coverage_snapshot_take(account=account) for account in KommoAccount.objects.order_by("pk").iterator()
+    )
+
+
+@shared_task(name="apps.reports.tasks.forecast_snapshot", ignore_result=True)
+def forecast_snapshot() -> int:
+    """This week's forecast snapshot of every account's pipelines (beat): the week's first run writes it,
+    later runs find it there and write nothing. Returns the snapshots written."""
+    return sum(
+        forecast_snapshot_take(account=account) for account in KommoAccount.objects.order_by("pk").iterator()
+    )
+
+
+@shared_task(name="apps.reports.tasks.export_stuck_refresh", ignore_result=True)
+def export_stuck_refresh() -> int:
+    """The stuck-deals selector's answer for every account's open deals, for the BI export's ``stuck``
+    columns (beat, every ``REPORTS_EXPORT_STUCK_MINUTES``). Returns the rows written."""
+    return sum(
+        stuck_states_refresh(account=account) for account in KommoAccount.objects.order_by("pk").iterator()
     )

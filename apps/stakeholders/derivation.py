@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from apps.kommo.exceptions import KommoPayloadError
 from apps.kommo.types import CustomFieldValue
 from apps.stakeholders.models import Approval, FieldMapping
 
@@ -83,19 +82,8 @@ class PartyInput:
     pk: int
     kommo_id: int
     name: str
-    raw: Mapping[str, Any]
-
-    @property
-    def linked_element_ids(self) -> frozenset[int]:
-        """Kommo ids of the catalog elements linked to this contact (payloads fetched with
-        ``with=catalog_elements``)."""
-        embedded = self.raw.get("_embedded")
-        items = embedded.get("catalog_elements") if isinstance(embedded, Mapping) else None
-        if not isinstance(items, list):
-            return frozenset()
-        return frozenset(
-            item["id"] for item in items if isinstance(item, Mapping) and isinstance(item.get("id"), int)
-        )
+    field_values: Mapping[int, CustomFieldValue]  # the mirrored row's, by field id
+    linked_element_ids: frozenset[int] = frozenset()  # a contact's linked catalog elements (Kommo ids)
 
 
 @dataclass(frozen=True)
@@ -117,27 +105,16 @@ class StakeholderFacts:
     objection_resolved_at: dt.datetime | None = None
 
 
-def field_values(raw: Mapping[str, Any]) -> dict[int, CustomFieldValue]:
-    """The custom field values of a mirrored payload by field id; malformed entries are skipped."""
-    values: dict[int, CustomFieldValue] = {}
-    for item in raw.get("custom_fields_values") or []:
-        try:
-            value = CustomFieldValue.from_api(item)
-        except KommoPayloadError:
-            continue
-        values[value.field_id] = value
-    return values
-
-
 def _option(value: CustomFieldValue | None, attribute: AttributeField) -> Any:
     if value is None:
         return None
     return next((attribute.options[e] for e in value.enum_ids if e in attribute.options), None)
 
 
-def read_attributes(raw: Mapping[str, Any], fields: Mapping[str, AttributeField]) -> Attributes:
-    """Read every mapped attribute from one payload's custom field values."""
-    values = field_values(raw)
+def read_attributes(
+    values: Mapping[int, CustomFieldValue], fields: Mapping[str, AttributeField]
+) -> Attributes:
+    """Read every mapped attribute from one party's custom field values (by field id)."""
 
     def value_of(attribute: str) -> CustomFieldValue | None:
         mapped = fields.get(attribute)
@@ -211,7 +188,9 @@ def merge_stakeholders(
     mapped catalog is one, merged with the contact it describes. Without contact mappings, a contact only
     lends its name and identity to the element that describes it."""
     from_contacts = (
-        [read_attributes(c.raw, mappings.contact) for c in contacts] if mappings.uses_contacts else []
+        [read_attributes(c.field_values, mappings.contact) for c in contacts]
+        if mappings.uses_contacts
+        else []
     )
     merged: dict[int, tuple[PartyInput, Attributes]] = {}
     alone: list[StakeholderFacts] = []
@@ -219,7 +198,7 @@ def merge_stakeholders(
         fields = mappings.catalog.get(catalog_id)
         if fields is None:
             continue
-        attributes = read_attributes(element.raw, fields)
+        attributes = read_attributes(element.field_values, fields)
         index = _contact_for_element(element, contacts, set(merged))
         if index is not None:
             merged[index] = (element, attributes)

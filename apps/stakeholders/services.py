@@ -74,7 +74,11 @@ def _facts_for_lead(lead: Lead, mappings: MappingSet) -> list[StakeholderFacts]:
         return []
     contacts = [
         PartyInput(
-            pk=link.contact.pk, kommo_id=link.contact.kommo_id, name=link.contact.name, raw=link.contact.raw
+            pk=link.contact.pk,
+            kommo_id=link.contact.kommo_id,
+            name=link.contact.name,
+            field_values=link.contact.field_values,
+            linked_element_ids=link.contact.linked_element_ids,
         )
         for link in lead.contact_links.all()
         if link.contact is not None and not link.contact.is_deleted
@@ -85,7 +89,7 @@ def _facts_for_lead(lead: Lead, mappings: MappingSet) -> list[StakeholderFacts]:
                 pk=link.element.pk,
                 kommo_id=link.element.kommo_id,
                 name=link.element.name,
-                raw=link.element.raw,
+                field_values=link.element.field_values,
             ),
             link.element.catalog_kommo_id,
         )

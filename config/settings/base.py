@@ -41,6 +41,7 @@ INSTALLED_APPS = [
     "apps.gates",
     "apps.intake",
     "apps.reports",
+    "apps.escalations",
     "apps.kommo_sandbox",
 ]
 
@@ -94,11 +95,23 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # Request paths a client waits on with a deadline (Kommo's 2 seconds, intake's 503-and-retry): their
 # statements are cancelled after this many milliseconds (apps/core/timeouts.py); 0 turns it off.
 DATABASE_REQUEST_STATEMENT_TIMEOUT_MS = env.int("DATABASE_REQUEST_STATEMENT_TIMEOUT_MS", default=1000)
+# ...and all their waits on PostgreSQL together (connecting included) are cut short after this many
+# milliseconds, whatever the server does (frozen, gone, not answering new connections): the connection is
+# closed and the view answers 503. Longer than the statement timeout, which the server enforces first while it
+# can. 0 turns it off.
+DATABASE_REQUEST_BUDGET_MS = env.int("DATABASE_REQUEST_BUDGET_MS", default=1500)
 DATABASE_BOUNDED_PATHS = ("/webhooks/kommo/", "/api/v1/intake/")
 
 
+POSTGRESQL_BACKEND = "apps.core.postgresql"
+
+
 def apply_postgresql_options(database: dict[str, Any]) -> None:
-    """Sets the portal's connection options on a PostgreSQL database's settings; others are left alone.
+    """Sets the portal's backend and connection options on a PostgreSQL database's settings; others are left
+    alone.
+
+    The backend is Django's own with connections that keep to the request's database budget
+    (``apps/core/postgresql``, ``DATABASE_REQUEST_BUDGET_MS``).
 
     ``DATABASE_CONNECT_TIMEOUT``: seconds to connect (libpq's ``connect_timeout``, at least 2).
 
@@ -107,13 +120,15 @@ def apply_postgresql_options(database: dict[str, Any]) -> None:
     are; the webhook INSERT (apps/kommo/webhooks/intake.py) does. Empty turns it off, as behind a pooler in
     transaction mode that cannot keep prepared statements (PgBouncer before 1.21).
     """
-    if database.get("ENGINE") != "django.db.backends.postgresql":
+    if database.get("ENGINE") not in {"django.db.backends.postgresql", POSTGRESQL_BACKEND}:
         return
+    database["ENGINE"] = POSTGRESQL_BACKEND
     threshold = env.str("DATABASE_PREPARE_THRESHOLD", default="5")
     options = database.setdefault("OPTIONS", {})
     options["prepare_threshold"] = int(threshold) if threshold else None
-    # Seconds to establish a connection, the handshake included (libpq's minimum is 2): a database that
-    # does not answer fails the request instead of holding it.
+    # Seconds to establish a connection, the handshake included: a database that does not answer fails the
+    # connection instead of holding it. Whole seconds, and libpq and psycopg take 1 as 2: the webhook and
+    # intake paths give up sooner, within DATABASE_REQUEST_BUDGET_MS.
     options["connect_timeout"] = env.int("DATABASE_CONNECT_TIMEOUT", default=2)
 
 
@@ -248,7 +263,12 @@ CELERY_TASK_ROUTES = {
     "apps.kommo.tasks.*": {"queue": "kommo"},
     "apps.gates.tasks.*": {"queue": "kommo"},
     "apps.intake.tasks.*": {"queue": "kommo"},
+    "apps.escalations.tasks.*": {"queue": "kommo"},
 }
+# How often beat checks the stage time limits (minutes).
+ESCALATION_CHECK_MINUTES = env.float("ESCALATION_CHECK_MINUTES", default=15.0)
+# BI export: how often the stuck-deals selector's answer is written for the export's stuck columns (minutes).
+REPORTS_EXPORT_STUCK_MINUTES = env.float("REPORTS_EXPORT_STUCK_MINUTES", default=10.0)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # The mirror: deals, contacts and companies changed since the last run (a small overlap included).
     "kommo-sync-incremental": {"task": "apps.kommo.tasks.sync_incremental", "schedule": 15 * 60.0},
@@ -265,9 +285,22 @@ CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     "gates-sweep": {"task": "apps.gates.tasks.sweep", "schedule": 60.0},
     # This week's decision-maker coverage snapshot, replaced by each run of the week (the coverage trend).
     "reports-coverage-snapshot": {"task": "apps.reports.tasks.coverage_snapshot", "schedule": 6 * 60 * 60.0},
+    # This week's forecast snapshot per account and pipeline: written by the week's first run, never changed.
+    "reports-forecast-snapshot": {"task": "apps.reports.tasks.forecast_snapshot", "schedule": 6 * 60 * 60.0},
+    # The stuck-deals selector's answer for the BI export's stuck and stuck_reasons columns and bi views.
+    "reports-export-stuck": {
+        "task": "apps.reports.tasks.export_stuck_refresh",
+        "schedule": REPORTS_EXPORT_STUCK_MINUTES * 60.0,
+    },
     # Intake submissions whose task was lost (a broker outage at the commit) or whose worker died go back in
     # line.
     "intake-submissions-sweep": {"task": "apps.intake.tasks.intake_submissions_sweep_task", "schedule": 30.0},
+    # Deals past their stage's time limit: one task for the manager, past the second limit one for the head
+    # of sales, once per stay and level (docs/escalation.md).
+    "escalations-check-limits": {
+        "task": "apps.escalations.tasks.check_limits",
+        "schedule": 60.0 * ESCALATION_CHECK_MINUTES,
+    },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(RUN_DIR / "celerybeat-schedule")
 
@@ -339,6 +372,14 @@ REPORTS_LEGAL_REVIEW_STALE_DAYS = env.int("REPORTS_LEGAL_REVIEW_STALE_DAYS", def
 REPORTS_STALE_TOUCH_DAYS = env.int("REPORTS_STALE_TOUCH_DAYS", default=14)
 REPORTS_OBJECTION_WEIGHT = env.float("REPORTS_OBJECTION_WEIGHT", default=0.5)
 REPORTS_STAGE_DEFAULT_DAYS = env.float("REPORTS_STAGE_DEFAULT_DAYS", default=14.0)
+
+# Reports: the forecast ------------------------------------------------------------------------------------
+# A stage's p is won ÷ (won + lost) among the deals that entered it between these many months before the
+# forecast's date (the closed cohort window); below REPORTS_FORECAST_MIN_CLOSED closed deals it is pulled
+# towards a prior from the stage's place in the pipeline.
+REPORTS_FORECAST_COHORT_MIN_MONTHS = env.int("REPORTS_FORECAST_COHORT_MIN_MONTHS", default=6)
+REPORTS_FORECAST_COHORT_MAX_MONTHS = env.int("REPORTS_FORECAST_COHORT_MAX_MONTHS", default=18)
+REPORTS_FORECAST_MIN_CLOSED = env.int("REPORTS_FORECAST_MIN_CLOSED", default=20)
 
 # The webhook URL's token is a credential: every logger that quotes request paths masks it (the filter is
 # also on gunicorn's access and error logs, config/gunicorn.py).

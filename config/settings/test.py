@@ -18,8 +18,10 @@ DATABASES = {"default": env.db("DATABASE_URL", default="sqlite:///:memory:")}
 apply_postgresql_options(DATABASES["default"])
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 # Off: a test that posts through the API and then processes in the same thread would keep the request
-# path's timeout on its connection. The tests of the timeout turn it on.
+# path's timeout on its connection, and a test's request may run its tasks inline within the request's
+# database budget. The tests of the timeout and the budget turn them on.
 DATABASE_REQUEST_STATEMENT_TIMEOUT_MS = env.int("DATABASE_REQUEST_STATEMENT_TIMEOUT_MS", default=0)
+DATABASE_REQUEST_BUDGET_MS = env.int("DATABASE_REQUEST_BUDGET_MS", default=0)
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="memory://")
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
 CELERY_BEAT_SCHEDULE_FILENAME = str(BASE_DIR / ".run" / "test-celerybeat-schedule")

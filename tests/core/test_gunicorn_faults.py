@@ -10,6 +10,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -100,12 +101,20 @@ def hooked(worker_database_url: str) -> KommoAccount:
     return account_for(recording("leads-status.form.txt"))
 
 
-def deliver(server: Gunicorn, account: KommoAccount, body: Any, **kwargs: Any) -> requests.Response:
+def deliver(
+    server: Gunicorn,
+    account: KommoAccount,
+    body: Any,
+    *,
+    request_id: str = "",
+    timeout: float = 30,
+    **kwargs: Any,
+) -> requests.Response:
     return requests.post(
         f"{server.url}/webhooks/kommo/{account.webhook_token}/",
         data=body,
-        headers={"Content-Type": FORM, "User-Agent": "amoCRM-Webhooks/3.0"},
-        timeout=30,
+        headers={"Content-Type": FORM, "User-Agent": "amoCRM-Webhooks/3.0", "X-Amocrm-Requestid": request_id},
+        timeout=timeout,
         **kwargs,
     )
 
@@ -115,10 +124,13 @@ def source_key(account: KommoAccount) -> tuple[IntakeSource, str]:
     return source, intake_source_key_generate(source=source)
 
 
-def submit(server: Gunicorn, key: str, deal: str = "Acme") -> requests.Response:
+def submit(server: Gunicorn, key: str, deal: str = "Acme", *, timeout: float = 30) -> requests.Response:
     body = {"deal": {"name": deal}, "contacts": [{"name": "Ann", "emails": ["ann@acme.example"]}]}
     return requests.post(
-        f"{server.url}/api/v1/intake/leads", json=body, headers={"Authorization": f"Bearer {key}"}, timeout=30
+        f"{server.url}/api/v1/intake/leads",
+        json=body,
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=timeout,
     )
 
 
@@ -225,3 +237,53 @@ def test_a_database_that_accepts_and_never_answers_fails_the_connection_within_t
 
     assert "timeout" in str(failure.value).lower()
     assert time.monotonic() - started < 10  # DATABASE_CONNECT_TIMEOUT is 2 s; without it, no end
+
+
+def test_a_frozen_database_is_answered_503_within_the_budget_and_nothing_acknowledged_is_lost(
+    start_gunicorn, hooked, postgres_server: PostgresServer
+) -> None:
+    server = start_gunicorn(DATABASE_REQUEST_BUDGET_MS="1000")
+    _, key = source_key(hooked)
+    body = recording("leads-status.form.txt").body
+    answered: dict[str, int] = {}
+
+    def send(name: str) -> tuple[str, int, float]:
+        """One delivery (``hook-…``) or submission (``deal-…``): its answer and how long it took."""
+        started = time.monotonic()
+        try:
+            if name.startswith("hook"):
+                status = deliver(server, hooked, body, request_id=name, timeout=10).status_code
+            else:
+                status = submit(server, key, deal=name, timeout=10).status_code
+        except requests.Timeout:
+            status = 0  # what Kommo counts a late answer as
+        answered[name] = status
+        return name, status, time.monotonic() - started
+
+    # Both workers warm, with persistent connections open on the server about to freeze.
+    before = [send(f"hook-before-{n}")[1] for n in range(4)] + [send("deal-before")[1]]
+    with postgres_server.frozen(), ThreadPoolExecutor(2) as senders:
+        # Two senders, one request per worker at a time: each answer is the request's own, not a queue's.
+        # The first request of each worker finds its open connection frozen, the next ones connect to a
+        # server that accepts and never answers.
+        names = [f"hook-frozen-{n}" for n in range(6)] + ["deal-frozen-0", "deal-frozen-1"]
+        frozen = list(senders.map(send, names))
+    after = [send(f"hook-after-{n}") for n in range(4)] + [send("deal-after")]
+
+    assert before == [200, 200, 200, 200, 202]
+    assert [(name, status) for name, status, _ in frozen] == [(name, 503) for name in names]
+    slowest = max(took for _, _, took in frozen)
+    assert slowest < KOMMO_WAITS, frozen  # the budget (1 s) and a margin, within Kommo's 2 s
+    # Once the server runs again, each worker serves at once: the connection the budget cut is not reused.
+    assert [status for _, status, _ in after] == [200, 200, 200, 200, 202]
+    assert max(took for _, _, took in after) < KOMMO_WAITS
+    assert "WORKER TIMEOUT" not in server.log()  # no worker was held until gunicorn killed it
+    # Nothing acknowledged was lost. A delivery answered 503 may still be stored, when its INSERT had reached
+    # the server before it froze (Kommo's retry is then a duplicate); a submission's transaction never
+    # reached its commit, and is rolled back.
+    acknowledged = {name for name, status in answered.items() if name.startswith("hook") and status == 200}
+    stored = set(WebhookEvent.objects.values_list("request_id", flat=True))
+    assert acknowledged <= stored
+    assert stored <= set(answered)
+    deals = {name for name, status in answered.items() if name.startswith("deal") and status == 202}
+    assert {s.payload["deal"]["name"] for s in IntakeSubmission.objects.all()} == deals

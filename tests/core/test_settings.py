@@ -81,18 +81,19 @@ def test_production_reads_the_allowed_hosts_as_a_comma_separated_list_ignoring_b
 
 def test_production_runs_on_the_database_and_the_redis_of_the_environment():
     expression = (
-        "settings.DATABASES['default']['HOST'], settings.DATABASES['default']['CONN_MAX_AGE'],"
-        " settings.DATABASES['default']['OPTIONS'], settings.CACHES['default']['LOCATION'],"
+        "settings.DATABASES['default']['ENGINE'], settings.DATABASES['default']['HOST'],"
+        " settings.DATABASES['default']['CONN_MAX_AGE'], settings.DATABASES['default']['OPTIONS'],"
+        " settings.DATABASE_REQUEST_BUDGET_MS, settings.CACHES['default']['LOCATION'],"
         " settings.CELERY_BROKER_URL, settings.DEBUG"
     )
 
     assert production_setting(expression, PRODUCTION_ENV) == (
-        "db.example.com 60 {'prepare_threshold': 5, 'connect_timeout': 2} redis://redis.example.com:6379/0"
-        " redis://redis.example.com:6379/0 False"
+        "apps.core.postgresql db.example.com 60 {'prepare_threshold': 5, 'connect_timeout': 2} 1500"
+        " redis://redis.example.com:6379/0 redis://redis.example.com:6379/0 False"
     )
 
 
-def test_postgresql_gets_the_prepare_threshold_and_connect_timeout_of_the_environment_and_others_nothing(
+def test_postgresql_gets_the_budgeted_backend_and_the_options_of_the_environment_and_others_nothing(
     monkeypatch,
 ):
     from config.settings.base import apply_postgresql_options
@@ -104,10 +105,11 @@ def test_postgresql_gets_the_prepare_threshold_and_connect_timeout_of_the_enviro
 
     monkeypatch.delenv("DATABASE_PREPARE_THRESHOLD", raising=False)
     monkeypatch.delenv("DATABASE_CONNECT_TIMEOUT", raising=False)
-    assert options("django.db.backends.postgresql")["OPTIONS"] == {
-        "prepare_threshold": 5,
-        "connect_timeout": 2,
+    assert options("django.db.backends.postgresql") == {
+        "ENGINE": "apps.core.postgresql",
+        "OPTIONS": {"prepare_threshold": 5, "connect_timeout": 2},
     }
+    assert options("apps.core.postgresql")["ENGINE"] == "apps.core.postgresql"
     assert options("django.db.backends.sqlite3") == {"ENGINE": "django.db.backends.sqlite3"}
     monkeypatch.setenv("DATABASE_PREPARE_THRESHOLD", "2")
     monkeypatch.setenv("DATABASE_CONNECT_TIMEOUT", "4")

@@ -65,6 +65,18 @@ def test_new_people_cost_one_search_per_identity_one_contacts_post_one_complex_a
     ]
 
 
+def test_two_people_found_as_one_contact_link_it_once(api, kommo):
+    lee = kommo.add_contact("Lee Lawyer", emails=("lee@acme.example", "legal@acme.example"))
+    body = submission_body()
+    body["contacts"].append({"name": "Legal team", "emails": ["legal@acme.example"]})
+
+    submission = process(submit(api, body))
+
+    assert [outcome["kommo_id"] for outcome in submission.contact_outcomes][1:] == [lee["id"], lee["id"]]
+    link = kommo.body(kommo.calls.index(f"POST /api/v4/leads/{submission.kommo_lead_id}/link"))
+    assert link == [{"to_entity_id": lee["id"], "to_entity_type": "contacts", "metadata": {"is_main": False}}]
+
+
 def test_created_people_and_the_deal_are_mirrored_so_the_next_submission_finds_them_locally(api, kommo):
     first = process(submit(api))
     lead = Lead.objects.get(kommo_id=first.kommo_lead_id)

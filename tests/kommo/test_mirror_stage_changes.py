@@ -175,6 +175,33 @@ def test_a_move_made_again_within_the_same_second_as_the_move_back_is_inferred_a
     assert StageChange.objects.filter(from_status_kommo_id=20, to_status_kommo_id=30).count() == 2
 
 
+def test_a_move_reported_as_the_latest_is_not_merged_into_one_the_deal_was_moved_back_from(account, deal):
+    # 20 → 30, moved back, 20 → 30 again, all in one second; the webhook of the second was the last of its
+    # batch and the re-fetch found the deal at 30: it is a new move, and its redelivery is that move.
+    first, _ = record(account, deal, at=at(100))
+    record(account, deal, from_status_id=30, to_status_id=20, at=at(100), source=SOURCE.GATE)
+    seen = dt.datetime.now(tz=dt.UTC)
+
+    again, created = record(account, deal, at=at(100), latest_as_of=seen)
+    redelivered, created_again = record(account, deal, at=at(100), latest_as_of=dt.datetime.now(tz=dt.UTC))
+    late, created_late = record(account, deal, at=at(100), source=SOURCE.EVENTS, kommo_event_id="ev1")
+
+    assert created and again.pk != first.pk
+    assert not created_again and redelivered.pk == again.pk
+    assert not created_late and late.pk in {first.pk, again.pk}
+    assert StageChange.objects.filter(from_status_kommo_id=20, to_status_kommo_id=30).count() == 2
+
+
+def test_a_move_back_recorded_after_the_read_does_not_split_a_report_from_its_move(account, deal):
+    first, _ = record(account, deal, at=at(100))
+    seen = dt.datetime.now(tz=dt.UTC)  # the re-fetch left before the move back was recorded
+    record(account, deal, from_status_id=30, to_status_id=20, at=at(100), source=SOURCE.GATE)
+
+    same, created = record(account, deal, at=at(100), latest_as_of=seen)
+
+    assert not created and same.pk == first.pk
+
+
 def test_past_moves_recorded_together_match_what_is_already_there_and_give_the_deal_its_stays(account, deal):
     from apps.kommo.models import StageStay
     from apps.kommo.services.mirror import PastMove, stage_changes_record_past

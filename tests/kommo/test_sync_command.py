@@ -58,3 +58,12 @@ def test_since_reads_a_date_or_a_datetime_and_refuses_anything_else():
     for bad in ("yesterday", "2024-02-30", "2024-02-30T00:00:00"):
         with pytest.raises(CommandError, match="not an ISO date"):
             since(bad)
+
+
+def test_a_sync_cursor_is_taken_from_aware_times_only():
+    from apps.kommo.services import sync
+
+    aware = dt.datetime(2024, 1, 1, tzinfo=dt.timezone(dt.timedelta(hours=3)))
+    assert sync._ts(aware) == 1704056400
+    with pytest.raises(ValueError, match="naive"):
+        sync._ts(dt.datetime(2024, 1, 1))  # the server's local time would shift the cursor

@@ -106,7 +106,8 @@ def test_a_rejected_long_lived_token_is_not_refreshed_but_marks_the_account(clie
         client.account_get()
 
     assert len(api.calls) == 1
-    assert KommoAccount.objects.get(pk=client.account.pk).auth_error
+    recorded = KommoAccount.objects.get(pk=client.account.pk).auth_error
+    assert recorded.startswith("Kommo refused the long-lived token (expired or revoked): set a new one")
 
 
 def test_a_successful_call_clears_a_recorded_auth_error(client, api):

@@ -187,6 +187,27 @@ def test_unknown_keys_are_tolerated_and_missing_required_keys_are_not():
         Lead.from_api([1, 2])  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("quantity", ["two", "", True, "NaN", "Infinity", [1]])
+def test_a_quantity_that_is_not_a_number_is_a_payload_error(quantity):
+    data = payload("lead-get-response.json")
+    element = {"id": 5, "metadata": {"catalog_id": 7, "quantity": quantity}}
+    broken = {**data, "_embedded": {**data["_embedded"], "catalog_elements": [element]}}
+    link = {"to_entity_id": 5, "to_entity_type": "catalog_elements", "metadata": {"quantity": quantity}}
+
+    with pytest.raises(KommoPayloadError, match="quantity"):
+        Lead.from_api(broken)
+    with pytest.raises(KommoPayloadError, match="quantity"):
+        Link.from_api(link)
+
+
+def test_a_quantity_sent_as_a_number_or_its_text_is_read_exactly():
+    data = payload("lead-get-response.json")
+    elements = [{"id": 5, "metadata": {"quantity": 2.5}}, {"id": 6, "metadata": {"quantity": " 3 "}}]
+    lead = Lead.from_api({**data, "_embedded": {**data["_embedded"], "catalog_elements": elements}})
+
+    assert [ref.quantity for ref in lead.catalog_elements] == [Decimal("2.5"), Decimal("3")]
+
+
 def test_lead_writes_match_the_documented_request_shape():
     patch = payload("leads-patch-request.json")
     written = [

@@ -16,6 +16,7 @@ from django.utils import timezone
 
 from apps.kommo import tasks
 from apps.kommo.models import CatalogElement, Company, Contact, KommoAccount, Lead, StageChange, WebhookEvent
+from apps.kommo.services.mirror import stage_change_record
 from apps.kommo.webhooks import intake, processing
 from apps.kommo.webhooks.dispatch import HANDLERS, IGNORED
 from apps.kommo.webhooks.parser import encode_form, parse
@@ -217,6 +218,79 @@ def test_a_run_of_several_batches_builds_one_client_and_waits_for_a_slot_before_
     assert len(built) == 1
     assert waits == [0, 1]  # before the first claim, and again after the first batch's re-fetch
     assert set(WebhookEvent.objects.values_list("status", flat=True)) == {Status.PROCESSED}
+
+
+def _status_item(lead_id: int, old: int, new: int, at: int) -> dict[str, str]:
+    return {
+        "id": str(lead_id),
+        "status_id": str(new),
+        "old_status_id": str(old),
+        "pipeline_id": "7001",
+        "last_modified": str(at),
+        "modified_user_id": "12",
+    }
+
+
+def _moves_of(lead_id: int) -> list[tuple[int | None, int, str]]:
+    rows = StageChange.objects.filter(lead__kommo_id=lead_id).order_by("at", "pk")
+    return list(rows.values_list("from_status_kommo_id", "to_status_kommo_id", "source"))
+
+
+def test_two_moves_of_one_deal_in_one_batch_are_two_moves_not_three(web, hooked, kommo, enqueued) -> None:
+    account = {"subdomain": "irestoremoldova", "id": "16503244"}
+    kommo.lead(5, status_id=61, pipeline_id=7001, updated_at=1_732_000_000)
+    run(deliver(web, hooked, encode_form({"leads": {"update": [{"id": "5"}]}, "account": account})))
+    kommo.lead(5, status_id=63, pipeline_id=7001, updated_at=1_732_000_020)
+    first = deliver(
+        web,
+        hooked,
+        encode_form({"leads": {"status": [_status_item(5, 61, 62, 1_732_000_010)]}, "account": account}),
+    )
+    deliver(
+        web,
+        hooked,
+        encode_form({"leads": {"status": [_status_item(5, 62, 63, 1_732_000_020)]}, "account": account}),
+    )
+
+    run(first)
+
+    assert set(WebhookEvent.objects.values_list("status", flat=True)) == {Status.PROCESSED}
+    assert _moves_of(5) == [(61, 62, "webhook"), (62, 63, "webhook")]  # no inferred 61 → 63
+
+
+def test_a_move_made_again_in_the_second_of_the_move_back_is_a_new_move(web, hooked, kommo, enqueued) -> None:
+    # The manager moves 61 → 62, the portal moves the deal back, the manager moves it again: all within
+    # one second, which is all Kommo's times tell.
+    account = {"subdomain": "irestoremoldova", "id": "16503244"}
+    second = 1_732_000_000
+    kommo.lead(5, status_id=62, pipeline_id=7001, updated_at=second)
+    run(
+        deliver(
+            web,
+            hooked,
+            encode_form({"leads": {"status": [_status_item(5, 61, 62, second)]}, "account": account}),
+        )
+    )
+    deal = Lead.objects.get(account=hooked, kommo_id=5)
+    stage_change_record(
+        account=hooked,
+        lead=deal,
+        from_status_id=62,
+        to_status_id=61,
+        at=dt.datetime.fromtimestamp(second, tz=dt.UTC),
+        source=StageChange.Source.GATE,
+    )
+    kommo.lead(5, status_id=62, pipeline_id=7001, updated_at=second)
+    echo = encode_form({"leads": {"status": [_status_item(5, 62, 61, second)]}, "account": account})
+    again = encode_form({"leads": {"status": [_status_item(5, 61, 62, second)]}, "account": account})
+
+    batch = deliver(web, hooked, echo)  # the gate's move back, echoed, in one batch with the manager's
+    deliver(web, hooked, again)
+    run(batch)
+    redelivered = run(deliver(web, hooked, again))  # Kommo sends the same delivery again: nothing new
+
+    assert redelivered.status == Status.PROCESSED
+    assert _moves_of(5) == [(61, 62, "webhook"), (62, 61, "gate"), (61, 62, "webhook")]
 
 
 def test_a_digital_pipeline_move_is_dated_by_the_deal_when_still_there_else_by_its_own_delivery(

@@ -27,7 +27,7 @@ from tests.stakeholders.conftest import chromium  # noqa: F401 - the fixture
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
-CHARTED = {"pipeline", "funnel", "time-in-stage", "legal-review", "outcomes"}
+CHARTED = {"pipeline", "funnel", "time-in-stage", "legal-review", "outcomes", "forecast"}
 
 # A canvas has drawn something when some pixel is not transparent.
 DRAWN = """canvas => {
@@ -62,6 +62,15 @@ def history() -> None:
         world, price=500, created=ago(40), moves=[(DM, TECH, ago(35)), (TECH, LOST, ago(5))], manager=BOB
     )
     deal_create(world, price=700, created=ago(20), manager=BOB)
+    # The forecast's past quarters come from the backtest, this quarter's from this week's snapshot.
+    from apps.reports.forecast_snapshots import forecast_backtest, forecast_snapshot_take
+
+    deal_create(
+        world, price=2600, created=ago(300), moves=[(DM, SIGNING, ago(250)), (SIGNING, WON, ago(200))]
+    )
+    deal_create(world, price=900, created=ago(290), moves=[(DM, TECH, ago(280)), (TECH, LOST, ago(260))])
+    forecast_backtest(account=world.account, weeks=40)
+    forecast_snapshot_take(account=world.account)
 
 
 def test_every_report_page_renders_and_draws_its_charts_and_the_filters_change_it(
@@ -123,3 +132,14 @@ def test_every_report_page_renders_and_draws_its_charts_and_the_filters_change_i
         "Legal review\t1\t800\t53.3",
     ]
     page.screenshot(path=str(shots / "pipeline-bob.png"), full_page=True)
+
+    # The forecast's figures follow the manager filter too.
+    page.goto(f"{live_server.url}/reports/forecast/")
+    everyone = page.locator("#table-periods tbody tr").all_inner_texts()
+    page.select_option("#id_manager", label="Bob Stone")
+    page.click("form[aria-label=Filters] button[type=submit]")
+    page.wait_for_url("**manager=*")
+    page.wait_for_function(DRAWN, arg=page.locator("canvas.report-chart").first.element_handle())
+    only_bob = page.locator("#table-periods tbody tr").all_inner_texts()
+    assert len(everyone) == 2 and len(only_bob) == 2 and only_bob != everyone
+    page.screenshot(path=str(shots / "forecast-bob.png"), full_page=True)

@@ -17,6 +17,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,6 +106,25 @@ class PostgresServer:
         """The server's main process, parent of every backend."""
         assert self.folder is not None, "not started"
         return int((self.folder / "data" / "postmaster.pid").read_text().split()[0])
+
+    @contextmanager
+    def frozen(self) -> Iterator[None]:
+        """The whole server stopped with SIGSTOP for the block, as a host that hangs: open connections stay
+        open and are never answered, new ones are accepted by the kernel and never answered. SIGCONT
+        afterwards, whatever happened in the block."""
+        stopped: list[int] = []
+        try:
+            postmaster = self.postmaster_pid()
+            os.kill(postmaster, signal.SIGSTOP)  # first: a stopped postmaster forks no new backend
+            stopped.append(postmaster)
+            children = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True)
+            for pid in map(int, children.stdout.split()):
+                os.kill(pid, signal.SIGSTOP)
+                stopped.append(pid)
+            yield
+        finally:
+            for pid in reversed(stopped):
+                os.kill(pid, signal.SIGCONT)
 
     def restart(self) -> None:
         """Stops the server (every session ends) and starts it again on the same port and data."""

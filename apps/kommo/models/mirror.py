@@ -12,9 +12,14 @@ filled as soon as it has.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from django.db import models
 
 from apps.core.models import TimeStampedModel
+from apps.kommo import types
+from apps.kommo.exceptions import KommoPayloadError
 
 WON_STATUS_ID = 142
 LOST_STATUS_ID = 143
@@ -31,6 +36,29 @@ class MirrorModel(TimeStampedModel):
 
     class Meta(TimeStampedModel.Meta):
         abstract = True
+
+    @property
+    def field_values(self) -> dict[int, types.CustomFieldValue]:
+        """The custom field values of the last payload, typed, by field id (malformed entries skipped):
+        what the apps above the boundary read instead of ``raw``."""
+        values: dict[int, types.CustomFieldValue] = {}
+        items = self.raw.get("custom_fields_values") if isinstance(self.raw, Mapping) else None
+        for item in items if isinstance(items, list) else []:
+            try:
+                value = types.CustomFieldValue.from_api(item)
+            except KommoPayloadError:
+                continue
+            values[value.field_id] = value
+        return values
+
+    def _embedded_ids(self, key: str) -> frozenset[int]:
+        embedded = self.raw.get("_embedded") if isinstance(self.raw, Mapping) else None
+        items: Any = embedded.get(key) if isinstance(embedded, Mapping) else None
+        if not isinstance(items, list):
+            return frozenset()
+        return frozenset(
+            item["id"] for item in items if isinstance(item, Mapping) and isinstance(item.get("id"), int)
+        )
 
 
 class Pipeline(MirrorModel):
@@ -239,6 +267,12 @@ class Contact(MirrorModel):
     def __str__(self) -> str:
         return self.name or f"contact {self.kommo_id}"
 
+    @property
+    def linked_element_ids(self) -> frozenset[int]:
+        """Kommo ids of the catalog elements linked to this contact (payloads fetched with
+        ``with=catalog_elements``; none otherwise)."""
+        return self._embedded_ids("catalog_elements")
+
 
 class ContactChannel(models.Model):
     """One normalised e-mail or phone of a contact: the lookup index intake deduplicates by."""
@@ -304,6 +338,21 @@ class Lead(MirrorModel):
 
     def __str__(self) -> str:
         return self.name or f"deal {self.kommo_id}"
+
+    def payload(self) -> types.Lead | None:
+        """The deal as Kommo last sent it, typed; None when the stored payload cannot be read as this deal."""
+        try:
+            data = types.Lead.from_api(self.raw)
+        except (KommoPayloadError, ValueError, TypeError):
+            return None
+        return data if data.id == self.kommo_id else None
+
+    @property
+    def tag_names(self) -> tuple[str, ...]:
+        """The deal's tags, as last fetched."""
+        embedded = self.raw.get("_embedded") if isinstance(self.raw, Mapping) else None
+        tags = embedded.get("tags") if isinstance(embedded, Mapping) else None
+        return tuple(str(tag.get("name", "")) for tag in tags or [] if isinstance(tag, Mapping))
 
     @property
     def is_won(self) -> bool:

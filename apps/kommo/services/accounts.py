@@ -1,22 +1,22 @@
 """Connected accounts: connecting, tokens, health state (auth errors, the circuit breaker).
 
-A refresh token works once, so a refresh is single-flight: it happens under a row lock on the account,
-and whoever gets the lock second re-reads the row and uses the token the first one obtained.
+Tokens, the record of auth errors and the opening of the circuit breaker are the client's, in
+:mod:`apps.kommo.auth` (below the client); the functions here are their entry points for the rest of the
+portal, beside what only the services do: connecting, verifying, closing the breaker.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
+from collections.abc import Mapping
 from functools import partial
 from urllib.parse import urlencode
 
-from django.conf import settings
 from django.core import signing
 from django.db import transaction
-from django.urls import reverse
 from django.utils import timezone
 
+from apps.kommo import auth
 from apps.kommo import client as kommo_client
 from apps.kommo.exceptions import KommoAuthError, KommoError
 from apps.kommo.models.account import KommoAccount, new_webhook_token
@@ -27,137 +27,23 @@ logger = logging.getLogger(__name__)
 
 OAUTH_STATE_SALT = "apps.kommo.oauth-state"
 OAUTH_STATE_MAX_AGE = 20 * 60  # Kommo's authorization codes live 20 minutes
-ERROR_TEXT_LIMIT = 2000
 
 
-def _refresh_margin() -> dt.timedelta:
-    return dt.timedelta(seconds=settings.KOMMO_TOKEN_REFRESH_MARGIN_SECONDS)
+# -- tokens and health: the client's, in apps.kommo.auth ---------------------------------------------------
 
 
-def _is_fresh(account: KommoAccount) -> bool:
-    return (
-        bool(account.access_token)
-        and account.token_expires_at is not None
-        and account.token_expires_at - _refresh_margin() > timezone.now()
-    )
-
-
-def _adopt(target: KommoAccount, source: KommoAccount) -> None:
-    target.access_token = source.access_token
-    target.refresh_token = source.refresh_token
-    target.token_expires_at = source.token_expires_at
-    target.auth_error = source.auth_error
-    target.auth_error_at = source.auth_error_at
-
-
-# -- tokens ---------------------------------------------------------------------------------------------
-
-
-def account_access_token(*, account: KommoAccount) -> str:
-    """A token to call Kommo with; an OAuth token is refreshed when it expires within the margin."""
-    if account.auth_kind == KommoAccount.AuthKind.LONG_LIVED:
-        if not account.access_token:
-            raise KommoAuthError("no long-lived token is set for this account")
-        return str(account.access_token)
-    if _is_fresh(account):
-        return str(account.access_token)
-    if not account.refresh_token:
-        raise KommoAuthError("the account is not connected: connect it with OAuth first")
-    return account_token_refresh(account=account, stale_access_token=str(account.access_token))
+def _token_exchange(account: KommoAccount, body: Mapping[str, str]) -> TokenPair:
+    return kommo_client.KommoClient(account).oauth_token(body)
 
 
 def account_token_refresh(*, account: KommoAccount, stale_access_token: str) -> str:
-    """Exchange the refresh token for a new pair, once across every process: under a row lock, and only
-    if nobody replaced ``stale_access_token`` meanwhile (else that newer token is used). A failure is
-    recorded on the account and raised."""
-    if account.auth_kind != KommoAccount.AuthKind.OAUTH:
-        error = KommoAuthError("Kommo refused the long-lived token (expired or revoked): set a new one")
-        account_auth_error_record(account=account, message=str(error))
-        raise error
-    failure: KommoError
-    with transaction.atomic():
-        # FOR NO KEY UPDATE: refreshes wait for each other, while the foreign-key checks of rows that point
-        # at the account (every webhook INSERT, at its commit) do not wait for a call to Kommo.
-        locked = KommoAccount.objects.select_for_update(no_key=True).get(pk=account.pk)
-        if locked.access_token != stale_access_token and _is_fresh(locked):
-            _adopt(account, locked)
-            return str(locked.access_token)
-        if not locked.refresh_token:
-            failure = KommoAuthError("no refresh token: connect the account with OAuth again")
-        else:
-            try:
-                tokens = kommo_client.KommoClient(locked).oauth_token(
-                    {
-                        "client_id": locked.client_id,
-                        "client_secret": locked.client_secret,
-                        "grant_type": "refresh_token",
-                        "refresh_token": locked.refresh_token,
-                        "redirect_uri": account_redirect_uri(account=locked),
-                    }
-                )
-            except KommoError as exc:
-                failure = exc
-            else:
-                _store_tokens(locked, tokens)
-                _adopt(account, locked)
-                logger.info("kommo account %s: access token refreshed", account.pk)
-                return tokens.access_token
-    account_auth_error_record(account=account, message=f"token refresh failed: {failure}")
-    raise failure
-
-
-def _store_tokens(account: KommoAccount, tokens: TokenPair) -> None:
-    """Save an OAuth token pair on ``account``, which makes it (or keeps it) an OAuth account."""
-    account.auth_kind = KommoAccount.AuthKind.OAUTH
-    account.access_token = tokens.access_token
-    account.refresh_token = tokens.refresh_token
-    account.token_expires_at = tokens.expires_at
-    account.auth_error = ""
-    account.auth_error_at = None
-    account.save(
-        update_fields=[
-            "auth_kind",
-            "access_token",
-            "refresh_token",
-            "token_expires_at",
-            "auth_error",
-            "auth_error_at",
-            "modified",
-        ]
-    )
-
-
-# -- health -------------------------------------------------------------------------------------------
+    """Exchange the refresh token for a new pair, once across every process (see
+    :func:`apps.kommo.auth.token_refresh`)."""
+    return auth.token_refresh(account, stale_access_token=stale_access_token, exchange=_token_exchange)
 
 
 def account_auth_error_record(*, account: KommoAccount, message: str) -> None:
-    account.auth_error = message[:ERROR_TEXT_LIMIT]
-    account.auth_error_at = timezone.now()
-    if account.pk is not None:
-        KommoAccount.objects.filter(pk=account.pk).update(
-            auth_error=account.auth_error, auth_error_at=account.auth_error_at
-        )
-    logger.warning("kommo account %s: %s", account.pk, account.auth_error)
-
-
-def account_auth_error_clear(*, account: KommoAccount) -> None:
-    account.auth_error = ""
-    account.auth_error_at = None
-    if account.pk is not None:
-        KommoAccount.objects.filter(pk=account.pk).update(auth_error="", auth_error_at=None)
-
-
-def account_block(*, account: KommoAccount, reason: str) -> None:
-    """Open the circuit breaker: Kommo blocked the account, no call may leave until an admin resets it."""
-    now = timezone.now()
-    if account.blocked_since is None:
-        account.blocked_since = now
-        account.blocked_reason = reason[:ERROR_TEXT_LIMIT]
-    if account.pk is not None:
-        KommoAccount.objects.filter(pk=account.pk, blocked_since__isnull=True).update(
-            blocked_since=now, blocked_reason=reason[:ERROR_TEXT_LIMIT]
-        )
-    logger.error("kommo account %s: blocked by Kommo, calls stopped: %s", account.pk, reason)
+    auth.auth_error_record(account, message)
 
 
 def account_unblock(*, account: KommoAccount) -> bool:
@@ -223,9 +109,7 @@ def account_verify(*, account: KommoAccount) -> Account:
 
 
 def account_redirect_uri(*, account: KommoAccount) -> str:
-    if account.redirect_uri:
-        return str(account.redirect_uri)
-    return str(settings.KOMMO_PUBLIC_URL).rstrip("/") + reverse("kommo:oauth-callback")
+    return auth.redirect_uri(account)
 
 
 def account_oauth_authorization_url(*, account: KommoAccount) -> str:
@@ -257,7 +141,7 @@ def account_oauth_complete(*, state: str, code: str) -> KommoAccount:
     except KommoError as exc:
         account_auth_error_record(account=account, message=f"authorization code exchange failed: {exc}")
         raise
-    _store_tokens(account, tokens)
+    auth.tokens_store(account, tokens)
     account_verify(account=account)
     return account
 

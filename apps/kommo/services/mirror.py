@@ -999,6 +999,7 @@ def stage_change_record(
     to_pipeline_id: int | None = None,
     at_is_exact: bool = True,
     not_before: dt.datetime | None = None,
+    latest_as_of: dt.datetime | None = None,
     announce: bool = True,
 ) -> tuple[StageChange, bool]:
     """Record that ``lead`` moved from one stage to another; idempotent across sources.
@@ -1010,8 +1011,12 @@ def stage_change_record(
     False: the lead's ``updated_at``, an upper bound of the move's time) and the exact one is up to
     :data:`STAGE_CHANGE_INFERRED_LAG` earlier. A match is enriched (mover, event id, the exact time).
     An inferred report may give ``not_before`` (when the lead was last seen at the from-stage): the move
-    happened after it, so no earlier row can be it. Reports of one lead are serialised by a lock on its
-    row. Returns the row and whether it is new.
+    happened after it, so no earlier row can be it. An exact report may give ``latest_as_of``: a read of
+    the deal from Kommo that left at this time found it at the move's to-stage, with no later report of it
+    to come (the last of a webhook batch's moves of the deal) — the move came after every move recorded
+    before then, so a row that another recorded move followed is not it, even within the same second
+    (X→Y, moved back to X, X→Y again: Kommo's whole seconds cannot tell the two X→Y apart). Reports of one
+    lead are serialised by a lock on its row. Returns the row and whether it is new.
 
     ``announce=False`` records history without telling anyone: a new row joins no batch and sends no
     ``stage_changed`` (the backfill of past moves: the gates must not judge a move of last spring).
@@ -1026,6 +1031,7 @@ def stage_change_record(
             at_is_exact=at_is_exact,
             kommo_event_id=kommo_event_id,
             not_before=not_before,
+            latest_as_of=latest_as_of,
         )
         users = _pk_map(KommoUser, account, [moved_by_kommo_user_id])
         if row is None:
@@ -1200,6 +1206,7 @@ def _stage_change_match(
     at_is_exact: bool,
     kommo_event_id: str | None,
     not_before: dt.datetime | None,
+    latest_as_of: dt.datetime | None = None,
 ) -> StageChange | None:
     if kommo_event_id is not None:
         same_event = StageChange.objects.filter(
@@ -1238,6 +1245,21 @@ def _stage_change_match(
         entered = [row for row in others if row.to_status_kommo_id == from_status_id and row.at <= not_before]
         candidates = [
             row for row in candidates if not any((back.at, back.pk) > (row.at, row.pk) for back in entered)
+        ]
+    if latest_as_of is not None and candidates:
+        # The deal was seen at the to-stage after every move recorded by then: a row one of those moves
+        # followed was left, so the report is a later move (ordered within a second by primary key).
+        followed = [
+            other
+            for other in StageChange.objects.filter(
+                lead=lead, created__lte=latest_as_of, at__gte=min(row.at for row in candidates)
+            )
+            if (other.from_status_kommo_id, other.to_status_kommo_id) != (from_status_id, to_status_id)
+        ]
+        candidates = [
+            row
+            for row in candidates
+            if not any((other.at, other.pk) > (row.at, row.pk) for other in followed)
         ]
     # Equally near: the latest recorded, so that a report arriving now goes with the latest such move.
     return min(candidates, key=lambda row: (abs((row.at - at).total_seconds()), -row.pk), default=None)

@@ -35,7 +35,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from apps.kommo import types
-from apps.kommo.client import KommoClient, query_params
+from apps.kommo.client import IDS_PER_CALL, LEAD_WITH, KommoClient, query_params
 from apps.kommo.exceptions import KommoPayloadError
 from apps.kommo.models import (
     Catalog,
@@ -59,7 +59,6 @@ EVENTS_PAGE_SIZE = 100
 OVERLAP = dt.timedelta(seconds=settings.KOMMO_SYNC_OVERLAP_SECONDS)
 # Without a cursor, the events reconciliation looks back this far.
 EVENTS_LOOKBACK = dt.timedelta(hours=settings.KOMMO_EVENTS_LOOKBACK_HOURS)
-LEAD_WITH = ("contacts", "catalog_elements")
 LEAD_EVENT_TYPES = (
     "lead_added",
     "lead_deleted",
@@ -155,7 +154,8 @@ def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
 
 
 def _ts(moment: dt.datetime | None) -> int | None:
-    return None if moment is None else int(moment.timestamp())
+    """Unix seconds of an aware datetime (a naive one would be read as the server's local time)."""
+    return None if moment is None else types.to_timestamp(moment)
 
 
 def _from_ts(value: int) -> dt.datetime:
@@ -448,7 +448,7 @@ def leads_refetch(
     the deals in ``moves_reported_for``: the caller records theirs."""
     client = client or KommoClient(account)
     result = mirror.BatchResult()
-    for chunk in _chunks(sorted(set(kommo_ids)), PAGE_SIZE):
+    for chunk in _chunks(sorted(set(kommo_ids)), IDS_PER_CALL):
         asked_at = timezone.now()
         leads = list(client.leads_list({"id": chunk}, LEAD_WITH))
         result.add(
@@ -484,7 +484,7 @@ def _refetch(
     spec = _PAGED[resource]
     client = client or KommoClient(account)
     result = mirror.BatchResult()
-    for chunk in _chunks(sorted(set(kommo_ids)), PAGE_SIZE):
+    for chunk in _chunks(sorted(set(kommo_ids)), IDS_PER_CALL):
         result.add(spec.upsert(account, list(spec.list_(client, {"id": chunk}, {}))))
     return result
 

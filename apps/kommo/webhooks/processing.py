@@ -37,7 +37,7 @@ from django.db.models import F, Min, Q, QuerySet
 from django.utils import timezone
 
 from apps.kommo import types
-from apps.kommo.client import KommoClient
+from apps.kommo.client import IDS_PER_CALL, LEAD_WITH, KommoClient
 from apps.kommo.exceptions import KommoBlocked, KommoError
 from apps.kommo.models import KommoAccount, Lead, StageChange, WebhookEvent
 from apps.kommo.provenance import MirrorSource, provenance
@@ -54,7 +54,6 @@ from apps.kommo.services.mirror import (
     stage_changes_batch,
     stage_changes_batch_committed,
 )
-from apps.kommo.services.sync import LEAD_WITH, PAGE_SIZE
 from apps.kommo.signals import activity_seen
 from apps.kommo.webhooks.dispatch import Move, Plan, plan_items
 from apps.kommo.webhooks.intake import webhook_event_enqueue
@@ -253,16 +252,30 @@ def _fetch(client: KommoClient, plan: Plan) -> Fetched:
 
 def _pages(items: Sequence[T]) -> Iterator[Sequence[T]]:
     """``items`` in pages of 250: ids per ``filter[id][]`` call, rows per upsert."""
-    for start in range(0, len(items), PAGE_SIZE):
-        yield items[start : start + PAGE_SIZE]
+    for start in range(0, len(items), IDS_PER_CALL):
+        yield items[start : start + IDS_PER_CALL]
 
 
 def _record_move(
-    account: KommoAccount, lead: Lead, move: Move, fetched: Fetched, received_at: dt.datetime
+    account: KommoAccount,
+    lead: Lead,
+    move: Move,
+    fetched: Fetched,
+    received_at: dt.datetime,
+    *,
+    last: bool,
 ) -> None:
+    """Records one reported move. ``last``: no later move of the deal in the batch; when the re-fetch
+    (which left after the delivery arrived) found the deal at the move's to-stage, the move is the deal's
+    latest as of the re-fetch (``latest_as_of``), which tells it from an earlier identical move the deal
+    was moved back from within the same second."""
+    current = fetched.leads.get(move.lead_id)
+    arrived = current is not None and (current.status_id, current.pipeline_id) == (
+        move.to_status_id,
+        move.to_pipeline_id or current.pipeline_id,
+    )
     at, exact = move.at, True
     if at is None:  # a Digital Pipeline hook: the lead's updated_at bounds the move, if it is still there
-        current = fetched.leads.get(move.lead_id)
         still_there = current is not None and current.status_id == move.to_status_id
         at = current.updated_at if still_there and current and current.updated_at else received_at
         exact = False
@@ -277,17 +290,23 @@ def _record_move(
         source=StageChange.Source.WEBHOOK,
         moved_by_kommo_user_id=move.moved_by,
         at_is_exact=exact,
+        latest_as_of=fetched.leads_asked_at if exact and last and arrived else None,
     )
 
 
 def _apply(account: KommoAccount, plan: Plan, fetched: Fetched, moves_at: Sequence[dt.datetime]) -> None:
     """Writes the mirror: upserts first (a new lead must exist before its move), then deletions Kommo
-    confirms (the entity is no longer listed), then the moves (``moves_at``: when each was received)."""
+    confirms (the entity is no longer listed), then the moves (``moves_at``: when each was received).
+
+    The upsert infers no move for a deal whose moves the batch reports: two moves of one deal in a batch
+    (61→62, 62→63) would otherwise add a third, 61→63, that never happened."""
+    reported = {move.lead_id for move in plan.moves}
     for leads in _pages(list(fetched.leads.values())):
         leads_upsert_from_kommo(
             account=account,
             leads=leads,
             source=StageChange.Source.WEBHOOK,
+            moves_reported_for=reported,
             fetched_at=fetched.leads_asked_at,
         )
     for contacts in _pages(list(fetched.contacts.values())):
@@ -312,11 +331,12 @@ def _apply(account: KommoAccount, plan: Plan, fetched: Fetched, moves_at: Sequen
     # The moved deals in one query, read after the upserts that create the new ones.
     moved = Lead.objects.filter(account=account, kommo_id__in={move.lead_id for move in plan.moves})
     deals = {lead.kommo_id: lead for lead in moved}
-    for move, received_at in zip(plan.moves, moves_at, strict=True):
+    last = {move.lead_id: index for index, move in enumerate(plan.moves)}
+    for index, (move, received_at) in enumerate(zip(plan.moves, moves_at, strict=True)):
         lead = deals.get(move.lead_id)
         if lead is None:  # Kommo no longer has it: nothing to attach the move to
             continue
-        _record_move(account, lead, move, fetched, received_at)
+        _record_move(account, lead, move, fetched, received_at, last=last[move.lead_id] == index)
 
 
 def _finish(event: WebhookEvent, status: str, *, error: str = "", trace: str = "") -> None:

@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.db import models
-from django.db.models import Case, Count, Exists, F, OuterRef, Q, Subquery, Value, When
-from django.db.models.functions import Coalesce, Greatest
+from django.db.models import Case, CharField, Count, Exists, F, OuterRef, Q, Subquery, Sum, Value, When
+from django.db.models.functions import Cast, Coalesce, Greatest, Now
 
 from apps.gates.models import GateDecision
+from apps.gates.semantics import CLOSED_STATUS_IDS
 from apps.kommo.models import Lead, StageChange, StageStay
+from apps.reports.models import ForecastSnapshotDeal
 from apps.stakeholders.models import Stakeholder
 
 
@@ -133,13 +135,57 @@ _stakeholder_count = Subquery(
     output_field=models.IntegerField(),
 )
 
+
+class DaysBetween(models.Func):
+    """Days (with the fraction) from the first expression to the second."""
+
+    output_field = models.FloatField()
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        template = "(EXTRACT(EPOCH FROM (%(expressions)s)) / 86400.0)"
+        return self.as_sql(compiler, connection, template=template, arg_joiner=" - ", **extra)
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        template = "(julianday(%(expressions)s))"
+        return self.as_sql(compiler, connection, template=template, arg_joiner=") - julianday(", **extra)
+
+
+def _days_in_stage() -> Any:
+    """An open deal: its days in its current stage over every stay there, the open one up to now (the
+    stuck-deals selector's time in stage); a closed deal: the days of its final stay, the one that ended
+    when it was won or lost. Two decimals."""
+    current = Subquery(
+        StageStay.objects.filter(lead=OuterRef("pk"), status_id=OuterRef("status_id"))
+        .order_by()
+        .values("lead")
+        .annotate(days=Sum(DaysBetween(Coalesce("left_at", Now()), "entered_at")))
+        .values("days")[:1],
+        output_field=models.FloatField(),
+    )
+    final = Subquery(
+        StageStay.objects.filter(lead=OuterRef("pk"), left_at__isnull=False)
+        .order_by("-left_at", "-pk")
+        .annotate(days=DaysBetween("left_at", "entered_at"))
+        .values("days")[:1],
+        output_field=models.FloatField(),
+    )
+    days = Case(When(status_kommo_id__in=CLOSED_STATUS_IDS, then=final), default=current)
+    return Cast(days, models.DecimalField(max_digits=12, decimal_places=2))
+
+
+# The stuck-deals selector's answer as last written to StuckState (apps.reports.export.stuck): only for a
+# deal still open and not deleted, whatever the last refresh found.
+_is_stuck = Q(is_deleted=False, stuck_state__reasons__gt="") & ~Q(status_kommo_id__in=CLOSED_STATUS_IDS)
+
 DEALS = Table(
     name="deals",
     model=Lead,
     description="One row per deal (Kommo lead) in the mirror, deleted ones included (is_deleted).",
     account_field="account_id",
     pipeline_field="pipeline_kommo_id",
-    changed_since=lambda since: Q(modified__gte=since) | Q(_people(updated__gte=since)),
+    changed_since=lambda since: (
+        Q(modified__gte=since) | Q(_people(updated__gte=since)) | Q(stuck_state__changed__gte=since)
+    ),
     columns=(
         Column("id", Kind.INTEGER, "pk", "the portal's id of the deal (unique, never reused)"),
         Column("kommo_id", Kind.INTEGER, "kommo_id", "Kommo's lead id"),
@@ -203,8 +249,35 @@ DEALS = Table(
         Column(
             "changed_at",
             Kind.TIMESTAMP,
-            Greatest("modified", Coalesce(_last_stakeholder_change, "modified")),
-            "when the portal last changed the deal or one of its stakeholders (what updated_since compares)",
+            Greatest(
+                "modified",
+                Coalesce(_last_stakeholder_change, "modified"),
+                Coalesce("stuck_state__changed", "modified"),
+            ),
+            "when the portal last changed the deal, one of its stakeholders or its stuck reasons"
+            " (what updated_since compares)",
+        ),
+        Column(
+            "days_in_stage",
+            Kind.DECIMAL,
+            _days_in_stage(),
+            "open: days in the current stage, every stay there counted (the stuck-deals report's);"
+            " closed: days of the final stay, the one that ended in won or lost",
+        ),
+        Column(
+            "stuck",
+            Kind.BOOLEAN,
+            Case(When(_is_stuck, then=Value(True)), default=Value(False), output_field=models.BooleanField()),
+            "the stuck-deals report calls the open deal stuck (false for a closed or deleted deal)",
+        ),
+        Column(
+            "stuck_reasons",
+            Kind.LIST,
+            Case(
+                When(_is_stuck, then=F("stuck_state__reasons")), default=None, output_field=models.TextField()
+            ),
+            "why it is stuck, as codes (stage_overdue, stale_touch, no_open_task, gate_missing,"
+            " objection_open)",
         ),
     ),
 )
@@ -381,6 +454,64 @@ STAGE_STAYS = Table(
     ),
 )
 
+FORECAST_SNAPSHOTS = Table(
+    name="forecast_snapshots",
+    model=ForecastSnapshotDeal,
+    description="One row per open deal in each weekly forecast snapshot; snapshots never change.",
+    account_field="snapshot__account_id",
+    pipeline_field="snapshot__pipeline_kommo_id",
+    changed_since=lambda since: Q(snapshot__created__gte=since),
+    columns=(
+        Column("id", Kind.INTEGER, "pk", "the portal's id of the row (unique, never reused)"),
+        Column("snapshot", Kind.INTEGER, "snapshot_id", "the portal's id of the snapshot"),
+        Column("account", Kind.INTEGER, "snapshot__account_id", "the portal's id of the Kommo account"),
+        Column("pipeline", Kind.INTEGER, "snapshot__pipeline_kommo_id", "Kommo's pipeline id"),
+        Column("week", Kind.TEXT, Cast("snapshot__week", CharField()), "the Monday of the snapshot's week"),
+        Column("taken_at", Kind.TIMESTAMP, "snapshot__taken_at", "the moment whose state the snapshot holds"),
+        Column(
+            "backtested",
+            Kind.BOOLEAN,
+            "snapshot__backtested",
+            "rebuilt from the history by reports_forecast_backtest for a past week",
+        ),
+        Column(
+            "quarter_start",
+            Kind.TEXT,
+            Cast("snapshot__current_start", CharField()),
+            "first day of the quarter the snapshot was taken in",
+        ),
+        Column("deal", Kind.INTEGER, "lead_kommo_id", "Kommo's lead id of the deal"),
+        Column("stage", Kind.INTEGER, "status_kommo_id", "Kommo's status id of the deal's stage then"),
+        Column("stage_name", Kind.TEXT, "stage", "the stage's name"),
+        Column(
+            "responsible_user",
+            Kind.INTEGER,
+            "responsible_user_kommo_id",
+            "Kommo's user id of the responsible manager (0: none)",
+        ),
+        Column("value", Kind.MONEY, "value", "the deal's budget"),
+        Column("p", Kind.DECIMAL, "p", "the stage's probability of won"),
+        Column("p_committee", Kind.DECIMAL, "p_committee", "p adjusted by the deal's coverage state"),
+        Column("dm_identified", Kind.BOOLEAN, "dm_identified", "a decision maker was identified"),
+        Column(
+            "approvals_present",
+            Kind.BOOLEAN,
+            "approvals_present",
+            "every approval the gates ahead require was given; empty: not known then",
+        ),
+        Column("expected_close", Kind.TEXT, Cast("expected_close", CharField()), "the expected close date"),
+        Column(
+            "close_from_field",
+            Kind.BOOLEAN,
+            "close_from_field",
+            "the expected close came from the account's close-date field",
+        ),
+        Column("period", Kind.TEXT, "period", "current, next or later quarter, by the expected close"),
+        Column("category", Kind.TEXT, "category", "commit, best_case, pipeline or omitted"),
+    ),
+)
+
 TABLES: dict[str, Table] = {
-    table.name: table for table in (DEALS, STAKEHOLDERS, STAGE_STAYS, STAGE_CHANGES, GATE_DECISIONS)
+    table.name: table
+    for table in (DEALS, STAKEHOLDERS, STAGE_STAYS, STAGE_CHANGES, GATE_DECISIONS, FORECAST_SNAPSHOTS)
 }

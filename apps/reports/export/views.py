@@ -94,6 +94,11 @@ def _rows(table: Table, request: Request) -> Any:
     return rows
 
 
+TABLE_COLUMNS = "\n".join(
+    f"- `{name}`: " + ", ".join(f"{column.name} ({column.kind})" for column in table.columns)
+    for name, table in sorted(TABLES.items())
+)
+
 PARAMETERS = [
     OpenApiParameter("table", str, OpenApiParameter.PATH, enum=sorted(TABLES), description="The table."),
     OpenApiParameter(
@@ -122,9 +127,10 @@ class ExportView(APIView):
         operation_id="export_table",
         summary="One export table as CSV (streamed) or JSON (pages)",
         description=(
-            "The columns of each table are listed in docs/export.md. CSV: the header row, then every row, "
-            "streamed; header X-Export-As-Of. JSON: {table, columns, as_of, next, results}; follow `next` "
-            "until it is null. Rows come ordered by id; the next incremental load passes updated_since=as_of."
+            "CSV: the header row, then every row, streamed; header X-Export-As-Of. JSON: {table, columns, "
+            "as_of, next, results}; follow `next` until it is null. Rows come ordered by id; the next "
+            "incremental load passes updated_since=as_of. Each column is described in docs/export.md.\n\n"
+            + TABLE_COLUMNS
         ),
         parameters=PARAMETERS,
         responses={

@@ -145,6 +145,8 @@ class Command(BaseCommand):
         self._step("gates_install_defaults", "--account", account)
         # The decision-maker coverage trend of the weeks the history covers, and this week's.
         self._step("reports_coverage_backfill", "--account", account, "--this-week")
+        # The forecast's snapshots of the past weeks (its accuracy from the first day), and this week's.
+        self._step("reports_forecast_backtest", "--account", account, "--this-week")
         return f"{base_url}/board"
 
     def _wait_for_sandbox(self, credentials_file: Path) -> dict[str, str]:

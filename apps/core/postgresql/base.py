@@ -1,0 +1,99 @@
+"""Django's PostgreSQL backend, whose connections keep to the request's database budget.
+
+``ENGINE = "apps.core.postgresql"`` (set by ``config.settings.base.apply_postgresql_options``). Everything is
+Django's own backend except the psycopg connection class: :class:`BudgetedConnection` bounds each wait on the
+server by what is left of the request's budget (``apps/core/timeouts.py``). Outside a bounded request it is
+psycopg's connection, unchanged.
+
+A server frozen with a connection open never answers and cannot enforce its own ``statement_timeout``, and
+libpq's ``connect_timeout`` counts whole seconds with a floor of 2: psycopg's waits take a timeout, which
+this class passes, and its connection attempts yield to their waiting loop at least every 0.1 s, where the
+budget is checked.
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Generator
+from time import monotonic
+from typing import Any, TypeVar
+
+import psycopg
+from django.db.backends.postgresql import base
+from psycopg import errors
+
+from apps.core.timeouts import database_budget
+
+RV = TypeVar("RV")
+_INTERVAL = 0.1  # psycopg's own interval between checks while waiting (Ctrl-C)
+
+
+class DatabaseBudgetSpent(errors.OperationalError):
+    """A wait on the database outlasted the request's budget. Django raises it as ``OperationalError``."""
+
+
+def _spent(seconds: float) -> DatabaseBudgetSpent:
+    return DatabaseBudgetSpent(
+        f"the request's database budget ({seconds * 1000:.0f} ms, DATABASE_REQUEST_BUDGET_MS) is spent"
+    )
+
+
+class BudgetedConnection(psycopg.Connection[Any]):
+    def wait(self, gen: Any, interval: float = _INTERVAL, timeout: float | None = None) -> Any:
+        budget = database_budget()
+        if budget is None:
+            return super().wait(gen, interval, timeout)
+        if budget.left <= 0:
+            gen.close()
+            self.close()
+            raise _spent(budget.seconds)
+        ours = timeout is None or budget.left < timeout
+        started = monotonic()
+        try:
+            return super().wait(gen, interval, budget.left if ours else timeout)
+        except errors._WaitTimeout:
+            if not ours:
+                raise  # the caller's own timeout
+            # Cut short: the server may still run what it was sent (and commit it, in autocommit) once it
+            # answers again. Closed, the connection is never used again; a transaction it had open is
+            # rolled back by the server when it sees the connection gone.
+            self.close()
+            raise _spent(budget.seconds) from None
+        finally:
+            budget.left -= monotonic() - started
+
+    @classmethod
+    def _connect_gen(cls, conninfo: str = "") -> Generator[Any, Any, Any]:
+        connecting = super()._connect_gen(conninfo)
+        budget = database_budget()
+        if budget is None:
+            return (yield from connecting)
+        started = monotonic()
+        try:
+            if budget.left <= 0:
+                raise _spent(budget.seconds)
+            waiting_for = next(connecting)
+            while True:
+                # psycopg's loop sends here when the socket is ready, or after each interval without.
+                ready = yield waiting_for
+                if monotonic() - started >= budget.left:
+                    raise _spent(budget.seconds)
+                waiting_for = connecting.send(ready)
+        except StopIteration as done:
+            return done.value
+        finally:
+            budget.left -= monotonic() - started
+            connecting.close()  # an attempt given up: its half-open connection is closed
+
+
+class _Psycopg(types.ModuleType):
+    """psycopg as Django's backend sees it (``DatabaseWrapper.Database``), making budgeted connections."""
+
+    connect = BudgetedConnection.connect
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(psycopg, name)
+
+
+class DatabaseWrapper(base.DatabaseWrapper):
+    Database = _Psycopg("psycopg")
