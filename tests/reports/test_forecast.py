@@ -406,3 +406,41 @@ def test_the_page_s_current_quarter_comes_from_the_latest_snapshot(client, world
     assert [row[0] for row in periods[1:]] == ["Q2 2026", "Q3 2026"]
     movers = html_table(html, "movers")
     assert len(movers) >= 2 and movers[1][1] in ("Legal review", "DM qualification")
+
+
+def test_the_backtest_reads_the_committee_as_the_stakeholder_history_says_it_was(world: World) -> None:
+    from apps.gates.models import GateCondition, GateRule
+    from apps.stakeholders.models import StakeholderEvent
+
+    role, _ = Role.objects.get_or_create(code="decision_maker", defaults={"label": "Decision maker"})
+    Role.objects.filter(pk=role.pk).update(is_decision_maker=True)
+    rule = GateRule.objects.create(
+        account=world.account, name="Buyer signs", pipeline=world.pipeline, gated_stage=world.stages[SIGNING]
+    )
+    GateCondition.objects.create(rule=rule, role=role, requirement="approved")
+    deal = deal_create(world, price=5_000, created=at(2026, 3, 2), moves=[(DM, LEGAL, at(2026, 4, 1))])
+
+    def event(field: str, new: object, when: dt.datetime) -> None:
+        StakeholderEvent.objects.create(
+            account=world.account,
+            lead=deal,
+            stakeholder_id=1,
+            name="Dana",
+            field=field,
+            new=new,
+            at=when,
+            source="sync",
+        )
+
+    event("presence", True, at(2026, 4, 5))
+    event("role", role.pk, at(2026, 4, 5))
+    event("approval_status", "approved", at(2026, 5, 10))
+
+    def state(when: dt.datetime) -> tuple[bool, bool | None]:
+        history = history_load(account=world.account)
+        (row,) = forecast_compute(history=history, pipeline_kommo_id=PIPELINE, at=when, live=False).deals
+        return row.dm, row.approvals
+
+    assert state(at(2026, 4, 2)) == (False, False)  # nobody on the deal yet
+    assert state(at(2026, 5, 4)) == (True, False)  # the buyer is there, the signing gate's approval not yet
+    assert state(at(2026, 5, 11)) == (True, True)
