@@ -12,7 +12,7 @@ from unfold.admin import ModelAdmin
 from unfold.contrib.filters.admin import ChoicesDropdownFilter, RangeDateFilter, RelatedDropdownFilter
 
 from apps.escalations.models import Escalation, HeadOfSales, StageLimit
-from apps.escalations.selectors import task_state, usual_days_for
+from apps.escalations.selectors import task_state
 from apps.escalations.services import days_text
 from apps.kommo.admin.mirror import ReadOnlyAdmin, ReadOnlyInline
 from apps.kommo.models import Lead
@@ -50,10 +50,13 @@ class StageLimitAdmin(ModelAdmin):  # type: ignore[type-arg]
 
     @admin.display(description="usual time")
     def usual(self, obj: StageLimit) -> str:
-        days = usual_days_for(obj)
-        if days is None:
+        """The usual time entered here, else the stage's: the median of its stays, or its default."""
+        if obj.usual_days is not None:
+            return days_text(obj.usual_days)
+        usual = stage_usual_times(account=obj.status.account).get(obj.status_id)
+        if usual is None:
             return "—"
-        return days_text(days) if obj.usual_days is not None else f"{days_text(days)} (measured)"
+        return f"{days_text(usual.days)} ({'median' if usual.measured else 'default'})"
 
     @admin.display(description="measured usual time")
     def measured_usual(self, obj: StageLimit) -> str:

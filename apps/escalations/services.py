@@ -27,7 +27,7 @@ from apps.kommo.client import KommoClient
 from apps.kommo.models import KommoAccount, Lead, StageStay
 from apps.kommo.models.outbound import OutboundChange
 from apps.kommo.services.outbound import FlushResult, outbound_change_enqueue, outbound_changes_flush
-from apps.reports.selectors.stuck import Reason, stage_usual_times, stuck_deals
+from apps.reports.selectors.stuck import Reason, UsualTime, stage_usual_times, stuck_deals
 
 logger = logging.getLogger(__name__)
 
@@ -38,6 +38,7 @@ DAY = 86400.0
 MISSING_REASONS = frozenset(Reason) - {Reason.STAGE_OVERDUE, Reason.NO_OPEN_TASK}
 NOTHING_MISSING = "nothing the portal can see"
 IDEMPOTENCY_PREFIX = "escalation:"
+WRITE_CHUNK = 100
 
 
 def days_text(days: float | Decimal) -> str:
@@ -154,6 +155,83 @@ def _task_text(due: _Due, missing: list[str], usual: float | None) -> str:
     )
 
 
+def _usual(item: _Due, usual_times: dict[int, UsualTime]) -> float | None:
+    if item.limit.usual_days is not None:
+        return float(item.limit.usual_days)
+    measured = usual_times.get(item.stay.status_id) if item.stay.status_id is not None else None
+    return measured.days if measured is not None else None
+
+
+def _escalate(
+    *,
+    account: KommoAccount,
+    item: _Due,
+    lacks: list[str],
+    head: HeadOfSales | None,
+    usual: float | None,
+    now: dt.datetime,
+) -> bool:
+    """Queue the task and write the escalation of one (stay, level), in a savepoint; False when it was
+    escalated already (by a concurrent check: the idempotency key or the unique constraint says so)."""
+    stay, lead = item.stay, item.stay.lead
+    text = _task_text(item, lacks, usual)
+    marker = escalation_marker(
+        level=item.level,
+        lead_kommo_id=lead.kommo_id,
+        status_kommo_id=stay.status_kommo_id,
+        entered_at=stay.entered_at,
+    )
+    if item.level == Level.MANAGER:
+        recipient = lead.responsible_user
+        recipient_kommo_id = lead.responsible_user_kommo_id or None
+    else:
+        assert head is not None
+        recipient, recipient_kommo_id = head.kommo_user, head.kommo_user.kommo_id
+    task_due = now + dt.timedelta(hours=item.limit.task_due_hours)
+    try:
+        with transaction.atomic():
+            change, created = outbound_change_enqueue(
+                account=account,
+                kind=OutboundChange.Kind.TASK_CREATE,
+                entity_kommo_id=lead.kommo_id,
+                payload={
+                    "text": f"{text}\n{marker}",
+                    "complete_till": int(task_due.timestamp()),
+                    "responsible_user_id": recipient_kommo_id,
+                    "task_type_id": 1,
+                    "marker": marker,
+                },
+                idempotency_key=(
+                    f"{IDEMPOTENCY_PREFIX}{lead.pk}:{stay.status_kommo_id}:"
+                    f"{stay.entered_at:%Y%m%dT%H%M%S.%f}:{item.level}"
+                ),
+            )
+            if not created:
+                return False
+            Escalation.objects.create(
+                account=account,
+                lead=lead,
+                status=stay.status,
+                status_kommo_id=stay.status_kommo_id,
+                stay_entered_at=stay.entered_at,
+                level=item.level,
+                limit_days=item.limit_days,
+                usual_days=_decimal(usual) if usual is not None else None,
+                days_in_stage=_decimal(item.days),
+                missing=lacks,
+                recipient=recipient,
+                recipient_kommo_id=recipient_kommo_id,
+                task_text=text,
+                task_due_at=task_due,
+                outbound_change=change,
+                escalated_at=now,
+            )
+    except IntegrityError:
+        # A concurrent check escalated this stay and level first (the unique constraint decided).
+        return False
+    return True
+
+
 def escalations_check(*, account_id: int, now: dt.datetime | None = None) -> CheckResult:
     """Escalate every open stay of the account past a limit of its stage, once per stay and level: write
     the escalations and queue their tasks (nothing is sent here). Safe to run twice, and concurrently."""
@@ -165,73 +243,24 @@ def escalations_check(*, account_id: int, now: dt.datetime | None = None) -> Che
     head = HeadOfSales.objects.filter(account_id=account_id).select_related("kommo_user").first()
     missing = _missing(account, {item.stay.lead_id for item in due}, now)
     usual_times = stage_usual_times(account=account, now=now)
-    for item in due:
-        stay, lead = item.stay, item.stay.lead
-        usual: float | None
-        if item.limit.usual_days is not None:
-            usual = float(item.limit.usual_days)
-        else:
-            measured = usual_times.get(stay.status_id) if stay.status_id is not None else None
-            usual = measured.days if measured is not None else None
-        lacks = missing.get(lead.pk, [])
-        text = _task_text(item, lacks, usual)
-        marker = escalation_marker(
-            level=item.level,
-            lead_kommo_id=lead.kommo_id,
-            status_kommo_id=stay.status_kommo_id,
-            entered_at=stay.entered_at,
-        )
-        if item.level == Level.MANAGER:
-            recipient = lead.responsible_user
-            recipient_kommo_id = lead.responsible_user_kommo_id or None
-        else:
-            assert head is not None
-            recipient, recipient_kommo_id = head.kommo_user, head.kommo_user.kommo_id
-        task_due = now + dt.timedelta(hours=item.limit.task_due_hours)
-        try:
-            with transaction.atomic():
-                change, created = outbound_change_enqueue(
+    # One transaction per chunk (a savepoint per escalation): a thousand escalations are ten commits, not a
+    # thousand. Two checks at once take the pairs in the same order, so one waits for the other's chunk and
+    # then finds its rows; neither holds a row the other waits for.
+    for start in range(0, len(due), WRITE_CHUNK):
+        with transaction.atomic():
+            for item in due[start : start + WRITE_CHUNK]:
+                written = _escalate(
                     account=account,
-                    kind=OutboundChange.Kind.TASK_CREATE,
-                    entity_kommo_id=lead.kommo_id,
-                    payload={
-                        "text": f"{text}\n{marker}",
-                        "complete_till": int(task_due.timestamp()),
-                        "responsible_user_id": recipient_kommo_id,
-                        "task_type_id": 1,
-                        "marker": marker,
-                    },
-                    idempotency_key=(
-                        f"{IDEMPOTENCY_PREFIX}{lead.pk}:{stay.status_kommo_id}:"
-                        f"{stay.entered_at:%Y%m%dT%H%M%S.%f}:{item.level}"
-                    ),
+                    item=item,
+                    lacks=missing.get(item.stay.lead_id, []),
+                    head=head,
+                    usual=_usual(item, usual_times),
+                    now=now,
                 )
-                if not created:
+                if written:
+                    result.escalated += 1
+                else:
                     result.already += 1
-                    continue
-                Escalation.objects.create(
-                    account=account,
-                    lead=lead,
-                    status=stay.status,
-                    status_kommo_id=stay.status_kommo_id,
-                    stay_entered_at=stay.entered_at,
-                    level=item.level,
-                    limit_days=item.limit_days,
-                    usual_days=_decimal(usual) if usual is not None else None,
-                    days_in_stage=_decimal(item.days),
-                    missing=lacks,
-                    recipient=recipient,
-                    recipient_kommo_id=recipient_kommo_id,
-                    task_text=text,
-                    task_due_at=task_due,
-                    outbound_change=change,
-                    escalated_at=now,
-                )
-        except IntegrityError:
-            # A concurrent check escalated this stay and level first (the unique constraint decided).
-            result.already += 1
-            continue
-        result.escalated += 1
     if result.no_head_of_sales:
         logger.warning(
             "account %s: %d deal(s) past a second limit, but no head of sales is chosen",

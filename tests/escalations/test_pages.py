@@ -52,7 +52,8 @@ def test_sales_ops_set_a_stages_limits_and_the_head_of_sales(client, board):
     assert HeadOfSales.objects.get().kommo_user == board.head_of_sales
     listing = ops.get(reverse("admin:escalations_stagelimit_changelist")).content.decode()
     assert "Legal review" in listing
-    assert "(measured)" in listing  # no usual time entered: the stage's measured one is shown
+    # No usual time entered and too few stays to measure one: the stage's default is shown, and said to be.
+    assert "14 days (default)" in listing
 
 
 def test_the_admin_refuses_a_second_limit_before_the_first_and_a_limit_on_won(client, board):
