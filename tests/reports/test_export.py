@@ -467,7 +467,7 @@ def test_the_export_is_in_the_openapi_schema_beside_intake(client: Client) -> No
     assert "ExportKey" in schema["components"]["securitySchemes"]
     described = schema["paths"]["/api/v1/export/{table}"]["get"]["description"]
     for name, table in TABLES.items():  # every table with its columns, the stuck ones included
-        assert f"`{name}`: " + ", ".join(f"{c.name} ({c.kind})" for c in table.columns) in described
+        assert f"Table {name}: " + ", ".join(f"{c.name} ({c.kind})" for c in table.columns) + "." in described
     assert "stuck_reasons (list)" in described
     docs = client.get("/api/docs/").content.decode()
     assert "/api/v1/export/{table}" in docs and "/api/v1/intake/leads" in docs

@@ -94,8 +94,9 @@ def _rows(table: Table, request: Request) -> Any:
     return rows
 
 
-TABLE_COLUMNS = "\n".join(
-    f"- `{name}`: " + ", ".join(f"{column.name} ({column.kind})" for column in table.columns)
+# One sentence per table (plain text: /api/docs/ shows the description as one paragraph).
+TABLE_COLUMNS = " ".join(
+    f"Table {name}: " + ", ".join(f"{column.name} ({column.kind})" for column in table.columns) + "."
     for name, table in sorted(TABLES.items())
 )
 
@@ -128,8 +129,8 @@ class ExportView(APIView):
         summary="One export table as CSV (streamed) or JSON (pages)",
         description=(
             "CSV: the header row, then every row, streamed; header X-Export-As-Of. JSON: {table, columns, "
-            "as_of, next, results}; follow `next` until it is null. Rows come ordered by id; the next "
-            "incremental load passes updated_since=as_of. Each column is described in docs/export.md.\n\n"
+            "as_of, next, results}; follow next until it is null. Rows come ordered by id; the next "
+            "incremental load passes updated_since=as_of. Each column is described in docs/export.md. "
             + TABLE_COLUMNS
         ),
         parameters=PARAMETERS,
