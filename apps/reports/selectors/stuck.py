@@ -37,7 +37,8 @@ from enum import StrEnum
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import F, QuerySet
+from django.db.models import DateTimeField, F, FloatField, Func, QuerySet, Sum, Value
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from apps.gates import semantics
@@ -172,14 +173,27 @@ def _medians(*, account_id: int, since: dt.datetime, until: dt.datetime) -> dict
 # -- facts per deal -------------------------------------------------------------------------------------
 
 
+class _SecondsBetween(Func):
+    """PostgreSQL: the seconds from the second timestamp to the first, exactly (``EXTRACT(EPOCH …)``)."""
+
+    template = "EXTRACT(EPOCH FROM (%(expressions)s))::double precision"
+    arg_joiner = " - "
+    output_field = FloatField()
+
+
 def _time_in_current_stage(leads: QuerySet[Lead], now: dt.datetime) -> dict[int, float]:
     """Seconds each deal has spent in its current stage, over all its stays there (the open one up to
     ``now``). Deals with no stay in their current stage are left out."""
-    stays = StageStay.objects.filter(lead__in=leads.values("pk"), status_id=F("lead__status_id")).values_list(
-        "lead_id", "entered_at", "left_at"
-    )
+    stays = StageStay.objects.filter(lead__in=leads.values("pk"), status_id=F("lead__status_id"))
+    if connection.vendor == "postgresql":
+        # Summed by the database: one row per deal rather than one per stay, with its timestamps to parse.
+        now_value = Value(now, output_field=DateTimeField())
+        length = Greatest(_SecondsBetween(Coalesce("left_at", now_value), "entered_at"), Value(0.0))
+        summed = stays.order_by().values("lead_id").annotate(seconds=Sum(length))
+        return {row["lead_id"]: row["seconds"] for row in summed.values("lead_id", "seconds")}
     seconds: dict[int, float] = defaultdict(float)
-    for lead_id, entered, left in stays:
+    rows = stays.values_list("lead_id", "entered_at", "left_at")
+    for lead_id, entered, left in rows:
         seconds[lead_id] += max(((left or now) - entered).total_seconds(), 0.0)
     return seconds
 
