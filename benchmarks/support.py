@@ -181,7 +181,11 @@ class Portal:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_for(self._healthy, timeout=start_timeout, message="gunicorn")
+        try:
+            wait_for(self._healthy, timeout=start_timeout, message="gunicorn")
+        except BaseException:
+            self.stop()  # a server that never became healthy is not left running
+            raise
 
     def _healthy(self) -> bool:
         try:
