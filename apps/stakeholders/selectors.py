@@ -10,6 +10,7 @@ from typing import Any
 
 from django.db.models import DateTimeField, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
 from apps.kommo.models import KommoAccount
 from apps.kommo.models.mirror import Contact, Lead, LeadContact, StageChange
@@ -261,8 +262,11 @@ def _shown(field: str, value: Any, role_labels: dict[int, str]) -> str:
         return role_labels.get(value, f"role {value}")
     if field == StakeholderEvent.Field.APPROVAL_STATUS:
         return str(Approval(value).label) if value in Approval.values else str(value)
-    if field.endswith("_at") or field == StakeholderEvent.Field.LAST_TOUCH:
-        return dt.datetime.fromisoformat(value).date().isoformat()
+    if field == StakeholderEvent.Field.LAST_TOUCH:
+        moment = timezone.localtime(dt.datetime.fromisoformat(value))
+        return f"{moment:%Y-%m-%d %H:%M}" if moment.time() != dt.time.min else f"{moment:%Y-%m-%d}"
+    if field.endswith("_at"):
+        return timezone.localtime(dt.datetime.fromisoformat(value)).date().isoformat()
     return str(value)
 
 

@@ -122,8 +122,12 @@ def _fill_times(values: dict[str, Any], row: Stakeholder | None, at: dt.datetime
     without them: the day the portal saw the change, kept as long as the state lasts."""
     approval = values["approval_status"]
     same_approval = row is not None and row.approval_status == approval
-    if approval == Approval.PENDING and values["approval_requested_at"] is None:
-        values["approval_requested_at"] = row.approval_requested_at if same_approval and row else at
+    if values["approval_requested_at"] is None:
+        if approval == Approval.PENDING:
+            values["approval_requested_at"] = row.approval_requested_at if same_approval and row else at
+        elif approval != Approval.UNKNOWN and row is not None:
+            # Decided since: the request's day (the portal's, when Kommo had none) stays.
+            values["approval_requested_at"] = row.approval_requested_at
     if approval in (Approval.APPROVED, Approval.REJECTED) and values["approval_decided_at"] is None:
         values["approval_decided_at"] = row.approval_decided_at if same_approval and row else at
     stated = bool(values["objection"] or values["objection_weight"] is not None)

@@ -217,3 +217,19 @@ def test_intake_and_the_portal_name_themselves(mapped_account):
 
     # The outermost entry point is the one recorded.
     assert [e.source for e in events("Ann Lee", "objection_weight")] == ["intake"]
+
+
+def test_a_decision_keeps_the_day_the_approval_was_requested(mapped_account):
+    mirror_recorded_deal(mapped_account)
+    requested = Stakeholder.objects.get(name="Boris Petrov").approval_requested_at
+    assert requested is not None  # pending, with no day in Kommo: the day the portal saw it
+    approved = element(7102, updated_at=1718000000)
+    approved["custom_fields_values"][0]["values"] = [{"value": "Approved", "enum_id": 9202}]
+
+    catalog_elements_upsert_from_kommo(
+        account=mapped_account, elements=[types.CatalogElement.from_api(approved)]
+    )
+
+    boris = Stakeholder.objects.get(name="Boris Petrov")
+    assert (boris.approval_status, boris.approval_requested_at) == ("approved", requested)
+    assert [e.new for e in events("Boris Petrov", "approval_requested_at")] == [requested.isoformat()]
