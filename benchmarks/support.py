@@ -13,7 +13,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import requests
@@ -69,16 +69,37 @@ def compare(
     """Loads the baseline and the measured URL with ``script``, ``seconds`` each, taken in ``rounds``
     alternating runs after a 2-second warm-up of both, so that a slow spell of the machine weighs on both
     sides. Returns both totals: requests per second over all runs, the median p50 and the worst p99."""
-    wrk_run(baseline_url, script, seconds=2, connections=connections)
-    wrk_run(measured_url, script, seconds=2, connections=connections)
+    baseline, measured = compare_all(
+        [baseline_url, measured_url],
+        script,
+        seconds=seconds,
+        connections=connections,
+        after_warm_up=after_warm_up,
+        rounds=rounds,
+    )
+    return baseline, measured
+
+
+def compare_all(
+    urls: Sequence[str],
+    script: str,
+    *,
+    seconds: int,
+    connections: int,
+    after_warm_up: Callable[[], object] = lambda: None,
+    rounds: int = 3,
+) -> list[dict[str, float]]:
+    """:func:`compare` for any number of URLs, loaded in turn in each round; their totals in order."""
+    for url in urls:
+        wrk_run(url, script, seconds=2, connections=connections)
     after_warm_up()
-    runs: dict[str, list[dict[str, float]]] = {baseline_url: [], measured_url: []}
+    runs: dict[str, list[dict[str, float]]] = {url: [] for url in urls}
     for _ in range(rounds):
         for url, taken in runs.items():
             taken.append(
                 wrk_run(url, script, seconds=max(1, round(seconds / rounds)), connections=connections)
             )
-    return _total(runs[baseline_url]), _total(runs[measured_url])
+    return [_total(runs[url]) for url in urls]
 
 
 def _total(runs: list[dict[str, float]]) -> dict[str, float]:
@@ -136,7 +157,7 @@ class Portal:
     (the benchmarks share the cores with PostgreSQL, Redis and the load generator), no access log."""
 
     def __init__(
-        self, *, settings_module: str, database_url: str, broker_url: str, start_timeout: float = 30
+        self, *, settings_module: str, database_url: str, broker_url: str, start_timeout: float = 180
     ) -> None:
         from tests.support.services import free_port, wait_for
 
@@ -160,7 +181,11 @@ class Portal:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
-        wait_for(self._healthy, timeout=start_timeout, message="gunicorn")
+        try:
+            wait_for(self._healthy, timeout=start_timeout, message="gunicorn")
+        except BaseException:
+            self.stop()  # a server that never became healthy is not left running
+            raise
 
     def _healthy(self) -> bool:
         try:

@@ -36,6 +36,7 @@ SIDEBAR_GROUPS: list[tuple[str, list[tuple[str, str, str]]]] = [
             ("Roles", "assignment_ind", "stakeholders.role"),
             ("Field mappings", "swap_horiz", "stakeholders.fieldmapping"),
             ("Stakeholders", "groups", "stakeholders.stakeholder"),
+            ("Stakeholder history", "history", "stakeholders.stakeholderevent"),
         ],
     ),
     (

@@ -58,7 +58,7 @@ class StageLimitAdmin(ModelAdmin):  # type: ignore[type-arg]
             return "—"
         return f"{days_text(usual.days)} ({'median' if usual.measured else 'default'})"
 
-    @admin.display(description="measured usual time")
+    @admin.display(description="the stage's own usual time")
     def measured_usual(self, obj: StageLimit) -> str:
         if obj.pk is None:
             return "Shown once the stage is saved."

@@ -64,7 +64,7 @@ class GateConditionInline(TabularInline):  # type: ignore[type-arg]
     model = GateCondition
     formset = GateConditionFormSet
     extra = 1
-    fields = ["role", "requirement", "n"]
+    fields = ["role", "requirement", "n", "days", "min_weight"]
 
 
 @admin.register(GateRule)

@@ -131,13 +131,31 @@ class GateCondition(models.Model):
     class Requirement(models.TextChoices):
         PRESENT = semantics.PRESENT, "present at least n times"
         APPROVED = semantics.APPROVED, "approved (at least n)"
+        APPROVED_CURRENT = semantics.APPROVED_CURRENT, "approved and not expired (at least n)"
+        APPROVED_WITHIN = semantics.APPROVED_WITHIN, "approved within the last N days (at least n)"
         NOT_BLOCKING = semantics.NOT_BLOCKING, "none blocking (nobody with the role rejected)"
+        NO_OBJECTION = semantics.NO_OBJECTION, "no open objection weighing at least W"
+        TOUCHED_WITHIN = semantics.TOUCHED_WITHIN, "touched within the last N days (at least n)"
 
     rule = models.ForeignKey(GateRule, on_delete=models.CASCADE, related_name="conditions")
     role = models.ForeignKey("stakeholders.Role", on_delete=models.PROTECT, related_name="+")
     requirement = models.CharField(max_length=16, choices=Requirement.choices)
     n = models.PositiveSmallIntegerField(
-        default=1, help_text="How many (present / approved); ignored otherwise."
+        default=1, help_text="How many (present / approved / touched); ignored otherwise."
+    )
+    days = models.PositiveSmallIntegerField(
+        "N days",
+        null=True,
+        blank=True,
+        help_text="Approved within / touched within: how many days back from the decision.",
+    )
+    min_weight = models.DecimalField(
+        "W (weight)",
+        max_digits=10,
+        decimal_places=2,
+        null=True,
+        blank=True,
+        help_text="No open objection: the least weight that blocks (empty: any open objection).",
     )
 
     class Meta:
@@ -145,27 +163,57 @@ class GateCondition(models.Model):
         constraints = [
             models.UniqueConstraint(fields=["rule", "role", "requirement"], name="gates_condition_unique"),
             models.CheckConstraint(
-                condition=Q(requirement__in=["present", "approved", "not_blocking"]),
+                condition=Q(
+                    requirement__in=[
+                        "present",
+                        "approved",
+                        "approved_current",
+                        "approved_within",
+                        "not_blocking",
+                        "no_objection",
+                        "touched_within",
+                    ]
+                ),
                 name="gates_condition_requirement_known",
             ),
             models.CheckConstraint(condition=Q(n__gte=1), name="gates_condition_n_positive"),
+            models.CheckConstraint(
+                condition=~Q(requirement__in=["approved_within", "touched_within"])
+                | Q(days__isnull=False, days__gte=1),
+                name="gates_condition_days_when_needed",
+            ),
         ]
 
     def __str__(self) -> str:
-        count = (
-            f" (at least {self.n})"
-            if self.n > 1 and self.requirement != self.Requirement.NOT_BLOCKING
-            else ""
-        )
-        return f"{self.role}: {self.get_requirement_display()}{count}"
+        counted = self.requirement not in (self.Requirement.NOT_BLOCKING, self.Requirement.NO_OBJECTION)
+        count = f" (at least {self.n})" if self.n > 1 and counted else ""
+        text = self.get_requirement_display()
+        if self.requirement in semantics.NEEDS_DAYS and self.days:
+            text = text.replace("N days", f"{self.days} days")
+        if self.requirement == self.Requirement.NO_OBJECTION:
+            weight = "any weight" if self.min_weight is None else f"weight ≥ {self.min_weight.normalize()}"
+            text = f"no open objection ({weight})"
+        return f"{self.role}: {text.removesuffix(' (at least n)')}{count}"
 
     def clean(self) -> None:
+        errors: dict[str, str] = {}
         if self.n is None or self.n < 1:
-            raise ValidationError({"n": "At least 1."})
+            errors["n"] = "At least 1."
+        if self.requirement in semantics.NEEDS_DAYS and (self.days is None or self.days < 1):
+            errors["days"] = "Say how many days back (at least 1)."
+        if self.min_weight is not None and self.min_weight < 0:
+            errors["min_weight"] = "A weight is 0 or more."
+        if errors:
+            raise ValidationError(errors)
 
     def as_semantics(self) -> semantics.Condition:
         return semantics.Condition(
-            role_id=self.role_id, role_label=self.role.label, requirement=self.requirement, n=self.n
+            role_id=self.role_id,
+            role_label=self.role.label,
+            requirement=self.requirement,
+            n=self.n,
+            days=self.days,
+            min_weight=self.min_weight,
         )
 
 

@@ -12,6 +12,7 @@ import datetime as dt
 import string
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import StrEnum
 
 from apps.kommo.types import LOST_STATUS_ID, WON_STATUS_ID
@@ -22,10 +23,18 @@ CLOSED_STATUS_IDS = frozenset({WON_STATUS_ID, LOST_STATUS_ID})
 PRESENT = "present"
 APPROVED = "approved"
 NOT_BLOCKING = "not_blocking"
+APPROVED_CURRENT = "approved_current"  # approved, and the approval has not expired
+APPROVED_WITHIN = "approved_within"  # approved within the last ``days``
+NO_OBJECTION = "no_objection"  # no open objection weighing at least ``min_weight``
+TOUCHED_WITHIN = "touched_within"  # touched within the last ``days``
+
+# The requirements that need ``days``.
+NEEDS_DAYS = frozenset({APPROVED_WITHIN, TOUCHED_WITHIN})
 
 # Approval states (the values of apps.stakeholders.models.Approval).
 APPROVAL_APPROVED = "approved"
 APPROVAL_REJECTED = "rejected"
+APPROVAL_EXPIRED = "expired"
 
 # Placeholders a rule's task template may use.
 TEMPLATE_PLACEHOLDERS = frozenset({"deal", "missing", "stage", "rule", "from_stage", "to_stage"})
@@ -93,6 +102,8 @@ class Condition:
     role_label: str
     requirement: str
     n: int = 1
+    days: int | None = None  # approved within / touched within
+    min_weight: Decimal | None = None  # no open objection weighing at least this (None: any)
 
 
 @dataclass(frozen=True)
@@ -103,13 +114,43 @@ class StakeholderView:
     role_id: int | None
     role_label: str
     approval: str
+    approval_decided_at: dt.datetime | None = None
+    approval_valid_days: int | None = None  # the role's expiry of an approval (None: never)
+    last_touch: dt.datetime | None = None
+    objection_open: bool = False
+    objection: str = ""
+    objection_weight: Decimal | None = None
+    objection_raised_at: dt.datetime | None = None
+
+    def approval_at(self, now: dt.datetime) -> str:
+        """The approval at ``now``: ``expired`` once the role's days have passed since it was given."""
+        if (
+            self.approval == APPROVAL_APPROVED
+            and self.approval_valid_days is not None
+            and self.approval_decided_at is not None
+            and self.approval_decided_at + dt.timedelta(days=self.approval_valid_days) <= now
+        ):
+            return APPROVAL_EXPIRED
+        return self.approval
 
     def as_dict(self) -> dict[str, object]:
+        def moment(value: dt.datetime | None) -> str | None:
+            return value.isoformat() if value is not None else None
+
         return {
             "name": self.name,
             "role_id": self.role_id,
             "role": self.role_label,
             "approval": self.approval,
+            "approval_decided_at": moment(self.approval_decided_at),
+            "last_touch": moment(self.last_touch),
+            "objection": {
+                "text": self.objection,
+                "weight": None if self.objection_weight is None else str(self.objection_weight.normalize()),
+                "raised_at": moment(self.objection_raised_at),
+            }
+            if self.objection_open
+            else None,
         }
 
 
@@ -117,47 +158,136 @@ def _names(people: Sequence[StakeholderView]) -> str:
     return ", ".join(person.name or "unnamed" for person in people)
 
 
-def condition_failure(*, condition: Condition, stakeholders: Sequence[StakeholderView]) -> str | None:
+def _days(amount: int) -> str:
+    return "1 day" if amount == 1 else f"{amount} days"
+
+
+def _age(since: dt.datetime | None, now: dt.datetime) -> str:
+    if since is None:
+        return ""
+    return f", open {_days(max(0, (now - since).days))}"
+
+
+def condition_failure(
+    *, condition: Condition, stakeholders: Sequence[StakeholderView], now: dt.datetime | None = None
+) -> str | None:
     """Why the deal's stakeholders fail one condition, in words for a manager; None when it holds.
 
     - present: at least ``n`` stakeholders hold the role, whatever their approval.
-    - approved: at least ``n`` stakeholders with the role have approved.
+    - approved: at least ``n`` stakeholders with the role have approved (expired or not).
+    - approved and not expired: at least ``n`` approvals given less than the role's days before ``now``.
+    - approved within N days: at least ``n`` approvals given in the ``days`` before ``now``.
     - not blocking: no stakeholder with the role has rejected (a deal without one passes).
+    - no objection: no stakeholder with the role has an open objection weighing at least ``min_weight``
+      (any weight when it is None; an objection stated without a weight counts as weighing 0).
+    - touched within N days: at least ``n`` stakeholders with the role touched in the ``days`` before
+      ``now``.
+    ``now`` is when the decision is taken (default: now).
     """
+    now = now or dt.datetime.now(dt.UTC)
     holders = [person for person in stakeholders if person.role_id == condition.role_id]
     label = condition.role_label
-    if condition.requirement == PRESENT:
+    requirement = condition.requirement
+    if requirement == PRESENT:
         if len(holders) >= condition.n:
             return None
         if condition.n == 1:
             return f"no {label} is identified on the deal"
         return f"{condition.n} stakeholders as {label} needed, {len(holders)} identified"
-    if condition.requirement == APPROVED:
-        approved = [person for person in holders if person.approval == APPROVAL_APPROVED]
+    if requirement in (APPROVED, APPROVED_CURRENT, APPROVED_WITHIN):
+        days = condition.days or 0
+
+        def counts(person: StakeholderView) -> bool:
+            if person.approval != APPROVAL_APPROVED:
+                return False
+            if requirement == APPROVED_CURRENT:
+                return person.approval_at(now) == APPROVAL_APPROVED
+            if requirement == APPROVED_WITHIN:
+                decided = person.approval_decided_at
+                return decided is not None and decided > now - dt.timedelta(days=days)
+            return True
+
+        approved = [person for person in holders if counts(person)]
         if len(approved) >= condition.n:
             return None
         if not holders:
             return f"no {label} is on the deal to approve"
-        waiting = [person for person in holders if person.approval != APPROVAL_APPROVED]
-        states = ", ".join(f"{person.name or 'unnamed'}: {person.approval}" for person in waiting)
+
+        def state(person: StakeholderView) -> str:
+            decided = person.approval_decided_at
+            if requirement == APPROVED_WITHIN and person.approval == APPROVAL_APPROVED:
+                return "approved " + (decided.date().isoformat() if decided else "on an unknown day")
+            shown = person.approval_at(now)
+            if shown == APPROVAL_EXPIRED and decided is not None:
+                return f"approval of {decided.date().isoformat()} expired"
+            return shown
+
+        waiting = [person for person in holders if not counts(person)]
+        states = ", ".join(f"{person.name or 'unnamed'}: {state(person)}" for person in waiting)
         if condition.n == 1:
+            if requirement == APPROVED_CURRENT:
+                return f"the {label} has no current approval ({states})"
+            if requirement == APPROVED_WITHIN:
+                return f"the {label} has not approved within {_days(days)} ({states})"
             return f"the {label} has not approved ({states})"
         return f"{condition.n} approvals by a {label} needed, {len(approved)} given ({states})"
-    if condition.requirement == NOT_BLOCKING:
+    if requirement == NOT_BLOCKING:
         rejected = [person for person in holders if person.approval == APPROVAL_REJECTED]
         if not rejected:
             return None
         return f"the {label} rejected ({_names(rejected)})"
+    if requirement == NO_OBJECTION:
+        floor = condition.min_weight
+        blocking = [
+            person
+            for person in holders
+            if person.objection_open and (floor is None or (person.objection_weight or Decimal(0)) >= floor)
+        ]
+        if not blocking:
+            return None
+        texts = "; ".join(
+            f"{person.name or 'unnamed'}: "
+            + (f"“{person.objection}”" if person.objection else "objection")
+            + (
+                f", weight {person.objection_weight.normalize()}"
+                if person.objection_weight is not None
+                else ""
+            )
+            + _age(person.objection_raised_at, now)
+            for person in blocking
+        )
+        return f"the {label} has an open objection ({texts})"
+    if requirement == TOUCHED_WITHIN:
+        days = condition.days or 0
+        since = now - dt.timedelta(days=days)
+        touched = [
+            person for person in holders if person.last_touch is not None and person.last_touch > since
+        ]
+        if len(touched) >= condition.n:
+            return None
+        if not holders:
+            return f"no {label} is on the deal to touch"
+        last = ", ".join(
+            f"{person.name or 'unnamed'}: "
+            + (person.last_touch.date().isoformat() if person.last_touch else "never")
+            for person in holders
+            if person not in touched
+        )
+        return f"the {label} was not touched within {_days(days)} (last touch {last})"
     raise ValueError(f"unknown requirement: {condition.requirement!r}")
 
 
 def conditions_failures(
-    *, conditions: Sequence[Condition], stakeholders: Sequence[StakeholderView]
+    *,
+    conditions: Sequence[Condition],
+    stakeholders: Sequence[StakeholderView],
+    now: dt.datetime | None = None,
 ) -> list[str]:
     """The failures of every condition of a rule, in the rules' order; empty when the deal passes."""
+    now = now or dt.datetime.now(dt.UTC)
     failures = []
     for condition in conditions:
-        failure = condition_failure(condition=condition, stakeholders=stakeholders)
+        failure = condition_failure(condition=condition, stakeholders=stakeholders, now=now)
         if failure is not None:
             failures.append(failure)
     return failures

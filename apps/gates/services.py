@@ -241,6 +241,13 @@ def stakeholder_views(rows: Iterable[Stakeholder]) -> list[semantics.Stakeholder
             role_id=row.role_id,
             role_label=row.role.label if row.role is not None else "",
             approval=row.approval_status,
+            approval_decided_at=row.approval_decided_at,
+            approval_valid_days=row.role.approval_valid_days if row.role is not None else None,
+            last_touch=row.last_touch,
+            objection_open=row.objection_open,
+            objection=row.objection,
+            objection_weight=row.objection_weight,
+            objection_raised_at=row.objection_raised_at,
         )
         for row in rows
     ]
@@ -310,7 +317,9 @@ class _Evaluator:
                 verdicts.append(_Verdict(rule, Outcome.EXEMPT, [exempt]))
                 continue
             conditions = [condition.as_semantics() for condition in rule.conditions.all()]
-            failures = semantics.conditions_failures(conditions=conditions, stakeholders=people)
+            failures = semantics.conditions_failures(
+                conditions=conditions, stakeholders=people, now=timezone.now()
+            )
             if not failures:
                 verdicts.append(_Verdict(rule, Outcome.ALLOWED, []))
                 continue

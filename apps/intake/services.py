@@ -63,6 +63,7 @@ from apps.kommo.client import KommoClient
 from apps.kommo.exceptions import KommoError, KommoPayloadError, KommoValidationError
 from apps.kommo.models import KommoAccount
 from apps.kommo.models.mirror import Company, Contact, Lead
+from apps.kommo.provenance import MirrorSource, provenance
 from apps.kommo.services import mirror
 from apps.stakeholders.derivation import names_same_person
 
@@ -212,6 +213,7 @@ def intake_submission_fail(*, submission_id: int, error: str) -> None:
 # -- processing -----------------------------------------------------------------------------------------
 
 
+@provenance(MirrorSource.INTAKE)
 def intake_submission_process(*, submission_id: int) -> bool:
     """Create the submission in Kommo (see the module docstring). Returns False when another worker has
     it or it is not waiting. A permanent Kommo error fails the submission; a transient one puts it back

@@ -12,6 +12,7 @@ page opens the circuit breaker: no further call leaves until an admin resets it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import secrets
@@ -269,12 +270,23 @@ class KommoClient:
         self.retry = retry or RetryPolicy()
         self.sleep = sleep
         self.timeout = (float(settings.KOMMO_CONNECT_TIMEOUT), float(settings.KOMMO_READ_TIMEOUT))
+        self._behind_others = False
 
     # -- plumbing ---------------------------------------------------------------------------------------
 
     @property
     def limiter_key(self) -> str:
         return _safe_key(urlsplit(self.account.api_root).netloc or self.account.api_root)
+
+    @contextlib.contextmanager
+    def behind_others(self) -> Iterator[None]:
+        """The calls made inside the block can wait: each takes a slot of the rate limit only when one is
+        free at once, so the calls of other clients that reserve theirs (moves back, re-fetches) go first."""
+        before, self._behind_others = self._behind_others, True
+        try:
+            yield
+        finally:
+            self._behind_others = before
 
     def wait_for_free_slot(self) -> float:
         """Waits until the account's rate limit would let a request go at once (reserving nothing), so
@@ -354,7 +366,10 @@ class KommoClient:
             attempt += 1
             self._ensure_not_blocked()
             self.limiter.acquire(
-                self.limiter_key, self.account.rate_limit_per_second, max_wait=self.retry.rate_limit_max_wait
+                self.limiter_key,
+                self.account.rate_limit_per_second,
+                max_wait=self.retry.rate_limit_max_wait,
+                behind_others=self._behind_others,
             )
             headers: dict[str, str] = {}
             token = ""

@@ -6,7 +6,9 @@ limiters keep a sliding log of the last ``limit`` send times per account and *re
 a slot is never earlier than ``window`` after the ``limit``-th previous one, so no window of that length
 ever holds more than ``limit`` requests. The caller sleeps until its slot (bounded by ``max_wait``). A
 caller that gathers work into one request may first wait until a slot is free without reserving one
-(:meth:`RateLimiter.wait_for_free_slot`), so that it gathers what arrives meanwhile.
+(:meth:`RateLimiter.wait_for_free_slot`), so that it gathers what arrives meanwhile. A caller that can
+wait (the gates' tasks and notes) goes *behind the others*: it takes a slot only when one is free at once
+and reserves none ahead, so a caller that reserves (a move back, a re-fetch) is never queued behind it.
 
 - With ``REDIS_URL``: one atomic Lua script on a sorted set, with Redis's clock as the only clock.
 - Without (the zero-setup mode): a JSON file per account under ``RUN_DIR``, guarded by ``fcntl.flock``,
@@ -33,6 +35,8 @@ from apps.kommo.exceptions import KommoRateLimited
 # delays, and Kommo's own window must still never see more than the limit.
 WINDOW_SECONDS = 1.05
 DEFAULT_MAX_WAIT_SECONDS = 30.0
+# A caller behind the others takes a slot this close to free as free.
+FREE_NOW_SECONDS = 0.002
 
 
 class SlotStore(Protocol):
@@ -58,19 +62,39 @@ class RateLimiter:
         self.sleep = sleep
 
     def acquire(
-        self, key: str, rate_per_second: float, *, max_wait: float = DEFAULT_MAX_WAIT_SECONDS
+        self,
+        key: str,
+        rate_per_second: float,
+        *,
+        max_wait: float = DEFAULT_MAX_WAIT_SECONDS,
+        behind_others: bool = False,
     ) -> float:
         """Wait for a slot; return the seconds waited. Raises KommoRateLimited when the wait would exceed
-        ``max_wait`` (nothing is reserved then)."""
+        ``max_wait`` (nothing is reserved then). ``behind_others``: take only a slot free at once, waiting
+        for one to free up without reserving it, so that callers who reserve go first."""
         limit, window = _limit_and_window(rate_per_second, self.window)
+        if behind_others:
+            return self._acquire_behind_others(key, limit, window, max_wait)
         wait = self.store.reserve(key, limit, window, max_wait)
         if wait is None:
-            raise KommoRateLimited(
-                f"no free slot within {max_wait:.0f}s under the portal's own limit", retry_after=max_wait
-            )
+            raise _no_slot(max_wait)
         if wait > 0:
             self.sleep(wait)
         return wait
+
+    def _acquire_behind_others(self, key: str, limit: int, window: float, max_wait: float) -> float:
+        waited = 0.0
+        while True:
+            wait = self.store.reserve(key, limit, window, FREE_NOW_SECONDS)
+            if wait is not None:
+                if wait > 0:
+                    self.sleep(wait)
+                return waited + wait
+            free = max(self.store.free_in(key, limit, window), FREE_NOW_SECONDS)
+            if waited + free > max_wait:
+                raise _no_slot(max_wait)
+            self.sleep(free)
+            waited += free
 
     def wait_for_free_slot(
         self, key: str, rate_per_second: float, *, max_wait: float = DEFAULT_MAX_WAIT_SECONDS
@@ -85,6 +109,12 @@ class RateLimiter:
         if wait > 0:
             self.sleep(wait)
         return wait
+
+
+def _no_slot(max_wait: float) -> KommoRateLimited:
+    return KommoRateLimited(
+        f"no free slot within {max_wait:.0f}s under the portal's own limit", retry_after=max_wait
+    )
 
 
 def _limit_and_window(rate_per_second: float, window: float) -> tuple[int, float]:

@@ -17,6 +17,11 @@ deals after the moves were reported and sends ``stage_changes_committed`` once i
 with the keyword argument ``batch`` (its moves, the account, and when the last of them was reported).
 Receivers run in the writer's process, outside any transaction; the writer ignores their errors (it sends
 with ``send_robust``), so a receiver must leave its work findable by other means if it fails.
+
+``activity_seen`` is sent by webhook processing when a batch reported notes, calls or messages added to
+deals or contacts, with the keyword arguments ``account`` and ``touches`` (a sequence of
+:class:`~apps.kommo.webhooks.dispatch.Touch`: entity ``lead`` or ``contact``, its Kommo id, when). Receivers
+run inside the writer's transaction, after the batch's upserts.
 """
 
 from django.dispatch import Signal
@@ -24,3 +29,4 @@ from django.dispatch import Signal
 mirror_changed = Signal()
 stage_changed = Signal()
 stage_changes_committed = Signal()
+activity_seen = Signal()

@@ -8,6 +8,7 @@ same snapshots. A deal's value and manager are its current ones (the mirror keep
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -22,11 +23,14 @@ from django.utils import timezone
 
 from apps.gates import semantics
 from apps.gates.models import GateRule
+from apps.kommo import types as kommo_types
+from apps.kommo.exceptions import KommoPayloadError
 from apps.kommo.models import KommoAccount, Lead, Pipeline, StageStay, Status
 from apps.reports import forecast_method as fm
 from apps.reports.coverage_snapshots import week_start
 from apps.reports.models import ForecastCategory, ForecastSettings, ForecastSnapshot, ForecastSnapshotDeal
-from apps.stakeholders.models import Stakeholder
+from apps.stakeholders.models import Role, Stakeholder, StakeholderEvent
+from apps.stakeholders.selectors import stakeholder_state_as_of
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 WON, LOST = 142, 143
@@ -73,7 +77,20 @@ class History:
     dm_since: dict[int, dt.datetime]
     stages: dict[int, dict[int, StageInfo]]  # pipeline kommo id -> stage kommo id -> stage
     close_field_id: int | None = None
-    live: dict[int, tuple[bool, bool | None]] = field(default_factory=dict)
+    has_stakeholder_history: bool = False
+    _entries: dict[tuple[int | None, int], list[Stay]] | None = field(default=None, repr=False)
+
+    def entries(self, pipeline_kommo_id: int, status_kommo_id: int) -> list[Stay]:
+        """Every stay in one stage of one pipeline, by the time it was entered (built once)."""
+        if self._entries is None:
+            index: dict[tuple[int | None, int], list[Stay]] = defaultdict(list)
+            for stays in self.stays.values():
+                for stay in stays:
+                    index[(stay.pipeline_kommo_id, stay.status_kommo_id)].append(stay)
+            for found in index.values():
+                found.sort(key=lambda stay: (stay.entered_at, stay.lead_id))
+            self._entries = dict(index)
+        return self._entries.get((pipeline_kommo_id, status_kommo_id), [])
 
     def stay_at(self, lead_id: int, at: dt.datetime) -> Stay | None:
         """The stay the deal was in at ``at``: the last one entered by then (None before the deal began)."""
@@ -156,7 +173,8 @@ def history_load(*, account: KommoAccount, since: dt.datetime | None = None) -> 
         .annotate(first=Min("since"))
         .values_list("lead_id", "first")
     )
-    return History(account, dict(stays), deals, dm_since, _stages(account), close_field_id)
+    has_history = StakeholderEvent.objects.filter(account=account).exists()
+    return History(account, dict(stays), deals, dm_since, _stages(account), close_field_id, has_history)
 
 
 # -- the buying committee ----------------------------------------------------------------------------------
@@ -197,6 +215,43 @@ def committee_states_now(*, history: History, lead_ids: Iterable[int]) -> dict[i
         conditions = [c for gated_sort, c in ahead.get(stay.pipeline_kommo_id or 0, []) if gated_sort >= sort]
         approvals = not semantics.conditions_failures(conditions=conditions, stakeholders=people[lead_id])
         states[lead_id] = (lead_id in dm_now, approvals)
+    return states
+
+
+def committee_states_as_of(
+    *, history: History, lead_ids: Iterable[int], at: dt.datetime
+) -> dict[int, tuple[bool, bool | None]]:
+    """The coverage state of open deals as it was at ``at``, from the stakeholders' history
+    (:func:`apps.stakeholders.selectors.stakeholder_state_as_of`): a decision maker on the deal then, and the
+    approvals the gates ahead of its stage then require given by then. An account without a stakeholder
+    history falls back on the decision makers' contacts' creation, approvals not known."""
+    ids = list(lead_ids)
+    if not history.has_stakeholder_history:
+        return {lead_id: (_dm_at(history, lead_id, at), None) for lead_id in ids}
+    people = stakeholder_state_as_of(when=at, lead_ids=ids)
+    roles = {
+        pk: (label, is_dm)
+        for pk, label, is_dm in Role.objects.values_list("pk", "label", "is_decision_maker")
+    }
+    ahead = _gates_ahead(history.account)
+    states: dict[int, tuple[bool, bool | None]] = {}
+    for lead_id in ids:
+        views = [
+            semantics.StakeholderView(
+                person.name,
+                person.role_id,
+                roles.get(person.role_id or 0, ("", False))[0],
+                person.approval_status,
+            )
+            for person in people.get(lead_id, [])
+        ]
+        stay = history.stay_at(lead_id, at)
+        pipeline = stay.pipeline_kommo_id if stay else None
+        stage = history.stages.get(pipeline or 0, {}).get(stay.status_kommo_id) if stay else None
+        sort = stage.sort if stage else 0
+        conditions = [c for gated_sort, c in ahead.get(pipeline or 0, []) if gated_sort >= sort]
+        dm = any(roles.get(view.role_id or 0, ("", False))[1] for view in views)
+        states[lead_id] = (dm, not semantics.conditions_failures(conditions=conditions, stakeholders=views))
     return states
 
 
@@ -303,19 +358,15 @@ def _stage_figures(
     won = lost = 0
     cycles: list[float] = []
     figures = StageFigures(stage.kommo_id, stage.name, 0, 0, 0.0, 0.0, 0.0, False)
-    for lead_id, stays in history.stays.items():
-        entry = next(
-            (
-                stay
-                for stay in stays
-                if stay.status_kommo_id == stage.kommo_id
-                and stay.pipeline_kommo_id == pipeline_kommo_id
-                and oldest <= stay.entered_at < newest
-            ),
-            None,
-        )
-        if entry is None:
-            continue
+    entries = history.entries(pipeline_kommo_id, stage.kommo_id)
+    first = bisect.bisect_left(entries, oldest, key=lambda stay: stay.entered_at)
+    last = bisect.bisect_left(entries, newest, key=lambda stay: stay.entered_at)
+    seen: set[int] = set()
+    for entry in entries[first:last]:
+        lead_id = entry.lead_id
+        if lead_id in seen:
+            continue  # a deal counts once, by its first entry in the window
+        seen.add(lead_id)
         now_in = history.stay_at(lead_id, at)
         if now_in is None or now_in.status_kommo_id not in (WON, LOST):
             continue
@@ -344,32 +395,31 @@ def _stage_figures(
 
 
 def _close_from_field(history: History, deal: Deal) -> dt.date | None:
-    """The deal's expected close date from the account's close-date field, when it has a value."""
+    """The deal's expected close date from the account's close-date field, when it has a value: the mirror's
+    typed reading of the last payload (a date field's value is a datetime)."""
     if not history.close_field_id:
         return None
     for entry in deal.raw.get("custom_fields_values") or []:
-        if entry.get("field_id") != history.close_field_id:
+        if not isinstance(entry, dict) or entry.get("field_id") != history.close_field_id:
             continue
-        for item in entry.get("values") or []:
-            value = item.get("value")
-            try:
-                if isinstance(value, int | float) or (isinstance(value, str) and value.isdigit()):
-                    moment = dt.datetime.fromtimestamp(int(value), tz=dt.UTC)
-                elif isinstance(value, str):
-                    moment = dt.datetime.fromisoformat(value)
-                else:
-                    continue
-            except (ValueError, OverflowError, OSError):
-                continue
-            return timezone.localtime(moment).date() if timezone.is_aware(moment) else moment.date()
+        try:
+            typed = kommo_types.CustomFieldValue.from_api(entry)
+        except KommoPayloadError:
+            return None
+        for item in typed.values:
+            if isinstance(item.value, dt.datetime):
+                return (
+                    timezone.localtime(item.value).date()
+                    if timezone.is_aware(item.value)
+                    else item.value.date()
+                )
     return None
 
 
 def forecast_compute(*, history: History, pipeline_kommo_id: int, at: dt.datetime, live: bool) -> Computed:
     """The forecast of one pipeline at ``at``. ``live``: the moment is now — the coverage state is read from
-    the stakeholders as they stand and the close-date field is used; a past moment (the backtest) reads the
-    decision makers by their contacts' creation and knows no approvals, and ignores the close-date field,
-    whose past values are not kept."""
+    the stakeholders as they stand and the close-date field is used; a past moment (the backtest) reads it
+    from the stakeholder history, and ignores the close-date field, whose past values are not kept."""
     stages = history.stages.get(pipeline_kommo_id, {})
     stage_figures = {
         kommo_id: _stage_figures(history, pipeline_kommo_id, s, at) for kommo_id, s in stages.items()
@@ -386,16 +436,18 @@ def forecast_compute(*, history: History, pipeline_kommo_id: int, at: dt.datetim
             continue
         if lead_id in history.deals:
             open_now.append((lead_id, stay))
-    states = committee_states_now(history=history, lead_ids=[i for i, _ in open_now]) if live else {}
+    open_ids = [lead_id for lead_id, _ in open_now]
+    states = (
+        committee_states_now(history=history, lead_ids=open_ids)
+        if live
+        else committee_states_as_of(history=history, lead_ids=open_ids, at=at)
+    )
     deals = []
     for lead_id, stay in open_now:
         deal = history.deals[lead_id]
         stage = stages.get(stay.status_kommo_id)
         figures = stage_figures.get(stay.status_kommo_id)
-        if live:
-            dm, approvals = states[lead_id]
-        else:
-            dm, approvals = _dm_at(history, lead_id, at), None
+        dm, approvals = states[lead_id]
         p = figures.p if figures else 0.5
         p_committee = fm.p_adjusted(p=p, factor=figures.factor(dm)) if figures else p
         close = _close_from_field(history, deal) if live else None

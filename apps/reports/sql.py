@@ -6,9 +6,33 @@ aggregate, written in Python, registered on each new connection."""
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
+from django.db import connection, transaction
 from django.db.models import Aggregate, F, FloatField, Func, Value
+
+
+@contextmanager
+def report_queries() -> Iterator[None]:
+    """Runs a report's queries in one transaction with PostgreSQL's JIT compilation off.
+
+    At 100,000 deals the plans of the period's aggregates cost more than ``jit_above_cost``, and
+    PostgreSQL then spent longer compiling them (inlining and optimising, seconds) than running them
+    (tens of milliseconds): JIT pays for long analytical scans, not for queries of this size. Off for
+    these queries only, not for the rest of the portal: set for the transaction, and set back on the way
+    out for a caller already inside one (an error rolls the setting back with the rest)."""
+    postgres = connection.vendor == "postgresql"
+    with transaction.atomic():
+        if postgres:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT current_setting('jit'), set_config('jit', 'off', true)")
+                previous = cursor.fetchone()[0]
+        yield
+        if postgres:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT set_config('jit', %s, true)", [previous])
 
 
 class DaysBetween(Func):

@@ -122,6 +122,7 @@ class _Writer:
         self.postgres = connection.vendor == "postgresql"
         self.next_ids: dict[type[models.Model], int] = {}
         self.counts: dict[str, int] = {}
+        self.deferred: list[str] = []
 
     def lock(self, *tables: type[models.Model], check_references: bool) -> None:
         """Takes the tables' write lock and the next free id of each. Without ``check_references`` (and
@@ -187,11 +188,44 @@ class _Writer:
         with connection.cursor() as cursor:
             cursor.executemany(sql, prepared)
 
+    def indexes_defer(self, *tables: type[models.Model]) -> None:
+        """On PostgreSQL, drops the indexes of those of ``tables`` that are empty (a new database: the
+        benchmark's), to build them once after the writes (:meth:`finish`) rather than row by row — most of
+        the time of a large seed otherwise. The indexes that back a constraint (primary keys, unique
+        constraints) stay; they are checked as the rows come."""
+        if not self.postgres:
+            return
+        quote = connection.ops.quote_name
+        with connection.cursor() as cursor:
+            for model in tables:
+                table = model._meta.db_table
+                cursor.execute(f"SELECT EXISTS (SELECT 1 FROM {quote(table)})")  # noqa: S608 - model name
+                if cursor.fetchone()[0]:
+                    continue
+                cursor.execute(
+                    "SELECT i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid) FROM pg_index i"
+                    " WHERE i.indrelid = %s::regclass AND NOT EXISTS"
+                    " (SELECT 1 FROM pg_constraint c WHERE c.conindid = i.indexrelid)",
+                    [quote(table)],
+                )
+                for name, definition in cursor.fetchall():
+                    cursor.execute(f"DROP INDEX {name}")
+                    self.deferred.append(definition)
+
     def finish(self) -> None:
-        """Moves each sequence past the ids used, so that later rows get new ones."""
+        """Builds the indexes :meth:`indexes_defer` dropped, and moves each sequence past the ids used, so
+        that later rows get new ones."""
         if not self.postgres:
             return
         with connection.cursor() as cursor:
+            if self.deferred:
+                # An index cannot be built on a table with foreign key checks pending (with
+                # check_references): run them now, as the commit would, and defer the later ones again.
+                cursor.execute("SET CONSTRAINTS ALL IMMEDIATE")
+                cursor.execute("SET LOCAL maintenance_work_mem = '256MB'")
+                for definition in self.deferred:
+                    cursor.execute(definition)
+                cursor.execute("SET CONSTRAINTS ALL DEFERRED")
             for model, following in self.next_ids.items():
                 table = model._meta.db_table
                 cursor.execute(
@@ -220,6 +254,7 @@ class _Generator:
     ) -> None:
         self.account = account
         self.deals, self.target_changes, self.target_stakeholders = deals, stage_changes, stakeholders
+        self.seed = seed
         self.random = random.Random(seed)  # noqa: S311 - reproducible data
         self.now = now
         self.now_ts = now.timestamp()
@@ -360,6 +395,11 @@ class _Generator:
     def run(self, writer: _Writer) -> None:
         bounce = self.calibrate()
         stakeholders_per_deal = self.target_stakeholders / max(1, self.deals)
+        if writer.postgres:
+            from apps.reports import synthetic_sql
+
+            synthetic_sql.run(self, writer, bounce, stakeholders_per_deal)
+            return
         for start in range(0, self.deals, CHUNK):
             self.chunk(writer, range(start, min(self.deals, start + CHUNK)), bounce, stakeholders_per_deal)
 
@@ -675,16 +715,9 @@ def synthetic_account_seed(
         )
         generator.basics()
         writer = _Writer()
-        writer.lock(
-            Lead,
-            StageChange,
-            Contact,
-            LeadContact,
-            Stakeholder,
-            GateDecision,
-            StageStay,
-            check_references=check_references,
-        )
+        tables = (Lead, StageChange, Contact, LeadContact, Stakeholder, GateDecision, StageStay)
+        writer.lock(*tables, check_references=check_references)
+        writer.indexes_defer(*tables)
         generator.run(writer)
         writer.finish()
     return SeedResult(

@@ -18,6 +18,7 @@ from apps.reports.framework import (
     user_may_see_reports,
     user_sees_every_deal_in_reports,
 )
+from apps.reports.sql import report_queries
 from apps.users.models import User
 
 
@@ -50,7 +51,8 @@ def report(request: HttpRequest, slug: str) -> HttpResponse:
     wanted = params.pop("format", ["html"])[-1]
     table_key = params.pop("table", [""])[-1]
     scope, form = scope_for(user, params)
-    tables = page.build(scope)
+    with report_queries():
+        tables = page.build(scope)
     if wanted == "csv":
         table = next((t for t in tables if t.key == table_key), tables[0] if tables else None)
         if table is None:

@@ -11,7 +11,7 @@ from unfold.admin import ModelAdmin, TabularInline
 from unfold.widgets import UnfoldAdminSelectWidget
 
 from apps.kommo.models import Catalog, CustomField, CustomFieldEnum
-from apps.stakeholders.models import FieldMapping, FieldMappingValue, Role, Stakeholder
+from apps.stakeholders.models import FieldMapping, FieldMappingValue, Role, Stakeholder, StakeholderEvent
 from apps.stakeholders.tasks import stakeholders_derive_account
 
 
@@ -22,8 +22,8 @@ def _rederive_later(account_ids: set[int]) -> None:
 
 @admin.register(Role)
 class RoleAdmin(ModelAdmin):
-    list_display = ("label", "code", "is_decision_maker", "weight", "sort", "active")
-    list_editable = ("weight", "sort")
+    list_display = ("label", "code", "is_decision_maker", "weight", "approval_valid_days", "sort", "active")
+    list_editable = ("weight", "approval_valid_days", "sort")
     list_filter = ("active", "is_decision_maker")
     search_fields = ("label", "code")
     ordering = ("sort", "id")
@@ -172,6 +172,11 @@ class StakeholderAdmin(ModelAdmin):
         "approval_status",
         "last_touch",
         "objection_weight",
+        "approval_requested_at",
+        "approval_decided_at",
+        "objection",
+        "objection_raised_at",
+        "objection_resolved_at",
         "name",
         "source",
         "notes",
@@ -185,4 +190,37 @@ class StakeholderAdmin(ModelAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: Stakeholder | None = None) -> bool:
+        return False
+
+
+@admin.register(StakeholderEvent)
+class StakeholderEventAdmin(ModelAdmin):
+    """The stakeholders' history: read-only, written by derivation alone."""
+
+    list_display = ("at", "name", "lead", "field", "old", "new", "source", "user")
+    list_filter = ("field", "source", "account")
+    list_select_related = ("lead", "user")
+    search_fields = ("name", "lead__name", "lead__kommo_id")
+    date_hierarchy = "at"
+    readonly_fields = (
+        "account",
+        "lead",
+        "stakeholder_id",
+        "name",
+        "field",
+        "old",
+        "new",
+        "at",
+        "recorded_at",
+        "source",
+        "user",
+    )
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: StakeholderEvent | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: StakeholderEvent | None = None) -> bool:
         return False

@@ -25,6 +25,23 @@ CATALOG_NAME = "Stakeholders"
 CATALOG_ROLE = "Role"
 CATALOG_APPROVAL = "Approval status"
 CATALOG_LAST_TOUCH = "Last touch"
+CATALOG_APPROVAL_REQUESTED = "Approval requested"
+CATALOG_APPROVAL_DECIDED = "Approval decided"
+CATALOG_OBJECTION = "Objection"
+CATALOG_OBJECTION_WEIGHT = "Objection weight"
+CATALOG_OBJECTION_RAISED = "Objection raised"
+CATALOG_OBJECTION_RESOLVED = "Objection resolved"
+
+# The catalog's plain fields (name, Kommo type, the attribute it holds), found by name or created.
+CATALOG_PLAIN_FIELDS = (
+    (CATALOG_LAST_TOUCH, CustomFieldType.DATE, FieldMapping.Attribute.LAST_TOUCH),
+    (CATALOG_APPROVAL_REQUESTED, CustomFieldType.DATE, FieldMapping.Attribute.APPROVAL_REQUESTED),
+    (CATALOG_APPROVAL_DECIDED, CustomFieldType.DATE, FieldMapping.Attribute.APPROVAL_DECIDED),
+    (CATALOG_OBJECTION, CustomFieldType.TEXTAREA, FieldMapping.Attribute.OBJECTION),
+    (CATALOG_OBJECTION_WEIGHT, CustomFieldType.NUMERIC, FieldMapping.Attribute.OBJECTION_WEIGHT),
+    (CATALOG_OBJECTION_RAISED, CustomFieldType.DATE, FieldMapping.Attribute.OBJECTION_RAISED),
+    (CATALOG_OBJECTION_RESOLVED, CustomFieldType.DATE, FieldMapping.Attribute.OBJECTION_RESOLVED),
+)
 
 # What the portal listens to. Catalog-element events exist in Kommo's interface but have no documented
 # settings code (API.md §12.1): their values reach the mirror through the periodic sync.
@@ -43,6 +60,9 @@ WEBHOOK_SETTINGS = (
     "update_company",
     "delete_company",
     "restore_company",
+    # A note, call or message on a deal or a contact is a touch of its people (docs/stakeholders.md).
+    "note_lead",
+    "note_contact",
     # A task added to or completed on a deal re-fetches the deal (its closest_task_at: stuck deals).
     "add_task",
     "update_task",
@@ -148,7 +168,10 @@ class _Bootstrap:
                 type=CustomFieldType.SELECT,
                 enums=tuple(str(approval.label) for approval in KOMMO_APPROVALS),
             ),
-            CATALOG_LAST_TOUCH: CustomFieldWrite(name=CATALOG_LAST_TOUCH, type=CustomFieldType.DATE),
+            **{
+                name: CustomFieldWrite(name=name, type=field_type)
+                for name, field_type, _attribute in CATALOG_PLAIN_FIELDS
+            },
         }
         existing = list(self.client.custom_fields_list(entity))
         fields: dict[str, CustomField] = {}
@@ -248,7 +271,7 @@ def account_bootstrap(
         for attribute, name in (
             (FieldMapping.Attribute.ROLE, CATALOG_ROLE),
             (FieldMapping.Attribute.APPROVAL_STATUS, CATALOG_APPROVAL),
-            (FieldMapping.Attribute.LAST_TOUCH, CATALOG_LAST_TOUCH),
+            *((attribute, name) for name, _type, attribute in CATALOG_PLAIN_FIELDS),
         ):
             run.mapping(
                 attribute=attribute, source=catalog, kommo_field=catalog_fields[name], catalog_id=catalog_id

@@ -68,6 +68,11 @@ class Attributes:
     approval: str | None = None
     last_touch: dt.datetime | None = None
     objection_weight: Decimal | None = None
+    approval_requested_at: dt.datetime | None = None
+    approval_decided_at: dt.datetime | None = None
+    objection: str | None = None
+    objection_raised_at: dt.datetime | None = None
+    objection_resolved_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,11 @@ class StakeholderFacts:
     last_touch: dt.datetime | None
     objection_weight: Decimal | None
     source: str
+    approval_requested_at: dt.datetime | None = None
+    approval_decided_at: dt.datetime | None = None
+    objection: str = ""
+    objection_raised_at: dt.datetime | None = None
+    objection_resolved_at: dt.datetime | None = None
 
 
 def _option(value: CustomFieldValue | None, attribute: AttributeField) -> Any:
@@ -112,13 +122,23 @@ def read_attributes(
 
     role = fields.get(FieldMapping.Attribute.ROLE)
     approval = fields.get(FieldMapping.Attribute.APPROVAL_STATUS)
-    touch = value_of(FieldMapping.Attribute.LAST_TOUCH)
+
+    def moment(attribute: str) -> dt.datetime | None:
+        value = value_of(attribute)
+        return value.value if value is not None and isinstance(value.value, dt.datetime) else None
+
     weight = value_of(FieldMapping.Attribute.OBJECTION_WEIGHT)
+    text = value_of(FieldMapping.Attribute.OBJECTION)
     return Attributes(
         role_id=None if role is None else _option(values.get(role.field_id), role),
         approval=None if approval is None else _option(values.get(approval.field_id), approval),
-        last_touch=touch.value if touch is not None and isinstance(touch.value, dt.datetime) else None,
+        last_touch=moment(FieldMapping.Attribute.LAST_TOUCH),
         objection_weight=weight.value if weight is not None and isinstance(weight.value, Decimal) else None,
+        approval_requested_at=moment(FieldMapping.Attribute.APPROVAL_REQUESTED),
+        approval_decided_at=moment(FieldMapping.Attribute.APPROVAL_DECIDED),
+        objection=str(text.value).strip() if text is not None and text.value not in (None, "") else None,
+        objection_raised_at=moment(FieldMapping.Attribute.OBJECTION_RAISED),
+        objection_resolved_at=moment(FieldMapping.Attribute.OBJECTION_RESOLVED),
     )
 
 
@@ -193,6 +213,11 @@ def merge_stakeholders(
                 last_touch=attributes.last_touch,
                 objection_weight=attributes.objection_weight,
                 source="catalog",
+                approval_requested_at=attributes.approval_requested_at,
+                approval_decided_at=attributes.approval_decided_at,
+                objection=attributes.objection or "",
+                objection_raised_at=attributes.objection_raised_at,
+                objection_resolved_at=attributes.objection_resolved_at,
             )
         )
     facts: list[StakeholderFacts] = []
@@ -215,6 +240,11 @@ def merge_stakeholders(
                 source=("both" if from_contacts else "catalog")
                 if element_pk is not None
                 else "contact_field",
+                approval_requested_at=_first(catalog.approval_requested_at, own.approval_requested_at),
+                approval_decided_at=_first(catalog.approval_decided_at, own.approval_decided_at),
+                objection=_first(catalog.objection, own.objection) or "",
+                objection_raised_at=_first(catalog.objection_raised_at, own.objection_raised_at),
+                objection_resolved_at=_first(catalog.objection_resolved_at, own.objection_resolved_at),
             )
         )
     return facts + alone

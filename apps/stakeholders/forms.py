@@ -23,14 +23,6 @@ class StakeholderForm(forms.Form):
     role = forms.ModelChoiceField(queryset=Role.objects.none(), required=False, empty_label="— no role —")
     approval_status = forms.ChoiceField(label="Approval", choices=Approval.choices)
     last_touch = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
-    objection_weight = forms.DecimalField(
-        label="Objection weight",
-        required=False,
-        min_value=0,
-        max_digits=10,
-        decimal_places=2,
-        widget=forms.NumberInput(attrs={"step": "0.5", "class": "weight"}),
-    )
 
     def __init__(
         self,
@@ -43,7 +35,6 @@ class StakeholderForm(forms.Form):
             "role": stakeholder.role_id,
             "approval_status": stakeholder.approval_status,
             "last_touch": timezone.localdate(stakeholder.last_touch) if stakeholder.last_touch else None,
-            "objection_weight": stakeholder.objection_weight,
         }
         super().__init__(data, initial=initial, prefix=f"s{stakeholder.pk}")
         field: forms.ModelChoiceField = self.fields["role"]  # type: ignore[assignment]
@@ -70,6 +61,36 @@ class StakeholderForm(forms.Form):
         if current is not None and timezone.localdate(current) == day:
             return current
         return timezone.make_aware(dt.datetime.combine(day, dt.time.min))
+
+
+class ObjectionForm(forms.Form):
+    """A manager raises or edits a stakeholder's objection: what it is and how much it weighs."""
+
+    objection = forms.CharField(
+        label="Objection",
+        required=False,
+        max_length=2000,
+        widget=forms.TextInput(attrs={"class": "objection-text", "placeholder": "What they object to"}),
+    )
+    objection_weight = forms.DecimalField(
+        label="Weight",
+        required=False,
+        min_value=0,
+        max_digits=10,
+        decimal_places=2,
+        widget=forms.NumberInput(attrs={"step": "0.1", "class": "weight"}),
+    )
+
+    def __init__(self, data: QueryDict | None = None, *, stakeholder: Stakeholder) -> None:
+        initial = {"objection": stakeholder.objection, "objection_weight": stakeholder.objection_weight}
+        super().__init__(data, initial=initial, prefix=f"o{stakeholder.pk}")
+        self.stakeholder = stakeholder
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        if not (data.get("objection") or "").strip() and data.get("objection_weight") is None:
+            raise forms.ValidationError("Say what the objection is, or how much it weighs.")
+        return data
 
 
 class AddStakeholderForm(forms.Form):

@@ -7,6 +7,9 @@ elements of the "Stakeholders" catalog linked to a deal) through the account's f
 
 from __future__ import annotations
 
+import datetime as dt
+
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 from django.db.models import Q
@@ -25,6 +28,13 @@ class Role(TimeStampedModel):
     weight = models.PositiveSmallIntegerField(default=1, help_text="How much this role counts in reports.")
     sort = models.PositiveSmallIntegerField(default=0, help_text="Order in lists and in Kommo's options.")
     active = models.BooleanField(default=True)
+    approval_valid_days = models.PositiveSmallIntegerField(
+        "approval lasts (days)",
+        null=True,
+        blank=True,
+        help_text="An approval by this role expires this many days after it was given (e.g. a lawyer's "
+        "after 30, when the contract may have changed). Empty: it never expires.",
+    )
 
     class Meta:
         ordering = ("sort", "id")
@@ -55,6 +65,11 @@ class FieldMapping(TimeStampedModel):
         APPROVAL_STATUS = "approval_status", "Approval status"
         LAST_TOUCH = "last_touch", "Last touch"
         OBJECTION_WEIGHT = "objection_weight", "Objection weight"
+        APPROVAL_REQUESTED = "approval_requested", "Approval requested"
+        APPROVAL_DECIDED = "approval_decided", "Approval decided"
+        OBJECTION = "objection", "Objection"
+        OBJECTION_RAISED = "objection_raised", "Objection raised"
+        OBJECTION_RESOLVED = "objection_resolved", "Objection resolved"
 
     class Source(models.TextChoices):
         CONTACT_FIELD = "contact_field", "Contact field"
@@ -181,6 +196,17 @@ class Stakeholder(models.Model):
     approval_status = models.CharField(max_length=10, choices=Approval.choices, default=Approval.UNKNOWN)
     last_touch = models.DateTimeField(null=True, blank=True)
     objection_weight = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
+    approval_requested_at = models.DateTimeField(null=True, blank=True)
+    approval_decided_at = models.DateTimeField(null=True, blank=True)
+    objection = models.TextField(blank=True)
+    objection_raised_at = models.DateTimeField(null=True, blank=True)
+    objection_resolved_at = models.DateTimeField(null=True, blank=True)
+    activity_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="The latest note, call or message on the person's contact (or on the deal, for its main "
+        "contact) seen in Kommo: the portal's own, merged into the last touch.",
+    )
     name = models.CharField(max_length=255, blank=True)
     source = models.CharField(max_length=20, choices=Source.choices)
     notes = models.TextField(blank=True)
@@ -208,3 +234,94 @@ class Stakeholder(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name or '—'} ({self.role or 'no role'})"
+
+    @property
+    def objection_open(self) -> bool:
+        return objection_is_open(
+            text=self.objection, weight=self.objection_weight, resolved_at=self.objection_resolved_at
+        )
+
+    def approval_expires_at(self) -> dt.datetime | None:
+        days = self.role.approval_valid_days if self.role is not None else None
+        return approval_expiry(
+            approval=self.approval_status, decided_at=self.approval_decided_at, valid_days=days
+        )
+
+    def approval_state(self, now: dt.datetime) -> str:
+        """The approval as a person reads it: ``expired`` for an approval past its role's expiry."""
+        expires = self.approval_expires_at()
+        return APPROVAL_EXPIRED if expires is not None and expires <= now else self.approval_status
+
+
+APPROVAL_EXPIRED = "expired"
+
+
+def approval_expiry(
+    *, approval: str, decided_at: dt.datetime | None, valid_days: int | None
+) -> dt.datetime | None:
+    """When an approval stops counting: ``valid_days`` after it was given; None while it does not expire
+    (no expiry on the role, no approval, or no known day of the decision)."""
+    if approval != Approval.APPROVED or decided_at is None or valid_days is None:
+        return None
+    return decided_at + dt.timedelta(days=valid_days)
+
+
+def objection_is_open(*, text: str, weight: object, resolved_at: dt.datetime | None) -> bool:
+    """An objection is open when one is stated (a text or a weight) and it has no resolution day."""
+    return bool(text.strip() or weight is not None) and resolved_at is None
+
+
+class StakeholderEvent(models.Model):
+    """One change of one stakeholder's attribute, old → new: the stakeholders' history.
+
+    Written by ``stakeholders_derive_for_leads`` — the one place every path that changes a stakeholder goes
+    through (the manager's pages, webhooks, syncs, intake all change Kommo's objects and the mirror, and
+    the mirror re-derives) — so no change is recorded twice or missed. ``field="presence"`` is the person
+    joining (old None) or leaving (new None) the deal. ``at`` is when it happened as far as Kommo tells
+    (the changed object's ``updated_at``, never later than when the portal saw it); ``recorded_at`` is when
+    the portal wrote the row. Values are JSON: role pk, approval state, ISO times, decimal strings, text.
+    """
+
+    class Field(models.TextChoices):
+        PRESENCE = "presence", "On the deal"
+        ROLE = "role", "Role"
+        APPROVAL_STATUS = "approval_status", "Approval"
+        APPROVAL_REQUESTED_AT = "approval_requested_at", "Approval requested"
+        APPROVAL_DECIDED_AT = "approval_decided_at", "Approval decided"
+        LAST_TOUCH = "last_touch", "Last touch"
+        OBJECTION = "objection", "Objection"
+        OBJECTION_WEIGHT = "objection_weight", "Objection weight"
+        OBJECTION_RAISED_AT = "objection_raised_at", "Objection raised"
+        OBJECTION_RESOLVED_AT = "objection_resolved_at", "Objection resolved"
+
+    class Source(models.TextChoices):
+        MANAGER = "manager", "Manager page"
+        WEBHOOK = "webhook", "Kommo edit (webhook)"
+        SYNC = "sync", "Kommo edit (sync)"
+        INTAKE = "intake", "Intake"
+        PORTAL = "portal", "The portal"
+
+    account = models.ForeignKey("kommo.KommoAccount", on_delete=models.CASCADE, related_name="+")
+    lead = models.ForeignKey("kommo.Lead", on_delete=models.CASCADE, related_name="stakeholder_events")
+    # Not a foreign key: the history outlives the derived row (a person removed from the deal).
+    stakeholder_id = models.PositiveBigIntegerField()
+    name = models.CharField(max_length=255, blank=True)
+    field = models.CharField(max_length=24, choices=Field.choices)
+    old = models.JSONField(null=True, blank=True)
+    new = models.JSONField(null=True, blank=True)
+    at = models.DateTimeField()
+    recorded_at = models.DateTimeField(auto_now_add=True)
+    source = models.CharField(max_length=10, choices=Source.choices)
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ("lead", "at", "id")
+        indexes = [
+            models.Index(fields=("lead", "at"), name="stakeholders_event_lead_at"),
+            models.Index(fields=("account", "at"), name="stakeholders_event_account_at"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name or self.stakeholder_id}: {self.get_field_display()} {self.old!r} → {self.new!r}"

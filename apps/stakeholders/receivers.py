@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from apps.kommo.models import KommoAccount
-from apps.stakeholders.services import lead_ids_touched, stakeholders_derive_for_leads
+from apps.stakeholders.services import lead_ids_touched, stakeholders_derive_for_leads, stakeholders_touch
 
 
 def stakeholders_rederive_on_mirror_change(
@@ -23,3 +23,10 @@ def stakeholders_rederive_on_mirror_change(
         account=account, lead_ids=lead_ids, contact_ids=contact_ids, catalog_element_ids=catalog_element_ids
     )
     stakeholders_derive_for_leads(account=account, lead_ids=touched)
+
+
+def stakeholders_touch_on_activity(
+    sender: Any, *, account: KommoAccount, touches: Any, **kwargs: Any
+) -> None:
+    """A note, call or message on a deal or a contact touches its people."""
+    stakeholders_touch(account=account, touches=touches)

@@ -2,14 +2,27 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Collection
 from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
 
 from django.db.models import DateTimeField, OuterRef, QuerySet, Subquery
 from django.db.models.functions import Coalesce
+from django.utils import timezone
 
+from apps.kommo.models import KommoAccount
 from apps.kommo.models.mirror import Contact, Lead, LeadContact, StageChange
-from apps.stakeholders.models import Approval, Role, Stakeholder
+from apps.stakeholders.models import (
+    APPROVAL_EXPIRED,
+    Approval,
+    Role,
+    Stakeholder,
+    StakeholderEvent,
+    approval_expiry,
+    objection_is_open,
+)
 from apps.users.models import User
 
 
@@ -113,4 +126,162 @@ def stage_history_for_lead(*, lead: Lead) -> list[StageChange]:
         StageChange.objects.filter(lead=lead)
         .select_related("from_status", "to_status", "moved_by")
         .order_by("-at", "-id")
+    )
+
+
+# -- history -----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class StakeholderState:
+    """One stakeholder of a deal as the history says they were at some moment (see
+    :func:`stakeholder_state_as_of`). ``approval_status`` is Kommo's (``unknown`` when it held none); use
+    :meth:`approval_state` for the expiry."""
+
+    stakeholder_id: int
+    lead_id: int
+    name: str = ""
+    role_id: int | None = None
+    approval_status: str = Approval.UNKNOWN
+    approval_requested_at: dt.datetime | None = None
+    approval_decided_at: dt.datetime | None = None
+    last_touch: dt.datetime | None = None
+    objection: str = ""
+    objection_weight: Decimal | None = None
+    objection_raised_at: dt.datetime | None = None
+    objection_resolved_at: dt.datetime | None = None
+
+    @property
+    def objection_open(self) -> bool:
+        return objection_is_open(
+            text=self.objection, weight=self.objection_weight, resolved_at=self.objection_resolved_at
+        )
+
+    def approval_state(self, *, when: dt.datetime, valid_days: int | None) -> str:
+        """``expired`` when the approval was given more than ``valid_days`` (the role's) before ``when``."""
+        expires = approval_expiry(
+            approval=self.approval_status, decided_at=self.approval_decided_at, valid_days=valid_days
+        )
+        return APPROVAL_EXPIRED if expires is not None and expires <= when else self.approval_status
+
+
+def _history_decode(field: str, value: Any) -> Any:
+    if value is None:
+        return "" if field == StakeholderEvent.Field.OBJECTION else None
+    if field.endswith("_at") or field == StakeholderEvent.Field.LAST_TOUCH:
+        return dt.datetime.fromisoformat(value)
+    if field == StakeholderEvent.Field.OBJECTION_WEIGHT:
+        return Decimal(value)
+    return value
+
+
+_STATE_ATTRIBUTES: dict[str, str] = {
+    StakeholderEvent.Field.ROLE: "role_id",
+    StakeholderEvent.Field.APPROVAL_STATUS: "approval_status",
+    StakeholderEvent.Field.APPROVAL_REQUESTED_AT: "approval_requested_at",
+    StakeholderEvent.Field.APPROVAL_DECIDED_AT: "approval_decided_at",
+    StakeholderEvent.Field.LAST_TOUCH: "last_touch",
+    StakeholderEvent.Field.OBJECTION: "objection",
+    StakeholderEvent.Field.OBJECTION_WEIGHT: "objection_weight",
+    StakeholderEvent.Field.OBJECTION_RAISED_AT: "objection_raised_at",
+    StakeholderEvent.Field.OBJECTION_RESOLVED_AT: "objection_resolved_at",
+}
+
+
+def stakeholder_state_as_of(
+    *,
+    when: dt.datetime,
+    lead: Lead | None = None,
+    lead_ids: Collection[int] | None = None,
+    account: KommoAccount | None = None,
+) -> dict[int, list[StakeholderState]]:
+    """The stakeholders of one deal (``lead``), of several (``lead_ids``) or of every deal of an
+    ``account``, as they were at ``when``: lead pk → the people on the deal then, in the order they
+    joined. Read from the history alone (``StakeholderEvent`` rows with ``at ≤ when``), so it answers for
+    any past day the history covers; a deal with nobody on it then is absent, except a requested ``lead`` /
+    ``lead_ids``, which are keys with an empty list. The history begins when the portal first derived a
+    deal's stakeholders: a person first seen then counts from the day Kommo created them, with the values
+    from Kommo's last change of their objects (earlier values are not known)."""
+    if lead is None and lead_ids is None and account is None:
+        raise ValueError("give a lead, lead_ids or an account")
+    events = StakeholderEvent.objects.filter(at__lte=when)
+    found: dict[int, list[StakeholderState]] = {}
+    if lead is not None:
+        lead_ids = [lead.pk]
+    if lead_ids is not None:
+        events = events.filter(lead_id__in=lead_ids)
+        found = {lead_id: [] for lead_id in lead_ids}
+    if account is not None:
+        events = events.filter(account=account)
+    people: dict[int, StakeholderState] = {}
+    present: dict[int, bool] = {}
+    for stakeholder_id, lead_id, name, field, new in events.order_by("at", "id").values_list(
+        "stakeholder_id", "lead_id", "name", "field", "new"
+    ):
+        state = people.get(stakeholder_id)
+        if state is None:
+            state = people[stakeholder_id] = StakeholderState(stakeholder_id=stakeholder_id, lead_id=lead_id)
+        if name:
+            state.name = name
+        if field == StakeholderEvent.Field.PRESENCE:
+            present[stakeholder_id] = new is not None
+            continue
+        value = _history_decode(field, new)
+        if field == StakeholderEvent.Field.APPROVAL_STATUS and value is None:
+            value = Approval.UNKNOWN
+        setattr(state, _STATE_ATTRIBUTES[field], value)
+    for stakeholder_id, state in people.items():
+        if present.get(stakeholder_id):
+            found.setdefault(state.lead_id, []).append(state)
+    return found
+
+
+def stakeholder_timelines(*, lead: Lead) -> dict[int, list[StakeholderEvent]]:
+    """Each person's history on the deal, newest first: stakeholder id → events (the user loaded)."""
+    timelines: dict[int, list[StakeholderEvent]] = {}
+    for event in StakeholderEvent.objects.filter(lead=lead).select_related("user").order_by("-at", "-id"):
+        timelines.setdefault(event.stakeholder_id, []).append(event)
+    return timelines
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    """One line of a person's timeline on the deal page."""
+
+    at: dt.datetime
+    what: str
+    old: str
+    new: str
+    by: str
+
+
+def _shown(field: str, value: Any, role_labels: dict[int, str]) -> str:
+    if value is None or value == "":
+        return "—"
+    if field == StakeholderEvent.Field.ROLE:
+        return role_labels.get(value, f"role {value}")
+    if field == StakeholderEvent.Field.APPROVAL_STATUS:
+        return str(Approval(value).label) if value in Approval.values else str(value)
+    if field == StakeholderEvent.Field.LAST_TOUCH:
+        moment = timezone.localtime(dt.datetime.fromisoformat(value))
+        return f"{moment:%Y-%m-%d %H:%M}" if moment.time() != dt.time.min else f"{moment:%Y-%m-%d}"
+    if field.endswith("_at"):
+        return timezone.localtime(dt.datetime.fromisoformat(value)).date().isoformat()
+    return str(value)
+
+
+def timeline_entry(event: StakeholderEvent, role_labels: dict[int, str]) -> TimelineEntry:
+    """An event in words: ``role_labels`` names the roles (pk → label)."""
+    by = event.get_source_display()
+    if event.user is not None:
+        by = f"{event.user.get_full_name() or event.user.get_username()} ({by.lower()})"
+    if event.field == StakeholderEvent.Field.PRESENCE:
+        joined = event.new is not None
+        return TimelineEntry(event.at, "joined the deal" if joined else "left the deal", "", "", by)
+    return TimelineEntry(
+        at=event.at,
+        what=event.get_field_display(),
+        old=_shown(event.field, event.old, role_labels),
+        new=_shown(event.field, event.new, role_labels),
+        by=by,
     )

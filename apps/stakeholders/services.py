@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -17,6 +17,7 @@ from apps.kommo.client import KommoClient
 from apps.kommo.exceptions import KommoError, KommoValidationError
 from apps.kommo.models import KommoAccount
 from apps.kommo.models.mirror import CatalogElement, Contact, Lead, LeadCatalogElement, LeadContact
+from apps.kommo.provenance import current_provenance
 from apps.kommo.services.mirror import (
     catalog_elements_upsert_from_kommo,
     contacts_upsert_from_kommo,
@@ -30,7 +31,7 @@ from apps.stakeholders.derivation import (
     StakeholderFacts,
     merge_stakeholders,
 )
-from apps.stakeholders.models import Approval, FieldMapping, Role, Stakeholder
+from apps.stakeholders.models import Approval, FieldMapping, Role, Stakeholder, StakeholderEvent
 
 # Columns of a Stakeholder row that derivation owns; ``notes`` is the portal's and survives.
 DERIVED_COLUMNS = (
@@ -42,7 +43,25 @@ DERIVED_COLUMNS = (
     "last_touch",
     "objection_weight",
     "source",
+    "approval_requested_at",
+    "approval_decided_at",
+    "objection",
+    "objection_raised_at",
+    "objection_resolved_at",
 )
+
+# Column of a Stakeholder row → the history's field for it: every change of one of these is a row.
+HISTORY_COLUMNS: dict[str, str] = {
+    "role_id": StakeholderEvent.Field.ROLE,
+    "approval_status": StakeholderEvent.Field.APPROVAL_STATUS,
+    "approval_requested_at": StakeholderEvent.Field.APPROVAL_REQUESTED_AT,
+    "approval_decided_at": StakeholderEvent.Field.APPROVAL_DECIDED_AT,
+    "last_touch": StakeholderEvent.Field.LAST_TOUCH,
+    "objection": StakeholderEvent.Field.OBJECTION,
+    "objection_weight": StakeholderEvent.Field.OBJECTION_WEIGHT,
+    "objection_raised_at": StakeholderEvent.Field.OBJECTION_RAISED_AT,
+    "objection_resolved_at": StakeholderEvent.Field.OBJECTION_RESOLVED_AT,
+}
 
 
 def field_mappings_for_account(*, account: KommoAccount) -> MappingSet:
@@ -80,7 +99,7 @@ def _facts_for_lead(lead: Lead, mappings: MappingSet) -> list[StakeholderFacts]:
     return merge_stakeholders(contacts=contacts, elements=elements, mappings=mappings)
 
 
-def _row_values(facts: StakeholderFacts) -> dict[str, object]:
+def _row_values(facts: StakeholderFacts) -> dict[str, Any]:
     return {
         "contact_id": facts.contact_pk,
         "catalog_element_id": facts.element_pk,
@@ -90,14 +109,107 @@ def _row_values(facts: StakeholderFacts) -> dict[str, object]:
         "last_touch": facts.last_touch,
         "objection_weight": facts.objection_weight,
         "source": facts.source,
+        "approval_requested_at": facts.approval_requested_at,
+        "approval_decided_at": facts.approval_decided_at,
+        "objection": facts.objection,
+        "objection_raised_at": facts.objection_raised_at,
+        "objection_resolved_at": facts.objection_resolved_at,
     }
 
 
+def _fill_times(values: dict[str, Any], row: Stakeholder | None, at: dt.datetime) -> None:
+    """The days Kommo's date fields leave empty, when a Kommo user changed the approval or the objection
+    without them: the day the portal saw the change, kept as long as the state lasts."""
+    approval = values["approval_status"]
+    same_approval = row is not None and row.approval_status == approval
+    if values["approval_requested_at"] is None:
+        if approval == Approval.PENDING:
+            values["approval_requested_at"] = row.approval_requested_at if same_approval and row else at
+        elif approval != Approval.UNKNOWN and row is not None:
+            # Decided since: the request's day (the portal's, when Kommo had none) stays.
+            values["approval_requested_at"] = row.approval_requested_at
+    if approval in (Approval.APPROVED, Approval.REJECTED) and values["approval_decided_at"] is None:
+        values["approval_decided_at"] = row.approval_decided_at if same_approval and row else at
+    stated = bool(values["objection"] or values["objection_weight"] is not None)
+    if stated and values["objection_raised_at"] is None:
+        had = row is not None and bool(row.objection or row.objection_weight is not None)
+        values["objection_raised_at"] = row.objection_raised_at if had and row else at
+
+
+def _history_value(value: object) -> object:
+    """A column's value as the history's JSON keeps it."""
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value.normalize())
+    if value == "":
+        return None
+    return value
+
+
+@dataclass(frozen=True)
+class _Seen:
+    """When Kommo says the objects behind one stakeholder were created and last changed."""
+
+    created: dt.datetime | None
+    updated: dt.datetime | None
+
+
+class _History:
+    """The history rows one derivation writes, with their provenance."""
+
+    def __init__(self, account: KommoAccount) -> None:
+        self.account = account
+        provenance = current_provenance()
+        self.source = provenance.source.value
+        self.user_id = provenance.user_id
+        self.now = timezone.now()
+        self.rows: list[StakeholderEvent] = []
+        self.pending: list[tuple[Stakeholder, str, object, object, dt.datetime]] = []
+
+    def when(self, seen: _Seen) -> dt.datetime:
+        """Kommo's last change of the person's objects (the contact's, the element's: the later), never
+        after now (Kommo's clock may run ahead of ours)."""
+        return min(seen.updated or self.now, self.now)
+
+    def add(self, row: Stakeholder, field: str, old: object, new: object, at: dt.datetime) -> None:
+        if field == StakeholderEvent.Field.LAST_TOUCH and isinstance(new, dt.datetime):
+            at = min(max(at, new), self.now)  # a touch is known from the moment it happened, not before
+        # Rows created in this derivation get their pk on insert: their events are completed then.
+        self.pending.append((row, field, _history_value(old), _history_value(new), at))
+
+    def write(self) -> None:
+        rows = [
+            StakeholderEvent(
+                account=self.account,
+                lead_id=row.lead_id,
+                stakeholder_id=row.pk,
+                name=row.name,
+                field=field,
+                old=old,
+                new=new,
+                at=at,
+                source=self.source,
+                user_id=self.user_id,
+            )
+            for row, field, old, new, at in self.pending
+        ]
+        if rows:
+            StakeholderEvent.objects.bulk_create(rows)
+
+
 def _sync_lead_rows(
-    *, account: KommoAccount, lead: Lead, wanted: list[StakeholderFacts], existing: list[Stakeholder]
+    *,
+    account: KommoAccount,
+    lead: Lead,
+    wanted: list[StakeholderFacts],
+    existing: list[Stakeholder],
+    seen: dict[tuple[int | None, int | None], _Seen],
+    history: _History,
 ) -> tuple[list[Stakeholder], list[Stakeholder], list[int]]:
     """(rows to create, rows to update, pks to delete) that make ``existing`` say ``wanted``. A row is
-    kept (with its notes) when it names the same contact, or else the same catalog element."""
+    kept (with its notes) when it names the same contact, or else the same catalog element. Every change
+    of an attribute is added to ``history``."""
     by_contact = {row.contact_id: row for row in existing if row.contact_id is not None}
     by_element = {row.catalog_element_id: row for row in existing if row.catalog_element_id is not None}
     used: set[int] = set()
@@ -105,27 +217,77 @@ def _sync_lead_rows(
     update: list[Stakeholder] = []
     for facts in wanted:
         values = _row_values(facts)
+        when = seen.get((facts.contact_pk, facts.element_pk), _Seen(None, None))
         row = by_contact.get(facts.contact_pk) if facts.contact_pk is not None else None
         if row is None or row.pk in used:
             candidate = by_element.get(facts.element_pk) if facts.element_pk is not None else None
             row = candidate if candidate is not None and candidate.pk not in used else None
         if row is None:
-            create.append(Stakeholder(account=account, lead=lead, **values))
+            at = history.when(when)
+            _fill_times(values, None, at)
+            new_row = Stakeholder(account=account, lead=lead, **values)
+            create.append(new_row)
+            joined = min(when.created, at) if when.created is not None else at
+            history.add(new_row, StakeholderEvent.Field.PRESENCE, None, new_row.name or "—", joined)
+            for column, field in HISTORY_COLUMNS.items():
+                if values[column] not in (None, "", Approval.UNKNOWN):
+                    history.add(new_row, field, None, values[column], at)
             continue
         used.add(row.pk)
+        at = history.when(when)
+        _fill_times(values, row, at)
+        if row.activity_at is not None and (
+            values["last_touch"] is None or row.activity_at > values["last_touch"]
+        ):
+            values["last_touch"] = row.activity_at
         if any(getattr(row, column) != value for column, value in values.items()):
+            for column, field in HISTORY_COLUMNS.items():
+                old = getattr(row, column)
+                if old != values[column]:
+                    history.add(row, field, old, values[column], at)
             for column, value in values.items():
                 setattr(row, column, value)
             row.updated = timezone.now()
             update.append(row)
     delete = [row.pk for row in existing if row.pk not in used]
+    for row in existing:
+        if row.pk not in used:
+            history.add(row, StakeholderEvent.Field.PRESENCE, row.name or "—", None, history.now)
     return create, update, delete
+
+
+def _seen_for_lead(lead: Lead) -> dict[tuple[int | None, int | None], _Seen]:
+    """(contact pk, element pk) → when Kommo created and last changed them, for every pair derivation may
+    name: a contact alone, an element alone, or the two merged (the earliest creation, the latest change)."""
+    contacts = {
+        link.contact.pk: _Seen(link.contact.created_at, link.contact.updated_at)
+        for link in lead.contact_links.all()
+        if link.contact is not None
+    }
+    elements = {
+        link.element.pk: _Seen(link.element.created_at, link.element.updated_at)
+        for link in lead.element_links.all()
+        if link.element is not None
+    }
+    seen: dict[tuple[int | None, int | None], _Seen] = {}
+    for contact_pk, contact in contacts.items():
+        seen[(contact_pk, None)] = contact
+        for element_pk, element in elements.items():
+            created = [moment for moment in (contact.created, element.created) if moment is not None]
+            updated = [moment for moment in (contact.updated, element.updated) if moment is not None]
+            seen[(contact_pk, element_pk)] = _Seen(
+                min(created) if created else None, max(updated) if updated else None
+            )
+    for element_pk, element in elements.items():
+        seen[(None, element_pk)] = element
+    return seen
 
 
 @transaction.atomic
 def stakeholders_derive_for_leads(*, account: KommoAccount, lead_ids: Collection[int]) -> bool:
     """Recompute the stakeholders of these deals (local Lead pks) from the mirror and the account's field
-    mappings. Returns whether any row was created, changed or removed."""
+    mappings, and record every change in the history (``StakeholderEvent``), with the provenance the
+    caller set (``apps.kommo.provenance``). Returns whether any row was created, changed or removed."""
     if not lead_ids:
         return False
     mappings = field_mappings_for_account(account=account)
@@ -146,12 +308,15 @@ def stakeholders_derive_for_leads(*, account: KommoAccount, lead_ids: Collection
     create: list[Stakeholder] = []
     update: list[Stakeholder] = []
     delete: list[int] = []
+    history = _History(account)
     for lead in leads:
         rows = _sync_lead_rows(
             account=account,
             lead=lead,
             wanted=_facts_for_lead(lead, mappings),
             existing=existing.get(lead.pk, []),
+            seen=_seen_for_lead(lead),
+            history=history,
         )
         create += rows[0]
         update += rows[1]
@@ -164,7 +329,45 @@ def stakeholders_derive_for_leads(*, account: KommoAccount, lead_ids: Collection
         Stakeholder.objects.bulk_update(update, [*DERIVED_COLUMNS, "updated"])
     if create:
         Stakeholder.objects.bulk_create(create)
+    history.write()
     return bool(create or update or delete)
+
+
+def stakeholders_touch(*, account: KommoAccount, touches: Iterable[Any]) -> bool:
+    """Notes, calls and messages seen in Kommo (``Touch``: entity lead or contact, Kommo id, when) touch the
+    people behind them: a contact's, its stakeholder rows on every deal; a deal's, the stakeholder who is the
+    deal's main contact. Their last touch becomes the later of Kommo's field and this activity; the deals
+    are re-derived, which records the change. Returns whether any last touch moved."""
+    latest: dict[int, dt.datetime] = {}  # Stakeholder pk → the latest activity
+    by_contact: dict[int, dt.datetime] = {}
+    by_lead: dict[int, dt.datetime] = {}
+    for touch in touches:
+        target = by_contact if touch.entity == "contact" else by_lead if touch.entity == "lead" else None
+        if target is not None:
+            target[touch.kommo_id] = max(touch.at, target.get(touch.kommo_id, touch.at))
+    if by_contact:
+        for pk, kommo_id in Stakeholder.objects.filter(
+            account=account, contact__kommo_id__in=by_contact
+        ).values_list("pk", "contact__kommo_id"):
+            latest[pk] = max(by_contact[kommo_id], latest.get(pk, by_contact[kommo_id]))
+    if by_lead:
+        main = LeadContact.objects.filter(
+            lead__account=account, lead__kommo_id__in=by_lead, is_main=True
+        ).values_list("lead_id", "lead__kommo_id", "contact_id")
+        for lead_id, lead_kommo_id, contact_id in main:
+            for pk in Stakeholder.objects.filter(lead_id=lead_id, contact_id=contact_id).values_list(
+                "pk", flat=True
+            ):
+                latest[pk] = max(by_lead[lead_kommo_id], latest.get(pk, by_lead[lead_kommo_id]))
+    moved: set[int] = set()
+    for row in Stakeholder.objects.filter(pk__in=latest).only("pk", "lead_id", "activity_at"):
+        at = min(latest[row.pk], timezone.now())
+        if row.activity_at is None or at > row.activity_at:
+            Stakeholder.objects.filter(pk=row.pk).update(activity_at=at)
+            moved.add(row.lead_id)
+    if moved:
+        stakeholders_derive_for_leads(account=account, lead_ids=moved)
+    return bool(moved)
 
 
 def lead_ids_touched(
@@ -209,14 +412,102 @@ class StakeholderWriteError(Exception):
         self.permanent = permanent
 
 
+class _Keep:
+    """A value a change leaves as it is."""
+
+    def __repr__(self) -> str:
+        return "KEEP"
+
+
+KEEP: Any = _Keep()
+
+# Attribute of a field mapping → the StakeholderChange field (and Stakeholder column) it holds.
+CHANGE_FIELDS: dict[str, str] = {
+    FieldMapping.Attribute.LAST_TOUCH: "last_touch",
+    FieldMapping.Attribute.OBJECTION_WEIGHT: "objection_weight",
+    FieldMapping.Attribute.APPROVAL_REQUESTED: "approval_requested_at",
+    FieldMapping.Attribute.APPROVAL_DECIDED: "approval_decided_at",
+    FieldMapping.Attribute.OBJECTION: "objection",
+    FieldMapping.Attribute.OBJECTION_RAISED: "objection_raised_at",
+    FieldMapping.Attribute.OBJECTION_RESOLVED: "objection_resolved_at",
+}
+
+# Days the portal keeps by itself when Kommo has no field for them (see _fill_times): not written when
+# unmapped, rather than refused.
+OPTIONAL_ATTRIBUTES = frozenset(
+    {
+        FieldMapping.Attribute.APPROVAL_REQUESTED,
+        FieldMapping.Attribute.APPROVAL_DECIDED,
+        FieldMapping.Attribute.OBJECTION_RAISED,
+        FieldMapping.Attribute.OBJECTION_RESOLVED,
+    }
+)
+
+
 @dataclass(frozen=True)
 class StakeholderChange:
-    """The attributes a person set; only those that differ from the stakeholder's are written."""
+    """The attributes a person set; only those that differ from the stakeholder's are written. The
+    approval's and the objection's days and the objection's text default to ``KEEP`` (left as they are)."""
 
     role: Role | None
     approval_status: str
     last_touch: dt.datetime | None
     objection_weight: Decimal | None = None
+    approval_requested_at: dt.datetime | None = KEEP
+    approval_decided_at: dt.datetime | None = KEEP
+    objection: str = KEEP
+    objection_raised_at: dt.datetime | None = KEEP
+    objection_resolved_at: dt.datetime | None = KEEP
+
+    @classmethod
+    def of(cls, stakeholder: Stakeholder, **changes: Any) -> StakeholderChange:
+        """A change of ``stakeholder`` that sets ``changes`` and leaves everything else as it is."""
+        current: dict[str, Any] = {
+            "role": stakeholder.role,
+            "approval_status": stakeholder.approval_status,
+            "last_touch": stakeholder.last_touch,
+            "objection_weight": stakeholder.objection_weight,
+        }
+        return cls(**{**current, **changes})
+
+
+def change_with_lifecycle(
+    stakeholder: Stakeholder, change: StakeholderChange, now: dt.datetime
+) -> StakeholderChange:
+    """The days a change implies, unless it sets them itself: an approval asked for is requested now; one
+    given or refused is decided now; an objection stated where none was open is raised now (and no longer
+    resolved). A change of the approval or the objection is a touch: the last touch becomes now, unless the
+    change sets it."""
+    implied: dict[str, Any] = {}
+    approval = change.approval_status
+    approval_changed = approval != stakeholder.approval_status
+    if approval_changed and approval == Approval.PENDING and change.approval_requested_at is KEEP:
+        implied["approval_requested_at"] = now
+    if approval_changed and approval in (Approval.APPROVED, Approval.REJECTED):
+        if change.approval_decided_at is KEEP:
+            implied["approval_decided_at"] = now
+    text = stakeholder.objection if change.objection is KEEP else change.objection
+    objection_changed = (
+        text != stakeholder.objection or change.objection_weight != stakeholder.objection_weight
+    )
+    stated = bool(text.strip() or change.objection_weight is not None)
+    if objection_changed and stated and not stakeholder.objection_open:
+        if change.objection_raised_at is KEEP:
+            implied["objection_raised_at"] = now
+        if change.objection_resolved_at is KEEP and stakeholder.objection_resolved_at is not None:
+            implied["objection_resolved_at"] = None
+    resolved_changed = (
+        change.objection_resolved_at is not KEEP
+        and change.objection_resolved_at != stakeholder.objection_resolved_at
+    )
+    requested_again = (
+        change.approval_requested_at is not KEEP
+        and change.approval_requested_at != stakeholder.approval_requested_at
+    )
+    touched = approval_changed or objection_changed or resolved_changed or requested_again
+    if touched and change.last_touch == stakeholder.last_touch:
+        implied["last_touch"] = now
+    return replace(change, **implied) if implied else change
 
 
 def _field_write(attribute: str, mapped: AttributeField, change: StakeholderChange) -> FieldValueWrite:
@@ -225,12 +516,10 @@ def _field_write(attribute: str, mapped: AttributeField, change: StakeholderChan
     elif attribute == FieldMapping.Attribute.APPROVAL_STATUS:
         wanted = None if change.approval_status == Approval.UNKNOWN else change.approval_status
     else:
-        value = (
-            change.last_touch if attribute == FieldMapping.Attribute.LAST_TOUCH else change.objection_weight
-        )
+        value = getattr(change, CHANGE_FIELDS[attribute])
         return (
             FieldValueWrite.clear(mapped.field_id)
-            if value is None
+            if value is None or value == ""
             else FieldValueWrite.of(mapped.field_id, value)
         )
     if wanted is None:
@@ -248,10 +537,10 @@ def _changed_attributes(stakeholder: Stakeholder, change: StakeholderChange) -> 
         changed.append(FieldMapping.Attribute.ROLE)
     if change.approval_status != stakeholder.approval_status:
         changed.append(FieldMapping.Attribute.APPROVAL_STATUS)
-    if change.last_touch != stakeholder.last_touch:
-        changed.append(FieldMapping.Attribute.LAST_TOUCH)
-    if change.objection_weight != stakeholder.objection_weight:
-        changed.append(FieldMapping.Attribute.OBJECTION_WEIGHT)
+    for attribute, name in CHANGE_FIELDS.items():
+        value = getattr(change, name)
+        if value is not KEEP and value != getattr(stakeholder, name):
+            changed.append(attribute)
     return changed
 
 
@@ -287,6 +576,7 @@ def stakeholder_update_in_kommo(
     StakeholderNeedsElement; with ``create_element`` the element is created instead (named after the person,
     carrying every catalog attribute of the change) and linked to the deal. Returns whether anything was
     written; raises StakeholderWriteError with a readable reason."""
+    change = change_with_lifecycle(stakeholder, change, timezone.now())
     changed = _changed_attributes(stakeholder, change)
     if not changed and not create_element:
         return False
@@ -306,6 +596,8 @@ def stakeholder_update_in_kommo(
             contact_writes.append(_field_write(attribute, mappings.contact[attribute], change))
         elif catalog is not None and attribute in catalog[1]:
             missing_element.append(attribute)
+        elif attribute in OPTIONAL_ATTRIBUTES:
+            continue
         else:
             raise StakeholderWriteError(
                 f"Kommo has no field for the {_attribute_name(attribute)} of "
@@ -359,9 +651,7 @@ def _catalog_writes(fields: dict[str, AttributeField], change: StakeholderChange
             continue
         if attribute == FieldMapping.Attribute.APPROVAL_STATUS and change.approval_status == Approval.UNKNOWN:
             continue
-        if attribute == FieldMapping.Attribute.LAST_TOUCH and change.last_touch is None:
-            continue
-        if attribute == FieldMapping.Attribute.OBJECTION_WEIGHT and change.objection_weight is None:
+        if attribute in CHANGE_FIELDS and getattr(change, CHANGE_FIELDS[attribute]) in (None, "", KEEP):
             continue
         writes.append(_field_write(attribute, mapped, change))
     return writes

@@ -13,4 +13,14 @@ urlpatterns = [
         views.stakeholder_update,
         name="stakeholder_update",
     ),
+    path(
+        "<int:deal_id>/stakeholders/<int:stakeholder_id>/approval-request/",
+        views.approval_request,
+        name="approval_request",
+    ),
+    path(
+        "<int:deal_id>/stakeholders/<int:stakeholder_id>/objection/",
+        views.objection_save,
+        name="objection_save",
+    ),
 ]

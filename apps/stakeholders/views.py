@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 from django.contrib import messages
@@ -15,20 +16,24 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from apps.kommo.models.mirror import Lead
+from apps.kommo.provenance import MirrorSource, mirror_provenance
 from apps.stakeholders.filters import DealFilterSet
-from apps.stakeholders.forms import AddStakeholderForm, StakeholderForm
-from apps.stakeholders.models import Role, Stakeholder
+from apps.stakeholders.forms import AddStakeholderForm, ObjectionForm, StakeholderForm
+from apps.stakeholders.models import Approval, Role, Stakeholder
 from apps.stakeholders.panels import deal_list_flags_for, deal_panels_for
 from apps.stakeholders.selectors import (
     StakeholderSummary,
+    TimelineEntry,
     contacts_without_stakeholder,
     deals_for_user,
     deals_with_stage_entry,
     kommo_deal_url,
     stage_history_for_lead,
+    stakeholder_timelines,
     stakeholders_for_lead,
     stakeholders_for_leads,
     stakeholders_summary,
+    timeline_entry,
 )
 from apps.stakeholders.services import (
     NewStakeholder,
@@ -40,6 +45,21 @@ from apps.stakeholders.services import (
 )
 
 DEALS_PER_PAGE = 50
+
+
+@dataclass(frozen=True)
+class DealPerson:
+    """One stakeholder on a deal's page: the forms, the approval as it stands today, the timeline."""
+
+    form: StakeholderForm
+    objection_form: ObjectionForm
+    approval: str
+    expires_at: dt.datetime | None
+    timeline: list[TimelineEntry]
+
+    @property
+    def stakeholder(self) -> Stakeholder:
+        return self.form.stakeholder
 
 
 def _deal_for(request: HttpRequest, deal_id: int) -> Lead:
@@ -104,10 +124,14 @@ def _render_deal(
     bound: StakeholderForm | None = None,
     needs_element: int | None = None,
     add_form: AddStakeholderForm | None = None,
+    objection_form: ObjectionForm | None = None,
     status: int = 200,
 ) -> HttpResponse:
     stakeholders = stakeholders_for_lead(lead=deal)
     roles = list(Role.objects.all())
+    now = timezone.now()
+    timelines = stakeholder_timelines(lead=deal)
+    role_labels = {role.pk: role.label for role in roles}
     forms = [
         bound
         if bound is not None and bound.stakeholder.pk == row.pk
@@ -116,12 +140,25 @@ def _render_deal(
     ]
     if add_form is None:
         add_form = AddStakeholderForm(contacts=contacts_without_stakeholder(lead=deal))
+    people = [
+        DealPerson(
+            form=form,
+            objection_form=objection_form
+            if objection_form is not None and objection_form.stakeholder.pk == form.stakeholder.pk
+            else ObjectionForm(stakeholder=form.stakeholder),
+            approval=form.stakeholder.approval_state(now),
+            expires_at=form.stakeholder.approval_expires_at(),
+            timeline=[timeline_entry(event, role_labels) for event in timelines.get(form.stakeholder.pk, [])],
+        )
+        for form in forms
+    ]
     return render(
         request,
         "stakeholders/deal_detail.html",
         {
             "deal": deal,
             "forms": forms,
+            "people": people,
             "add_form": add_form,
             "needs_element": needs_element,
             "summary": stakeholders_summary(stakeholders),
@@ -153,16 +190,19 @@ def stakeholder_update(request: HttpRequest, deal_id: int, stakeholder_id: int) 
     if not form.is_valid():
         messages.error(request, f"{stakeholder.name}: not saved. {form.errors.as_text()}")
         return _render_deal(request, deal, bound=form, status=400)
-    change = StakeholderChange(
+    change = StakeholderChange.of(
+        stakeholder,
         role=form.cleaned_data["role"],
         approval_status=form.cleaned_data["approval_status"],
         last_touch=form.last_touch_moment(stakeholder.last_touch),
-        objection_weight=form.cleaned_data["objection_weight"],
     )
     try:
-        written = stakeholder_update_in_kommo(
-            stakeholder=stakeholder, change=change, create_element=request.POST.get("create_element") == "1"
-        )
+        with mirror_provenance(MirrorSource.MANAGER, user_id=request.user.pk):
+            written = stakeholder_update_in_kommo(
+                stakeholder=stakeholder,
+                change=change,
+                create_element=request.POST.get("create_element") == "1",
+            )
     except StakeholderNeedsElement as error:
         messages.error(request, f"{stakeholder.name}: not saved. {error}")
         return _render_deal(request, deal, bound=form, needs_element=stakeholder.pk)
@@ -197,10 +237,80 @@ def stakeholder_add(request: HttpRequest, deal_id: int) -> HttpResponse:
     )
     name = form.contact.name if form.contact is not None else form.cleaned_data["name"].strip()
     try:
-        stakeholder_add_in_kommo(lead=deal, new=new)
+        with mirror_provenance(MirrorSource.MANAGER, user_id=request.user.pk):
+            stakeholder_add_in_kommo(lead=deal, new=new)
     except StakeholderWriteError as error:
         retry = "" if error.permanent else " Try again in a moment."
         messages.error(request, f"{name}: not added. {error}{retry}")
         return _render_deal(request, deal, add_form=form)
     messages.success(request, f"{name}: added in Kommo as {new.change.role}.")
     return redirect("stakeholders:deal_detail", deal_id=deal.pk)
+
+
+def _stakeholder_for(deal: Lead, stakeholder_id: int) -> Stakeholder:
+    return get_object_or_404(
+        Stakeholder.objects.select_related("account", "contact", "catalog_element", "role", "lead__account"),
+        pk=stakeholder_id,
+        lead=deal,
+    )
+
+
+def _write(
+    request: HttpRequest, deal: Lead, stakeholder: Stakeholder, change: StakeholderChange, done: str
+) -> HttpResponse:
+    """Write a change made on the page to Kommo as the signed-in manager's, and say how it went."""
+    try:
+        with mirror_provenance(MirrorSource.MANAGER, user_id=request.user.pk):
+            stakeholder_update_in_kommo(
+                stakeholder=stakeholder,
+                change=change,
+                create_element=request.POST.get("create_element") == "1",
+            )
+    except StakeholderNeedsElement as error:
+        messages.error(request, f"{stakeholder.name}: not saved. {error}")
+        return _render_deal(request, deal, needs_element=stakeholder.pk)
+    except StakeholderWriteError as error:
+        retry = "" if error.permanent else " Try again in a moment."
+        messages.error(request, f"{stakeholder.name}: not saved. {error}{retry}")
+        return _render_deal(request, deal)
+    messages.success(request, f"{stakeholder.name}: {done}")
+    return redirect("stakeholders:deal_detail", deal_id=deal.pk)
+
+
+@login_required
+@require_POST
+def approval_request(request: HttpRequest, deal_id: int, stakeholder_id: int) -> HttpResponse:
+    """Ask the person for their approval (again): pending, requested now, in Kommo."""
+    deal = _deal_for(request, deal_id)
+    stakeholder = _stakeholder_for(deal, stakeholder_id)
+    change = StakeholderChange.of(
+        stakeholder, approval_status=Approval.PENDING, approval_requested_at=timezone.now()
+    )
+    return _write(request, deal, stakeholder, change, "approval requested in Kommo.")
+
+
+@login_required
+@require_POST
+def objection_save(request: HttpRequest, deal_id: int, stakeholder_id: int) -> HttpResponse:
+    """Raise or edit the person's objection, or resolve it (``action=resolve``), in Kommo."""
+    deal = _deal_for(request, deal_id)
+    stakeholder = _stakeholder_for(deal, stakeholder_id)
+    now = timezone.now()
+    if request.POST.get("action") == "resolve":
+        if not stakeholder.objection_open:
+            messages.error(request, f"{stakeholder.name}: there is no open objection to resolve.")
+            return redirect("stakeholders:deal_detail", deal_id=deal.pk)
+        change = StakeholderChange.of(stakeholder, objection_resolved_at=now)
+        return _write(request, deal, stakeholder, change, "objection resolved in Kommo.")
+    form = ObjectionForm(request.POST, stakeholder=stakeholder)
+    if not form.is_valid():
+        why = " ".join(str(error) for error in form.non_field_errors()) or form.errors.as_text()
+        messages.error(request, f"{stakeholder.name}: objection not saved. {why}")
+        return _render_deal(request, deal, objection_form=form, status=400)
+    change = StakeholderChange.of(
+        stakeholder,
+        objection=form.cleaned_data["objection"].strip(),
+        objection_weight=form.cleaned_data["objection_weight"],
+    )
+    done = "objection saved in Kommo." if stakeholder.objection_open else "objection raised in Kommo."
+    return _write(request, deal, stakeholder, change, done)

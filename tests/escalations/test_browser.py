@@ -39,7 +39,7 @@ def test_sales_ops_and_the_manager_see_the_limits_and_escalations(board, head, l
     board.stakeholder(lead, "lawyer", approval="pending", name="Lena Lawyer")
     board.rule("Legal review")
     deal(board, "Globex pilot", created_at=timezone.now() - dt.timedelta(days=12))
-    limit(board, first="10", second="20")
+    legal = limit(board, first="10", second="20")
     limit(board, "Technical validation", first="14", second=None)
     assert escalations_check(account_id=board.account.pk).escalated == 3
     ops = User.objects.create_user("olga", password="secret-pass-1", is_staff=True)
@@ -52,6 +52,9 @@ def test_sales_ops_and_the_manager_see_the_limits_and_escalations(board, head, l
     page.goto(f"{live_server.url}/admin/escalations/stagelimit/")
     assert "Legal review" in page.locator("#result_list").inner_text()
     shoot(page, "admin-limits")
+    page.goto(f"{live_server.url}/admin/escalations/stagelimit/{legal.pk}/change/")
+    assert "the default (only 0 stays completed in 180 days)" in page.locator("#stagelimit_form").inner_text()
+    shoot(page, "admin-limit-form")
     page.goto(f"{live_server.url}/admin/escalations/escalation/")
     assert page.locator("#result_list tbody tr").count() == 3
     shoot(page, "admin-log")

@@ -58,6 +58,9 @@ def test_it_moves_the_deal_back_when_the_lawyer_has_not_approved(board, legal_ga
             "role_id": decision.stakeholders[0]["role_id"],
             "role": "Lawyer",
             "approval": "pending",
+            "approval_decided_at": None,
+            "last_touch": decision.stakeholders[0]["last_touch"],
+            "objection": None,
         }
     ]
     assert decision.latency_ms is not None

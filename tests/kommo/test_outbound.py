@@ -504,6 +504,33 @@ def test_a_lone_block_is_moved_back_tasked_and_noted_in_one_flush(account, clien
     assert result.sent == 3 and result.next_in is None
 
 
+def test_tasks_and_notes_wait_behind_other_callers_for_a_slot_and_moves_back_do_not(
+    account, client, api, monkeypatch
+):
+    lead_row(account, 10_001)
+    blocked(account, 10_001, 1)
+    answer_writes(api)
+    behind: list[bool] = []
+    acquire = client.limiter.acquire
+
+    def spy(*args: Any, behind_others: bool = False, **kwargs: Any) -> float:
+        behind.append(behind_others)
+        return acquire(*args, behind_others=behind_others, **kwargs)
+
+    monkeypatch.setattr(client.limiter, "acquire", spy)
+
+    outbound_changes_flush(account_id=account.pk, client=client)
+
+    calls = [
+        call.request.method + " " + call.request.url.split("?")[0].removeprefix(BASE) for call in api.calls
+    ]
+    assert list(zip(calls, behind, strict=True)) == [
+        ("PATCH /api/v4/leads", False),
+        ("POST /api/v4/tasks", True),
+        ("POST /api/v4/leads/notes", True),
+    ]
+
+
 def test_100_blocked_decisions_drain_in_two_patches_one_task_post_and_one_note_post(account, client, api):
     for n in range(100):
         lead_row(account, 10_000 + n)

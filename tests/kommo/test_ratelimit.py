@@ -177,3 +177,40 @@ def test_the_limiter_uses_redis_when_redis_url_is_set_and_files_otherwise(settin
     assert isinstance(rate_limiter().store, FileSlotStore)
     settings.REDIS_URL = "redis://127.0.0.1:1/0"
     assert isinstance(rate_limiter().store, RedisSlotStore)
+
+
+def test_a_caller_behind_the_others_lets_a_later_reservation_go_first(tmp_path):
+    # One request per second. A task waits behind the others for the next slot; while it waits, a move
+    # back reserves: the move gets that slot, the task the one after.
+    clock = [100.0]
+    store = FileSlotStore(tmp_path, clock=lambda: clock[0])
+    moved: list[float | None] = []
+
+    def sleep(seconds: float) -> None:
+        if not moved:
+            moved.append(store.reserve("acct", 1, 1.0, 30.0))  # the move back, reserving at t=0
+        clock[0] += seconds
+
+    limiter = RateLimiter(store, window=1.0, sleep=sleep)
+    assert limiter.acquire("acct", 1) == 0  # t=0: the slot is taken
+
+    waited = limiter.acquire("acct", 1, behind_others=True)
+
+    assert moved == [1.0]  # the move back goes at t=1, the first slot after the busy one
+    assert waited == pytest.approx(2.0)  # the task at t=2: it never held a slot ahead of the move
+    assert clock[0] == pytest.approx(102.0)
+
+
+def test_a_caller_behind_the_others_still_gives_up_after_its_maximum_wait(tmp_path):
+    clock = [0.0]
+    store = FileSlotStore(tmp_path, clock=lambda: clock[0])
+
+    def sleep(seconds: float) -> None:
+        store.reserve("acct", 1, 1.0, 30.0)  # someone reserves every time it looks away
+        clock[0] += seconds
+
+    limiter = RateLimiter(store, window=1.0, sleep=sleep)
+    limiter.acquire("acct", 1)
+
+    with pytest.raises(KommoRateLimited):
+        limiter.acquire("acct", 1, max_wait=3.0, behind_others=True)

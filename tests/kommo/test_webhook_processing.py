@@ -410,12 +410,20 @@ def test_a_task_on_a_contact_changes_nothing_the_portal_mirrors(web, enqueued) -
 
 
 def test_events_the_portal_does_not_mirror_are_ignored_without_calling_kommo(web, enqueued) -> None:
-    for name in ("task-delete.doc.form.txt", "message-add.doc.form.txt", "leads-note-text.doc.form.txt"):
+    for name in ("task-delete.doc.form.txt", "message-add.doc.form.txt"):
         rec = recording(name)
         account = KommoAccount.objects.filter(kommo_id=32720107).first() or account_for(rec)
         with responses.RequestsMock():
             event = run(deliver(web, account, rec.body))
         assert (event.status, event.error) == (Status.IGNORED, "")
+
+
+def test_a_note_is_a_touch_of_the_people_and_calls_kommo_for_nothing(web, enqueued) -> None:
+    rec = recording("leads-note-text.doc.form.txt")
+    account = KommoAccount.objects.filter(kommo_id=32720107).first() or account_for(rec)
+    with responses.RequestsMock():
+        event = run(deliver(web, account, rec.body))
+    assert (event.status, event.error) == (Status.PROCESSED, "")
 
 
 def test_an_unknown_event_type_is_ignored_and_named(web, hooked, enqueued) -> None:

@@ -100,3 +100,29 @@ def test_the_filters_change_the_figures(client, history, world, frozen):
 
     assert [row[0] for row in only_bob[1:]] == ["DM qualification", "Technical validation"]
     assert only_bob[1][1] == "2"
+
+
+def test_the_cumulative_time_counts_a_deals_earlier_stays_in_the_stage_before_the_period(
+    client, world, frozen
+):
+    # In DM from 1 March to 11 March (last quarter), in Tech until 21 March, back in DM until 24 April:
+    # its DM stay ending in the period is 34 days, its cumulative time in DM 10 + 34 = 44.
+    deal_create(
+        world,
+        price=100,
+        created=day(3, 1),
+        moves=[(DM, TECH, day(3, 11)), (TECH, DM, day(3, 21)), (DM, BUDGET, day(4, 24))],
+    )
+    # Created in DM in April and still there: an open stay, not a completed one.
+    deal_create(world, price=200, created=day(4, 5))
+
+    rows = {row[0]: row[1:] for row in table(client, "time-in-stage")[1:]}
+
+    assert rows["DM qualification"] == ["1", "34.0", "34.0", "44.0", "1", "40.0", "40.0"]
+    assert "Technical validation" not in rows  # its only stay ended last quarter
+
+
+def test_a_period_with_no_stays_shows_no_stage(client, world, frozen):
+    deal_create(world, price=100, created=day(4, 1), moves=[(DM, TECH, day(4, 11))])
+
+    assert table(client, "time-in-stage", query="?period=custom&start=2025-01-01&end=2025-01-31")[1:] == []

@@ -10,6 +10,7 @@ import pytest
 from apps.kommo.models import Lead
 from apps.reports.models import StageNorm
 from apps.reports.selectors.stuck import Reason, stage_usual_times, stuck_deals, stuck_reason_codes
+from apps.stakeholders.models import Stakeholder
 from tests.reports.desk import NOW, Desk, days_ago, desk, make_desk
 
 __all__ = ["desk"]
@@ -137,6 +138,24 @@ def test_an_objection_at_or_above_the_weight_makes_a_deal_stuck(desk: Desk) -> N
         "objection_open": "technical evangelist Tom: objection open, weight 0.7"
     }
     assert reasons_of(desk, other) == {"objection_open": "user Ulf: objection open, weight 0.5"}
+
+
+def test_the_reason_names_the_open_objection_and_its_age_and_a_resolved_one_is_no_reason(desk: Desk) -> None:
+    lead = desk.deal()
+    calm(desk, lead)
+    tom = desk.stakeholder(lead, "technical_evangelist", name="Tom", objection="0.7")
+    Stakeholder.objects.filter(pk=tom.pk).update(
+        objection="No SSO support", objection_raised_at=NOW - dt.timedelta(days=12, hours=3)
+    )
+    resolved = desk.deal("resolved")
+    calm(desk, resolved)
+    uma = desk.stakeholder(resolved, "user", name="Uma", objection="0.9")
+    Stakeholder.objects.filter(pk=uma.pk).update(objection_resolved_at=NOW - dt.timedelta(days=1))
+
+    assert reasons_of(desk, lead) == {
+        "objection_open": "technical evangelist Tom: objection “No SSO support” open for 12 days, weight 0.7"
+    }
+    assert reasons_of(desk, resolved) == {}
 
 
 def test_the_boards_question_is_answered_in_one_line(desk: Desk) -> None:

@@ -45,9 +45,11 @@ def test_the_first_run_creates_everything_and_the_second_creates_nothing(empty_s
             "POST /api/v4/webhooks",
         ]
     )
-    assert len(first.created) == 6 and first.found == []
+    # the contact field, the catalog, its 9 fields (role, approval and its days, last touch, the
+    # objection's text, weight and days), the webhook
+    assert len(first.created) == 12 and first.found == []
     assert writes_since(empty_sandbox, middle) == []
-    assert second.created == [] and len(second.found) == 6
+    assert second.created == [] and len(second.found) == 12
     assert second.mappings_changed is False
 
 
@@ -65,6 +67,12 @@ def test_what_it_creates_is_mapped_to_every_role_and_approval(empty_sandbox, tmp
         ("role", "catalog_field"),
         ("approval_status", "catalog_field"),
         ("last_touch", "catalog_field"),
+        ("approval_requested", "catalog_field"),
+        ("approval_decided", "catalog_field"),
+        ("objection", "catalog_field"),
+        ("objection_weight", "catalog_field"),
+        ("objection_raised", "catalog_field"),
+        ("objection_resolved", "catalog_field"),
     }
     roles = set(Role.objects.filter(active=True))
     for key in (("role", "contact_field"), ("role", "catalog_field")):
@@ -109,8 +117,23 @@ def test_on_the_demo_account_it_finds_the_existing_fields_and_matches_roles_by_l
 
     report = account_bootstrap(account=account, public_url=PUBLIC_URL, client=client_for(account, tmp_path))
 
-    assert writes_since(demo_sandbox, start) == ["POST /api/v4/webhooks"]
-    assert len(report.found) == 5 and report.warnings == []
+    # The demo's catalog has its role, approval, last touch and objection weight: the approval's and the
+    # objection's other fields are added beside them.
+    catalog_id = account_catalog_id(account)
+    assert writes_since(demo_sandbox, start) == [
+        f"POST /api/v4/catalogs/{catalog_id}/custom_fields",
+        "POST /api/v4/webhooks",
+    ]
+    assert len(report.found) == 6 and report.warnings == []
+    assert sorted(name.split("“")[1].split("”")[0] for name in report.created if "catalog field" in name) == [
+        "Approval decided",
+        "Approval requested",
+        "Objection",
+        "Objection raised",
+        "Objection resolved",
+    ]
+    weight = FieldMapping.objects.get(account=account, attribute="objection_weight")
+    assert weight.catalog_id == catalog_id
     role_field = FieldMapping.objects.get(account=account, attribute="role", source="contact_field")
     labels = {value.role.code for value in role_field.values.select_related("role")}
     assert labels == set(Role.objects.values_list("code", flat=True))  # "Decision maker" → decision_maker
@@ -124,8 +147,8 @@ def test_the_command_prints_what_it_created_and_what_it_found(empty_sandbox):
     call_command("kommo_bootstrap", "--public-url", PUBLIC_URL, stdout=out)
 
     first, second = out.getvalue().split("field mappings", 1)
-    assert first.count("created  ") == 6 and "found    " not in first
-    assert "0 created, 6 found" in second
+    assert first.count("created  ") == 12 and "found    " not in first
+    assert "0 created, 12 found" in second
 
 
 def test_after_bootstrap_and_a_sync_the_demo_deals_have_their_stakeholders(demo_sandbox, tmp_path):

@@ -41,13 +41,13 @@ def test_a_manager_approves_a_stakeholder_and_kommo_has_it(demo_sandbox, live_se
     page.click(f"a[href='/deals/{pending.lead_id}/']")
     row = page.locator(f"#stakeholder-{pending.pk}")
     assert row.locator("td").first.inner_text() == pending.name
-    assert row.locator("td").nth(2).inner_text() == "Pending"
+    assert row.locator("td.approval .tag").inner_text() == "Pending"
     row.locator("select[name$=approval_status]").select_option("approved")
     row.locator("button[type=submit]").click()
     page.wait_for_selector(".messages .success")
 
     assert page.locator(".messages").inner_text() == f"{pending.name}: saved in Kommo."
-    assert page.locator(f"#stakeholder-{pending.pk} td").nth(2).inner_text() == "Approved"
+    assert page.locator(f"#stakeholder-{pending.pk} td.approval .tag").inner_text() == "Approved"
     catalog_id = FieldMapping.objects.get(account=account, attribute="approval_status").catalog_id
     (element,) = client.catalog_elements_list(catalog_id, {"id": [pending.catalog_element.kommo_id]})
     approval_field = FieldMapping.objects.get(account=account, attribute="approval_status").field_id

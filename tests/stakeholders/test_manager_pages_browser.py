@@ -171,7 +171,7 @@ def test_a_manager_adds_a_stakeholder_and_approves_one_and_kommo_has_both(prepar
     assert page.locator(".messages").inner_text() == f"{pending.name}: saved in Kommo."
     today = timezone.localdate()
     row = page.locator(f"#stakeholder-{pending.pk}")
-    assert row.locator("td").nth(2).inner_text() == "Approved"
+    assert row.locator("td.approval .tag").inner_text() == "Approved"
     assert row.locator("td.last-touch").inner_text() == f"{today:%Y-%m-%d}"
     catalog_id = FieldMapping.objects.get(account=account, attribute="approval_status").catalog_id
     (element,) = client.catalog_elements_list(catalog_id, {"id": [pending.catalog_element.kommo_id]})
@@ -181,3 +181,18 @@ def test_a_manager_adds_a_stakeholder_and_approves_one_and_kommo_has_both(prepar
     touched = element.field(touch).values[0].value
     assert isinstance(touched, dt.datetime) and timezone.localdate(touched) == today
     screenshot(page, "deal-page.png")
+
+    # An objection raised under the person: on the page with its weight, and in the person's history.
+    life = page.locator(f"#lifecycle-{pending.pk}")
+    life.locator("input[name$=objection]").fill("Needs SSO first")
+    life.locator("input[name$=objection_weight]").fill("0.6")
+    life.locator("button[value=save]").click()
+    page.wait_for_selector(".messages .success")
+    assert page.locator(".messages").inner_text() == f"{pending.name}: objection raised in Kommo."
+    assert (
+        "Open objection: “Needs SSO first” · weight 0.6"
+        in page.locator(f"#stakeholder-{pending.pk}").inner_text()
+    )
+    page.locator(f"#lifecycle-{pending.pk} details.timeline summary").click()
+    assert "— → Needs SSO first" in page.locator(f"#lifecycle-{pending.pk} details.timeline").inner_text()
+    screenshot(page, "deal-page-lifecycle.png")

@@ -6,6 +6,7 @@ from decimal import Decimal
 
 import pytest
 import responses
+import time_machine
 
 from apps.kommo.exceptions import KommoValidationError
 from apps.stakeholders.models import FieldMappingValue, Role, Stakeholder
@@ -62,13 +63,23 @@ def test_an_approval_is_written_to_the_deals_catalog_element(recorded_deal, komm
         f"{BASE_URL}/api/v4/catalogs/7001/elements", json={"_embedded": {"elements": [answer]}}
     )
 
-    written = stakeholder_update_in_kommo(
-        stakeholder=ann, change=change_of(ann, approval_status="rejected"), client=kommo_client
-    )
+    decided = dt.datetime(2026, 3, 2, 10, 0, tzinfo=dt.UTC)
+
+    with time_machine.travel(decided, tick=False):
+        written = stakeholder_update_in_kommo(
+            stakeholder=ann, change=change_of(ann, approval_status="rejected"), client=kommo_client
+        )
 
     assert written is True
+    # A decision is a touch: the last touch is written with it (nothing maps the decision's day here).
     assert json.loads(patch.calls[0].request.body) == [
-        {"id": 7101, "custom_fields_values": [{"field_id": 880102, "values": [{"enum_id": 9203}]}]}
+        {
+            "id": 7101,
+            "custom_fields_values": [
+                {"field_id": 880102, "values": [{"enum_id": 9203}]},
+                {"field_id": 880103, "values": [{"value": int(decided.timestamp())}]},
+            ],
+        }
     ]
     assert Stakeholder.objects.get(pk=ann.pk).approval_status == "rejected"
 

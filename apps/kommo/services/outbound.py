@@ -496,8 +496,11 @@ def outbound_changes_drain(
             by_kind[item.row.kind].append(item)
         try:
             drain.moves(by_kind[Kind.LEAD_STATUS])
-            drain.tasks(by_kind[Kind.TASK_CREATE])
-            drain.notes(by_kind[Kind.NOTE_CREATE])
+            # Tasks and notes can wait: moves back (of this drain's successors) and re-fetches go first
+            # when they want the same slot of the rate limit.
+            with client.behind_others():
+                drain.tasks(by_kind[Kind.TASK_CREATE])
+                drain.notes(by_kind[Kind.NOTE_CREATE])
         except _Stop:
             result.blocked = True
         _finish(claimed, result)

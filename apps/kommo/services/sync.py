@@ -48,6 +48,7 @@ from apps.kommo.models import (
     StageChange,
     SyncState,
 )
+from apps.kommo.provenance import MirrorSource, provenance
 from apps.kommo.services import mirror
 
 T = TypeVar("T")
@@ -170,6 +171,7 @@ def account_ids_syncable() -> list[int]:
     return [account.pk for account in accounts if account.is_connected]
 
 
+@provenance(MirrorSource.SYNC)
 def mirror_sync(
     *,
     account: KommoAccount,
@@ -432,6 +434,7 @@ def _incremental_sync(
 # -- re-fetching named rows ------------------------------------------------------------------------------
 
 
+@provenance(MirrorSource.SYNC)
 def leads_refetch(
     *,
     account: KommoAccount,
@@ -460,12 +463,14 @@ def leads_refetch(
     return result
 
 
+@provenance(MirrorSource.SYNC)
 def contacts_refetch(
     *, account: KommoAccount, kommo_ids: Iterable[int], client: KommoClient | None = None
 ) -> mirror.BatchResult:
     return _refetch(account=account, resource="contacts", kommo_ids=kommo_ids, client=client)
 
 
+@provenance(MirrorSource.SYNC)
 def companies_refetch(
     *, account: KommoAccount, kommo_ids: Iterable[int], client: KommoClient | None = None
 ) -> mirror.BatchResult:
@@ -495,6 +500,7 @@ def _events_cursor_start(account: KommoAccount, started_at: int) -> None:
         state.save()
 
 
+@provenance(MirrorSource.SYNC)
 def events_reconcile(
     *, account: KommoAccount, client: KommoClient | None = None, progress: Progress | None = None
 ) -> mirror.BatchResult:

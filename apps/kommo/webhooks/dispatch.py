@@ -29,6 +29,21 @@ class Move:
     moved_by: int | None
 
 
+@dataclass(frozen=True)
+class Touch:
+    """A note, call or message added to a deal or a contact (``entity``: lead or contact): someone was in
+    touch with the people behind it at ``at``."""
+
+    entity: str
+    kommo_id: int
+    at: dt.datetime
+
+
+# Webhook note types that are a touch: a text note, a call in or out, an SMS in or out. Attachments and
+# service messages (the portal's own notes among them) are not.
+TOUCH_NOTE_TYPES = frozenset({"4", "10", "11", "102", "103"})
+
+
 @dataclass
 class Plan:
     """Ids to re-fetch, deletions to confirm, and moves to record, for one batch of events."""
@@ -42,6 +57,7 @@ class Plan:
     deleted_companies: set[int] = field(default_factory=set)
     deleted_elements: dict[int, set[int]] = field(default_factory=dict)
     moves: list[Move] = field(default_factory=list)
+    touches: list[Touch] = field(default_factory=list)
 
     def merge(self, other: Plan) -> None:
         self.leads |= other.leads
@@ -57,6 +73,7 @@ class Plan:
             for catalog_id, ids in theirs.items():
                 mine.setdefault(catalog_id, set()).update(ids)
         self.moves += other.moves
+        self.touches += other.touches
 
 
 Handler = Callable[[Plan, WebhookItem], None]
@@ -145,6 +162,16 @@ def task_changed(plan: Plan, item: WebhookItem) -> None:
             plan.leads.add(lead_id)
 
 
+def note_added(plan: Plan, item: WebhookItem) -> None:
+    """A note on a deal or a contact: a touch when it is a text, a call or an SMS (nothing to re-fetch)."""
+    if str(item.fields.get("note_type") or "") not in TOUCH_NOTE_TYPES:
+        return
+    element_id = item.number("element_id")
+    at = item.moment("created_at") or item.moment("date_create")
+    if element_id is not None and at is not None:
+        plan.touches.append(Touch(entity=item.entity, kommo_id=element_id, at=at))
+
+
 def unsorted_accepted(plan: Plan, item: WebhookItem) -> None:
     """An incoming lead was accepted: the leads it became are real leads now."""
     plan.leads.update(item.result_ids("leads"))
@@ -171,13 +198,13 @@ HANDLERS: dict[tuple[str, str], Handler] = {
     ("task", "add"): task_changed,
     ("task", "update"): task_changed,
     ("unsorted", "accept"): unsorted_accepted,
+    ("lead", "note"): note_added,
+    ("contact", "note"): note_added,
 }
 
 # Sent by Kommo, not mirrored by the portal: an event made only of these is marked ``ignored``.
 IGNORED: frozenset[tuple[str, str]] = frozenset(
     {
-        ("lead", "note"),
-        ("contact", "note"),
         ("company", "note"),
         # Kommo names no deal in a task's deletion; the deal's next re-fetch brings its closest_task_at.
         ("task", "delete"),

@@ -40,6 +40,7 @@ from apps.kommo import types
 from apps.kommo.client import IDS_PER_CALL, LEAD_WITH, KommoClient
 from apps.kommo.exceptions import KommoBlocked, KommoError
 from apps.kommo.models import KommoAccount, Lead, StageChange, WebhookEvent
+from apps.kommo.provenance import MirrorSource, provenance
 from apps.kommo.services.mirror import (
     catalog_element_mark_deleted,
     catalog_elements_upsert_from_kommo,
@@ -53,6 +54,7 @@ from apps.kommo.services.mirror import (
     stage_changes_batch,
     stage_changes_batch_committed,
 )
+from apps.kommo.signals import activity_seen
 from apps.kommo.webhooks.dispatch import Move, Plan, plan_items
 from apps.kommo.webhooks.intake import webhook_event_enqueue
 from apps.kommo.webhooks.parser import WebhookParseError, parse
@@ -322,6 +324,8 @@ def _apply(account: KommoAccount, plan: Plan, fetched: Fetched, moves_at: Sequen
     for ids in plan.deleted_elements.values():
         for element_id in sorted(ids - fetched.elements.keys()):
             catalog_element_mark_deleted(account=account, kommo_id=element_id)
+    if plan.touches:
+        activity_seen.send(sender=KommoAccount, account=account, touches=tuple(plan.touches))
     if not plan.moves:
         return
     # The moved deals in one query, read after the upserts that create the new ones.
@@ -401,6 +405,7 @@ def _earliest(a: tuple[int, float] | None, b: tuple[int, float] | None) -> tuple
     return a
 
 
+@provenance(MirrorSource.WEBHOOK)
 def webhook_event_process(*, event_id: int) -> ProcessOutcome:
     """Processes the events waiting for ``event_id``'s account, a batch at a time until none is left or a
     batch must be retried (see the module notes)."""

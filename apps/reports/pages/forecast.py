@@ -10,6 +10,7 @@ from apps.reports.selectors.forecast import (
     LEAD_WEEKS,
     METHOD_LABELS,
     METHODS,
+    AccuracyRow,
     forecast_accuracy,
     forecast_history,
     forecast_movers,
@@ -45,6 +46,29 @@ def _percent(value: float | None) -> float | None:
 
 def _yes_no(value: bool | None) -> str:
     return "not known" if value is None else "yes" if value else "no"
+
+
+def _committee_verdict(rows: list[AccuracyRow]) -> str:
+    """Whether the backtest says the committee adjustment helps: its WAPE against the stage-weighted one,
+    week by week."""
+    wape = {(row.method, row.week): row.wape for row in rows}
+    helps: list[str] = []
+    hurts: list[str] = []
+    for week in LEAD_WEEKS:
+        plain, adjusted = wape.get(("weighted", week)), wape.get(("committee", week))
+        if plain is None or adjusted is None:
+            continue
+        (helps if adjusted < plain else hurts).append(str(week))
+    if not helps and not hurts:
+        return "The committee adjustment earns its place where its WAPE is below the stage-weighted one."
+    if not hurts:
+        return "The committee adjustment helps: its WAPE is below the stage-weighted one at every week."
+    if not helps:
+        return "The committee adjustment does not help yet: its WAPE is not below the stage-weighted one."
+    return (
+        f"The committee adjustment helps at week {', '.join(helps)} (WAPE below the stage-weighted one), "
+        f"not at week {', '.join(hurts)}."
+    )
 
 
 @report_register(
@@ -242,7 +266,7 @@ def forecast(scope: Scope) -> list[Table]:
             notes=[
                 f"Methods: {', '.join(METHOD_LABELS[m] for m in METHODS)}; lead times: weeks "
                 f"{', '.join(str(w) for w in LEAD_WEEKS)} of the quarter.",
-                "The committee adjustment earns its place where its WAPE is below the stage-weighted one.",
+                _committee_verdict(accuracy),
                 f"Cohort window: deals that entered a stage {settings.REPORTS_FORECAST_COHORT_MIN_MONTHS} to "
                 f"{settings.REPORTS_FORECAST_COHORT_MAX_MONTHS} months before the snapshot.",
             ],

@@ -17,7 +17,8 @@ A deal is stuck when one or more of these hold (the codes are stable: the BI exp
   evaluated by :mod:`apps.gates.semantics`, exactly as the gates evaluate a move. Gates at later stages
   are not reasons yet (a deal in technical validation is not stuck because legal review will want the
   lawyer).
-- ``objection_open``: a stakeholder's objection weight is at least ``REPORTS_OBJECTION_WEIGHT``.
+- ``objection_open``: a stakeholder has an open objection (not resolved) weighing at least
+  ``REPORTS_OBJECTION_WEIGHT``; the reason names it and says how long it has been open.
 
 Everything is read in a fixed number of queries, whatever the number of deals: the deals, their stays in
 their current stage (summed in SQL), the stages' usual times (aggregated in SQL), the stakeholders, and the
@@ -36,14 +37,15 @@ from enum import StrEnum
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import F, QuerySet
+from django.db.models import DateTimeField, F, FloatField, Func, QuerySet, Sum, Value
+from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
 from apps.gates import semantics
 from apps.gates.models import GateRule
 from apps.kommo.models import KommoAccount, Lead, StageStay, Status
 from apps.reports.models import StageNorm
-from apps.stakeholders.models import Stakeholder
+from apps.stakeholders.models import Stakeholder, objection_is_open
 
 OVERDUE_FACTOR = Decimal("1.5")
 USUAL_WINDOW_DAYS = 180
@@ -171,14 +173,27 @@ def _medians(*, account_id: int, since: dt.datetime, until: dt.datetime) -> dict
 # -- facts per deal -------------------------------------------------------------------------------------
 
 
+class _SecondsBetween(Func):
+    """PostgreSQL: the seconds from the second timestamp to the first, exactly (``EXTRACT(EPOCH …)``)."""
+
+    template = "EXTRACT(EPOCH FROM (%(expressions)s))::double precision"
+    arg_joiner = " - "
+    output_field = FloatField()
+
+
 def _time_in_current_stage(leads: QuerySet[Lead], now: dt.datetime) -> dict[int, float]:
     """Seconds each deal has spent in its current stage, over all its stays there (the open one up to
     ``now``). Deals with no stay in their current stage are left out."""
-    stays = StageStay.objects.filter(lead__in=leads.values("pk"), status_id=F("lead__status_id")).values_list(
-        "lead_id", "entered_at", "left_at"
-    )
+    stays = StageStay.objects.filter(lead__in=leads.values("pk"), status_id=F("lead__status_id"))
+    if connection.vendor == "postgresql":
+        # Summed by the database: one row per deal rather than one per stay, with its timestamps to parse.
+        now_value = Value(now, output_field=DateTimeField())
+        length = Greatest(_SecondsBetween(Coalesce("left_at", now_value), "entered_at"), Value(0.0))
+        summed = stays.order_by().values("lead_id").annotate(seconds=Sum(length))
+        return {row["lead_id"]: row["seconds"] for row in summed.values("lead_id", "seconds")}
     seconds: dict[int, float] = defaultdict(float)
-    for lead_id, entered, left in stays:
+    rows = stays.values_list("lead_id", "entered_at", "left_at")
+    for lead_id, entered, left in rows:
         seconds[lead_id] += max(((left or now) - entered).total_seconds(), 0.0)
     return seconds
 
@@ -193,10 +208,31 @@ class Person:
     approval: str
     last_touch: dt.datetime | None
     objection_weight: Decimal | None
+    objection: str = ""
+    objection_raised_at: dt.datetime | None = None
+    objection_resolved_at: dt.datetime | None = None
+    approval_decided_at: dt.datetime | None = None
+    approval_valid_days: int | None = None
+
+    @property
+    def objection_open(self) -> bool:
+        return objection_is_open(
+            text=self.objection, weight=self.objection_weight, resolved_at=self.objection_resolved_at
+        )
 
     def view(self) -> semantics.StakeholderView:
         return semantics.StakeholderView(
-            name=self.name, role_id=self.role_id, role_label=self.role, approval=self.approval
+            name=self.name,
+            role_id=self.role_id,
+            role_label=self.role,
+            approval=self.approval,
+            approval_decided_at=self.approval_decided_at,
+            approval_valid_days=self.approval_valid_days,
+            last_touch=self.last_touch,
+            objection_open=self.objection_open,
+            objection=self.objection,
+            objection_weight=self.objection_weight,
+            objection_raised_at=self.objection_raised_at,
         )
 
 
@@ -206,11 +242,32 @@ def _people(leads: QuerySet[Lead]) -> dict[int, list[Person]]:
         Stakeholder.objects.filter(lead__in=leads.values("pk"))
         .order_by("lead_id", "role__sort", "name", "id")
         .values_list(
-            "lead_id", "name", "role_id", "role__label", "approval_status", "last_touch", "objection_weight"
+            "lead_id", "name", "role_id", "role__label", "approval_status", "last_touch", "objection_weight",
+            "objection", "objection_raised_at", "objection_resolved_at", "approval_decided_at",
+            "role__approval_valid_days",
         )
-    )
-    for lead_id, name, role_id, label, approval, touched, weight in rows:
-        found[lead_id].append(Person(name, role_id, _lower_first(label or ""), approval, touched, weight))
+    )  # fmt: skip
+    for (
+        lead_id,
+        name,
+        role_id,
+        label,
+        approval,
+        touched,
+        weight,
+        text,
+        raised,
+        resolved,
+        decided,
+        days,
+    ) in rows:
+        found[lead_id].append(
+            Person(
+                name, role_id, _lower_first(label or ""), approval, touched, weight,
+                objection=text, objection_raised_at=raised, objection_resolved_at=resolved,
+                approval_decided_at=decided, approval_valid_days=days,
+            )
+        )  # fmt: skip
     return found
 
 
@@ -301,17 +358,21 @@ def _evaluate(
         conditions = gates.get(lead.status.pk)
         if conditions:
             failures = semantics.conditions_failures(
-                conditions=conditions, stakeholders=[person.view() for person in stakeholders]
+                conditions=conditions, stakeholders=[person.view() for person in stakeholders], now=now
             )
             reasons.extend(StuckReason(Reason.GATE_MISSING, failure) for failure in failures)
         for person in stakeholders:
             weight = person.objection_weight
-            if weight is not None and weight >= limits.objection_weight:
+            if person.objection_open and weight is not None and weight >= limits.objection_weight:
                 who = person.role or "stakeholder"
                 name = f" {person.name}" if person.name else ""
+                raised = person.objection_raised_at
+                age = f" for {_days((now - raised).total_seconds() / DAY)}" if raised is not None else ""
+                what = f" “{person.objection}”" if person.objection else ""
                 reasons.append(
                     StuckReason(
-                        Reason.OBJECTION_OPEN, f"{who}{name}: objection open, weight {weight.normalize()}"
+                        Reason.OBJECTION_OPEN,
+                        f"{who}{name}: objection{what} open{age}, weight {weight.normalize()}",
                     )
                 )
         found.append(

@@ -1,0 +1,49 @@
+"""The report pages' queries on PostgreSQL: run with JIT compilation off, over the indexes of
+``reports.0007`` (docs/reports.md, "Performance")."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+
+import pytest
+from django.db import connection
+
+from apps.reports.sql import report_queries
+
+indexes_migration = importlib.import_module("apps.reports.migrations.0007_report_indexes")
+
+pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
+
+
+def _setting(name: str) -> str:
+    with connection.cursor() as cursor:
+        cursor.execute(f"SHOW {name}")
+        return str(cursor.fetchone()[0])
+
+
+def test_a_reports_queries_run_without_jit_and_the_rest_of_the_request_is_left_as_it_was() -> None:
+    before = _setting("jit")
+    with report_queries():
+        assert _setting("jit") == "off"
+    assert _setting("jit") == before
+
+
+def test_the_report_view_builds_its_page_inside_report_queries(client, world, monkeypatch) -> None:
+    from apps.reports.framework import REPORTS
+    from tests.reports.support import person
+
+    seen = []
+    page = dataclasses.replace(REPORTS["pipeline"], build=lambda scope: seen.append(_setting("jit")) or [])
+    monkeypatch.setitem(REPORTS, "pipeline", page)
+    client.force_login(person("head", "Head of sales"))
+
+    assert client.get("/reports/pipeline/").status_code == 200
+    assert seen == ["off"]
+
+
+def test_the_indexes_the_plans_need_exist() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexname FROM pg_indexes WHERE indexname LIKE 'reports_%%'")
+        found = {name for (name,) in cursor.fetchall()}
+    assert set(indexes_migration.INDEXES) <= found

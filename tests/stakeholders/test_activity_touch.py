@@ -1,0 +1,81 @@
+"""A note, call or message in Kommo on a contact (or on a deal, for its main contact) is a touch: the
+stakeholder's last touch follows it, through the webhook's dispatch and the one derivation, and the
+history records it."""
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from apps.kommo.models import KommoAccount
+from apps.kommo.models.mirror import LeadContact
+from apps.kommo.provenance import MirrorSource, mirror_provenance
+from apps.kommo.signals import activity_seen
+from apps.kommo.webhooks.dispatch import Touch, plan_items
+from apps.kommo.webhooks.parser import parse
+from apps.stakeholders.models import Stakeholder, StakeholderEvent
+from tests.stakeholders.conftest import mirror_recorded_deal
+
+pytestmark = pytest.mark.django_db
+
+WEBHOOKS = Path(__file__).resolve().parents[1] / "fixtures" / "kommo" / "webhooks"
+CALLED = dt.datetime(2026, 3, 10, 9, 0, tzinfo=dt.UTC)
+
+
+def test_a_text_note_or_a_call_is_a_touch_and_a_service_message_is_not():
+    body = (WEBHOOKS / "contacts-note.sandbox.form.txt").read_bytes()
+
+    plan, handled, unknown = plan_items(parse(body).items)
+    service, _, _ = plan_items(parse(body.replace(b"%5Bnote_type%5D=4", b"%5Bnote_type%5D=25")).items)
+
+    assert handled and unknown == []
+    assert plan.touches == [
+        Touch(entity="contact", kommo_id=7201, at=dt.datetime.fromtimestamp(1732000700, tz=dt.UTC))
+    ]
+    assert (plan.contacts, plan.leads) == (set(), set())  # nothing to re-fetch
+    assert service.touches == []
+
+
+def announce(account: KommoAccount, *touches: Touch) -> None:
+    with mirror_provenance(MirrorSource.WEBHOOK):
+        activity_seen.send(sender=KommoAccount, account=account, touches=touches)
+
+
+def test_a_call_with_a_contact_touches_its_stakeholder(mapped_account):
+    mirror_recorded_deal(mapped_account)
+    chen = Stakeholder.objects.get(name="Chen Wu")
+
+    announce(mapped_account, Touch("contact", chen.contact.kommo_id, CALLED))
+
+    chen.refresh_from_db()
+    assert (chen.last_touch, chen.activity_at) == (CALLED, CALLED)
+    (event,) = StakeholderEvent.objects.filter(stakeholder_id=chen.pk, field="last_touch", source="webhook")
+    assert (event.new, event.at) == (CALLED.isoformat(), CALLED)
+
+
+def test_a_note_on_the_deal_touches_its_main_contact_only(mapped_account):
+    mirror_recorded_deal(mapped_account)
+    before = dict(Stakeholder.objects.values_list("name", "last_touch"))
+    link = LeadContact.objects.get(lead__kommo_id=5001, is_main=True)
+    main = Stakeholder.objects.get(lead=link.lead, contact=link.contact)
+
+    announce(mapped_account, Touch("lead", 5001, CALLED))
+
+    after = dict(Stakeholder.objects.values_list("name", "last_touch"))
+    assert after[main.name] == CALLED
+    assert {name: at for name, at in after.items() if name != main.name} == {
+        name: at for name, at in before.items() if name != main.name
+    }
+
+
+def test_an_older_activity_than_the_last_touch_changes_nothing(mapped_account):
+    mirror_recorded_deal(mapped_account)
+    ann = Stakeholder.objects.get(name="Ann Lee")
+    assert ann.last_touch is not None
+    count = StakeholderEvent.objects.count()
+
+    announce(mapped_account, Touch("contact", ann.contact.kommo_id, ann.last_touch - dt.timedelta(days=3)))
+
+    ann.refresh_from_db()
+    assert ann.last_touch == Stakeholder.objects.get(pk=ann.pk).last_touch
+    assert StakeholderEvent.objects.count() == count

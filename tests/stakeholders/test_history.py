@@ -1,0 +1,235 @@
+"""Every change of a stakeholder is one history row, whatever made it, and the state on any past day is
+read back from those rows (``stakeholder_state_as_of``)."""
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+import responses
+from django.contrib.auth.models import Group
+from django.urls import reverse
+
+from apps.kommo import types
+from apps.kommo.models.mirror import Lead
+from apps.kommo.provenance import MirrorSource, mirror_provenance
+from apps.kommo.services.mirror import (
+    catalog_element_mark_deleted,
+    catalog_elements_upsert_from_kommo,
+    contacts_upsert_from_kommo,
+)
+from apps.stakeholders.models import Role, Stakeholder, StakeholderEvent
+from apps.stakeholders.selectors import stakeholder_state_as_of
+from apps.users.models import User
+from tests.stakeholders.conftest import BASE_URL, mirror_recorded_deal, stakeholder_payload
+
+pytestmark = pytest.mark.django_db
+
+CREATED = dt.datetime.fromtimestamp(1717000000, tz=dt.UTC)  # every recorded contact and element
+ANN_UPDATED = dt.datetime.fromtimestamp(1717200000, tz=dt.UTC)  # Ann Lee's element, last changed
+
+
+def element(kommo_id: int, **changes) -> dict:
+    item = next(
+        e
+        for e in stakeholder_payload("catalog-elements.json")["_embedded"]["elements"]
+        if e["id"] == kommo_id
+    )
+    return {**item, **changes}
+
+
+def contact(kommo_id: int, **changes) -> dict:
+    item = next(
+        c for c in stakeholder_payload("contacts.json")["_embedded"]["contacts"] if c["id"] == kommo_id
+    )
+    return {**item, **changes}
+
+
+def events(name: str, field: str | None = None) -> list[StakeholderEvent]:
+    rows = StakeholderEvent.objects.filter(name=name).order_by("at", "id")
+    return list(rows.filter(field=field) if field else rows)
+
+
+def test_the_first_derivation_records_each_person_from_kommos_own_times(mapped_account):
+    mirror_recorded_deal(mapped_account)
+
+    presence = events("Ann Lee", "presence")
+    assert [(e.old, e.new, e.at, e.source) for e in presence] == [(None, "Ann Lee", CREATED, "sync")]
+    approval = events("Ann Lee", "approval_status")
+    assert [(e.old, e.new, e.at) for e in approval] == [(None, "approved", ANN_UPDATED)]
+    # Kommo has no decision day for it: the day Kommo last changed the element stands in.
+    assert [e.new for e in events("Ann Lee", "approval_decided_at")] == [ANN_UPDATED.isoformat()]
+    assert Stakeholder.objects.get(name="Ann Lee").approval_decided_at == ANN_UPDATED
+
+
+def test_an_unchanged_rederivation_records_nothing(mapped_account):
+    mirror_recorded_deal(mapped_account)
+    before = StakeholderEvent.objects.count()
+
+    mirror_recorded_deal(mapped_account)
+
+    assert StakeholderEvent.objects.count() == before
+
+
+def test_a_kommo_edit_seen_by_webhook_is_one_row_with_old_and_new(mapped_account):
+    mirror_recorded_deal(mapped_account)
+    chen = types.Contact.from_api(contact(6003))
+    fields = [dict(chen.raw["custom_fields_values"][0], values=[{"value": "Blocker", "enum_id": 9006}])]
+    edited = dt.datetime.fromtimestamp(1717900000, tz=dt.UTC)
+
+    with mirror_provenance(MirrorSource.WEBHOOK):
+        contacts_upsert_from_kommo(
+            account=mapped_account,
+            contacts=[
+                types.Contact.from_api(contact(6003, updated_at=1717900000, custom_fields_values=fields))
+            ],
+        )
+
+    (row,) = events("Chen Wu", "role")[1:]
+    blocker = Role.objects.get(code="blocker")
+    assert (row.new, row.at, row.source, row.user_id) == (blocker.pk, edited, "webhook", None)
+    assert row.old == Role.objects.get(code="technical_evangelist").pk
+
+
+def test_a_sync_sees_an_objection_and_a_person_leaving(mapped_account):
+    mirror_recorded_deal(mapped_account)
+    weight = {"field_id": 880104, "field_type": "numeric", "values": [{"value": "0.7"}]}
+    from apps.stakeholders.models import FieldMapping
+
+    FieldMapping.objects.create(
+        account=mapped_account,
+        attribute="objection_weight",
+        source="catalog_field",
+        field_id=880104,
+        catalog_id=7001,
+    )
+    ann = element(7101, updated_at=1717500000)
+    ann["custom_fields_values"] = [*ann["custom_fields_values"], weight]
+
+    catalog_elements_upsert_from_kommo(account=mapped_account, elements=[types.CatalogElement.from_api(ann)])
+    catalog_element_mark_deleted(account=mapped_account, kommo_id=7103)
+
+    raised = dt.datetime.fromtimestamp(1717500000, tz=dt.UTC)
+    assert [(e.new, e.at, e.source) for e in events("Ann Lee", "objection_weight")] == [
+        ("0.7", raised, "sync")
+    ]
+    assert [e.new for e in events("Ann Lee", "objection_raised_at")] == [raised.isoformat()]
+    (left,) = events("External counsel (Hart & Vale)", "presence")[1:]
+    assert (left.old, left.new) == ("External counsel (Hart & Vale)", None)
+
+
+def test_the_state_as_of_a_day_is_read_back_from_the_history(mapped_account):
+    mirror_recorded_deal(mapped_account)
+    lead = Lead.objects.get(kommo_id=5001)
+    with mirror_provenance(MirrorSource.WEBHOOK):
+        rejected = element(7101, updated_at=1718000000)
+        rejected["custom_fields_values"][1]["values"] = [{"value": "Rejected", "enum_id": 9203}]
+        catalog_elements_upsert_from_kommo(
+            account=mapped_account, elements=[types.CatalogElement.from_api(rejected)]
+        )
+    catalog_element_mark_deleted(account=mapped_account, kommo_id=7103)
+    removed_at = StakeholderEvent.objects.get(field="presence", new__isnull=True).at
+
+    before = stakeholder_state_as_of(lead=lead, when=CREATED - dt.timedelta(seconds=1))
+    assert before == {lead.pk: []}
+
+    # Between Kommo's creation of the people and their last change: present, values not known yet.
+    early = {s.name: s for s in stakeholder_state_as_of(lead=lead, when=CREATED)[lead.pk]}
+    assert set(early) == {"Ann Lee", "Boris Petrov", "Chen Wu", "External counsel (Hart & Vale)"}
+    assert early["Ann Lee"].approval_status == "unknown"
+
+    june = {s.name: s for s in stakeholder_state_as_of(account=mapped_account, when=ANN_UPDATED)[lead.pk]}
+    assert june["Ann Lee"].approval_status == "approved"
+    assert june["Ann Lee"].role_id == Role.objects.get(code="decision_maker").pk
+    assert june["Ann Lee"].approval_decided_at == ANN_UPDATED
+
+    later = {
+        s.name: s
+        for s in stakeholder_state_as_of(
+            lead_ids=[lead.pk], when=dt.datetime.fromtimestamp(1718000000, tz=dt.UTC)
+        )[lead.pk]
+    }
+    assert later["Ann Lee"].approval_status == "rejected"
+    assert "External counsel (Hart & Vale)" in later
+
+    now = {s.name for s in stakeholder_state_as_of(lead=lead, when=removed_at)[lead.pk]}
+    assert "External counsel (Hart & Vale)" not in now
+    assert now == set(Stakeholder.objects.filter(lead=lead).values_list("name", flat=True))
+
+
+def test_the_state_as_of_reports_an_approval_past_its_roles_expiry(mapped_account):
+    mirror_recorded_deal(mapped_account)
+    lead = Lead.objects.get(kommo_id=5001)
+
+    (ann,) = [s for s in stakeholder_state_as_of(lead=lead, when=ANN_UPDATED)[lead.pk] if s.name == "Ann Lee"]
+
+    assert ann.approval_state(when=ANN_UPDATED + dt.timedelta(days=29), valid_days=30) == "approved"
+    assert ann.approval_state(when=ANN_UPDATED + dt.timedelta(days=30), valid_days=30) == "expired"
+    assert ann.approval_state(when=ANN_UPDATED + dt.timedelta(days=300), valid_days=None) == "approved"
+
+
+@responses.activate
+def test_a_change_on_the_manager_page_is_recorded_as_the_managers(client, mapped_account):
+    mirror_recorded_deal(mapped_account)
+    lead = Lead.objects.get(kommo_id=5001)
+    chris = User.objects.create_user("chris", password="secret-pass-1", kommo_user_id=504141)
+    chris.groups.add(Group.objects.get(name="Manager"))
+    client.force_login(chris)
+    boris = Stakeholder.objects.get(name="Boris Petrov")
+    answer = element(7102, updated_at=1717999000)
+    answer["custom_fields_values"][0]["values"] = [{"value": "Approved", "enum_id": 9202}]
+    responses.patch(f"{BASE_URL}/api/v4/catalogs/7001/elements", json={"_embedded": {"elements": [answer]}})
+    prefix = f"s{boris.pk}"
+
+    client.post(
+        reverse("stakeholders:stakeholder_update", args=[lead.pk, boris.pk]),
+        {
+            f"{prefix}-role": boris.role_id,
+            f"{prefix}-approval_status": "approved",
+            f"{prefix}-last_touch": "",
+        },
+    )
+
+    (row,) = events("Boris Petrov", "approval_status")[1:]
+    assert (row.old, row.new, row.source, row.user_id) == ("pending", "approved", "manager", chris.pk)
+
+
+def test_intake_and_the_portal_name_themselves(mapped_account):
+    mirror_recorded_deal(mapped_account)
+    weight = Decimal("0.3")
+    from apps.stakeholders.models import FieldMapping
+
+    FieldMapping.objects.create(
+        account=mapped_account,
+        attribute="objection_weight",
+        source="catalog_field",
+        field_id=880104,
+        catalog_id=7001,
+    )
+    ann = element(7101, updated_at=1717500000)
+    ann["custom_fields_values"] = [
+        *ann["custom_fields_values"],
+        {"field_id": 880104, "field_type": "numeric", "values": [{"value": str(weight)}]},
+    ]
+    with mirror_provenance(MirrorSource.INTAKE), mirror_provenance(MirrorSource.PORTAL):
+        catalog_elements_upsert_from_kommo(
+            account=mapped_account, elements=[types.CatalogElement.from_api(ann)]
+        )
+
+    # The outermost entry point is the one recorded.
+    assert [e.source for e in events("Ann Lee", "objection_weight")] == ["intake"]
+
+
+def test_a_decision_keeps_the_day_the_approval_was_requested(mapped_account):
+    mirror_recorded_deal(mapped_account)
+    requested = Stakeholder.objects.get(name="Boris Petrov").approval_requested_at
+    assert requested is not None  # pending, with no day in Kommo: the day the portal saw it
+    approved = element(7102, updated_at=1718000000)
+    approved["custom_fields_values"][0]["values"] = [{"value": "Approved", "enum_id": 9202}]
+
+    catalog_elements_upsert_from_kommo(
+        account=mapped_account, elements=[types.CatalogElement.from_api(approved)]
+    )
+
+    boris = Stakeholder.objects.get(name="Boris Petrov")
+    assert (boris.approval_status, boris.approval_requested_at) == ("approved", requested)
+    assert [e.new for e in events("Boris Petrov", "approval_requested_at")] == [requested.isoformat()]
