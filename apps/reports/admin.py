@@ -26,7 +26,7 @@ def _show_key(request: HttpRequest, client: ExportClient, key: str) -> None:
 
 
 @admin.register(ExportClient)
-class ExportClientAdmin(admin.ModelAdmin):
+class ExportClientAdmin(ModelAdmin):  # type: ignore[type-arg]
     list_display = ("name", "key_prefix", "is_active", "last_used_at", "revoked_at", "created")
     list_filter = ("is_active",)
     search_fields = ("name", "key_prefix")

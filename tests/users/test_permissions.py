@@ -147,3 +147,31 @@ def test_sales_ops_cannot_change_a_superuser(client):
     )
 
     assert response.status_code == 403
+
+
+@pytest.mark.parametrize("group", ["Head of sales", "Sales ops"])
+def test_every_page_of_the_admin_is_viewed_by_the_head_of_sales_and_sales_ops(group):
+    from django.contrib import admin
+
+    viewer = person(f"viewer-{group}", group)
+
+    missing = [
+        f"{model._meta.app_label}.view_{model._meta.model_name}"
+        for model in admin.site._registry
+        if not viewer.has_perm(f"{model._meta.app_label}.view_{model._meta.model_name}")
+    ]
+    assert missing == []
+
+
+def test_sales_ops_manage_export_clients_usual_times_and_forecast_categories_the_head_of_sales_does_not():
+    ops = person("sol", "Sales ops")
+    head = person("hal", "Head of sales")
+    managed = [
+        f"reports.{action}_{model}"
+        for model in ("exportclient", "stagenorm", "forecastcategory", "forecastsettings")
+        for action in ("add", "change", "delete")
+    ]
+
+    assert all(ops.has_perm(code) for code in managed)
+    assert not any(head.has_perm(code) for code in managed)
+    assert not ops.has_perm("reports.change_forecastsnapshot")
