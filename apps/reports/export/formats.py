@@ -26,7 +26,7 @@ def _list(value: Any) -> list[str]:
     return [str(item) for item in value]
 
 
-def _money(value: Any) -> str:
+def _two_places(value: Any) -> str:
     return f"{Decimal(value):.2f}"
 
 
@@ -34,7 +34,8 @@ _CSV: dict[str, Callable[[Any], Any]] = {
     Kind.INTEGER: lambda value: value,
     Kind.TEXT: lambda value: value,
     Kind.TIMESTAMP: _timestamp,
-    Kind.MONEY: _money,
+    Kind.MONEY: _two_places,
+    Kind.DAYS: _two_places,
     Kind.DECIMAL: str,
     Kind.BOOLEAN: lambda value: "true" if value else "false",
     Kind.LIST: lambda value: ";".join(_list(value)),
@@ -111,6 +112,7 @@ _SQL: dict[str, str] = {
     Kind.TEXT: "NULLIF({}, '')",
     Kind.TIMESTAMP: """to_char({} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"')""",
     Kind.MONEY: "({})::numeric(20, 2)",
+    Kind.DAYS: "({})::numeric(20, 2)",
     Kind.DECIMAL: "{}",
     Kind.BOOLEAN: "CASE WHEN {0} THEN 'true' WHEN NOT {0} THEN 'false' END",
     Kind.LIST: "NULLIF({}, '')",

@@ -32,6 +32,7 @@ class Kind:
     TEXT = "text"
     TIMESTAMP = "timestamp"  # ISO 8601 in UTC
     MONEY = "money"  # a decimal with two places
+    DAYS = "days"  # a decimal with two places, whatever the database returns
     DECIMAL = "decimal"
     BOOLEAN = "boolean"
     LIST = "list"  # ";"-separated in CSV, an array in JSON
@@ -259,7 +260,7 @@ DEALS = Table(
         ),
         Column(
             "days_in_stage",
-            Kind.DECIMAL,
+            Kind.DAYS,
             _days_in_stage(),
             "open: days in the current stage, every stay there counted (the stuck-deals report's);"
             " closed: days of the final stay, the one that ended in won or lost",
