@@ -4,8 +4,7 @@ Run on its own, it starts a throwaway PostgreSQL and Redis, makes two databases 
 set-based SQL (:func:`fill`: ``INSERT … SELECT … FROM generate_series``; 100,000 deals with 10 stage
 changes, 11 stays and 4 stakeholders each took 6.4 minutes at a load average of 16 on 2 cores, where the
 row-by-row synthetic seed took 10 to 17), runs the stuck-deals refresh that the export's ``stuck``
-columns read, and measures. It is also run by ``benchmarks/reports.py`` on that benchmark's two seeded
-databases (:func:`measure`).
+columns read, and measures.
 
 1. Throughput: ``GET /api/v1/export/<table>?format=csv`` of ``deals`` and ``stage_changes`` of the large
    account (100,000 deals, about 1,000,000 stage changes) from the portal served by gunicorn (production

@@ -1,4 +1,4 @@
-"""Reports and BI export benchmark: ``python -m benchmarks.reports [--small 10000 --large 100000 --runs 15]``.
+"""Report pages benchmark: ``python -m benchmarks.reports [--small 10000 --large 100000 --runs 15]``.
 
 One throwaway PostgreSQL server, two databases on it: one seeded with a synthetic account of ``--small``
 deals, one with ``--large`` deals (``reports_seed_synthetic``: 10 stage changes and 4 stakeholders per
@@ -11,11 +11,7 @@ with the page's default filters: after two warm-up requests, ``--runs`` timed on
 handling of the request (middleware, view, queries, template). Printed per page: p50, p95 and the spread
 (min-max) at each size, the ratio of the p50s large ÷ small (target ≤ 2: the cost must not grow with the
 size of the history) and whether p95 at the large size is within 300 ms. Timings on a shared machine are
-noisy: the spread says how much.
-
-Then, on the same two databases, the BI export (:mod:`benchmarks.export`): CSV rows per second against
-PostgreSQL's own ``COPY`` of the same columns, and the web worker's peak memory at 1M rows against 10k.
-``--no-export`` leaves it out.
+noisy: the spread says how much. The BI export has a benchmark of its own (:mod:`benchmarks.export`).
 """
 
 from __future__ import annotations
@@ -142,16 +138,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=15)
     parser.add_argument("--measure", help=argparse.SUPPRESS)
     parser.add_argument("--deals", type=int, help=argparse.SUPPRESS)
-    parser.add_argument("--export", nargs=3, help=argparse.SUPPRESS)
-    parser.add_argument("--no-export", action="store_true", help="only the report pages")
     options = parser.parse_args()
     if options.measure:
         print(json.dumps(measure(options.measure, options.deals, options.runs)))
-        return 0
-    if options.export:
-        from benchmarks import export
-
-        print(json.dumps(export.measure(*options.export)))
         return 0
 
     sys.path.insert(0, str(ROOT))
@@ -159,34 +148,14 @@ def main() -> int:
     from tests.support.services import PostgresServer, RedisServer
 
     server, broker = PostgresServer().start(), RedisServer().start()
-    exported = None
     try:
         small_url, large_url = _database(server.url, "small"), _database(server.url, "large")
         small = _run_measure(small_url, options.small, options.runs)
         large = _run_measure(large_url, options.large, options.runs)
-        if not options.no_export:
-            command = [
-                sys.executable,
-                "-m",
-                "benchmarks.reports",
-                "--export",
-                small_url,
-                large_url,
-                broker.url,
-            ]
-            output = subprocess.run(  # noqa: S603 - this module, on the throwaway servers
-                command, cwd=ROOT, check=True, stdout=subprocess.PIPE, text=True
-            ).stdout
-            exported = json.loads(output.strip().splitlines()[-1])
     finally:
         broker.stop()
         server.stop()
-    failed = _print(small, large)
-    if exported is not None:
-        from benchmarks import export
-
-        failed |= not export.report(exported)
-    return failed
+    return _print(small, large)
 
 
 def _print(small: dict[str, Any], large: dict[str, Any]) -> int:
