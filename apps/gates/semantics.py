@@ -25,6 +25,7 @@ APPROVED = "approved"
 NOT_BLOCKING = "not_blocking"
 APPROVED_CURRENT = "approved_current"  # approved, and the approval has not expired
 APPROVED_WITHIN = "approved_within"  # approved within the last ``days``
+APPROVAL_REQUIREMENTS = frozenset({APPROVED, APPROVED_CURRENT, APPROVED_WITHIN})
 NO_OBJECTION = "no_objection"  # no open objection weighing at least ``min_weight``
 TOUCHED_WITHIN = "touched_within"  # touched within the last ``days``
 
@@ -194,7 +195,7 @@ def condition_failure(
         if condition.n == 1:
             return f"no {label} is identified on the deal"
         return f"{condition.n} stakeholders as {label} needed, {len(holders)} identified"
-    if requirement in (APPROVED, APPROVED_CURRENT, APPROVED_WITHIN):
+    if requirement in APPROVAL_REQUIREMENTS:
         days = condition.days or 0
 
         def counts(person: StakeholderView) -> bool:

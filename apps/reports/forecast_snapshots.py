@@ -23,6 +23,7 @@ from django.utils import timezone
 
 from apps.gates import semantics
 from apps.gates.models import GateRule
+from apps.gates.services import stakeholder_views
 from apps.kommo import types as kommo_types
 from apps.kommo.exceptions import KommoPayloadError
 from apps.kommo.models import KommoAccount, Lead, Pipeline, StageStay, Status
@@ -187,7 +188,7 @@ def _gates_ahead(account: KommoAccount) -> dict[int, list[tuple[int, semantics.C
     rules = GateRule.objects.filter(account=account, is_active=True).select_related("gated_stage", "pipeline")
     for rule in rules.prefetch_related("conditions__role"):
         for condition in rule.conditions.all():
-            if condition.requirement == semantics.APPROVED:
+            if condition.requirement in semantics.APPROVAL_REQUIREMENTS:
                 found[rule.pipeline.kommo_id].append((rule.gated_stage.sort, condition.as_semantics()))
     return found
 
@@ -196,11 +197,10 @@ def committee_states_now(*, history: History, lead_ids: Iterable[int]) -> dict[i
     """The coverage state of open deals as they stand: a decision maker identified, and every approval the
     gates ahead of the deal's stage require already given."""
     ids = list(lead_ids)
-    people: dict[int, list[semantics.StakeholderView]] = defaultdict(list)
-    for lead_id, name, role_id, label, approval in Stakeholder.objects.filter(lead_id__in=ids).values_list(
-        "lead_id", "name", "role_id", "role__label", "approval_status"
-    ):
-        people[lead_id].append(semantics.StakeholderView(name, role_id, label or "", approval))
+    rows: dict[int, list[Stakeholder]] = defaultdict(list)
+    for row in Stakeholder.objects.filter(lead_id__in=ids).select_related("role"):
+        rows[row.lead_id].append(row)
+    people = {lead_id: stakeholder_views(found) for lead_id, found in rows.items()}
     dm_now = set(
         Stakeholder.objects.filter(lead_id__in=ids, role__is_decision_maker=True).values_list(
             "lead_id", flat=True
@@ -213,7 +213,9 @@ def committee_states_now(*, history: History, lead_ids: Iterable[int]) -> dict[i
         stage = history.stages.get(stay.pipeline_kommo_id or 0, {}).get(stay.status_kommo_id)
         sort = stage.sort if stage else 0
         conditions = [c for gated_sort, c in ahead.get(stay.pipeline_kommo_id or 0, []) if gated_sort >= sort]
-        approvals = not semantics.conditions_failures(conditions=conditions, stakeholders=people[lead_id])
+        approvals = not semantics.conditions_failures(
+            conditions=conditions, stakeholders=people.get(lead_id, [])
+        )
         states[lead_id] = (lead_id in dm_now, approvals)
     return states
 
@@ -230,8 +232,10 @@ def committee_states_as_of(
         return {lead_id: (_dm_at(history, lead_id, at), None) for lead_id in ids}
     people = stakeholder_state_as_of(when=at, lead_ids=ids)
     roles = {
-        pk: (label, is_dm)
-        for pk, label, is_dm in Role.objects.values_list("pk", "label", "is_decision_maker")
+        pk: (label, is_dm, valid_days)
+        for pk, label, is_dm, valid_days in Role.objects.values_list(
+            "pk", "label", "is_decision_maker", "approval_valid_days"
+        )
     }
     ahead = _gates_ahead(history.account)
     states: dict[int, tuple[bool, bool | None]] = {}
@@ -240,8 +244,10 @@ def committee_states_as_of(
             semantics.StakeholderView(
                 person.name,
                 person.role_id,
-                roles.get(person.role_id or 0, ("", False))[0],
+                roles.get(person.role_id or 0, ("", False, None))[0],
                 person.approval_status,
+                approval_decided_at=person.approval_decided_at,
+                approval_valid_days=roles.get(person.role_id or 0, ("", False, None))[2],
             )
             for person in people.get(lead_id, [])
         ]
@@ -250,8 +256,9 @@ def committee_states_as_of(
         stage = history.stages.get(pipeline or 0, {}).get(stay.status_kommo_id) if stay else None
         sort = stage.sort if stage else 0
         conditions = [c for gated_sort, c in ahead.get(pipeline or 0, []) if gated_sort >= sort]
-        dm = any(roles.get(view.role_id or 0, ("", False))[1] for view in views)
-        states[lead_id] = (dm, not semantics.conditions_failures(conditions=conditions, stakeholders=views))
+        dm = any(roles.get(view.role_id or 0, ("", False, None))[1] for view in views)
+        failures = semantics.conditions_failures(conditions=conditions, stakeholders=views, now=at)
+        states[lead_id] = (dm, not failures)
     return states
 
 

@@ -444,3 +444,41 @@ def test_the_backtest_reads_the_committee_as_the_stakeholder_history_says_it_was
     assert state(at(2026, 4, 2)) == (False, False)  # nobody on the deal yet
     assert state(at(2026, 5, 4)) == (True, False)  # the buyer is there, the signing gate's approval not yet
     assert state(at(2026, 5, 11)) == (True, True)
+    # The role's approval lasts 30 days and the gate asks for one not expired: given on 10 May, it has
+    # expired by 20 June.
+    Role.objects.filter(pk=role.pk).update(approval_valid_days=30)
+    GateCondition.objects.filter(rule=rule).update(requirement="approved_current")
+    event("approval_decided_at", at(2026, 5, 10).isoformat(), at(2026, 5, 10))
+    assert state(at(2026, 6, 1)) == (True, True)
+    assert state(at(2026, 6, 20)) == (True, False)
+
+
+def test_a_live_forecast_counts_an_expired_approval_as_missing(world: World, frozen) -> None:
+    from apps.gates.models import GateCondition, GateRule
+
+    lawyer, _ = Role.objects.get_or_create(code="lawyer", defaults={"label": "Lawyer"})
+    Role.objects.filter(pk=lawyer.pk).update(approval_valid_days=30)
+    rule = GateRule.objects.create(
+        account=world.account, name="Lawyer signs", pipeline=world.pipeline, gated_stage=world.stages[SIGNING]
+    )
+    GateCondition.objects.create(rule=rule, role=lawyer, requirement="approved_current")
+    deal = deal_create(world, price=5_000, created=NOW - dt.timedelta(days=90), start=LEGAL)
+    contact = Contact.objects.create(account=world.account, kommo_id=deal.kommo_id + 90000, name="Lee")
+    lee = Stakeholder.objects.create(
+        account=world.account,
+        lead=deal,
+        contact=contact,
+        role=lawyer,
+        source="contact_field",
+        approval_status="approved",
+        approval_decided_at=NOW - dt.timedelta(days=10),
+    )
+
+    def approvals() -> bool | None:
+        history = history_load(account=world.account)
+        (row,) = forecast_compute(history=history, pipeline_kommo_id=PIPELINE, at=NOW, live=True).deals
+        return row.approvals
+
+    assert approvals() is True
+    Stakeholder.objects.filter(pk=lee.pk).update(approval_decided_at=NOW - dt.timedelta(days=40))
+    assert approvals() is False
