@@ -4,45 +4,21 @@ accuracy shows from the first day. The same history always gives the same snapsh
 
 from __future__ import annotations
 
-from typing import Any
-
-from django.core.management.base import BaseCommand, CommandError, CommandParser
-
 from apps.kommo.models import KommoAccount
 from apps.reports.forecast_snapshots import forecast_backtest, forecast_snapshot_take
+from apps.reports.management.weekly import WeeklyCommand
 
 
-class Command(BaseCommand):
+class Command(WeeklyCommand):
     help = __doc__
+    replace_help = "Rebuild backtested weeks (live snapshots stay)."
 
-    def add_arguments(self, parser: CommandParser) -> None:
-        parser.add_argument("--account", type=int, help="The account's local id (default: every account).")
-        parser.add_argument("--weeks", type=int, default=52, help="How many weeks back (52).")
-        parser.add_argument(
-            "--replace", action="store_true", help="Rebuild backtested weeks (live snapshots stay)."
+    def handle_account(self, account: KommoAccount, *, weeks: int, replace: bool, this_week: bool) -> None:
+        written = forecast_backtest(account=account, weeks=weeks, replace=replace)
+        weeks_written = len({week for week, _, _ in written})
+        deals = sum(count for _, _, count in written)
+        self.stdout.write(
+            f"{account}: {len(written)} snapshots in {weeks_written} weeks backtested, {deals} deal rows"
         )
-        parser.add_argument(
-            "--this-week",
-            action="store_true",
-            help="Also take this week's snapshot now (beat's job otherwise).",
-        )
-
-    def handle(
-        self, *args: Any, account: int | None, weeks: int, replace: bool, this_week: bool, **options: Any
-    ) -> None:
-        if weeks < 1:
-            raise CommandError("--weeks must be at least 1")
-        accounts = KommoAccount.objects.order_by("pk")
-        if account is not None:
-            accounts = accounts.filter(pk=account)
-            if not accounts.exists():
-                raise CommandError(f"no account with id {account}")
-        for row in accounts:
-            written = forecast_backtest(account=row, weeks=weeks, replace=replace)
-            weeks_written = len({week for week, _, _ in written})
-            deals = sum(count for _, _, count in written)
-            self.stdout.write(
-                f"{row}: {len(written)} snapshots in {weeks_written} weeks backtested, {deals} deal rows"
-            )
-            if this_week:
-                self.stdout.write(f"{row}: this week, {forecast_snapshot_take(account=row)} snapshots")
+        if this_week:
+            self.stdout.write(f"{account}: this week, {forecast_snapshot_take(account=account)} snapshots")
