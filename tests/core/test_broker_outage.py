@@ -25,8 +25,8 @@ from tests.kommo.webhook_support import account_for, recording
 from tests.support.services import CeleryWorker, RedisServer, free_port, wait_for
 
 FORM = "application/x-www-form-urlencoded"
-# A note on a deal: processed by the worker without any call to Kommo (notes are ignored on purpose).
-IGNORED_BODY = "leads-note-text.doc.form.txt"
+# A task deleted in Kommo: processed by the worker without any call to Kommo (the portal ignores it).
+IGNORED_BODY = "task-delete.doc.form.txt"
 BROKER_DOWN = "Error 111 connecting to redis://:hunter2@10.0.0.9:6379/0. Connection refused."
 
 SUBMISSION = {
