@@ -24,6 +24,7 @@ from apps.gates.models import GateDecision
 from apps.gates.semantics import CLOSED_STATUS_IDS
 from apps.kommo.models import Lead, StageChange, StageStay
 from apps.reports.models import ForecastSnapshotDeal
+from apps.reports.sql import DaysBetween
 from apps.stakeholders.models import Stakeholder
 
 
@@ -135,20 +136,6 @@ _stakeholder_count = Subquery(
     .values("n")[:1],
     output_field=models.IntegerField(),
 )
-
-
-class DaysBetween(models.Func):
-    """Days (with the fraction) from the first expression to the second."""
-
-    output_field = models.FloatField()
-
-    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
-        template = "(EXTRACT(EPOCH FROM (%(expressions)s)) / 86400.0)"
-        return self.as_sql(compiler, connection, template=template, arg_joiner=" - ", **extra)
-
-    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
-        template = "(julianday(%(expressions)s))"
-        return self.as_sql(compiler, connection, template=template, arg_joiner=") - julianday(", **extra)
 
 
 def _days_in_stage() -> Any:
