@@ -270,7 +270,7 @@ CELERY_TASK_ROUTES = {
 }
 # How often beat checks the stage time limits (minutes).
 ESCALATION_CHECK_MINUTES = env.float("ESCALATION_CHECK_MINUTES", default=15.0)
-# BI export: how often the stuck-deals selector's answer is written for the export's stuck columns (minutes).
+# How often the stuck-deals answer is written for the stuck page and the export's stuck columns (minutes).
 REPORTS_EXPORT_STUCK_MINUTES = env.float("REPORTS_EXPORT_STUCK_MINUTES", default=10.0)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # The mirror: deals, contacts and companies changed since the last run (a small overlap included).
