@@ -214,6 +214,7 @@ else:
 BROKER_DIR = RUN_DIR / "broker"
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
+    CELERY_BROKER_TRANSPORT = None  # the URL's (redis)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         # An unacknowledged task (its worker died) is delivered again after this many seconds.
         "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
@@ -222,6 +223,8 @@ if REDIS_URL:
     }
 else:
     CELERY_BROKER_URL = "filesystem://"
+    # kombu's transport with messages renamed into place once written (apps/core/filesystem_broker.py).
+    CELERY_BROKER_TRANSPORT = "apps.core.filesystem_broker:Transport"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
