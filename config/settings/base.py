@@ -142,6 +142,9 @@ AUTHENTICATION_BACKENDS = [
 ]
 # Managers sign in here (the admin login refuses people without staff rights).
 LOGIN_URL = "login"
+# Signing in without a `next` (the admin's sign-in page reached directly) goes to `/`, which sends each
+# person where their work is; Django's default, /accounts/profile/, does not exist here.
+LOGIN_REDIRECT_URL = "home"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -180,7 +183,7 @@ AXES_IPWARE_PROXY_COUNT = env.int("AXES_PROXY_COUNT", default=0) or None
 UNFOLD = {
     "SITE_TITLE": "Kommo B2B Portal",
     "SITE_HEADER": "Kommo B2B Portal",
-    "SITE_SUBHEADER": "Sales ops",
+    "SITE_SUBHEADER": "apps.core.ui.admin_subheader",
     "SITE_URL": "/",
     "SITE_SYMBOL": "handshake",
     "SHOW_HISTORY": True,
