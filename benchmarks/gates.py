@@ -45,7 +45,7 @@ class Bench:
     def __init__(self, *, database_url: str, broker_url: str) -> None:
         import requests
 
-        from apps.kommo_sandbox.server import SandboxServer
+        from kommo_sandbox.server import SandboxServer
         from tests.kommo.sandbox_support import sandbox_admin
         from tests.support.services import CeleryWorker
 

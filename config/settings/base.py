@@ -42,7 +42,6 @@ INSTALLED_APPS = [
     "apps.intake",
     "apps.reports",
     "apps.escalations",
-    "apps.kommo_sandbox",
 ]
 
 MIDDLEWARE = [

@@ -9,7 +9,9 @@ os.environ.setdefault("KOMMO_TOKEN_ENCRYPTION_KEY", "dGVzdC1vbmx5LWtleS1ub3Qtc2V
 os.environ.setdefault("REDIS_URL", "")
 
 from config.settings.base import *  # noqa: F403
-from config.settings.base import BASE_DIR, LOG_FILTERS, apply_postgresql_options, env
+from config.settings.base import BASE_DIR, INSTALLED_APPS, LOG_FILTERS, apply_postgresql_options, env
+
+INSTALLED_APPS = [*INSTALLED_APPS, "kommo_sandbox"]  # its management command; production does without it
 
 DEBUG = False
 ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
