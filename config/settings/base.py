@@ -186,6 +186,7 @@ UNFOLD = {
     "SITE_SUBHEADER": "apps.core.ui.admin_subheader",
     "SITE_URL": "/",
     "SITE_SYMBOL": "handshake",
+    "SITE_FAVICONS": [{"rel": "icon", "type": "image/svg+xml", "href": "apps.core.ui.favicon_url"}],
     "SHOW_HISTORY": True,
     "SHOW_VIEW_ON_SITE": False,
     "SIDEBAR": {
