@@ -9,6 +9,9 @@ signals and hooks:
 * ``webhooks.webhook_batch`` — a batch of webhook deliveries: parse → re-fetch → upsert the mirror →
   derive the stakeholders → record the moves → queue them for the gates → (committed) evaluate the gates
   and send the moves back, tasks and notes that are due.
+* ``sync.account_sync``, ``sync.account_events_sweep`` — Kommo's listings and events log into the mirror,
+  each page's writes followed, in their transaction, by the stakeholders and the gates
+  (``sync.mirror_follow``, given to the writers as ``follow``).
 * ``gates.gates_run_now`` — evaluate an account's pending moves and send what the outbound plan says is
   due, scheduling what follows (the ``evaluate_pending`` task, and the moves other sources record).
 

@@ -50,12 +50,18 @@ def gates_run_soon(*, account_id: int) -> None:
     evaluate_pending.apply_async((account_id,), countdown=BATCH_WINDOW_SECONDS)
 
 
-def gates_on_stage_changed(sender: object, *, stage_change: StageChange, **kwargs: Any) -> None:
+def gates_queue_move(*, stage_change: StageChange) -> None:
     """A move recorded by another source than webhook processing (the sync, the events sweep): queued for
     the gates in the recording transaction, evaluated by ``evaluate_pending`` once it commits."""
     evaluation = stage_change_gate_intake(stage_change=stage_change)
     if evaluation is not None:
         transaction.on_commit(partial(_schedule, evaluation))
+
+
+def gates_on_stage_changed(sender: object, *, stage_change: StageChange, **kwargs: Any) -> None:
+    """The moves recorded by the writers no flow gives a ``follow`` (the admin's resync, intake, a
+    manager's edit, ``kommo_sync``) reach the gates through ``stage_changed``."""
+    gates_queue_move(stage_change=stage_change)
 
 
 def _schedule(evaluation: GateEvaluation) -> None:

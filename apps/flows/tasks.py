@@ -7,7 +7,9 @@ from __future__ import annotations
 from celery import shared_task
 
 from apps.flows.gates import evaluate_pending, sweep  # noqa: F401  (registers the gates' tasks)
+from apps.flows.sync import account_events_sweep, account_sync
 from apps.flows.webhooks import webhook_events_process
+from apps.kommo.services.sync import account_ids_syncable
 from apps.kommo.webhooks.intake import webhook_event_enqueue
 
 
@@ -18,3 +20,29 @@ def webhook_process(event_id: int) -> None:
     if outcome.retry is not None:
         retry_id, delay = outcome.retry
         webhook_event_enqueue(event_id=retry_id, countdown=delay)
+
+
+@shared_task(name="apps.kommo.tasks.sync_incremental")
+def sync_incremental() -> None:
+    """Fans out one incremental sync per connected account (beat)."""
+    for account_id in account_ids_syncable():
+        sync_account.delay(account_id)
+
+
+@shared_task(name="apps.kommo.tasks.sync_account")
+def sync_account(account_id: int, full: bool = False) -> None:
+    """Syncs one account's mirror, then backfills its stage history when needed."""
+    account_sync(account_id=account_id, full=full)
+
+
+@shared_task(name="apps.kommo.tasks.sync_events")
+def sync_events() -> None:
+    """Fans out one events reconciliation per connected account (beat)."""
+    for account_id in account_ids_syncable():
+        sync_events_account.delay(account_id)
+
+
+@shared_task(name="apps.kommo.tasks.sync_events_account")
+def sync_events_account(account_id: int) -> None:
+    """Reconciles one account's mirror from the events API."""
+    account_events_sweep(account_id=account_id)

@@ -1,7 +1,9 @@
-"""Signals the mirror sends, so that apps above the Kommo boundary can follow it without the boundary
-importing them. A writer that follows its changes up itself passes ``announce=False`` and sends neither:
-webhook processing, whose flow (``apps.flows.webhooks``) derives the stakeholders and hands the new moves
-to the gates in plain calls.
+"""Signals the mirror sends when its writer was given no ``follow`` (what follows a write, from the caller
+above the boundary: ``apps.flows``), so that apps above the Kommo boundary can follow it without the
+boundary importing them. The flows give one: webhook processing (``nothing_follows``: its flow derives the
+stakeholders and hands the new moves to the gates in plain calls), the sync and the events sweep
+(``mirror_follow``). The others — the admin's resync, ``kommo_sync``, intake, the managers' edits — rely on
+these signals.
 
 ``mirror_changed`` is sent after an upsert really changed mirrored rows, with the keyword arguments
 ``account`` (the :class:`~apps.kommo.models.KommoAccount`) and ``lead_ids``, ``contact_ids``,

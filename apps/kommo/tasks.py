@@ -1,26 +1,19 @@
 """Celery tasks of the Kommo boundary. Thin: each calls one service; ``webhook_*`` tasks are routed to the
 ``webhooks`` queue by name (``CELERY_TASK_ROUTES``), everything else here to ``kommo``. The task that
 processes webhook events runs the whole data path, through the apps above the boundary: it is
-``apps.flows.tasks.webhook_process`` (under its old name, ``apps.kommo.tasks.webhook_process``)."""
+``apps.flows.tasks.webhook_process`` (under its old name, ``apps.kommo.tasks.webhook_process``), and
+so do the sync's and the events sweep's (``apps.kommo.tasks.sync_*``, in ``apps.flows.tasks``)."""
 
 from __future__ import annotations
 
 from celery import shared_task
 from django.conf import settings
 
-from apps.kommo.models import KommoAccount
 from apps.kommo.services.outbound import (
     outbound_changes_drain,
     outbound_changes_flush,
     outbound_flush_release,
     outbound_flush_reserve,
-)
-from apps.kommo.services.sync import (
-    account_ids_syncable,
-    events_reconcile,
-    history_backfill,
-    history_needed,
-    mirror_sync,
 )
 from apps.kommo.webhooks.processing import (
     webhook_backlog,
@@ -39,37 +32,6 @@ def webhook_sweep() -> int:
 def webhook_prune() -> int:
     """Deletes old processed and ignored webhook events (beat, daily)."""
     return webhook_events_prune(days=settings.KOMMO_WEBHOOK_KEEP_DAYS)
-
-
-@shared_task(name="apps.kommo.tasks.sync_incremental")
-def sync_incremental() -> None:
-    """Fans out one incremental sync per connected account (beat)."""
-    for account_id in account_ids_syncable():
-        sync_account.delay(account_id)
-
-
-@shared_task(name="apps.kommo.tasks.sync_account")
-def sync_account(account_id: int, full: bool = False) -> None:
-    """Syncs one account's mirror (incremental by updated_at; ``full`` reads everything again), then
-    backfills its stage history when that was never done or was interrupted."""
-    account = KommoAccount.objects.get(pk=account_id)
-    mirror_sync(account=account, full=full)
-    if history_needed(account):
-        history_backfill(account=account)
-
-
-@shared_task(name="apps.kommo.tasks.sync_events")
-def sync_events() -> None:
-    """Fans out one events reconciliation per connected account (beat)."""
-    for account_id in account_ids_syncable():
-        sync_events_account.delay(account_id)
-
-
-@shared_task(name="apps.kommo.tasks.sync_events_account")
-def sync_events_account(account_id: int) -> None:
-    """Reconciles one account's mirror from the events API."""
-    account = KommoAccount.objects.get(pk=account_id)
-    events_reconcile(account=account)
 
 
 @shared_task(name="apps.kommo.tasks.outbound_flush", ignore_result=True)

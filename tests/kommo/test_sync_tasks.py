@@ -1,8 +1,8 @@
 import pytest
 from django.conf import settings
 
+from apps.flows.tasks import sync_account, sync_events_account
 from apps.kommo.models import KommoAccount, Lead, StageChange, SyncState
-from apps.kommo.tasks import sync_account, sync_events_account
 from tests.kommo.sandbox_support import account_for, sandbox_start
 
 pytestmark = pytest.mark.django_db

@@ -10,8 +10,9 @@ goes through these functions, so the rules hold whoever calls:
 * a lead whose stored stage differs from the payload's gets a :class:`StageChange` with the caller's
   source; the NEW stage changes and the keys of the rows that really changed come back to the caller
   (:class:`BatchResult`). A caller that follows them up itself — webhook processing's flow,
-  ``apps.flows.webhooks``: stakeholders, then gates — passes ``announce=False``; for the others the
-  writers announce them (``apps.kommo.signals``);
+  ``apps.flows``: stakeholders, then gates — says what follows in its ``follow`` argument (called inside
+  the writer's transaction with what changed), or passes :func:`nothing_follows` and calls the next
+  steps itself; without one, the writers announce the changes (``apps.kommo.signals``);
 * a re-fetch by id records when its request left (``Lead.fetched_at``), so that a follow-up can tell
   whether the mirror's copy of a deal was read from Kommo after a move was reported.
 """
@@ -115,6 +116,31 @@ class BatchResult:
         self.lead_ids.extend(other.lead_ids)
         self.contact_ids.extend(other.contact_ids)
         self.catalog_element_ids.extend(other.catalog_element_ids)
+
+
+# What follows a write of the mirror, called inside the writer's transaction with what it changed (the
+# keys of the rows that changed, the moves recorded for the first time): given by the caller above the
+# boundary (``apps.flows``). None: the writer announces the changes through ``apps.kommo.signals``.
+MirrorFollow = Callable[[KommoAccount, BatchResult], None]
+
+
+def nothing_follows(account: KommoAccount, result: BatchResult) -> None:
+    """For writes that are no news (the backfill of past moves), or whose caller takes the next steps
+    itself, one by one (webhook processing's flow)."""
+
+
+def _follow(follow: MirrorFollow | None, account: KommoAccount, result: BatchResult) -> None:
+    if follow is not None:
+        follow(account, result)
+        return
+    _announce(
+        account,
+        lead_ids=result.lead_ids,
+        contact_ids=result.contact_ids,
+        catalog_element_ids=result.catalog_element_ids,
+    )
+    for change in result.new_stage_changes:
+        stage_changed.send(sender=StageChange, stage_change=change)
 
 
 @dataclass
@@ -549,7 +575,10 @@ def _element_values(data: types.CatalogElement, catalogs: dict[int, int]) -> dic
 
 
 def catalog_elements_upsert_from_kommo(
-    *, account: KommoAccount, elements: Sequence[types.CatalogElement], announce: bool = True
+    *,
+    account: KommoAccount,
+    elements: Sequence[types.CatalogElement],
+    follow: MirrorFollow | None = None,
 ) -> BatchResult:
     def run() -> BatchResult:
         catalogs = _pk_map(Catalog, account, {e.catalog_id for e in elements})
@@ -571,8 +600,7 @@ def catalog_elements_upsert_from_kommo(
             kommo_ids=[item.row.kommo_id for item in applied if item.before is None],
         )
         result.catalog_element_ids = [item.row.pk for item in applied]
-        if announce:
-            _announce(account, catalog_element_ids=result.catalog_element_ids)
+        _follow(follow, account, result)
         return result
 
     return _retrying_on_conflict(run)
@@ -648,7 +676,7 @@ def _contact_values(data: types.Contact, users: dict[int, int], companies: dict[
 
 
 def contacts_upsert_from_kommo(
-    *, account: KommoAccount, contacts: Sequence[types.Contact], announce: bool = True
+    *, account: KommoAccount, contacts: Sequence[types.Contact], follow: MirrorFollow | None = None
 ) -> BatchResult:
     def run() -> BatchResult:
         users = _pk_map(KommoUser, account, {c.responsible_user_id for c in contacts})
@@ -672,8 +700,7 @@ def contacts_upsert_from_kommo(
             kommo_ids=[item.row.kommo_id for item in applied if item.before is None],
         )
         result.contact_ids = [item.row.pk for item in applied]
-        if announce:
-            _announce(account, contact_ids=result.contact_ids)
+        _follow(follow, account, result)
         return result
 
     return _retrying_on_conflict(run)
@@ -703,8 +730,11 @@ def _contact_channels_replace(account: KommoAccount, applied: list[_Applied[Cont
     )
 
 
-def contact_upsert_from_kommo(*, account: KommoAccount, data: types.Contact) -> UpsertResult[Contact]:
-    return _single(Contact, account, data.id, contacts_upsert_from_kommo(account=account, contacts=[data]))
+def contact_upsert_from_kommo(
+    *, account: KommoAccount, data: types.Contact, follow: MirrorFollow | None = None
+) -> UpsertResult[Contact]:
+    result = contacts_upsert_from_kommo(account=account, contacts=[data], follow=follow)
+    return _single(Contact, account, data.id, result)
 
 
 # -- leads ----------------------------------------------------------------------------------------------
@@ -751,7 +781,7 @@ def leads_upsert_from_kommo(
     source: str = Source.SYNC,
     moves_reported_for: Collection[int] = (),
     fetched_at: dt.datetime | None = None,
-    announce: bool = True,
+    follow: MirrorFollow | None = None,
 ) -> BatchResult:
     """Upsert a page of leads (up to 250) in a constant number of queries, plus a few per lead whose stage
     moved: each such lead gets a :class:`StageChange` (``source`` says who noticed). The result's
@@ -764,8 +794,8 @@ def leads_upsert_from_kommo(
     was older than the row (the row then holds a later read) — so the row says how recent a copy of Kommo
     it is at least. None (a listing whose request time is not known) leaves ``fetched_at`` alone.
 
-    ``announce=False``: the caller follows up the changes itself (the result says which): no
-    ``mirror_changed``, and the moves inferred send no ``stage_changed``."""
+    ``follow``: what follows the page's changes (the deals that changed and the moves inferred), inside
+    its transaction; by default they are announced."""
 
     def run() -> BatchResult:
         statuses = _status_map(account)
@@ -805,14 +835,13 @@ def leads_upsert_from_kommo(
                 source=source,
                 at_is_exact=False,
                 not_before=before.get("updated_at"),
-                announce=announce,
+                follow=nothing_follows,  # followed with the page, below
             )
             if created:
                 result.new_stage_changes.append(change)
         leads_stays_refresh(lead_ids=[item.row.pk for item in applied if _restaged(item)])
         result.lead_ids = [item.row.pk for item in applied]
-        if announce:
-            _announce(account, lead_ids=result.lead_ids)
+        _follow(follow, account, result)
         return result
 
     return _retrying_on_conflict(run)
@@ -847,9 +876,9 @@ def _history_explains(lead: Lead, data: types.Lead, stored_at: dt.datetime | Non
 
 
 def lead_upsert_from_kommo(
-    *, account: KommoAccount, data: types.Lead, source: str = Source.SYNC
+    *, account: KommoAccount, data: types.Lead, source: str = Source.SYNC, follow: MirrorFollow | None = None
 ) -> UpsertResult[Lead]:
-    result = leads_upsert_from_kommo(account=account, leads=[data], source=source)
+    result = leads_upsert_from_kommo(account=account, leads=[data], source=source, follow=follow)
     return _single(Lead, account, data.id, result)
 
 
@@ -916,23 +945,30 @@ def _mark_deleted(
 
 
 def lead_mark_deleted(
-    *, account: KommoAccount, kommo_id: int, at: dt.datetime | None = None, announce: bool = True
+    *,
+    account: KommoAccount,
+    kommo_id: int,
+    at: dt.datetime | None = None,
+    follow: MirrorFollow | None = None,
 ) -> bool:
     """Soft-delete a deal (Kommo keeps deleted leads restorable). Returns whether it was live before; a
-    deal the mirror never saw is not created. A restore arrives as a newer payload through the upsert.
-    ``announce=False``: no ``mirror_changed`` (the caller follows up itself)."""
+    deal the mirror never saw is not created. A restore arrives as a newer payload through the upsert."""
     deleted = _mark_deleted(Lead, account, kommo_id, at)
-    if deleted and announce:
-        _announce(account, lead_ids=mirror_pks(Lead, account, kommo_id))
+    if deleted:
+        _follow(follow, account, BatchResult(updated=1, lead_ids=mirror_pks(Lead, account, kommo_id)))
     return deleted
 
 
 def contact_mark_deleted(
-    *, account: KommoAccount, kommo_id: int, at: dt.datetime | None = None, announce: bool = True
+    *,
+    account: KommoAccount,
+    kommo_id: int,
+    at: dt.datetime | None = None,
+    follow: MirrorFollow | None = None,
 ) -> bool:
     deleted = _mark_deleted(Contact, account, kommo_id, at)
-    if deleted and announce:
-        _announce(account, contact_ids=mirror_pks(Contact, account, kommo_id))
+    if deleted:
+        _follow(follow, account, BatchResult(updated=1, contact_ids=mirror_pks(Contact, account, kommo_id)))
     return deleted
 
 
@@ -941,11 +977,16 @@ def company_mark_deleted(*, account: KommoAccount, kommo_id: int, at: dt.datetim
 
 
 def catalog_element_mark_deleted(
-    *, account: KommoAccount, kommo_id: int, at: dt.datetime | None = None, announce: bool = True
+    *,
+    account: KommoAccount,
+    kommo_id: int,
+    at: dt.datetime | None = None,
+    follow: MirrorFollow | None = None,
 ) -> bool:
     deleted = _mark_deleted(CatalogElement, account, kommo_id, at)
-    if deleted and announce:
-        _announce(account, catalog_element_ids=mirror_pks(CatalogElement, account, kommo_id))
+    if deleted:
+        keys = mirror_pks(CatalogElement, account, kommo_id)
+        _follow(follow, account, BatchResult(updated=1, catalog_element_ids=keys))
     return deleted
 
 
@@ -981,7 +1022,7 @@ def stage_change_record(
     at_is_exact: bool = True,
     not_before: dt.datetime | None = None,
     latest_as_of: dt.datetime | None = None,
-    announce: bool = True,
+    follow: MirrorFollow | None = None,
 ) -> tuple[StageChange, bool]:
     """Record that ``lead`` moved from one stage to another; idempotent across sources.
 
@@ -999,8 +1040,9 @@ def stage_change_record(
     (X→Y, moved back to X, X→Y again: Kommo's whole seconds cannot tell the two X→Y apart). Reports of one
     lead are serialised by a lock on its row. Returns the row and whether it is new.
 
-    ``announce=False`` records the move without telling anyone (no ``stage_changed``): the backfill of
-    past moves (the gates must not judge a move of last spring), and webhook processing, whose flow gives
+    ``follow``: what follows a new row (inside the transaction), by default its announcement
+    (``stage_changed``); :func:`nothing_follows` records history without telling anyone — the backfill of
+    past moves (the gates must not judge a move of last spring), or webhook processing, whose flow gives
     its new moves to the gates itself (``apps.flows.webhooks``).
     """
     with transaction.atomic():
@@ -1038,8 +1080,7 @@ def stage_change_record(
                 kommo_event_id=kommo_event_id,
             )
             leads_stays_refresh(lead_ids=[lead.pk])
-            if announce:
-                stage_changed.send(sender=StageChange, stage_change=row)
+            _follow(follow, account, BatchResult(created=1, new_stage_changes=[row]))
             return row, True
         changed: set[str] = set()
         if at_is_exact and not row.at_is_exact:
@@ -1084,7 +1125,7 @@ def stage_changes_record_past(
     *, account: KommoAccount, moves: Sequence[PastMove], source: str = Source.EVENTS
 ) -> tuple[list[StageChange], int]:
     """Record many past moves at once, as :func:`stage_change_record` would one by one with
-    ``announce=False`` (exact times, nothing announced), at a cost that does not grow per move: the
+    ``follow=nothing_follows`` (exact times, nothing announced), at a cost that does not grow per move: the
     history backfill's thousand moves would otherwise cost a thousand locks, matches and stay refreshes.
 
     Under the deals' row locks (in id order, as every writer takes them): a move whose event id is already
@@ -1164,7 +1205,7 @@ def stage_changes_record_past(
                 source=source,
                 moved_by_kommo_user_id=move.moved_by_kommo_user_id,
                 kommo_event_id=move.kommo_event_id,
-                announce=False,
+                follow=nothing_follows,
             )
             if new:
                 created.append(row)

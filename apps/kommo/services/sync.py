@@ -109,7 +109,7 @@ class _Paged:
     path: str
     key: str
     parse: Callable[[dict[str, Any]], Any]
-    upsert: Callable[[KommoAccount, Sequence[Any]], mirror.BatchResult]
+    upsert: Callable[[KommoAccount, Sequence[Any], mirror.MirrorFollow | None], mirror.BatchResult]
     list_: Callable[[KommoClient, Mapping[str, Any], Mapping[str, str]], Iterator[Any]]
     with_: tuple[str, ...] = ()
 
@@ -119,8 +119,8 @@ _PAGED: dict[str, _Paged] = {
         path="/api/v4/leads",
         key="leads",
         parse=types.Lead.from_api,
-        upsert=lambda account, items: mirror.leads_upsert_from_kommo(
-            account=account, leads=items, source=StageChange.Source.SYNC
+        upsert=lambda account, items, follow: mirror.leads_upsert_from_kommo(
+            account=account, leads=items, source=StageChange.Source.SYNC, follow=follow
         ),
         list_=lambda client, filters, order: client.leads_list(filters, LEAD_WITH, order=order),
         with_=LEAD_WITH,
@@ -129,14 +129,18 @@ _PAGED: dict[str, _Paged] = {
         path="/api/v4/contacts",
         key="contacts",
         parse=types.Contact.from_api,
-        upsert=lambda account, items: mirror.contacts_upsert_from_kommo(account=account, contacts=items),
+        upsert=lambda account, items, follow: mirror.contacts_upsert_from_kommo(
+            account=account, contacts=items, follow=follow
+        ),
         list_=lambda client, filters, order: client.contacts_list(filters, order=order),
     ),
     "companies": _Paged(
         path="/api/v4/companies",
         key="companies",
         parse=types.Company.from_api,
-        upsert=lambda account, items: mirror.companies_upsert_from_kommo(account=account, companies=items),
+        upsert=lambda account, items, follow: mirror.companies_upsert_from_kommo(
+            account=account, companies=items
+        ),
         list_=lambda client, filters, order: client.companies_list(filters, order=order),
     ),
 }
@@ -180,10 +184,12 @@ def mirror_sync(
     since: dt.datetime | None = None,
     client: KommoClient | None = None,
     progress: Progress | None = None,
+    follow: mirror.MirrorFollow | None = None,
 ) -> dict[str, mirror.BatchResult]:
     """Sync ``resources`` (default: all, in dependency order). Leads, contacts and companies run full when
     ``full`` is set, when they were never synced, or when an earlier full run is unfinished; otherwise
-    incrementally from their cursor (or from ``since``). Returns what each resource changed."""
+    incrementally from their cursor (or from ``since``). Returns what each resource changed. ``follow``:
+    what follows each page's writes, inside its transaction (by default they are announced)."""
     unknown = set(resources or ()) - set(RESOURCES)
     if unknown:
         raise ValueError(f"unknown resource(s): {', '.join(sorted(unknown))}; known: {', '.join(RESOURCES)}")
@@ -193,17 +199,31 @@ def mirror_sync(
     for resource in [name for name in RESOURCES if resources is None or name in resources]:
         if resource in _PAGED:
             results[resource] = _paged_sync(
-                account=account, client=client, resource=resource, full=full, since=since, progress=progress
+                account=account,
+                client=client,
+                resource=resource,
+                full=full,
+                since=since,
+                progress=progress,
+                follow=follow,
             )
         else:
-            results[resource] = _SMALL[resource](account=account, client=client, progress=progress)
+            results[resource] = _SMALL[resource](
+                account=account, client=client, progress=progress, follow=follow
+            )
     return results
 
 
 # -- small resources: read whole every time ----------------------------------------------------------
 
 
-def pipelines_sync(*, account: KommoAccount, client: KommoClient, progress: Progress) -> mirror.BatchResult:
+def pipelines_sync(
+    *,
+    account: KommoAccount,
+    client: KommoClient,
+    progress: Progress,
+    follow: mirror.MirrorFollow | None = None,
+) -> mirror.BatchResult:
     progress.start("pipelines", None)
     pipelines = client.pipelines_list()
     result = mirror.pipelines_upsert_from_kommo(account=account, pipelines=pipelines)
@@ -215,7 +235,13 @@ def pipelines_sync(*, account: KommoAccount, client: KommoClient, progress: Prog
     return result
 
 
-def users_sync(*, account: KommoAccount, client: KommoClient, progress: Progress) -> mirror.BatchResult:
+def users_sync(
+    *,
+    account: KommoAccount,
+    client: KommoClient,
+    progress: Progress,
+    follow: mirror.MirrorFollow | None = None,
+) -> mirror.BatchResult:
     progress.start("users", None)
     result = mirror.BatchResult()
     seen: list[int] = []
@@ -231,7 +257,11 @@ def users_sync(*, account: KommoAccount, client: KommoClient, progress: Progress
 
 
 def custom_fields_sync(
-    *, account: KommoAccount, client: KommoClient, progress: Progress
+    *,
+    account: KommoAccount,
+    client: KommoClient,
+    progress: Progress,
+    follow: mirror.MirrorFollow | None = None,
 ) -> mirror.BatchResult:
     """Field definitions of leads, contacts, companies and of every catalog the mirror knows."""
     progress.start("custom_fields", None)
@@ -254,7 +284,13 @@ def custom_fields_sync(
     return result
 
 
-def catalogs_sync(*, account: KommoAccount, client: KommoClient, progress: Progress) -> mirror.BatchResult:
+def catalogs_sync(
+    *,
+    account: KommoAccount,
+    client: KommoClient,
+    progress: Progress,
+    follow: mirror.MirrorFollow | None = None,
+) -> mirror.BatchResult:
     """Catalogs, then every element of each (pages of 250)."""
     progress.start("catalogs", None)
     catalogs = list(client.catalogs_list())
@@ -266,7 +302,10 @@ def catalogs_sync(*, account: KommoAccount, client: KommoClient, progress: Progr
     for catalog in catalogs:
         seen: list[int] = []
         for chunk in _chunks(client.catalog_elements_list(catalog.id), PAGE_SIZE):
-            result.add(mirror.catalog_elements_upsert_from_kommo(account=account, elements=chunk))
+            written = mirror.catalog_elements_upsert_from_kommo(
+                account=account, elements=chunk, follow=follow
+            )
+            result.add(written)
             seen.extend(element.id for element in chunk)
             progress.advance("catalogs", len(chunk))
         result.updated += mirror.mirror_mark_missing_deleted(
@@ -311,14 +350,23 @@ def _paged_sync(
     full: bool,
     since: dt.datetime | None,
     progress: Progress,
+    follow: mirror.MirrorFollow | None,
 ) -> mirror.BatchResult:
     state = _state(account, resource)
     unfinished = "full" in state.cursor
     if full or unfinished or (since is None and state.last_full_at is None):
-        return _full_sync(account=account, client=client, resource=resource, state=state, progress=progress)
+        return _full_sync(
+            account=account, client=client, resource=resource, state=state, progress=progress, follow=follow
+        )
     start = since if since is not None else _from_ts(int(state.cursor.get("updated_at", 0))) - OVERLAP
     return _incremental_sync(
-        account=account, client=client, resource=resource, state=state, start=start, progress=progress
+        account=account,
+        client=client,
+        resource=resource,
+        state=state,
+        start=start,
+        progress=progress,
+        follow=follow,
     )
 
 
@@ -344,7 +392,13 @@ def _page(client: KommoClient, spec: _Paged, page: int) -> tuple[list[Any], bool
 
 
 def _full_sync(
-    *, account: KommoAccount, client: KommoClient, resource: str, state: SyncState, progress: Progress
+    *,
+    account: KommoAccount,
+    client: KommoClient,
+    resource: str,
+    state: SyncState,
+    progress: Progress,
+    follow: mirror.MirrorFollow | None,
 ) -> mirror.BatchResult:
     spec = _PAGED[resource]
     position = state.cursor.get("full")
@@ -362,7 +416,7 @@ def _full_sync(
         items, more = _page(client, spec, page)
         fresh = [item for item in items if item.id > int(position["last_id"])]
         with transaction.atomic():
-            result.add(spec.upsert(account, fresh))
+            result.add(spec.upsert(account, fresh, follow))
             if items:
                 position = {**position, "page": page, "last_id": max(item.id for item in items)}
             state.cursor = {**state.cursor, "full": position}
@@ -390,6 +444,7 @@ def _incremental_sync(
     state: SyncState,
     start: dt.datetime,
     progress: Progress,
+    follow: mirror.MirrorFollow | None,
 ) -> mirror.BatchResult:
     """Rows changed since ``start``, in ``updated_at`` order; each request asks from the last time seen,
     and the ids already written at that exact time are skipped."""
@@ -415,7 +470,7 @@ def _incremental_sync(
                 next_ids |= done_ids
         fresh = [item for item in items if item.id not in done_ids]
         with transaction.atomic():
-            result.add(spec.upsert(account, fresh))
+            result.add(spec.upsert(account, fresh, follow))
             state.cursor = {"updated_at": next_ts, "ids": sorted(next_ids)}
             state.seen += len(fresh)
             state.calls += 1
@@ -442,6 +497,7 @@ def leads_refetch(
     source: str = StageChange.Source.SYNC,
     client: KommoClient | None = None,
     moves_reported_for: Collection[int] = (),
+    follow: mirror.MirrorFollow | None = None,
 ) -> mirror.BatchResult:
     """Fetch the named deals again (``filter[id][]``, 250 per call) and upsert them. Deals Kommo no longer
     lists are left alone: deletions come from the events API or a webhook. No stage move is inferred for
@@ -458,6 +514,7 @@ def leads_refetch(
                 source=source,
                 moves_reported_for=moves_reported_for,
                 fetched_at=asked_at,
+                follow=follow,
             )
         )
     return result
@@ -465,27 +522,40 @@ def leads_refetch(
 
 @provenance(MirrorSource.SYNC)
 def contacts_refetch(
-    *, account: KommoAccount, kommo_ids: Iterable[int], client: KommoClient | None = None
+    *,
+    account: KommoAccount,
+    kommo_ids: Iterable[int],
+    client: KommoClient | None = None,
+    follow: mirror.MirrorFollow | None = None,
 ) -> mirror.BatchResult:
-    return _refetch(account=account, resource="contacts", kommo_ids=kommo_ids, client=client)
+    return _refetch(account=account, resource="contacts", kommo_ids=kommo_ids, client=client, follow=follow)
 
 
 @provenance(MirrorSource.SYNC)
 def companies_refetch(
-    *, account: KommoAccount, kommo_ids: Iterable[int], client: KommoClient | None = None
+    *,
+    account: KommoAccount,
+    kommo_ids: Iterable[int],
+    client: KommoClient | None = None,
+    follow: mirror.MirrorFollow | None = None,
 ) -> mirror.BatchResult:
-    return _refetch(account=account, resource="companies", kommo_ids=kommo_ids, client=client)
+    return _refetch(account=account, resource="companies", kommo_ids=kommo_ids, client=client, follow=follow)
 
 
 def _refetch(
-    *, account: KommoAccount, resource: str, kommo_ids: Iterable[int], client: KommoClient | None
+    *,
+    account: KommoAccount,
+    resource: str,
+    kommo_ids: Iterable[int],
+    client: KommoClient | None,
+    follow: mirror.MirrorFollow | None,
 ) -> mirror.BatchResult:
     """Fetch the named rows of a paged resource again (``filter[id][]``, 250 per call) and upsert them."""
     spec = _PAGED[resource]
     client = client or KommoClient(account)
     result = mirror.BatchResult()
     for chunk in _chunks(sorted(set(kommo_ids)), IDS_PER_CALL):
-        result.add(spec.upsert(account, list(spec.list_(client, {"id": chunk}, {}))))
+        result.add(spec.upsert(account, list(spec.list_(client, {"id": chunk}, {})), follow))
     return result
 
 
@@ -502,12 +572,17 @@ def _events_cursor_start(account: KommoAccount, started_at: int) -> None:
 
 @provenance(MirrorSource.SYNC)
 def events_reconcile(
-    *, account: KommoAccount, client: KommoClient | None = None, progress: Progress | None = None
+    *,
+    account: KommoAccount,
+    client: KommoClient | None = None,
+    progress: Progress | None = None,
+    follow: mirror.MirrorFollow | None = None,
 ) -> mirror.BatchResult:
     """Read deal events from the stored cursor and repair the mirror with them: every stage move becomes a
     :class:`StageChange` (source ``events``, who moved it, the event id; merged with what a webhook already
     recorded), every deal an event names is re-fetched (250 ids per call), deletions and restores applied.
-    The cursor moves after each page of 100 events."""
+    The cursor moves after each page of 100 events. ``follow``: what follows each write (by default it is
+    announced)."""
     client = client or KommoClient(account)
     progress = progress or _Silent()
     state = _state(account, "events")
@@ -524,7 +599,7 @@ def events_reconcile(
     for page in _chunks(client.events_list(filters), EVENTS_PAGE_SIZE):
         fresh = [event for event in page if event.id not in done]
         with transaction.atomic():
-            result.add(_events_apply(account=account, client=client, events=fresh))
+            result.add(_events_apply(account=account, client=client, events=fresh, follow=follow))
             for event in fresh:
                 if event.type == "lead_added" and event.entity_id:
                     added.setdefault(str(event.entity_id), [event.id, event.created_by])
@@ -542,7 +617,9 @@ def events_reconcile(
         with transaction.atomic():
             deals = Lead.objects.filter(account=account, kommo_id__in=[int(key) for key in added])
             creators = {int(key): (value[0], value[1]) for key, value in added.items()}
-            result.new_stage_changes.extend(first_stays_record(account=account, leads=deals, events=creators))
+            result.new_stage_changes.extend(
+                first_stays_record(account=account, leads=deals, events=creators, follow=follow)
+            )
             state.cursor = {"created_at": cursor_ts, "ids": sorted(done)}
             state.save()
     state.started_at = None
@@ -553,7 +630,11 @@ def events_reconcile(
 
 
 def _events_apply(
-    *, account: KommoAccount, client: KommoClient, events: Sequence[types.Event]
+    *,
+    account: KommoAccount,
+    client: KommoClient,
+    events: Sequence[types.Event],
+    follow: mirror.MirrorFollow | None,
 ) -> mirror.BatchResult:
     lead_ids = {event.entity_id for event in events if event.entity_type == "lead" and event.entity_id}
     # A new deal's re-fetch must not infer a move either: its first stay is derived at the end of the run.
@@ -565,6 +646,7 @@ def _events_apply(
         source=StageChange.Source.EVENTS,
         client=client,
         moves_reported_for=moved,
+        follow=follow,
     )
     deals = {row.kommo_id: row for row in Lead.objects.filter(account=account, kommo_id__in=lead_ids)}
     last_deletion: dict[int, types.Event] = {}
@@ -589,12 +671,13 @@ def _events_apply(
             source=StageChange.Source.EVENTS,
             moved_by_kommo_user_id=event.created_by or None,
             kommo_event_id=event.id,
+            follow=follow,
         )
         if created:
             result.new_stage_changes.append(change)
     for lead_id, event in last_deletion.items():
         if event.type == "lead_deleted" and mirror.lead_mark_deleted(
-            account=account, kommo_id=lead_id, at=event.created_at
+            account=account, kommo_id=lead_id, at=event.created_at, follow=follow
         ):
             result.updated += 1
     return result
@@ -609,6 +692,7 @@ def first_stays_record(
     leads: Iterable[Lead],
     events: Mapping[int, tuple[str | None, int | None]] | None = None,
     announce: bool = True,
+    follow: mirror.MirrorFollow | None = None,
 ) -> list[StageChange]:
     """Record each deal's entry into its first stage, as Kommo lets it be known: at the deal's
     ``created_at``, into the stage its earliest recorded move left (the ``value_before`` of its earliest
@@ -616,7 +700,8 @@ def first_stays_record(
     names a note, not a stage. ``events`` gives, per deal's Kommo id, the ``lead_added`` event id and its
     author when they are known (else the deal's ``created_by``). Deals that already have a first stay are
     left alone. Call it once every move since the deals' creation has been recorded. Returns the new
-    rows."""
+    rows. ``announce=False``: history, recorded together and followed by nothing; else ``follow`` (by
+    default, the announcement) follows each new row."""
     events = events or {}
     new: list[StageChange] = []
     for chunk in _chunks((lead for lead in leads if lead.created_at is not None), 1000):
@@ -667,6 +752,7 @@ def first_stays_record(
                 source=StageChange.Source.EVENTS,
                 moved_by_kommo_user_id=created_by,
                 kommo_event_id=event_id,
+                follow=follow,
             )
             if created:
                 new.append(change)

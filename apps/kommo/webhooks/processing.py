@@ -55,6 +55,7 @@ from apps.kommo.services.mirror import (
     lead_mark_deleted,
     leads_upsert_from_kommo,
     mirror_pks,
+    nothing_follows,
     stage_change_record,
 )
 from apps.kommo.webhooks.dispatch import Move, Plan, plan_items
@@ -318,8 +319,8 @@ def webhook_batch_read(events: Sequence[WebhookEvent]) -> BatchWork | None:
 
 def webhook_mirror_write(account: KommoAccount, plan: Plan, fetched: Fetched) -> MirrorResult:
     """Writes the re-fetched rows into the mirror — upserts first (a new lead must exist before its
-    move), then the deletions Kommo confirms (the entity is no longer listed) — without announcing them:
-    the result names the rows that changed and the moves the upsert inferred, for the caller to follow.
+    move), then the deletions Kommo confirms (the entity is no longer listed) — with nothing following
+    them: the result names the rows that changed and the moves the upsert inferred, for the caller.
 
     The upsert infers no move for a deal whose moves the batch reports: two moves of one deal in a batch
     (61→62, 62→63) would otherwise add a third, 61→63, that never happened."""
@@ -333,26 +334,29 @@ def webhook_mirror_write(account: KommoAccount, plan: Plan, fetched: Fetched) ->
                 source=StageChange.Source.WEBHOOK,
                 moves_reported_for=reported,
                 fetched_at=fetched.leads_asked_at,
-                announce=False,
+                follow=nothing_follows,
             )
         )
     for contacts in _pages(list(fetched.contacts.values())):
-        result.add(contacts_upsert_from_kommo(account=account, contacts=contacts, announce=False))
+        result.add(contacts_upsert_from_kommo(account=account, contacts=contacts, follow=nothing_follows))
     for companies in _pages(list(fetched.companies.values())):
         result.add(companies_upsert_from_kommo(account=account, companies=companies))
     for elements in _pages(list(fetched.elements.values())):
-        result.add(catalog_elements_upsert_from_kommo(account=account, elements=elements, announce=False))
+        written = catalog_elements_upsert_from_kommo(
+            account=account, elements=elements, follow=nothing_follows
+        )
+        result.add(written)
     for lead_id in sorted(plan.deleted_leads - fetched.leads.keys()):
-        if lead_mark_deleted(account=account, kommo_id=lead_id, announce=False):
+        if lead_mark_deleted(account=account, kommo_id=lead_id, follow=nothing_follows):
             result.lead_ids += mirror_pks(Lead, account, lead_id)
     for contact_id in sorted(plan.deleted_contacts - fetched.contacts.keys()):
-        if contact_mark_deleted(account=account, kommo_id=contact_id, announce=False):
+        if contact_mark_deleted(account=account, kommo_id=contact_id, follow=nothing_follows):
             result.contact_ids += mirror_pks(Contact, account, contact_id)
     for company_id in sorted(plan.deleted_companies - fetched.companies.keys()):
         company_mark_deleted(account=account, kommo_id=company_id)
     for ids in plan.deleted_elements.values():
         for element_id in sorted(ids - fetched.elements.keys()):
-            if catalog_element_mark_deleted(account=account, kommo_id=element_id, announce=False):
+            if catalog_element_mark_deleted(account=account, kommo_id=element_id, follow=nothing_follows):
                 result.catalog_element_ids += mirror_pks(CatalogElement, account, element_id)
     return result
 
@@ -366,8 +370,8 @@ class ReceivedMove:
 
 
 def webhook_moves_record(work: BatchWork, fetched: Fetched) -> list[ReceivedMove]:
-    """Records the moves the deliveries report, after the upserts (which create the new deals), without
-    announcing them. Returns the moves recorded for the first time (a report of a known move enriches
+    """Records the moves the deliveries report, after the upserts (which create the new deals), with
+    nothing following them. Returns the moves recorded for the first time (a report of a known move enriches
     its row and is not returned)."""
     account, plan = work.account, work.plan
     if not plan.moves:
@@ -422,7 +426,7 @@ def _record_move(
         moved_by_kommo_user_id=move.moved_by,
         at_is_exact=exact,
         latest_as_of=fetched.leads_asked_at if exact and last and arrived else None,
-        announce=False,
+        follow=nothing_follows,
     )
 
 
