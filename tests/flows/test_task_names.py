@@ -13,6 +13,10 @@ KEPT = {
     "apps.gates.tasks.drain_outbound": "kommo",  # the old name of apps.kommo.tasks.outbound_drain
     "apps.kommo.tasks.outbound_drain": "kommo",
     "apps.kommo.tasks.outbound_flush": "kommo",
+    "apps.kommo.tasks.sync_incremental": "kommo",  # the sync's and the events sweep's: now apps.flows.tasks
+    "apps.kommo.tasks.sync_account": "kommo",
+    "apps.kommo.tasks.sync_events": "kommo",
+    "apps.kommo.tasks.sync_events_account": "kommo",
 }
 
 
