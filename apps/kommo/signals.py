@@ -22,6 +22,12 @@ with ``send_robust``), so a receiver must leave its work findable by other means
 deals or contacts, with the keyword arguments ``account`` and ``touches`` (a sequence of
 :class:`~apps.kommo.webhooks.dispatch.Touch`: entity ``lead`` or ``contact``, its Kommo id, when). Receivers
 run inside the writer's transaction, after the batch's upserts.
+
+``field_changes_seen`` is sent by the history backfill with the past changes of contacts' and catalog
+elements' custom fields it read from Kommo's events, with the keyword arguments ``account`` and ``changes``
+(a sequence of :class:`~apps.kommo.types.FieldChange`). Receivers run inside the backfill's transaction, after
+the mirror holds those contacts and elements; the same change may be sent again (a resumed or repeated
+backfill), so a receiver must be idempotent.
 """
 
 from django.dispatch import Signal
@@ -30,3 +36,4 @@ mirror_changed = Signal()
 stage_changed = Signal()
 stage_changes_committed = Signal()
 activity_seen = Signal()
+field_changes_seen = Signal()

@@ -315,12 +315,26 @@ class StakeholderEvent(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    kommo_event_id = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        help_text="The Kommo event this change was read from (a past change of a field, read back by the "
+        "history backfill); empty for the changes derivation saw.",
+    )
 
     class Meta:
         ordering = ("lead", "at", "id")
         indexes = [
             models.Index(fields=("lead", "at"), name="stakeholders_event_lead_at"),
             models.Index(fields=("account", "at"), name="stakeholders_event_account_at"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=("stakeholder_id", "kommo_event_id", "field"),
+                condition=~Q(kommo_event_id=""),
+                name="stakeholders_event_kommo_once",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -6,7 +6,12 @@ from collections.abc import Iterable
 from typing import Any
 
 from apps.kommo.models import KommoAccount
-from apps.stakeholders.services import lead_ids_touched, stakeholders_derive_for_leads, stakeholders_touch
+from apps.stakeholders.services import (
+    lead_ids_touched,
+    stakeholders_derive_for_leads,
+    stakeholders_history_from_field_changes,
+    stakeholders_touch,
+)
 
 
 def stakeholders_rederive_on_mirror_change(
@@ -30,3 +35,10 @@ def stakeholders_touch_on_activity(
 ) -> None:
     """A note, call or message on a deal or a contact touches its people."""
     stakeholders_touch(account=account, touches=touches)
+
+
+def stakeholders_history_on_field_changes(
+    sender: Any, *, account: KommoAccount, changes: Any, **kwargs: Any
+) -> None:
+    """Past changes of contacts' and elements' fields (the history backfill) date the people's history."""
+    stakeholders_history_from_field_changes(account=account, changes=changes)
