@@ -279,6 +279,10 @@ class StakeholderHistory:
     def __bool__(self) -> bool:
         return bool(self._rows)
 
+    def covers(self, lead_id: int) -> bool:
+        """Whether the history has any row of the deal (the portal derived it at least once)."""
+        return bool(self._rows.get(lead_id))
+
     def state_at(self, lead_id: int, when: dt.datetime) -> list[StakeholderState]:
         """The people on the deal at ``when`` (the rows with ``at ≤ when``), in the order they joined."""
         rows = self._rows.get(lead_id)
