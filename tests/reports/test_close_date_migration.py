@@ -7,8 +7,8 @@ import pytest
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
-BEFORE = [("reports", "0009_stuck_page_state"), ("stakeholders", "0006_deal_field_expected_close")]
-AFTER = [("reports", "0010_close_date_field_mapping")]
+BEFORE = [("reports", "0010_gate_report_indexes"), ("stakeholders", "0006_deal_field_expected_close")]
+AFTER = [("reports", "0011_close_date_field_mapping")]
 
 
 @pytest.mark.django_db(transaction=True)

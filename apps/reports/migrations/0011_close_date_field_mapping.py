@@ -28,7 +28,7 @@ def mappings_to_settings(apps, schema_editor):
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("reports", "0009_stuck_page_state"),
+        ("reports", "0010_gate_report_indexes"),
         ("stakeholders", "0006_deal_field_expected_close"),
     ]
 
