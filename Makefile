@@ -45,13 +45,13 @@ fmt: install ## Format and fix what ruff can
 	$(VENV)/bin/ruff check --fix .
 
 typecheck: install ## mypy (strict on apps/kommo)
-	$(VENV)/bin/mypy apps config
+	$(VENV)/bin/mypy apps config kommo_sandbox benchmarks
 
 bench: install ## Benchmarks, reported as ratios against a baseline measured in the same run
 	$(PY) -m benchmarks
 
 sandbox: install ## The Kommo sandbox with demo data on port 8001
-	$(PY) manage.py kommo_sandbox --port 8001 --seed demo --credentials-file .run/sandbox-credentials.json
+	$(PY) -m kommo_sandbox --port 8001 --seed demo --credentials-file .run/sandbox-credentials.json
 
 replay: install ## Post a recorded webhook body to a running portal: make replay FILE=path
 	$(PY) manage.py kommo_replay $(FILE)

@@ -45,7 +45,7 @@ def measure(deals: int) -> dict[str, float]:
     from apps.kommo.models import KommoUser, Lead, Status
     from apps.kommo.services.outbound import outbound_changes_flush
     from apps.kommo.services.sync import mirror_sync
-    from apps.kommo_sandbox.server import SandboxServer
+    from kommo_sandbox.server import SandboxServer
     from tests.kommo.sandbox_support import account_for, api_requests, sandbox_admin, sandbox_api
 
     server = SandboxServer(host="127.0.0.1", port=0, seed="demo", webhooks=False).start()

@@ -45,7 +45,7 @@ class Bench:
     def __init__(self, *, database_url: str, broker_url: str) -> None:
         import requests
 
-        from apps.kommo_sandbox.server import SandboxServer
+        from kommo_sandbox.server import SandboxServer
         from tests.kommo.sandbox_support import sandbox_admin
         from tests.support.services import CeleryWorker
 
@@ -173,7 +173,7 @@ class Bench:
         mine = [
             c for c in mine if not (c["method"] == "PATCH" and c["seq"] <= mark + math.ceil(len(ids) / 50))
         ]
-        gate = {
+        gate: dict[str, Any] = {
             "fresh_reads": sum(
                 1
                 for c in mine

@@ -34,7 +34,7 @@ def _setup_django(database: Path) -> None:
 
 def measure(seed: str) -> dict[str, object]:
     from apps.kommo.services.sync import mirror_sync
-    from apps.kommo_sandbox.server import SandboxServer
+    from kommo_sandbox.server import SandboxServer
     from tests.kommo.sandbox_support import account_for, api_requests, minimum_full_sync_calls
 
     server = SandboxServer(host="127.0.0.1", port=0, seed=seed, webhooks=False).start()

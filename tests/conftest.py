@@ -92,15 +92,25 @@ def live_server(django_db_setup: None, live_server: Any) -> Any:
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A transactional test ends by emptying every table, which also removes what the data migrations
     made (groups, default roles). Serialized rollback puts it back, so that every test starts from a freshly
-    migrated database whatever ran before it."""
+    migrated database whatever ran before it.
+
+    pytest-django decides which databases to serialize at set-up from the tests' ``django_db`` markers, and
+    a marker's ``serialized_rollback`` wins over the ``django_db_serialized_rollback`` fixture: a fixture
+    name alone is ignored when a marker exists. So every transactional test gets a marker of its own that
+    says so (closest, so it wins over the module's). Without it, an xdist worker whose tests named it only as
+    a fixture never serialized its database, and its first transactional test emptied it for the rest."""
     for item in items:
         names: list[str] = getattr(item, "fixturenames", [])
         marker = item.get_closest_marker("django_db")
         transactional = bool(marker and marker.kwargs.get("transaction")) or bool(
             {"transactional_db", "live_server"} & set(names)
         )
-        if transactional and "django_db_serialized_rollback" not in names:
+        if not transactional:
+            continue
+        if "django_db_serialized_rollback" not in names:
             names.append("django_db_serialized_rollback")
+        kwargs = {**(marker.kwargs if marker else {}), "transaction": True, "serialized_rollback": True}
+        item.add_marker(pytest.mark.django_db(**kwargs), append=False)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.http import HttpRequest
+from django.templatetags.static import static
 from django.urls import NoReverseMatch, reverse
 
 # (group title, [(label, material symbol, "app_label.model")]) — in the order sales ops work.
@@ -72,6 +73,8 @@ SIDEBAR_GROUPS: list[tuple[str, list[tuple[str, str, str]]]] = [
         "Reports",
         [
             ("Stage norms", "speed", "reports.stagenorm"),
+            ("Forecast categories", "stacked_bar_chart", "reports.forecastcategory"),
+            ("Forecast settings", "settings", "reports.forecastsettings"),
             ("Coverage snapshots", "photo_camera", "reports.coveragesnapshot"),
             ("Export clients", "key", "reports.exportclient"),
         ],
@@ -94,6 +97,8 @@ PORTAL_PAGES: list[tuple[str, str, str, str]] = [
     ("Reports", "monitoring", "reports:index", "reports"),
 ]
 REPORT_GROUPS = ("Head of sales", "Sales ops")
+# The job named under the site's title, in this order when a person holds several.
+JOB_GROUPS = ("Sales ops", "Head of sales", "Manager")
 
 
 def _url(name: str, *args: Any) -> str | None:
@@ -111,6 +116,24 @@ def can_see_reports(user: Any) -> bool:
     if user.is_superuser or user.has_perm("reports.view_reports"):
         return True
     return bool(user.groups.filter(name__in=REPORT_GROUPS).exists())
+
+
+def favicon_url(request: HttpRequest) -> str:
+    return static("core/favicon.svg")
+
+
+def admin_subheader(request: HttpRequest) -> str:
+    """unfold's SITE_SUBHEADER: the signed-in person's job (their group), so that the head of sales is not
+    told they are in sales ops."""
+    user = request.user
+    if user.is_authenticated:
+        groups = set(user.groups.values_list("name", flat=True))
+        for job in JOB_GROUPS:
+            if job in groups:
+                return job
+        if user.is_superuser:
+            return "Administrator"
+    return ""
 
 
 def admin_sidebar(request: HttpRequest) -> list[dict[str, Any]]:
@@ -171,5 +194,6 @@ def portal_theme(request: HttpRequest) -> dict[str, Any]:
         "colors": site._get_colors("COLORS", request),
         "border_radius": site._get_config("BORDER_RADIUS", request),
         "site_title": site._get_config("SITE_TITLE", request),
+        "site_favicons": site._get_favicons("SITE_FAVICONS", request),
         "portal_nav": lambda: portal_nav(request),
     }

@@ -3,8 +3,6 @@ account, the read-only escalation log, and the escalations on the deal page."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from django.contrib import admin
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
@@ -14,8 +12,7 @@ from unfold.contrib.filters.admin import ChoicesDropdownFilter, RangeDateFilter,
 from apps.escalations.models import Escalation, HeadOfSales, StageLimit
 from apps.escalations.selectors import task_state
 from apps.escalations.services import days_text
-from apps.kommo.admin.mirror import ReadOnlyAdmin, ReadOnlyInline
-from apps.kommo.models import Lead
+from apps.kommo.admin.mirror import ReadOnlyAdmin, ReadOnlyInline, lead_admin_section_add
 from apps.reports.selectors.stuck import stage_usual_times
 
 
@@ -151,22 +148,4 @@ class EscalationInline(ReadOnlyInline):
         return task_state(obj.outbound_change)
 
 
-def _with_escalations(base: type[admin.ModelAdmin]) -> type[admin.ModelAdmin]:  # type: ignore[type-arg]
-    """The deal page as registered by the apps below (the gates' one), with the escalations after the
-    gate decisions."""
-    inlines = list(base.inlines)
-    names = [inline.__name__ for inline in inlines]
-    at = names.index("GateDecisionInline") + 1 if "GateDecisionInline" in names else len(inlines)
-    inlines.insert(at, EscalationInline)
-
-    class DealWithEscalationsAdmin(base):  # type: ignore[valid-type,misc]
-        pass
-
-    DealWithEscalationsAdmin.inlines = inlines
-    DealWithEscalationsAdmin.__doc__ = base.__doc__
-    return DealWithEscalationsAdmin
-
-
-_deal_admin: Any = type(admin.site.get_model_admin(Lead))
-admin.site.unregister(Lead)
-admin.site.register(Lead, _with_escalations(_deal_admin))
+lead_admin_section_add(EscalationInline, position=30)  # after the gate decisions

@@ -281,10 +281,15 @@ class EnforcementRun:
 
 
 def escalations_enforce(
-    *, account_id: int, now: dt.datetime | None = None, client: KommoClient | None = None
+    *,
+    account_id: int,
+    now: dt.datetime | None = None,
+    client: KommoClient | None = None,
+    backlog: int = 0,
 ) -> EnforcementRun:
     """Check the account's limits; when that queued tasks, or tasks of an earlier check still wait (its
-    worker died after the check committed), send what the outbound plan says is due."""
+    worker died after the check committed), send what the outbound plan says is due (``backlog``: the
+    account's webhook deliveries waiting, which the plan weighs)."""
     run = EnforcementRun(check=escalations_check(account_id=account_id, now=now))
     waiting = OutboundChange.objects.filter(
         account_id=account_id,
@@ -293,7 +298,7 @@ def escalations_enforce(
         idempotency_key__startswith=IDEMPOTENCY_PREFIX,
     )
     if run.check.escalated or waiting.exists():
-        run.flush = outbound_changes_flush(account_id=account_id, client=client)
+        run.flush = outbound_changes_flush(account_id=account_id, client=client, backlog=backlog)
     return run
 
 

@@ -7,6 +7,7 @@ from celery import shared_task
 
 from apps.escalations.services import account_ids_with_limits, escalations_enforce
 from apps.kommo.tasks import outbound_flush_schedule
+from apps.kommo.webhooks.processing import webhook_backlog
 
 
 @shared_task(name="apps.escalations.tasks.check_limits", ignore_result=True)
@@ -20,6 +21,6 @@ def check_limits() -> None:
 def check_account(account_id: int) -> None:
     """Escalate the account's deals past their stage's limits and send the tasks that are due; the rest
     go out with the account's next planned flush (the gates' sweeper picks up what a lost task left)."""
-    run = escalations_enforce(account_id=account_id)
+    run = escalations_enforce(account_id=account_id, backlog=webhook_backlog(account_id=account_id))
     if run.flush_in is not None:
         outbound_flush_schedule(account_id=account_id, delay=run.flush_in)

@@ -1,6 +1,5 @@
-"""Admin of the gates: rules with their conditions and a dry run, the read-only decision log, the
-read-only outbound queue with a retry for failed changes, and the deal page with its stakeholders,
-stage history and gate decisions."""
+"""Admin of the gates: rules with their conditions and a dry run, the read-only decision log, and the
+gate decisions of a deal as a section of the deal page (kommo's, which the stakeholders come before)."""
 
 from __future__ import annotations
 
@@ -24,17 +23,7 @@ from unfold.contrib.filters.admin import ChoicesDropdownFilter, RangeDateFilter,
 
 from apps.gates.models import GateCondition, GateDecision, GateRule
 from apps.gates.selectors import gate_rule_dry_run
-from apps.kommo.admin.mirror import (
-    LeadAdmin,
-    LeadCatalogElementInline,
-    LeadContactInline,
-    ReadOnlyAdmin,
-    ReadOnlyInline,
-    StageChangeInline,
-)
-from apps.kommo.models import Lead, OutboundChange
-from apps.kommo.services.outbound import outbound_change_retry
-from apps.stakeholders.models import Stakeholder
+from apps.kommo.admin.mirror import ReadOnlyAdmin, ReadOnlyInline, lead_admin_section_add
 
 DRY_RUN_DEFAULT_DAYS = 30
 
@@ -172,54 +161,6 @@ class GateDecisionAdmin(ReadOnlyAdmin):
         return _pretty(obj.actions)
 
 
-@admin.register(OutboundChange)
-class OutboundChangeAdmin(ReadOnlyAdmin):
-    list_display = [
-        "id",
-        "kind",
-        "entity_kommo_id",
-        "status",
-        "attempts",
-        "next_attempt_at",
-        "sent_at",
-        "account",
-        "created",
-    ]
-    list_filter = ["status", "kind", "account"]
-    list_select_related = ["account"]
-    search_fields = ["idempotency_key", "entity_kommo_id", "kommo_request_id"]
-    date_hierarchy = "created"
-    actions = ["retry"]
-    exclude = ["payload"]
-    readonly_fields = ["payload_pretty"]
-
-    @admin.display(description="payload")
-    def payload_pretty(self, obj: OutboundChange) -> SafeString:
-        return _pretty(obj.payload)
-
-    @admin.action(description="Retry the selected failed changes", permissions=["operate"])
-    def retry(self, request: HttpRequest, queryset: QuerySet[OutboundChange]) -> None:
-        from apps.gates.tasks import drain_outbound
-
-        retried = [
-            change
-            for change in queryset.filter(status=OutboundChange.Status.FAILED)
-            if outbound_change_retry(change=change)
-        ]
-        for account_id in {change.account_id for change in retried}:
-            drain_outbound.delay(account_id)
-        self.message_user(request, f"{len(retried)} failed change(s) queued again.", messages.SUCCESS)
-
-
-class StakeholderInline(ReadOnlyInline):
-    model = Stakeholder
-    verbose_name_plural = "stakeholders"
-    fields = ["name", "role", "approval_status", "last_touch", "source"]
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[Stakeholder]:
-        return super().get_queryset(request).select_related("role")
-
-
 class GateDecisionInline(ReadOnlyInline):
     model = GateDecision
     fk_name = "lead"
@@ -263,55 +204,4 @@ def outcome_label(decision: GateDecision) -> SafeString:
     )
 
 
-class DealAdmin(LeadAdmin):
-    """The deal page: who is involved and what the gates decided first, then the stage history and the
-    mirror's links; the last payload from Kommo collapsed at the bottom."""
-
-    inlines = [
-        StakeholderInline,
-        GateDecisionInline,
-        StageChangeInline,
-        LeadContactInline,
-        LeadCatalogElementInline,
-    ]
-    readonly_fields: list[str] = []
-    exclude = ["raw"]
-    fieldsets = [
-        (None, {"fields": ["name", "price", "status", "responsible_user", "company", "account"]}),
-        ("Dates", {"fields": ["created_at", "updated_at", "closed_at", "fetched_at"]}),
-        (
-            "Kommo ids",
-            {
-                "classes": ["collapse"],
-                "fields": [
-                    "kommo_id",
-                    "pipeline",
-                    "pipeline_kommo_id",
-                    "status_kommo_id",
-                    "responsible_user_kommo_id",
-                    "company_kommo_id",
-                    "loss_reason_kommo_id",
-                    "is_deleted",
-                    "deleted_at",
-                ],
-            },
-        ),
-    ]
-    change_form_after_template = "admin/kommo/lead/raw_payload.html"
-
-    def change_view(
-        self,
-        request: HttpRequest,
-        object_id: str,
-        form_url: str = "",
-        extra_context: dict[str, Any] | None = None,
-    ) -> HttpResponse:
-        lead = Lead.objects.filter(pk=object_id).only("raw").first()
-        raw = json.dumps(lead.raw, indent=2, ensure_ascii=False, sort_keys=True) if lead else ""
-        return super().change_view(
-            request, object_id, form_url, {**(extra_context or {}), "raw_payload": raw}
-        )
-
-
-admin.site.unregister(Lead)
-admin.site.register(Lead, DealAdmin)
+lead_admin_section_add(GateDecisionInline, position=20)

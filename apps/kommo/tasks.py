@@ -8,6 +8,7 @@ from django.conf import settings
 
 from apps.kommo.models import KommoAccount
 from apps.kommo.services.outbound import (
+    outbound_changes_drain,
     outbound_changes_flush,
     outbound_flush_release,
     outbound_flush_reserve,
@@ -20,7 +21,12 @@ from apps.kommo.services.sync import (
     mirror_sync,
 )
 from apps.kommo.webhooks.intake import webhook_event_enqueue
-from apps.kommo.webhooks.processing import webhook_event_process, webhook_events_prune, webhook_events_sweep
+from apps.kommo.webhooks.processing import (
+    webhook_backlog,
+    webhook_event_process,
+    webhook_events_prune,
+    webhook_events_sweep,
+)
 
 
 @shared_task(name="apps.kommo.tasks.webhook_process")
@@ -82,7 +88,7 @@ def outbound_flush(account_id: int, *, reserved: bool = True) -> None:
     ``reserved``: this run was scheduled through ``outbound_flush_schedule`` (its reservation ends now)."""
     if reserved:
         outbound_flush_release(account_id=account_id)
-    result = outbound_changes_flush(account_id=account_id)
+    result = outbound_changes_flush(account_id=account_id, backlog=webhook_backlog(account_id=account_id))
     if result.next_in is not None:
         outbound_flush_schedule(account_id=account_id, delay=result.next_in)
 
@@ -93,3 +99,19 @@ def outbound_flush_schedule(*, account_id: int, delay: float) -> bool:
         return False
     outbound_flush.apply_async((account_id,), countdown=delay)
     return True
+
+
+@shared_task(name="apps.kommo.tasks.outbound_drain", ignore_result=True)
+def outbound_drain(account_id: int, kinds: list[str] | None = None) -> None:
+    """Send the account's due outbound changes (of ``kinds``, default all) in batches now, whatever the
+    plan (the admin's retry); come back when retries fall due."""
+    result = outbound_changes_drain(account_id=account_id, kinds=kinds)
+    if result.retry_in is not None:
+        outbound_drain.apply_async((account_id, kinds), countdown=result.retry_in)
+
+
+@shared_task(name="apps.gates.tasks.drain_outbound", ignore_result=True)
+def outbound_drain_queued_before(account_id: int, kinds: list[str] | None = None) -> None:
+    """:func:`outbound_drain` under the name it had while the queue's admin lived in the gates, for the
+    messages a broker may still hold under that name."""
+    outbound_drain(account_id, kinds)

@@ -54,18 +54,25 @@ class ExportClientAdmin(ModelAdmin):  # type: ignore[type-arg]
         self.message_user(request, "Revoked.")
 
 
-@admin.register(StageNorm)
-class StageNormAdmin(ModelAdmin):  # type: ignore[type-arg]
-    list_display = ["status", "pipeline", "usual_days", "modified"]
-    list_filter = ["status__pipeline"]
+class PerStageAdmin(ModelAdmin):  # type: ignore[type-arg]
+    """A setting kept per stage (one row per Status): listed and searched by stage and pipeline, in
+    pipeline order. Subclasses add their own columns to ``list_display`` and ``list_filter``."""
+
+    list_display: list[str] = ["status", "pipeline", "modified"]
+    list_filter: list[str] = ["status__pipeline"]
     list_select_related = ["status__pipeline"]
     search_fields = ["status__name", "status__pipeline__name"]
     autocomplete_fields = ["status"]
     ordering = ["status__pipeline__sort", "status__sort"]
 
     @admin.display(description="pipeline", ordering="status__pipeline__name")
-    def pipeline(self, obj: StageNorm) -> str:
+    def pipeline(self, obj: StageNorm | ForecastCategory) -> str:
         return obj.status.pipeline.name
+
+
+@admin.register(StageNorm)
+class StageNormAdmin(PerStageAdmin):
+    list_display = ["status", "pipeline", "usual_days", "modified"]
 
 
 @admin.register(CoverageSnapshot)
@@ -93,17 +100,9 @@ class CoverageSnapshotAdmin(ModelAdmin):  # type: ignore[type-arg]
 
 
 @admin.register(ForecastCategory)
-class ForecastCategoryAdmin(ModelAdmin):  # type: ignore[type-arg]
+class ForecastCategoryAdmin(PerStageAdmin):
     list_display = ["status", "pipeline", "category", "modified"]
     list_filter = ["category", "status__pipeline"]
-    list_select_related = ["status__pipeline"]
-    search_fields = ["status__name", "status__pipeline__name"]
-    autocomplete_fields = ["status"]
-    ordering = ["status__pipeline__sort", "status__sort"]
-
-    @admin.display(description="pipeline", ordering="status__pipeline__name")
-    def pipeline(self, obj: ForecastCategory) -> str:
-        return obj.status.pipeline.name
 
 
 @admin.register(ForecastSettings)

@@ -17,8 +17,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import DateTimeField, Min, Q, Value
-from django.db.models.functions import Coalesce
+from django.db.models import Q
 from django.utils import timezone
 
 from apps.gates import semantics
@@ -28,12 +27,11 @@ from apps.kommo import types as kommo_types
 from apps.kommo.exceptions import KommoPayloadError
 from apps.kommo.models import KommoAccount, Lead, Pipeline, StageStay, Status
 from apps.reports import forecast_method as fm
-from apps.reports.coverage_snapshots import week_start
+from apps.reports.coverage_snapshots import COVERAGE_FIELDS, week_start
 from apps.reports.models import ForecastCategory, ForecastSettings, ForecastSnapshot, ForecastSnapshotDeal
 from apps.stakeholders.models import Role, Stakeholder, StakeholderEvent
-from apps.stakeholders.selectors import stakeholder_state_as_of
+from apps.stakeholders.selectors import StakeholderHistory, decision_makers_since, stakeholder_history
 
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 WON, LOST = 142, 143
 Category = ForecastCategory.Category
 
@@ -67,10 +65,24 @@ class StageInfo:
     sort: int
 
 
+# Coverage state: a decision maker identified, and the approvals the gates ahead require given (None: not
+# known, for an account without a stakeholder history).
+State = tuple[bool, bool | None]
+
+
+@dataclass(frozen=True)
+class RoleInfo:
+    label: str
+    is_decision_maker: bool
+    approval_valid_days: int | None
+
+
 @dataclass
 class History:
-    """What the forecast reads of one account, loaded once: every deal's stays in order, the deals, when
-    each deal's first decision maker appeared, the stages of each pipeline and their categories."""
+    """What the forecast reads of one account, loaded once: every deal's stays in order, the deals, the
+    stakeholder history (or, for an account without one, when each deal's first decision maker's contact
+    was created), the roles, the approval conditions of the gates, the stages of each pipeline and their
+    categories."""
 
     account: KommoAccount
     stays: dict[int, list[Stay]]
@@ -78,8 +90,15 @@ class History:
     dm_since: dict[int, dt.datetime]
     stages: dict[int, dict[int, StageInfo]]  # pipeline kommo id -> stage kommo id -> stage
     close_field_id: int | None = None
-    has_stakeholder_history: bool = False
+    people: StakeholderHistory | None = None
+    roles: dict[int, RoleInfo] = field(default_factory=dict)
+    ahead: dict[int, list[tuple[int, semantics.Condition]]] = field(default_factory=dict)
     _entries: dict[tuple[int | None, int], list[Stay]] | None = field(default=None, repr=False)
+    _states: dict[tuple[int, int, dt.datetime], State] = field(default_factory=dict, repr=False)
+
+    @property
+    def has_stakeholder_history(self) -> bool:
+        return self.people is not None
 
     def entries(self, pipeline_kommo_id: int, status_kommo_id: int) -> list[Stay]:
         """Every stay in one stage of one pipeline, by the time it was entered (built once)."""
@@ -160,22 +179,33 @@ def history_load(*, account: KommoAccount, since: dt.datetime | None = None) -> 
             "pk", "kommo_id", "price", "responsible_user_kommo_id", "raw"
         )
     }
-    dm_since = dict(
-        Stakeholder.objects.filter(account=account, role__is_decision_maker=True, lead_id__in=list(stays))
-        .annotate(
-            since=Coalesce(
-                "contact__created_at",
-                "catalog_element__created_at",
-                Value(EPOCH, output_field=DateTimeField()),
-            )
+    people: StakeholderHistory | None = None
+    dm_since: dict[int, dt.datetime] = {}
+    if StakeholderEvent.objects.filter(account=account).exists():
+        people = stakeholder_history(account=account, fields=COVERAGE_FIELDS)
+    else:
+        dm_since = {
+            lead_id: first
+            for lead_id, first in decision_makers_since(account=account).values_list("lead_id", "first")
+            if lead_id in stays
+        }
+    roles = {
+        pk: RoleInfo(label, is_dm, valid_days)
+        for pk, label, is_dm, valid_days in Role.objects.values_list(
+            "pk", "label", "is_decision_maker", "approval_valid_days"
         )
-        .order_by()
-        .values("lead_id")
-        .annotate(first=Min("since"))
-        .values_list("lead_id", "first")
+    }
+    return History(
+        account,
+        dict(stays),
+        deals,
+        dm_since,
+        _stages(account),
+        close_field_id,
+        people,
+        roles,
+        _gates_ahead(account),
     )
-    has_history = StakeholderEvent.objects.filter(account=account).exists()
-    return History(account, dict(stays), deals, dm_since, _stages(account), close_field_id, has_history)
 
 
 # -- the buying committee ----------------------------------------------------------------------------------
@@ -206,7 +236,7 @@ def committee_states_now(*, history: History, lead_ids: Iterable[int]) -> dict[i
             "lead_id", flat=True
         )
     )
-    ahead = _gates_ahead(history.account)
+    ahead = history.ahead
     states = {}
     for lead_id in ids:
         stay = history.stays[lead_id][-1]
@@ -220,51 +250,56 @@ def committee_states_now(*, history: History, lead_ids: Iterable[int]) -> dict[i
     return states
 
 
-def committee_states_as_of(
-    *, history: History, lead_ids: Iterable[int], at: dt.datetime
-) -> dict[int, tuple[bool, bool | None]]:
-    """The coverage state of open deals as it was at ``at``, from the stakeholders' history
-    (:func:`apps.stakeholders.selectors.stakeholder_state_as_of`): a decision maker on the deal then, and the
-    approvals the gates ahead of its stage then require given by then. An account without a stakeholder
-    history falls back on the decision makers' contacts' creation, approvals not known."""
-    ids = list(lead_ids)
-    if not history.has_stakeholder_history:
-        return {lead_id: (_dm_at(history, lead_id, at), None) for lead_id in ids}
-    people = stakeholder_state_as_of(when=at, lead_ids=ids)
-    roles = {
-        pk: (label, is_dm, valid_days)
-        for pk, label, is_dm, valid_days in Role.objects.values_list(
-            "pk", "label", "is_decision_maker", "approval_valid_days"
+def coverage_state_at(
+    *, history: History, lead_id: int, at: dt.datetime, pipeline_kommo_id: int | None, stage_sort: int
+) -> State:
+    """The deal's coverage state at ``at`` while it was in a stage of sort ``stage_sort``, from the
+    stakeholders' history (:class:`apps.stakeholders.selectors.StakeholderHistory`, the answers of
+    ``stakeholder_state_as_of``): a decision maker on the deal then, and the approvals the gates at or after
+    that stage require given by then, judged as the gate would at that moment (expiry included). An account
+    without a stakeholder history falls back on the decision makers' contacts' creation, approvals not
+    known (None)."""
+    if history.people is None:
+        return _dm_at(history, lead_id, at), None
+    unknown = RoleInfo("", False, None)
+    views = [
+        semantics.StakeholderView(
+            person.name,
+            person.role_id,
+            history.roles.get(person.role_id or 0, unknown).label,
+            person.approval_status,
+            approval_decided_at=person.approval_decided_at,
+            approval_valid_days=history.roles.get(person.role_id or 0, unknown).approval_valid_days,
         )
-    }
-    ahead = _gates_ahead(history.account)
-    states: dict[int, tuple[bool, bool | None]] = {}
-    for lead_id in ids:
-        views = [
-            semantics.StakeholderView(
-                person.name,
-                person.role_id,
-                roles.get(person.role_id or 0, ("", False, None))[0],
-                person.approval_status,
-                approval_decided_at=person.approval_decided_at,
-                approval_valid_days=roles.get(person.role_id or 0, ("", False, None))[2],
-            )
-            for person in people.get(lead_id, [])
-        ]
+        for person in history.people.state_at(lead_id, at)
+    ]
+    ahead = history.ahead.get(pipeline_kommo_id or 0, [])
+    conditions = [condition for gated_sort, condition in ahead if gated_sort >= stage_sort]
+    dm = any(history.roles.get(view.role_id or 0, unknown).is_decision_maker for view in views)
+    return dm, not semantics.conditions_failures(conditions=conditions, stakeholders=views, now=at)
+
+
+def committee_states_as_of(*, history: History, lead_ids: Iterable[int], at: dt.datetime) -> dict[int, State]:
+    """The coverage state of open deals as it was at ``at``, in the stage each was in then
+    (:func:`coverage_state_at`)."""
+    states: dict[int, State] = {}
+    for lead_id in lead_ids:
         stay = history.stay_at(lead_id, at)
         pipeline = stay.pipeline_kommo_id if stay else None
         stage = history.stages.get(pipeline or 0, {}).get(stay.status_kommo_id) if stay else None
-        sort = stage.sort if stage else 0
-        conditions = [c for gated_sort, c in ahead.get(pipeline or 0, []) if gated_sort >= sort]
-        dm = any(roles.get(view.role_id or 0, ("", False, None))[1] for view in views)
-        failures = semantics.conditions_failures(conditions=conditions, stakeholders=views, now=at)
-        states[lead_id] = (dm, not failures)
+        states[lead_id] = coverage_state_at(
+            history=history,
+            lead_id=lead_id,
+            at=at,
+            pipeline_kommo_id=pipeline,
+            stage_sort=stage.sort if stage else 0,
+        )
     return states
 
 
 def _dm_at(history: History, lead_id: int, at: dt.datetime) -> bool:
-    """A decision maker identified on the deal at ``at``: until the stakeholders' history is kept, one
-    counts from the day their contact (or catalog element) was created in Kommo (as the coverage backfill)."""
+    """Without a stakeholder history, a decision maker counts from the day their contact (or catalog
+    element) was created in Kommo (as the coverage backfill does)."""
     since = history.dm_since.get(lead_id)
     return since is not None and since <= at
 
@@ -282,18 +317,13 @@ class StageFigures:
     p: float
     remaining_days: float
     remaining_measured: bool
-    # closed cohort deals with / without a decision maker at the time they left the stage
-    dm_won: int = 0
-    dm_closed: int = 0
-    no_dm_won: int = 0
-    no_dm_closed: int = 0
+    # the closed cohort's deals by their coverage state when they left the stage: state -> [won, closed]
+    states: dict[State, list[int]] = field(default_factory=dict)
 
-    def factor(self, dm: bool) -> float:
+    def factor(self, state: State) -> float:
+        won, closed = self.states.get(state, (0, 0))
         return fm.committee_factor(
-            won_in_state=self.dm_won if dm else self.no_dm_won,
-            closed_in_state=self.dm_closed if dm else self.no_dm_closed,
-            won_all=self.won,
-            closed_all=self.won + self.lost,
+            won_in_state=won, closed_in_state=closed, won_all=self.won, closed_all=self.won + self.lost
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -306,8 +336,18 @@ class StageFigures:
             "p": round(self.p, 6),
             "remaining_days": round(self.remaining_days, 3),
             "remaining_measured": self.remaining_measured,
-            "factor_dm": round(self.factor(True), 6),
-            "factor_no_dm": round(self.factor(False), 6),
+            "states": [
+                {
+                    "dm": dm,
+                    "approvals": approvals,
+                    "won": won,
+                    "closed": closed,
+                    "factor": round(self.factor((dm, approvals)), 6),
+                }
+                for (dm, approvals), (won, closed) in sorted(
+                    self.states.items(), key=lambda item: (item[0][0], item[0][1] is None, bool(item[0][1]))
+                )
+            ],
         }
 
 
@@ -358,8 +398,8 @@ def _stage_figures(
 ) -> StageFigures:
     """The stage's closed cohort as known at ``at``: the deals that entered it (first time in the window)
     between the window's bounds before ``at``, and how each stood at ``at`` — won, lost or still open (left
-    out). p with its prior; the median days from entering the stage to won; the win rates by decision-maker
-    state at the moment each left the stage."""
+    out). p with its prior; the median days from entering the stage to won; the win rates by coverage state
+    at the moment each left the stage (read from the stakeholder history, once per deal and stay)."""
     newest = fm.months_before(at, settings.REPORTS_FORECAST_COHORT_MIN_MONTHS)
     oldest = fm.months_before(at, settings.REPORTS_FORECAST_COHORT_MAX_MONTHS)
     won = lost = 0
@@ -378,19 +418,25 @@ def _stage_figures(
         if now_in is None or now_in.status_kommo_id not in (WON, LOST):
             continue
         left = min(entry.left_at or at, at)
-        dm = _dm_at(history, lead_id, left)
+        key = (lead_id, stage.kommo_id, left)
+        state = history._states.get(key)
+        if state is None:
+            state = history._states[key] = coverage_state_at(
+                history=history,
+                lead_id=lead_id,
+                at=left,
+                pipeline_kommo_id=pipeline_kommo_id,
+                stage_sort=stage.sort,
+            )
         is_won = now_in.status_kommo_id == WON
         if is_won:
             won += 1
             cycles.append((now_in.entered_at - entry.entered_at).total_seconds() / 86400)
         else:
             lost += 1
-        if dm:
-            figures.dm_closed += 1
-            figures.dm_won += is_won
-        else:
-            figures.no_dm_closed += 1
-            figures.no_dm_won += is_won
+        counts = figures.states.setdefault(state, [0, 0])
+        counts[0] += is_won
+        counts[1] += 1
     prior = fm.stage_prior(rank=stage.rank, stages=stage.stages)
     measured = fm.median(cycles)
     default = (stage.stages - stage.rank + 1) * settings.REPORTS_STAGE_DEFAULT_DAYS
@@ -456,7 +502,10 @@ def forecast_compute(*, history: History, pipeline_kommo_id: int, at: dt.datetim
         figures = stage_figures.get(stay.status_kommo_id)
         dm, approvals = states[lead_id]
         p = figures.p if figures else 0.5
-        p_committee = fm.p_adjusted(p=p, factor=figures.factor(dm)) if figures else p
+        # Without a stakeholder history the cohort's approvals are not known: the state is the decision
+        # maker's alone, for the open deals as for the cohort.
+        state = (dm, approvals if history.people is not None else None)
+        p_committee = fm.p_adjusted(p=p, factor=figures.factor(state)) if figures else p
         close = _close_from_field(history, deal) if live else None
         if close is None:
             remaining = figures.remaining_days if figures else settings.REPORTS_STAGE_DEFAULT_DAYS

@@ -1,4 +1,4 @@
-"""Portable SQL pieces the report selectors aggregate with: durations in days and percentiles.
+"""Portable SQL pieces the report selectors aggregate with: durations in days or seconds, and percentiles.
 
 PostgreSQL computes percentiles with ``percentile_cont``; SQLite (the zero-setup ``make run``) gets the same
 aggregate, written in Python, registered on each new connection."""
@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.db import connection, transaction
-from django.db.models import Aggregate, F, FloatField, Func, Value
+from django.db.models import Aggregate, BigIntegerField, F, FloatField, Func, Value
 
 
 @contextmanager
@@ -60,6 +60,32 @@ class DaysBetween(Func):
             arg_joiner=") - julianday(",
             **extra,
         )
+
+
+class SecondsBetween(Func):
+    """The time from start to end in seconds: exactly, as a float, or in whole seconds (``whole=True``:
+    rounded down, as an integer)."""
+
+    def __init__(self, end: Any, start: Any, *, whole: bool = False, **extra: Any) -> None:
+        self.whole = whole
+        field = BigIntegerField() if whole else FloatField()
+        super().__init__(_expr(end), _expr(start), output_field=field, **extra)
+
+    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        template = (
+            "FLOOR(EXTRACT(EPOCH FROM (%(expressions)s)))::bigint"
+            if self.whole
+            else "EXTRACT(EPOCH FROM (%(expressions)s))::double precision"
+        )
+        return self.as_sql(compiler, connection, template=template, arg_joiner=" - ", **extra)
+
+    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
+        template = (
+            "CAST((julianday(%(expressions)s)) * 86400 AS INTEGER)"
+            if self.whole
+            else "((julianday(%(expressions)s)) * 86400.0)"
+        )
+        return self.as_sql(compiler, connection, template=template, arg_joiner=") - julianday(", **extra)
 
 
 def _expr(value: Any) -> Any:

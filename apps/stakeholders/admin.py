@@ -10,6 +10,7 @@ from django.http import HttpRequest
 from unfold.admin import ModelAdmin, TabularInline
 from unfold.widgets import UnfoldAdminSelectWidget
 
+from apps.kommo.admin.mirror import ReadOnlyInline, lead_admin_section_add
 from apps.kommo.models import Catalog, CustomField, CustomFieldEnum
 from apps.stakeholders.models import FieldMapping, FieldMappingValue, Role, Stakeholder, StakeholderEvent
 from apps.stakeholders.tasks import stakeholders_derive_account
@@ -224,3 +225,15 @@ class StakeholderEventAdmin(ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: StakeholderEvent | None = None) -> bool:
         return False
+
+
+class StakeholderInline(ReadOnlyInline):
+    model = Stakeholder
+    verbose_name_plural = "stakeholders"
+    fields = ["name", "role", "approval_status", "last_touch", "source"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Stakeholder]:
+        return super().get_queryset(request).select_related("role")
+
+
+lead_admin_section_add(StakeholderInline, position=10)  # who is involved: first on the deal page

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from django.db.models import DateTimeField, OuterRef, QuerySet, Subquery
+from django.db.models import DateTimeField, Min, OuterRef, QuerySet, Subquery, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -24,6 +25,8 @@ from apps.stakeholders.models import (
     objection_is_open,
 )
 from apps.users.models import User
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def _stakeholders() -> QuerySet[Stakeholder]:
@@ -204,20 +207,43 @@ def stakeholder_state_as_of(
     from Kommo's last change of their objects (earlier values are not known)."""
     if lead is None and lead_ids is None and account is None:
         raise ValueError("give a lead, lead_ids or an account")
-    events = StakeholderEvent.objects.filter(at__lte=when)
-    found: dict[int, list[StakeholderState]] = {}
     if lead is not None:
         lead_ids = [lead.pk]
+    found: dict[int, list[StakeholderState]] = {lead_id: [] for lead_id in lead_ids or ()}
+    rows = _history_rows(account=account, lead_ids=lead_ids, until=when)
+    found.update(_fold(rows))
+    return found
+
+
+_HistoryRow = tuple[dt.datetime, int, int, str, str, Any]  # at, stakeholder id, lead id, name, field, new
+
+
+def _history_rows(
+    *,
+    account: KommoAccount | None,
+    lead_ids: Collection[int] | None,
+    until: dt.datetime | None = None,
+    fields: Collection[str] | None = None,
+) -> list[_HistoryRow]:
+    events = StakeholderEvent.objects.all()
+    if until is not None:
+        events = events.filter(at__lte=until)
     if lead_ids is not None:
         events = events.filter(lead_id__in=lead_ids)
-        found = {lead_id: [] for lead_id in lead_ids}
     if account is not None:
         events = events.filter(account=account)
+    if fields is not None:
+        events = events.filter(field__in={StakeholderEvent.Field.PRESENCE, *fields})
+    return list(
+        events.order_by("at", "id").values_list("at", "stakeholder_id", "lead_id", "name", "field", "new")
+    )
+
+
+def _fold(rows: Iterable[_HistoryRow]) -> dict[int, list[StakeholderState]]:
+    """History rows in time order folded into the people on each deal after the last of them."""
     people: dict[int, StakeholderState] = {}
     present: dict[int, bool] = {}
-    for stakeholder_id, lead_id, name, field, new in events.order_by("at", "id").values_list(
-        "stakeholder_id", "lead_id", "name", "field", "new"
-    ):
+    for _at, stakeholder_id, lead_id, name, field, new in rows:
         state = people.get(stakeholder_id)
         if state is None:
             state = people[stakeholder_id] = StakeholderState(stakeholder_id=stakeholder_id, lead_id=lead_id)
@@ -230,10 +256,70 @@ def stakeholder_state_as_of(
         if field == StakeholderEvent.Field.APPROVAL_STATUS and value is None:
             value = Approval.UNKNOWN
         setattr(state, _STATE_ATTRIBUTES[field], value)
+    found: dict[int, list[StakeholderState]] = {}
     for stakeholder_id, state in people.items():
         if present.get(stakeholder_id):
             found.setdefault(state.lead_id, []).append(state)
     return found
+
+
+class StakeholderHistory:
+    """The history of many deals read in one query, answering "who was on this deal at that moment" for
+    any deal and moment in memory: what the reports need when every deal is asked about at a moment of
+    its own (the forecast's cohort: when each deal left a stage) or every week of a year (the coverage
+    backfill). The answers are :func:`stakeholder_state_as_of`'s."""
+
+    def __init__(self, rows: Iterable[_HistoryRow]) -> None:
+        self._rows: dict[int, list[_HistoryRow]] = {}
+        for row in rows:
+            self._rows.setdefault(row[2], []).append(row)
+        self._times = {lead_id: [row[0] for row in found] for lead_id, found in self._rows.items()}
+
+    def __bool__(self) -> bool:
+        return bool(self._rows)
+
+    def state_at(self, lead_id: int, when: dt.datetime) -> list[StakeholderState]:
+        """The people on the deal at ``when`` (the rows with ``at ≤ when``), in the order they joined."""
+        rows = self._rows.get(lead_id)
+        if not rows:
+            return []
+        cut = bisect.bisect_right(self._times[lead_id], when)
+        return _fold(rows[:cut]).get(lead_id, [])
+
+
+def stakeholder_history(
+    *,
+    account: KommoAccount | None = None,
+    lead_ids: Collection[int] | None = None,
+    until: dt.datetime | None = None,
+    fields: Collection[str] | None = None,
+) -> StakeholderHistory:
+    """The stakeholder history of an ``account``'s deals (or of ``lead_ids``), up to ``until``, in one
+    query. ``fields`` (``StakeholderEvent.Field`` values) keeps only the changes the caller folds — the
+    coverage reads roles and approvals, not the many last touches; who joins and leaves is always kept."""
+    if account is None and lead_ids is None:
+        raise ValueError("give an account or lead_ids")
+    return StakeholderHistory(_history_rows(account=account, lead_ids=lead_ids, until=until, fields=fields))
+
+
+def decision_makers_since(*, account: KommoAccount) -> QuerySet[Any, Any]:
+    """Per deal of ``account`` (``lead_id``), since when it has a decision maker as far as the mirror alone
+    can tell (``first``): the earliest creation in Kommo of a decision maker's contact or catalog element.
+    For an account without a stakeholder history, whose roles are only known as they stand; the rows can be
+    filtered by ``lead_id`` (also with ``OuterRef``) before reading ``first``."""
+    return (
+        Stakeholder.objects.filter(account=account, role__is_decision_maker=True)
+        .annotate(
+            since=Coalesce(
+                "contact__created_at",
+                "catalog_element__created_at",
+                Value(EPOCH, output_field=DateTimeField()),
+            )
+        )
+        .order_by()
+        .values("lead_id")
+        .annotate(first=Min("since"))
+    )
 
 
 def stakeholder_timelines(*, lead: Lead) -> dict[int, list[StakeholderEvent]]:

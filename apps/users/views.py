@@ -4,22 +4,19 @@ from typing import Any
 
 from django.contrib.auth import views as auth_views
 from django.http import HttpRequest, HttpResponseRedirect
-from django.urls import NoReverseMatch, reverse
+from django.urls import reverse
 
 from apps.users.forms import PortalAuthenticationForm
 from apps.users.models import User
 
 
 def landing_url(user: Any) -> str:
-    """Sales ops (and superusers) → the admin; the head of sales → the reports (the deals until that page
-    exists); managers and everyone else → their deals."""
+    """Sales ops (and superusers) → the admin; the head of sales → the reports; managers and everyone else
+    → their deals."""
     if user.is_staff and (user.is_superuser or user.in_group(User.Group.SALES_OPS)):
         return reverse("admin:index")
     if user.in_group(User.Group.HEAD_OF_SALES):
-        try:
-            return reverse("reports:index")
-        except NoReverseMatch:
-            pass
+        return reverse("reports:index")
     return reverse("stakeholders:deal_list")
 
 

@@ -42,7 +42,6 @@ INSTALLED_APPS = [
     "apps.intake",
     "apps.reports",
     "apps.escalations",
-    "apps.kommo_sandbox",
 ]
 
 MIDDLEWARE = [
@@ -147,6 +146,9 @@ AUTHENTICATION_BACKENDS = [
 ]
 # Managers sign in here (the admin login refuses people without staff rights).
 LOGIN_URL = "login"
+# Signing in without a `next` (the admin's sign-in page reached directly) goes to `/`, which sends each
+# person where their work is; Django's default, /accounts/profile/, does not exist here.
+LOGIN_REDIRECT_URL = "home"
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -185,9 +187,10 @@ AXES_IPWARE_PROXY_COUNT = env.int("AXES_PROXY_COUNT", default=0) or None
 UNFOLD = {
     "SITE_TITLE": "Kommo B2B Portal",
     "SITE_HEADER": "Kommo B2B Portal",
-    "SITE_SUBHEADER": "Sales ops",
+    "SITE_SUBHEADER": "apps.core.ui.admin_subheader",
     "SITE_URL": "/",
     "SITE_SYMBOL": "handshake",
+    "SITE_FAVICONS": [{"rel": "icon", "type": "image/svg+xml", "href": "apps.core.ui.favicon_url"}],
     "SHOW_HISTORY": True,
     "SHOW_VIEW_ON_SITE": False,
     "SIDEBAR": {
@@ -215,6 +218,7 @@ else:
 BROKER_DIR = RUN_DIR / "broker"
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
+    CELERY_BROKER_TRANSPORT = None  # the URL's (redis)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         # An unacknowledged task (its worker died) is delivered again after this many seconds.
         "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
@@ -223,6 +227,8 @@ if REDIS_URL:
     }
 else:
     CELERY_BROKER_URL = "filesystem://"
+    # kombu's transport with messages renamed into place once written (apps/core/filesystem_broker.py).
+    CELERY_BROKER_TRANSPORT = "apps.core.filesystem_broker:Transport"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
@@ -271,7 +277,7 @@ CELERY_TASK_ROUTES = {
 }
 # How often beat checks the stage time limits (minutes).
 ESCALATION_CHECK_MINUTES = env.float("ESCALATION_CHECK_MINUTES", default=15.0)
-# BI export: how often the stuck-deals selector's answer is written for the export's stuck columns (minutes).
+# How often the stuck-deals answer is written for the stuck page and the export's stuck columns (minutes).
 REPORTS_EXPORT_STUCK_MINUTES = env.float("REPORTS_EXPORT_STUCK_MINUTES", default=10.0)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # The mirror: deals, contacts and companies changed since the last run (a small overlap included).

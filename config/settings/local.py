@@ -8,7 +8,10 @@ os.environ.setdefault("DJANGO_DEBUG", "true")
 os.environ.setdefault("KOMMO_TOKEN_ENCRYPTION_KEY", "bG9jYWwtZGV2ZWxvcG1lbnQta2V5LW5vdC1zZWNyZXQ=")
 
 from config.settings.base import *  # noqa: F403
-from config.settings.base import RUN_DIR, env
+from config.settings.base import INSTALLED_APPS, RUN_DIR, env
+
+# The Kommo sandbox's management command (`manage.py kommo_sandbox`): a development tool, not in production.
+INSTALLED_APPS = [*INSTALLED_APPS, "kommo_sandbox"]
 
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
 RUN_DIR.mkdir(exist_ok=True)

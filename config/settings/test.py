@@ -9,7 +9,9 @@ os.environ.setdefault("KOMMO_TOKEN_ENCRYPTION_KEY", "dGVzdC1vbmx5LWtleS1ub3Qtc2V
 os.environ.setdefault("REDIS_URL", "")
 
 from config.settings.base import *  # noqa: F403
-from config.settings.base import BASE_DIR, LOG_FILTERS, apply_postgresql_options, env
+from config.settings.base import BASE_DIR, INSTALLED_APPS, LOG_FILTERS, apply_postgresql_options, env
+
+INSTALLED_APPS = [*INSTALLED_APPS, "kommo_sandbox"]  # its management command; production does without it
 
 DEBUG = False
 ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
@@ -25,6 +27,7 @@ DATABASE_REQUEST_BUDGET_MS = env.int("DATABASE_REQUEST_BUDGET_MS", default=0)
 # Off as well: the hold is the process's memory, which would carry one test's frozen database into the next.
 DATABASE_REQUEST_FAST_FAIL_MS = env.int("DATABASE_REQUEST_FAST_FAIL_MS", default=0)
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="memory://")
+CELERY_BROKER_TRANSPORT = None  # the URL's own (the zero-setup mode's file-system transport is for make run)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}
 CELERY_BEAT_SCHEDULE_FILENAME = str(BASE_DIR / ".run" / "test-celerybeat-schedule")
 LOGGING = {

@@ -73,6 +73,16 @@ def test_production_refuses_a_required_variable_that_is_only_spaces():
         assert f"Set {name}: the portal does not start in production" in result.stderr, result.stderr[-500:]
 
 
+def test_production_neither_installs_nor_imports_the_kommo_sandbox():
+    expression = (
+        "'kommo_sandbox' in settings.INSTALLED_APPS,"
+        " any(name.startswith('kommo_sandbox') for name in __import__('sys').modules)"
+    )
+
+    assert production_setting(expression, PRODUCTION_ENV) == "False False"
+    assert "kommo_sandbox" in settings.INSTALLED_APPS  # the tests' settings do, for its management command
+
+
 def test_production_reads_the_allowed_hosts_as_a_comma_separated_list_ignoring_blanks():
     env = {**PRODUCTION_ENV, "DJANGO_ALLOWED_HOSTS": " portal.example.com, ,api.example.com ,"}
 

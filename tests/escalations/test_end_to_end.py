@@ -18,8 +18,8 @@ from apps.gates.models import GateRule
 from apps.gates.services import gate_rules_install_defaults
 from apps.kommo.models import KommoAccount, KommoUser, Lead, OutboundChange, Status
 from apps.kommo.services.sync import mirror_sync
-from apps.kommo_sandbox.server import SandboxServer
 from apps.stakeholders.bootstrap import account_bootstrap
+from kommo_sandbox.server import SandboxServer
 from tests.kommo.sandbox_support import account_for, sandbox_api, sandbox_start
 from tests.support.services import wait_for
 

@@ -120,7 +120,7 @@ def test_failed_outbound_changes_can_be_retried(board, staff):
         status=OutboundChange.Status.FAILED,
         attempts=3,
     )
-    with mock.patch("apps.gates.tasks.drain_outbound.delay") as drain:
+    with mock.patch("apps.kommo.tasks.outbound_drain.delay") as drain:
         staff.post(
             reverse("admin:kommo_outboundchange_changelist"),
             {"action": "retry", "_selected_action": [failed.pk]},

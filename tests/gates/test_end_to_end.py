@@ -13,10 +13,10 @@ from apps.gates.models import GateDecision, GateRule
 from apps.gates.services import gate_rules_install_defaults
 from apps.kommo.models import KommoAccount, Lead, StageChange
 from apps.kommo.services.sync import mirror_sync
-from apps.kommo_sandbox.server import SandboxServer
 from apps.stakeholders.bootstrap import account_bootstrap
 from apps.stakeholders.models import Approval, Stakeholder
 from apps.stakeholders.services import StakeholderChange, stakeholder_update_in_kommo
+from kommo_sandbox.server import SandboxServer
 from tests.kommo.sandbox_support import account_for, sandbox_admin, sandbox_api
 from tests.support.services import wait_for
 

@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 
 from apps.intake.models import IntakeSource, IntakeSubmission
 from apps.intake.services import intake_source_key_generate, intake_submission_process
-from apps.kommo_sandbox.server import SandboxServer
+from kommo_sandbox.server import SandboxServer
 from tests.kommo.sandbox_support import account_for, api_requests, sandbox_start
 
 pytestmark = [pytest.mark.postgres, pytest.mark.sandbox, pytest.mark.django_db(transaction=True)]

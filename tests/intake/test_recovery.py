@@ -23,8 +23,8 @@ from apps.intake.services import (
 from apps.kommo.client import KommoClient
 from apps.kommo.exceptions import KommoServerError
 from apps.kommo.models.mirror import CustomField, Lead
-from apps.kommo_sandbox.server import SandboxServer
 from config.celery import app as celery_app
+from kommo_sandbox.server import SandboxServer
 from tests.intake.conftest import submission_body
 from tests.intake.kommo_double import MARKER_FIELD_ID
 from tests.kommo.sandbox_support import account_for, api_requests, sandbox_start

@@ -10,7 +10,7 @@ from rest_framework.test import APIClient
 from apps.intake.models import IntakeSubmission
 from apps.intake.services import intake_submission_process
 from apps.kommo.models.mirror import Contact, Lead, LeadContact
-from apps.kommo_sandbox.server import SandboxServer
+from kommo_sandbox.server import SandboxServer
 from tests.intake.conftest import submission_body
 from tests.kommo.sandbox_support import account_for, api_requests, sandbox_start
 

@@ -1,7 +1,7 @@
 """Fixtures for the Kommo client tests.
 
 ``kommo`` runs a test twice: against recorded payloads served by ``responses`` and against a live Kommo
-sandbox (``apps.kommo_sandbox.server.SandboxServer`` on 127.0.0.1, demo seed, connected through its
+sandbox (``kommo_sandbox.server.SandboxServer`` on 127.0.0.1, demo seed, connected through its
 long-lived token). ``kommo.recorded(...)`` registers a recorded answer; against the sandbox it does nothing,
 the live server answers. So any disagreement between our reading of Kommo and the emulation fails a test.
 """
@@ -20,7 +20,7 @@ import responses
 from apps.kommo.client import KommoClient, RetryPolicy
 from apps.kommo.models import KommoAccount
 from apps.kommo.ratelimit import FileSlotStore, RateLimiter
-from apps.kommo_sandbox.server import SandboxServer
+from kommo_sandbox.server import SandboxServer
 
 RECORDED_BASE_URL = "https://example.kommo.com"
 LONG_LIVED_TOKEN = "long-lived-token-0123456789abcdef"

@@ -9,7 +9,7 @@ from typing import Any
 import requests
 
 from apps.kommo.models import KommoAccount
-from apps.kommo_sandbox.server import SandboxServer
+from kommo_sandbox.server import SandboxServer
 
 
 def sandbox_start(seed: str) -> SandboxServer:

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from apps.kommo.models import KommoAccount, Lead
-from apps.kommo_sandbox.server import SandboxServer
 from apps.stakeholders.bootstrap import WEBHOOK_SETTINGS
+from kommo_sandbox.server import SandboxServer
 from tests.kommo.sandbox_support import sandbox_admin, sandbox_api
 from tests.support.services import wait_for
 

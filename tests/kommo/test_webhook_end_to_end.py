@@ -13,7 +13,7 @@ import requests
 
 from apps.kommo.models import KommoAccount, Lead, StageChange, WebhookEvent
 from apps.kommo.webhooks.processing import webhook_events_sweep
-from apps.kommo_sandbox.server import SandboxServer
+from kommo_sandbox.server import SandboxServer
 from tests.kommo.sandbox_support import sandbox_admin, sandbox_api
 from tests.support.services import wait_for
 

@@ -28,7 +28,7 @@ from apps.kommo.templatetags.kommo_webhooks import kommo_webhook_problems
 from apps.kommo.webhooks import intake, processing
 from apps.kommo.webhooks.parser import encode_form
 from apps.kommo.webhooks.processing import Heartbeat, Policy, webhook_events_claim, webhook_events_sweep
-from apps.kommo_sandbox.server import SandboxServer
+from kommo_sandbox.server import SandboxServer
 from tests.kommo.sandbox_support import sandbox_admin, sandbox_api
 from tests.kommo.test_webhook_end_to_end import connect, moves_of, open_leads_with_a_next_stage
 from tests.kommo.test_webhook_processing import FakeKommo, deliver, run

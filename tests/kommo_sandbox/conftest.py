@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import requests
 
-from apps.kommo_sandbox.server import SandboxServer
+from kommo_sandbox.server import SandboxServer
 
 SAMPLES = Path(__file__).resolve().parent.parent / "fixtures" / "kommo" / "api"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from apps.kommo_sandbox.server import SandboxServer
+from kommo_sandbox.server import SandboxServer
 from tests.kommo_sandbox.conftest import Client, sample
 
 pytestmark = pytest.mark.sandbox

@@ -3,15 +3,20 @@ seeds, the state file and the change bus."""
 
 from __future__ import annotations
 
+import json
+import signal
+import subprocess
+import sys
 import time
 from urllib.parse import parse_qs, urlparse
 
 import pytest
 import requests
 
-from apps.kommo_sandbox.changes import Change
-from apps.kommo_sandbox.server import SandboxServer
+from kommo_sandbox.changes import Change
+from kommo_sandbox.server import SandboxServer
 from tests.kommo_sandbox.conftest import Client, sample, start_server
+from tests.support.services import ROOT, wait_for
 
 pytestmark = pytest.mark.sandbox
 
@@ -306,3 +311,62 @@ def test_a_deal_answers_at_its_kommo_address_leads_detail_with_its_page(sandbox)
     assert "text/html" in page.headers["content-type"]
     assert lead.name in page.text and "Stage" in page.text
     assert missing.status_code == 404
+
+
+def test_python_dash_m_kommo_sandbox_serves_until_sigterm_with_no_django(tmp_path):
+    """The sandbox is a program of its own: no settings, no Django imported, stopped cleanly by SIGTERM."""
+    credentials_file = tmp_path / "credentials.json"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kommo_sandbox",
+            "--port",
+            "0",
+            "--seed",
+            "empty",
+            "--no-webhooks",
+            "--credentials-file",
+            str(credentials_file),
+        ],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT)},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        credentials = wait_for(lambda: _credentials(credentials_file), timeout=30, message="its credentials")
+        answer = requests.get(
+            credentials["base_url"] + "/api/v4/account",
+            headers={"Authorization": f"Bearer {credentials['long_lived_token']}"},
+            timeout=5,
+        )
+        assert answer.status_code == 200
+        assert answer.json()["subdomain"] == credentials["subdomain"]
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+
+    assert process.returncode == 0, output
+    assert "Kommo sandbox on http://127.0.0.1:" in output
+    assert "Stopping the Kommo sandbox" in output
+
+
+def _credentials(path):  # type: ignore[no-untyped-def]
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):  # not written yet, or half written
+        return None
+
+
+def test_the_sandbox_imports_no_django():
+    code = (
+        "import sys, kommo_sandbox.cli, kommo_sandbox.app, kommo_sandbox.seed;"
+        " print(any(m.startswith('django') for m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
+
+    assert result.stdout.strip() == "False"

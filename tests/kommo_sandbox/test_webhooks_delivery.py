@@ -10,8 +10,8 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from apps.kommo_sandbox.changes import Change, Subscription
-from apps.kommo_sandbox.webhooks import DELIVERY_TIMEOUT, DpPolicy, WebhookSender, form_encode, webhook_pairs
+from kommo_sandbox.changes import Change, Subscription
+from kommo_sandbox.webhooks import DELIVERY_TIMEOUT, DpPolicy, WebhookSender, form_encode, webhook_pairs
 from tests.kommo_sandbox.webhook_doubles import FakeSource, Receiver, uuid4_like
 
 ACCOUNT_ID = 31000001

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from apps.kommo_sandbox.changes import Change
-from apps.kommo_sandbox.webhooks import (
+from kommo_sandbox.changes import Change
+from kommo_sandbox.webhooks import (
     Item,
     body_pairs,
     custom_fields_pairs,

@@ -7,7 +7,7 @@ from urllib.parse import parse_qsl
 
 import pytest
 
-from apps.kommo_sandbox.server import SandboxServer
+from kommo_sandbox.server import SandboxServer
 from tests.kommo_sandbox.conftest import Client
 from tests.kommo_sandbox.webhook_doubles import Receiver
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, unquote_plus
 
-from apps.kommo_sandbox.changes import Subscription
+from kommo_sandbox.changes import Subscription
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "kommo" / "webhooks"
 
@@ -71,7 +71,7 @@ def uuid4_like(text: str) -> bool:
 
 @dataclass
 class FakeSource:
-    """A :class:`~apps.kommo_sandbox.changes.WebhookSource` held in memory."""
+    """A :class:`~kommo_sandbox.changes.WebhookSource` held in memory."""
 
     subdomain: str = "acme"
     subscriptions: list[Subscription] = field(default_factory=list)

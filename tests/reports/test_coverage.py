@@ -186,3 +186,41 @@ def test_the_beat_task_snapshots_every_account_and_the_command_backfills(desk: D
 def test_the_weekly_snapshot_is_on_the_beat_schedule(settings) -> None:
     scheduled = {entry["task"] for entry in settings.CELERY_BEAT_SCHEDULE.values()}
     assert tasks.coverage_snapshot.name in scheduled
+
+
+def test_with_a_stakeholder_history_the_backfill_reads_each_week_s_roles_and_approvals_from_it(
+    desk: Desk,
+) -> None:
+    """The decision maker's contact is a year old, but the history says they were given the role eight
+    days ago and approved three days ago: the weeks before show no decision maker, the last one an
+    approval, which the history can tell (no "—")."""
+    from apps.stakeholders.models import Role, StakeholderEvent
+
+    deal = desk.deal("slow", price=9_000, stage="Legal review", entered_days_ago=30)
+    person = desk.stakeholder(deal, "decision_maker", approval="approved", contact_created=days_ago(365))
+    buyer = Role.objects.get(code="decision_maker").pk
+
+    def event(field: str, new: object, days: float) -> None:
+        StakeholderEvent.objects.create(
+            account=desk.account,
+            lead=deal,
+            stakeholder_id=person.pk,
+            name="Dana",
+            field=field,
+            new=new,
+            at=days_ago(days),
+            source="sync",
+        )
+
+    event("presence", "Dana", 20)
+    event("role", buyer, 8)
+    event("approval_status", "approved", 3)
+    this_week = week_start(NOW)
+
+    coverage_snapshots_backfill(account=desk.account, weeks=3, now=NOW)
+
+    trend = coverage_trend(account=desk.account, since=this_week - dt.timedelta(weeks=3), until=this_week)
+    ends = [dt.datetime.combine(week.key + dt.timedelta(days=7), dt.time(), tzinfo=dt.UTC) for week in trend]
+    expected = [(1, int(end <= days_ago(8)), int(end > days_ago(3))) for end in ends]
+    assert [(week.deals, week.without_dm, week.dm_approved) for week in trend] == expected
+    assert {row[1] for row in expected} == {0, 1}  # the weeks differ: the trend is not flat

@@ -482,3 +482,78 @@ def test_a_live_forecast_counts_an_expired_approval_as_missing(world: World, fro
     assert approvals() is True
     Stakeholder.objects.filter(pk=lee.pk).update(approval_decided_at=NOW - dt.timedelta(days=40))
     assert approvals() is False
+
+
+@override_settings(REPORTS_FORECAST_MIN_CLOSED=1)
+def test_the_cohort_s_committee_is_read_from_the_stakeholder_history_when_each_deal_left_the_stage(
+    world: World,
+) -> None:
+    """Ten closed deals of legal review whose decision makers' contacts are all old. The history says:
+    five had their decision maker on the deal and approved before they left legal review (4 won), five got
+    one only after they had left (1 won). The signing gate asks for the decision maker's approval."""
+    from apps.gates.models import GateCondition, GateRule
+    from apps.stakeholders.models import StakeholderEvent
+
+    role, _ = Role.objects.get_or_create(code="decision_maker", defaults={"label": "Decision maker"})
+    Role.objects.filter(pk=role.pk).update(is_decision_maker=True)
+    rule = GateRule.objects.create(
+        account=world.account, name="Buyer signs", pipeline=world.pipeline, gated_stage=world.stages[SIGNING]
+    )
+    GateCondition.objects.create(rule=rule, role=role, requirement="approved")
+
+    def decision_maker(lead, *, joined: dt.datetime, approved: dt.datetime | None) -> None:
+        contact = Contact.objects.create(
+            account=world.account, kommo_id=lead.kommo_id + 90000, name="DM", created_at=at(2024, 1, 1)
+        )
+        row = Stakeholder.objects.create(
+            account=world.account,
+            lead=lead,
+            contact=contact,
+            role=role,
+            source="contact_field",
+            approval_status="approved" if approved else "unknown",
+        )
+        changes = [("presence", "DM", at(2024, 1, 1)), ("role", role.pk, joined)]
+        if approved is not None:
+            changes.append(("approval_status", "approved", approved))
+        for field, new, when in changes:
+            StakeholderEvent.objects.create(
+                account=world.account,
+                lead=lead,
+                stakeholder_id=row.pk,
+                name="DM",
+                field=field,
+                new=new,
+                at=when,
+                source="sync",
+            )
+
+    for index in range(10):
+        entered = at(2025, 6, 1 + index)
+        left = entered + dt.timedelta(days=5)
+        outcome = WON if index in (0, 1, 2, 3, 5) else LOST
+        lead = deal_create(world, price=100, created=entered, start=LEGAL, moves=[(LEGAL, outcome, left)])
+        if index < 5:
+            decision_maker(lead, joined=entered, approved=entered + dt.timedelta(days=1))
+        else:
+            decision_maker(lead, joined=left + dt.timedelta(days=3), approved=None)
+    ready = deal_create(world, price=1_000, created=at(2026, 4, 1), start=LEGAL)
+    decision_maker(ready, joined=at(2026, 4, 2), approved=at(2026, 4, 3))
+    waiting = deal_create(world, price=1_000, created=at(2026, 4, 1), start=LEGAL)
+    decision_maker(waiting, joined=at(2026, 4, 2), approved=None)
+
+    for live in (False, True):
+        computed = forecast_compute(
+            history=history_load(account=world.account), pipeline_kommo_id=PIPELINE, at=NOW, live=live
+        )
+        legal = _stage(computed, LEGAL)
+        assert legal.states == {(True, True): [4, 5], (False, False): [1, 5]}
+        by_pk = {deal.deal.pk: deal for deal in computed.deals}
+        assert by_pk[ready.pk].p == pytest.approx(0.5) == by_pk[waiting.pk].p
+        assert (by_pk[ready.pk].dm, by_pk[ready.pk].approvals) == (True, True)
+        assert by_pk[ready.pk].p_committee == pytest.approx(0.5 * 0.8 / 0.5)
+        # Waiting has its decision maker but not the approval: no closed deal of the cohort was in that
+        # state, so its factor is 1.
+        assert (by_pk[waiting.pk].dm, by_pk[waiting.pk].approvals) == (True, False)
+        assert by_pk[waiting.pk].p_committee == pytest.approx(0.5)
+        assert computed.figures("current")["committee"] != computed.figures("current")["weighted"]

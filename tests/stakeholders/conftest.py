@@ -21,8 +21,8 @@ from apps.kommo.services.mirror import (
     pipelines_upsert_from_kommo,
     users_upsert_from_kommo,
 )
-from apps.kommo_sandbox.server import SandboxServer
 from apps.stakeholders.models import FieldMapping, FieldMappingValue, Role
+from kommo_sandbox.server import SandboxServer
 from tests.support.services import unavailable
 
 FOLDER = Path(__file__).resolve().parents[1] / "fixtures" / "kommo" / "stakeholders"

@@ -16,10 +16,10 @@ from apps.gates.models import GateCondition, GateDecision, GateRule
 from apps.gates.services import gate_rules_install_defaults
 from apps.kommo.models import KommoAccount
 from apps.kommo.services.sync import mirror_sync
-from apps.kommo_sandbox.server import SandboxServer
 from apps.stakeholders.bootstrap import CATALOG_OBJECTION, CATALOG_OBJECTION_RESOLVED, account_bootstrap
 from apps.stakeholders.models import Approval, Role, Stakeholder, StakeholderEvent
 from apps.users.models import User
+from kommo_sandbox.server import SandboxServer
 from tests.kommo.sandbox_support import account_for, sandbox_admin, sandbox_api
 from tests.support.services import wait_for
 

@@ -5,7 +5,7 @@ from django.contrib.auth.models import Group
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 from django.test import override_settings
-from django.urls import NoReverseMatch, path, reverse
+from django.urls import path, reverse
 
 from apps.users.models import User
 from config.urls import urlpatterns as portal_urlpatterns
@@ -45,16 +45,10 @@ def test_a_superuser_lands_in_the_admin(client):
     assert client.get("/")["Location"] == reverse("admin:index")
 
 
-def test_the_head_of_sales_lands_on_the_reports_or_the_deals_until_they_exist(client):
+def test_the_head_of_sales_lands_on_the_reports(client):
     client.force_login(person("hana", "Head of sales"))
 
-    location = client.get("/")["Location"]
-
-    try:
-        expected = reverse("reports:index")
-    except NoReverseMatch:  # the reports pages are not installed yet
-        expected = reverse("stakeholders:deal_list")
-    assert location == expected
+    assert client.get("/")["Location"] == reverse("reports:index")
 
 
 def test_signing_in_lands_sales_ops_in_the_admin(client):
@@ -64,6 +58,46 @@ def test_signing_in_lands_sales_ops_in_the_admin(client):
 
     assert response.status_code == 302
     assert response["Location"] == reverse("admin:index")
+
+
+@pytest.mark.parametrize(
+    ("username", "group", "landing"),
+    [("sam", "Sales ops", "admin:index"), ("hana", "Head of sales", "reports:index")],
+)
+def test_signing_in_on_the_admin_page_without_next_lands_on_the_work(client, username, group, landing):
+    """The admin's sign-in page reached directly posts no `next`: the person must not land on Django's
+    default /accounts/profile/ (a 404 here) but where their work is."""
+    person(username, group, is_staff=True)
+
+    response = client.post(
+        reverse("admin:login"), {"username": username, "password": "secret-pass-1"}, follow=True
+    )
+
+    assert response.redirect_chain[-1][0] == reverse(landing)
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("group", "subheader"),
+    [("Sales ops", "Sales ops"), ("Head of sales", "Head of sales")],
+)
+def test_the_admin_names_the_job_of_the_person_signed_in(client, group, subheader):
+    client.force_login(person("pat", group, is_staff=True))
+
+    response = client.get(reverse("admin:index"))
+
+    assert response.context["site_subheader"] == subheader
+
+
+def test_the_admin_sidebar_lists_the_forecast_settings_under_reports(client):
+    client.force_login(person("hana", "Head of sales", is_staff=True))
+
+    response = client.get(reverse("admin:index"))
+
+    reports = next(group for group in response.context["sidebar_navigation"] if group["title"] == "Reports")
+    links = {item["link"] for item in reports["items"]}
+    assert reverse("admin:reports_forecastcategory_changelist") in links
+    assert reverse("admin:reports_forecastsettings_changelist") in links
 
 
 def test_signing_in_follows_next_when_given(client):
@@ -121,3 +155,14 @@ def test_the_portal_navigation_offers_the_admin_to_staff_only(client):
 
     client.force_login(person("sam", "Sales ops", is_staff=True))
     assert f'href="{reverse("admin:index")}"'.encode() in client.get("/no-such-page/").content
+
+
+@pytest.mark.parametrize("path", ["/admin/login/", "/accounts/login/"])
+def test_pages_name_the_favicon_and_favicon_ico_leads_to_it(client, path):
+    """Without it every page's visit logged a 404 for /favicon.ico in the browser's console."""
+    icon = "/static/core/favicon.svg"
+
+    assert f'href="{icon}"'.encode() in client.get(path).content
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301
+    assert response["Location"] == icon

@@ -9,9 +9,10 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
+from django.contrib.admin.options import InlineModelAdmin
 from django.contrib.auth import get_permission_codename
 from django.db.models import Model, OuterRef, QuerySet, Subquery
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 from unfold.admin import ModelAdmin, TabularInline
@@ -299,7 +300,28 @@ class StageChangeInline(ReadOnlyInline):
     related = ["from_status__pipeline", "to_status__pipeline", "moved_by"]
 
 
+# Sections the apps above the boundary add to the deal page (what they know of a deal: its stakeholders,
+# gate decisions, escalations), each an inline with its place among the page's own: the page is kommo's,
+# they add to it rather than replace it (``lead_admin_section_add``).
+_LEAD_SECTIONS: list[tuple[int, type[InlineModelAdmin]]] = [  # type: ignore[type-arg]
+    (100, StageChangeInline),
+    (110, LeadContactInline),
+    (120, LeadCatalogElementInline),
+]
+
+
+def lead_admin_section_add(inline: type[InlineModelAdmin], *, position: int) -> None:  # type: ignore[type-arg]
+    """Add ``inline`` to the deal page at ``position``: sections are shown by position, the page's own
+    ones at 100 (stage history), 110 (contacts) and 120 (catalog elements). Adding it again is a no-op."""
+    if all(added is not inline for _, added in _LEAD_SECTIONS):
+        _LEAD_SECTIONS.append((position, inline))
+        _LEAD_SECTIONS.sort(key=lambda section: section[0])
+
+
 class LeadAdmin(ReadOnlyAdmin):
+    """The deal page: the sections other apps add first (who is involved, what the gates decided), then
+    the stage history and the mirror's links; the last payload from Kommo collapsed at the bottom."""
+
     list_display = [
         "name",
         "kommo_id",
@@ -328,10 +350,47 @@ class LeadAdmin(ReadOnlyAdmin):
     ]
     list_select_related = ["account", "status", "status__pipeline", "responsible_user"]
     date_hierarchy = "updated_at"
-    inlines = [LeadContactInline, LeadCatalogElementInline, StageChangeInline]
     actions = [_resync(leads_refetch, "deals")]
-    readonly_fields = ["raw_pretty"]
     exclude = ["raw"]
+    fieldsets = [
+        (None, {"fields": ["name", "price", "status", "responsible_user", "company", "account"]}),
+        ("Dates", {"fields": ["created_at", "updated_at", "closed_at", "fetched_at"]}),
+        (
+            "Kommo ids",
+            {
+                "classes": ["collapse"],
+                "fields": [
+                    "kommo_id",
+                    "pipeline",
+                    "pipeline_kommo_id",
+                    "status_kommo_id",
+                    "responsible_user_kommo_id",
+                    "company_kommo_id",
+                    "loss_reason_kommo_id",
+                    "is_deleted",
+                    "deleted_at",
+                ],
+            },
+        ),
+    ]
+    change_form_after_template = "admin/kommo/lead/raw_payload.html"
+
+    def get_inlines(self, request: HttpRequest, obj: Any = None) -> list[type[InlineModelAdmin]]:  # type: ignore[type-arg]
+        return [inline for _, inline in _LEAD_SECTIONS]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        lead = Lead.objects.filter(pk=object_id).only("raw").first()
+        raw = json.dumps(lead.raw, indent=2, ensure_ascii=False, sort_keys=True) if lead else ""
+        response: HttpResponse = super().change_view(
+            request, object_id, form_url, {**(extra_context or {}), "raw_payload": raw}
+        )
+        return response
 
 
 class StageChangeAdmin(ReadOnlyAdmin):

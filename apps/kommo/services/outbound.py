@@ -45,7 +45,6 @@ from apps.kommo.exceptions import (
 )
 from apps.kommo.models import KommoAccount, Lead, StageChange
 from apps.kommo.models.outbound import OutboundChange
-from apps.kommo.models.webhooks import WebhookEvent
 from apps.kommo.services.mirror import stage_change_record
 from apps.kommo.types import JSON, LeadWrite, Note, NoteWrite, Task, TaskWrite, WriteResult, from_timestamp
 
@@ -560,9 +559,10 @@ def _eases_at(queued: Sequence[dt.datetime], window: dt.timedelta, limit: int) -
     return queued[len(queued) - limit] + window
 
 
-def outbound_drain_plan(*, account_id: int, now: dt.datetime | None = None) -> DrainPlan:
+def outbound_drain_plan(*, account_id: int, now: dt.datetime | None = None, backlog: int = 0) -> DrainPlan:
     """When the account's waiting changes should be sent, by the rules above. A change waiting for a
-    retry is due at its ``next_attempt_at``."""
+    retry is due at its ``next_attempt_at``. ``backlog``: how many of the account's webhook deliveries
+    wait to be processed (the caller counts them: ``webhook_backlog``)."""
     now = now or timezone.now()
     rows = list(
         OutboundChange.objects.filter(
@@ -576,9 +576,6 @@ def outbound_drain_plan(*, account_id: int, now: dt.datetime | None = None) -> D
     )
     burst = [at for at in queued if at > now - BURST_WINDOW]
     recent = [at for at in queued if at > now - CALM_WINDOW]
-    backlog = WebhookEvent.objects.filter(
-        account_id=account_id, status__in=[WebhookEvent.Status.RECEIVED, WebhookEvent.Status.PROCESSING]
-    ).count()
 
     def waiting(kinds: Collection[str]) -> tuple[list[dt.datetime], list[dt.datetime]]:
         """(queued times of the due ones, retry times of the others) among the waiting changes."""
@@ -644,23 +641,26 @@ class FlushResult:
         return sum(result.sent for result in (self.moves, self.follow_ups) if result is not None)
 
 
-def outbound_changes_flush(*, account_id: int, client: KommoClient | None = None) -> FlushResult:
+def outbound_changes_flush(
+    *, account_id: int, client: KommoClient | None = None, backlog: int = 0
+) -> FlushResult:
     """One drain as the plan has it: the moves back when they are due, then — planned again once they
     are out — the tasks and notes when they are; ``next_in`` says when to come back. Nothing is sent, and
-    nothing is planned, while the account's circuit breaker is open (its reset drains the queue)."""
+    nothing is planned, while the account's circuit breaker is open (its reset drains the queue).
+    ``backlog``: the account's webhook deliveries waiting to be processed, as the plan wants it."""
     result = FlushResult()
     account = KommoAccount.objects.get(pk=account_id)
     if account.blocked_since is not None:
         result.blocked = True
         return result
     client = client or KommoClient(account)
-    plan = outbound_drain_plan(account_id=account_id)
+    plan = outbound_drain_plan(account_id=account_id, backlog=backlog)
     if plan.moves_in == 0:
         result.moves = outbound_changes_drain(account_id=account_id, kinds=[Kind.LEAD_STATUS], client=client)
         if result.moves.blocked:
             result.blocked = True
             return result
-        plan = outbound_drain_plan(account_id=account_id)
+        plan = outbound_drain_plan(account_id=account_id, backlog=backlog)
     if plan.follow_ups_in == 0:
         result.follow_ups = outbound_changes_drain(
             account_id=account_id, kinds=FOLLOW_UP_KINDS, client=client
@@ -668,7 +668,7 @@ def outbound_changes_flush(*, account_id: int, client: KommoClient | None = None
         if result.follow_ups.blocked:
             result.blocked = True
             return result
-        plan = outbound_drain_plan(account_id=account_id)
+        plan = outbound_drain_plan(account_id=account_id, backlog=backlog)
     result.next_in = plan.next_in
     return result
 

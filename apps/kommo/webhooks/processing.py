@@ -582,6 +582,14 @@ def webhook_events_reprocess(*, event_ids: Iterable[int]) -> int:
     return len(ids)
 
 
+def webhook_backlog(*, account_id: int) -> int:
+    """How many of the account's webhook deliveries are not processed yet (received or being processed):
+    Kommo has told the portal of more than the mirror holds (the outbound plan holds moves back for it)."""
+    return WebhookEvent.objects.filter(
+        account_id=account_id, status__in=[Status.RECEIVED, Status.PROCESSING]
+    ).count()
+
+
 def webhook_events_prune(*, days: int) -> int:
     """Deletes processed and ignored events received more than ``days`` days ago; failed, dead and
     rejected ones stay for inspection. Returns how many were deleted."""

@@ -24,6 +24,7 @@ from apps.gates.models import GateDecision
 from apps.gates.semantics import CLOSED_STATUS_IDS
 from apps.kommo.models import Lead, StageChange, StageStay
 from apps.reports.models import ForecastSnapshotDeal
+from apps.reports.sql import DaysBetween, SecondsBetween
 from apps.stakeholders.models import Stakeholder
 
 
@@ -135,20 +136,6 @@ _stakeholder_count = Subquery(
     .values("n")[:1],
     output_field=models.IntegerField(),
 )
-
-
-class DaysBetween(models.Func):
-    """Days (with the fraction) from the first expression to the second."""
-
-    output_field = models.FloatField()
-
-    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
-        template = "(EXTRACT(EPOCH FROM (%(expressions)s)) / 86400.0)"
-        return self.as_sql(compiler, connection, template=template, arg_joiner=" - ", **extra)
-
-    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
-        template = "(julianday(%(expressions)s))"
-        return self.as_sql(compiler, connection, template=template, arg_joiner=") - julianday(", **extra)
 
 
 def _days_in_stage() -> Any:
@@ -399,20 +386,6 @@ GATE_DECISIONS = Table(
 )
 
 
-class StaySeconds(models.Func):
-    """Whole seconds from ``entered_at`` to ``left_at`` (empty while the stay is open)."""
-
-    output_field = models.BigIntegerField()
-
-    def as_postgresql(self, compiler: Any, connection: Any, **extra: Any) -> Any:
-        template = "FLOOR(EXTRACT(EPOCH FROM (%(expressions)s)))::bigint"
-        return self.as_sql(compiler, connection, template=template, arg_joiner=" - ", **extra)
-
-    def as_sqlite(self, compiler: Any, connection: Any, **extra: Any) -> Any:
-        template = "CAST((julianday(%(expressions)s)) * 86400 AS INTEGER)"
-        return self.as_sql(compiler, connection, template=template, arg_joiner=") - julianday(", **extra)
-
-
 def _stays_changed_since(since: Any) -> Q:
     """The stays of every deal whose stays may have changed: the deal changed, or a move of it was
     recorded (a stay that changes is replaced by a new row, so a load replaces each such deal's stays)."""
@@ -439,7 +412,7 @@ STAGE_STAYS = Table(
         Column(
             "seconds",
             Kind.INTEGER,
-            StaySeconds("left_at", "entered_at"),
+            SecondsBetween("left_at", "entered_at", whole=True),
             "whole seconds in the stage; empty while open",
         ),
         Column(

@@ -37,7 +37,7 @@ from enum import StrEnum
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import DateTimeField, F, FloatField, Func, QuerySet, Sum, Value
+from django.db.models import DateTimeField, F, QuerySet, Sum, Value
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
@@ -45,6 +45,7 @@ from apps.gates import semantics
 from apps.gates.models import GateRule
 from apps.kommo.models import KommoAccount, Lead, StageStay, Status
 from apps.reports.models import StageNorm
+from apps.reports.sql import SecondsBetween
 from apps.stakeholders.models import Stakeholder, objection_is_open
 
 OVERDUE_FACTOR = Decimal("1.5")
@@ -173,14 +174,6 @@ def _medians(*, account_id: int, since: dt.datetime, until: dt.datetime) -> dict
 # -- facts per deal -------------------------------------------------------------------------------------
 
 
-class _SecondsBetween(Func):
-    """PostgreSQL: the seconds from the second timestamp to the first, exactly (``EXTRACT(EPOCH …)``)."""
-
-    template = "EXTRACT(EPOCH FROM (%(expressions)s))::double precision"
-    arg_joiner = " - "
-    output_field = FloatField()
-
-
 def _time_in_current_stage(leads: QuerySet[Lead], now: dt.datetime) -> dict[int, float]:
     """Seconds each deal has spent in its current stage, over all its stays there (the open one up to
     ``now``). Deals with no stay in their current stage are left out."""
@@ -188,7 +181,7 @@ def _time_in_current_stage(leads: QuerySet[Lead], now: dt.datetime) -> dict[int,
     if connection.vendor == "postgresql":
         # Summed by the database: one row per deal rather than one per stay, with its timestamps to parse.
         now_value = Value(now, output_field=DateTimeField())
-        length = Greatest(_SecondsBetween(Coalesce("left_at", now_value), "entered_at"), Value(0.0))
+        length = Greatest(SecondsBetween(Coalesce("left_at", now_value), "entered_at"), Value(0.0))
         summed = stays.order_by().values("lead_id").annotate(seconds=Sum(length))
         return {row["lead_id"]: row["seconds"] for row in summed.values("lead_id", "seconds")}
     seconds: dict[int, float] = defaultdict(float)

@@ -6,7 +6,8 @@ gate rules — so that deals, stakeholders and gates are there to try. Then web,
 
 Each process gets its own session so that Ctrl-C (or SIGTERM) stops every one of them and their children:
 first politely, then with SIGKILL after a grace period. If one process dies, the others are stopped too, so
-nothing is left half-running. The steps are management commands run by name: this module imports no app.
+nothing is left half-running. The steps are management commands run by name and the sandbox is run as
+``python -m kommo_sandbox``: this module imports no app.
 """
 
 from __future__ import annotations
@@ -51,10 +52,13 @@ def public_url_for(*, host: str, port: int, environ: dict[str, str] | None = Non
 
 
 def sandbox_process(*, host: str, port: int, public_url: str, run_dir: Path) -> Proc:
-    """The demo sandbox, its OAuth integration redirecting to this portal's callback."""
+    """The demo sandbox (``python -m kommo_sandbox``: a program of its own, not a portal app), its OAuth
+    integration redirecting to this portal's callback."""
     return Proc(
         "sandbox",
-        manage(
+        [
+            sys.executable,
+            "-m",
             "kommo_sandbox",
             "--host",
             host,
@@ -68,7 +72,7 @@ def sandbox_process(*, host: str, port: int, public_url: str, run_dir: Path) -> 
             str(run_dir / "sandbox-state.json"),
             "--redirect-uri",
             public_url + reverse("kommo:oauth-callback"),
-        ),
+        ],
     )
 
 
@@ -189,7 +193,11 @@ class Command(BaseCommand):
 
     def _start(self, proc: Proc) -> None:
         proc.popen = subprocess.Popen(  # noqa: S603  (our own interpreter and arguments)
-            proc.argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+            proc.argv,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=settings.BASE_DIR,  # `-m kommo_sandbox` and `-A config` are found from the project's root
         )
         self.procs.append(proc)
         threading.Thread(target=self._relay, args=(proc,), daemon=True).start()
