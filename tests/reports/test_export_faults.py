@@ -13,7 +13,7 @@ from django.utils import timezone
 from apps.kommo.models import Lead
 from apps.reports import tasks
 from apps.reports.export import stuck
-from apps.reports.models import StuckState
+from apps.reports.models import StuckRefresh, StuckState
 from apps.reports.selectors.stuck import stuck_reason_codes
 from tests.reports.test_export import World
 from tests.support.services import PostgresServer
@@ -42,17 +42,19 @@ def test_a_refresh_cut_by_a_database_crash_leaves_whole_older_rows_and_the_next_
         StuckState(lead_id=pk, account=world.account, reasons="older_reason", changed=OLDER)
         for pk in open_deals
     )
+    refreshed_at = StuckRefresh.objects.get(account=world.account).refreshed_at
     # Three deals a transaction instead of 10,000: the second transaction is the one the crash cuts.
     monkeypatch.setattr(stuck, "CHUNK", 3)
-    writes = 0
+    chunks = 0
     bulk_create = StuckState.objects.bulk_create
 
     def crash_before_the_second_commit(*args: Any, **kwargs: Any) -> Any:
-        nonlocal writes
-        writes += 1
-        written = bulk_create(*args, **kwargs)  # the INSERT … ON CONFLICT of the chunk, not committed yet
-        if writes == 2:
-            postgres_server.stop_now()
+        nonlocal chunks
+        written = bulk_create(*args, **kwargs)  # an INSERT … ON CONFLICT of the chunk, not committed yet
+        if "reasons" in kwargs.get("update_fields", ()):  # the chunk's rows whose reasons changed
+            chunks += 1
+            if chunks == 2:
+                postgres_server.stop_now()
         return written
 
     monkeypatch.setattr(StuckState.objects, "bulk_create", crash_before_the_second_commit)
@@ -68,6 +70,8 @@ def test_a_refresh_cut_by_a_database_crash_leaves_whole_older_rows_and_the_next_
     monkeypatch.undo()
 
     # The first transaction is in; the second was lost whole with the crash, and the third never began.
+    # The account is not marked refreshed: the stuck-deals page does not take the states for complete.
+    assert StuckRefresh.objects.get(account=world.account).refreshed_at == refreshed_at
     rows = {row.lead_id: (row.reasons, row.changed) for row in StuckState.objects.all()}
     assert set(rows) == set(open_deals)  # no deal lost its row
     first = set(open_deals[:3])
@@ -83,3 +87,4 @@ def test_a_refresh_cut_by_a_database_crash_leaves_whole_older_rows_and_the_next_
         pk: expected.get(pk, "") for pk in open_deals
     }
     assert not StuckState.objects.filter(changed=OLDER).exists()
+    assert StuckRefresh.objects.get(account=world.account).refreshed_at > refreshed_at
