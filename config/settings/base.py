@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "apps.intake",
     "apps.reports",
     "apps.escalations",
+    "apps.flows",
 ]
 
 MIDDLEWARE = [
