@@ -16,9 +16,9 @@ from kombu.exceptions import OperationalError as BrokerError
 
 from apps.escalations.models import Escalation, HeadOfSales, StageLimit
 from apps.escalations.tasks import check_account, check_limits
+from apps.flows.gates import sweep as gates_sweep_task
 from apps.gates.models import GateRule
 from apps.gates.services import SWEEP_AFTER, gate_rules_install_defaults
-from apps.gates.tasks import sweep as gates_sweep_task
 from apps.kommo.models import KommoAccount, KommoUser, Lead, OutboundChange, Status, WebhookEvent
 from apps.kommo.services.sync import mirror_sync
 from apps.stakeholders.bootstrap import account_bootstrap
