@@ -22,7 +22,7 @@ from apps.intake.models import IntakeSource, IntakeSubmission
 from apps.intake.services import intake_source_key_generate
 from apps.kommo.models import KommoAccount, WebhookEvent
 from tests.kommo.webhook_support import account_for, recording
-from tests.support.services import ROOT, PostgresServer, free_port, wait_for
+from tests.support.services import ROOT, PostgresServer, RedisServer, free_port, unavailable, wait_for
 
 pytestmark = pytest.mark.postgres
 FORM = "application/x-www-form-urlencoded"
@@ -96,6 +96,25 @@ def start_gunicorn(worker_database_url: str, redis_url: str) -> Iterator[Callabl
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def portal(django_db_setup: None, redis_server: RedisServer) -> Iterator[Gunicorn]:
+    """One gunicorn for the tests that keep to the production settings (the statement timeout shortened to
+    0.5 s for the lock test) and leave the server as they found it: starting one takes about as long as a
+    test's own work on a loaded machine. Each test still has its own committed rows (``hooked``)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        unavailable("gunicorn shares the test database only on PostgreSQL")
+    s = connection.settings_dict
+    server = Gunicorn(
+        database_url=f"postgres://{s['USER']}@{s['HOST']}:{s['PORT']}/{s['NAME']}",
+        redis_url=redis_server.url,
+        DATABASE_REQUEST_STATEMENT_TIMEOUT_MS="500",
+    )
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def hooked(worker_database_url: str) -> KommoAccount:
     return account_for(recording("leads-status.form.txt"))
@@ -137,10 +156,8 @@ def submit(server: Gunicorn, key: str, deal: str = "Acme", *, timeout: float = 3
 # -- the token in logs, chunked bodies -----------------------------------------------------------------------
 
 
-def test_no_log_line_holds_the_webhook_token_and_a_chunked_body_is_stored_whole(
-    start_gunicorn, hooked
-) -> None:
-    server = start_gunicorn()
+def test_no_log_line_holds_the_webhook_token_and_a_chunked_body_is_stored_whole(portal, hooked) -> None:
+    server = portal
     body = recording("leads-status.form.txt").body
     token = hooked.webhook_token
 
@@ -167,8 +184,8 @@ def test_no_log_line_holds_the_webhook_token_and_a_chunked_body_is_stored_whole(
 # -- the database restarted, stuck behind a lock, or not answering ---------------------------------------
 
 
-def test_a_restarted_database_gives_no_500(start_gunicorn, hooked, postgres_server: PostgresServer) -> None:
-    server = start_gunicorn(DATABASE_CONN_MAX_AGE="60")
+def test_a_restarted_database_gives_no_500(portal, hooked, postgres_server: PostgresServer) -> None:
+    server = portal  # DATABASE_CONN_MAX_AGE: 60, production's default
     _, key = source_key(hooked)
     body = recording("leads-status.form.txt").body
     # Each of the two workers holds a persistent connection, used by the webhook's own INSERT and the ORM.
@@ -185,10 +202,8 @@ def test_a_restarted_database_gives_no_500(start_gunicorn, hooked, postgres_serv
     assert WebhookEvent.objects.count() == 12
 
 
-def test_a_database_stuck_behind_a_lock_is_answered_503_in_time_and_nothing_is_stored(
-    start_gunicorn, hooked
-) -> None:
-    server = start_gunicorn(DATABASE_REQUEST_STATEMENT_TIMEOUT_MS="500")
+def test_a_database_stuck_behind_a_lock_is_answered_503_in_time_and_nothing_is_stored(portal, hooked) -> None:
+    server = portal  # DATABASE_REQUEST_STATEMENT_TIMEOUT_MS: 500
     _, key = source_key(hooked)
     body = recording("leads-status.form.txt").body
     assert deliver(server, hooked, body).status_code == 200  # the workers are warm, the tokens known
