@@ -10,6 +10,7 @@ from apps.kommo.models import KommoAccount
 from apps.stakeholders.services import (
     stakeholders_derive_for_mirror_changes,
     stakeholders_history_from_field_changes,
+    stakeholders_touch,
 )
 
 
@@ -33,3 +34,10 @@ def stakeholders_history_on_field_changes(
 ) -> None:
     """Past changes of contacts' and elements' fields (the history backfill) date the people's history."""
     stakeholders_history_from_field_changes(account=account, changes=changes)
+
+
+def stakeholders_touch_on_touches_seen(
+    sender: Any, *, account: KommoAccount, touches: Any, **kwargs: Any
+) -> None:
+    """Notes, calls and meetings the events sweep saw touch the people behind them."""
+    stakeholders_touch(account=account, touches=touches)

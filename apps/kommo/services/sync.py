@@ -52,7 +52,8 @@ from apps.kommo.models import (
 )
 from apps.kommo.provenance import MirrorSource, provenance
 from apps.kommo.services import mirror
-from apps.kommo.signals import field_changes_seen
+from apps.kommo.signals import field_changes_seen, touches_seen
+from apps.kommo.webhooks.dispatch import Touch
 
 T = TypeVar("T")
 
@@ -76,6 +77,12 @@ LEAD_EVENT_TYPES = (
     "entity_linked",
     "entity_unlinked",
 )
+# What the sweep reads as someone in touch with the people behind a deal or a contact: notes, calls and
+# SMS (as webhook processing does with ``note_lead`` / ``note_contact``), and completed tasks, of which the
+# meetings are touches (the event names only the task: its type and entity are read back).
+TOUCH_EVENT_TYPES = ("common_note_added", "incoming_call", "outgoing_call", "incoming_sms", "outgoing_sms")
+TASK_COMPLETED = "task_completed"
+MEETING_TASK_TYPE = 2
 # The events that name a deal's stage. ``lead_added`` does not: in Kommo its value is a note
 # (``[{"note": {"id": N}}]``), so a deal's first stage is derived (:func:`first_stays_record`).
 STAGE_EVENT_TYPES = ("lead_status_changed", "lead_added")
@@ -523,13 +530,20 @@ def events_reconcile(
     cursor_ts, done = int(state.cursor["created_at"]), set(state.cursor.get("ids", []))
     # Deals created since the run began, whose first stay is recorded once every event is read.
     added: dict[str, list[Any]] = dict(state.cursor.get("added", {}))
-    filters = {"entity": "lead", "type": ",".join(LEAD_EVENT_TYPES), "created_at": {"from": cursor_ts}}
+    filters = {
+        "entity": "lead,contact,task",
+        "type": ",".join((*LEAD_EVENT_TYPES, *TOUCH_EVENT_TYPES, TASK_COMPLETED)),
+        "created_at": {"from": cursor_ts},
+    }
     result = mirror.BatchResult()
     progress.start("events", None)
     for page in _chunks(client.events_list(filters), EVENTS_PAGE_SIZE):
         fresh = [event for event in page if event.id not in done]
         with transaction.atomic():
             result.add(_events_apply(account=account, client=client, events=fresh))
+            touches = _events_touches(client=client, events=fresh)
+            if touches:
+                touches_seen.send(sender=KommoAccount, account=account, touches=touches)
             for event in fresh:
                 if event.type == "lead_added" and event.entity_id:
                     added.setdefault(str(event.entity_id), [event.id, event.created_by])
@@ -557,10 +571,39 @@ def events_reconcile(
     return result
 
 
+def _events_touches(*, client: KommoClient, events: Sequence[types.Event]) -> tuple[Touch, ...]:
+    """The touches among the events: a note, call or SMS on a deal or a contact, at the event; a completed
+    task that is a meeting on a deal or a contact, at its completion (the tasks are read back, 50 ids per
+    call, for their type and entity)."""
+    touches = [
+        Touch(entity=event.entity_type, kommo_id=event.entity_id, at=event.created_at)
+        for event in events
+        if event.type in TOUCH_EVENT_TYPES
+        and event.entity_type in ("lead", "contact")
+        and event.entity_id
+        and event.created_at is not None
+    ]
+    completed = {
+        event.entity_id: event.created_at
+        for event in events
+        if event.type == TASK_COMPLETED and event.entity_id and event.created_at is not None
+    }
+    for chunk in _chunks(sorted(completed), 50):
+        for task in client.tasks_list({"id": chunk}):
+            entity = {"leads": "lead", "contacts": "contact"}.get(task.entity_type or "")
+            if task.task_type_id == MEETING_TASK_TYPE and entity and task.entity_id and task.id in completed:
+                touches.append(Touch(entity=entity, kommo_id=task.entity_id, at=completed[task.id]))
+    return tuple(touches)
+
+
 def _events_apply(
     *, account: KommoAccount, client: KommoClient, events: Sequence[types.Event]
 ) -> mirror.BatchResult:
-    lead_ids = {event.entity_id for event in events if event.entity_type == "lead" and event.entity_id}
+    lead_ids = {
+        event.entity_id
+        for event in events
+        if event.entity_type == "lead" and event.entity_id and event.type in LEAD_EVENT_TYPES
+    }
     # A new deal's re-fetch must not infer a move either: its first stay is derived at the end of the run.
     moved = {event.entity_id for event in events if event.type in STAGE_EVENT_TYPES and event.entity_id}
     # Stage moves come from the events themselves: the re-fetch must not infer them a second time.
