@@ -18,6 +18,7 @@ from apps.kommo.models.mirror import Contact, Lead, LeadContact, StageChange
 from apps.stakeholders.models import (
     APPROVAL_EXPIRED,
     Approval,
+    FieldMapping,
     Role,
     Stakeholder,
     StakeholderEvent,
@@ -274,17 +275,28 @@ class StakeholderHistory:
         for row in rows:
             self._rows.setdefault(row[2], []).append(row)
         self._times = {lead_id: [row[0] for row in found] for lead_id, found in self._rows.items()}
+        # A deal's state changes only at its own rows: a fold is kept per deal and number of rows folded,
+        # so asking about every week of a year folds each deal once per change, not once per week.
+        self._folded: dict[tuple[int, int], list[StakeholderState]] = {}
 
     def __bool__(self) -> bool:
         return bool(self._rows)
 
+    def covers(self, lead_id: int) -> bool:
+        """Whether the history has any row of the deal (the portal derived it at least once)."""
+        return bool(self._rows.get(lead_id))
+
     def state_at(self, lead_id: int, when: dt.datetime) -> list[StakeholderState]:
-        """The people on the deal at ``when`` (the rows with ``at ≤ when``), in the order they joined."""
+        """The people on the deal at ``when`` (the rows with ``at ≤ when``), in the order they joined. The
+        answer is shared between callers asking about the same state: read it, do not change it."""
         rows = self._rows.get(lead_id)
         if not rows:
             return []
         cut = bisect.bisect_right(self._times[lead_id], when)
-        return _fold(rows[:cut]).get(lead_id, [])
+        found = self._folded.get((lead_id, cut))
+        if found is None:
+            found = self._folded[(lead_id, cut)] = _fold(rows[:cut]).get(lead_id, [])
+        return found
 
 
 def stakeholder_history(
@@ -300,6 +312,20 @@ def stakeholder_history(
     if account is None and lead_ids is None:
         raise ValueError("give an account or lead_ids")
     return StakeholderHistory(_history_rows(account=account, lead_ids=lead_ids, until=until, fields=fields))
+
+
+def expected_close_field(*, account: KommoAccount) -> int | None:
+    """The Kommo id of the deal date field that holds the account's expected close dates, when the field
+    mappings name one (attribute *Expected close date*, source *Deal field*)."""
+    return (
+        FieldMapping.objects.filter(
+            account=account,
+            attribute=FieldMapping.Attribute.EXPECTED_CLOSE,
+            source=FieldMapping.Source.LEAD_FIELD,
+        )
+        .values_list("field_id", flat=True)
+        .first()
+    )
 
 
 def decision_makers_since(*, account: KommoAccount) -> QuerySet[Any, Any]:
