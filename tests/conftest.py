@@ -22,6 +22,9 @@ from tests.support.services import (
     unavailable,
 )
 
+# The suite's shared Kommo sandbox fixtures (demo, fresh_demo, gated_portal…), for every test directory.
+pytest_plugins = ["tests.kommo.sandbox_support"]
+
 
 def suite_database() -> str:
     choice = os.environ.get("TEST_DATABASE", "").lower()
