@@ -45,7 +45,7 @@ fmt: install ## Format and fix what ruff can
 	$(VENV)/bin/ruff check --fix .
 
 typecheck: install ## mypy (strict on apps/kommo)
-	$(VENV)/bin/mypy apps config kommo_sandbox
+	$(VENV)/bin/mypy apps config kommo_sandbox benchmarks
 
 bench: install ## Benchmarks, reported as ratios against a baseline measured in the same run
 	$(PY) -m benchmarks

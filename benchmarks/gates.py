@@ -173,7 +173,7 @@ class Bench:
         mine = [
             c for c in mine if not (c["method"] == "PATCH" and c["seq"] <= mark + math.ceil(len(ids) / 50))
         ]
-        gate = {
+        gate: dict[str, Any] = {
             "fresh_reads": sum(
                 1
                 for c in mine

@@ -137,7 +137,7 @@ def kommo_calls(*, submissions: int) -> dict[str, Any]:
             ids.append(submission.pk)
             intake_submission_process(submission_id=submission.pk)
         done = IntakeSubmission.objects.filter(pk__in=ids, status="done").count()
-        calls = Counter()
+        calls: Counter[str] = Counter()
         for entry in api_requests(server, since):
             path = re.sub(r"/\d+", "/{id}", entry["path"])
             kind = "search" if "query=" in entry["query"] else f"{entry['method']} {path}"

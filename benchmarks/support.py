@@ -15,6 +15,7 @@ import sys
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -102,7 +103,7 @@ def compare_all(
     return [_total(runs[url]) for url in urls]
 
 
-def _total(runs: list[dict[str, float]]) -> dict[str, float]:
+def _total(runs: list[dict[str, float]]) -> dict[str, Any]:
     requests, duration = sum(run["requests"] for run in runs), sum(run["seconds"] for run in runs)
     return {
         "requests": requests,

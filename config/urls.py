@@ -1,6 +1,8 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
+from django.templatetags.static import static
 from django.urls import include, path
+from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView
 
 from apps.core.views import healthz
@@ -11,6 +13,8 @@ from apps.users.views import LoginView, home
 urlpatterns = [
     path("", home, name="home"),
     path("healthz", healthz, name="healthz"),
+    # Browsers ask every site for /favicon.ico; the pages also name it (UNFOLD["SITE_FAVICONS"]).
+    path("favicon.ico", RedirectView.as_view(url=static("core/favicon.svg"), permanent=True)),
     path("admin/", admin.site.urls),
     path("kommo/", include("apps.kommo.urls")),
     path("webhooks/kommo/", include("apps.kommo.webhooks.urls")),

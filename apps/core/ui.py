@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.http import HttpRequest
+from django.templatetags.static import static
 from django.urls import NoReverseMatch, reverse
 
 # (group title, [(label, material symbol, "app_label.model")]) — in the order sales ops work.
@@ -117,6 +118,10 @@ def can_see_reports(user: Any) -> bool:
     return bool(user.groups.filter(name__in=REPORT_GROUPS).exists())
 
 
+def favicon_url(request: HttpRequest) -> str:
+    return static("core/favicon.svg")
+
+
 def admin_subheader(request: HttpRequest) -> str:
     """unfold's SITE_SUBHEADER: the signed-in person's job (their group), so that the head of sales is not
     told they are in sales ops."""
@@ -189,5 +194,6 @@ def portal_theme(request: HttpRequest) -> dict[str, Any]:
         "colors": site._get_colors("COLORS", request),
         "border_radius": site._get_config("BORDER_RADIUS", request),
         "site_title": site._get_config("SITE_TITLE", request),
+        "site_favicons": site._get_favicons("SITE_FAVICONS", request),
         "portal_nav": lambda: portal_nav(request),
     }

@@ -285,13 +285,15 @@ class ForecastSnapshotDeal(models.Model):
 
 class StuckState(models.Model):
     """What the stuck-deals selector (:mod:`apps.reports.selectors.stuck`) last said about one deal, for the
-    BI export's ``stuck`` and ``stuck_reasons`` columns and the ``bi`` views, which are SQL and cannot run
-    the selector themselves.
+    stuck-deals page, the BI export's ``stuck`` and ``stuck_reasons`` columns and the ``bi`` views: the page
+    reads it rather than evaluating every open deal per request, the export's SQL cannot run the selector.
 
     Written by :func:`apps.reports.export.stuck.stuck_states_refresh` (a beat task every
-    ``REPORTS_EXPORT_STUCK_MINUTES``): a row for every deal the selector has called stuck, its reason codes
-    ``;``-separated (empty once it is no longer stuck), and ``changed``, when they last changed, which the
-    export's incremental loads compare. Rows are written only when the codes change."""
+    ``REPORTS_EXPORT_STUCK_MINUTES``; :class:`StuckRefresh` holds when it last ran): a row for every deal the
+    selector has called stuck, its reason codes ``;``-separated (empty once it is no longer stuck), the
+    reasons in words, its days in stage and its stage's usual days then, and ``changed``, when the codes
+    last changed, which the export's incremental loads compare. Rows are written only when something
+    changed; ``changed`` moves only with the codes."""
 
     lead = models.OneToOneField(
         "kommo.Lead", on_delete=models.CASCADE, primary_key=True, related_name="stuck_state"
@@ -299,9 +301,28 @@ class StuckState(models.Model):
     account = models.ForeignKey("kommo.KommoAccount", on_delete=models.CASCADE, related_name="+")
     reasons = models.TextField(blank=True, help_text="Reason codes, ';'-separated; empty: not stuck.")
     changed = models.DateTimeField(help_text="When the reasons last changed.")
+    text = models.TextField(blank=True, help_text="The reasons in words, as the stuck-deals page shows them.")
+    days_in_stage = models.FloatField(null=True, blank=True, help_text="At the last refresh.")
+    usual_days = models.FloatField(null=True, blank=True, help_text="The stage's usual time then.")
 
     class Meta:
         verbose_name = "stuck state of a deal"
 
     def __str__(self) -> str:
         return f"{self.lead_id}: {self.reasons or 'not stuck'}"
+
+
+class StuckRefresh(models.Model):
+    """When the stuck states of one account were last refreshed: the moment the stuck-deals page's figures
+    are as of."""
+
+    account = models.OneToOneField(
+        "kommo.KommoAccount", on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
+    refreshed_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "stuck states' refresh"
+
+    def __str__(self) -> str:
+        return f"{self.account_id}: {self.refreshed_at:%Y-%m-%d %H:%M}"

@@ -7,11 +7,7 @@ class StakeholdersConfig(AppConfig):
     verbose_name = "Stakeholders"
 
     def ready(self) -> None:
-        from apps.kommo.signals import activity_seen, mirror_changed
-        from apps.stakeholders.receivers import (
-            stakeholders_rederive_on_mirror_change,
-            stakeholders_touch_on_activity,
-        )
+        from apps.kommo.signals import mirror_changed
+        from apps.stakeholders.receivers import stakeholders_rederive_on_mirror_change
 
         mirror_changed.connect(stakeholders_rederive_on_mirror_change, dispatch_uid="stakeholders_rederive")
-        activity_seen.connect(stakeholders_touch_on_activity, dispatch_uid="stakeholders_touch")

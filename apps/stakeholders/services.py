@@ -370,6 +370,21 @@ def stakeholders_touch(*, account: KommoAccount, touches: Iterable[Any]) -> bool
     return bool(moved)
 
 
+def stakeholders_derive_for_mirror_changes(
+    *,
+    account: KommoAccount,
+    lead_ids: Iterable[int] = (),
+    contact_ids: Iterable[int] = (),
+    catalog_element_ids: Iterable[int] = (),
+) -> bool:
+    """Re-derive the deals that these changed deals, contacts and catalog elements (local pks) belong to:
+    what follows every write of the mirror. Returns whether any stakeholder changed."""
+    touched = lead_ids_touched(
+        account=account, lead_ids=lead_ids, contact_ids=contact_ids, catalog_element_ids=catalog_element_ids
+    )
+    return stakeholders_derive_for_leads(account=account, lead_ids=touched)
+
+
 def lead_ids_touched(
     *,
     account: KommoAccount,

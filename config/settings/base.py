@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "apps.intake",
     "apps.reports",
     "apps.escalations",
+    "apps.flows",
 ]
 
 MIDDLEWARE = [
@@ -186,6 +187,7 @@ UNFOLD = {
     "SITE_SUBHEADER": "apps.core.ui.admin_subheader",
     "SITE_URL": "/",
     "SITE_SYMBOL": "handshake",
+    "SITE_FAVICONS": [{"rel": "icon", "type": "image/svg+xml", "href": "apps.core.ui.favicon_url"}],
     "SHOW_HISTORY": True,
     "SHOW_VIEW_ON_SITE": False,
     "SIDEBAR": {
@@ -213,6 +215,7 @@ else:
 BROKER_DIR = RUN_DIR / "broker"
 if REDIS_URL:
     CELERY_BROKER_URL = REDIS_URL
+    CELERY_BROKER_TRANSPORT = None  # the URL's (redis)
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         # An unacknowledged task (its worker died) is delivered again after this many seconds.
         "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
@@ -221,6 +224,8 @@ if REDIS_URL:
     }
 else:
     CELERY_BROKER_URL = "filesystem://"
+    # kombu's transport with messages renamed into place once written (apps/core/filesystem_broker.py).
+    CELERY_BROKER_TRANSPORT = "apps.core.filesystem_broker:Transport"
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(BROKER_DIR / "queue"),
         "data_folder_out": str(BROKER_DIR / "queue"),
@@ -269,7 +274,7 @@ CELERY_TASK_ROUTES = {
 }
 # How often beat checks the stage time limits (minutes).
 ESCALATION_CHECK_MINUTES = env.float("ESCALATION_CHECK_MINUTES", default=15.0)
-# BI export: how often the stuck-deals selector's answer is written for the export's stuck columns (minutes).
+# How often the stuck-deals answer is written for the stuck page and the export's stuck columns (minutes).
 REPORTS_EXPORT_STUCK_MINUTES = env.float("REPORTS_EXPORT_STUCK_MINUTES", default=10.0)
 CELERY_BEAT_SCHEDULE: dict[str, dict[str, object]] = {
     # The mirror: deals, contacts and companies changed since the last run (a small overlap included).

@@ -26,6 +26,7 @@ apply_postgresql_options(DATABASES["default"])
 REDIS_URL = required("REDIS_URL")
 CACHES = {"default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL}}
 CELERY_BROKER_URL = REDIS_URL
+CELERY_BROKER_TRANSPORT = None  # the URL's (redis)
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600),
     "socket_connect_timeout": 1,

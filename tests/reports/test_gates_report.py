@@ -113,3 +113,43 @@ def test_the_report_reads_only_the_deals_it_is_given(desk: Desk) -> None:
     )
 
     assert [(m.label, m.blocked) for m in report.managers] == [("Chris Novak", 1)]
+
+
+@pytest.mark.postgres
+def test_postgresqls_window_and_counts_answer_as_the_python_walk(desk: Desk, monkeypatch) -> None:
+    from django.db import connection
+
+    legal = desk.rule("Legal review", name="Lawyer approved")
+    budget = desk.rule("Budget approval", (("decision_maker", "approved"),), name="Budget signed off")
+    earlier, twice, never, two, other = (desk.deal(name) for name in ("earlier", "twice", "never", "2", "o"))
+    desk.decision(legal, earlier, Outcome.BLOCKED, days_ago(40), ["no Lawyer (Ann: pending)"])
+    desk.decision(legal, earlier, Outcome.BLOCKED, days_ago(20), ["no Lawyer (Ann: pending)"])
+    desk.decision(legal, earlier, Outcome.ALLOWED, days_ago(19))  # its episode opened before the period
+    desk.decision(legal, twice, Outcome.BLOCKED, days_ago(10), ["no Lawyer (Bo: pending)"])
+    desk.decision(legal, twice, Outcome.BLOCKED, days_ago(8), ["no Lawyer"])
+    desk.decision(legal, twice, Outcome.EXEMPT, NOW + dt.timedelta(days=2))  # passed after the period
+    desk.decision(legal, never, Outcome.BLOCKED, days_ago(3), ["the Lawyer has not approved (Cy: rejected)"])
+    desk.decision(budget, never, Outcome.ALLOWED, days_ago(2))  # another rule's pass
+    for start in (25, 12):  # two episodes of one deal in the period
+        desk.decision(legal, two, Outcome.BLOCKED, days_ago(start), ["no Lawyer"])
+        desk.decision(legal, two, Outcome.ALLOWED, days_ago(start - 1.5))
+    desk.decision(budget, other, Outcome.WOULD_BLOCK, days_ago(4), ["no Decision maker"])
+    desk.decision(budget, other, Outcome.ALLOWED, days_ago(1))
+
+    on_postgresql = gates_report(account=desk.account, since=SINCE, until=NOW)
+    monkeypatch.setattr(connection, "vendor", "python walk")
+    walked = gates_report(account=desk.account, since=SINCE, until=NOW)
+    monkeypatch.undo()
+
+    assert on_postgresql == walked
+    [legal_row, budget_row] = on_postgresql.rules
+    assert (legal_row.blocked, legal_row.passed, legal_row.still_blocked) == (6, 3, 1)
+    assert sorted(legal_row.days_to_pass) == pytest.approx([1.5, 1.5, 12.0])
+    assert (budget_row.would_block, budget_row.passed, budget_row.still_blocked) == (1, 0, 0)
+    assert [(m.condition, m.times, m.deals) for m in on_postgresql.missing] == [
+        ("no Lawyer", 5, 3),
+        ("no Decision maker", 1, 1),
+        ("the Lawyer has not approved", 1, 1),
+    ]
+    empty = gates_report(account=desk.account, since=NOW, until=NOW + dt.timedelta(days=1))
+    assert (empty.rules, empty.weeks, empty.missing) == ([], [], [])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 
 import pytest
@@ -10,6 +11,10 @@ import time_machine
 
 from apps.gates.models import GateDecision
 from apps.reports.coverage_snapshots import coverage_snapshot_take
+from apps.reports.export.stuck import stuck_states_refresh
+from apps.reports.models import StuckRefresh, StuckState
+from apps.reports.selectors.stuck import stuck_deals
+from apps.reports.tasks import export_stuck_refresh
 from tests.reports.desk import NOW, Desk, days_ago, desk
 from tests.reports.support import html_table, person
 
@@ -107,6 +112,63 @@ def test_the_stuck_csv_is_the_table_with_kommos_address(client, history, head, f
             assert rows[1][-1].startswith("https://acme.kommo.com/leads/detail/")
             rows, shown = [row[:-1] for row in rows], [row[:-1] for row in shown]
         assert rows == shown
+
+
+def test_the_stuck_page_reads_the_states_of_the_last_refresh_and_says_when_that_was(
+    client, history, head, frozen_now
+) -> None:
+    stuck_states_refresh(account=history.account, now=NOW)
+    frozen_now.move_to(NOW + dt.timedelta(minutes=15))  # within two refresh intervals: no refresh
+    late = history.deal("Latecomer", price=90_000, open_task=False)  # stuck since the last refresh
+
+    html = get(client, head, "/reports/stuck/")
+
+    assert [row[0] for row in html_table(html, "deals")[1:]] == ["Northwind", "Quiet"]
+    assert "As of 01 May 2025 12:00: the stuck states are refreshed every 10 minutes." in html
+    assert late.pk not in set(StuckState.objects.values_list("lead_id", flat=True))
+
+    export_stuck_refresh()  # the beat task
+
+    html = get(client, head, "/reports/stuck/")
+    assert [row[0] for row in html_table(html, "deals")[1:]] == ["Latecomer", "Northwind", "Quiet"]
+    assert "As of 01 May 2025 12:15" in html
+    assert html_table(html, "reasons")[3][:4] == ["no open task", "no_open_task", "2", "110000"]
+
+
+def test_the_stuck_page_refreshes_states_older_than_two_refresh_intervals_itself(
+    client, history, head, frozen_now
+) -> None:
+    stuck_states_refresh(account=history.account, now=NOW)
+    frozen_now.move_to(NOW + dt.timedelta(minutes=21))  # beat has not run for over two intervals
+    history.deal("Latecomer", price=90_000, open_task=False)
+
+    html = get(client, head, "/reports/stuck/")
+
+    assert [row[0] for row in html_table(html, "deals")[1:]] == ["Latecomer", "Northwind", "Quiet"]
+    assert "As of 01 May 2025 12:21" in html
+    assert StuckRefresh.objects.get(account=history.account).refreshed_at == NOW + dt.timedelta(minutes=21)
+
+
+def test_the_stuck_states_are_the_selectors_answer_and_their_words_move_without_changed(
+    history, frozen_now
+) -> None:
+    stuck_states_refresh(account=history.account, now=NOW)
+    live = {deal.lead.pk: deal for deal in stuck_deals(account=history.account, now=NOW)}
+    states = {state.lead_id: state for state in StuckState.objects.all()}
+
+    assert set(states) == set(live)
+    for lead_id, deal in live.items():
+        state = states[lead_id]
+        assert (state.reasons, state.text) == (";".join(deal.codes), deal.text)
+        assert state.days_in_stage == pytest.approx(deal.days_in_stage)
+        assert state.usual_days == pytest.approx(deal.usual.days if deal.usual else None)
+
+    later = NOW + dt.timedelta(days=3)
+    assert stuck_states_refresh(account=history.account, now=later) == 0  # the same codes: none changed
+    northwind = StuckState.objects.get(lead__name="Northwind")
+    assert northwind.changed == NOW
+    assert northwind.days_in_stage == pytest.approx(45.0)
+    assert northwind.text.startswith("Technical validation for 45 days")
 
 
 def test_the_coverage_page_now_and_week_by_week_and_its_manager_filter(

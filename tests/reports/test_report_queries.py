@@ -12,6 +12,7 @@ from django.db import connection
 from apps.reports.sql import report_queries
 
 indexes_migration = importlib.import_module("apps.reports.migrations.0007_report_indexes")
+gate_indexes_migration = importlib.import_module("apps.reports.migrations.0010_gate_report_indexes")
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
@@ -46,4 +47,4 @@ def test_the_indexes_the_plans_need_exist() -> None:
     with connection.cursor() as cursor:
         cursor.execute("SELECT indexname FROM pg_indexes WHERE indexname LIKE 'reports_%%'")
         found = {name for (name,) in cursor.fetchall()}
-    assert set(indexes_migration.INDEXES) <= found
+    assert {*indexes_migration.INDEXES, *gate_indexes_migration.INDEXES, "reports_lead_open_value"} <= found

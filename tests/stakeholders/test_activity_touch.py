@@ -10,10 +10,10 @@ import pytest
 from apps.kommo.models import KommoAccount
 from apps.kommo.models.mirror import LeadContact
 from apps.kommo.provenance import MirrorSource, mirror_provenance
-from apps.kommo.signals import activity_seen
 from apps.kommo.webhooks.dispatch import Touch, plan_items
 from apps.kommo.webhooks.parser import parse
 from apps.stakeholders.models import Stakeholder, StakeholderEvent
+from apps.stakeholders.services import stakeholders_touch
 from tests.stakeholders.conftest import mirror_recorded_deal
 
 pytestmark = pytest.mark.django_db
@@ -38,7 +38,7 @@ def test_a_text_note_or_a_call_is_a_touch_and_a_service_message_is_not():
 
 def announce(account: KommoAccount, *touches: Touch) -> None:
     with mirror_provenance(MirrorSource.WEBHOOK):
-        activity_seen.send(sender=KommoAccount, account=account, touches=touches)
+        stakeholders_touch(account=account, touches=touches)
 
 
 def test_a_call_with_a_contact_touches_its_stakeholder(mapped_account):

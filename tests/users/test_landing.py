@@ -155,3 +155,14 @@ def test_the_portal_navigation_offers_the_admin_to_staff_only(client):
 
     client.force_login(person("sam", "Sales ops", is_staff=True))
     assert f'href="{reverse("admin:index")}"'.encode() in client.get("/no-such-page/").content
+
+
+@pytest.mark.parametrize("path", ["/admin/login/", "/accounts/login/"])
+def test_pages_name_the_favicon_and_favicon_ico_leads_to_it(client, path):
+    """Without it every page's visit logged a 404 for /favicon.ico in the browser's console."""
+    icon = "/static/core/favicon.svg"
+
+    assert f'href="{icon}"'.encode() in client.get(path).content
+    response = client.get("/favicon.ico")
+    assert response.status_code == 301
+    assert response["Location"] == icon

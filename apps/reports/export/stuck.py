@@ -1,10 +1,10 @@
-"""The export's ``stuck`` and ``stuck_reasons`` columns: the stuck-deals selector's answer, kept in
-:class:`~apps.reports.models.StuckState` so that the CSV (one ``COPY``), the JSON pages and the ``bi``
-views read it with a join instead of running the selector per request or per row.
+"""The stuck-deals selector's answer kept in :class:`~apps.reports.models.StuckState`, for the stuck-deals
+page (which reads it instead of evaluating every open deal per request) and the export's ``stuck`` and
+``stuck_reasons`` columns (the CSV's one ``COPY``, the JSON pages and the ``bi`` views read it with a join).
 
-There is one definition of a stuck deal, :func:`apps.reports.selectors.stuck.stuck_reason_codes` (the
-stuck-deals report's own); this module only runs it over an account's open deals, ``CHUNK`` at a time so
-that memory does not grow with the account, and writes the rows whose codes changed.
+There is one definition of a stuck deal, :func:`apps.reports.selectors.stuck.stuck_deals`; this module
+only runs it over an account's open deals, ``CHUNK`` at a time so that memory does not grow with the
+account, and writes the rows that changed.
 """
 
 from __future__ import annotations
@@ -17,16 +17,19 @@ from django.utils import timezone
 
 from apps.gates.semantics import CLOSED_STATUS_IDS
 from apps.kommo.models import KommoAccount, Lead
-from apps.reports.models import StuckState
-from apps.reports.selectors.stuck import stuck_reason_codes
+from apps.reports.models import StuckRefresh, StuckState
+from apps.reports.selectors.stuck import stuck_deals
 
 CHUNK = 10_000
+DETAILS = ("text", "days_in_stage", "usual_days")
 
 
 def stuck_states_refresh(*, account: KommoAccount, now: dt.datetime | None = None) -> int:
     """Runs the stuck-deals selector over every open deal of ``account`` at ``now`` and writes the
-    :class:`StuckState` rows whose reasons changed (``changed`` = ``now``); a deal no longer open keeps
-    its row with empty reasons. Returns the rows written."""
+    :class:`StuckState` rows that changed: their reasons (``changed`` = ``now`` when the codes changed),
+    the reasons in words, the days in stage and the usual days; a deal no longer open keeps its row with
+    empty reasons. Marks the account refreshed at ``now`` (:class:`StuckRefresh`). Returns the rows whose
+    codes changed."""
     now = now or timezone.now()
     open_ids = (
         Lead.objects.filter(account=account, is_deleted=False)
@@ -41,23 +44,48 @@ def stuck_states_refresh(*, account: KommoAccount, now: dt.datetime | None = Non
         if not chunk:
             break
         after = chunk[-1]
-        codes = stuck_reason_codes(account=account, leads_qs=Lead.objects.filter(pk__in=chunk), now=now)
-        known = dict(StuckState.objects.filter(lead_id__in=chunk).values_list("lead_id", "reasons"))
-        changed = []
+        found = {
+            deal.lead.pk: StuckState(
+                lead_id=deal.lead.pk,
+                account=account,
+                reasons=";".join(deal.codes),
+                changed=now,
+                text=deal.text,
+                days_in_stage=deal.days_in_stage,
+                usual_days=deal.usual.days if deal.usual is not None else None,
+            )
+            for deal in stuck_deals(account=account, leads_qs=Lead.objects.filter(pk__in=chunk), now=now)
+        }
+        rows = StuckState.objects.filter(lead_id__in=chunk).values_list("lead_id", "reasons", *DETAILS)
+        known = {row[0]: row[1:] for row in rows}
+        changed, details = [], []
         for lead_id in chunk:
-            reasons = ";".join(codes.get(lead_id, ()))
-            if known.get(lead_id, "") != reasons:
-                changed.append(StuckState(lead_id=lead_id, account=account, reasons=reasons, changed=now))
+            state = found.get(lead_id) or StuckState(lead_id=lead_id, account=account, changed=now)
+            before = known.get(lead_id)
+            if before is None and not state.reasons:
+                continue  # never stuck: no row
+            if before is None or before[0] != state.reasons:
+                changed.append(state)
+            elif tuple(before[1:]) != tuple(getattr(state, name) for name in DETAILS):
+                details.append(state)
         with transaction.atomic():
             StuckState.objects.bulk_create(
                 changed,
                 update_conflicts=True,
                 unique_fields=["lead"],
-                update_fields=["reasons", "changed"],
+                update_fields=["reasons", "changed", *DETAILS],
+            )
+            # The words and days move every day a deal stays stuck; ``changed`` (what the export's
+            # incremental loads compare) moves only with the codes.
+            StuckState.objects.bulk_create(
+                details, update_conflicts=True, unique_fields=["lead"], update_fields=list(DETAILS)
             )
         written += len(changed)
     gone = Q(lead__is_deleted=True) | Q(lead__status_kommo_id__in=CLOSED_STATUS_IDS)
     written += (
-        StuckState.objects.filter(gone, account=account).exclude(reasons="").update(reasons="", changed=now)
+        StuckState.objects.filter(gone, account=account)
+        .exclude(reasons="")
+        .update(reasons="", changed=now, text="", days_in_stage=None, usual_days=None)
     )
+    StuckRefresh.objects.update_or_create(account=account, defaults={"refreshed_at": now})
     return written

@@ -4,7 +4,7 @@ from typing import Any
 
 from apps.reports.framework import Chart, Column, Kind, Scope, Table, report_register
 from apps.reports.selectors.gates import GroupBlocks, gates_report
-from apps.reports.selectors.scoped import scope_account, scope_leads
+from apps.reports.selectors.scoped import scope_account
 
 BLOCKED = Column(
     "blocked",
@@ -36,7 +36,7 @@ def _group_rows(first: str, groups: list[GroupBlocks]) -> list[dict[str, Any]]:
 )
 def gates(scope: Scope) -> list[Table]:
     report = gates_report(
-        account=scope_account(scope), since=scope.start, until=scope.until, leads_qs=scope_leads(scope)
+        account=scope_account(scope), since=scope.start, until=scope.until, deals=scope.deals("lead__")
     )
     names = report.rule_names
     series = {name: f"rule_{index}" for index, name in enumerate(names)}

@@ -4,12 +4,19 @@ from typing import Any
 
 from django.conf import settings
 from django.urls import reverse
+from django.utils import timezone
 
 from apps.reports.framework import Chart, Column, Kind, Scope, Table, report_register
-from apps.reports.selectors.scoped import scope_accounts, scope_leads
-from apps.reports.selectors.stuck import REASON_LABELS, Reason, StuckDeal, reason_counts, stuck_deals
+from apps.reports.selectors.scoped import scope_accounts
+from apps.reports.selectors.stuck import REASON_LABELS, Reason
+from apps.reports.selectors.stuck_states import (
+    StuckListed,
+    stuck_reason_totals,
+    stuck_states_as_of,
+    stuck_states_listed,
+)
 
-SHOWN = 300  # stuck deals listed (page and CSV); the reasons table counts every one
+SHOWN = 50  # stuck deals listed (page and CSV), highest value first; the reasons table counts every one
 
 DEAL_COLUMNS = [
     Column("deal", "Deal"),
@@ -45,19 +52,18 @@ def _when(code: Reason) -> str:
     }[code]
 
 
-def _deal_row(deal: StuckDeal, kommo: str) -> dict[str, Any]:
-    lead = deal.lead
+def _deal_row(deal: StuckListed, kommo: str) -> dict[str, Any]:
     return {
-        "deal": lead.name or f"deal {lead.kommo_id}",
-        "href": reverse("stakeholders:deal_detail", args=[lead.pk]),
-        "stage": lead.status.name if lead.status is not None else "",
-        "manager": lead.responsible_user.name if lead.responsible_user is not None else "",
-        "value": lead.price,
+        "deal": deal.name or f"deal {deal.kommo_id}",
+        "href": reverse("stakeholders:deal_detail", args=[deal.lead_id]),
+        "stage": deal.stage,
+        "manager": deal.manager,
+        "value": deal.value,
         "days_in_stage": deal.days_in_stage,
-        "usual_days": deal.usual.days if deal.usual is not None else None,
+        "usual_days": deal.usual_days,
         "why": deal.text,
         "codes": " ".join(deal.codes),
-        "kommo": f"{kommo}/leads/detail/{lead.kommo_id}",
+        "kommo": f"{kommo}/leads/detail/{deal.kommo_id}",
     }
 
 
@@ -68,18 +74,17 @@ def _deal_row(deal: StuckDeal, kommo: str) -> dict[str, Any]:
     order=60,
 )
 def stuck(scope: Scope) -> list[Table]:
-    leads = scope_leads(scope)
-    deals: list[StuckDeal] = []
-    roots: dict[int, str] = {}
-    for account in scope_accounts(scope):
-        roots[account.pk] = account.api_root
-        deals += stuck_deals(account=account, leads_qs=leads, now=scope.now)
-    deals.sort(key=lambda deal: (-deal.lead.price, deal.lead.pk))
-    counts = reason_counts(deals)
-    values = dict.fromkeys(Reason, 0)
-    for deal in deals:
-        for code in set(deal.codes):
-            values[Reason(code)] += deal.lead.price
+    accounts = scope_accounts(scope)
+    roots = {account.pk: account.api_root for account in accounts}
+    as_of = stuck_states_as_of(scope, accounts)
+    stuck_count, totals = stuck_reason_totals(scope)
+    listed = stuck_states_listed(scope, SHOWN)
+    fresh = (
+        f"As of {timezone.localtime(as_of):%d %b %Y %H:%M}: the stuck states are refreshed every "
+        f"{settings.REPORTS_EXPORT_STUCK_MINUTES:g} minutes."
+        if as_of is not None
+        else ""
+    )
     return [
         Table(
             key="reasons",
@@ -98,28 +103,29 @@ def stuck(scope: Scope) -> list[Table]:
             ],
             rows=[
                 {
-                    "reason": REASON_LABELS[code],
-                    "code": code.value,
-                    "deals": counts[code],
-                    "value": values[code],
-                    "when": _when(code),
+                    "reason": REASON_LABELS[total.code],
+                    "code": total.code.value,
+                    "deals": total.deals,
+                    "value": total.value,
+                    "when": _when(total.code),
                 }
-                for code in Reason
+                for total in totals
             ],
             chart=Chart(
                 labels="reason", series=["deals"], description="Stuck deals by reason", horizontal=True
             ),
-            notes=["Today's open deals: the period does not apply."],
+            notes=[note for note in ("Today's open deals: the period does not apply.", fresh) if note],
         ),
         Table(
             key="deals",
             title="Stuck deals",
             columns=DEAL_COLUMNS,
-            rows=[_deal_row(deal, roots[deal.lead.account_id]) for deal in deals[:SHOWN]],
+            rows=[_deal_row(deal, roots[deal.account_id]) for deal in listed],
             notes=[
-                f"The {SHOWN} of highest value of {len(deals)} are listed; the table above counts them all."
+                f"The {SHOWN} of highest value of {stuck_count} are listed; the table above counts them all. "
+                "Every one: the deal list's Stuck filter (/deals/?stuck=on) or the BI export's stuck column."
             ]
-            if len(deals) > SHOWN
+            if stuck_count > SHOWN
             else [],
             empty="No open deal is stuck.",
         ),
