@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,7 +38,7 @@ from apps.kommo.services.outbound import (
 )
 from apps.kommo.types import Lead as KommoLead
 from apps.stakeholders.models import Role, Stakeholder
-from apps.stakeholders.selectors import stakeholders_for_leads
+from apps.stakeholders.selectors import StakeholderState, stakeholders_for_leads
 
 logger = logging.getLogger(__name__)
 
@@ -235,6 +235,32 @@ def stakeholder_views(rows: Iterable[Stakeholder]) -> list[semantics.Stakeholder
         )
         for row in rows
     ]
+
+
+def stakeholder_views_as_of(
+    states: Iterable[StakeholderState], roles: Mapping[int, Role]
+) -> list[semantics.StakeholderView]:
+    """The people of a deal as the history says they were (``stakeholder_state_as_of``), as conditions see
+    them; ``roles`` names the roles and gives their approvals' expiry."""
+    views = []
+    for state in states:
+        role = roles.get(state.role_id) if state.role_id is not None else None
+        views.append(
+            semantics.StakeholderView(
+                name=state.name,
+                role_id=state.role_id,
+                role_label=role.label if role is not None else "",
+                approval=state.approval_status,
+                approval_decided_at=state.approval_decided_at,
+                approval_valid_days=role.approval_valid_days if role is not None else None,
+                last_touch=state.last_touch,
+                objection_open=state.objection_open,
+                objection=state.objection,
+                objection_weight=state.objection_weight,
+                objection_raised_at=state.objection_raised_at,
+            )
+        )
+    return views
 
 
 def _later_moves(changes: Sequence[StageChange]) -> set[int]:

@@ -12,9 +12,22 @@ to the gates in plain calls.
 :class:`~apps.kommo.models.StageChange` (not when another source reports a move already recorded), with
 the keyword argument ``stage_change``, whatever the source (sync, events, the gate's own move). Receivers
 run inside the sender's transaction.
+
+``field_changes_seen`` is sent by the history backfill with the past changes of contacts' and catalog
+elements' custom fields it read from Kommo's events, with the keyword arguments ``account`` and ``changes``
+(a sequence of :class:`~apps.kommo.types.FieldChange`). Receivers run inside the backfill's transaction, after
+the mirror holds those contacts and elements; the same change may be sent again (a resumed or repeated
+backfill), so a receiver must be idempotent.
+
+``touches_seen`` is sent by the events sweep with the notes, calls, SMS and completed meetings on deals and
+contacts it read from Kommo's events, with the keyword arguments ``account`` and ``touches`` (a sequence of
+:class:`~apps.kommo.webhooks.dispatch.Touch`). Receivers run inside the sweep's transaction; webhook
+processing hands the same touches to the stakeholders in a plain call, so a touch may arrive both ways.
 """
 
 from django.dispatch import Signal
 
 mirror_changed = Signal()
 stage_changed = Signal()
+field_changes_seen = Signal()
+touches_seen = Signal()

@@ -7,7 +7,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from apps.kommo.models import KommoAccount
-from apps.stakeholders.services import stakeholders_derive_for_mirror_changes
+from apps.stakeholders.services import (
+    stakeholders_derive_for_mirror_changes,
+    stakeholders_history_from_field_changes,
+    stakeholders_touch,
+)
 
 
 def stakeholders_rederive_on_mirror_change(
@@ -23,3 +27,17 @@ def stakeholders_rederive_on_mirror_change(
     stakeholders_derive_for_mirror_changes(
         account=account, lead_ids=lead_ids, contact_ids=contact_ids, catalog_element_ids=catalog_element_ids
     )
+
+
+def stakeholders_history_on_field_changes(
+    sender: Any, *, account: KommoAccount, changes: Any, **kwargs: Any
+) -> None:
+    """Past changes of contacts' and elements' fields (the history backfill) date the people's history."""
+    stakeholders_history_from_field_changes(account=account, changes=changes)
+
+
+def stakeholders_touch_on_touches_seen(
+    sender: Any, *, account: KommoAccount, touches: Any, **kwargs: Any
+) -> None:
+    """Notes, calls and meetings the events sweep saw touch the people behind them."""
+    stakeholders_touch(account=account, touches=touches)
