@@ -124,8 +124,8 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> 
     after each transactional test's flush instead (rows already there are only updated)."""
     yield
     marker = item.get_closest_marker("django_db")
-    if not (marker and marker.kwargs.get("serialized_rollback")):
-        return
+    if nextitem is None or not (marker and marker.kwargs.get("serialized_rollback")):
+        return  # the last test of the run: the session's database server is already stopped
     from django.db import connection
     from pytest_django.plugin import blocking_manager_key
 
