@@ -23,9 +23,10 @@ workers = int(setting("GUNICORN_WORKERS", str(multiprocessing.cpu_count() * 2 + 
 worker_class = setting("GUNICORN_WORKER_CLASS", "sync")
 threads = int(setting("GUNICORN_THREADS", "1"))
 # Kommo gives up on a webhook after 2 seconds; nothing the portal serves should take longer than this. The
-# last resort: the webhook and intake requests keep to their database budget (DATABASE_REQUEST_BUDGET_MS,
-# apps/core/timeouts.py) even when the database cannot answer, so a frozen database does not hold a worker
-# until this timeout kills it.
+# last resort: the webhook and intake requests keep to their database deadline (DATABASE_REQUEST_BUDGET_MS,
+# apps/core/timeouts.py, which starts in config/wsgi.py) even when the database cannot answer, so a frozen
+# database does not hold a worker until this timeout kills it; and after one missed it, a worker answers them
+# at once for DATABASE_REQUEST_FAST_FAIL_MS, so that they do not queue behind each other.
 timeout = int(setting("GUNICORN_TIMEOUT", "30"))
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None
 

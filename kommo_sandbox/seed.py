@@ -31,7 +31,7 @@ from kommo_sandbox.entities import (
     TaskType,
     User,
 )
-from kommo_sandbox.fields import EMAIL_ENUM_CODES, PHONE_ENUM_CODES
+from kommo_sandbox.fields import EMAIL_ENUM_CODES, PHONE_ENUM_CODES, event_values
 from kommo_sandbox.services.setup import system_statuses
 from kommo_sandbox.store import Account, SandboxStore
 
@@ -220,6 +220,9 @@ class _Builder:
         self.random = random.Random(RANDOM_SEED)  # noqa: S311 - reproducible demo data
         # Stage durations, objections and the past deals draw from their own sequence.
         self.timing = random.Random(RANDOM_SEED + 1)  # noqa: S311 - reproducible demo data
+        # The stakeholders' past (when roles, approvals and objections changed) from a third one, so that
+        # the rest of the demo stays what it was.
+        self.history = random.Random(RANDOM_SEED + 2)  # noqa: S311 - reproducible demo data
 
     def stay(self, stage_index: int) -> int:
         """Seconds a deal spends in the stage at ``stage_index`` of the B2B path (incoming first)."""
@@ -262,6 +265,39 @@ class _Builder:
 
     def id(self, kind: str) -> int:
         return self.store.next_id(kind)
+
+    def element_history(
+        self,
+        element: CatalogElement,
+        user_id: int,
+        changes: list[tuple[int, CustomField, str | float | None]],
+    ) -> None:
+        """The element's past field changes as Kommo logs them (``custom_field_value_changed`` on entity
+        ``catalog_{id}``): ``changes`` are (when, field, new value: a select's label, a number, or None for
+        cleared), each field starting empty. Times are kept between the element's creation and its last
+        change, the way Kommo's own log would have them."""
+        current: dict[int, list[dict[str, Any]]] = {}
+        for at, field, value in sorted(changes, key=lambda change: change[0]):
+            if value is None:
+                after: list[dict[str, Any]] = []
+            elif field.type == "select":
+                after = _select_value(field, str(value))["values"]
+            else:
+                after = [{"value": str(value)}]
+            before = current.get(field.id, [])
+            if before == after:
+                continue
+            current[field.id] = after
+            self.store.record_event(
+                self.account,
+                "custom_field_value_changed",
+                f"catalog_{element.catalog_id}",
+                element.id,
+                user_id,
+                before=event_values(field, before),
+                after=event_values(field, after),
+                at=max(element.created_at + 60, min(element.updated_at, at)),
+            )
 
     # --- account skeleton -----------------------------------------------------------------------------------
 
@@ -581,6 +617,7 @@ def _demo(b: _Builder) -> None:
                 company,
                 reached,
                 target,
+                times,
                 in_legal and legal_review_seen % 2 == 1,
                 names,
                 role_field,
@@ -602,6 +639,7 @@ def _stakeholders(
     company: Company,
     reached: int,
     target: Status,
+    times: list[int],
     lawyer_pending: bool,
     names: list[tuple[str, str]],
     role_field: CustomField,
@@ -664,6 +702,72 @@ def _stakeholders(
         metadata = {"quantity": 1, "catalog_id": catalog.id}
         b.account.links.link(("leads", lead.id), ("catalog_elements", element.id), metadata)
         b.account.links.link(("contacts", contact.id), ("catalog_elements", element.id), dict(metadata))
+        needed = NEEDED_BY.get(role, 1)
+        if approval == "Approved" and needed + 1 < len(times):  # given before the deal left that stage
+            decided: int | None = max(times[needed], times[needed + 1] - b.history.randint(0, 72) * 3600)
+        else:
+            decided = touch if approval != "Pending" else None
+        _stakeholder_past(
+            b,
+            element,
+            lead,
+            role,
+            approval,
+            objection,
+            times,
+            _StakeholderFields(role_field, catalog, cat_role, cat_approval, cat_touch, cat_objection),
+            won=target.id == WON_STATUS_ID,
+            lost=target.id == LOST_STATUS_ID,
+            decided=decided,
+        )
+
+
+# The stage (index on a deal's path: incoming first) whose end needs each role's approval, as the gates ask.
+NEEDED_BY = {"Decision maker": 3, "Technical evangelist": 2, "Lawyer": 4}
+
+
+def _stakeholder_past(
+    b: _Builder,
+    element: CatalogElement,
+    lead: Lead,
+    role: str,
+    approval: str,
+    objection: float | None,
+    times: list[int],
+    fields: _StakeholderFields,
+    *,
+    won: bool,
+    lost: bool,
+    decided: int | None,
+) -> None:
+    """How one person's role, approval and objection came to be what they are, as events of their catalog
+    element: the role given when the deal was created or, for some decision makers, only once the deal had
+    moved on (more often on deals later lost); the approval requested when the deal reached the stage that
+    needs it, and given or refused at ``decided``; an objection raised part-way. Only the element's events
+    are written: its values are the ones it already holds."""
+    h = b.history
+    created, last = element.created_at, element.updated_at
+    hour = 3600
+    changes: list[tuple[int, CustomField, str | float | None]] = []
+    role_at = created + h.randint(1, 20) * hour
+    late_share = 0.55 if lost else 0.15 if won else 0.35
+    if role == "Decision maker" and len(times) > 2 and h.random() < late_share:
+        # identified only once the deal was past qualification: somewhere in its last stay
+        start, end = times[-2], times[-1]
+        role_at = start + int(h.uniform(0.2, 0.9) * max(hour, end - start))
+    changes.append((role_at, fields.cat_role, role))
+    stage = NEEDED_BY.get(role, 1)
+    requested = times[min(stage, len(times) - 1)] + h.randint(1, 30) * hour
+    if decided is not None:
+        requested = min(requested, decided - hour)
+    requested = max(role_at + hour, requested)
+    changes.append((requested, fields.cat_approval, "Pending"))
+    if approval != "Pending" and decided is not None:
+        changes.append((max(decided, requested + hour), fields.cat_approval, approval))
+    if objection is not None:
+        raised = created + int(h.uniform(0.1, 0.7) * max(hour, last - created))
+        changes.append((raised, fields.cat_objection, objection))
+    b.element_history(element, lead.responsible_user_id, changes)
 
 
 def _objection(b: _Builder, role: str, *, open_deal: bool, lost: bool = False) -> float | None:
@@ -784,8 +888,7 @@ def _past_stakeholders(
         roles.append("Lawyer")
     while len(roles) < t.randint(2, 4):
         roles.append(t.choice(("User", "Influencer", "Blocker")))
-    # The stage whose end needs each role's approval (index on the path), as the gates would ask.
-    needed_by = {"Decision maker": 3, "Technical evangelist": 2, "Lawyer": 4}
+    needed_by = NEEDED_BY
     for position, role in enumerate(roles):
         first, last = t.choice(FIRST_NAMES), t.choice(LAST_NAMES)
         contact = b.contact(
@@ -838,6 +941,19 @@ def _past_stakeholders(
         metadata = {"quantity": 1, "catalog_id": fields.catalog.id}
         b.account.links.link(("leads", lead.id), ("catalog_elements", element.id), metadata)
         b.account.links.link(("contacts", contact.id), ("catalog_elements", element.id), dict(metadata))
+        _stakeholder_past(
+            b,
+            element,
+            lead,
+            role,
+            approval,
+            objection,
+            times,
+            fields,
+            won=closed_won,
+            lost=closed_lost,
+            decided=touch if approval != "Pending" else None,
+        )
 
 
 def _activities(b: _Builder, lead: Lead, target: Status, responsible: int) -> None:

@@ -1,7 +1,7 @@
 """Bounds on the database time of the request paths that someone waits on with a deadline of their own.
 
 Kommo gives a webhook 2 seconds, and an intake client is told to retry on a 503. On the paths in
-``DATABASE_BOUNDED_PATHS`` two bounds apply, one on each side of the connection:
+``DATABASE_BOUNDED_PATHS`` three bounds apply:
 
 - **On the server**, a statement stuck behind a lock (an account row held by a token refresh, a table locked
   by a migration): the connection's ``statement_timeout`` and ``lock_timeout`` are
@@ -12,22 +12,38 @@ Kommo gives a webhook 2 seconds, and an intake client is told to retry on a 503.
   reset the first time another path does, so a process serving only webhooks pays one ``SET`` per
   connection, not one per request. Other pages (the admin's dry runs, reports) keep the server's default.
 - **On the client**, a server that cannot enforce its own timeouts (its processes frozen, the host gone, a
-  network that drops packets) or that does not answer new connections: the request's database time, every
-  wait on the database together (connecting, queries, commit), is at most ``DATABASE_REQUEST_BUDGET_MS``.
-  The budget is kept here, per request (a context variable, so it holds per thread under any gunicorn
-  worker class); the portal's PostgreSQL backend (``apps/core/postgresql``) makes every connection keep to
-  it, and closes a connection whose wait it cut short: the server may still run what it was sent, so the
+  network that drops packets) or that does not answer new connections: every wait on the database of the
+  request (connecting, the health check of a persistent connection, queries, the commit, and Django's
+  connection checks at the start and end of the request) ends by its deadline, ``DATABASE_REQUEST_BUDGET_MS``
+  after the request reached the WSGI application (:func:`bounded_wsgi`; the middleware when no WSGI server
+  runs it, as under the test client), the time spent waiting for the client to send its body not counted.
+  A deadline rather than a sum of the waits: time the process spends elsewhere (its own work, a garbage
+  collection, waiting for a CPU on a loaded machine) comes out of the same allowance, so the answer follows
+  the deadline by the few milliseconds of writing the 503. The
+  budget is kept here, per request (a context variable, so it holds per thread under any gunicorn worker
+  class); the portal's PostgreSQL backend (``apps/core/postgresql``) makes every connection keep to it,
+  and closes a connection whose wait it cut short: the server may still run what it was sent, so the
   connection is never used again. The view answers 503 as for any database error.
+- **In the process**, a database that keeps missing the deadline: each request would hold its worker for
+  the whole budget, and deliveries beyond what the workers answer would wait in gunicorn's queue past
+  Kommo's 2 seconds. After a request whose budget ran out, the process answers its bounded requests for
+  ``DATABASE_REQUEST_FAST_FAIL_MS`` without waiting on the database (their budget starts spent: the view's
+  first query fails at once, and it answers 503); then one request at a time tries the database with the
+  whole budget, and the first that keeps to it ends the hold (:class:`FastFail`).
 
-The budget is the longer of the two (1.5 s against 1 s), so that a lock wait is cancelled by the server
-first and the connection kept.
+The budget is the longer of the two bounds (1.5 s against 1 s), so that a lock wait is cancelled by the
+server first and the connection kept.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from enum import Enum
+from time import monotonic
+from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, connection
@@ -37,13 +53,21 @@ _BOUNDED = "_portal_statement_timeout_on"  # attribute on the wrapper: the drive
 
 
 class DatabaseBudget:
-    """What is left of a request's database time, in seconds (negative once overspent)."""
+    """A request's deadline for the database: ``seconds`` after it started (``time.monotonic``)."""
 
-    __slots__ = ("left", "seconds")
+    __slots__ = ("deadline", "held", "missed", "seconds", "waited")
 
-    def __init__(self, seconds: float) -> None:
+    def __init__(self, seconds: float, *, started: float | None = None, held: bool = False) -> None:
         self.seconds = seconds
-        self.left = seconds
+        self.deadline = (monotonic() if started is None else started) + seconds
+        self.held = held  # answered without the database: the fast-fail hold (``left`` is 0 from the start)
+        self.missed = False  # a wait was cut at the deadline
+        self.waited = False  # a wait ended with the server's answer in time
+
+    @property
+    def left(self) -> float:
+        """Seconds until the deadline (negative once it has passed)."""
+        return 0.0 if self.held else self.deadline - monotonic()
 
 
 _budget: ContextVar[DatabaseBudget | None] = ContextVar("portal_database_budget", default=None)
@@ -55,10 +79,10 @@ def database_budget() -> DatabaseBudget | None:
 
 
 @contextmanager
-def database_budget_for(seconds: float) -> Iterator[DatabaseBudget]:
-    """Every database wait inside the block counts against ``seconds`` (on the portal's PostgreSQL
-    backend; other backends ignore it)."""
-    budget = DatabaseBudget(seconds)
+def database_budget_for(seconds: float, *, held: bool = False) -> Iterator[DatabaseBudget]:
+    """Every database wait inside the block ends within ``seconds`` of its start (on the portal's PostgreSQL
+    backend; other backends ignore it); ``held``: none is even tried."""
+    budget = DatabaseBudget(seconds, held=held)
     token = _budget.set(budget)
     try:
         yield budget
@@ -66,11 +90,144 @@ def database_budget_for(seconds: float) -> Iterator[DatabaseBudget]:
         _budget.reset(token)
 
 
+class Passage(Enum):
+    OPEN = "open"  # the database answered the last requests in time
+    PROBE = "probe"  # the hold is over: this request tries the database for the others
+    HELD = "held"  # within the hold, or another request is probing: not tried
+
+
+class FastFail:
+    """The process's memory of a database that missed a request's deadline (see the module's docstring).
+
+    Per process, as gunicorn's workers are: each worker finds out for itself, at the cost of one request
+    held for the budget. Thread-safe, for threaded workers: one probe at a time.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._until: float | None = None  # None: no hold
+        self._probing = False
+
+    def enter(self) -> Passage:
+        now = monotonic()
+        with self._lock:
+            if self._until is None:
+                return Passage.OPEN
+            if now < self._until or self._probing:
+                return Passage.HELD
+            self._probing = True
+            return Passage.PROBE
+
+    def leave(self, passage: Passage, budget: DatabaseBudget, *, hold: float) -> None:
+        if passage is Passage.HELD:
+            return
+        with self._lock:
+            if passage is Passage.PROBE:
+                self._probing = False
+            if budget.missed:
+                self._until = monotonic() + hold
+            elif passage is Passage.PROBE and budget.waited:
+                self._until = None  # the database answered the probe in time
+            # A probe that never waited on the database (a 404, a 413) proves nothing: the next one tries.
+
+
+fast_fail = FastFail()
+
+
+def _bounds_apply(path: str) -> bool:
+    return (
+        connection.vendor == "postgresql"
+        and bool(int(settings.DATABASE_REQUEST_BUDGET_MS))
+        and path.startswith(_bounded_paths())
+    )
+
+
+@contextmanager
+def _request_budget() -> Iterator[DatabaseBudget]:
+    """The budget of one bounded request from now, and the fast-fail hold's say on it."""
+    started = monotonic()
+    hold = int(settings.DATABASE_REQUEST_FAST_FAIL_MS) / 1000
+    passage = fast_fail.enter() if hold > 0 else Passage.OPEN
+    budget = DatabaseBudget(
+        int(settings.DATABASE_REQUEST_BUDGET_MS) / 1000, started=started, held=passage is Passage.HELD
+    )
+    token = _budget.set(budget)
+    try:
+        yield budget
+    finally:
+        _budget.reset(token)
+        if hold > 0:
+            fast_fail.leave(passage, budget, hold=hold)
+
+
+class _InputOffTheClock:
+    """The request's body as the WSGI server reads it from the client, the time spent waiting for it added
+    to the deadline: a client slow to send its body is not the database's fault (with sync workers and no
+    buffering proxy in front, the body arrives while the view reads it)."""
+
+    def __init__(self, stream: Any, budget: DatabaseBudget) -> None:
+        self._stream = stream
+        self._budget = budget
+
+    def _timed(self, read: Callable[..., Any], *args: Any) -> Any:
+        started = monotonic()
+        try:
+            return read(*args)
+        finally:
+            self._budget.deadline += monotonic() - started
+
+    def read(self, *args: Any) -> bytes:
+        return self._timed(self._stream.read, *args)  # type: ignore[no-any-return]
+
+    def readline(self, *args: Any) -> bytes:
+        return self._timed(self._stream.readline, *args)  # type: ignore[no-any-return]
+
+    def readlines(self, *args: Any) -> list[bytes]:
+        return self._timed(self._stream.readlines, *args)  # type: ignore[no-any-return]
+
+    def __iter__(self) -> Iterator[bytes]:
+        return iter(self.readline, b"")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def bounded_wsgi(application: Callable[..., Any]) -> Callable[..., Any]:
+    """The WSGI application with the budget of a bounded request starting as the request reaches it: before
+    Django's ``request_started`` (its check of a persistent connection) and around the response's
+    ``close()`` (``request_finished``: the same checks, after the answer, still holding the worker)."""
+
+    def bounded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        path = environ.get("SCRIPT_NAME", "").rstrip("/") + environ.get("PATH_INFO", "")
+        if not _bounds_apply(path):
+            return application(environ, start_response)  # type: ignore[no-any-return]
+        with _request_budget() as budget:
+            environ["wsgi.input"] = _InputOffTheClock(environ["wsgi.input"], budget)
+            response = application(environ, start_response)
+        close = getattr(response, "close", None)
+        if close is not None:
+
+            def close_within_budget() -> None:
+                token = _budget.set(budget)
+                try:
+                    close()
+                finally:
+                    _budget.reset(token)
+
+            response.close = close_within_budget
+        return response  # type: ignore[no-any-return]
+
+    return bounded
+
+
 def _bounded_paths() -> tuple[str, ...]:
     return tuple(settings.DATABASE_BOUNDED_PATHS)
 
 
 class RequestPathTimeoutMiddleware:
+    """Sets the statement timeouts of the path; gives a bounded request its budget when no WSGI server
+    started it already (:func:`bounded_wsgi`): under the test client, for instance."""
+
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
@@ -78,11 +235,10 @@ class RequestPathTimeoutMiddleware:
         if connection.vendor != "postgresql":
             return self.get_response(request)
         bounded = request.path.startswith(_bounded_paths())
-        budget_ms = int(settings.DATABASE_REQUEST_BUDGET_MS) if bounded else 0
-        if not budget_ms:
+        if not bounded or database_budget() is not None or not _bounds_apply(request.path):
             self._apply(bounded=bounded)
             return self.get_response(request)
-        with database_budget_for(budget_ms / 1000):
+        with _request_budget():
             self._apply(bounded=bounded)
             return self.get_response(request)
 

@@ -74,7 +74,6 @@ SIDEBAR_GROUPS: list[tuple[str, list[tuple[str, str, str]]]] = [
         [
             ("Stage norms", "speed", "reports.stagenorm"),
             ("Forecast categories", "stacked_bar_chart", "reports.forecastcategory"),
-            ("Forecast settings", "settings", "reports.forecastsettings"),
             ("Coverage snapshots", "photo_camera", "reports.coveragesnapshot"),
             ("Export clients", "key", "reports.exportclient"),
         ],

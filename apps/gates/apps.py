@@ -8,18 +8,12 @@ class GatesConfig(AppConfig):
 
     def ready(self) -> None:
         from apps.gates.panels import BLOCKED_FILTER, BLOCKED_FLAGS, gates_deal_panel, gates_moved_back_panel
-        from apps.gates.receivers import gates_on_stage_changed, gates_on_stage_changes_committed
-        from apps.kommo.signals import stage_changed, stage_changes_committed
         from apps.stakeholders.panels import (
             deal_list_filter_register,
             deal_list_flags_register,
             deal_panel_register,
         )
 
-        stage_changed.connect(gates_on_stage_changed, dispatch_uid="gates_on_stage_changed")
-        stage_changes_committed.connect(
-            gates_on_stage_changes_committed, dispatch_uid="gates_on_stage_changes_committed"
-        )
         deal_panel_register(gates_moved_back_panel)
         deal_panel_register(gates_deal_panel)
         deal_list_filter_register(BLOCKED_FILTER)

@@ -1,8 +1,10 @@
 """Reads for the gates' pages: the dry run of a rule over current deals and over past moves.
 
-A dry run applies the rule as it stands now — its conditions, exemptions and override tag — to the
-mirror's stakeholders as they stand now (the portal keeps no history of stakeholders), without calling
-Kommo and without writing anything.
+A dry run applies the rule as it stands now — its conditions, exemptions and override tag — without
+calling Kommo and without writing anything: over current deals, to their stakeholders as they stand; over
+past moves, to each deal's stakeholders as they were at the move (the stakeholder history,
+``stakeholder_state_as_of``), the conditions judged at that moment (an approval expired then, a touch too
+old then). A deal the history does not cover yet (none of its rows) is judged on today's stakeholders.
 """
 
 from __future__ import annotations
@@ -15,11 +17,11 @@ from django.db.models import OuterRef, QuerySet, Subquery
 
 from apps.gates import semantics
 from apps.gates.models import GateDecision, GateRule
-from apps.gates.services import stage_from_status, stakeholder_views
+from apps.gates.services import stage_from_status, stakeholder_views, stakeholder_views_as_of
 from apps.kommo.models import Lead, StageChange, Status
 from apps.kommo.models.outbound import OutboundChange
-from apps.stakeholders.models import Stakeholder
-from apps.stakeholders.selectors import stakeholders_for_leads
+from apps.stakeholders.models import Role, Stakeholder
+from apps.stakeholders.selectors import stakeholder_history, stakeholders_for_leads
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,8 @@ def gate_rule_dry_run_current(*, rule: GateRule) -> list[DryRunRow]:
 
 def gate_rule_dry_run_history(*, rule: GateRule, since: dt.datetime, until: dt.datetime) -> list[DryRunRow]:
     """The moves between ``since`` and ``until`` that crossed the rule's gate (the portal's own moves left
-    out), and which of them the rule would have blocked — judged on today's stakeholders."""
+    out), and which of them the rule would have blocked — judged on the stakeholders each deal had at the
+    move, at that moment (today's for a deal the history does not cover)."""
     conditions, exempt = _rule_parts(rule)
     stages = {
         (status.pipeline.kommo_id, status.kommo_id): status
@@ -127,7 +130,10 @@ def gate_rule_dry_run_history(*, rule: GateRule, since: dt.datetime, until: dt.d
         origin = stage_from_status(from_status) if from_status is not None else None
         if semantics.gate_crossed(gated=gated, from_stage=origin, to_stage=stage_from_status(to_status)):
             crossing.append((change, from_status, to_status))
-    people = stakeholders_for_leads(lead_ids=[change.lead_id for change, _, _ in crossing])
+    lead_ids = [change.lead_id for change, _, _ in crossing]
+    people = stakeholders_for_leads(lead_ids=lead_ids)
+    history = stakeholder_history(lead_ids=lead_ids, until=until)
+    roles = Role.objects.in_bulk()
     rows = []
     for change, from_status, to_status in crossing:
         reason = semantics.exemption(
@@ -137,9 +143,11 @@ def gate_rule_dry_run_history(*, rule: GateRule, since: dt.datetime, until: dt.d
             updated_by=None,
             tags=_tags(change.lead),
         )
-        failures = semantics.conditions_failures(
-            conditions=conditions, stakeholders=stakeholder_views(people[change.lead_id])
-        )
+        if history.covers(change.lead_id):
+            views = stakeholder_views_as_of(history.state_at(change.lead_id, change.at), roles)
+        else:
+            views = stakeholder_views(people[change.lead_id])
+        failures = semantics.conditions_failures(conditions=conditions, stakeholders=views, now=change.at)
         before = from_status.name if from_status is not None else "—"
         rows.append(
             DryRunRow(

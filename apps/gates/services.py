@@ -15,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +29,6 @@ from apps.kommo.client import KommoClient
 from apps.kommo.exceptions import KommoError
 from apps.kommo.models import KommoAccount, Pipeline, StageChange, Status
 from apps.kommo.models.outbound import OutboundChange
-from apps.kommo.models.webhooks import WebhookEvent
-from apps.kommo.services.mirror import StageChangeBatch
 from apps.kommo.services.outbound import (
     STUCK_SENDING,
     FlushResult,
@@ -40,15 +38,15 @@ from apps.kommo.services.outbound import (
 )
 from apps.kommo.types import Lead as KommoLead
 from apps.stakeholders.models import Role, Stakeholder
-from apps.stakeholders.selectors import stakeholders_for_leads
+from apps.stakeholders.selectors import StakeholderState, stakeholders_for_leads
 
 logger = logging.getLogger(__name__)
 
 Outcome = GateDecision.Outcome
 
 # Moves reported by other sources than webhook processing (sync, events) are evaluated after this short
-# window, so that those reported together cost one fresh read; webhook processing evaluates its own moves
-# as soon as its batch is committed.
+# window, so that those reported together cost one fresh read; webhook processing's flow evaluates its own
+# moves as soon as its batch is committed (apps.flows.webhooks).
 BATCH_WINDOW_SECONDS = 0.2
 CLAIM_LIMIT = 250  # one page of GET /leads?filter[id][]=…
 MAX_ATTEMPTS = 5
@@ -59,16 +57,20 @@ STUCK_RUNNING = dt.timedelta(minutes=5)
 
 
 def stage_change_gate_intake(
-    *, stage_change: StageChange, batch: StageChangeBatch | None = None
+    *,
+    stage_change: StageChange,
+    fresh_after: dt.datetime | None = None,
+    received_at: dt.datetime | None = None,
 ) -> GateEvaluation | None:
     """What the gates do when a move is recorded (called inside the recording transaction).
 
     The portal's own move back is recognised — as a ``gate`` row, or as the echo of a lead_status change
     it sent recently — and marked ``source=gate``: it is not a manager's move. Any other move on a
-    pipeline with an active rule is queued for evaluation. A move recorded in a ``batch`` (webhook
-    processing, which re-fetched the deals after the moves were reported) may be decided on the mirror's
-    copy of the deal when that copy was fetched at or after ``batch.reported_by``. Returns the queued
-    evaluation, if any."""
+    pipeline with an active rule is queued for evaluation. ``fresh_after``: the caller re-fetched the deals
+    after the move was reported (webhook processing), so the move may be decided on the mirror's copy of
+    the deal when that copy was fetched at or after this time. ``received_at``: when the report of the
+    move reached the portal (the decision's latency counts from it); by default, when it was recorded.
+    Returns the queued evaluation, if any."""
     if stage_change.source == StageChange.Source.GATE:
         return None
     echo = outbound_move_echo_claim(
@@ -92,29 +94,11 @@ def stage_change_gate_intake(
         stage_change=stage_change,
         defaults={
             "account_id": stage_change.account_id,
-            "received_at": _received_at(stage_change),
-            "fresh_after": batch.reported_by if batch is not None else None,
+            "received_at": received_at or stage_change.created,
+            "fresh_after": fresh_after,
         },
     )
     return evaluation
-
-
-def _received_at(stage_change: StageChange) -> dt.datetime:
-    """When the report of the move reached the portal. A webhook's move is recorded while its delivery
-    (and the ones batched with it) are being processed: the earliest of those is taken, which can only
-    overstate the latency. Other sources: when the move was recorded."""
-    if stage_change.source == StageChange.Source.WEBHOOK:
-        earliest = (
-            WebhookEvent.objects.filter(
-                account_id=stage_change.account_id, status=WebhookEvent.Status.PROCESSING
-            )
-            .order_by("received_at")
-            .values_list("received_at", flat=True)
-            .first()
-        )
-        if earliest is not None:
-            return earliest
-    return stage_change.created
 
 
 def gate_evaluation_starts_batch(*, evaluation: GateEvaluation) -> bool:
@@ -251,6 +235,32 @@ def stakeholder_views(rows: Iterable[Stakeholder]) -> list[semantics.Stakeholder
         )
         for row in rows
     ]
+
+
+def stakeholder_views_as_of(
+    states: Iterable[StakeholderState], roles: Mapping[int, Role]
+) -> list[semantics.StakeholderView]:
+    """The people of a deal as the history says they were (``stakeholder_state_as_of``), as conditions see
+    them; ``roles`` names the roles and gives their approvals' expiry."""
+    views = []
+    for state in states:
+        role = roles.get(state.role_id) if state.role_id is not None else None
+        views.append(
+            semantics.StakeholderView(
+                name=state.name,
+                role_id=state.role_id,
+                role_label=role.label if role is not None else "",
+                approval=state.approval_status,
+                approval_decided_at=state.approval_decided_at,
+                approval_valid_days=role.approval_valid_days if role is not None else None,
+                last_touch=state.last_touch,
+                objection_open=state.objection_open,
+                objection=state.objection,
+                objection_weight=state.objection_weight,
+                objection_raised_at=state.objection_raised_at,
+            )
+        )
+    return views
 
 
 def _later_moves(changes: Sequence[StageChange]) -> set[int]:

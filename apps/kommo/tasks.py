@@ -1,5 +1,7 @@
 """Celery tasks of the Kommo boundary. Thin: each calls one service; ``webhook_*`` tasks are routed to the
-``webhooks`` queue by name (``CELERY_TASK_ROUTES``), everything else here to ``kommo``."""
+``webhooks`` queue by name (``CELERY_TASK_ROUTES``), everything else here to ``kommo``. The task that
+processes webhook events runs the whole data path, through the apps above the boundary: it is
+``apps.flows.tasks.webhook_process`` (under its old name, ``apps.kommo.tasks.webhook_process``)."""
 
 from __future__ import annotations
 
@@ -20,22 +22,11 @@ from apps.kommo.services.sync import (
     history_needed,
     mirror_sync,
 )
-from apps.kommo.webhooks.intake import webhook_event_enqueue
 from apps.kommo.webhooks.processing import (
     webhook_backlog,
-    webhook_event_process,
     webhook_events_prune,
     webhook_events_sweep,
 )
-
-
-@shared_task(name="apps.kommo.tasks.webhook_process")
-def webhook_process(event_id: int) -> None:
-    """Processes a stored webhook event (with the others of its account waiting); schedules the retry."""
-    outcome = webhook_event_process(event_id=event_id)
-    if outcome.retry is not None:
-        retry_id, delay = outcome.retry
-        webhook_event_enqueue(event_id=retry_id, countdown=delay)
 
 
 @shared_task(name="apps.kommo.tasks.webhook_sweep")

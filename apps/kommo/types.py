@@ -9,6 +9,7 @@ treats an omitted field as "unchanged"). Nothing past the client handles a raw r
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -972,6 +973,78 @@ class Event:
     @property
     def lead_status_after(self) -> StageRef | None:
         return self._lead_status(self.value_after)
+
+    def field_change(self) -> FieldChange | None:
+        """A ``custom_field_value_changed`` (or ``custom_field_{ID}_value_changed``) event as the change of
+        one field's values; None for another type, or one naming no field or no moment."""
+        if not (self.type == "custom_field_value_changed" or _FIELD_EVENT.fullmatch(self.type)):
+            return None
+        before = _event_field_values(self.value_before)
+        after = _event_field_values(self.value_after)
+        field_ids = {value.field_id for value in (*before, *after)}
+        if len(field_ids) != 1 or self.entity_id is None or self.created_at is None:
+            return None
+        return FieldChange(
+            event_id=self.id,
+            entity_type=self.entity_type,
+            entity_id=self.entity_id,
+            field_id=field_ids.pop(),
+            before=before,
+            after=after,
+            at=self.created_at,
+            created_by=self.created_by or None,
+        )
+
+
+_FIELD_EVENT = re.compile(r"custom_field_\d+_value_changed")
+
+
+def _event_field_values(values: tuple[JSON, ...]) -> tuple[FieldValueSeen, ...]:
+    found = []
+    for value in values:
+        item = value.get("custom_field_value")
+        if not isinstance(item, Mapping) or not isinstance(item.get("field_id"), int):
+            continue
+        enum_id = item.get("enum_id")
+        text = item.get("text")
+        found.append(
+            FieldValueSeen(
+                field_id=item["field_id"],
+                enum_id=enum_id if isinstance(enum_id, int) and not isinstance(enum_id, bool) else None,
+                text="" if text is None else str(text),
+            )
+        )
+    return tuple(found)
+
+
+@dataclass(frozen=True)
+class FieldValueSeen:
+    """One value of a field in an event: its option (selects) and its text (a date's is unix seconds)."""
+
+    field_id: int
+    enum_id: int | None
+    text: str
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    """The values of one custom field of one entity (``contact``, ``lead``, ``company`` or
+    ``catalog_{id}``) before and after a change, when Kommo logged it."""
+
+    event_id: str
+    entity_type: str
+    entity_id: int
+    field_id: int
+    before: tuple[FieldValueSeen, ...]
+    after: tuple[FieldValueSeen, ...]
+    at: dt.datetime
+    created_by: int | None
+
+    @property
+    def catalog_id(self) -> int | None:
+        """The catalog of a catalog element's change (``catalog_{id}``), else None."""
+        prefix, _, number = self.entity_type.partition("_")
+        return int(number) if prefix == "catalog" and number.isdigit() else None
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """Admin: export clients with their keys (shown once, revocable, last used time); the stages' usual times
 (the stuck-deals report's per-stage defaults); the read-only coverage snapshots; the stages' forecast
-categories, the forecast settings and the read-only forecast snapshots."""
+categories and the read-only forecast snapshots (the expected close date field is a field mapping)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from apps.reports.models import (
     CoverageSnapshot,
     ExportClient,
     ForecastCategory,
-    ForecastSettings,
     ForecastSnapshot,
     ForecastSnapshotDeal,
     StageNorm,
@@ -103,12 +102,6 @@ class CoverageSnapshotAdmin(ModelAdmin):  # type: ignore[type-arg]
 class ForecastCategoryAdmin(PerStageAdmin):
     list_display = ["status", "pipeline", "category", "modified"]
     list_filter = ["category", "status__pipeline"]
-
-
-@admin.register(ForecastSettings)
-class ForecastSettingsAdmin(ModelAdmin):  # type: ignore[type-arg]
-    list_display = ["account", "close_date_field_id"]
-    list_select_related = ["account"]
 
 
 class ForecastSnapshotDealInline(TabularInline):  # type: ignore[type-arg]

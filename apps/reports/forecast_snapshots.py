@@ -28,9 +28,14 @@ from apps.kommo.exceptions import KommoPayloadError
 from apps.kommo.models import KommoAccount, Lead, Pipeline, StageStay, Status
 from apps.reports import forecast_method as fm
 from apps.reports.coverage_snapshots import COVERAGE_FIELDS, week_start
-from apps.reports.models import ForecastCategory, ForecastSettings, ForecastSnapshot, ForecastSnapshotDeal
+from apps.reports.models import ForecastCategory, ForecastSnapshot, ForecastSnapshotDeal
 from apps.stakeholders.models import Role, Stakeholder, StakeholderEvent
-from apps.stakeholders.selectors import StakeholderHistory, decision_makers_since, stakeholder_history
+from apps.stakeholders.selectors import (
+    StakeholderHistory,
+    decision_makers_since,
+    expected_close_field,
+    stakeholder_history,
+)
 
 WON, LOST = 142, 143
 Category = ForecastCategory.Category
@@ -171,8 +176,7 @@ def history_load(*, account: KommoAccount, since: dt.datetime | None = None) -> 
         "lead_id", "pipeline_kommo_id", "status_kommo_id", "entered_at", "left_at"
     ):
         stays[row[0]].append(Stay(*row))
-    settings_row = ForecastSettings.objects.filter(account=account).first()
-    close_field_id = settings_row.close_date_field_id if settings_row else None
+    close_field_id = expected_close_field(account=account)
     deals = {
         pk: Deal(pk, kommo_id, price or 0, user or 0, raw if close_field_id else {})
         for pk, kommo_id, price, user, raw in Lead.objects.filter(pk__in=list(stays)).values_list(

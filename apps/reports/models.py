@@ -163,28 +163,6 @@ class ForecastCategory(models.Model):
         return f"{self.status}: {self.get_category_display()}"
 
 
-class ForecastSettings(models.Model):
-    """Per account: the deal custom field (a date) that holds the expected close date, when the account
-    keeps one. Without it a deal's expected close is its stage's entry plus the stage's median time to won."""
-
-    account = models.OneToOneField(
-        "kommo.KommoAccount", on_delete=models.CASCADE, related_name="forecast_settings"
-    )
-    close_date_field_id = models.PositiveBigIntegerField(
-        "expected close date field",
-        null=True,
-        blank=True,
-        help_text="The Kommo id of the deal's date custom field holding the expected close date.",
-    )
-
-    class Meta:
-        verbose_name = "forecast settings"
-        verbose_name_plural = "forecast settings"
-
-    def __str__(self) -> str:
-        return f"forecast settings of {self.account}"
-
-
 class ImmutableQuerySet(models.QuerySet[Any]):
     def update(self, **kwargs: Any) -> int:
         raise TypeError("forecast snapshots are immutable")

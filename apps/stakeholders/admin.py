@@ -38,18 +38,21 @@ def _with_current(choices: list[tuple[str, str]], current: int | None, what: str
 
 
 def field_choices(current: int | None) -> list[tuple[str, str]]:
-    """Contact and catalog custom fields of the mirror, by name."""
+    """Contact, catalog and deal custom fields of the mirror, by name."""
     catalogs: dict[tuple[int, int | None], str] = {
         (c.account_id, c.kommo_id): c.name for c in Catalog.objects.all()
     }
-    fields = CustomField.objects.filter(
-        is_deleted=False, entity_type__in=[CustomField.EntityType.CONTACTS, CustomField.EntityType.CATALOGS]
-    ).order_by("entity_type", "catalog_kommo_id", "sort", "kommo_id")
+    kinds = [CustomField.EntityType.CONTACTS, CustomField.EntityType.CATALOGS, CustomField.EntityType.LEADS]
+    fields = CustomField.objects.filter(is_deleted=False, entity_type__in=kinds).order_by(
+        "entity_type", "catalog_kommo_id", "sort", "kommo_id"
+    )
     choices = [("", "---------")]
     for field in fields:
         where = (
             "Contacts"
             if field.entity_type == CustomField.EntityType.CONTACTS
+            else "Deals"
+            if field.entity_type == CustomField.EntityType.LEADS
             else f"Catalog “{catalogs.get((field.account_id, field.catalog_kommo_id), '?')}”"
         )
         choices.append((str(field.kommo_id), f"{where} · {field.name} ({field.type})"))
@@ -57,7 +60,7 @@ def field_choices(current: int | None) -> list[tuple[str, str]]:
 
 
 def catalog_choices(current: int | None) -> list[tuple[str, str]]:
-    choices = [("", "— none (contact field) —")]
+    choices = [("", "— none (contact or deal field) —")]
     choices += [(str(c.kommo_id), c.name) for c in Catalog.objects.filter(is_deleted=False).order_by("name")]
     return _with_current(choices, current, "catalog")
 

@@ -7,11 +7,13 @@ class StakeholdersConfig(AppConfig):
     verbose_name = "Stakeholders"
 
     def ready(self) -> None:
-        from apps.kommo.signals import activity_seen, mirror_changed
+        from apps.kommo.signals import field_changes_seen, mirror_changed, touches_seen
         from apps.stakeholders.receivers import (
+            stakeholders_history_on_field_changes,
             stakeholders_rederive_on_mirror_change,
-            stakeholders_touch_on_activity,
+            stakeholders_touch_on_touches_seen,
         )
 
         mirror_changed.connect(stakeholders_rederive_on_mirror_change, dispatch_uid="stakeholders_rederive")
-        activity_seen.connect(stakeholders_touch_on_activity, dispatch_uid="stakeholders_touch")
+        field_changes_seen.connect(stakeholders_history_on_field_changes, dispatch_uid="stakeholders_history")
+        touches_seen.connect(stakeholders_touch_on_touches_seen, dispatch_uid="stakeholders_touch")

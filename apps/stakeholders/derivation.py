@@ -41,6 +41,8 @@ class MappingSet:
         contact: dict[str, AttributeField] = {}
         catalog: dict[int, dict[str, AttributeField]] = {}
         for mapping in mappings:
+            if mapping.source == FieldMapping.Source.LEAD_FIELD:
+                continue  # the deal's own attribute (the forecast's close date): not a stakeholder's
             options: dict[int, Any] = {}
             for value in mapping.values.all():
                 options[value.enum_id] = value.role_id if mapping.attribute == "role" else value.approval

@@ -57,8 +57,9 @@ KOMMO_APPROVALS = (Approval.PENDING, Approval.APPROVED, Approval.REJECTED)
 
 
 class FieldMapping(TimeStampedModel):
-    """Where one stakeholder attribute lives in one Kommo account: a contact custom field, or a field of
-    the catalog whose elements are linked to deals. Both may exist for the same attribute."""
+    """Where one attribute lives in one Kommo account: a stakeholder's in a contact custom field, or a field
+    of the catalog whose elements are linked to deals (both may exist for the same attribute); a deal's own
+    (the expected close date the forecast reads) in a deal custom field."""
 
     class Attribute(models.TextChoices):
         ROLE = "role", "Role"
@@ -70,10 +71,15 @@ class FieldMapping(TimeStampedModel):
         OBJECTION = "objection", "Objection"
         OBJECTION_RAISED = "objection_raised", "Objection raised"
         OBJECTION_RESOLVED = "objection_resolved", "Objection resolved"
+        EXPECTED_CLOSE = "expected_close", "Expected close date (deal)"
 
     class Source(models.TextChoices):
         CONTACT_FIELD = "contact_field", "Contact field"
         CATALOG_FIELD = "catalog_field", "Catalog field"
+        LEAD_FIELD = "lead_field", "Deal field"
+
+    # The attributes of the deal itself, mapped to a deal field (and only those are).
+    DEAL_ATTRIBUTES = (Attribute.EXPECTED_CLOSE,)
 
     account = models.ForeignKey(
         "kommo.KommoAccount", on_delete=models.CASCADE, related_name="stakeholder_field_mappings"
@@ -93,8 +99,13 @@ class FieldMapping(TimeStampedModel):
             ),
             models.CheckConstraint(
                 condition=(Q(source="catalog_field", catalog_id__isnull=False))
-                | (Q(source="contact_field", catalog_id__isnull=True)),
+                | (Q(source__in=("contact_field", "lead_field"), catalog_id__isnull=True)),
                 name="stakeholders_mapping_catalog_id_iff_catalog",
+            ),
+            models.CheckConstraint(
+                condition=Q(attribute="expected_close", source="lead_field")
+                | (~Q(attribute="expected_close") & ~Q(source="lead_field")),
+                name="stakeholders_mapping_deal_field_iff_deal_attribute",
             ),
         ]
 
@@ -107,6 +118,16 @@ class FieldMapping(TimeStampedModel):
             errors["catalog_id"] = "A catalog field needs the id of its catalog."
         if self.source == self.Source.CONTACT_FIELD and self.catalog_id is not None:
             errors["catalog_id"] = "A contact field belongs to no catalog; leave this empty."
+        if self.source == self.Source.LEAD_FIELD and self.catalog_id is not None:
+            errors["catalog_id"] = "A deal field belongs to no catalog; leave this empty."
+        deal_attribute = self.attribute in self.DEAL_ATTRIBUTES
+        if self.attribute and self.source and deal_attribute != (self.source == self.Source.LEAD_FIELD):
+            errors["source"] = (
+                "The expected close date is a deal field."
+                if deal_attribute
+                else "A deal field holds only the expected close date; stakeholders' attributes live on "
+                "contacts or catalog elements."
+            )
         if self.account_id is not None and self.attribute and self.source:
             clash = FieldMapping.objects.filter(
                 account_id=self.account_id, attribute=self.attribute, source=self.source
@@ -315,12 +336,26 @@ class StakeholderEvent(models.Model):
     user = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
     )
+    kommo_event_id = models.CharField(
+        max_length=64,
+        blank=True,
+        default="",
+        help_text="The Kommo event this change was read from (a past change of a field, read back by the "
+        "history backfill); empty for the changes derivation saw.",
+    )
 
     class Meta:
         ordering = ("lead", "at", "id")
         indexes = [
             models.Index(fields=("lead", "at"), name="stakeholders_event_lead_at"),
             models.Index(fields=("account", "at"), name="stakeholders_event_account_at"),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=("stakeholder_id", "kommo_event_id", "field"),
+                condition=~Q(kommo_event_id=""),
+                name="stakeholders_event_kommo_once",
+            ),
         ]
 
     def __str__(self) -> str:

@@ -1,4 +1,5 @@
-"""Keeps the stakeholder table in step with the mirror (connected in ``StakeholdersConfig.ready``)."""
+"""Keeps the stakeholder table in step with the mirror's other writers (connected in
+``StakeholdersConfig.ready``); webhook processing's flow derives them itself (``apps.flows.webhooks``)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ from collections.abc import Iterable
 from typing import Any
 
 from apps.kommo.models import KommoAccount
-from apps.stakeholders.services import lead_ids_touched, stakeholders_derive_for_leads, stakeholders_touch
+from apps.stakeholders.services import (
+    stakeholders_derive_for_mirror_changes,
+    stakeholders_history_from_field_changes,
+    stakeholders_touch,
+)
 
 
 def stakeholders_rederive_on_mirror_change(
@@ -19,14 +24,20 @@ def stakeholders_rederive_on_mirror_change(
     **kwargs: Any,
 ) -> None:
     """Re-derive the deals that the changed deals, contacts and catalog elements belong to."""
-    touched = lead_ids_touched(
+    stakeholders_derive_for_mirror_changes(
         account=account, lead_ids=lead_ids, contact_ids=contact_ids, catalog_element_ids=catalog_element_ids
     )
-    stakeholders_derive_for_leads(account=account, lead_ids=touched)
 
 
-def stakeholders_touch_on_activity(
+def stakeholders_history_on_field_changes(
+    sender: Any, *, account: KommoAccount, changes: Any, **kwargs: Any
+) -> None:
+    """Past changes of contacts' and elements' fields (the history backfill) date the people's history."""
+    stakeholders_history_from_field_changes(account=account, changes=changes)
+
+
+def stakeholders_touch_on_touches_seen(
     sender: Any, *, account: KommoAccount, touches: Any, **kwargs: Any
 ) -> None:
-    """A note, call or message on a deal or a contact touches its people."""
+    """Notes, calls and meetings the events sweep saw touch the people behind them."""
     stakeholders_touch(account=account, touches=touches)

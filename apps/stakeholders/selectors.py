@@ -18,6 +18,7 @@ from apps.kommo.models.mirror import Contact, Lead, LeadContact, StageChange
 from apps.stakeholders.models import (
     APPROVAL_EXPIRED,
     Approval,
+    FieldMapping,
     Role,
     Stakeholder,
     StakeholderEvent,
@@ -278,6 +279,10 @@ class StakeholderHistory:
     def __bool__(self) -> bool:
         return bool(self._rows)
 
+    def covers(self, lead_id: int) -> bool:
+        """Whether the history has any row of the deal (the portal derived it at least once)."""
+        return bool(self._rows.get(lead_id))
+
     def state_at(self, lead_id: int, when: dt.datetime) -> list[StakeholderState]:
         """The people on the deal at ``when`` (the rows with ``at ≤ when``), in the order they joined."""
         rows = self._rows.get(lead_id)
@@ -300,6 +305,20 @@ def stakeholder_history(
     if account is None and lead_ids is None:
         raise ValueError("give an account or lead_ids")
     return StakeholderHistory(_history_rows(account=account, lead_ids=lead_ids, until=until, fields=fields))
+
+
+def expected_close_field(*, account: KommoAccount) -> int | None:
+    """The Kommo id of the deal date field that holds the account's expected close dates, when the field
+    mappings name one (attribute *Expected close date*, source *Deal field*)."""
+    return (
+        FieldMapping.objects.filter(
+            account=account,
+            attribute=FieldMapping.Attribute.EXPECTED_CLOSE,
+            source=FieldMapping.Source.LEAD_FIELD,
+        )
+        .values_list("field_id", flat=True)
+        .first()
+    )
 
 
 def decision_makers_since(*, account: KommoAccount) -> QuerySet[Any, Any]:

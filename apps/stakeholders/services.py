@@ -4,13 +4,13 @@ stakeholder's role, approval or last touch in Kommo."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Prefetch
+from django.db.models import Prefetch, Q
 from django.utils import timezone
 
 from apps.kommo.client import KommoClient
@@ -23,7 +23,14 @@ from apps.kommo.services.mirror import (
     contacts_upsert_from_kommo,
     leads_upsert_from_kommo,
 )
-from apps.kommo.types import CatalogElementWrite, ContactWrite, FieldValueWrite, LinkWrite
+from apps.kommo.types import (
+    CatalogElementWrite,
+    ContactWrite,
+    FieldChange,
+    FieldValueSeen,
+    FieldValueWrite,
+    LinkWrite,
+)
 from apps.stakeholders.derivation import (
     AttributeField,
     MappingSet,
@@ -368,6 +375,21 @@ def stakeholders_touch(*, account: KommoAccount, touches: Iterable[Any]) -> bool
     if moved:
         stakeholders_derive_for_leads(account=account, lead_ids=moved)
     return bool(moved)
+
+
+def stakeholders_derive_for_mirror_changes(
+    *,
+    account: KommoAccount,
+    lead_ids: Iterable[int] = (),
+    contact_ids: Iterable[int] = (),
+    catalog_element_ids: Iterable[int] = (),
+) -> bool:
+    """Re-derive the deals that these changed deals, contacts and catalog elements (local pks) belong to:
+    what follows every write of the mirror. Returns whether any stakeholder changed."""
+    touched = lead_ids_touched(
+        account=account, lead_ids=lead_ids, contact_ids=contact_ids, catalog_element_ids=catalog_element_ids
+    )
+    return stakeholders_derive_for_leads(account=account, lead_ids=touched)
 
 
 def lead_ids_touched(
@@ -798,3 +820,158 @@ def stakeholders_derive_for_account(*, account: KommoAccount, batch_size: int = 
             account=account, lead_ids=lead_ids[start : start + batch_size]
         )
     return changed
+
+
+# -- the past, read back from Kommo's events --------------------------------------------------------------
+
+# A mapped attribute → the history's field for it.
+ATTRIBUTE_HISTORY: dict[str, str] = {
+    FieldMapping.Attribute.ROLE: StakeholderEvent.Field.ROLE,
+    FieldMapping.Attribute.APPROVAL_STATUS: StakeholderEvent.Field.APPROVAL_STATUS,
+    FieldMapping.Attribute.LAST_TOUCH: StakeholderEvent.Field.LAST_TOUCH,
+    FieldMapping.Attribute.OBJECTION_WEIGHT: StakeholderEvent.Field.OBJECTION_WEIGHT,
+    FieldMapping.Attribute.APPROVAL_REQUESTED: StakeholderEvent.Field.APPROVAL_REQUESTED_AT,
+    FieldMapping.Attribute.APPROVAL_DECIDED: StakeholderEvent.Field.APPROVAL_DECIDED_AT,
+    FieldMapping.Attribute.OBJECTION: StakeholderEvent.Field.OBJECTION,
+    FieldMapping.Attribute.OBJECTION_RAISED: StakeholderEvent.Field.OBJECTION_RAISED_AT,
+    FieldMapping.Attribute.OBJECTION_RESOLVED: StakeholderEvent.Field.OBJECTION_RESOLVED_AT,
+}
+_SELECTS = (FieldMapping.Attribute.ROLE, FieldMapping.Attribute.APPROVAL_STATUS)
+_TEXTS = (FieldMapping.Attribute.OBJECTION,)
+_NUMBERS = (FieldMapping.Attribute.OBJECTION_WEIGHT,)
+
+
+def _seen_value(attribute: str, mapped: AttributeField, values: Sequence[FieldValueSeen]) -> object:
+    """What an event's values of a mapped field say, in the history's terms (None: nothing)."""
+    if not values:
+        return None
+    value = values[0]
+    if attribute in _SELECTS:
+        return mapped.options.get(value.enum_id) if value.enum_id is not None else None
+    if attribute in _TEXTS:
+        return value.text.strip() or None
+    if attribute in _NUMBERS:
+        try:
+            return Decimal(value.text)
+        except (InvalidOperation, ValueError):
+            return None
+    try:  # a date: unix seconds
+        return dt.datetime.fromtimestamp(int(value.text), tz=dt.UTC)
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
+def _field_attribute(
+    change: FieldChange, mappings: MappingSet
+) -> tuple[str, AttributeField, int | None] | None:
+    """(attribute, mapped field, catalog id or None for a contact field) of the field a change names."""
+    if change.entity_type == "contact":
+        fields = mappings.contact
+    else:
+        fields = mappings.catalog.get(change.catalog_id or 0, {})
+    for attribute, mapped in fields.items():
+        if mapped.field_id == change.field_id:
+            return attribute, mapped, change.catalog_id
+    return None
+
+
+@transaction.atomic
+def stakeholders_history_from_field_changes(*, account: KommoAccount, changes: Iterable[FieldChange]) -> int:
+    """Past changes of the mapped fields of contacts and catalog elements, read back from Kommo's events
+    (the history backfill), as history rows dated when they happened: a role given late, an approval
+    requested then given, an objection raised then withdrawn. Each becomes a row for every stakeholder
+    the contact or element stands for (a contact's change not where the person's catalog element maps the
+    same attribute: the element wins, as in derivation); a change to pending or to a decision also dates the
+    request or the decision, as derivation does when Kommo's date field says nothing. The rows carry the
+    event's id, so reading the same events again adds nothing. Returns the rows offered (a row already
+    there is skipped)."""
+    mappings = field_mappings_for_account(account=account)
+    seen: list[tuple[FieldChange, str, AttributeField, int | None]] = []
+    for change in changes:
+        found = _field_attribute(change, mappings)
+        if found is not None:
+            seen.append((change, *found))
+    if not seen:
+        return 0
+    contact_ids = {change.entity_id for change, _, _, catalog in seen if catalog is None}
+    element_ids = {change.entity_id for change, _, _, catalog in seen if catalog is not None}
+    rows = Stakeholder.objects.filter(account=account).filter(
+        Q(contact__kommo_id__in=contact_ids) | Q(catalog_element__kommo_id__in=element_ids)
+    )
+    by_contact: dict[int, list[tuple[Stakeholder, int | None]]] = {}
+    by_element: dict[int, list[Stakeholder]] = {}
+    people = list(
+        rows.select_related("contact", "catalog_element").only(
+            "pk",
+            "lead_id",
+            "name",
+            "contact__kommo_id",
+            "catalog_element__kommo_id",
+            "catalog_element__catalog_kommo_id",
+        )
+    )
+    for person in people:
+        if person.contact is not None:
+            element_catalog = person.catalog_element.catalog_kommo_id if person.catalog_element else None
+            by_contact.setdefault(person.contact.kommo_id, []).append((person, element_catalog))
+        if person.catalog_element is not None:
+            by_element.setdefault(person.catalog_element.kommo_id, []).append(person)
+    # Date fields changed by the events themselves: derivation's own dating is not added for them.
+    dated = {
+        (change.entity_type, change.entity_id, change.at, attribute)
+        for change, attribute, _, _ in seen
+        if attribute not in (*_SELECTS, *_TEXTS, *_NUMBERS)
+    }
+    provenance = current_provenance()
+    now = timezone.now()
+    events: list[StakeholderEvent] = []
+
+    def add(person: Stakeholder, change: FieldChange, field: str, old: object, new: object) -> None:
+        events.append(
+            StakeholderEvent(
+                account=account,
+                lead_id=person.lead_id,
+                stakeholder_id=person.pk,
+                name=person.name,
+                field=field,
+                old=_history_value(old),
+                new=_history_value(new),
+                at=min(change.at, now),
+                source=provenance.source.value,
+                user_id=provenance.user_id,
+                kommo_event_id=change.event_id,
+            )
+        )
+
+    for change, attribute, mapped, catalog in seen:
+        if catalog is None:
+            targets = [
+                person
+                for person, element_catalog in by_contact.get(change.entity_id, [])
+                if attribute not in mappings.catalog.get(element_catalog or 0, {})
+            ]
+        else:
+            targets = by_element.get(change.entity_id, [])
+        old = _seen_value(attribute, mapped, change.before)
+        new = _seen_value(attribute, mapped, change.after)
+        if old == new:
+            continue
+        implied: list[tuple[str, str]] = []
+        if attribute == FieldMapping.Attribute.APPROVAL_STATUS and new is not None:
+            implied.append(
+                (FieldMapping.Attribute.APPROVAL_REQUESTED, StakeholderEvent.Field.APPROVAL_REQUESTED_AT)
+                if new == Approval.PENDING
+                else (FieldMapping.Attribute.APPROVAL_DECIDED, StakeholderEvent.Field.APPROVAL_DECIDED_AT)
+            )
+        if attribute in (FieldMapping.Attribute.OBJECTION, FieldMapping.Attribute.OBJECTION_WEIGHT):
+            if old is None and new is not None:
+                implied.append(
+                    (FieldMapping.Attribute.OBJECTION_RAISED, StakeholderEvent.Field.OBJECTION_RAISED_AT)
+                )
+        for person in targets:
+            add(person, change, ATTRIBUTE_HISTORY[attribute], old, new)
+            for date_attribute, field in implied:
+                if (change.entity_type, change.entity_id, change.at, date_attribute) not in dated:
+                    add(person, change, field, None, change.at)
+    StakeholderEvent.objects.bulk_create(events, ignore_conflicts=True)
+    return len(events)

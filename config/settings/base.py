@@ -42,6 +42,7 @@ INSTALLED_APPS = [
     "apps.intake",
     "apps.reports",
     "apps.escalations",
+    "apps.flows",
 ]
 
 MIDDLEWARE = [
@@ -94,11 +95,15 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 # Request paths a client waits on with a deadline (Kommo's 2 seconds, intake's 503-and-retry): their
 # statements are cancelled after this many milliseconds (apps/core/timeouts.py); 0 turns it off.
 DATABASE_REQUEST_STATEMENT_TIMEOUT_MS = env.int("DATABASE_REQUEST_STATEMENT_TIMEOUT_MS", default=1000)
-# ...and all their waits on PostgreSQL together (connecting included) are cut short after this many
-# milliseconds, whatever the server does (frozen, gone, not answering new connections): the connection is
-# closed and the view answers 503. Longer than the statement timeout, which the server enforces first while it
-# can. 0 turns it off.
+# ...and every wait of theirs on PostgreSQL (connecting included) ends this many milliseconds after the
+# request reached the application, whatever the server does (frozen, gone, not answering new connections):
+# the connection is closed and the view answers 503. Longer than the statement timeout, which the server
+# enforces first while it can. 0 turns it off.
 DATABASE_REQUEST_BUDGET_MS = env.int("DATABASE_REQUEST_BUDGET_MS", default=1500)
+# After a request of theirs met that deadline, the process answers them 503 at once for this many
+# milliseconds without trying the database, then lets one request try it (apps/core/timeouts.py): a frozen
+# database does not queue deliveries behind requests that each hold a worker for the budget. 0 turns it off.
+DATABASE_REQUEST_FAST_FAIL_MS = env.int("DATABASE_REQUEST_FAST_FAIL_MS", default=3000)
 DATABASE_BOUNDED_PATHS = ("/webhooks/kommo/", "/api/v1/intake/")
 
 

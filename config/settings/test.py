@@ -24,6 +24,8 @@ CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"
 # database budget. The tests of the timeout and the budget turn them on.
 DATABASE_REQUEST_STATEMENT_TIMEOUT_MS = env.int("DATABASE_REQUEST_STATEMENT_TIMEOUT_MS", default=0)
 DATABASE_REQUEST_BUDGET_MS = env.int("DATABASE_REQUEST_BUDGET_MS", default=0)
+# Off as well: the hold is the process's memory, which would carry one test's frozen database into the next.
+DATABASE_REQUEST_FAST_FAIL_MS = env.int("DATABASE_REQUEST_FAST_FAIL_MS", default=0)
 CELERY_BROKER_URL = env("CELERY_BROKER_URL", default="memory://")
 CELERY_BROKER_TRANSPORT = None  # the URL's own (the zero-setup mode's file-system transport is for make run)
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": env.int("CELERY_VISIBILITY_TIMEOUT", default=3600)}

@@ -22,7 +22,7 @@ from apps.intake.models import IntakeSource, IntakeSubmission
 from apps.intake.services import intake_source_key_generate
 from apps.kommo.models import KommoAccount, WebhookEvent
 from tests.kommo.webhook_support import account_for, recording
-from tests.support.services import ROOT, PostgresServer, free_port, wait_for
+from tests.support.services import ROOT, PostgresServer, RedisServer, free_port, unavailable, wait_for
 
 pytestmark = pytest.mark.postgres
 FORM = "application/x-www-form-urlencoded"
@@ -96,6 +96,25 @@ def start_gunicorn(worker_database_url: str, redis_url: str) -> Iterator[Callabl
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def portal(django_db_setup: None, redis_server: RedisServer) -> Iterator[Gunicorn]:
+    """One gunicorn for the tests that keep to the production settings (the statement timeout shortened to
+    0.5 s for the lock test) and leave the server as they found it: starting one takes about as long as a
+    test's own work on a loaded machine. Each test still has its own committed rows (``hooked``)."""
+    from django.db import connection
+
+    if connection.vendor != "postgresql":
+        unavailable("gunicorn shares the test database only on PostgreSQL")
+    s = connection.settings_dict
+    server = Gunicorn(
+        database_url=f"postgres://{s['USER']}@{s['HOST']}:{s['PORT']}/{s['NAME']}",
+        redis_url=redis_server.url,
+        DATABASE_REQUEST_STATEMENT_TIMEOUT_MS="500",
+    )
+    yield server
+    server.stop()
+
+
 @pytest.fixture
 def hooked(worker_database_url: str) -> KommoAccount:
     return account_for(recording("leads-status.form.txt"))
@@ -137,10 +156,8 @@ def submit(server: Gunicorn, key: str, deal: str = "Acme", *, timeout: float = 3
 # -- the token in logs, chunked bodies -----------------------------------------------------------------------
 
 
-def test_no_log_line_holds_the_webhook_token_and_a_chunked_body_is_stored_whole(
-    start_gunicorn, hooked
-) -> None:
-    server = start_gunicorn()
+def test_no_log_line_holds_the_webhook_token_and_a_chunked_body_is_stored_whole(portal, hooked) -> None:
+    server = portal
     body = recording("leads-status.form.txt").body
     token = hooked.webhook_token
 
@@ -167,8 +184,8 @@ def test_no_log_line_holds_the_webhook_token_and_a_chunked_body_is_stored_whole(
 # -- the database restarted, stuck behind a lock, or not answering ---------------------------------------
 
 
-def test_a_restarted_database_gives_no_500(start_gunicorn, hooked, postgres_server: PostgresServer) -> None:
-    server = start_gunicorn(DATABASE_CONN_MAX_AGE="60")
+def test_a_restarted_database_gives_no_500(portal, hooked, postgres_server: PostgresServer) -> None:
+    server = portal  # DATABASE_CONN_MAX_AGE: 60, production's default
     _, key = source_key(hooked)
     body = recording("leads-status.form.txt").body
     # Each of the two workers holds a persistent connection, used by the webhook's own INSERT and the ORM.
@@ -185,10 +202,8 @@ def test_a_restarted_database_gives_no_500(start_gunicorn, hooked, postgres_serv
     assert WebhookEvent.objects.count() == 12
 
 
-def test_a_database_stuck_behind_a_lock_is_answered_503_in_time_and_nothing_is_stored(
-    start_gunicorn, hooked
-) -> None:
-    server = start_gunicorn(DATABASE_REQUEST_STATEMENT_TIMEOUT_MS="500")
+def test_a_database_stuck_behind_a_lock_is_answered_503_in_time_and_nothing_is_stored(portal, hooked) -> None:
+    server = portal  # DATABASE_REQUEST_STATEMENT_TIMEOUT_MS: 500
     _, key = source_key(hooked)
     body = recording("leads-status.form.txt").body
     assert deliver(server, hooked, body).status_code == 200  # the workers are warm, the tokens known
@@ -242,7 +257,10 @@ def test_a_database_that_accepts_and_never_answers_fails_the_connection_within_t
 def test_a_frozen_database_is_answered_503_within_the_budget_and_nothing_acknowledged_is_lost(
     start_gunicorn, hooked, postgres_server: PostgresServer
 ) -> None:
-    server = start_gunicorn(DATABASE_REQUEST_BUDGET_MS="1000")
+    hold = 2.0
+    server = start_gunicorn(
+        DATABASE_REQUEST_BUDGET_MS="1000", DATABASE_REQUEST_FAST_FAIL_MS=str(int(hold * 1000))
+    )
     _, key = source_key(hooked)
     body = recording("leads-status.form.txt").body
     answered: dict[str, int] = {}
@@ -262,25 +280,33 @@ def test_a_frozen_database_is_answered_503_within_the_budget_and_nothing_acknowl
 
     # Both workers warm, with persistent connections open on the server about to freeze.
     before = [send(f"hook-before-{n}")[1] for n in range(4)] + [send("deal-before")[1]]
-    with postgres_server.frozen(), ThreadPoolExecutor(2) as senders:
-        # Two senders, one request per worker at a time: each answer is the request's own, not a queue's.
-        # The first request of each worker finds its open connection frozen, the next ones connect to a
-        # server that accepts and never answers.
-        names = [f"hook-frozen-{n}" for n in range(6)] + ["deal-frozen-0", "deal-frozen-1"]
-        frozen = list(senders.map(send, names))
+    with postgres_server.frozen():
+        # A burst, five requests for each of the two workers at once: the first of each worker finds its
+        # open connection frozen and is cut at the budget; the others, queued behind it, are held off the
+        # database and answered at once. Without the hold the last would wait for four budgets.
+        burst = [f"hook-burst-{n}" for n in range(8)] + ["deal-burst-0", "deal-burst-1"]
+        with ThreadPoolExecutor(len(burst)) as senders:
+            frozen = list(senders.map(send, burst))
+        # After the hold, one request per worker tries again (a new connection, to a server that accepts
+        # and never answers), cut at the budget; the others wait behind it, then are held.
+        time.sleep(hold)
+        later = [f"hook-later-{n}" for n in range(6)] + ["deal-later-0", "deal-later-1"]
+        with ThreadPoolExecutor(2) as senders:
+            frozen += list(senders.map(send, later))
+    time.sleep(hold)  # the server runs again; the hold is over: the next request of each worker tries
     after = [send(f"hook-after-{n}") for n in range(4)] + [send("deal-after")]
 
     assert before == [200, 200, 200, 200, 202]
-    assert [(name, status) for name, status, _ in frozen] == [(name, 503) for name in names]
-    took = sorted(took for _, _, took in frozen)
-    # Most answers come at the budget (1 s) and a margin, within Kommo's 2 s. Known gap (docs/reliability.md):
-    # now and then one waits for the 2 s connect timeout instead, never for gunicorn's 30 s worker timeout.
-    assert took[len(took) // 2] < 1.5, frozen
-    assert took[-1] < KOMMO_WAITS + 0.5, frozen
+    assert [(name, status) for name, status, _ in frozen] == [(name, 503) for name in burst + later]
+    # Every answer within the budget (1 s) and a margin for writing it on a loaded machine: what Kommo sees
+    # is a 503 within its 2 seconds, never a late answer.
+    assert max(took for _, _, took in frozen) <= 1.8, frozen
     # Once the server runs again, each worker serves at once: the connection the budget cut is not reused.
     assert [status for _, status, _ in after] == [200, 200, 200, 200, 202]
     assert max(took for _, _, took in after) < KOMMO_WAITS
-    assert "WORKER TIMEOUT" not in server.log()  # no worker was held until gunicorn killed it
+    log = server.log()
+    assert "WORKER TIMEOUT" not in log  # no worker was held until gunicorn killed it
+    assert "not tried: the database missed a recent request's deadline" in log  # the hold answered some
     # Nothing acknowledged was lost. A delivery answered 503 may still be stored, when its INSERT had reached
     # the server before it froze (Kommo's retry is then a duplicate); a submission's transaction never
     # reached its commit, and is rolled back.

@@ -8,15 +8,13 @@ from unittest import mock
 
 import pytest
 
+from apps.flows.webhooks import webhook_batch
 from apps.gates.models import GateDecision, GateEvaluation
 from apps.gates.services import gate_evaluations_run, stage_change_gate_intake
-from apps.kommo.models import Lead, StageChange
-from apps.kommo.services.mirror import (
-    StageChangeBatch,
-    stage_change_record,
-    stage_changes_batch,
-    stage_changes_batch_committed,
-)
+from apps.kommo import types
+from apps.kommo.models import Lead, StageChange, WebhookEvent
+from apps.kommo.webhooks.parser import encode_form
+from apps.kommo.webhooks.processing import Fetched, Policy, webhook_events_claim
 from tests.gates.conftest import BASE_URL, NOW, kommo_lead, leads_page
 
 LEADS = BASE_URL + "/api/v4/leads"
@@ -36,9 +34,7 @@ def mirrored(board, lead: Lead, *, stage: str, fetched_at: dt.datetime | None, *
 
 
 def queue_from_webhook_batch(board, change: StageChange) -> GateEvaluation:
-    evaluation = stage_change_gate_intake(
-        stage_change=change, batch=StageChangeBatch(account=board.account, reported_by=REPORTED)
-    )
+    evaluation = stage_change_gate_intake(stage_change=change, fresh_after=REPORTED)
     assert evaluation is not None and evaluation.fresh_after == REPORTED
     return evaluation
 
@@ -122,49 +118,65 @@ def test_only_the_moves_without_a_fresh_copy_are_read_in_one_call(board, legal_g
     assert GateDecision.objects.filter(outcome=Outcome.BLOCKED).count() == 2
 
 
-def test_a_webhook_batchs_moves_are_evaluated_when_it_commits_not_by_a_scheduled_task(
-    board, legal_gate, django_capture_on_commit_callbacks
-):
-    lead = board.lead()
-    with (
-        mock.patch("apps.gates.tasks.evaluate_pending.apply_async") as schedule,
-        mock.patch("apps.gates.tasks.enforce_now") as enforce,
-    ):
-        with django_capture_on_commit_callbacks(execute=True):
-            with stage_changes_batch(account=board.account, reported_by=REPORTED) as batch:
-                change, _ = stage_change_record(
-                    account=board.account,
-                    lead=lead,
-                    from_status_id=board.stage("Legal review").kommo_id,
-                    to_status_id=board.stage("Signing").kommo_id,
-                    at=NOW,
-                    source=StageChange.Source.WEBHOOK,
-                )
-        assert batch.stage_changes == [change]
-        enforce.assert_not_called()  # not before the batch is committed
-        stage_changes_batch_committed(batch=batch)
+def claimed_move_to_signing(board, lead: Lead) -> list[WebhookEvent]:
+    """A stored delivery of the deal's move Legal review → Signing, received at REPORTED, claimed."""
+    item = {
+        "id": str(lead.kommo_id),
+        "status_id": str(board.stage("Signing").kommo_id),
+        "old_status_id": str(board.stage("Legal review").kommo_id),
+        "pipeline_id": str(lead.pipeline_kommo_id),
+        "last_modified": str(int(NOW.timestamp())),
+    }
+    event = WebhookEvent.objects.create(
+        account=board.account,
+        body=encode_form({"leads": {"status": [item]}}),
+        content_type="application/x-www-form-urlencoded",
+        received_at=REPORTED,
+    )
+    return webhook_events_claim(event_id=event.pk, policy=Policy.current())
 
-    enforce.assert_called_once_with(board.account.pk)
+
+def refetched_at_signing(board, lead: Lead):  # type: ignore[no-untyped-def]
+    """The batch's re-fetch: Kommo has the deal at Signing, read just after the report."""
+    payload = types.Lead.from_api(kommo_lead(lead, status=board.stage("Signing").kommo_id))
+    return lambda client, plan: Fetched(
+        leads_asked_at=REPORTED + dt.timedelta(milliseconds=20), leads={lead.kommo_id: payload}
+    )
+
+
+def test_a_webhook_batchs_moves_are_evaluated_when_it_commits_not_by_a_scheduled_task(board, legal_gate):
+    lead = board.lead()
+    events = claimed_move_to_signing(board, lead)
+    written: list[bool] = []
+    with (
+        mock.patch("apps.flows.webhooks.webhook_refetch", refetched_at_signing(board, lead)),
+        mock.patch("apps.flows.gates.evaluate_pending.apply_async") as schedule,
+        mock.patch("apps.flows.webhooks.gates_run_now") as enforce,
+    ):
+        # not before the batch is written: its move and its events' outcome are there when it runs
+        enforce.side_effect = lambda **kwargs: written.append(
+            WebhookEvent.objects.filter(status=WebhookEvent.Status.PROCESSED).exists()
+        )
+        webhook_batch(events, Policy.current(), mock.Mock())
+
+    change = StageChange.objects.get(lead=lead)
+    assert written == [True]
+    enforce.assert_called_once_with(account_id=board.account.pk, client=mock.ANY)
     schedule.assert_not_called()
     assert GateEvaluation.objects.get().fresh_after == REPORTED
+    assert GateEvaluation.objects.get().stage_change == change
 
 
 def test_a_failed_evaluation_at_the_end_of_the_batch_leaves_the_moves_to_the_task(board, legal_gate):
     lead = board.lead()
-    with stage_changes_batch(account=board.account, reported_by=REPORTED) as batch:
-        stage_change_record(
-            account=board.account,
-            lead=lead,
-            from_status_id=board.stage("Legal review").kommo_id,
-            to_status_id=board.stage("Signing").kommo_id,
-            at=NOW,
-            source=StageChange.Source.WEBHOOK,
-        )
+    events = claimed_move_to_signing(board, lead)
     with (
-        mock.patch("apps.gates.tasks.enforce_now", side_effect=RuntimeError("database gone")),
-        mock.patch("apps.gates.tasks.evaluate_pending.apply_async") as schedule,
+        mock.patch("apps.flows.webhooks.webhook_refetch", refetched_at_signing(board, lead)),
+        mock.patch("apps.flows.webhooks.gates_run_now", side_effect=RuntimeError("database gone")),
+        mock.patch("apps.flows.gates.evaluate_pending.apply_async") as schedule,
     ):
-        stage_changes_batch_committed(batch=batch)  # logs, never raises into webhook processing
+        webhook_batch(events, Policy.current(), mock.Mock())  # logs, never raises into webhook processing
 
     schedule.assert_called_once_with((board.account.pk,), countdown=mock.ANY)
     assert GateEvaluation.objects.get().status == GateEvaluation.Status.PENDING
+    assert WebhookEvent.objects.get().status == WebhookEvent.Status.PROCESSED

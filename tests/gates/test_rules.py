@@ -169,6 +169,62 @@ class TestDryRun:
         assert rows["Crossed"].would_block and rows["Crossed"].transition == "Legal review → Signing"
         assert not rows["Head of sales"].would_block and rows["Head of sales"].exempt
 
+    def test_past_moves_are_judged_on_the_stakeholders_as_they_were_then(self, board):
+        """Late approved the day after its move (its lawyer approves today's dry run); Early had approved
+        before its move and was asked again since (pending today): the past moves are judged on then."""
+        from apps.stakeholders.models import StakeholderEvent
+
+        rule = board.rule("Legal review", mode=GateRule.Mode.DRY_RUN)
+
+        def lawyer(lead, approval_now: str, changes: list[tuple[str, dt.datetime]]) -> None:
+            person = board.stakeholder(lead, "lawyer", approval_now, name="Lena")
+            role = Role.objects.get(code="lawyer").pk
+            rows = [
+                ("presence", "Lena", NOW - dt.timedelta(days=40)),
+                ("role", role, NOW - dt.timedelta(days=40)),
+            ]
+            rows += [("approval_status", approval, at) for approval, at in changes]
+            for field, new, at in rows:
+                StakeholderEvent.objects.create(
+                    account=board.account,
+                    lead=lead,
+                    stakeholder_id=person.pk,
+                    name="Lena",
+                    field=field,
+                    new=new,
+                    at=at,
+                    source="sync",
+                )
+
+        late = board.lead("Late", "Legal review")
+        board.move(late, "Signing", at=NOW - dt.timedelta(days=3))
+        lawyer(
+            late,
+            "approved",
+            [("pending", NOW - dt.timedelta(days=10)), ("approved", NOW - dt.timedelta(days=2))],
+        )
+        early = board.lead("Early", "Legal review")
+        board.move(early, "Signing", at=NOW - dt.timedelta(days=3))
+        lawyer(
+            early,
+            "pending",
+            [("approved", NOW - dt.timedelta(days=5)), ("pending", NOW - dt.timedelta(days=1))],
+        )
+        unknown = board.lead("No history", "Legal review")  # judged on today's people
+        board.move(unknown, "Signing", at=NOW - dt.timedelta(days=3))
+        board.stakeholder(unknown, "lawyer", "approved")
+
+        result = gate_rule_dry_run(rule=rule, since=NOW - dt.timedelta(days=30), until=NOW)
+
+        rows = {row.lead.name: row for row in result.history}
+        assert rows["Late"].would_block
+        assert rows["Late"].reasons == ["the Lawyer has not approved (Lena: pending)"]
+        assert not rows["Early"].would_block
+        assert not rows["No history"].would_block
+        # Today the other way round.
+        current = {row.lead.name: row for row in result.current}
+        assert not current["Late"].would_block and current["Early"].would_block
+
     def test_a_deal_carrying_the_override_tag_in_the_mirror_is_exempt(self, board):
         rule = board.rule("Legal review", mode=GateRule.Mode.DRY_RUN, override_tag="Legal waived")
         waived = board.lead(

@@ -8,9 +8,9 @@ from unittest import mock
 
 from django.utils import timezone
 
+from apps.flows.gates import sweep
 from apps.gates.models import GateEvaluation
 from apps.gates.services import STUCK_RUNNING, SWEEP_AFTER, gates_sweep
-from apps.gates.tasks import sweep
 from apps.kommo.models import KommoAccount, OutboundChange
 from apps.kommo.services.outbound import STUCK_SENDING
 
@@ -99,8 +99,8 @@ def test_the_beat_task_queues_one_evaluation_and_one_flush_per_account(board):
     change(board, 2, age=SWEEP_AFTER * 2)
 
     with (
-        mock.patch("apps.gates.tasks.evaluate_pending.delay") as evaluate,
-        mock.patch("apps.gates.tasks.outbound_flush.apply_async") as flush,
+        mock.patch("apps.flows.gates.evaluate_pending.delay") as evaluate,
+        mock.patch("apps.flows.gates.outbound_flush.apply_async") as flush,
     ):
         sweep()
 

@@ -18,7 +18,7 @@ def test_a_recorded_move_is_queued_for_the_gates_and_a_run_is_scheduled_on_commi
 ):
     board.rule("Legal review")
     lead = board.lead()
-    with mock.patch("apps.gates.tasks.evaluate_pending.apply_async") as schedule:
+    with mock.patch("apps.flows.gates.evaluate_pending.apply_async") as schedule:
         with django_capture_on_commit_callbacks(execute=False) as callbacks:
             change, created = stage_change_record(
                 account=board.account,
@@ -46,7 +46,7 @@ def test_a_second_report_of_the_same_move_is_not_evaluated_again(board, django_c
         "to_status_id": board.stage("Signing").kommo_id,
         "at": NOW,
     }
-    with mock.patch("apps.gates.tasks.evaluate_pending.apply_async"):
+    with mock.patch("apps.flows.gates.evaluate_pending.apply_async"):
         with django_capture_on_commit_callbacks(execute=True):
             stage_change_record(**report, source=StageChange.Source.WEBHOOK)
             stage_change_record(**report, source=StageChange.Source.EVENTS, kommo_event_id="01abc")
@@ -55,7 +55,7 @@ def test_a_second_report_of_the_same_move_is_not_evaluated_again(board, django_c
 
 def test_only_the_first_pending_move_of_a_burst_schedules_a_run(board, django_capture_on_commit_callbacks):
     board.rule("Legal review")
-    with mock.patch("apps.gates.tasks.evaluate_pending.apply_async") as schedule:
+    with mock.patch("apps.flows.gates.evaluate_pending.apply_async") as schedule:
         with django_capture_on_commit_callbacks(execute=True):
             for _ in range(5):
                 stage_change_record(

@@ -14,6 +14,7 @@ from django.core.management import call_command
 from django.test import Client
 from django.utils import timezone
 
+from apps.flows import tasks as flow_tasks
 from apps.kommo import tasks
 from apps.kommo.models import CatalogElement, Company, Contact, KommoAccount, Lead, StageChange, WebhookEvent
 from apps.kommo.services.mirror import stage_change_record
@@ -97,7 +98,7 @@ def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, float | None]]:
 
     monkeypatch.setattr(intake, "webhook_event_enqueue", record)
     monkeypatch.setattr(processing, "webhook_event_enqueue", record)
-    monkeypatch.setattr(tasks, "webhook_event_enqueue", record)
+    monkeypatch.setattr(flow_tasks, "webhook_event_enqueue", record)
     return sent
 
 
@@ -124,7 +125,7 @@ def deliver(web: Client, account: KommoAccount, body: bytes) -> WebhookEvent:
 
 
 def run(event: WebhookEvent) -> WebhookEvent:
-    tasks.webhook_process(event.pk)
+    flow_tasks.webhook_process(event.pk)
     event.refresh_from_db()
     return event
 

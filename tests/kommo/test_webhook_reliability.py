@@ -21,7 +21,7 @@ from django.db import OperationalError, connection
 from django.test import Client
 from django.utils import timezone
 
-from apps.kommo import tasks
+from apps.flows import tasks
 from apps.kommo.models import KommoAccount, Lead, StageChange, WebhookEvent
 from apps.kommo.services.accounts import account_unblock
 from apps.kommo.templatetags.kommo_webhooks import kommo_webhook_problems

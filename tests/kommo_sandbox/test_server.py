@@ -14,6 +14,7 @@ import pytest
 import requests
 
 from kommo_sandbox.changes import Change
+from kommo_sandbox.ratelimit import RateLimiter
 from kommo_sandbox.server import SandboxServer
 from tests.kommo_sandbox.conftest import Client, sample, start_server
 from tests.support.services import ROOT, wait_for
@@ -98,24 +99,35 @@ def test_declining_redirects_with_access_denied(sandbox):
     assert parse_qs(urlparse(grant.headers["Location"]).query)["error"] == ["access_denied"]
 
 
+class StoppedClock:
+    """The sandbox limiter's clock, moved only by the test: a loaded machine that takes more than a second
+    for the requests below no longer refills the bucket between them."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_rate_limit_then_block_then_unblock():
     server = start_server("empty", rate_limit=True)
+    clock = StoppedClock()
+    server.app.limiter = RateLimiter(clock=clock)
     try:
         api = Client(server.base_url, server.credentials["long_lived_token"])
         admin = Client(server.base_url, server.credentials["admin_token"])
         admin.put("/_sandbox/rate-limit", {"block_threshold": 5})
-        statuses = [api.get("/api/v4/account").status_code for _ in range(20)]
-        assert statuses[:7] == [200] * 7 and 429 in statuses
-        limited = next(
-            r for r in (api.get("/api/v4/account") for _ in range(3)) if r.status_code in (429, 403)
-        )
-        if limited.status_code == 429:
-            assert set(limited.json()) == set(sample("error-429.json"))
+        answers = [api.get("/api/v4/account") for _ in range(20)]
+        # 7 a second per token; the sixth 429 within the block window is past the threshold: blocked.
+        assert [answer.status_code for answer in answers] == [200] * 7 + [429] * 6 + [403] * 7
+        assert set(answers[7].json()) == set(sample("error-429.json"))
         blocked = api.get("/api/v4/leads")
         assert blocked.status_code == 403 and "403 Forbidden" in blocked.text and "nginx" in blocked.text
+        clock.now += 1.1
+        assert api.get("/api/v4/account").status_code == 403  # blocked until an admin lifts it
         assert admin.get("/_sandbox/rate-limit").json()["blocked"] is True
         assert admin.post("/_sandbox/unblock").json() == {"blocked": False}
-        time.sleep(1.1)
         assert api.get("/api/v4/account").status_code == 200
         admin.put("/_sandbox/rate-limit", {"html_429": True, "block_threshold": 1000})
         html = [api.get("/api/v4/account") for _ in range(15)][-1]

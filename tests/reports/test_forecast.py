@@ -21,9 +21,9 @@ from apps.reports.forecast_snapshots import (
     snapshot_rows,
 )
 from apps.reports.framework import Scope
-from apps.reports.models import ForecastCategory, ForecastSettings, ForecastSnapshot, ForecastSnapshotDeal
+from apps.reports.models import ForecastCategory, ForecastSnapshot, ForecastSnapshotDeal
 from apps.reports.selectors.forecast import closed_quarters, forecast_accuracy, forecast_history
-from apps.stakeholders.models import Role, Stakeholder
+from apps.stakeholders.models import FieldMapping, Role, Stakeholder
 from tests.reports.support import (
     BOB,
     BUDGET,
@@ -171,7 +171,9 @@ def test_an_open_deal_is_weighted_by_its_stage_s_p_and_expected_at_its_entry_plu
 
 
 def test_the_close_date_field_sets_the_expected_close_when_the_account_maps_one(world: World) -> None:
-    ForecastSettings.objects.create(account=world.account, close_date_field_id=777)
+    FieldMapping.objects.create(
+        account=world.account, attribute="expected_close", source="lead_field", field_id=777
+    )
     deal = deal_create(world, price=1_000, created=at(2026, 5, 1), start=TECH)
     deal.raw = {  # as Kommo returns a date field: unix seconds (2026-09-21)
         "custom_fields_values": [

@@ -10,10 +10,10 @@ import pytest
 from apps.kommo.models import KommoAccount
 from apps.kommo.models.mirror import LeadContact
 from apps.kommo.provenance import MirrorSource, mirror_provenance
-from apps.kommo.signals import activity_seen
 from apps.kommo.webhooks.dispatch import Touch, plan_items
 from apps.kommo.webhooks.parser import parse
 from apps.stakeholders.models import Stakeholder, StakeholderEvent
+from apps.stakeholders.services import stakeholders_touch
 from tests.stakeholders.conftest import mirror_recorded_deal
 
 pytestmark = pytest.mark.django_db
@@ -38,7 +38,7 @@ def test_a_text_note_or_a_call_is_a_touch_and_a_service_message_is_not():
 
 def announce(account: KommoAccount, *touches: Touch) -> None:
     with mirror_provenance(MirrorSource.WEBHOOK):
-        activity_seen.send(sender=KommoAccount, account=account, touches=touches)
+        stakeholders_touch(account=account, touches=touches)
 
 
 def test_a_call_with_a_contact_touches_its_stakeholder(mapped_account):
@@ -79,3 +79,21 @@ def test_an_older_activity_than_the_last_touch_changes_nothing(mapped_account):
     ann.refresh_from_db()
     assert ann.last_touch == Stakeholder.objects.get(pk=ann.pk).last_touch
     assert StakeholderEvent.objects.count() == count
+
+
+def test_a_meeting_completed_on_a_deal_or_a_contact_is_a_touch_and_a_follow_up_is_not():
+    body = (WEBHOOKS / "task-update-complete.doc.form.txt").read_bytes()  # a follow-up (task_type 1)
+    meeting = body.replace(b"%5Btask_type%5D=1", b"%5Btask_type%5D=2")
+    on_contact = meeting.replace(b"%5Belement_type%5D=2", b"%5Belement_type%5D=1")
+    still_open = meeting.replace(b"%5Bstatus%5D=1", b"%5Bstatus%5D=0")
+    done = dt.datetime.fromtimestamp(1726579269, tz=dt.UTC)  # the task's updated_at
+
+    follow_up, _, _ = plan_items(parse(body).items)
+    on_deal, _, _ = plan_items(parse(meeting).items)
+    with_contact, _, _ = plan_items(parse(on_contact).items)
+    planned, _, _ = plan_items(parse(still_open).items)
+
+    assert follow_up.touches == [] and planned.touches == []
+    assert on_deal.touches == [Touch(entity="lead", kommo_id=15320411, at=done)]
+    assert on_deal.leads == {15320411}  # re-fetched as before, for its closest task
+    assert with_contact.touches == [Touch(entity="contact", kommo_id=15320411, at=done)]

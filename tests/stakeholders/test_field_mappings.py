@@ -89,3 +89,15 @@ def test_an_option_maps_to_exactly_one_value(mapped_account):
         FieldMappingValue.objects.create(mapping=approval_field, enum_id=9202, approval="rejected")
     with pytest.raises(IntegrityError), transaction.atomic():
         FieldMappingValue.objects.create(mapping=approval_field, enum_id=1, approval="")
+
+
+def test_the_expected_close_date_is_a_deal_field_and_a_deal_field_holds_nothing_else(account):
+    FieldMapping(account=account, attribute="expected_close", source="lead_field", field_id=1).full_clean()
+    for attribute, source in (("expected_close", "contact_field"), ("role", "lead_field")):
+        with pytest.raises(ValidationError) as caught:
+            FieldMapping(account=account, attribute=attribute, source=source, field_id=1).full_clean()
+        assert "source" in caught.value.message_dict
+    with pytest.raises(IntegrityError), transaction.atomic():
+        FieldMapping.objects.create(
+            account=account, attribute="approval_status", source="lead_field", field_id=1
+        )

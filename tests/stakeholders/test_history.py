@@ -233,3 +233,76 @@ def test_a_decision_keeps_the_day_the_approval_was_requested(mapped_account):
     boris = Stakeholder.objects.get(name="Boris Petrov")
     assert (boris.approval_status, boris.approval_requested_at) == ("approved", requested)
     assert [e.new for e in events("Boris Petrov", "approval_requested_at")] == [requested.isoformat()]
+
+
+def _field_event(
+    event_id: str, entity: str, entity_id: int, field_id: int, before, after, at: int
+) -> types.Event:
+    def values(items):
+        return [
+            {"custom_field_value": {"field_id": field_id, "field_type": 4, "enum_id": enum, "text": text}}
+            for enum, text in items
+        ]
+
+    return types.Event.from_api(
+        {
+            "id": event_id,
+            "type": "custom_field_value_changed",
+            "entity_id": entity_id,
+            "entity_type": entity,
+            "created_by": 0,
+            "created_at": at,
+            "value_before": values(before),
+            "value_after": values(after),
+        }
+    )
+
+
+def test_past_field_changes_read_from_kommos_events_date_the_history_once(mapped_account):
+    """Ann Lee's element says decision maker and approved; Kommo's events say she was given the role 10 hours
+    after her element was created, asked at 20 and approved at 30 (before the element's last change): the
+    state at each hour follows, and reading the same events again adds nothing."""
+    from apps.kommo.signals import field_changes_seen
+
+    mirror_recorded_deal(mapped_account)
+    hour = 3600
+    start = 1717000000  # when her contact and element were created
+    changes = [
+        _field_event("e1", "catalog_7001", 7101, 880101, [], [(9101, "Decision maker")], start + 10 * hour),
+        _field_event("e2", "catalog_7001", 7101, 880102, [], [(9201, "Pending")], start + 20 * hour),
+        _field_event(
+            "e3", "catalog_7001", 7101, 880102, [(9201, "Pending")], [(9202, "Approved")], start + 30 * hour
+        ),
+        # Ann's contact's role field: her element maps the role, so the element's history wins.
+        _field_event("e4", "contact", 6001, 880001, [], [(9003, "User")], start + 5 * hour),
+        # A deal's field and an unmapped field say nothing about stakeholders.
+        _field_event("e5", "lead", 5001, 880101, [], [(9101, "Decision maker")], start + 5 * hour),
+        _field_event("e6", "catalog_7001", 7101, 123456, [], [(None, "x")], start + 5 * hour),
+    ]
+    typed = [event.field_change() for event in changes]
+    assert all(change is not None for change in typed)
+
+    for _ in range(2):
+        field_changes_seen.send(sender=None, account=mapped_account, changes=typed)
+
+    ann = Stakeholder.objects.get(name="Ann Lee")
+    past = StakeholderEvent.objects.filter(stakeholder_id=ann.pk).exclude(kommo_event_id="")
+    assert sorted(past.values_list("kommo_event_id", "field")) == [
+        ("e1", "role"),
+        ("e2", "approval_requested_at"),
+        ("e2", "approval_status"),
+        ("e3", "approval_decided_at"),
+        ("e3", "approval_status"),
+    ]
+
+    def state(hours: int):
+        when = dt.datetime.fromtimestamp(start + hours * hour, tz=dt.UTC)
+        (person,) = [
+            p for p in stakeholder_state_as_of(when=when, lead=ann.lead)[ann.lead_id] if p.name == "Ann Lee"
+        ]
+        return person.role_id, person.approval_status, person.approval_decided_at
+
+    buyer = Role.objects.get(code="decision_maker").pk
+    assert state(8) == (None, "unknown", None)
+    assert state(25) == (buyer, "pending", None)
+    assert state(31) == (buyer, "approved", dt.datetime.fromtimestamp(start + 30 * hour, tz=dt.UTC))

@@ -93,14 +93,34 @@ class PostgresServer:
             f"-p {self.port} -k {self.folder} -c listen_addresses=127.0.0.1 -c fsync=off "
             "-c synchronous_commit=off -c full_page_writes=off -c max_connections=200"
         )
+        self._run_as = run_as
+        self._pg_ctl = pg_ctl
+        self._options = options
+        self.start_again()
+        return self
+
+    def start_again(self) -> None:
+        """Starts the server on its port and data (after :meth:`stop_now`: with crash recovery)."""
+        assert self.folder is not None, "not started"
         subprocess.run(
-            [*run_as, pg_ctl, "-D", str(data), "-o", options, "-l", str(self.folder / "log"), "-w", "start"],
+            [
+                *self._run_as,
+                *(self._pg_ctl, "-D", str(self.folder / "data"), "-o", self._options),
+                *("-l", str(self.folder / "log"), "-w", "start"),
+            ],
             check=True,
             capture_output=True,
         )
-        self._run_as = run_as
-        self._pg_ctl = pg_ctl
-        return self
+
+    def stop_now(self) -> None:
+        """Stops the server as a crash would (``-m immediate``): every session ends at once, transactions
+        not committed are lost; :meth:`start_again` recovers it with its data."""
+        assert self.folder is not None, "not started"
+        subprocess.run(
+            [*self._run_as, self._pg_ctl, "-D", str(self.folder / "data"), "-m", "immediate", "-w", "stop"],
+            check=True,
+            capture_output=True,
+        )
 
     def postmaster_pid(self) -> int:
         """The server's main process, parent of every backend."""

@@ -89,7 +89,7 @@ def test_the_admin_names_the_job_of_the_person_signed_in(client, group, subheade
     assert response.context["site_subheader"] == subheader
 
 
-def test_the_admin_sidebar_lists_the_forecast_settings_under_reports(client):
+def test_the_admin_sidebar_lists_the_forecast_categories_under_reports(client):
     client.force_login(person("hana", "Head of sales", is_staff=True))
 
     response = client.get(reverse("admin:index"))
@@ -97,7 +97,6 @@ def test_the_admin_sidebar_lists_the_forecast_settings_under_reports(client):
     reports = next(group for group in response.context["sidebar_navigation"] if group["title"] == "Reports")
     links = {item["link"] for item in reports["items"]}
     assert reverse("admin:reports_forecastcategory_changelist") in links
-    assert reverse("admin:reports_forecastsettings_changelist") in links
 
 
 def test_signing_in_follows_next_when_given(client):

@@ -168,7 +168,7 @@ def test_sales_ops_manage_export_clients_usual_times_and_forecast_categories_the
     head = person("hal", "Head of sales")
     managed = [
         f"reports.{action}_{model}"
-        for model in ("exportclient", "stagenorm", "forecastcategory", "forecastsettings")
+        for model in ("exportclient", "stagenorm", "forecastcategory")
         for action in ("add", "change", "delete")
     ]
 

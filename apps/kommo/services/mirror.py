@@ -8,8 +8,10 @@ goes through these functions, so the rules hold whoever calls:
   bulk; lookups of stages, users and linked rows are one query each);
 * embedded contacts / catalog elements of a lead replace its links when the payload carries them;
 * a lead whose stored stage differs from the payload's gets a :class:`StageChange` with the caller's
-  source, and the NEW stage changes come back to the caller: that list is the one place where follow-ups
-  (gate evaluation) hook in;
+  source; the NEW stage changes and the keys of the rows that really changed come back to the caller
+  (:class:`BatchResult`). A caller that follows them up itself — webhook processing's flow,
+  ``apps.flows.webhooks``: stakeholders, then gates — passes ``announce=False``; for the others the
+  writers announce them (``apps.kommo.signals``);
 * a re-fetch by id records when its request left (``Lead.fetched_at``), so that a follow-up can tell
   whether the mirror's copy of a deal was read from Kommo after a move was reported.
 """
@@ -18,9 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -53,7 +53,7 @@ from apps.kommo.models.mirror import (
     Status,
 )
 from apps.kommo.services.stays import leads_stays_refresh
-from apps.kommo.signals import mirror_changed, stage_changed, stage_changes_committed
+from apps.kommo.signals import mirror_changed, stage_changed
 
 logger = logging.getLogger(__name__)
 
@@ -85,13 +85,18 @@ class UpsertResult(Generic[M]):
 
 @dataclass
 class BatchResult:
-    """What a bulk upsert did. ``new_stage_changes`` are the moves recorded for the first time."""
+    """What a bulk upsert did. ``new_stage_changes`` are the moves recorded for the first time;
+    ``lead_ids``, ``contact_ids``, ``catalog_element_ids`` the local keys of the deals, contacts and
+    catalog elements whose rows really changed (what the stakeholders are derived from)."""
 
     created: int = 0
     updated: int = 0
     unchanged: int = 0
     stale: int = 0
     new_stage_changes: list[StageChange] = field(default_factory=list)
+    lead_ids: list[int] = field(default_factory=list)
+    contact_ids: list[int] = field(default_factory=list)
+    catalog_element_ids: list[int] = field(default_factory=list)
 
     @property
     def changed(self) -> bool:
@@ -107,6 +112,9 @@ class BatchResult:
         self.unchanged += other.unchanged
         self.stale += other.stale
         self.new_stage_changes.extend(other.new_stage_changes)
+        self.lead_ids.extend(other.lead_ids)
+        self.contact_ids.extend(other.contact_ids)
+        self.catalog_element_ids.extend(other.catalog_element_ids)
 
 
 @dataclass
@@ -541,7 +549,7 @@ def _element_values(data: types.CatalogElement, catalogs: dict[int, int]) -> dic
 
 
 def catalog_elements_upsert_from_kommo(
-    *, account: KommoAccount, elements: Sequence[types.CatalogElement]
+    *, account: KommoAccount, elements: Sequence[types.CatalogElement], announce: bool = True
 ) -> BatchResult:
     def run() -> BatchResult:
         catalogs = _pk_map(Catalog, account, {e.catalog_id for e in elements})
@@ -562,7 +570,9 @@ def catalog_elements_upsert_from_kommo(
             account=account,
             kommo_ids=[item.row.kommo_id for item in applied if item.before is None],
         )
-        _announce(account, catalog_element_ids=[item.row.pk for item in applied])
+        result.catalog_element_ids = [item.row.pk for item in applied]
+        if announce:
+            _announce(account, catalog_element_ids=result.catalog_element_ids)
         return result
 
     return _retrying_on_conflict(run)
@@ -637,7 +647,9 @@ def _contact_values(data: types.Contact, users: dict[int, int], companies: dict[
     }
 
 
-def contacts_upsert_from_kommo(*, account: KommoAccount, contacts: Sequence[types.Contact]) -> BatchResult:
+def contacts_upsert_from_kommo(
+    *, account: KommoAccount, contacts: Sequence[types.Contact], announce: bool = True
+) -> BatchResult:
     def run() -> BatchResult:
         users = _pk_map(KommoUser, account, {c.responsible_user_id for c in contacts})
         companies = _pk_map(Company, account, {c.company_ids[0] for c in contacts if c.company_ids})
@@ -659,7 +671,9 @@ def contacts_upsert_from_kommo(*, account: KommoAccount, contacts: Sequence[type
             account=account,
             kommo_ids=[item.row.kommo_id for item in applied if item.before is None],
         )
-        _announce(account, contact_ids=[item.row.pk for item in applied])
+        result.contact_ids = [item.row.pk for item in applied]
+        if announce:
+            _announce(account, contact_ids=result.contact_ids)
         return result
 
     return _retrying_on_conflict(run)
@@ -737,6 +751,7 @@ def leads_upsert_from_kommo(
     source: str = Source.SYNC,
     moves_reported_for: Collection[int] = (),
     fetched_at: dt.datetime | None = None,
+    announce: bool = True,
 ) -> BatchResult:
     """Upsert a page of leads (up to 250) in a constant number of queries, plus a few per lead whose stage
     moved: each such lead gets a :class:`StageChange` (``source`` says who noticed). The result's
@@ -747,7 +762,10 @@ def leads_upsert_from_kommo(
     ``fetched_at``: when the caller's request for these leads left (before the call, not after the answer).
     Every listed lead's ``Lead.fetched_at`` moves forward to it — also when the payload changed nothing or
     was older than the row (the row then holds a later read) — so the row says how recent a copy of Kommo
-    it is at least. None (a listing whose request time is not known) leaves ``fetched_at`` alone."""
+    it is at least. None (a listing whose request time is not known) leaves ``fetched_at`` alone.
+
+    ``announce=False``: the caller follows up the changes itself (the result says which): no
+    ``mirror_changed``, and the moves inferred send no ``stage_changed``."""
 
     def run() -> BatchResult:
         statuses = _status_map(account)
@@ -787,11 +805,14 @@ def leads_upsert_from_kommo(
                 source=source,
                 at_is_exact=False,
                 not_before=before.get("updated_at"),
+                announce=announce,
             )
             if created:
                 result.new_stage_changes.append(change)
         leads_stays_refresh(lead_ids=[item.row.pk for item in applied if _restaged(item)])
-        _announce(account, lead_ids=[item.row.pk for item in applied])
+        result.lead_ids = [item.row.pk for item in applied]
+        if announce:
+            _announce(account, lead_ids=result.lead_ids)
         return result
 
     return _retrying_on_conflict(run)
@@ -894,19 +915,24 @@ def _mark_deleted(
     return updated > 0
 
 
-def lead_mark_deleted(*, account: KommoAccount, kommo_id: int, at: dt.datetime | None = None) -> bool:
+def lead_mark_deleted(
+    *, account: KommoAccount, kommo_id: int, at: dt.datetime | None = None, announce: bool = True
+) -> bool:
     """Soft-delete a deal (Kommo keeps deleted leads restorable). Returns whether it was live before; a
-    deal the mirror never saw is not created. A restore arrives as a newer payload through the upsert."""
+    deal the mirror never saw is not created. A restore arrives as a newer payload through the upsert.
+    ``announce=False``: no ``mirror_changed`` (the caller follows up itself)."""
     deleted = _mark_deleted(Lead, account, kommo_id, at)
-    if deleted:
-        _announce(account, lead_ids=_pks(Lead, account, kommo_id))
+    if deleted and announce:
+        _announce(account, lead_ids=mirror_pks(Lead, account, kommo_id))
     return deleted
 
 
-def contact_mark_deleted(*, account: KommoAccount, kommo_id: int, at: dt.datetime | None = None) -> bool:
+def contact_mark_deleted(
+    *, account: KommoAccount, kommo_id: int, at: dt.datetime | None = None, announce: bool = True
+) -> bool:
     deleted = _mark_deleted(Contact, account, kommo_id, at)
-    if deleted:
-        _announce(account, contact_ids=_pks(Contact, account, kommo_id))
+    if deleted and announce:
+        _announce(account, contact_ids=mirror_pks(Contact, account, kommo_id))
     return deleted
 
 
@@ -915,11 +941,11 @@ def company_mark_deleted(*, account: KommoAccount, kommo_id: int, at: dt.datetim
 
 
 def catalog_element_mark_deleted(
-    *, account: KommoAccount, kommo_id: int, at: dt.datetime | None = None
+    *, account: KommoAccount, kommo_id: int, at: dt.datetime | None = None, announce: bool = True
 ) -> bool:
     deleted = _mark_deleted(CatalogElement, account, kommo_id, at)
-    if deleted:
-        _announce(account, catalog_element_ids=_pks(CatalogElement, account, kommo_id))
+    if deleted and announce:
+        _announce(account, catalog_element_ids=mirror_pks(CatalogElement, account, kommo_id))
     return deleted
 
 
@@ -938,51 +964,6 @@ def mirror_mark_missing_deleted(
 
 
 # -- stage history --------------------------------------------------------------------------------------
-
-
-@dataclass
-class StageChangeBatch:
-    """The moves one writer records after re-fetching the deals they concern (webhook processing).
-
-    ``reported_by``: every move of the batch reached the portal no later than this (the latest arrival of
-    the webhooks processed together), and the writer's re-fetch left after it — so a deal whose
-    ``Lead.fetched_at`` is at or after ``reported_by`` is mirrored as Kommo had it after the move.
-    ``stage_changes``: the moves recorded for the first time inside the batch."""
-
-    account: KommoAccount
-    reported_by: dt.datetime
-    stage_changes: list[StageChange] = field(default_factory=list)
-
-
-_batch: ContextVar[StageChangeBatch | None] = ContextVar("kommo_stage_change_batch", default=None)
-
-
-@contextmanager
-def stage_changes_batch(*, account: KommoAccount, reported_by: dt.datetime) -> Iterator[StageChangeBatch]:
-    """Record the moves made inside the block as one batch: ``stage_changed`` receivers get it as ``batch``
-    (and may leave the follow-up to ``stage_changes_committed``). The caller sends
-    :func:`stage_changes_batch_committed` once its transaction has committed."""
-    batch = StageChangeBatch(account=account, reported_by=reported_by)
-    token = _batch.set(batch)
-    try:
-        yield batch
-    finally:
-        _batch.reset(token)
-
-
-def stage_changes_batch_committed(*, batch: StageChangeBatch) -> None:
-    """Announce a committed batch (``stage_changes_committed``). Receivers' errors are logged, never
-    raised: the batch's writes are committed whatever a follow-up does."""
-    if not batch.stage_changes:
-        return
-    for receiver, outcome in stage_changes_committed.send_robust(sender=StageChange, batch=batch):
-        if isinstance(outcome, Exception):
-            logger.error(
-                "stage_changes_committed receiver %r failed: %s",
-                receiver,
-                outcome,
-                exc_info=(type(outcome), outcome, outcome.__traceback__),
-            )
 
 
 def stage_change_record(
@@ -1018,8 +999,9 @@ def stage_change_record(
     (X→Y, moved back to X, X→Y again: Kommo's whole seconds cannot tell the two X→Y apart). Reports of one
     lead are serialised by a lock on its row. Returns the row and whether it is new.
 
-    ``announce=False`` records history without telling anyone: a new row joins no batch and sends no
-    ``stage_changed`` (the backfill of past moves: the gates must not judge a move of last spring).
+    ``announce=False`` records the move without telling anyone (no ``stage_changed``): the backfill of
+    past moves (the gates must not judge a move of last spring), and webhook processing, whose flow gives
+    its new moves to the gates itself (``apps.flows.webhooks``).
     """
     with transaction.atomic():
         Lead.objects.select_for_update().filter(pk=lead.pk).values_list("pk", flat=True).first()
@@ -1056,14 +1038,8 @@ def stage_change_record(
                 kommo_event_id=kommo_event_id,
             )
             leads_stays_refresh(lead_ids=[lead.pk])
-            if not announce:
-                return row, True
-            batch = _batch.get()
-            if batch is not None and batch.account.pk == account.pk:
-                batch.stage_changes.append(row)
-            else:
-                batch = None
-            stage_changed.send(sender=StageChange, stage_change=row, batch=batch)
+            if announce:
+                stage_changed.send(sender=StageChange, stage_change=row)
             return row, True
         changed: set[str] = set()
         if at_is_exact and not row.at_is_exact:
@@ -1299,7 +1275,8 @@ def _announce(
         )
 
 
-def _pks(model: type[MirrorModel], account: KommoAccount, kommo_id: int) -> list[int]:
+def mirror_pks(model: type[MirrorModel], account: KommoAccount, kommo_id: int) -> list[int]:
+    """The local keys of the rows of ``model`` with that Kommo id (one, or none)."""
     return list(
         model._default_manager.filter(account=account, kommo_id=kommo_id).values_list("pk", flat=True)
     )

@@ -12,8 +12,10 @@ stops half-way (a crash, Ctrl-C, an error Kommo does not recover from) continues
   while the run goes on can never push another row past a page boundary unseen);
 * the events reconciliation reads ``/events`` from its cursor (100 per page), records the stage history
   with who moved each deal, re-fetches the deals it names in batches of 250 ids and applies deletions;
-* the history backfill reads the past moves (``lead_status_changed``) of the last N days, once per
-  account, with its own cursor (resource ``history``), apart from the reconciliation's.
+* the history backfill reads the past moves (``lead_status_changed``) and the past changes of contacts' and
+  catalog elements' fields (``custom_field_value_changed``: the stakeholders' roles, approvals, objections)
+  of the last N days, once per account, with its own cursor (resource ``history``), apart from the
+  reconciliation's.
 
 Writes go through :mod:`apps.kommo.services.mirror` (idempotent, guarded by ``updated_at``), so a sync
 can run while webhooks are being processed. The functions take a ``progress`` reporter so that the
@@ -50,10 +52,14 @@ from apps.kommo.models import (
 )
 from apps.kommo.provenance import MirrorSource, provenance
 from apps.kommo.services import mirror
+from apps.kommo.signals import field_changes_seen, touches_seen
+from apps.kommo.webhooks.dispatch import Touch
 
 T = TypeVar("T")
 
 PAGE_SIZE = 250
+# What the history backfill reads: deals' moves, and field changes (of contacts and catalog elements).
+HISTORY_EVENT_TYPES = ("lead_status_changed", "custom_field_value_changed")
 EVENTS_PAGE_SIZE = 100
 # Incremental runs start this much before the stored cursor: rows Kommo committed a little late.
 OVERLAP = dt.timedelta(seconds=settings.KOMMO_SYNC_OVERLAP_SECONDS)
@@ -71,6 +77,12 @@ LEAD_EVENT_TYPES = (
     "entity_linked",
     "entity_unlinked",
 )
+# What the sweep reads as someone in touch with the people behind a deal or a contact: notes, calls and
+# SMS (as webhook processing does with ``note_lead`` / ``note_contact``), and completed tasks, of which the
+# meetings are touches (the event names only the task: its type and entity are read back).
+TOUCH_EVENT_TYPES = ("common_note_added", "incoming_call", "outgoing_call", "incoming_sms", "outgoing_sms")
+TASK_COMPLETED = "task_completed"
+MEETING_TASK_TYPE = 2
 # The events that name a deal's stage. ``lead_added`` does not: in Kommo its value is a note
 # (``[{"note": {"id": N}}]``), so a deal's first stage is derived (:func:`first_stays_record`).
 STAGE_EVENT_TYPES = ("lead_status_changed", "lead_added")
@@ -518,13 +530,20 @@ def events_reconcile(
     cursor_ts, done = int(state.cursor["created_at"]), set(state.cursor.get("ids", []))
     # Deals created since the run began, whose first stay is recorded once every event is read.
     added: dict[str, list[Any]] = dict(state.cursor.get("added", {}))
-    filters = {"entity": "lead", "type": ",".join(LEAD_EVENT_TYPES), "created_at": {"from": cursor_ts}}
+    filters = {
+        "entity": "lead,contact,task",
+        "type": ",".join((*LEAD_EVENT_TYPES, *TOUCH_EVENT_TYPES, TASK_COMPLETED)),
+        "created_at": {"from": cursor_ts},
+    }
     result = mirror.BatchResult()
     progress.start("events", None)
     for page in _chunks(client.events_list(filters), EVENTS_PAGE_SIZE):
         fresh = [event for event in page if event.id not in done]
         with transaction.atomic():
             result.add(_events_apply(account=account, client=client, events=fresh))
+            touches = _events_touches(client=client, events=fresh)
+            if touches:
+                touches_seen.send(sender=KommoAccount, account=account, touches=touches)
             for event in fresh:
                 if event.type == "lead_added" and event.entity_id:
                     added.setdefault(str(event.entity_id), [event.id, event.created_by])
@@ -552,10 +571,39 @@ def events_reconcile(
     return result
 
 
+def _events_touches(*, client: KommoClient, events: Sequence[types.Event]) -> tuple[Touch, ...]:
+    """The touches among the events: a note, call or SMS on a deal or a contact, at the event; a completed
+    task that is a meeting on a deal or a contact, at its completion (the tasks are read back, 50 ids per
+    call, for their type and entity)."""
+    touches = [
+        Touch(entity=event.entity_type, kommo_id=event.entity_id, at=event.created_at)
+        for event in events
+        if event.type in TOUCH_EVENT_TYPES
+        and event.entity_type in ("lead", "contact")
+        and event.entity_id
+        and event.created_at is not None
+    ]
+    completed = {
+        event.entity_id: event.created_at
+        for event in events
+        if event.type == TASK_COMPLETED and event.entity_id and event.created_at is not None
+    }
+    for chunk in _chunks(sorted(completed), 50):
+        for task in client.tasks_list({"id": chunk}):
+            entity = {"leads": "lead", "contacts": "contact"}.get(task.entity_type or "")
+            if task.task_type_id == MEETING_TASK_TYPE and entity and task.entity_id and task.id in completed:
+                touches.append(Touch(entity=entity, kommo_id=task.entity_id, at=completed[task.id]))
+    return tuple(touches)
+
+
 def _events_apply(
     *, account: KommoAccount, client: KommoClient, events: Sequence[types.Event]
 ) -> mirror.BatchResult:
-    lead_ids = {event.entity_id for event in events if event.entity_type == "lead" and event.entity_id}
+    lead_ids = {
+        event.entity_id
+        for event in events
+        if event.entity_type == "lead" and event.entity_id and event.type in LEAD_EVENT_TYPES
+    }
     # A new deal's re-fetch must not infer a move either: its first stay is derived at the end of the run.
     moved = {event.entity_id for event in events if event.type in STAGE_EVENT_TYPES and event.entity_id}
     # Stage moves come from the events themselves: the re-fetch must not infer them a second time.
@@ -695,6 +743,7 @@ class HistoryResult:
     known: int = 0
     skipped: int = 0
     first_stays: int = 0
+    field_changes: int = 0
 
     @property
     def days(self) -> int:
@@ -704,7 +753,8 @@ class HistoryResult:
         return (
             f"{self.days} days, {self.events:,} events: {self.recorded:,} moves recorded, "
             f"{self.known:,} already known, {self.skipped:,} of deals not in the mirror, "
-            f"{self.first_stays:,} first stages"
+            f"{self.first_stays:,} first stages, "
+            f"{self.field_changes:,} field changes of contacts and elements"
         )
 
 
@@ -727,7 +777,9 @@ def history_backfill(
     """Read back ``days`` (default ``KOMMO_HISTORY_DAYS``) of deal moves from ``/api/v4/events`` and
     record each as a :class:`StageChange` (source ``events``, its event id, who moved it, the exact time),
     then the first stay of every deal created in that range. Nothing is announced: past moves are
-    history, not moves for the gates to judge.
+    history, not moves for the gates to judge. The same pages bring the past changes of contacts' and
+    catalog elements' fields, handed to the apps above as ``field_changes_seen`` (the stakeholders app
+    dates its history with them); run it after the mirror holds the contacts and elements.
 
     The range ends when the backfill starts; it is read in windows of :data:`HISTORY_WINDOW`, 100 events
     per page. Its own cursor (``SyncState`` resource ``history``) keeps the range, the window and the last
@@ -787,8 +839,9 @@ def history_backfill(
 
 
 def _history_page(client: KommoClient, start: int, end: int, page: int) -> tuple[list[types.Event], bool]:
-    """One page of the deals' stage moves created in ``[start, end]`` (a fixed listing: the range is past)."""
-    filters = {"entity": "lead", "type": "lead_status_changed", "created_at": {"from": start, "to": end}}
+    """One page of the deals' stage moves and the field changes created in ``[start, end]`` (a fixed listing:
+    the range is past)."""
+    filters = {"type": ",".join(HISTORY_EVENT_TYPES), "created_at": {"from": start, "to": end}}
     params = [*query_params(filters=filters), ("page", str(page)), ("limit", str(EVENTS_PAGE_SIZE))]
     response = client.request("GET", "/api/v4/events", params=params)
     if response.status_code == 204 or not response.content:
@@ -804,11 +857,21 @@ def _history_page(client: KommoClient, start: int, end: int, page: int) -> tuple
 
 
 def _history_apply(*, account: KommoAccount, events: Sequence[types.Event], result: HistoryResult) -> None:
+    changes = [
+        change
+        for change in (event.field_change() for event in events)
+        if change is not None and (change.entity_type == "contact" or change.catalog_id is not None)
+    ]
+    # The deals' own field changes are not read (the mirror keeps only their last values).
+    events = [e for e in events if e.type == "lead_status_changed" and e.entity_type == "lead"]
+    result.events += len(events)
+    if changes:
+        result.field_changes += len(changes)
+        field_changes_seen.send(sender=history_backfill, account=account, changes=changes)
     ids = {event.entity_id for event in events if event.entity_id}
     deals = {row.kommo_id: row for row in Lead.objects.filter(account=account, kommo_id__in=ids)}
     moves: list[mirror.PastMove] = []
     for event in events:
-        result.events += 1
         deal = deals.get(event.entity_id or 0)
         after = event.lead_status_after
         if deal is None or after is None or event.created_at is None:

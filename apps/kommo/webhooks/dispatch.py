@@ -149,17 +149,26 @@ def element_deleted(plan: Plan, item: WebhookItem) -> None:
 
 
 # ``element_type`` of a task's entity in webhooks: 1 contact, 2 lead, 3 company.
+TASK_ON_CONTACT = 1
 TASK_ON_LEAD = 2
+# Kommo's task type "Meeting" (``task_type``; 1 is "Follow-up"): a completed one is a touch.
+MEETING_TASK_TYPE = 2
 
 
 def task_changed(plan: Plan, item: WebhookItem) -> None:
     """A task added to or changed on a deal: the deal is re-fetched, for its ``closest_task_at`` (the
     deadline of its earliest open task; empty when it has none), which the stuck-deals report reads. Tasks
-    on contacts and companies change nothing the portal mirrors."""
-    if item.number("element_type") == TASK_ON_LEAD:
-        lead_id = item.number("element_id")
-        if lead_id is not None:
-            plan.leads.add(lead_id)
+    on contacts and companies change nothing the portal mirrors. A meeting completed on a deal or a contact
+    is a touch of the people behind it, at its completion (the task's last change)."""
+    element_type, element_id = item.number("element_type"), item.number("element_id")
+    if element_type == TASK_ON_LEAD and element_id is not None:
+        plan.leads.add(element_id)
+    completed = str(item.fields.get("status") or "") == "1"
+    if completed and item.number("task_type") == MEETING_TASK_TYPE and element_id is not None:
+        entity = {TASK_ON_LEAD: "lead", TASK_ON_CONTACT: "contact"}.get(element_type or 0)
+        at = item.moment("updated_at") or item.moment("last_modified")
+        if entity is not None and at is not None:
+            plan.touches.append(Touch(entity=entity, kommo_id=element_id, at=at))
 
 
 def note_added(plan: Plan, item: WebhookItem) -> None:

@@ -1,4 +1,7 @@
-"""The worker side of webhook intake: claim stored events, re-fetch what they name, write the mirror.
+"""The worker side of webhook intake, the Kommo boundary's part: claim stored events, read their bodies,
+re-fetch what they name, write the mirror and the moves, record each event's outcome. The whole path of a
+batch — these steps, then the stakeholders, the gates and the writes back to Kommo — is one function
+above the boundary, ``apps.flows.webhooks.webhook_batch``, which :func:`webhook_events_run` is given.
 
 A task for one event claims it together with the other events of the same account that are waiting (a
 conditional UPDATE on rows locked with SKIP LOCKED), so a burst of deliveries costs one re-fetch per 250
@@ -25,7 +28,7 @@ import datetime as dt
 import logging
 import threading
 import traceback as tb
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TypeVar
@@ -39,8 +42,9 @@ from django.utils import timezone
 from apps.kommo import types
 from apps.kommo.client import IDS_PER_CALL, LEAD_WITH, KommoClient
 from apps.kommo.exceptions import KommoBlocked, KommoError
-from apps.kommo.models import KommoAccount, Lead, StageChange, WebhookEvent
+from apps.kommo.models import CatalogElement, Contact, KommoAccount, Lead, StageChange, WebhookEvent
 from apps.kommo.provenance import MirrorSource, provenance
+from apps.kommo.services.mirror import BatchResult as MirrorResult
 from apps.kommo.services.mirror import (
     catalog_element_mark_deleted,
     catalog_elements_upsert_from_kommo,
@@ -50,11 +54,9 @@ from apps.kommo.services.mirror import (
     contacts_upsert_from_kommo,
     lead_mark_deleted,
     leads_upsert_from_kommo,
+    mirror_pks,
     stage_change_record,
-    stage_changes_batch,
-    stage_changes_batch_committed,
 )
-from apps.kommo.signals import activity_seen
 from apps.kommo.webhooks.dispatch import Move, Plan, plan_items
 from apps.kommo.webhooks.intake import webhook_event_enqueue
 from apps.kommo.webhooks.parser import WebhookParseError, parse
@@ -234,8 +236,13 @@ class Fetched:
     elements: dict[int, types.CatalogElement] = field(default_factory=dict)
 
 
+def webhook_refetch(client: KommoClient, plan: Plan) -> Fetched:
+    """Everything the plan names, re-read from Kommo (with the client's ``filter[id][]`` pages of 250
+    ids): the copy every write of the batch is made from."""
+    return _fetch(client, plan)
+
+
 def _fetch(client: KommoClient, plan: Plan) -> Fetched:
-    """Everything the plan names, re-read from Kommo with ``filter[id][]`` pages of up to 250 ids."""
     fetched = Fetched(leads_asked_at=timezone.now())
     for chunk in _pages(sorted(plan.leads)):
         fetched.leads.update((lead.id, lead) for lead in client.leads_list({"id": chunk}, LEAD_WITH))
@@ -256,6 +263,130 @@ def _pages(items: Sequence[T]) -> Iterator[Sequence[T]]:
         yield items[start : start + IDS_PER_CALL]
 
 
+@dataclass
+class BatchWork:
+    """A claimed batch whose bodies were read: the events with something to do (the others are finished
+    already: unreadable, or nothing the portal handles), what they ask for, and when each move arrived."""
+
+    account: KommoAccount
+    events: list[WebhookEvent]
+    plan: Plan
+    moves_at: list[dt.datetime]  # when each of plan.moves was received
+
+    @property
+    def reported_by(self) -> dt.datetime:
+        """Every move of the batch reached the portal no later than this, and the re-fetch left after
+        it: a deal fetched at or after it is mirrored as Kommo had it after its move."""
+        return max(event.received_at for event in self.events)
+
+    @property
+    def received_from(self) -> dt.datetime:
+        """When the first delivery of the batch arrived."""
+        return min(event.received_at for event in self.events)
+
+
+def webhook_batch_read(events: Sequence[WebhookEvent]) -> BatchWork | None:
+    """Parses each claimed body into a plan (what to re-fetch, which moves and touches it reports) and
+    merges the plans. An unreadable body fails its event alone; a body the portal has nothing to do with is
+    ``ignored``. None when no event is left with something to do."""
+    plan = Plan()
+    moves_at: list[dt.datetime] = []
+    working: list[WebhookEvent] = []
+    for event in events:
+        try:
+            body = parse(bytes(event.body), event.content_type)
+            event_plan, handled, unknown = plan_items(body.items)
+        except WebhookParseError as exc:
+            _finish(event, Status.FAILED, error=f"unreadable body: {exc}", trace=tb.format_exc())
+            continue
+        except Exception as exc:  # a bug this body alone meets: it fails, visibly; the others go on
+            logger.exception("webhook event %s: reading its body failed", event.pk)
+            _finish(event, Status.FAILED, error=f"{type(exc).__name__}: {exc}", trace=tb.format_exc())
+            continue
+        note = f"not handled: {', '.join(unknown)}" if unknown else ""
+        if not handled:
+            _finish(event, Status.IGNORED, error=note)
+            continue
+        moves_at += [event.received_at] * len(event_plan.moves)
+        plan.merge(event_plan)
+        event.error = note
+        working.append(event)
+    if not working:
+        return None
+    return BatchWork(account=events[0].account, events=working, plan=plan, moves_at=moves_at)
+
+
+def webhook_mirror_write(account: KommoAccount, plan: Plan, fetched: Fetched) -> MirrorResult:
+    """Writes the re-fetched rows into the mirror — upserts first (a new lead must exist before its
+    move), then the deletions Kommo confirms (the entity is no longer listed) — without announcing them:
+    the result names the rows that changed and the moves the upsert inferred, for the caller to follow.
+
+    The upsert infers no move for a deal whose moves the batch reports: two moves of one deal in a batch
+    (61→62, 62→63) would otherwise add a third, 61→63, that never happened."""
+    result = MirrorResult()
+    reported = {move.lead_id for move in plan.moves}
+    for leads in _pages(list(fetched.leads.values())):
+        result.add(
+            leads_upsert_from_kommo(
+                account=account,
+                leads=leads,
+                source=StageChange.Source.WEBHOOK,
+                moves_reported_for=reported,
+                fetched_at=fetched.leads_asked_at,
+                announce=False,
+            )
+        )
+    for contacts in _pages(list(fetched.contacts.values())):
+        result.add(contacts_upsert_from_kommo(account=account, contacts=contacts, announce=False))
+    for companies in _pages(list(fetched.companies.values())):
+        result.add(companies_upsert_from_kommo(account=account, companies=companies))
+    for elements in _pages(list(fetched.elements.values())):
+        result.add(catalog_elements_upsert_from_kommo(account=account, elements=elements, announce=False))
+    for lead_id in sorted(plan.deleted_leads - fetched.leads.keys()):
+        if lead_mark_deleted(account=account, kommo_id=lead_id, announce=False):
+            result.lead_ids += mirror_pks(Lead, account, lead_id)
+    for contact_id in sorted(plan.deleted_contacts - fetched.contacts.keys()):
+        if contact_mark_deleted(account=account, kommo_id=contact_id, announce=False):
+            result.contact_ids += mirror_pks(Contact, account, contact_id)
+    for company_id in sorted(plan.deleted_companies - fetched.companies.keys()):
+        company_mark_deleted(account=account, kommo_id=company_id)
+    for ids in plan.deleted_elements.values():
+        for element_id in sorted(ids - fetched.elements.keys()):
+            if catalog_element_mark_deleted(account=account, kommo_id=element_id, announce=False):
+                result.catalog_element_ids += mirror_pks(CatalogElement, account, element_id)
+    return result
+
+
+@dataclass(frozen=True)
+class ReceivedMove:
+    """A move recorded for the first time, with when its report reached the portal."""
+
+    stage_change: StageChange
+    received_at: dt.datetime
+
+
+def webhook_moves_record(work: BatchWork, fetched: Fetched) -> list[ReceivedMove]:
+    """Records the moves the deliveries report, after the upserts (which create the new deals), without
+    announcing them. Returns the moves recorded for the first time (a report of a known move enriches
+    its row and is not returned)."""
+    account, plan = work.account, work.plan
+    if not plan.moves:
+        return []
+    moved = Lead.objects.filter(account=account, kommo_id__in={move.lead_id for move in plan.moves})
+    deals = {lead.kommo_id: lead for lead in moved}
+    last = {move.lead_id: index for index, move in enumerate(plan.moves)}
+    new: list[ReceivedMove] = []
+    for index, (move, received_at) in enumerate(zip(plan.moves, work.moves_at, strict=True)):
+        lead = deals.get(move.lead_id)
+        if lead is None:  # Kommo no longer has it: nothing to attach the move to
+            continue
+        latest = last[move.lead_id] == index
+        change, created = _record_move(account, lead, move, fetched, received_at, last=latest)
+        if created:
+            new.append(ReceivedMove(change, received_at))
+    return new
+
+
 def _record_move(
     account: KommoAccount,
     lead: Lead,
@@ -264,7 +395,7 @@ def _record_move(
     received_at: dt.datetime,
     *,
     last: bool,
-) -> None:
+) -> tuple[StageChange, bool]:
     """Records one reported move. ``last``: no later move of the deal in the batch; when the re-fetch
     (which left after the delivery arrived) found the deal at the move's to-stage, the move is the deal's
     latest as of the re-fetch (``latest_as_of``), which tells it from an earlier identical move the deal
@@ -279,7 +410,7 @@ def _record_move(
         still_there = current is not None and current.status_id == move.to_status_id
         at = current.updated_at if still_there and current and current.updated_at else received_at
         exact = False
-    stage_change_record(
+    return stage_change_record(
         account=account,
         lead=lead,
         from_status_id=move.from_status_id,
@@ -291,52 +422,14 @@ def _record_move(
         moved_by_kommo_user_id=move.moved_by,
         at_is_exact=exact,
         latest_as_of=fetched.leads_asked_at if exact and last and arrived else None,
+        announce=False,
     )
 
 
-def _apply(account: KommoAccount, plan: Plan, fetched: Fetched, moves_at: Sequence[dt.datetime]) -> None:
-    """Writes the mirror: upserts first (a new lead must exist before its move), then deletions Kommo
-    confirms (the entity is no longer listed), then the moves (``moves_at``: when each was received).
-
-    The upsert infers no move for a deal whose moves the batch reports: two moves of one deal in a batch
-    (61→62, 62→63) would otherwise add a third, 61→63, that never happened."""
-    reported = {move.lead_id for move in plan.moves}
-    for leads in _pages(list(fetched.leads.values())):
-        leads_upsert_from_kommo(
-            account=account,
-            leads=leads,
-            source=StageChange.Source.WEBHOOK,
-            moves_reported_for=reported,
-            fetched_at=fetched.leads_asked_at,
-        )
-    for contacts in _pages(list(fetched.contacts.values())):
-        contacts_upsert_from_kommo(account=account, contacts=contacts)
-    for companies in _pages(list(fetched.companies.values())):
-        companies_upsert_from_kommo(account=account, companies=companies)
-    for elements in _pages(list(fetched.elements.values())):
-        catalog_elements_upsert_from_kommo(account=account, elements=elements)
-    for lead_id in sorted(plan.deleted_leads - fetched.leads.keys()):
-        lead_mark_deleted(account=account, kommo_id=lead_id)
-    for contact_id in sorted(plan.deleted_contacts - fetched.contacts.keys()):
-        contact_mark_deleted(account=account, kommo_id=contact_id)
-    for company_id in sorted(plan.deleted_companies - fetched.companies.keys()):
-        company_mark_deleted(account=account, kommo_id=company_id)
-    for ids in plan.deleted_elements.values():
-        for element_id in sorted(ids - fetched.elements.keys()):
-            catalog_element_mark_deleted(account=account, kommo_id=element_id)
-    if plan.touches:
-        activity_seen.send(sender=KommoAccount, account=account, touches=tuple(plan.touches))
-    if not plan.moves:
-        return
-    # The moved deals in one query, read after the upserts that create the new ones.
-    moved = Lead.objects.filter(account=account, kommo_id__in={move.lead_id for move in plan.moves})
-    deals = {lead.kommo_id: lead for lead in moved}
-    last = {move.lead_id: index for index, move in enumerate(plan.moves)}
-    for index, (move, received_at) in enumerate(zip(plan.moves, moves_at, strict=True)):
-        lead = deals.get(move.lead_id)
-        if lead is None:  # Kommo no longer has it: nothing to attach the move to
-            continue
-        _record_move(account, lead, move, fetched, received_at, last=last[move.lead_id] == index)
+def webhook_batch_processed(work: BatchWork) -> None:
+    """Marks the batch's events processed (inside the transaction of its writes)."""
+    for event in work.events:
+        _finish(event, Status.PROCESSED, error=event.error)
 
 
 def _finish(event: WebhookEvent, status: str, *, error: str = "", trace: str = "") -> None:
@@ -405,10 +498,15 @@ def _earliest(a: tuple[int, float] | None, b: tuple[int, float] | None) -> tuple
     return a
 
 
+# One claimed batch, from its bodies to its writes: ``apps.flows.webhooks.webhook_batch``. It is given to
+# the run as a parameter (the run is the Kommo boundary's; the flow calls the apps above it).
+BatchStep = Callable[[list[WebhookEvent], Policy, KommoClient], BatchResult]
+
+
 @provenance(MirrorSource.WEBHOOK)
-def webhook_event_process(*, event_id: int) -> ProcessOutcome:
-    """Processes the events waiting for ``event_id``'s account, a batch at a time until none is left or a
-    batch must be retried (see the module notes)."""
+def webhook_events_run(*, event_id: int, step: BatchStep) -> ProcessOutcome:
+    """Processes the events waiting for ``event_id``'s account, a batch at a time, each claimed batch
+    through ``step``, until none is left or a batch must be retried (see the module notes)."""
     policy = Policy.current()
     outcome = ProcessOutcome()
     account = KommoAccount.objects.filter(webhook_events__pk=event_id).first()
@@ -425,7 +523,7 @@ def webhook_event_process(*, event_id: int) -> ProcessOutcome:
             events = webhook_events_claim(event_id=event_id, policy=policy)
             if events:
                 heartbeat.hold(events)
-                result = _process_batch(events, policy, client)
+                result = step(events, policy, client)
                 heartbeat.release(events)
                 outcome.retry = result.retry
                 if result.held is not None:
@@ -434,59 +532,26 @@ def webhook_event_process(*, event_id: int) -> ProcessOutcome:
                 return outcome
 
 
-def _process_batch(events: list[WebhookEvent], policy: Policy, client: KommoClient) -> BatchResult:
-    """One claimed batch: parse, plan, re-fetch (with the run's ``client``), write. Returns the retry to
-    schedule, if any, and whether Kommo blocked the account."""
-    account = events[0].account
-    plan = Plan()
-    moves_at: list[dt.datetime] = []  # when each of plan.moves was received
-    working: list[WebhookEvent] = []
-    for event in events:
-        try:
-            body = parse(bytes(event.body), event.content_type)
-            event_plan, handled, unknown = plan_items(body.items)
-        except WebhookParseError as exc:
-            _finish(event, Status.FAILED, error=f"unreadable body: {exc}", trace=tb.format_exc())
-            continue
-        except Exception as exc:  # a bug this body alone meets: it fails, visibly; the others go on
-            logger.exception("webhook event %s: reading its body failed", event.pk)
-            _finish(event, Status.FAILED, error=f"{type(exc).__name__}: {exc}", trace=tb.format_exc())
-            continue
-        note = f"not handled: {', '.join(unknown)}" if unknown else ""
-        if not handled:
-            _finish(event, Status.IGNORED, error=note)
-            continue
-        moves_at += [event.received_at] * len(event_plan.moves)
-        plan.merge(event_plan)
-        event.error = note
-        working.append(event)
-    if not working:
-        return BatchResult()
-    try:
-        # The moves are recorded as one batch: every deal was re-fetched after its webhook arrived, which
-        # lets the gates decide on the mirror's copy and evaluate them here, once the batch is committed.
-        reported_by = max(event.received_at for event in working)
-        with stage_changes_batch(account=account, reported_by=reported_by) as batch:
-            fetched = _fetch(client, plan)
-            with transaction.atomic():
-                _apply(account, plan, fetched, moves_at)
-                for event in working:
-                    _finish(event, Status.PROCESSED, error=event.error)
-    except Exception as exc:  # every failure is recorded on the events; none escapes to the worker
-        logger.warning("webhook events %s failed: %s", [e.pk for e in working], exc)
-        if len(working) > 1 and not transient(exc) and not isinstance(exc, KommoBlocked):
-            return _one_by_one(working, policy, client)  # one of them may be to blame: find which
-        return _fail(working, exc, policy)
-    stage_changes_batch_committed(batch=batch)
-    return BatchResult()
+def webhook_batch_failed(
+    work: BatchWork, exc: Exception, *, policy: Policy, client: KommoClient, step: BatchStep
+) -> BatchResult:
+    """Records a failure of the batch on its events (none escapes to the worker): retried when it is
+    transient, held when Kommo blocks the account; a batch of several that failed for good is tried
+    again event by event through ``step`` (one of them may be to blame: only what fails alone fails)."""
+    logger.warning("webhook events %s failed: %s", [e.pk for e in work.events], exc)
+    if len(work.events) > 1 and not transient(exc) and not isinstance(exc, KommoBlocked):
+        return _one_by_one(work.events, policy, client, step)
+    return _fail(work.events, exc, policy)
 
 
-def _one_by_one(events: list[WebhookEvent], policy: Policy, client: KommoClient) -> BatchResult:
+def _one_by_one(
+    events: list[WebhookEvent], policy: Policy, client: KommoClient, step: BatchStep
+) -> BatchResult:
     """A batch that failed for good, each of its events tried again alone (still under the same claim):
     only what fails alone is failed, the others are processed."""
     result = BatchResult()
     for index, event in enumerate(events):
-        single = _process_batch([event], policy, client)
+        single = step([event], policy, client)
         result.retry = _earliest(result.retry, single.retry)
         if single.held is not None:
             _hold(events[index + 1 :], single.held)

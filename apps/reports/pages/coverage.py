@@ -135,8 +135,10 @@ def coverage(scope: Scope) -> list[Table]:
             notes=[
                 "Weekly snapshots of the open deals (the last reading of each week), in the weeks that start "
                 "in the period.",
-                "Weeks before the first snapshot are rebuilt from the stage history: a decision maker counts "
-                "from their contact's creation in Kommo, and whether they had approved is not known (empty).",
+                "Weeks before the first snapshot are rebuilt from the stage history and the stakeholders' "
+                "history (who was on each deal then, in which role, with which approval); for an account "
+                "without the latter, a decision maker counts from their contact's creation in Kommo and "
+                "whether they had approved is not known (empty).",
             ],
             empty="No weekly snapshot in this period yet: the first is taken within six hours of the start.",
         ),

@@ -139,9 +139,9 @@ def forecast(scope: Scope) -> list[Table]:
                 note
                 for note in (
                     taken_note,
-                    "Expected close: the deal's close-date field when the account maps one (Forecast "
-                    "settings), else when it entered its stage plus the stage's median days to won (a deal "
-                    "older than that is expected now).",
+                    "Expected close: the deal's close-date field when the account maps one (the field "
+                    "mappings' expected close date, a deal field), else when it entered its stage plus the "
+                    "stage's median days to won (a deal older than that is expected now).",
                     "Categories roll up: best case includes commit, pipeline includes best case; omitted "
                     "stages count in none. Sales ops set each stage's category in the admin.",
                 )

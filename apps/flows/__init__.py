@@ -1,0 +1,16 @@
+"""The portal's data paths, each one function that reads top to bottom, above the apps it calls.
+
+A change in Kommo reaches the portal's tables and comes back to Kommo through four apps: the Kommo
+boundary (``apps.kommo``: re-fetch, mirror, stage history, outbound queue), the stakeholders, the gates,
+and the Kommo boundary again (the writes). The apps are layered so that none imports one above it; the
+functions here call them in order, so the path is read in one place instead of being followed through
+signals and hooks:
+
+* ``webhooks.webhook_batch`` — a batch of webhook deliveries: parse → re-fetch → upsert the mirror →
+  derive the stakeholders → record the moves → queue them for the gates → (committed) evaluate the gates
+  and send the moves back, tasks and notes that are due.
+* ``gates.gates_run_now`` — evaluate an account's pending moves and send what the outbound plan says is
+  due, scheduling what follows (the ``evaluate_pending`` task, and the moves other sources record).
+
+No app imports this package (``lint-imports``: it is the top layer).
+"""
