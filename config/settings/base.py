@@ -104,7 +104,9 @@ DATABASE_REQUEST_BUDGET_MS = env.int("DATABASE_REQUEST_BUDGET_MS", default=1500)
 # milliseconds without trying the database, then lets one request try it (apps/core/timeouts.py): a frozen
 # database does not queue deliveries behind requests that each hold a worker for the budget. 0 turns it off.
 DATABASE_REQUEST_FAST_FAIL_MS = env.int("DATABASE_REQUEST_FAST_FAIL_MS", default=3000)
-DATABASE_BOUNDED_PATHS = ("/webhooks/kommo/", "/api/v1/intake/")
+# The paths bounded so: the webhook and intake requests, and the health check, which a frozen database would
+# otherwise hold until gunicorn's worker timeout, one worker per probe of the load balancer.
+DATABASE_BOUNDED_PATHS = ("/webhooks/kommo/", "/api/v1/intake/", "/healthz")
 
 
 POSTGRESQL_BACKEND = "apps.core.postgresql"

@@ -293,6 +293,13 @@ def test_a_frozen_database_is_answered_503_within_the_budget_and_nothing_acknowl
         later = [f"hook-later-{n}" for n in range(6)] + ["deal-later-0", "deal-later-1"]
         with ThreadPoolExecutor(2) as senders:
             frozen += list(senders.map(send, later))
+        # The health check keeps to the same deadline: a load balancer's probe does not hold a worker.
+        started = time.monotonic()
+        try:
+            health = requests.get(f"{server.url}/healthz", timeout=10).status_code
+        except requests.Timeout:
+            health = 0
+        health_took = time.monotonic() - started
     time.sleep(hold)  # the server runs again; the hold is over: the next request of each worker tries
     after = [send(f"hook-after-{n}") for n in range(4)] + [send("deal-after")]
 
@@ -301,6 +308,7 @@ def test_a_frozen_database_is_answered_503_within_the_budget_and_nothing_acknowl
     # Every answer within the budget (1 s) and a margin for writing it on a loaded machine: what Kommo sees
     # is a 503 within its 2 seconds, never a late answer.
     assert max(took for _, _, took in frozen) <= 1.8, frozen
+    assert (health, health_took <= 1.8) == (503, True), health_took
     # Once the server runs again, each worker serves at once: the connection the budget cut is not reused.
     assert [status for _, status, _ in after] == [200, 200, 200, 200, 202]
     assert max(took for _, _, took in after) < KOMMO_WAITS
