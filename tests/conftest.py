@@ -22,6 +22,9 @@ from tests.support.services import (
     unavailable,
 )
 
+# The suite's shared Kommo sandbox fixtures (demo, fresh_demo, gated_portal…), for every test directory.
+pytest_plugins = ["tests.kommo.sandbox_support"]
+
 
 def suite_database() -> str:
     choice = os.environ.get("TEST_DATABASE", "").lower()
@@ -111,6 +114,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             names.append("django_db_serialized_rollback")
         kwargs = {**(marker.kwargs if marker else {}), "transaction": True, "serialized_rollback": True}
         item.add_marker(pytest.mark.django_db(**kwargs), append=False)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    """Django puts the migrations' content back when the *next* serialized transactional test starts, so
+    any other test after a transactional one would find no groups, roles or content types. Under xdist a
+    worker runs whole files, transactional tests among them, in any order: the content is put back right
+    after each transactional test's flush instead (rows already there are only updated)."""
+    yield
+    marker = item.get_closest_marker("django_db")
+    if nextitem is None or not (marker and marker.kwargs.get("serialized_rollback")):
+        return  # the last test of the run: the session's database server is already stopped
+    from django.db import connection
+    from pytest_django.plugin import blocking_manager_key
+
+    contents = getattr(connection, "_test_serialized_contents", None)
+    if contents:
+        with item.config.stash[blocking_manager_key].unblock():
+            connection.creation.deserialize_db_from_string(contents)
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:

@@ -119,12 +119,9 @@ class History:
 
     def stay_at(self, lead_id: int, at: dt.datetime) -> Stay | None:
         """The stay the deal was in at ``at``: the last one entered by then (None before the deal began)."""
-        found = None
-        for stay in self.stays.get(lead_id, ()):
-            if stay.entered_at > at:
-                break
-            found = stay
-        return found
+        stays = self.stays.get(lead_id, ())
+        index = bisect.bisect_right(stays, at, key=lambda stay: stay.entered_at)
+        return stays[index - 1] if index else None
 
 
 def _stages(account: KommoAccount) -> dict[int, dict[int, StageInfo]]:

@@ -251,6 +251,7 @@ class _Generator:
         stakeholders: int,
         seed: int,
         now: dt.datetime,
+        years: float = 2,
     ) -> None:
         self.account = account
         self.deals, self.target_changes, self.target_stakeholders = deals, stage_changes, stakeholders
@@ -258,7 +259,7 @@ class _Generator:
         self.random = random.Random(seed)  # noqa: S311 - reproducible data
         self.now = now
         self.now_ts = now.timestamp()
-        self.horizon = 730 * DAY  # deals created over the last two years
+        self.horizon = years * 365 * DAY  # deals created over the last ``years`` (two by default)
         self.names: dict[int, str] = {}
 
     # -- the account's fixed parts (the ORM: a few dozen rows) --------------------------------------------
@@ -692,10 +693,12 @@ def synthetic_account_seed(
     name: str | None = None,
     now: dt.datetime | None = None,
     check_references: bool = False,
+    years: float = 2,
 ) -> SeedResult:
-    """Creates a new account named ``name`` with ``deals`` deals, about ``stage_changes`` moves and about
-    ``stakeholders`` stakeholders, all in one transaction. Returns the account and the rows written.
-    ``check_references`` keeps PostgreSQL's foreign key checks on (the tests do)."""
+    """Creates a new account named ``name`` with ``deals`` deals created over the last ``years``, about
+    ``stage_changes`` moves and about ``stakeholders`` stakeholders, all in one transaction. Returns the
+    account and the rows written. ``check_references`` keeps PostgreSQL's foreign key checks on (the tests
+    do)."""
     started = timezone.now()
     moment = now or started
     with transaction.atomic():
@@ -712,6 +715,7 @@ def synthetic_account_seed(
             stakeholders=stakeholders,
             seed=seed,
             now=moment,
+            years=years,
         )
         generator.basics()
         writer = _Writer()

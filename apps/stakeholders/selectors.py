@@ -275,6 +275,9 @@ class StakeholderHistory:
         for row in rows:
             self._rows.setdefault(row[2], []).append(row)
         self._times = {lead_id: [row[0] for row in found] for lead_id, found in self._rows.items()}
+        # A deal's state changes only at its own rows: a fold is kept per deal and number of rows folded,
+        # so asking about every week of a year folds each deal once per change, not once per week.
+        self._folded: dict[tuple[int, int], list[StakeholderState]] = {}
 
     def __bool__(self) -> bool:
         return bool(self._rows)
@@ -284,12 +287,16 @@ class StakeholderHistory:
         return bool(self._rows.get(lead_id))
 
     def state_at(self, lead_id: int, when: dt.datetime) -> list[StakeholderState]:
-        """The people on the deal at ``when`` (the rows with ``at ≤ when``), in the order they joined."""
+        """The people on the deal at ``when`` (the rows with ``at ≤ when``), in the order they joined. The
+        answer is shared between callers asking about the same state: read it, do not change it."""
         rows = self._rows.get(lead_id)
         if not rows:
             return []
         cut = bisect.bisect_right(self._times[lead_id], when)
-        return _fold(rows[:cut]).get(lead_id, [])
+        found = self._folded.get((lead_id, cut))
+        if found is None:
+            found = self._folded[(lead_id, cut)] = _fold(rows[:cut]).get(lead_id, [])
+        return found
 
 
 def stakeholder_history(

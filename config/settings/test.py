@@ -13,6 +13,12 @@ from config.settings.base import BASE_DIR, INSTALLED_APPS, LOG_FILTERS, apply_po
 
 INSTALLED_APPS = [*INSTALLED_APPS, "kommo_sandbox"]  # its management command; production does without it
 
+# Each pytest-xdist worker (and the worker processes it starts, which inherit its environment) gets its own
+# folder: the file-backed rate limiter keeps one file per account id, and every worker's database numbers
+# its accounts from 1.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    RUN_DIR = BASE_DIR / ".run" / f"test-{os.environ['PYTEST_XDIST_WORKER']}"
+
 DEBUG = False
 ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]

@@ -13,6 +13,7 @@ from apps.escalations.tasks import check_limits
 from apps.kommo.models import KommoAccount
 from config.celery import app
 from tests.escalations.conftest import limit
+from tests.factories import KommoAccountFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -27,7 +28,7 @@ def test_beat_checks_the_limits_on_the_kommo_queue_every_configured_minutes():
 
 
 def test_the_beat_fans_out_one_check_per_account_with_an_active_limit(board):
-    KommoAccount.objects.create(name="No limits", base_url="https://other.kommo.com")
+    KommoAccountFactory(name="No limits", base_url="https://other.kommo.com")
     limit(board)
     with mock.patch("apps.escalations.tasks.check_account.delay") as check:
         check_limits()

@@ -18,6 +18,7 @@ from apps.kommo.client import KommoClient, RetryPolicy
 from apps.kommo.models import Contact, KommoAccount, KommoUser, Lead, Pipeline, StageChange, Status
 from apps.kommo.ratelimit import FileSlotStore, RateLimiter
 from apps.stakeholders.models import Role, Stakeholder
+from tests.factories import KommoAccountFactory, KommoUserFactory, PipelineFactory, StatusFactory
 
 BASE_URL = "https://acme.kommo.com"
 PIPELINE_ID = 3001
@@ -31,6 +32,7 @@ STAGES = (
     ("Closed - won", 142, 10000, 0),
     ("Closed - lost", 143, 11000, 0),
 )
+
 MANAGER_ID = 501
 HEAD_OF_SALES_ID = 502
 NOW = dt.datetime(2025, 5, 1, 12, 0, tzinfo=dt.UTC)
@@ -131,16 +133,14 @@ class Board:
 
 @pytest.fixture
 def board(db: None) -> Board:
-    account = KommoAccount.objects.create(
+    account = KommoAccountFactory(
         name="Acme",
         base_url=BASE_URL,
-        auth_kind=KommoAccount.AuthKind.LONG_LIVED,
-        access_token="long-lived-token-0123456789abcdef",
-        rate_limit_per_second=1000,
+        connected=True,
     )
-    pipeline = Pipeline.objects.create(account=account, kommo_id=PIPELINE_ID, name="B2B sales")
+    pipeline = PipelineFactory(account=account, kommo_id=PIPELINE_ID, name="B2B sales")
     stages = {
-        name: Status.objects.create(
+        name: StatusFactory(
             account=account,
             pipeline=pipeline,
             kommo_id=kommo_id,
@@ -152,8 +152,8 @@ def board(db: None) -> Board:
         )
         for name, kommo_id, sort, kind in STAGES
     }
-    manager = KommoUser.objects.create(account=account, kommo_id=MANAGER_ID, name="Chris Novak")
-    head = KommoUser.objects.create(account=account, kommo_id=HEAD_OF_SALES_ID, name="Dana Whitfield")
+    manager = KommoUserFactory(account=account, kommo_id=MANAGER_ID, name="Chris Novak")
+    head = KommoUserFactory(account=account, kommo_id=HEAD_OF_SALES_ID, name="Dana Whitfield")
     return Board(account, pipeline, stages, manager, head)
 
 

@@ -8,6 +8,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from apps.gates.models import GateRule
+from tests.factories import KommoAccountFactory
 
 
 def test_it_installs_the_two_default_rules_once(board):
@@ -30,8 +31,7 @@ def test_it_installs_the_two_default_rules_once(board):
 
 
 def test_it_says_when_the_pipeline_is_not_there(db):
-    from apps.kommo.models import KommoAccount
 
-    KommoAccount.objects.create(name="Empty", base_url="https://empty.kommo.com")
+    KommoAccountFactory(name="Empty", base_url="https://empty.kommo.com")
     with pytest.raises(CommandError, match="sync the pipelines first"):
         call_command("gates_install_defaults")

@@ -4,20 +4,16 @@ Celery worker on Redis and PostgreSQL processes them, evaluates the gate and wri
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from apps.gates.models import GateDecision, GateRule
-from apps.gates.services import gate_rules_install_defaults
+from apps.gates.models import GateDecision
 from apps.kommo.models import KommoAccount, Lead, StageChange
-from apps.kommo.services.sync import mirror_sync
-from apps.stakeholders.bootstrap import account_bootstrap
 from apps.stakeholders.models import Approval, Stakeholder
 from apps.stakeholders.services import StakeholderChange, stakeholder_update_in_kommo
 from kommo_sandbox.server import SandboxServer
-from tests.kommo.sandbox_support import account_for, sandbox_admin, sandbox_api
+from tests.kommo.sandbox_support import GatedPortal, sandbox_api
 from tests.support.services import wait_for
 
 pytestmark = [
@@ -32,27 +28,15 @@ LAWYER_GATE = "The lawyer approved to leave Legal review"
 
 
 @pytest.fixture
-def sandbox() -> Iterator[SandboxServer]:
-    server = SandboxServer(host="127.0.0.1", port=0, seed="demo", webhooks=True).start()
-    sandbox_admin(server, "PUT", "/_sandbox/rate-limit", {"enabled": False})
-    yield server
-    server.stop()
+def portal(gated_portal: GatedPortal) -> KommoAccount:
+    """The portal connected to the sandbox, once for the module (tests/kommo/sandbox_support.py): each test
+    takes a deal no earlier test decided."""
+    return gated_portal.account
 
 
 @pytest.fixture
-def portal(
-    django_db_setup: None, live_server: Any, settings: Any, sandbox: SandboxServer, start_worker: Any
-) -> KommoAccount:
-    """The portal connected to the sandbox: stakeholder fields mapped, webhooks pointing at the live
-    portal, the mirror synced, the default rules on, a worker running. (The test database is set up
-    before the live server starts, so that its thread uses it.)"""
-    settings.KOMMO_PUBLIC_URL = live_server.url
-    account = account_for(sandbox)
-    account_bootstrap(account=account, public_url=live_server.url)
-    mirror_sync(account=account)
-    gate_rules_install_defaults(account=account, mode=GateRule.Mode.ENFORCE)
-    start_worker()
-    return account
+def sandbox(gated_portal: GatedPortal) -> SandboxServer:
+    return gated_portal.sandbox
 
 
 def kommo_lead(sandbox: SandboxServer, lead_id: int) -> dict[str, Any]:
@@ -82,6 +66,7 @@ def _deal_in_legal_review(account: KommoAccount, approval: str) -> Stakeholder:
             lead__status__name="Legal review",
             catalog_element__isnull=False,
         )
+        .exclude(lead__gate_decisions__isnull=False)  # not one an earlier test of the module moved
         .select_related("lead", "role")
         .first()
     )
@@ -161,13 +146,13 @@ def test_a_move_past_legal_review_stays_when_the_lawyer_has_approved(
 
 
 def test_the_same_move_stays_once_the_lawyer_has_approved(
-    portal: KommoAccount, sandbox: SandboxServer
+    portal: KommoAccount, sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Kommo's clock stands still: the manager's move, the portal's move back and the manager's same move
     # again all fall in one second, which Kommo's whole-second times cannot tell apart (the case that
     # made this test fail now and then when only the timing decided it).
     second = int(time.time())
-    sandbox.store.clock = lambda: second
+    monkeypatch.setattr(sandbox.store, "clock", lambda: second)
     lawyer = _deal_in_legal_review(portal, Approval.PENDING)
     deal = lawyer.lead
     legal, signing = _stage_ids(sandbox, deal)

@@ -10,8 +10,8 @@ from django.db import IntegrityError, transaction
 
 from apps.gates.models import GateCondition, GateDecision, GateRule
 from apps.gates.selectors import gate_rule_dry_run
-from apps.kommo.models import Pipeline, Status
 from apps.stakeholders.models import Role
+from tests.factories import PipelineFactory, StatusFactory
 from tests.gates.conftest import NOW
 
 
@@ -26,8 +26,8 @@ class TestValidation:
         board.rule("Legal review", move_back_stage=board.stage("Budget approval")).clean()
 
     def test_the_gated_stage_must_belong_to_the_pipeline(self, board):
-        other = Pipeline.objects.create(account=board.account, kommo_id=9, name="Other")
-        stage = Status.objects.create(account=board.account, pipeline=other, kommo_id=9001, name="X", sort=10)
+        other = PipelineFactory(account=board.account, kommo_id=9, name="Other")
+        stage = StatusFactory(account=board.account, pipeline=other, kommo_id=9001, name="X", sort=10)
         rule = GateRule(account=board.account, name="r", pipeline=board.pipeline, gated_stage=stage)
         assert "gated_stage" in errors_of(rule)
 
@@ -50,8 +50,8 @@ class TestValidation:
         assert "move_back_stage" in errors_of(rule)
 
     def test_the_move_back_stage_must_be_in_the_same_pipeline(self, board):
-        other = Pipeline.objects.create(account=board.account, kommo_id=9, name="Other")
-        stage = Status.objects.create(account=board.account, pipeline=other, kommo_id=9001, name="X", sort=10)
+        other = PipelineFactory(account=board.account, kommo_id=9, name="Other")
+        stage = StatusFactory(account=board.account, pipeline=other, kommo_id=9001, name="X", sort=10)
         rule = GateRule(
             account=board.account,
             name="r",

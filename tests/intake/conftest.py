@@ -15,6 +15,7 @@ from apps.intake.services import intake_source_key_generate
 from apps.kommo import types
 from apps.kommo.models import KommoAccount
 from apps.kommo.services.mirror import custom_fields_upsert_from_kommo
+from tests.factories import KommoAccountFactory
 from tests.intake.kommo_double import BASE_URL, MARKER_FIELD_ID, KommoDouble
 
 LONG_LIVED_TOKEN = "long-lived-token-0123456789abcdef"
@@ -33,7 +34,7 @@ MARKER_FIELD = {"id": MARKER_FIELD_ID, "name": "Intake submission", "type": "tex
 def account(db: None) -> KommoAccount:
     """An account whose mirror already holds the deals' "Intake submission" field, as after the first
     submission (or a sync): the call sequences of the tests are those of every later submission."""
-    account = KommoAccount.objects.create(
+    account = KommoAccountFactory(
         name="Example",
         base_url=BASE_URL,
         auth_kind=KommoAccount.AuthKind.LONG_LIVED,

@@ -5,21 +5,20 @@ import pytest
 from django.urls import reverse
 
 from apps.intake.models import IntakeSource
-from apps.kommo.models import KommoAccount, KommoUser, Pipeline, Status
+from apps.kommo.models import KommoAccount
+from tests.factories import KommoAccountFactory, KommoUserFactory, PipelineFactory, StatusFactory
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def mirror():
-    account = KommoAccount.objects.create(
+    account = KommoAccountFactory(
         name="Acme", base_url="https://acme.kommo.com", auth_kind=KommoAccount.AuthKind.LONG_LIVED
     )
-    pipeline = Pipeline.objects.create(account=account, kommo_id=7100001, name="B2B sales")
-    Status.objects.create(
-        account=account, kommo_id=61000001, pipeline=pipeline, name="Incoming leads", sort=10
-    )
-    KommoUser.objects.create(account=account, kommo_id=10500003, name="Chris Novak", email="chris@acme.io")
+    pipeline = PipelineFactory(account=account, kommo_id=7100001, name="B2B sales")
+    StatusFactory(account=account, kommo_id=61000001, pipeline=pipeline, name="Incoming leads", sort=10)
+    KommoUserFactory(account=account, kommo_id=10500003, name="Chris Novak", email="chris@acme.io")
     return account
 
 

@@ -21,6 +21,7 @@ from apps.kommo.client import KommoClient, RetryPolicy
 from apps.kommo.models import KommoAccount
 from apps.kommo.ratelimit import FileSlotStore, RateLimiter
 from kommo_sandbox.server import SandboxServer
+from tests.factories import KommoAccountFactory
 
 RECORDED_BASE_URL = "https://example.kommo.com"
 LONG_LIVED_TOKEN = "long-lived-token-0123456789abcdef"
@@ -54,7 +55,7 @@ def make_account(db: None) -> Any:
         fields.setdefault("auth_kind", KommoAccount.AuthKind.LONG_LIVED)
         fields.setdefault("access_token", LONG_LIVED_TOKEN)
         fields.setdefault("rate_limit_per_second", 1000)
-        return KommoAccount.objects.create(**fields)
+        return KommoAccountFactory(**fields)
 
     return make
 

@@ -8,11 +8,12 @@ from typing import Any
 
 from apps.kommo import types
 from apps.kommo.models import KommoAccount
+from tests.factories import KommoAccountFactory
 from tests.kommo.payloads import payload
 
 
 def account_create(name: str = "Acme", base_url: str = "https://acme.kommo.com") -> KommoAccount:
-    return KommoAccount.objects.create(name=name, base_url=base_url)
+    return KommoAccountFactory(name=name, base_url=base_url)
 
 
 def lead_payload(**changes: Any) -> dict[str, Any]:

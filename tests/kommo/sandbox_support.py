@@ -1,20 +1,34 @@
-"""The Kommo sandbox over real HTTP for the sync tests: a server on a free port and an account row
-connected to it with a long-lived token."""
+"""The Kommo sandbox over real HTTP: a server on a free port, an account row connected to it with a
+long-lived token, and the fixtures the suite shares (registered for every test by tests/conftest.py):
+
+- ``demo`` / ``fresh_demo``: one demo sandbox per module (no webhooks, rate limit off), reset to its seed
+  for each test that asks for the fresh one;
+- ``gated_portal``: the portal connected to a demo sandbox that sends its webhooks, once per module, as
+  ``make run`` prepares it (fields, webhook subscription, sync, the default gate rules enforced), a real
+  Celery worker on Redis and PostgreSQL, the live server as the webhook URL. Its tests share that one
+  database: their flush is held back until the module ends (see :func:`database_kept_for_the_module`), so
+  each test picks records no earlier test of the module used.
+"""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
+import pytest
 import requests
 
 from apps.kommo.models import KommoAccount
 from kommo_sandbox.server import SandboxServer
+from tests.factories import KommoAccountFactory
+from tests.support.services import CeleryWorker, RedisServer
 
 
-def sandbox_start(seed: str) -> SandboxServer:
+def sandbox_start(seed: str, *, webhooks: bool = False) -> SandboxServer:
     """A sandbox with ``seed`` whose rate limit is off (tests count calls; timings are for benchmarks)."""
-    server = SandboxServer(host="127.0.0.1", port=0, seed=seed, webhooks=False).start()
+    server = SandboxServer(host="127.0.0.1", port=0, seed=seed, webhooks=webhooks).start()
     sandbox_admin(server, "PUT", "/_sandbox/rate-limit", {"enabled": False})
     return server
 
@@ -47,7 +61,7 @@ def sandbox_api(
 
 
 def account_for(server: SandboxServer, *, rate_limit_per_second: float = 1000.0) -> KommoAccount:
-    return KommoAccount.objects.create(
+    return KommoAccountFactory(
         name="Sandbox",
         base_url=server.base_url,
         auth_kind=KommoAccount.AuthKind.LONG_LIVED,
@@ -85,3 +99,104 @@ def minimum_full_sync_calls(server: SandboxServer) -> int:
     calls += pages(len([c for c in account.contacts.values() if not c.is_deleted]))
     calls += pages(len(live))
     return calls
+
+
+# -- fixtures shared by the suite ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def demo() -> Iterator[SandboxServer]:
+    """The demo sandbox shared by a module's tests (no webhooks, rate limit off)."""
+    server = sandbox_start("demo")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fresh_demo(demo: SandboxServer) -> SandboxServer:
+    """The module's demo sandbox, reset to its seed."""
+    sandbox_admin(demo, "POST", "/_sandbox/reset")
+    return demo
+
+
+@pytest.fixture(scope="module")
+def database_kept_for_the_module(django_db_setup: None, django_db_blocker: Any) -> Iterator[None]:
+    """The module's transactional tests share one database: the flush that ends each of them is held back
+    until the module ends, then done once (and the migrations' content put back, as serialized rollback
+    does), so that a costly world is built once per module rather than once per test."""
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test import TransactionTestCase
+
+    flush = TransactionTestCase._fixture_teardown
+    TransactionTestCase._fixture_teardown = lambda self: None  # type: ignore[method-assign]
+    try:
+        yield
+    finally:
+        TransactionTestCase._fixture_teardown = flush  # type: ignore[method-assign]
+        contents = getattr(connection, "_test_serialized_contents", None)
+        with django_db_blocker.unblock():
+            call_command("flush", verbosity=0, interactive=False, inhibit_post_migrate=bool(contents))
+            if contents:
+                connection.creation.deserialize_db_from_string(contents)
+
+
+@dataclass
+class GatedPortal:
+    account: KommoAccount
+    sandbox: SandboxServer
+    worker: CeleryWorker
+    url: str
+
+
+@pytest.fixture(scope="module")
+def gated_portal(
+    database_kept_for_the_module: None,
+    django_db_blocker: Any,
+    live_server: Any,
+    redis_server: RedisServer,
+) -> Iterator[GatedPortal]:
+    """The portal connected to a demo sandbox that sends its webhooks to the live server: stakeholder fields
+    mapped, the mirror synced, the default rules enforced, a real worker on Redis and the test database."""
+    from django.db import connection
+    from django.test import override_settings
+
+    from apps.gates.models import GateRule
+    from apps.gates.services import gate_rules_install_defaults
+    from apps.kommo.services.sync import mirror_sync
+    from apps.stakeholders.bootstrap import account_bootstrap
+    from config.celery import app as celery_app
+    from tests.conftest import _reset_producer_pools
+
+    sandbox = sandbox_start("demo", webhooks=True)
+    public_url = override_settings(KOMMO_PUBLIC_URL=live_server.url)
+    public_url.enable()
+    saved_broker = celery_app.conf.broker_url, celery_app.conf.broker_transport_options
+    celery_app.conf.broker_url = redis_server.url
+    celery_app.conf.broker_transport_options = {"visibility_timeout": 2}
+    _reset_producer_pools(celery_app)
+    worker: CeleryWorker | None = None
+    try:
+        with django_db_blocker.unblock():
+            account = account_for(sandbox)
+            account_bootstrap(account=account, public_url=live_server.url)
+            mirror_sync(account=account)
+            gate_rules_install_defaults(account=account, mode=GateRule.Mode.ENFORCE)
+            s = connection.settings_dict
+            database_url = f"postgres://{s['USER']}@{s['HOST']}:{s['PORT']}/{s['NAME']}"
+        worker = CeleryWorker(
+            broker_url=redis_server.url,
+            database_url=database_url,
+            extra_env={"CELERY_VISIBILITY_TIMEOUT": "2"},
+        ).start()
+        yield GatedPortal(account=account, sandbox=sandbox, worker=worker, url=live_server.url)
+    finally:
+        if worker is not None:
+            worker.stop()
+        sandbox.stop()
+        celery_app.conf.broker_url, celery_app.conf.broker_transport_options = saved_broker
+        _reset_producer_pools(celery_app)
+        public_url.disable()
+        import redis
+
+        redis.Redis.from_url(redis_server.url).flushall()

@@ -4,12 +4,13 @@ from django.core.management.base import CommandError
 
 from apps.kommo.management.accounts import account_from_option
 from apps.kommo.models import KommoAccount
+from tests.factories import KommoAccountFactory
 
 pytestmark = pytest.mark.django_db
 
 
 def account(name: str) -> KommoAccount:
-    return KommoAccount.objects.create(name=name, base_url=f"https://{name}.kommo.com")
+    return KommoAccountFactory(name=name, base_url=f"https://{name}.kommo.com")
 
 
 def test_without_an_id_the_only_account_is_chosen():

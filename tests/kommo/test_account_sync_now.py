@@ -7,16 +7,9 @@ from django.urls import reverse
 
 from apps.kommo.models import Lead
 from apps.users.models import User
-from tests.kommo.sandbox_support import account_for, sandbox_start
+from tests.kommo.sandbox_support import account_for
 
 pytestmark = [pytest.mark.django_db, pytest.mark.sandbox]
-
-
-@pytest.fixture(scope="module")
-def demo():
-    server = sandbox_start("demo")
-    yield server
-    server.stop()
 
 
 def messages_of(response) -> str:

@@ -27,19 +27,6 @@ DAY = 86400
 
 
 @pytest.fixture(scope="module")
-def demo():
-    server = sandbox_start("demo")
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def fresh_demo(demo):
-    sandbox_admin(demo, "POST", "/_sandbox/reset")
-    return demo
-
-
-@pytest.fixture(scope="module")
 def small():
     """60 deals with a year of history (the large seed's): the demo's 1,400 moves cost minutes to record
     on a loaded machine, and one test reads those."""

@@ -5,6 +5,7 @@ from apps.kommo import types
 from apps.kommo.models import Company, Contact, Lead
 from apps.kommo.services.mirror import lead_upsert_from_kommo
 from apps.kommo.services.sync import mirror_sync
+from tests.factories import KommoUserFactory
 from tests.kommo.mirror_support import account_create, lead
 from tests.kommo.sandbox_support import account_for, sandbox_api, sandbox_start
 
@@ -177,13 +178,13 @@ def test_the_deals_stage_filter_costs_no_query_per_stage(admin_client):
 def test_the_portals_own_move_back_is_shown_as_made_by_the_portal_not_by_its_token_user(admin_client, page):
     import datetime as dt
 
-    from apps.kommo.models import KommoUser, StageChange
+    from apps.kommo.models import StageChange
     from apps.kommo.services.mirror import stage_change_record
 
     account = account_create()
     _pipelines_upsert(account, range(1))
     deal = lead_upsert_from_kommo(account=account, data=lead(pipeline_id=3177727, status_id=32392159)).obj
-    KommoUser.objects.create(account=account, kommo_id=777, name="Token Owner")
+    KommoUserFactory(account=account, kommo_id=777, name="Token Owner")
     at = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
     back, _ = stage_change_record(
         account=account, lead=deal, from_status_id=32392165, to_status_id=32392159, at=at, source="gate"

@@ -16,7 +16,7 @@ import time_machine
 from django.utils import timezone
 
 from apps.kommo.client import KommoClient, RetryPolicy
-from apps.kommo.models import KommoAccount, Lead, OutboundChange, Pipeline, StageChange, Status, WebhookEvent
+from apps.kommo.models import KommoAccount, Lead, OutboundChange, StageChange, WebhookEvent
 from apps.kommo.ratelimit import FileSlotStore, RateLimiter
 from apps.kommo.services.accounts import account_unblock
 from apps.kommo.services.outbound import (
@@ -36,6 +36,7 @@ from apps.kommo.services.outbound import (
 )
 from apps.kommo.tasks import outbound_flush
 from apps.kommo.webhooks.processing import webhook_backlog
+from tests.factories import KommoAccountFactory, PipelineFactory, StatusFactory
 
 BASE = "https://acme.kommo.com"
 LEGAL, SIGNING, PIPELINE = 4004, 4005, 3001
@@ -45,16 +46,14 @@ MARKER = "[portal gate 7 · move {n}]"
 
 @pytest.fixture
 def account(db: None) -> KommoAccount:
-    account = KommoAccount.objects.create(
+    account = KommoAccountFactory(
         name="Acme",
         base_url=BASE,
-        auth_kind=KommoAccount.AuthKind.LONG_LIVED,
-        access_token="long-lived-token-0123456789abcdef",
-        rate_limit_per_second=1000,
+        connected=True,
     )
-    pipeline = Pipeline.objects.create(account=account, kommo_id=PIPELINE, name="B2B sales")
+    pipeline = PipelineFactory(account=account, kommo_id=PIPELINE, name="B2B sales")
     for kommo_id, name, sort in ((LEGAL, "Legal review", 50), (SIGNING, "Signing", 60)):
-        Status.objects.create(account=account, pipeline=pipeline, kommo_id=kommo_id, name=name, sort=sort)
+        StatusFactory(account=account, pipeline=pipeline, kommo_id=kommo_id, name=name, sort=sort)
     return account
 
 

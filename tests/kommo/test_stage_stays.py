@@ -5,9 +5,10 @@ import random
 import pytest
 from django.core.management import call_command
 
-from apps.kommo.models import Pipeline, StageChange, StageStay, Status
+from apps.kommo.models import StageChange, StageStay
 from apps.kommo.services.mirror import lead_upsert_from_kommo, leads_upsert_from_kommo, stage_change_record
 from apps.kommo.services.stays import stays_rebuild
+from tests.factories import PipelineFactory, StatusFactory
 from tests.kommo.mirror_support import account_create, at, lead
 
 pytestmark = pytest.mark.django_db
@@ -23,9 +24,9 @@ DM, TECH, BUDGET, LEGAL, SIGNING, WON, LOST = 10, 20, 30, 40, 50, 142, 143
 def account():
     account = account_create()
     for kommo_id, stages in ((PIPELINE, (DM, TECH, BUDGET, LEGAL, SIGNING)), (OTHER_PIPELINE, (60,))):
-        pipeline = Pipeline.objects.create(account=account, kommo_id=kommo_id, name=f"pipeline {kommo_id}")
+        pipeline = PipelineFactory(account=account, kommo_id=kommo_id, name=f"pipeline {kommo_id}")
         for sort, status in enumerate((*stages, WON, LOST)):
-            Status.objects.create(
+            StatusFactory(
                 account=account, pipeline=pipeline, kommo_id=status, name=f"stage {status}", sort=sort * 10
             )
     return account

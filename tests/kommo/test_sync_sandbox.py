@@ -34,20 +34,6 @@ from tests.kommo.sandbox_support import (
 pytestmark = [pytest.mark.django_db, pytest.mark.sandbox]
 
 
-@pytest.fixture(scope="module")
-def demo():
-    server = sandbox_start("demo")
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def fresh_demo(demo):
-    """The module's demo sandbox, reset to its seed."""
-    sandbox_admin(demo, "POST", "/_sandbox/reset")
-    return demo
-
-
 def store_account(server):
     return server.store.account(server.store.default_account_id)
 

@@ -3,6 +3,7 @@ from django.conf import settings
 
 from apps.kommo.models import KommoAccount, Lead, StageChange, SyncState
 from apps.kommo.tasks import sync_account, sync_events_account
+from tests.factories import KommoAccountFactory
 from tests.kommo.sandbox_support import account_for, sandbox_start
 
 pytestmark = pytest.mark.django_db
@@ -34,12 +35,12 @@ def test_the_account_tasks_sync_the_mirror_and_reconcile_events():
 def test_an_account_without_a_token_is_not_synced_by_the_beat():
     from apps.kommo.services.sync import account_ids_syncable
 
-    connected = KommoAccount.objects.create(
+    connected = KommoAccountFactory(
         name="On",
         base_url="https://on.kommo.com",
         auth_kind=KommoAccount.AuthKind.LONG_LIVED,
         access_token="t",
     )
-    KommoAccount.objects.create(name="Off", base_url="https://off.kommo.com")
+    KommoAccountFactory(name="Off", base_url="https://off.kommo.com")
 
     assert account_ids_syncable() == [connected.pk]

@@ -11,6 +11,7 @@ import pytest
 from apps.kommo.models import KommoAccount, Lead
 from apps.stakeholders.bootstrap import WEBHOOK_SETTINGS
 from kommo_sandbox.server import SandboxServer
+from tests.factories import KommoAccountFactory
 from tests.kommo.sandbox_support import sandbox_admin, sandbox_api
 from tests.support.services import wait_for
 
@@ -36,7 +37,7 @@ def test_a_task_added_then_completed_on_a_deal_in_kommo_sets_then_clears_its_ope
 ) -> None:
     start_worker()
     credentials = sandbox.credentials
-    account = KommoAccount.objects.create(
+    account = KommoAccountFactory(
         name="Sandbox",
         base_url=sandbox.base_url,
         subdomain=credentials["subdomain"],

@@ -13,6 +13,7 @@ from apps.kommo.client import KommoClient
 from apps.kommo.exceptions import KommoAuthError
 from apps.kommo.models import KommoAccount
 from apps.kommo.ratelimit import FileSlotStore, RateLimiter
+from tests.factories import KommoAccountFactory
 from tests.kommo.conftest import LONG_LIVED_TOKEN, RECORDED_BASE_URL
 from tests.kommo.payloads import payload
 
@@ -157,7 +158,7 @@ def test_it_refreshes_the_token_once_when_several_workers_hit_401_together(trans
     server = ThreadingHTTPServer(("127.0.0.1", 0), _TokenServer)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     _TokenServer.refreshes = 0
-    account = KommoAccount.objects.create(
+    account = KommoAccountFactory(
         name="Concurrent",
         base_url=f"http://127.0.0.1:{server.server_address[1]}",
         auth_kind=KommoAccount.AuthKind.OAUTH,
@@ -210,7 +211,7 @@ def test_a_webhook_arriving_during_a_token_refresh_is_stored_without_waiting_for
     from apps.kommo.services.accounts import account_token_refresh
 
     settings.DATABASE_REQUEST_STATEMENT_TIMEOUT_MS = 500
-    account = KommoAccount.objects.create(
+    account = KommoAccountFactory(
         name="Refreshing",
         base_url=RECORDED_BASE_URL,
         auth_kind=KommoAccount.AuthKind.OAUTH,

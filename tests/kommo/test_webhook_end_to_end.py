@@ -14,6 +14,7 @@ import requests
 from apps.kommo.models import KommoAccount, Lead, StageChange, WebhookEvent
 from apps.kommo.webhooks.processing import webhook_events_sweep
 from kommo_sandbox.server import SandboxServer
+from tests.factories import KommoAccountFactory
 from tests.kommo.sandbox_support import sandbox_admin, sandbox_api
 from tests.support.services import wait_for
 
@@ -39,7 +40,7 @@ def sandbox() -> Iterator[SandboxServer]:
 def connect(server: SandboxServer) -> KommoAccount:
     """The sandbox's account in the portal, subscribed to stage changes at its webhook URL."""
     credentials = server.credentials
-    account = KommoAccount.objects.create(
+    account = KommoAccountFactory(
         name="Sandbox",
         base_url=server.base_url,
         subdomain=credentials["subdomain"],

@@ -7,6 +7,7 @@ from pathlib import Path
 from apps.kommo.models import KommoAccount
 from apps.kommo.webhooks.parser import route
 from apps.kommo.webhooks.recordings import Recording, recording_load
+from tests.factories import KommoAccountFactory
 
 FOLDER = Path(__file__).resolve().parents[1] / "fixtures" / "kommo" / "webhooks"
 
@@ -35,4 +36,4 @@ def account_for(rec: Recording, **fields: object) -> KommoAccount:
         "access_token": "test-long-lived-token",
         "rate_limit_per_second": 1000,
     }
-    return KommoAccount.objects.create(**(defaults | fields))
+    return KommoAccountFactory(**(defaults | fields))

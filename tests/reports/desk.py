@@ -17,6 +17,7 @@ from django.db import models
 from apps.gates.models import GateCondition, GateDecision, GateRule
 from apps.kommo.models import Contact, KommoAccount, KommoUser, Lead, Pipeline, StageStay, Status
 from apps.stakeholders.models import Role, Stakeholder
+from tests.factories import KommoAccountFactory, KommoUserFactory, PipelineFactory, StatusFactory
 
 PIPELINE_ID = 3001
 STAGES = (
@@ -28,6 +29,7 @@ STAGES = (
     ("Closed - won", 142, 10000),
     ("Closed - lost", 143, 11000),
 )
+
 NOW = dt.datetime(2025, 5, 1, 12, 0, tzinfo=dt.UTC)
 MANAGERS = {"chris": (501, "Chris Novak"), "maria": (502, "Maria Lopez")}
 
@@ -172,17 +174,15 @@ class Desk:
 
 
 def make_desk(name: str = "Acme", kommo_id: int | None = None) -> Desk:
-    account = KommoAccount.objects.create(
+    account = KommoAccountFactory(
         name=name,
         kommo_id=kommo_id,
         base_url=f"https://{name.lower()}.kommo.com",
-        auth_kind=KommoAccount.AuthKind.LONG_LIVED,
-        access_token="long-lived-token-0123456789abcdef",
-        rate_limit_per_second=1000,
+        connected=True,
     )
-    pipeline = Pipeline.objects.create(account=account, kommo_id=PIPELINE_ID, name="B2B sales")
+    pipeline = PipelineFactory(account=account, kommo_id=PIPELINE_ID, name="B2B sales")
     stages = {
-        stage: Status.objects.create(
+        stage: StatusFactory(
             account=account,
             pipeline=pipeline,
             kommo_id=kommo_id,
@@ -194,7 +194,7 @@ def make_desk(name: str = "Acme", kommo_id: int | None = None) -> Desk:
         for stage, kommo_id, sort in STAGES
     }
     managers = {
-        key: KommoUser.objects.create(account=account, kommo_id=user_id, name=user_name)
+        key: KommoUserFactory(account=account, kommo_id=user_id, name=user_name)
         for key, (user_id, user_name) in MANAGERS.items()
     }
     return Desk(account, pipeline, stages, managers)

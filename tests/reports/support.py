@@ -12,6 +12,7 @@ from apps.kommo.models import KommoAccount, KommoUser, Lead, Pipeline, StageChan
 from apps.kommo.services.mirror import stage_change_record
 from apps.kommo.services.stays import leads_stays_refresh
 from apps.users.models import User
+from tests.factories import KommoAccountFactory, KommoUserFactory, PipelineFactory, StatusFactory
 
 PIPELINE = 5000
 DM, TECH, BUDGET, LEGAL, SIGNING, WON, LOST = 10, 20, 30, 40, 50, 142, 143
@@ -43,10 +44,10 @@ class World:
 
 
 def world_create() -> World:
-    account = KommoAccount.objects.create(name="Acme", base_url="https://acme.kommo.com")
-    pipeline = Pipeline.objects.create(account=account, kommo_id=PIPELINE, name="B2B", sort=1)
+    account = KommoAccountFactory(name="Acme", base_url="https://acme.kommo.com")
+    pipeline = PipelineFactory(account=account, kommo_id=PIPELINE, name="B2B", sort=1)
     stages = {
-        kommo_id: Status.objects.create(
+        kommo_id: StatusFactory(
             account=account,
             pipeline=pipeline,
             kommo_id=kommo_id,
@@ -57,8 +58,8 @@ def world_create() -> World:
         )
         for kommo_id, name in STAGES.items()
     }
-    ann = KommoUser.objects.create(account=account, kommo_id=ANN, name="Ann Lee")
-    bob = KommoUser.objects.create(account=account, kommo_id=BOB, name="Bob Stone")
+    ann = KommoUserFactory(account=account, kommo_id=ANN, name="Ann Lee")
+    bob = KommoUserFactory(account=account, kommo_id=BOB, name="Bob Stone")
     return World(account, pipeline, stages, ann, bob)
 
 

@@ -8,19 +8,18 @@ from django.contrib.auth.models import Group
 from django.urls import reverse
 from django.utils import timezone
 
-from apps.kommo.models import Contact, KommoAccount, Lead, Pipeline, Status
+from apps.kommo.models import Contact, Lead
 from apps.stakeholders.models import Role, Stakeholder
 from apps.users.models import User
+from tests.factories import KommoAccountFactory, PipelineFactory, StatusFactory
 
 pytestmark = pytest.mark.django_db
 
 
 def test_the_deal_list_filters_the_stuck_deals_and_says_why(client):
-    account = KommoAccount.objects.create(name="Acme", base_url="https://acme.kommo.com")
-    pipeline = Pipeline.objects.create(account=account, kommo_id=1, name="B2B")
-    stage = Status.objects.create(
-        account=account, pipeline=pipeline, kommo_id=11, name="Legal review", sort=50
-    )
+    account = KommoAccountFactory(name="Acme", base_url="https://acme.kommo.com")
+    pipeline = PipelineFactory(account=account, kommo_id=1, name="B2B")
+    stage = StatusFactory(account=account, pipeline=pipeline, kommo_id=11, name="Legal review", sort=50)
 
     def deal(name: str, **fields) -> Lead:
         return Lead.objects.create(

@@ -19,7 +19,7 @@ from django.test import Client
 from django.utils import timezone
 
 from apps.gates.models import GateDecision, GateRule
-from apps.kommo.models import Contact, KommoAccount, KommoUser, Lead, Pipeline, StageChange, Status
+from apps.kommo.models import Contact, Lead, Pipeline, StageChange
 from apps.kommo.services.stays import leads_stays_refresh
 from apps.reports.export.keys import export_client_create, export_client_revoke
 from apps.reports.export.stuck import stuck_states_refresh
@@ -29,6 +29,7 @@ from apps.reports.models import StuckState
 from apps.reports.selectors.stuck import stuck_deals, stuck_reason_codes
 from apps.stakeholders.models import Role, Stakeholder
 from apps.users.models import User
+from tests.factories import KommoAccountFactory, KommoUserFactory, PipelineFactory, StatusFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -38,10 +39,10 @@ TRICKY_NAME = 'Acme, "big" deal\nsecond line'
 
 class World:
     def __init__(self) -> None:
-        self.account = KommoAccount.objects.create(name="Acme", base_url="https://acme.kommo.com")
+        self.account = KommoAccountFactory(name="Acme", base_url="https://acme.kommo.com")
         account = self.account
-        self.pipeline = Pipeline.objects.create(account=account, kommo_id=100, name="B2B sales")
-        self.other_pipeline = Pipeline.objects.create(account=account, kommo_id=200, name="Renewals")
+        self.pipeline = PipelineFactory(account=account, kommo_id=100, name="B2B sales")
+        self.other_pipeline = PipelineFactory(account=account, kommo_id=200, name="Renewals")
         stages = {}
         for kommo_id, name, sort, pipeline in (
             (10, "Qualification", 10, self.pipeline),
@@ -49,11 +50,11 @@ class World:
             (142, "Closed - won", 10000, self.pipeline),
             (30, "Renewal due", 10, self.other_pipeline),
         ):
-            stages[kommo_id] = Status.objects.create(
+            stages[kommo_id] = StatusFactory(
                 account=account, pipeline=pipeline, kommo_id=kommo_id, name=name, sort=sort
             )
         self.stages = stages
-        self.manager = KommoUser.objects.create(account=account, kommo_id=7, name="Mia Novak")
+        self.manager = KommoUserFactory(account=account, kommo_id=7, name="Mia Novak")
         self.open_deal = self.lead(501, TRICKY_NAME, 80000, 20, tags=["enterprise", "priority"])
         self.won_deal = self.lead(502, "Globex renewal", 12500, 142, closed=T0 + dt.timedelta(days=3))
         self.renewal = self.lead(503, "Initech", 900, 30, pipeline=self.other_pipeline)

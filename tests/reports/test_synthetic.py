@@ -146,3 +146,16 @@ def test_the_command_prints_what_it_wrote() -> None:
     call_command("reports_seed_synthetic", deals=30, stdout=out)
     assert "kommo_lead 30" in out.getvalue()
     assert Lead.objects.count() == 30
+
+
+def test_the_deals_are_created_over_the_years_asked_for() -> None:
+    moment = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+    account = synthetic_account_seed(
+        deals=60, stage_changes=600, stakeholders=240, seed=3, now=moment, years=10
+    ).account
+
+    created = list(Lead.objects.filter(account=account).values_list("created_at", flat=True))
+
+    assert min(created) < moment - dt.timedelta(days=5 * 365)
+    assert min(created) >= moment - dt.timedelta(days=10 * 365 + 1)
+    assert max(created) <= moment

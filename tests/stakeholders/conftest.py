@@ -23,6 +23,7 @@ from apps.kommo.services.mirror import (
 )
 from apps.stakeholders.models import FieldMapping, FieldMappingValue, Role
 from kommo_sandbox.server import SandboxServer
+from tests.factories import KommoAccountFactory
 from tests.support.services import unavailable
 
 FOLDER = Path(__file__).resolve().parents[1] / "fixtures" / "kommo" / "stakeholders"
@@ -97,7 +98,7 @@ def kommo_client(account: KommoAccount, tmp_path: Path) -> KommoClient:
 
 @pytest.fixture
 def account(db: None) -> KommoAccount:
-    return KommoAccount.objects.create(
+    return KommoAccountFactory(
         name="Acme",
         base_url=BASE_URL,
         auth_kind=KommoAccount.AuthKind.LONG_LIVED,
@@ -133,7 +134,7 @@ def demo_sandbox() -> Iterator[Any]:
 
 def connect(server: Any) -> KommoAccount:
     """A portal account for the sandbox's account, through its long-lived token."""
-    return KommoAccount.objects.create(
+    return KommoAccountFactory(
         name="Sandbox",
         base_url=server.base_url,
         kommo_id=server.credentials["account_id"],

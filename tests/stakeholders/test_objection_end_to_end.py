@@ -4,7 +4,6 @@ PostgreSQL, the sandbox's webhooks to a live portal), and once resolved on the p
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -13,14 +12,12 @@ from django.contrib.auth.models import Group
 from django.urls import reverse
 
 from apps.gates.models import GateCondition, GateDecision, GateRule
-from apps.gates.services import gate_rules_install_defaults
 from apps.kommo.models import KommoAccount
-from apps.kommo.services.sync import mirror_sync
-from apps.stakeholders.bootstrap import CATALOG_OBJECTION, CATALOG_OBJECTION_RESOLVED, account_bootstrap
+from apps.stakeholders.bootstrap import CATALOG_OBJECTION, CATALOG_OBJECTION_RESOLVED
 from apps.stakeholders.models import Approval, Role, Stakeholder, StakeholderEvent
 from apps.users.models import User
 from kommo_sandbox.server import SandboxServer
-from tests.kommo.sandbox_support import account_for, sandbox_admin, sandbox_api
+from tests.kommo.sandbox_support import GatedPortal, sandbox_api
 from tests.support.services import wait_for
 
 pytestmark = [
@@ -35,22 +32,15 @@ LAWYER_GATE = "The lawyer approved to leave Legal review"
 
 
 @pytest.fixture
-def sandbox() -> Iterator[SandboxServer]:
-    server = SandboxServer(host="127.0.0.1", port=0, seed="demo", webhooks=True).start()
-    sandbox_admin(server, "PUT", "/_sandbox/rate-limit", {"enabled": False})
-    yield server
-    server.stop()
+def sandbox(gated_portal: GatedPortal) -> SandboxServer:
+    return gated_portal.sandbox
 
 
 @pytest.fixture
-def portal(
-    django_db_setup: None, live_server: Any, settings: Any, sandbox: SandboxServer, start_worker: Any
-) -> KommoAccount:
-    settings.KOMMO_PUBLIC_URL = live_server.url
-    account = account_for(sandbox)
-    account_bootstrap(account=account, public_url=live_server.url)
-    mirror_sync(account=account)
-    gate_rules_install_defaults(account=account, mode=GateRule.Mode.ENFORCE)
+def portal(gated_portal: GatedPortal) -> KommoAccount:
+    """The portal connected to the sandbox (tests/kommo/sandbox_support.py), the lawyer gate also asking
+    that the lawyer has no objection."""
+    account = gated_portal.account
     rule = GateRule.objects.get(account=account, name=LAWYER_GATE)
     GateCondition.objects.create(
         rule=rule,
@@ -59,7 +49,6 @@ def portal(
         min_weight=Decimal("0.5"),
     )
     rule.save()  # a new version, as the admin saves it
-    start_worker()
     return account
 
 

@@ -10,9 +10,10 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
-from apps.kommo.models.mirror import Lead, Pipeline, StageChange, Status
+from apps.kommo.models.mirror import Lead, StageChange, Status
 from apps.stakeholders.models import Stakeholder
 from apps.users.models import User
+from tests.factories import PipelineFactory, StatusFactory
 from tests.stakeholders.conftest import BASE_URL, mirror_recorded_deal, stakeholder_payload
 
 pytestmark = pytest.mark.django_db
@@ -28,11 +29,9 @@ def person(username: str, group: str, kommo_user_id: int | None = None) -> User:
 
 @pytest.fixture
 def deal(mapped_account) -> Lead:
-    pipeline = Pipeline.objects.create(account=mapped_account, kommo_id=61000, name="B2B sales")
+    pipeline = PipelineFactory(account=mapped_account, kommo_id=61000, name="B2B sales")
     for kommo_id, name, sort in ((61001, "DM qualification", 20), (61002, "Technical validation", 30)):
-        Status.objects.create(
-            account=mapped_account, pipeline=pipeline, kommo_id=kommo_id, name=name, sort=sort
-        )
+        StatusFactory(account=mapped_account, pipeline=pipeline, kommo_id=kommo_id, name=name, sort=sort)
     mirror_recorded_deal(mapped_account)
     lead = Lead.objects.get(kommo_id=5001)
     StageChange.objects.create(

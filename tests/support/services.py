@@ -10,6 +10,7 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import random
 import shutil
 import signal
 import socket
@@ -38,10 +39,44 @@ def unavailable(reason: str) -> None:
     pytest.skip(reason)
 
 
-def free_port() -> int:
+# Under pytest-xdist each worker starts its own PostgreSQL, Redis and gunicorn: each worker takes their ports
+# from a range of its own, below Linux's ephemeral range (32768-60999) where the kernel puts every port-0
+# server (sandboxes, live servers) and client socket, so that two workers never pick the same port between
+# one's check and its server's bind. One process alone takes any free port.
+WORKER_PORTS_START = 20000
+WORKER_PORTS_EACH = 500
+_handed_out: set[int] = set()
+
+
+def xdist_worker_number() -> int | None:
+    """0 for xdist's worker ``gw0``, 1 for ``gw1``…; None outside xdist."""
+    name = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return int(name[2:]) if name.startswith("gw") and name[2:].isdigit() else None
+
+
+def _bindable(port: int) -> bool:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def free_port() -> int:
+    worker = xdist_worker_number()
+    if worker is None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            return int(sock.getsockname()[1])
+    first = WORKER_PORTS_START + (worker % 24) * WORKER_PORTS_EACH
+    candidates = [port for port in range(first, first + WORKER_PORTS_EACH) if port not in _handed_out]
+    random.shuffle(candidates)  # a port a stopped server left in TIME_WAIT is not the next one tried
+    for port in candidates:
+        if _bindable(port):
+            _handed_out.add(port)
+            return port
+    raise RuntimeError(f"no free port in {first}-{first + WORKER_PORTS_EACH - 1} for xdist worker {worker}")
 
 
 def wait_for(predicate, *, timeout: float, interval: float = 0.05, message: str = "condition"):  # type: ignore[no-untyped-def]

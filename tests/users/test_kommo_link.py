@@ -10,22 +10,21 @@ from django.urls import reverse
 
 from apps.kommo.models import KommoAccount, KommoUser
 from apps.users.models import User
+from tests.factories import KommoAccountFactory, KommoUserFactory
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def account() -> KommoAccount:
-    return KommoAccount.objects.create(
+    return KommoAccountFactory(
         name="Acme", base_url="https://acme.kommo.com", auth_kind=KommoAccount.AuthKind.LONG_LIVED
     )
 
 
 @pytest.fixture
 def chris(account) -> KommoUser:
-    return KommoUser.objects.create(
-        account=account, kommo_id=10500003, name="Chris Novak", email="Chris@Acme.io"
-    )
+    return KommoUserFactory(account=account, kommo_id=10500003, name="Chris Novak", email="Chris@Acme.io")
 
 
 def staff(username: str, group: str) -> User:
@@ -41,7 +40,7 @@ def test_a_new_user_is_linked_to_the_kommo_user_with_the_same_email(chris):
 
 
 def test_no_link_when_no_or_several_kommo_users_match(account, chris):
-    KommoUser.objects.create(account=account, kommo_id=10500099, name="Chris again", email="chris@acme.io")
+    KommoUserFactory(account=account, kommo_id=10500099, name="Chris again", email="chris@acme.io")
 
     ambiguous = User.objects.create_user("chris", email="chris@acme.io")
     unknown = User.objects.create_user("nobody", email="nobody@acme.io")
@@ -53,7 +52,7 @@ def test_no_link_when_no_or_several_kommo_users_match(account, chris):
 def test_signing_in_links_a_user_the_mirror_now_knows(client, account):
     user = User.objects.create_user("dana", email="dana@acme.io", password="secret-pass-1")
     assert User.objects.get(pk=user.pk).kommo_user_id is None
-    KommoUser.objects.create(account=account, kommo_id=10500004, name="Dana Whitfield", email="dana@acme.io")
+    KommoUserFactory(account=account, kommo_id=10500004, name="Dana Whitfield", email="dana@acme.io")
 
     client.post(reverse("login"), {"username": "dana", "password": "secret-pass-1"})
 

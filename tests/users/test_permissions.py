@@ -7,6 +7,7 @@ from django.urls import reverse
 from apps.kommo.models import KommoAccount
 from apps.stakeholders.models import Role
 from apps.users.models import User
+from tests.factories import KommoAccountFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -19,7 +20,7 @@ def person(username: str, group: str, *, staff: bool = True) -> User:
 
 @pytest.fixture
 def account() -> KommoAccount:
-    return KommoAccount.objects.create(
+    return KommoAccountFactory(
         name="Acme", base_url="https://acme.kommo.com", auth_kind=KommoAccount.AuthKind.LONG_LIVED
     )
 
