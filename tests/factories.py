@@ -13,7 +13,7 @@ from apps.kommo.models import KommoAccount, KommoUser, Lead, Pipeline, Status
 LONG_LIVED_TOKEN = "long-lived-token-0123456789abcdef"
 
 
-class KommoAccountFactory(DjangoModelFactory):
+class KommoAccountFactory(DjangoModelFactory[KommoAccount]):
     class Meta:
         model = KommoAccount
 
@@ -30,7 +30,7 @@ class KommoAccountFactory(DjangoModelFactory):
     )
 
 
-class PipelineFactory(DjangoModelFactory):
+class PipelineFactory(DjangoModelFactory[Pipeline]):
     class Meta:
         model = Pipeline
 
@@ -39,7 +39,7 @@ class PipelineFactory(DjangoModelFactory):
     name = "B2B sales"
 
 
-class StatusFactory(DjangoModelFactory):
+class StatusFactory(DjangoModelFactory[Status]):
     class Meta:
         model = Status
 
@@ -49,7 +49,7 @@ class StatusFactory(DjangoModelFactory):
     name = factory.Sequence(lambda n: f"Stage {n}")
 
 
-class KommoUserFactory(DjangoModelFactory):
+class KommoUserFactory(DjangoModelFactory[KommoUser]):
     class Meta:
         model = KommoUser
 
@@ -58,7 +58,7 @@ class KommoUserFactory(DjangoModelFactory):
     name = factory.Sequence(lambda n: f"Manager {n}")
 
 
-class LeadFactory(DjangoModelFactory):
+class LeadFactory(DjangoModelFactory[Lead]):
     """A deal in ``status`` (a new stage of a new pipeline unless given), its ids copied from it."""
 
     class Meta:

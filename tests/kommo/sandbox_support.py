@@ -61,7 +61,7 @@ def sandbox_api(
 
 
 def account_for(server: SandboxServer, *, rate_limit_per_second: float = 1000.0) -> KommoAccount:
-    return KommoAccountFactory(
+    return KommoAccountFactory.create(
         name="Sandbox",
         base_url=server.base_url,
         auth_kind=KommoAccount.AuthKind.LONG_LIVED,
@@ -128,12 +128,13 @@ def database_kept_for_the_module(django_db_setup: None, django_db_blocker: Any) 
     from django.db import connection
     from django.test import TransactionTestCase
 
-    flush = TransactionTestCase._fixture_teardown
-    TransactionTestCase._fixture_teardown = lambda self: None  # type: ignore[method-assign]
+    # A private hook of Django's test case, so getattr/setattr: the stubs do not declare it.
+    flush = getattr(TransactionTestCase, "_fixture_teardown")  # noqa: B009
+    setattr(TransactionTestCase, "_fixture_teardown", lambda self: None)  # noqa: B010
     try:
         yield
     finally:
-        TransactionTestCase._fixture_teardown = flush  # type: ignore[method-assign]
+        setattr(TransactionTestCase, "_fixture_teardown", flush)  # noqa: B010
         contents = getattr(connection, "_test_serialized_contents", None)
         with django_db_blocker.unblock():
             call_command("flush", verbosity=0, interactive=False, inhibit_post_migrate=bool(contents))
