@@ -114,6 +114,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             names.append("django_db_serialized_rollback")
         kwargs = {**(marker.kwargs if marker else {}), "transaction": True, "serialized_rollback": True}
         item.add_marker(pytest.mark.django_db(**kwargs), append=False)
+    # A test that crashes the session's PostgreSQL runs after all others: a test run after it in the same
+    # process found the main thread holding a connection made before the crash (three browser tests
+    # failed with "server closed the connection"), whatever the crashing test closed.
+    items.sort(key=lambda item: item.get_closest_marker("crashes_postgres") is not None)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -18,7 +18,11 @@ from apps.reports.selectors.stuck import stuck_reason_codes
 from tests.reports.test_export import World
 from tests.support.services import PostgresServer
 
-pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True, serialized_rollback=True)]
+pytestmark = [
+    pytest.mark.postgres,
+    pytest.mark.crashes_postgres,
+    pytest.mark.django_db(transaction=True, serialized_rollback=True),
+]
 
 OLDER = dt.datetime(2026, 3, 1, 8, 0, tzinfo=dt.UTC)
 
