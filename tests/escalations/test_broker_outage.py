@@ -5,9 +5,7 @@ once Redis is back: one task per deal and level in Kommo."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from decimal import Decimal
-from typing import Any
 
 import pytest
 import time_machine
@@ -22,9 +20,10 @@ from apps.gates.services import SWEEP_AFTER, gate_rules_install_defaults
 from apps.kommo.models import KommoAccount, KommoUser, Lead, OutboundChange, Status, WebhookEvent
 from apps.kommo.services.sync import mirror_sync
 from apps.stakeholders.bootstrap import account_bootstrap
+from kommo_sandbox.server import SandboxServer
 from tests.core.test_broker_outage import own_redis  # noqa: F401 (the fixture)
 from tests.escalations.test_end_to_end import escalation_tasks
-from tests.kommo.sandbox_support import account_for, sandbox_start
+from tests.kommo.sandbox_support import account_for
 from tests.support.services import CeleryWorker, RedisServer, wait_for
 
 pytestmark = [
@@ -36,20 +35,13 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def sandbox() -> Iterator[Any]:
-    server = sandbox_start("demo")
-    yield server
-    server.stop()
-
-
 def test_escalations_written_while_redis_is_stopped_are_kept_and_sent_once_it_is_back(
-    sandbox: Any,
+    demo: SandboxServer,
     own_redis: RedisServer,  # noqa: F811 (the fixture)
     worker_database_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    account: KommoAccount = account_for(sandbox)
+    account: KommoAccount = account_for(demo)
     account_bootstrap(account=account, public_url="http://127.0.0.1:9")
     mirror_sync(account=account)
     gate_rules_install_defaults(account=account, mode=GateRule.Mode.ENFORCE)
@@ -86,7 +78,7 @@ def test_escalations_written_while_redis_is_stopped_are_kept_and_sent_once_it_is
         assert written == 2 * len(deals)
         waiting = OutboundChange.objects.filter(account=account, status=OutboundChange.Status.PENDING)
         assert waiting.count() == written
-        assert not any(escalation_tasks(sandbox, deal.kommo_id) for deal in deals)
+        assert not any(escalation_tasks(demo, deal.kommo_id) for deal in deals)
 
         own_redis.start()  # the same port: the broker is back
         backlog.delete()  # the deliveries were processed meanwhile
@@ -113,7 +105,7 @@ def test_escalations_written_while_redis_is_stopped_are_kept_and_sent_once_it_is
         worker.stop()
 
     for deal in deals:
-        tasks = escalation_tasks(sandbox, deal.kommo_id)
+        tasks = escalation_tasks(demo, deal.kommo_id)
         assert sorted(task["text"].split("[portal escalation ")[1][0] for task in tasks) == ["1", "2"], tasks
     assert Escalation.objects.filter(account=account).count() == written
     assert set(OutboundChange.objects.filter(account=account).values_list("status", flat=True)) == {

@@ -5,7 +5,6 @@ Kommo, the manager's and the head of sales'."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
@@ -20,7 +19,7 @@ from apps.kommo.models import KommoAccount, KommoUser, Lead, OutboundChange, Sta
 from apps.kommo.services.sync import mirror_sync
 from apps.stakeholders.bootstrap import account_bootstrap
 from kommo_sandbox.server import SandboxServer
-from tests.kommo.sandbox_support import account_for, sandbox_api, sandbox_start
+from tests.kommo.sandbox_support import account_for, sandbox_api
 from tests.support.services import wait_for
 
 pytestmark = [
@@ -32,13 +31,6 @@ pytestmark = [
 ]
 
 
-@pytest.fixture
-def sandbox() -> Iterator[SandboxServer]:
-    server = sandbox_start("demo")
-    yield server
-    server.stop()
-
-
 def escalation_tasks(sandbox: SandboxServer, lead_id: int) -> list[dict[str, Any]]:
     data = sandbox_api(
         sandbox, "GET", f"/api/v4/tasks?filter[entity_type]=leads&filter[entity_id][]={lead_id}"
@@ -48,9 +40,9 @@ def escalation_tasks(sandbox: SandboxServer, lead_id: int) -> list[dict[str, Any
 
 
 def test_deals_past_their_limits_get_one_task_per_level_through_beats_and_a_worker_restart(
-    sandbox: SandboxServer, start_worker: Any
+    demo: SandboxServer, start_worker: Any
 ) -> None:
-    account: KommoAccount = account_for(sandbox)
+    account: KommoAccount = account_for(demo)
     account_bootstrap(account=account, public_url="http://127.0.0.1:9")
     mirror_sync(account=account)
     gate_rules_install_defaults(account=account, mode=GateRule.Mode.ENFORCE)
@@ -63,7 +55,7 @@ def test_deals_past_their_limits_get_one_task_per_level_through_beats_and_a_work
 
     # A check ran and committed, then its worker died: the escalations and their tasks are queued, unsent.
     assert escalations_check(account_id=account.pk).escalated == 2 * len(deals)
-    assert not any(escalation_tasks(sandbox, deal.kommo_id) for deal in deals)
+    assert not any(escalation_tasks(demo, deal.kommo_id) for deal in deals)
 
     worker = start_worker()
     check_account.delay(account.pk)
@@ -90,7 +82,7 @@ def test_deals_past_their_limits_get_one_task_per_level_through_beats_and_a_work
     )
 
     for deal in deals:
-        tasks = escalation_tasks(sandbox, deal.kommo_id)
+        tasks = escalation_tasks(demo, deal.kommo_id)
         assert sorted(task["text"].split("[portal escalation ")[1][0] for task in tasks) == ["1", "2"], tasks
         by_level = {task["text"].split("[portal escalation ")[1][0]: task for task in tasks}
         assert by_level["1"]["responsible_user_id"] == deal.responsible_user_kommo_id
