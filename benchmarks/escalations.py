@@ -23,6 +23,8 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
+from apps.flows.sync import mirror_follow
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -67,7 +69,7 @@ def measure(deals: int) -> dict[str, float]:
         sandbox_admin(server, "PUT", "/_sandbox/rate-limit", {"enabled": True})
 
         account = account_for(server, rate_limit_per_second=7.0)
-        mirror_sync(account=account, full=True)
+        mirror_sync(account=account, full=True, follow=mirror_follow)
         stage = Status.objects.get(account=account, pipeline__kommo_id=pipeline["id"], kommo_id=legal["id"])
         StageLimit.objects.create(status=stage, limit_days=Decimal("10"), second_limit_days=Decimal("20"))
         head = KommoUser.objects.filter(account=account).order_by("kommo_id").first()

@@ -33,6 +33,7 @@ from collections import Counter
 from typing import Any
 from urllib.parse import quote
 
+from apps.flows.sync import mirror_follow
 from benchmarks.support import Portal, django_start
 
 
@@ -104,7 +105,7 @@ class Bench:
             access_token=self.sandbox.credentials["long_lived_token"],
         )
         account_bootstrap(account=account, public_url=self.portal_url)
-        mirror_sync(account=account)
+        mirror_sync(account=account, follow=mirror_follow)
         gate_rules_install_defaults(account=account, mode=GateRule.Mode.ENFORCE)
         legal = Status.objects.get(account=account, name="Legal review")
         signing = Status.objects.get(account=account, name="Signing")

@@ -91,9 +91,10 @@ def acknowledgement(*, database_url: str, broker_url: str, seconds: int, connect
 
 def kommo_calls(*, submissions: int) -> dict[str, Any]:
     """Submissions processed in this process against the sandbox; half bring back a known buyer."""
+    from apps.flows.intake import intake_submission_process
     from apps.intake.models import IntakeSource, IntakeSubmission
     from apps.intake.serializers import IntakeLeadSerializer
-    from apps.intake.services import intake_submission_create, intake_submission_process
+    from apps.intake.services import intake_submission_create
     from tests.kommo.sandbox_support import account_for, api_requests, sandbox_start
 
     server = sandbox_start("demo")

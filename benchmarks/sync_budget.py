@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from apps.flows.sync import mirror_follow
+
 ROOT = Path(__file__).resolve().parents[1]
 BUDGET = 1.05
 WIDTHS = (7, 7, 6, 7, 8, 7, 11)
@@ -42,12 +44,12 @@ def measure(seed: str) -> dict[str, object]:
         account = account_for(server, rate_limit_per_second=7.0)
         mark = server.app.request_log.last_seq
         started = time.monotonic()
-        results = mirror_sync(account=account, full=True)
+        results = mirror_sync(account=account, full=True, follow=mirror_follow)
         full_seconds = time.monotonic() - started
         full_calls = len(api_requests(server, mark))
         mark = server.app.request_log.last_seq
         started = time.monotonic()
-        mirror_sync(account=account)
+        mirror_sync(account=account, follow=mirror_follow)
         incremental_seconds = time.monotonic() - started
         incremental_calls = len(api_requests(server, mark))
         minimum = minimum_full_sync_calls(server)

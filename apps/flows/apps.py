@@ -7,7 +7,8 @@ class FlowsConfig(AppConfig):
     verbose_name = "Data paths"
 
     def ready(self) -> None:
-        from apps.flows.gates import gates_on_stage_changed
-        from apps.kommo.signals import stage_changed
+        from apps.flows.sync import mirror_follow
+        from apps.kommo.admin.follow import admin_follow_give
 
-        stage_changed.connect(gates_on_stage_changed, dispatch_uid="gates_on_stage_changed")
+        # The admin's "Sync now" and resync write the mirror as the sync does: the sync's follow-up.
+        admin_follow_give(mirror_follow)

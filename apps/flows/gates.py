@@ -14,7 +14,6 @@ them, and the routes (``CELERY_TASK_ROUTES``) send them to the ``kommo`` queue b
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
 
 from celery import shared_task
 from django.db import transaction
@@ -51,17 +50,12 @@ def gates_run_soon(*, account_id: int) -> None:
 
 
 def gates_queue_move(*, stage_change: StageChange) -> None:
-    """A move recorded by another source than webhook processing (the sync, the events sweep): queued for
-    the gates in the recording transaction, evaluated by ``evaluate_pending`` once it commits."""
+    """A move recorded by another source than webhook processing (the sync, the events sweep, the admin's
+    resync, intake): queued for the gates in the recording transaction, evaluated by ``evaluate_pending``
+    once it commits."""
     evaluation = stage_change_gate_intake(stage_change=stage_change)
     if evaluation is not None:
         transaction.on_commit(partial(_schedule, evaluation))
-
-
-def gates_on_stage_changed(sender: object, *, stage_change: StageChange, **kwargs: Any) -> None:
-    """The moves recorded by the writers no flow gives a ``follow`` (the admin's resync, intake, a
-    manager's edit, ``kommo_sync``) reach the gates through ``stage_changed``."""
-    gates_queue_move(stage_change=stage_change)
 
 
 def _schedule(evaluation: GateEvaluation) -> None:

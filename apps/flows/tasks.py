@@ -7,10 +7,16 @@ from __future__ import annotations
 from celery import shared_task
 
 from apps.flows.gates import evaluate_pending, sweep  # noqa: F401  (registers the gates' tasks)
+from apps.flows.intake import intake_submission_process
 from apps.flows.sync import account_events_sweep, account_sync
 from apps.flows.webhooks import webhook_events_process
+from apps.intake.services import intake_submission_fail
+from apps.kommo.exceptions import KommoError, KommoRateLimited
 from apps.kommo.services.sync import account_ids_syncable
 from apps.kommo.webhooks.intake import webhook_event_enqueue
+
+# Retries of an intake submission whose Kommo errors are transient, before it is failed for the admin.
+MAX_RETRIES = 6
 
 
 @shared_task(name="apps.kommo.tasks.webhook_process")
@@ -46,3 +52,17 @@ def sync_events() -> None:
 def sync_events_account(account_id: int) -> None:
     """Reconciles one account's mirror from the events API."""
     account_events_sweep(account_id=account_id)
+
+
+@shared_task(bind=True, name="apps.intake.tasks.intake_submission_process_task", max_retries=MAX_RETRIES)
+def intake_submission_process_task(self, submission_id: int) -> None:  # type: ignore[no-untyped-def]
+    """Processes a stored intake submission. Transient Kommo errors (429, 5xx, timeouts) are retried with
+    backoff; after the last retry the submission is failed, to be retried from the admin."""
+    try:
+        intake_submission_process(submission_id=submission_id)
+    except KommoError as error:
+        if self.request.retries >= MAX_RETRIES:
+            intake_submission_fail(submission_id=submission_id, error=str(error))
+            return
+        delay = error.retry_after if isinstance(error, KommoRateLimited) and error.retry_after else None
+        raise self.retry(countdown=delay or min(600, 10 * 2**self.request.retries)) from error

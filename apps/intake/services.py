@@ -1,6 +1,7 @@
 """Lead intake: store a submission first, then create it in Kommo without duplicating anyone.
 
-Processing a submission (``intake_submission_process``), under a lock per identity of its people:
+Processing a submission (``intake_submission_run``, which the intake flow ``apps.flows.intake`` runs
+with what follows its mirror writes), under a lock per identity of its people:
 
 1. each person is looked up in the local mirror by normalised e-mail / E.164 phone, then — for the ones
    still unknown — in Kommo with one ``GET /contacts?query=`` per identity (stopping at the first hit);
@@ -14,7 +15,8 @@ Processing a submission (``intake_submission_process``), under a lock per identi
 6. the other contacts and the elements are linked to the deal in one ``POST /leads/{id}/link``;
 7. what was created is upserted into the mirror from what was sent plus the ids Kommo answered
    (:mod:`apps.intake.echo`), without reading it back, so the next submission finds these people
-   locally — before the locks are released.
+   locally — before the locks are released; each write followed, in its transaction, by the caller's
+   ``follow`` (the flow's: the stakeholders derived, a new move queued for the gates).
 
 Every step commits what it got from Kommo at once, so a failure never loses a created id and a retry
 resumes where the last attempt stopped. The marker is stored before ``/leads/complex`` is called: a retry
@@ -198,7 +200,7 @@ def _publish(submission_id: int) -> None:
     """Sends the processing task after the commit. A broker that is down is logged, never raised: the
     submission is stored, the client gets its answer, and the sweeper publishes for it later."""
     publish_or_log(
-        partial(tasks.intake_submission_process_task.delay, submission_id),
+        partial(tasks.intake_submission_enqueue, submission_id),
         what=f"intake submission {submission_id}",
     )
 
@@ -214,10 +216,11 @@ def intake_submission_fail(*, submission_id: int, error: str) -> None:
 
 
 @provenance(MirrorSource.INTAKE)
-def intake_submission_process(*, submission_id: int) -> bool:
-    """Create the submission in Kommo (see the module docstring). Returns False when another worker has
-    it or it is not waiting. A permanent Kommo error fails the submission; a transient one puts it back
-    to ``received`` with the error noted and is raised for the task to retry."""
+def intake_submission_run(*, submission_id: int, follow: mirror.MirrorFollow) -> bool:
+    """Create the submission in Kommo (see the module docstring), ``follow`` following each of its
+    writes of the mirror. Returns False when another worker has it or it is not waiting. A permanent
+    Kommo error fails the submission; a transient one puts it back to ``received`` with the error noted
+    and is raised for the task to retry."""
     now = timezone.now()
     claimed = (
         IntakeSubmission.objects.filter(pk=submission_id)
@@ -238,7 +241,7 @@ def intake_submission_process(*, submission_id: int) -> bool:
             # What a worker that held these locks before us committed (a claim taken over from a worker
             # thought dead) is read only now, under the locks.
             submission.refresh_from_db()
-            _Run(submission=submission, account=account, client=KommoClient(account)).execute()
+            _Run(submission=submission, account=account, client=KommoClient(account), follow=follow).execute()
     except KommoError as error:
         transient = not error.permanent
         submission.status = Status.RECEIVED if transient else Status.FAILED
@@ -332,10 +335,18 @@ class _Existing:
 class _Run:
     """One attempt at one submission; ``submission.contact_outcomes`` is its resumable state."""
 
-    def __init__(self, *, submission: IntakeSubmission, account: KommoAccount, client: KommoClient) -> None:
+    def __init__(
+        self,
+        *,
+        submission: IntakeSubmission,
+        account: KommoAccount,
+        client: KommoClient,
+        follow: mirror.MirrorFollow,
+    ) -> None:
         self.submission = submission
         self.account = account
         self.client = client
+        self.follow = follow
         self.payload: dict[str, Any] = submission.normalized or {}
         self.contacts: list[dict[str, Any]] = self.payload.get("contacts", [])
         self.roles: RoleTargets = role_targets_for_account(account=account)
@@ -403,7 +414,7 @@ class _Run:
                 if not contact.is_deleted and self.has_identity(contact, kind, value)
             ]
             if matches:
-                mirror.contacts_upsert_from_kommo(account=self.account, contacts=matches)
+                mirror.contacts_upsert_from_kommo(account=self.account, contacts=matches, follow=self.follow)
                 oldest = min(matches, key=lambda contact: contact.id)
                 self.found(index, _Existing(oldest.id, oldest.raw, "kommo_search", identity))
                 return
@@ -724,18 +735,20 @@ class _Run:
                 )
         contacts = self.created_contacts(company_id) + self.filled_contacts()
         if contacts:
-            mirror.contacts_upsert_from_kommo(account=self.account, contacts=contacts)
+            mirror.contacts_upsert_from_kommo(account=self.account, contacts=contacts, follow=self.follow)
         if self.elements:
-            mirror.catalog_elements_upsert_from_kommo(account=self.account, elements=self.elements)
+            mirror.catalog_elements_upsert_from_kommo(
+                account=self.account, elements=self.elements, follow=self.follow
+            )
         if self.adopted is not None:
-            mirror.lead_upsert_from_kommo(account=self.account, data=self.adopted)
+            mirror.lead_upsert_from_kommo(account=self.account, data=self.adopted, follow=self.follow)
         elif (
             not submission.lead_merged
             and deal["pipeline_id"] is not None
             and deal["status_id"] is not None
             and not mirror_kommo_ids(model=Lead, account=self.account, kommo_ids=[lead_id])
         ):
-            mirror.lead_upsert_from_kommo(account=self.account, data=self.lead_echo())
+            mirror.lead_upsert_from_kommo(account=self.account, data=self.lead_echo(), follow=self.follow)
 
     def created_contacts(self, company_id: int | None) -> list[types.Contact]:
         created = {

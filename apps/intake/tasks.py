@@ -1,27 +1,19 @@
-"""Thin Celery tasks of the intake (queue ``kommo``): fetch by id, call one service, decide retry."""
+"""Celery tasks of the intake (queue ``kommo``). The processing task is the intake flow's
+(``apps.flows.tasks``, under its old name ``apps.intake.tasks.intake_submission_process_task``): the intake
+publishes it by name."""
 
 from __future__ import annotations
 
-from celery import shared_task
+from celery import current_app, shared_task
 
 from apps.intake import services
-from apps.kommo.exceptions import KommoError, KommoRateLimited
 
-MAX_RETRIES = 6
+PROCESS_TASK = "apps.intake.tasks.intake_submission_process_task"
 
 
-@shared_task(bind=True, name="apps.intake.tasks.intake_submission_process_task", max_retries=MAX_RETRIES)
-def intake_submission_process_task(self, submission_id: int) -> None:  # type: ignore[no-untyped-def]
-    """Transient Kommo errors (429, 5xx, timeouts) are retried with backoff; after the last retry the
-    submission is failed, to be retried from the admin."""
-    try:
-        services.intake_submission_process(submission_id=submission_id)
-    except KommoError as error:
-        if self.request.retries >= MAX_RETRIES:
-            services.intake_submission_fail(submission_id=submission_id, error=str(error))
-            return
-        delay = error.retry_after if isinstance(error, KommoRateLimited) and error.retry_after else None
-        raise self.retry(countdown=delay or min(600, 10 * 2**self.request.retries)) from error
+def intake_submission_enqueue(submission_id: int) -> None:
+    """Sends the processing task for one stored submission (routed to the ``kommo`` queue by its name)."""
+    current_app.send_task(PROCESS_TASK, args=(submission_id,))
 
 
 @shared_task(name="apps.intake.tasks.intake_submissions_sweep_task")

@@ -1,19 +1,6 @@
-"""Signals the mirror sends when its writer was given no ``follow`` (what follows a write, from the caller
-above the boundary: ``apps.flows``), so that apps above the Kommo boundary can follow it without the
-boundary importing them. The flows give one: webhook processing (``nothing_follows``: its flow derives the
-stakeholders and hands the new moves to the gates in plain calls), the sync and the events sweep
-(``mirror_follow``). The others — the admin's resync, ``kommo_sync``, intake, the managers' edits — rely on
-these signals.
-
-``mirror_changed`` is sent after an upsert really changed mirrored rows, with the keyword arguments
-``account`` (the :class:`~apps.kommo.models.KommoAccount`) and ``lead_ids``, ``contact_ids``,
-``catalog_element_ids``: local primary keys of the deals, contacts and catalog elements that changed
-(each a possibly empty collection). Receivers run inside the sender's transaction.
-
-``stage_changed`` is sent when :func:`~apps.kommo.services.mirror.stage_change_record` creates a new
-:class:`~apps.kommo.models.StageChange` (not when another source reports a move already recorded), with
-the keyword argument ``stage_change``, whatever the source (sync, events, the gate's own move). Receivers
-run inside the sender's transaction.
+"""Signals of the Kommo boundary that apps above it may listen to, so that the boundary need not import
+them. The mirror's writers send none: what follows a write is the caller's, given to them as ``follow``
+(see :mod:`apps.kommo.services.mirror`).
 
 ``field_changes_seen`` is sent by the history backfill with the past changes of contacts' and catalog
 elements' custom fields it read from Kommo's events, with the keyword arguments ``account`` and ``changes``
@@ -29,7 +16,5 @@ processing hands the same touches to the stakeholders in a plain call, so a touc
 
 from django.dispatch import Signal
 
-mirror_changed = Signal()
-stage_changed = Signal()
 field_changes_seen = Signal()
 touches_seen = Signal()

@@ -7,13 +7,11 @@ class StakeholdersConfig(AppConfig):
     verbose_name = "Stakeholders"
 
     def ready(self) -> None:
-        from apps.kommo.signals import field_changes_seen, mirror_changed, touches_seen
+        from apps.kommo.signals import field_changes_seen, touches_seen
         from apps.stakeholders.receivers import (
             stakeholders_history_on_field_changes,
-            stakeholders_rederive_on_mirror_change,
             stakeholders_touch_on_touches_seen,
         )
 
-        mirror_changed.connect(stakeholders_rederive_on_mirror_change, dispatch_uid="stakeholders_rederive")
         field_changes_seen.connect(stakeholders_history_on_field_changes, dispatch_uid="stakeholders_history")
         touches_seen.connect(stakeholders_touch_on_touches_seen, dispatch_uid="stakeholders_touch")

@@ -19,6 +19,7 @@ from apps.kommo.models import KommoAccount
 from apps.kommo.models.mirror import CatalogElement, Contact, Lead, LeadCatalogElement, LeadContact
 from apps.kommo.provenance import current_provenance
 from apps.kommo.services.mirror import (
+    BatchResult,
     catalog_elements_upsert_from_kommo,
     contacts_upsert_from_kommo,
     leads_upsert_from_kommo,
@@ -639,14 +640,14 @@ def stakeholder_update_in_kommo(
                 element.catalog_kommo_id,
                 [CatalogElementWrite(id=element.kommo_id, custom_fields_values=tuple(element_writes))],
             )
-            catalog_elements_upsert_from_kommo(account=account, elements=updated)
+            catalog_elements_upsert_from_kommo(account=account, elements=updated, follow=edit_follow)
         if contact is not None and contact_writes:
             client.contacts_update(
                 [ContactWrite(id=contact.kommo_id, custom_fields_values=tuple(contact_writes))]
             )
             fresh = client.contacts_get(contact.kommo_id, with_=("catalog_elements",))
             if fresh is not None:
-                contacts_upsert_from_kommo(account=account, contacts=[fresh])
+                contacts_upsert_from_kommo(account=account, contacts=[fresh], follow=edit_follow)
         if create_element:
             if element is not None:
                 raise StakeholderWriteError(f"{name} already has a Stakeholders element on this deal.")
@@ -680,10 +681,27 @@ def _catalog_writes(fields: dict[str, AttributeField], change: StakeholderChange
 
 
 def _lead_refresh(*, client: KommoClient, lead: Lead) -> None:
-    """Re-read the deal with its contacts and elements and mirror it (which re-derives its stakeholders)."""
+    """Re-read the deal with its contacts and elements and mirror it (which re-derives its stakeholders).
+    It records no move: a stage the deal reached in Kommo meanwhile is Kommo's to report (its webhook, or
+    the events sweep, with the exact time and who moved it), and those paths hand it to the gates."""
     fresh = client.leads_get(lead.kommo_id, with_=("contacts", "catalog_elements"))
     if fresh is not None:
-        leads_upsert_from_kommo(account=lead.account, leads=[fresh])
+        leads_upsert_from_kommo(
+            account=lead.account, leads=[fresh], moves_reported_for={fresh.id}, follow=edit_follow
+        )
+
+
+def edit_follow(account: KommoAccount, result: BatchResult) -> None:
+    """What follows the mirror writes of a manager's edit (the writers' ``follow``): the stakeholders of
+    the deals whose deal, contacts or elements changed are derived again, in the write's transaction. No
+    move follows: the edit's writes record none (its re-read of the deal infers none, see
+    :func:`_lead_refresh`), so nothing of the gates' is needed."""
+    stakeholders_derive_for_mirror_changes(
+        account=account,
+        lead_ids=result.lead_ids,
+        contact_ids=result.contact_ids,
+        catalog_element_ids=result.catalog_element_ids,
+    )
 
 
 def _element_create(
@@ -702,7 +720,7 @@ def _element_create(
     )
     if not elements:
         raise StakeholderWriteError("Kommo answered no element.")
-    catalog_elements_upsert_from_kommo(account=lead.account, elements=elements)
+    catalog_elements_upsert_from_kommo(account=lead.account, elements=elements, follow=edit_follow)
     client.links_create(
         "leads",
         lead.kommo_id,
@@ -779,7 +797,7 @@ def stakeholder_add_in_kommo(*, lead: Lead, new: NewStakeholder, client: KommoCl
                 )
                 fresh = client.contacts_get(new.contact.kommo_id, with_=("catalog_elements",))
                 if fresh is not None:
-                    contacts_upsert_from_kommo(account=account, contacts=[fresh])
+                    contacts_upsert_from_kommo(account=account, contacts=[fresh], follow=edit_follow)
         elif new.as_contact:
             created = client.contacts_create(
                 [
@@ -797,7 +815,7 @@ def stakeholder_add_in_kommo(*, lead: Lead, new: NewStakeholder, client: KommoCl
             )
             fresh = client.contacts_get(created[0].id, with_=("catalog_elements",))
             if fresh is not None:
-                contacts_upsert_from_kommo(account=account, contacts=[fresh])
+                contacts_upsert_from_kommo(account=account, contacts=[fresh], follow=edit_follow)
         if needs_element:
             assert catalog is not None
             _element_create(client=client, lead=lead, name=name, change=change, catalog=catalog)

@@ -60,7 +60,7 @@ def broker_down(monkeypatch: pytest.MonkeyPatch) -> None:
     from config.celery import app
 
     monkeypatch.setattr(app, "send_task", refuse)
-    monkeypatch.setattr(intake_tasks.intake_submission_process_task, "delay", refuse)
+    monkeypatch.setattr(intake_tasks, "intake_submission_enqueue", refuse)
 
 
 # -- the request side, with every publish failing ------------------------------------------------------------
@@ -151,7 +151,7 @@ def test_the_intake_sweeper_queues_a_never_attempted_submission_after_seconds_an
     monkeypatch: pytest.MonkeyPatch, django_capture_on_commit_callbacks
 ) -> None:
     queued: list[int] = []
-    monkeypatch.setattr(intake_tasks.intake_submission_process_task, "delay", queued.append)
+    monkeypatch.setattr(intake_tasks, "intake_submission_enqueue", queued.append)
     source, _ = source_for(account_for(recording(IGNORED_BODY)))
     now = timezone.now()
     seconds_ago = now - intake_services.UNQUEUED_WAIT - dt.timedelta(seconds=1)

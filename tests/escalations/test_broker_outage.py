@@ -15,6 +15,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from apps.escalations.models import Escalation, HeadOfSales, StageLimit
 from apps.escalations.tasks import check_account, check_limits
 from apps.flows.gates import sweep as gates_sweep_task
+from apps.flows.sync import mirror_follow
 from apps.gates.models import GateRule
 from apps.gates.services import SWEEP_AFTER, gate_rules_install_defaults
 from apps.kommo.models import KommoAccount, KommoUser, Lead, OutboundChange, Status, WebhookEvent
@@ -43,7 +44,7 @@ def test_escalations_written_while_redis_is_stopped_are_kept_and_sent_once_it_is
 ) -> None:
     account: KommoAccount = account_for(demo)
     account_bootstrap(account=account, public_url="http://127.0.0.1:9")
-    mirror_sync(account=account)
+    mirror_sync(account=account, follow=mirror_follow)
     gate_rules_install_defaults(account=account, mode=GateRule.Mode.ENFORCE)
     legal = Status.objects.get(account=account, name="Legal review", pipeline__name__icontains="b2b")
     deals = list(Lead.objects.filter(account=account, status=legal, is_deleted=False))

@@ -13,6 +13,7 @@ import pytest
 from apps.escalations.models import Escalation, HeadOfSales, StageLimit
 from apps.escalations.services import escalations_check
 from apps.escalations.tasks import check_account, check_limits
+from apps.flows.sync import mirror_follow
 from apps.gates.models import GateRule
 from apps.gates.services import gate_rules_install_defaults
 from apps.kommo.models import KommoAccount, KommoUser, Lead, OutboundChange, Status
@@ -44,7 +45,7 @@ def test_deals_past_their_limits_get_one_task_per_level_through_beats_and_a_work
 ) -> None:
     account: KommoAccount = account_for(demo)
     account_bootstrap(account=account, public_url="http://127.0.0.1:9")
-    mirror_sync(account=account)
+    mirror_sync(account=account, follow=mirror_follow)
     gate_rules_install_defaults(account=account, mode=GateRule.Mode.ENFORCE)
     legal = Status.objects.get(account=account, name="Legal review", pipeline__name__icontains="b2b")
     deals = list(Lead.objects.filter(account=account, status=legal, is_deleted=False))

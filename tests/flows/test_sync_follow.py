@@ -1,37 +1,20 @@
 """The sync's and the events sweep's writes are followed by the stakeholders and the gates through the
-``follow`` the flow gives them, inside the write's transaction, not through the mirror's signals."""
+``follow`` the flow gives them, inside the write's transaction (the mirror sends no signal)."""
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
-from contextlib import contextmanager
 from unittest import mock
 
 import pytest
 
-from apps.flows.gates import gates_on_stage_changed
 from apps.flows.sync import mirror_follow
 from apps.gates.models import GateEvaluation
 from apps.kommo import types
 from apps.kommo.services.mirror import leads_upsert_from_kommo, stage_change_record
-from apps.kommo.signals import mirror_changed, stage_changed
-from apps.stakeholders.receivers import stakeholders_rederive_on_mirror_change
 from tests.gates.conftest import NOW, board, kommo_lead  # noqa: F401 (the gates' fixtures)
 
 pytestmark = pytest.mark.django_db
-
-
-@contextmanager
-def signals_unheard() -> Iterator[None]:
-    """Nobody listens to the mirror's signals for the block."""
-    stage_changed.disconnect(dispatch_uid="gates_on_stage_changed")
-    mirror_changed.disconnect(dispatch_uid="stakeholders_rederive")
-    try:
-        yield
-    finally:
-        stage_changed.connect(gates_on_stage_changed, dispatch_uid="gates_on_stage_changed")
-        mirror_changed.connect(stakeholders_rederive_on_mirror_change, dispatch_uid="stakeholders_rederive")
 
 
 def test_a_move_a_sync_page_infers_is_queued_for_the_gates_and_its_deal_derived_again(
@@ -43,7 +26,6 @@ def test_a_move_a_sync_page_infers_is_queued_for_the_gates_and_its_deal_derived_
     signing = board.stage("Signing").kommo_id
     page = [types.Lead.from_api(kommo_lead(lead, status=signing, updated_at=NOW + dt.timedelta(hours=1)))]
     with (
-        signals_unheard(),
         mock.patch("apps.flows.gates.evaluate_pending.apply_async") as schedule,
         mock.patch("apps.flows.sync.stakeholders_derive_for_mirror_changes") as derive,
         django_capture_on_commit_callbacks(execute=True),
@@ -71,7 +53,6 @@ def test_a_move_an_event_reports_is_queued_for_the_gates_once(board, django_capt
         "follow": mirror_follow,
     }
     with (
-        signals_unheard(),
         mock.patch("apps.flows.gates.evaluate_pending.apply_async") as schedule,
         django_capture_on_commit_callbacks(execute=True),
     ):

@@ -6,6 +6,7 @@ from unittest import mock
 
 import pytest
 
+from apps.flows.sync import mirror_follow
 from apps.gates.models import GateEvaluation
 from apps.kommo.models import StageChange
 from apps.kommo.services.mirror import stage_change_record
@@ -27,6 +28,7 @@ def test_a_recorded_move_is_queued_for_the_gates_and_a_run_is_scheduled_on_commi
                 to_status_id=board.stage("Signing").kommo_id,
                 at=NOW,
                 source=source,
+                follow=mirror_follow,
             )
         assert created
         assert GateEvaluation.objects.get().stage_change == change
@@ -48,8 +50,10 @@ def test_a_second_report_of_the_same_move_is_not_evaluated_again(board, django_c
     }
     with mock.patch("apps.flows.gates.evaluate_pending.apply_async"):
         with django_capture_on_commit_callbacks(execute=True):
-            stage_change_record(**report, source=StageChange.Source.WEBHOOK)
-            stage_change_record(**report, source=StageChange.Source.EVENTS, kommo_event_id="01abc")
+            stage_change_record(**report, source=StageChange.Source.WEBHOOK, follow=mirror_follow)
+            stage_change_record(
+                **report, source=StageChange.Source.EVENTS, kommo_event_id="01abc", follow=mirror_follow
+            )
     assert GateEvaluation.objects.count() == 1
 
 
@@ -65,6 +69,7 @@ def test_only_the_first_pending_move_of_a_burst_schedules_a_run(board, django_ca
                     to_status_id=board.stage("Signing").kommo_id,
                     at=NOW,
                     source=StageChange.Source.WEBHOOK,
+                    follow=mirror_follow,
                 )
     assert GateEvaluation.objects.count() == 5
     assert schedule.call_count == 1

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from apps.flows.intake import intake_submission_process
+from apps.flows.tasks import MAX_RETRIES, intake_submission_process_task
 from apps.intake.models import IntakeSource, IntakeSubmission
 from apps.intake.selectors import intake_source_by_key
-from apps.intake.services import intake_submission_process
-from apps.intake.tasks import MAX_RETRIES, intake_submission_process_task
 from tests.intake.conftest import submission_body
 from tests.kommo.payloads import payload
 

@@ -10,8 +10,9 @@ import pytest
 from django.db import connection
 from rest_framework.test import APIClient
 
+from apps.flows.intake import intake_submission_process
 from apps.intake.models import IntakeSource, IntakeSubmission
-from apps.intake.services import intake_source_key_generate, intake_submission_process
+from apps.intake.services import intake_source_key_generate
 from kommo_sandbox.server import SandboxServer
 from tests.kommo.sandbox_support import account_for, api_requests, sandbox_start
 

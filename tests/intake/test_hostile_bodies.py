@@ -27,7 +27,7 @@ hostile = settings(
 @pytest.fixture(autouse=True)
 def queued(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     ids: list[int] = []
-    monkeypatch.setattr(tasks.intake_submission_process_task, "delay", ids.append)
+    monkeypatch.setattr(tasks, "intake_submission_enqueue", ids.append)
     return ids
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from apps.flows.intake import intake_submission_process
+from apps.flows.sync import mirror_follow
 from apps.intake.models import IntakeSubmission
-from apps.intake.services import intake_submission_process
 from apps.kommo import types
 from apps.kommo.models.mirror import CatalogElement, Company, Contact, Lead, LeadCatalogElement, LeadContact
 from apps.kommo.services.mirror import contacts_upsert_from_kommo
@@ -115,7 +116,9 @@ def test_kommos_own_version_replaces_the_mirrored_copy_of_what_intake_sent(api, 
     ann_id = submission.kommo_contact_ids[0]
     kommo.contacts[ann_id]["name"] = "Ann Buyer (renamed in Kommo)"
 
-    contacts_upsert_from_kommo(account=account, contacts=[types.Contact.from_api(kommo.contacts[ann_id])])
+    contacts_upsert_from_kommo(
+        account=account, contacts=[types.Contact.from_api(kommo.contacts[ann_id])], follow=mirror_follow
+    )
 
     ann = Contact.objects.get(kommo_id=ann_id)
     assert ann.name == "Ann Buyer (renamed in Kommo)"
@@ -124,7 +127,7 @@ def test_kommos_own_version_replaces_the_mirrored_copy_of_what_intake_sent(api, 
 
 def test_a_person_known_in_the_mirror_goes_into_the_deal_by_id_without_a_search(api, kommo, account):
     ann = kommo.add_contact("Ann Buyer", emails=("ann@acme.example",), phones=("+14155550101",))
-    contacts_upsert_from_kommo(account=account, contacts=[types.Contact.from_api(ann)])
+    contacts_upsert_from_kommo(account=account, contacts=[types.Contact.from_api(ann)], follow=mirror_follow)
 
     submission = process(submit(api))
 

@@ -11,13 +11,13 @@ import pytest
 from django.conf import settings
 from django.utils import timezone
 
+from apps.flows.intake import intake_submission_process
 from apps.intake import tasks
 from apps.intake.models import IntakeSubmission
 from apps.intake.services import (
     STALE_CLAIM,
     STALE_WAIT,
     SWEEP_MAX_ATTEMPTS,
-    intake_submission_process,
     intake_submissions_sweep,
 )
 from apps.kommo.client import KommoClient
@@ -47,7 +47,7 @@ def submit(api, body: dict[str, Any] | None = None) -> IntakeSubmission:
 def queued(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The ids of the submissions handed to the processing task."""
     ids: list[int] = []
-    monkeypatch.setattr(tasks.intake_submission_process_task, "delay", ids.append)
+    monkeypatch.setattr(tasks, "intake_submission_enqueue", ids.append)
     return ids
 
 

@@ -7,8 +7,8 @@ from collections.abc import Iterator
 import pytest
 from rest_framework.test import APIClient
 
+from apps.flows.intake import intake_submission_process
 from apps.intake.models import IntakeSubmission
-from apps.intake.services import intake_submission_process
 from apps.kommo.models.mirror import Contact, Lead, LeadContact
 from kommo_sandbox.server import SandboxServer
 from tests.intake.conftest import submission_body

@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import requests
 
+from apps.flows.sync import mirror_follow
 from apps.kommo.models import KommoAccount
 from kommo_sandbox.server import SandboxServer
 from tests.factories import KommoAccountFactory
@@ -181,7 +182,7 @@ def gated_portal(
         with django_db_blocker.unblock():
             account = account_for(sandbox)
             account_bootstrap(account=account, public_url=live_server.url)
-            mirror_sync(account=account)
+            mirror_sync(account=account, follow=mirror_follow)
             gate_rules_install_defaults(account=account, mode=GateRule.Mode.ENFORCE)
             s = connection.settings_dict
             database_url = f"postgres://{s['USER']}@{s['HOST']}:{s['PORT']}/{s['NAME']}"

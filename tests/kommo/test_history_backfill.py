@@ -5,12 +5,15 @@ longer reading a stage from ``lead_added``."""
 import datetime as dt
 import io
 import urllib.parse
+from unittest import mock
 
 import pytest
 from django.core.management import call_command
 from django.test import override_settings
 
+from apps.flows.sync import mirror_follow
 from apps.kommo.models import Lead, StageChange, Status, SyncState
+from apps.kommo.services.mirror import nothing_follows
 from apps.kommo.services.sync import (
     events_reconcile,
     first_stays_record,
@@ -18,7 +21,6 @@ from apps.kommo.services.sync import (
     history_needed,
     mirror_sync,
 )
-from apps.kommo.signals import stage_changed
 from tests.kommo.sandbox_support import account_for, api_requests, sandbox_admin, sandbox_api, sandbox_start
 
 pytestmark = [pytest.mark.django_db, pytest.mark.sandbox]
@@ -58,14 +60,13 @@ def moves_in_sandbox(server, since):
 
 def test_the_backfill_records_every_past_move_and_each_deal_s_first_stay(fresh_demo):
     account = account_for(fresh_demo)
-    mirror_sync(account=account)
+    mirror_sync(account=account, follow=mirror_follow)
     assert not StageChange.objects.exists()
-    heard = []
-    stage_changed.connect(heard.append, dispatch_uid="test-backfill-heard")
-    try:
+    with mock.patch(
+        "apps.kommo.services.mirror._follow", wraps=lambda follow, *args: follow(*args)
+    ) as followed:
         result = history_backfill(account=account, days=365)
-    finally:
-        stage_changed.disconnect(dispatch_uid="test-backfill-heard")
+    heard = [call for call in followed.call_args_list if call.args[0] is not nothing_follows]
 
     expected = moves_in_sandbox(fresh_demo, int(result.start.timestamp()))
     assert len(expected) > 50
@@ -91,7 +92,7 @@ def test_the_backfill_records_every_past_move_and_each_deal_s_first_stay(fresh_d
 
 def test_each_first_stay_is_the_stage_the_earliest_move_left_or_the_current_one(fresh_small):
     account = account_for(fresh_small)
-    mirror_sync(account=account)
+    mirror_sync(account=account, follow=mirror_follow)
 
     history_backfill(account=account, days=365)
 
@@ -136,7 +137,7 @@ def _event_windows(entries):
 
 def test_an_interrupted_backfill_continues_where_it_stopped(fresh_small):
     account = account_for(fresh_small)
-    mirror_sync(account=account)
+    mirror_sync(account=account, follow=mirror_follow)
     with pytest.raises(KeyboardInterrupt):
         history_backfill(account=account, days=365, progress=_StopAfterWindows(3))
     state = SyncState.objects.get(account=account, resource="history")
@@ -161,8 +162,8 @@ def test_the_events_reconciliation_derives_a_new_deal_s_first_stage_from_its_fir
     """``lead_added`` names a note: a deal created and moved before the reconciliation ran entered the stage
     its move left, not the one it is in now."""
     account = account_for(fresh_small)
-    mirror_sync(account=account)
-    events_reconcile(account=account)
+    mirror_sync(account=account, follow=mirror_follow)
+    events_reconcile(account=account, follow=mirror_follow)
     first, second = Status.objects.filter(account=account, is_won=False, is_lost=False, type=0).order_by(
         "sort"
     )[:2]
@@ -174,7 +175,7 @@ def test_the_events_reconciliation_derives_a_new_deal_s_first_stage_from_its_fir
     )["_embedded"]["leads"]
     sandbox_api(fresh_small, "PATCH", "/api/v4/leads", [{"id": created["id"], "status_id": second.kommo_id}])
 
-    result = events_reconcile(account=account)
+    result = events_reconcile(account=account, follow=mirror_follow)
 
     deal = Lead.objects.get(account=account, kommo_id=created["id"])
     changes = StageChange.objects.filter(lead=deal)
@@ -209,11 +210,11 @@ def test_a_lead_added_event_is_not_read_as_a_stage():
 
 def test_first_stays_are_left_alone_when_a_deal_has_one(fresh_small):
     account = account_for(fresh_small)
-    mirror_sync(account=account)
+    mirror_sync(account=account, follow=mirror_follow)
     history_backfill(account=account, days=365)
     deals = list(Lead.objects.filter(account=account))
 
-    assert first_stays_record(account=account, leads=deals) == []
+    assert first_stays_record(account=account, leads=deals, follow=mirror_follow) == []
 
 
 def test_the_first_sync_backfills_and_a_later_one_does_not(fresh_small):
@@ -250,7 +251,7 @@ def test_no_backfill_when_the_setting_is_zero(fresh_small):
 
 def test_the_history_range_ends_when_the_backfill_starts(fresh_small):
     account = account_for(fresh_small)
-    mirror_sync(account=account)
+    mirror_sync(account=account, follow=mirror_follow)
     before = dt.datetime.now(tz=dt.UTC).replace(microsecond=0)
 
     result = history_backfill(account=account, days=10)
@@ -263,7 +264,7 @@ def test_the_admin_action_backfills_an_account_and_shows_what_it_did(fresh_small
     from django.urls import reverse
 
     account = account_for(fresh_small)
-    mirror_sync(account=account)
+    mirror_sync(account=account, follow=mirror_follow)
     changelist = reverse("admin:kommo_kommoaccount_changelist")
 
     answer = admin_client.post(

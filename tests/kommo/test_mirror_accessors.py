@@ -4,6 +4,7 @@ from decimal import Decimal
 
 import pytest
 
+from apps.flows.sync import mirror_follow
 from apps.kommo.models import Contact, Lead
 from apps.kommo.services.mirror import contacts_upsert_from_kommo, lead_upsert_from_kommo
 from apps.kommo.types import Contact as KommoContact
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.django_db
 def test_a_deal_gives_its_typed_payload_and_tags_and_none_for_a_payload_it_cannot_read():
     account = account_create()
     data = lead_payload(_embedded={"tags": [{"id": 1, "name": "webinar"}, {"id": 2, "name": "vip"}]})
-    deal = lead_upsert_from_kommo(account=account, data=lead(**data)).obj
+    deal = lead_upsert_from_kommo(account=account, data=lead(**data), follow=mirror_follow).obj
 
     assert deal.payload() is not None and deal.payload().id == deal.kommo_id
     assert deal.tag_names == ("webinar", "vip")
@@ -31,7 +32,7 @@ def test_a_deal_gives_its_typed_payload_and_tags_and_none_for_a_payload_it_canno
 def test_a_contact_gives_its_field_values_by_id_and_its_linked_elements():
     account = account_create()
     data = payload("contacts-list.json")["_embedded"]["contacts"][0]
-    contacts_upsert_from_kommo(account=account, contacts=[KommoContact.from_api(data)])
+    contacts_upsert_from_kommo(account=account, contacts=[KommoContact.from_api(data)], follow=mirror_follow)
     raw = {
         **data,
         "custom_fields_values": [

@@ -1,8 +1,11 @@
+from unittest import mock
+
 import pytest
 from django.urls import reverse
 
+from apps.flows.sync import mirror_follow
 from apps.kommo import types
-from apps.kommo.models import Company, Contact, Lead
+from apps.kommo.models import Company, Contact, Lead, Status
 from apps.kommo.services.mirror import lead_upsert_from_kommo
 from apps.kommo.services.sync import mirror_sync
 from tests.factories import KommoUserFactory
@@ -16,7 +19,7 @@ PAGES = ["pipeline", "status", "kommouser", "customfield", "catalog", "catalogel
 
 @pytest.mark.parametrize("model", [*PAGES, "lead", "stagechange", "syncstate"])
 def test_every_mirror_list_opens_and_offers_no_add(admin_client, model):
-    lead_upsert_from_kommo(account=account_create(), data=lead())
+    lead_upsert_from_kommo(account=account_create(), data=lead(), follow=mirror_follow)
 
     response = admin_client.get(reverse(f"admin:kommo_{model}_changelist"), {"q": "Example"})
 
@@ -25,7 +28,7 @@ def test_every_mirror_list_opens_and_offers_no_add(admin_client, model):
 
 
 def test_a_deal_page_is_read_only_and_shows_the_payload_pretty(admin_client):
-    deal = lead_upsert_from_kommo(account=account_create(), data=lead()).obj
+    deal = lead_upsert_from_kommo(account=account_create(), data=lead(), follow=mirror_follow).obj
 
     response = admin_client.get(reverse("admin:kommo_lead_change", args=[deal.pk]))
 
@@ -39,7 +42,7 @@ def test_resync_fetches_the_selected_deals_again(admin_client):
     server = sandbox_start("demo")
     try:
         account = account_for(server)
-        mirror_sync(account=account, resources=["pipelines", "users", "leads"])
+        mirror_sync(account=account, resources=["pipelines", "users", "leads"], follow=mirror_follow)
         deal = Lead.objects.filter(account=account).first()
         sandbox_api(server, "PATCH", "/api/v4/leads", [{"id": deal.kommo_id, "name": "Renamed in Kommo"}])
 
@@ -64,7 +67,7 @@ def test_resync_fetches_the_selected_contacts_and_companies_again(admin_client, 
     server = sandbox_start("demo")
     try:
         account = account_for(server)
-        mirror_sync(account=account, resources=["users", "companies", "contacts"])
+        mirror_sync(account=account, resources=["users", "companies", "contacts"], follow=mirror_follow)
         rows = list(model.objects.filter(account=account).order_by("kommo_id")[:2])
         assert len(rows) == 2
         sandbox_api(
@@ -91,7 +94,9 @@ def test_a_contact_is_found_by_its_phone_in_any_writing(admin_client):
     data["custom_fields_values"][0]["values"] = [{"value": "+1 965 179 6212"}]
     from apps.kommo.services.mirror import contact_upsert_from_kommo
 
-    contact_upsert_from_kommo(account=account_create(), data=types.Contact.from_api(data))
+    contact_upsert_from_kommo(
+        account=account_create(), data=types.Contact.from_api(data), follow=mirror_follow
+    )
 
     response = admin_client.get(reverse("admin:kommo_contact_changelist"), {"q": "+19651796212"})
 
@@ -133,6 +138,7 @@ def _moves_record(account, deal: Lead, moves: range) -> None:
             to_status_id=stages[(index + 1) % 2],
             at=dt.datetime(2024, 1, 1, tzinfo=dt.UTC) + dt.timedelta(days=index),
             source="webhook",
+            follow=mirror_follow,
         )
 
 
@@ -150,7 +156,9 @@ def _queries(admin_client, url: str) -> tuple[int, str]:
 def test_the_stage_history_costs_no_query_per_move(admin_client, page):
     account = account_create()
     _pipelines_upsert(account, range(1))
-    deal = lead_upsert_from_kommo(account=account, data=lead(pipeline_id=3177727, status_id=32392159)).obj
+    deal = lead_upsert_from_kommo(
+        account=account, data=lead(pipeline_id=3177727, status_id=32392159), follow=mirror_follow
+    ).obj
     url = reverse(page, args=[deal.pk] if page.endswith("_change") else [])
     _moves_record(account, deal, range(2))
     few, _ = _queries(admin_client, url)
@@ -164,7 +172,9 @@ def test_the_stage_history_costs_no_query_per_move(admin_client, page):
 def test_the_deals_stage_filter_costs_no_query_per_stage(admin_client):
     account = account_create()
     _pipelines_upsert(account, range(1))
-    lead_upsert_from_kommo(account=account, data=lead(pipeline_id=3177727, status_id=32392159))
+    lead_upsert_from_kommo(
+        account=account, data=lead(pipeline_id=3177727, status_id=32392159), follow=mirror_follow
+    )
     url = reverse("admin:kommo_lead_changelist")
     few, _ = _queries(admin_client, url)
 
@@ -183,11 +193,19 @@ def test_the_portals_own_move_back_is_shown_as_made_by_the_portal_not_by_its_tok
 
     account = account_create()
     _pipelines_upsert(account, range(1))
-    deal = lead_upsert_from_kommo(account=account, data=lead(pipeline_id=3177727, status_id=32392159)).obj
+    deal = lead_upsert_from_kommo(
+        account=account, data=lead(pipeline_id=3177727, status_id=32392159), follow=mirror_follow
+    ).obj
     KommoUserFactory(account=account, kommo_id=777, name="Token Owner")
     at = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
     back, _ = stage_change_record(
-        account=account, lead=deal, from_status_id=32392165, to_status_id=32392159, at=at, source="gate"
+        account=account,
+        lead=deal,
+        from_status_id=32392165,
+        to_status_id=32392159,
+        at=at,
+        source="gate",
+        follow=mirror_follow,
     )
     stage_change_record(  # the webhook of the same move names the user whose token the portal used
         account=account,
@@ -197,6 +215,7 @@ def test_the_portals_own_move_back_is_shown_as_made_by_the_portal_not_by_its_tok
         at=at,
         source="webhook",
         moved_by_kommo_user_id=777,
+        follow=mirror_follow,
     )
     assert StageChange.objects.get(pk=back.pk).moved_by.name == "Token Owner"
 
@@ -205,3 +224,33 @@ def test_the_portals_own_move_back_is_shown_as_made_by_the_portal_not_by_its_tok
     ).content.decode()
 
     assert "The portal (gate)" in body and "Token Owner" not in body
+
+
+@pytest.mark.sandbox
+def test_a_resync_is_followed_as_the_sync_is_the_deal_derived_and_its_move_queued_for_the_gates(admin_client):
+    server = sandbox_start("demo")
+    try:
+        account = account_for(server)
+        mirror_sync(account=account, resources=["pipelines", "users", "leads"], follow=mirror_follow)
+        deal = Lead.objects.filter(account=account, closed_at__isnull=True).order_by("kommo_id").first()
+        target = Status.objects.filter(pipeline=deal.pipeline, is_won=True).get()
+        sandbox_api(server, "PATCH", "/api/v4/leads", [{"id": deal.kommo_id, "status_id": target.kommo_id}])
+
+        with (
+            mock.patch("apps.flows.sync.stakeholders_derive_for_mirror_changes") as derive,
+            mock.patch("apps.flows.sync.gates_queue_move") as queued,
+        ):
+            admin_client.post(
+                reverse("admin:kommo_lead_changelist"), {"action": "action", "_selected_action": [deal.pk]}
+            )
+
+        derive.assert_called_once_with(
+            account=account, lead_ids=[deal.pk], contact_ids=[], catalog_element_ids=[]
+        )
+        (call,) = queued.call_args_list
+        assert (call.kwargs["stage_change"].lead_id, call.kwargs["stage_change"].to_status_kommo_id) == (
+            deal.pk,
+            target.kommo_id,
+        )
+    finally:
+        server.stop()

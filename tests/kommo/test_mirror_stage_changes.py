@@ -2,6 +2,7 @@ import datetime as dt
 
 import pytest
 
+from apps.flows.sync import mirror_follow
 from apps.kommo.models import StageChange
 from apps.kommo.services.mirror import lead_upsert_from_kommo, leads_upsert_from_kommo, stage_change_record
 from tests.kommo.mirror_support import account_create, at, lead
@@ -18,12 +19,14 @@ def account():
 
 @pytest.fixture
 def deal(account):
-    return lead_upsert_from_kommo(account=account, data=lead(status_id=20, closed_at=None)).obj
+    return lead_upsert_from_kommo(
+        account=account, data=lead(status_id=20, closed_at=None), follow=mirror_follow
+    ).obj
 
 
 def record(account, deal, **kwargs):
     values = {"from_status_id": 20, "to_status_id": 30, "at": at(100), "source": SOURCE.WEBHOOK, **kwargs}
-    return stage_change_record(account=account, lead=deal, **values)
+    return stage_change_record(account=account, lead=deal, **values, follow=mirror_follow)
 
 
 def test_the_webhook_and_the_events_api_reporting_one_move_make_one_row_with_the_mover(account, deal):
@@ -58,7 +61,9 @@ def test_a_move_seen_by_a_sync_takes_the_exact_time_and_source_of_the_event_that
 def test_an_upsert_after_the_webhook_does_not_record_the_move_twice(account, deal):
     record(account, deal, from_status_id=20, to_status_id=143, at=at(100))
 
-    result = leads_upsert_from_kommo(account=account, leads=[lead(status_id=143, updated_at=at(900))])
+    result = leads_upsert_from_kommo(
+        account=account, leads=[lead(status_id=143, updated_at=at(900))], follow=mirror_follow
+    )
 
     assert result.new_stage_changes == [] and StageChange.objects.count() == 1
 
@@ -135,7 +140,10 @@ def test_a_refetch_after_two_reported_moves_infers_no_third_move(account, deal):
     record(account, deal, from_status_id=30, to_status_id=40, at=at(110))
 
     result = leads_upsert_from_kommo(
-        account=account, leads=[lead(status_id=40, updated_at=at(110))], source=SOURCE.WEBHOOK
+        account=account,
+        leads=[lead(status_id=40, updated_at=at(110))],
+        source=SOURCE.WEBHOOK,
+        follow=mirror_follow,
     )
 
     assert result.new_stage_changes == []
@@ -151,7 +159,9 @@ def test_a_move_nobody_reported_since_the_last_read_is_still_inferred(account, d
     record(account, deal, from_status_id=20, to_status_id=30, at=at(-500))  # history from before the deal
     # was last read, at stage 20, at time 0: the same move after that is a new one
 
-    result = leads_upsert_from_kommo(account=account, leads=[lead(status_id=30, updated_at=at(900))])
+    result = leads_upsert_from_kommo(
+        account=account, leads=[lead(status_id=30, updated_at=at(900))], follow=mirror_follow
+    )
 
     assert [(c.from_status_kommo_id, c.to_status_kommo_id) for c in result.new_stage_changes] == [(20, 30)]
 
@@ -161,11 +171,16 @@ def test_a_move_made_again_within_the_same_second_as_the_move_back_is_inferred_a
     # saw the deal back at 20 as of that second.
     first, _ = record(account, deal, at=at(100))
     record(account, deal, from_status_id=30, to_status_id=20, at=at(100), source=SOURCE.GATE)
-    leads_upsert_from_kommo(account=account, leads=[lead(status_id=20, updated_at=at(100))])
+    leads_upsert_from_kommo(
+        account=account, leads=[lead(status_id=20, updated_at=at(100))], follow=mirror_follow
+    )
 
     # The manager moves it to 30 again, still within that second: the re-fetch sees 30.
     result = leads_upsert_from_kommo(
-        account=account, leads=[lead(status_id=30, updated_at=at(100))], source=SOURCE.WEBHOOK
+        account=account,
+        leads=[lead(status_id=30, updated_at=at(100))],
+        source=SOURCE.WEBHOOK,
+        follow=mirror_follow,
     )
     webhook, created = record(account, deal, at=at(100), moved_by_kommo_user_id=7)
 

@@ -4,6 +4,7 @@ from decimal import Decimal
 
 import pytest
 
+from apps.flows.sync import mirror_follow
 from apps.kommo import types
 from apps.kommo.models import (
     Catalog,
@@ -45,7 +46,7 @@ def account():
 
 
 def test_a_lead_is_mirrored_with_promoted_columns_links_and_the_raw_payload(account):
-    result = lead_upsert_from_kommo(account=account, data=lead())
+    result = lead_upsert_from_kommo(account=account, data=lead(), follow=mirror_follow)
 
     deal = result.obj
     assert result.created and result.changed and result.new_stage_changes == ()
@@ -65,62 +66,73 @@ def test_a_lead_is_mirrored_with_promoted_columns_links_and_the_raw_payload(acco
 
 
 def test_the_same_payload_twice_changes_nothing(account):
-    lead_upsert_from_kommo(account=account, data=lead())
+    lead_upsert_from_kommo(account=account, data=lead(), follow=mirror_follow)
 
-    again = lead_upsert_from_kommo(account=account, data=lead())
+    again = lead_upsert_from_kommo(account=account, data=lead(), follow=mirror_follow)
 
     assert not again.created and not again.changed
     assert Lead.objects.count() == 1 and LeadContact.objects.count() == 1
 
 
 def test_an_older_updated_at_never_overwrites_a_newer_one(account):
-    lead_upsert_from_kommo(account=account, data=lead(name="Newer", updated_at=at(60)))
+    lead_upsert_from_kommo(account=account, data=lead(name="Newer", updated_at=at(60)), follow=mirror_follow)
 
     stale = leads_upsert_from_kommo(
-        account=account, leads=[lead(name="Older", updated_at=at(0))], source="webhook"
+        account=account, leads=[lead(name="Older", updated_at=at(0))], source="webhook", follow=mirror_follow
     )
 
     assert stale.stale == 1 and not stale.changed
     assert Lead.objects.get().name == "Newer"
-    fresher = lead_upsert_from_kommo(account=account, data=lead(name="Newest", updated_at=at(61)))
+    fresher = lead_upsert_from_kommo(
+        account=account, data=lead(name="Newest", updated_at=at(61)), follow=mirror_follow
+    )
     assert fresher.changed and Lead.objects.get().name == "Newest"
 
 
 def test_a_page_keeps_the_newest_of_two_payloads_of_the_same_lead(account):
     result = leads_upsert_from_kommo(
-        account=account, leads=[lead(name="Newer", updated_at=at(9)), lead(name="Older", updated_at=at(1))]
+        account=account,
+        leads=[lead(name="Newer", updated_at=at(9)), lead(name="Older", updated_at=at(1))],
+        follow=mirror_follow,
     )
 
     assert result.created == 1 and Lead.objects.get().name == "Newer"
 
 
 def test_a_stage_that_differs_from_the_stored_one_is_recorded_with_the_callers_source(account):
-    lead_upsert_from_kommo(account=account, data=lead(status_id=32392159, closed_at=None))
+    lead_upsert_from_kommo(
+        account=account, data=lead(status_id=32392159, closed_at=None), follow=mirror_follow
+    )
 
     moved = leads_upsert_from_kommo(
-        account=account, leads=[lead(status_id=143, updated_at=at(30))], source=StageChange.Source.WEBHOOK
+        account=account,
+        leads=[lead(status_id=143, updated_at=at(30))],
+        source=StageChange.Source.WEBHOOK,
+        follow=mirror_follow,
     )
 
     [change] = moved.new_stage_changes
     assert (change.from_status_kommo_id, change.to_status_kommo_id) == (32392159, 143)
     assert change.source == "webhook" and change.at == at(30) and not change.at_is_exact
-    again = leads_upsert_from_kommo(account=account, leads=[lead(status_id=143, updated_at=at(30))])
+    again = leads_upsert_from_kommo(
+        account=account, leads=[lead(status_id=143, updated_at=at(30))], follow=mirror_follow
+    )
     assert again.new_stage_changes == [] and StageChange.objects.count() == 1
 
 
 def test_a_new_lead_gets_no_stage_change_from_a_sync(account):
-    result = leads_upsert_from_kommo(account=account, leads=[lead()], source="sync")
+    result = leads_upsert_from_kommo(account=account, leads=[lead()], source="sync", follow=mirror_follow)
 
     assert result.new_stage_changes == [] and not StageChange.objects.exists()
 
 
 def test_contacts_missing_from_a_fresh_payload_are_unlinked_and_is_main_follows(account):
-    lead_upsert_from_kommo(account=account, data=lead())
+    lead_upsert_from_kommo(account=account, data=lead(), follow=mirror_follow)
     data = lead_payload(updated_at=at(10))
     data["_embedded"]["contacts"] = [{"id": 555, "is_main": True}, {"id": 10971465, "is_main": False}]
     data["_embedded"]["catalog_elements"] = []
 
-    lead_upsert_from_kommo(account=account, data=types.Lead.from_api(data))
+    lead_upsert_from_kommo(account=account, data=types.Lead.from_api(data), follow=mirror_follow)
 
     links = set(LeadContact.objects.values_list("contact_kommo_id", "is_main"))
     assert links == {(555, True), (10971465, False)}
@@ -128,12 +140,12 @@ def test_contacts_missing_from_a_fresh_payload_are_unlinked_and_is_main_follows(
 
 
 def test_a_payload_fetched_without_contacts_leaves_the_links_alone(account):
-    lead_upsert_from_kommo(account=account, data=lead())
+    lead_upsert_from_kommo(account=account, data=lead(), follow=mirror_follow)
     data = lead_payload(updated_at=at(10), name="Renamed")
     del data["_embedded"]["contacts"]
     del data["_embedded"]["catalog_elements"]
 
-    lead_upsert_from_kommo(account=account, data=types.Lead.from_api(data))
+    lead_upsert_from_kommo(account=account, data=types.Lead.from_api(data), follow=mirror_follow)
 
     assert LeadContact.objects.count() == 1 and LeadCatalogElement.objects.count() == 1
 
@@ -151,32 +163,32 @@ def test_a_page_of_250_leads_costs_as_many_queries_as_a_page_of_5(account, djang
     from django.test.utils import CaptureQueriesContext
 
     with CaptureQueriesContext(connection) as small:
-        leads_upsert_from_kommo(account=account, leads=page(5, 0))
+        leads_upsert_from_kommo(account=account, leads=page(5, 0), follow=mirror_follow)
     # SQLite splits a bulk statement by its limit on query parameters: a few batches more, never per row.
     slack = 0 if connection.vendor == "postgresql" else 8
     with django_assert_max_num_queries(len(small.captured_queries) + slack):
-        result = leads_upsert_from_kommo(account=account, leads=page(250, 10_000))
+        result = leads_upsert_from_kommo(account=account, leads=page(250, 10_000), follow=mirror_follow)
     assert result.created == 250 and LeadContact.objects.count() == 255
 
 
 def test_a_deleted_lead_is_kept_soft_deleted_and_comes_back_only_with_a_newer_payload(account):
-    lead_upsert_from_kommo(account=account, data=lead())
+    lead_upsert_from_kommo(account=account, data=lead(), follow=mirror_follow)
 
-    assert lead_mark_deleted(account=account, kommo_id=3912171)
-    assert not lead_mark_deleted(account=account, kommo_id=3912171)
+    assert lead_mark_deleted(account=account, kommo_id=3912171, follow=mirror_follow)
+    assert not lead_mark_deleted(account=account, kommo_id=3912171, follow=mirror_follow)
     deal = Lead.objects.get()
     assert deal.is_deleted and deal.deleted_at is not None
 
-    lead_upsert_from_kommo(account=account, data=lead())  # fetched before the deletion
+    lead_upsert_from_kommo(account=account, data=lead(), follow=mirror_follow)  # fetched before the deletion
     assert Lead.objects.get().is_deleted
 
     future = dt.datetime.now(tz=dt.UTC) + dt.timedelta(seconds=5)
-    restored = lead_upsert_from_kommo(account=account, data=lead(updated_at=future))
+    restored = lead_upsert_from_kommo(account=account, data=lead(updated_at=future), follow=mirror_follow)
     assert restored.changed and not restored.obj.is_deleted and restored.obj.deleted_at is None
 
 
 def test_an_unknown_lead_is_not_created_by_a_deletion(account):
-    assert not lead_mark_deleted(account=account, kommo_id=1)
+    assert not lead_mark_deleted(account=account, kommo_id=1, follow=mirror_follow)
     assert not Lead.objects.exists()
 
 
@@ -212,7 +224,9 @@ def test_a_status_removed_from_its_pipeline_is_soft_deleted(account):
 
 
 def test_a_lead_mirrored_before_its_pipeline_points_at_its_stage_once_the_pipeline_arrives(account):
-    lead_upsert_from_kommo(account=account, data=lead(pipeline_id=3177727, status_id=32392159))
+    lead_upsert_from_kommo(
+        account=account, data=lead(pipeline_id=3177727, status_id=32392159), follow=mirror_follow
+    )
     assert Lead.objects.get().status is None
 
     pipelines_upsert_from_kommo(
@@ -236,7 +250,9 @@ def test_contacts_keep_normalised_emails_and_phones_for_lookup(account):
     )
     data["custom_fields_values"][0]["values"] = [{"value": "+1 (965) 179-6212"}, {"value": "nonsense"}]
 
-    result = contact_upsert_from_kommo(account=account, data=types.Contact.from_api(data))
+    result = contact_upsert_from_kommo(
+        account=account, data=types.Contact.from_api(data), follow=mirror_follow
+    )
 
     contact = result.obj
     assert contact.emails == ["sam@example.com"] and contact.phones == ["+19651796212"]
@@ -250,24 +266,26 @@ def test_contacts_keep_normalised_emails_and_phones_for_lookup(account):
 def test_a_changed_phone_replaces_the_lookup_key(account):
     data = payload("contacts-list.json")["_embedded"]["contacts"][0]
     data["custom_fields_values"][0]["values"] = [{"value": "+19651796212"}]
-    contact_upsert_from_kommo(account=account, data=types.Contact.from_api(data))
+    contact_upsert_from_kommo(account=account, data=types.Contact.from_api(data), follow=mirror_follow)
     data["custom_fields_values"][0]["values"] = [{"value": "+14155550123"}]
     data["updated_at"] += 1
 
-    contact_upsert_from_kommo(account=account, data=types.Contact.from_api(data))
+    contact_upsert_from_kommo(account=account, data=types.Contact.from_api(data), follow=mirror_follow)
 
     assert list(ContactChannel.objects.values_list("value", flat=True)) == ["+14155550123"]
 
 
 def test_links_to_contacts_companies_and_users_mirrored_later_are_filled_in(account):
-    lead_upsert_from_kommo(account=account, data=lead())
+    lead_upsert_from_kommo(account=account, data=lead(), follow=mirror_follow)
     contact = payload("contact-get.json")
     contact["id"] = 10971465
     user = payload("users-list.json")["_embedded"]["users"][0]
     user["id"] = 504141
     company = {"id": 10971463, "name": "Acme Ltd", "updated_at": 1590683337}
 
-    contacts_upsert_from_kommo(account=account, contacts=[types.Contact.from_api(contact)])
+    contacts_upsert_from_kommo(
+        account=account, contacts=[types.Contact.from_api(contact)], follow=mirror_follow
+    )
     companies_upsert_from_kommo(account=account, companies=[types.Company.from_api(company)])
     users_upsert_from_kommo(account=account, users=[types.KommoUser.from_api(user)])
 
@@ -297,14 +315,16 @@ def test_custom_fields_keep_their_options_and_drop_removed_ones(account):
 
 
 def test_catalog_elements_link_to_their_catalog_and_to_leads_that_named_them(account):
-    lead_upsert_from_kommo(account=account, data=lead())
+    lead_upsert_from_kommo(account=account, data=lead(), follow=mirror_follow)
     catalog = payload("catalogs-list.json")["_embedded"]["catalogs"][0]
     catalog["id"] = 4521
     element = payload("catalog-elements.json")["_embedded"]["elements"][0]
 
     catalogs_upsert_from_kommo(account=account, catalogs=[types.Catalog.from_api(catalog)])
     result = catalog_elements_upsert_from_kommo(
-        account=account, elements=[types.CatalogElement.from_api(element, catalog_id=4521)]
+        account=account,
+        elements=[types.CatalogElement.from_api(element, catalog_id=4521)],
+        follow=mirror_follow,
     )
 
     assert result.created == 1
@@ -314,12 +334,12 @@ def test_catalog_elements_link_to_their_catalog_and_to_leads_that_named_them(acc
 
 
 def test_a_changed_quantity_updates_the_element_link_in_place_and_the_same_one_leaves_it(account):
-    lead_upsert_from_kommo(account=account, data=lead())
+    lead_upsert_from_kommo(account=account, data=lead(), follow=mirror_follow)
     link = LeadCatalogElement.objects.get()
     data = lead_payload(updated_at=at(10))
     data["_embedded"]["catalog_elements"][0]["metadata"]["quantity"] = 2.5
 
-    lead_upsert_from_kommo(account=account, data=types.Lead.from_api(data))
+    lead_upsert_from_kommo(account=account, data=types.Lead.from_api(data), follow=mirror_follow)
 
     again = LeadCatalogElement.objects.get()
     assert again.pk == link.pk and again.quantity == Decimal("2.5")
@@ -329,7 +349,7 @@ def test_a_changed_quantity_updates_the_element_link_in_place_and_the_same_one_l
     from django.test.utils import CaptureQueriesContext
 
     with CaptureQueriesContext(connection) as captured:
-        lead_upsert_from_kommo(account=account, data=types.Lead.from_api(data))
+        lead_upsert_from_kommo(account=account, data=types.Lead.from_api(data), follow=mirror_follow)
     assert not [q for q in captured.captured_queries if 'UPDATE "kommo_leadcatalogelement"' in q["sql"]]
 
 

@@ -5,6 +5,7 @@ import random
 import pytest
 from django.core.management import call_command
 
+from apps.flows.sync import mirror_follow
 from apps.kommo.models import StageChange, StageStay
 from apps.kommo.services.mirror import lead_upsert_from_kommo, leads_upsert_from_kommo, stage_change_record
 from apps.kommo.services.stays import stays_rebuild
@@ -35,7 +36,9 @@ def account():
 @pytest.fixture
 def deal(account):
     return lead_upsert_from_kommo(
-        account=account, data=lead(status_id=DM, created_at=at(0), updated_at=at(0), closed_at=None)
+        account=account,
+        data=lead(status_id=DM, created_at=at(0), updated_at=at(0), closed_at=None),
+        follow=mirror_follow,
     ).obj
 
 
@@ -48,6 +51,7 @@ def move(account, deal, from_status, to_status, seconds, source=SOURCE.WEBHOOK, 
         at=at(seconds),
         source=source,
         **kwargs,
+        follow=mirror_follow,
     )
 
 
@@ -121,7 +125,9 @@ def test_one_move_reported_by_several_sources_is_one_stay_change(account, deal):
     move(account, deal, DM, TECH, 100, source=SOURCE.WEBHOOK)
     move(account, deal, DM, TECH, 101, source=SOURCE.EVENTS, kommo_event_id="ev1", moved_by_kommo_user_id=7)
     leads_upsert_from_kommo(
-        account=account, leads=[lead(status_id=TECH, created_at=at(0), updated_at=at(900), closed_at=None)]
+        account=account,
+        leads=[lead(status_id=TECH, created_at=at(0), updated_at=at(900), closed_at=None)],
+        follow=mirror_follow,
     )
 
     assert stays(deal) == [(DM, 0, 100, TECH, "forward"), (TECH, 100, None, None, "")]
@@ -129,7 +135,9 @@ def test_one_move_reported_by_several_sources_is_one_stay_change(account, deal):
 
 def test_a_move_seen_by_a_sync_is_dated_again_when_the_event_gives_its_exact_time(account, deal):
     leads_upsert_from_kommo(
-        account=account, leads=[lead(status_id=TECH, created_at=at(0), updated_at=at(3600), closed_at=None)]
+        account=account,
+        leads=[lead(status_id=TECH, created_at=at(0), updated_at=at(3600), closed_at=None)],
+        follow=mirror_follow,
     )
     assert stays(deal) == [(DM, 0, 3600, TECH, "forward"), (TECH, 3600, None, None, "")]
 
@@ -232,6 +240,7 @@ def test_a_deal_created_by_a_sync_gets_its_first_stay(account):
     leads_upsert_from_kommo(
         account=account,
         leads=[lead(id=55, status_id=BUDGET, created_at=at(-50), updated_at=at(0), closed_at=None)],
+        follow=mirror_follow,
     )
 
     stay = StageStay.objects.get(lead__kommo_id=55)

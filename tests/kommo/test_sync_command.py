@@ -1,10 +1,11 @@
 import datetime as dt
 import io
+from unittest import mock
 
 import pytest
 from django.core.management import CommandError, call_command
 
-from apps.kommo.management.commands.kommo_sync import Command as SyncCommand
+from apps.flows.management.commands.kommo_sync import Command as SyncCommand
 from apps.kommo.models import Lead, SyncState
 from tests.kommo.sandbox_support import account_for, sandbox_start
 
@@ -43,6 +44,17 @@ def test_the_command_runs_one_resource_incrementally_since_a_date(sandbox):
 
     assert "600 unchanged" in out.getvalue()
     assert [line.split()[0] for line in out.getvalue().splitlines()[1:]] == ["leads"]
+
+
+def test_the_command_s_writes_are_followed_by_the_stakeholders(sandbox):
+    account = account_for(sandbox)
+
+    with mock.patch("apps.flows.sync.stakeholders_derive_for_mirror_changes") as derive:
+        call_command("kommo_sync", "--account", str(account.pk), "--resource", "leads", stdout=io.StringIO())
+
+    derived = {pk for call in derive.call_args_list for pk in call.kwargs["lead_ids"]}
+    assert derived == set(Lead.objects.filter(account=account).values_list("pk", flat=True))
+    assert len(derived) == 600
 
 
 def test_an_unknown_account_is_an_error():

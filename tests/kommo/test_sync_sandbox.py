@@ -5,6 +5,7 @@ import urllib.parse
 
 import pytest
 
+from apps.flows.sync import mirror_follow
 from apps.kommo.models import (
     Catalog,
     CatalogElement,
@@ -42,7 +43,7 @@ def test_a_full_sync_mirrors_everything_the_sandbox_holds(fresh_demo):
     account = account_for(fresh_demo)
     kommo = store_account(fresh_demo)
 
-    results = mirror_sync(account=account)
+    results = mirror_sync(account=account, follow=mirror_follow)
 
     live_leads = [lead for lead in kommo.leads.values() if not lead.is_deleted]
     assert Lead.objects.filter(account=account, is_deleted=False).count() == len(live_leads)
@@ -65,9 +66,9 @@ def test_a_full_sync_mirrors_everything_the_sandbox_holds(fresh_demo):
 
 def test_a_second_run_changes_nothing(fresh_demo):
     account = account_for(fresh_demo)
-    mirror_sync(account=account)
+    mirror_sync(account=account, follow=mirror_follow)
 
-    again = mirror_sync(account=account)
+    again = mirror_sync(account=account, follow=mirror_follow)
 
     assert {name: result.changed for name, result in again.items()} == dict.fromkeys(again, False)
     assert not StageChange.objects.exists()
@@ -75,12 +76,12 @@ def test_a_second_run_changes_nothing(fresh_demo):
 
 def test_an_incremental_run_picks_up_a_change_and_records_the_stage_move(fresh_demo):
     account = account_for(fresh_demo)
-    mirror_sync(account=account)
+    mirror_sync(account=account, follow=mirror_follow)
     deal = Lead.objects.filter(account=account, status__is_won=False, status__is_lost=False).first()
     target = Status.objects.filter(pipeline=deal.pipeline, is_won=True).get()
     sandbox_api(fresh_demo, "PATCH", "/api/v4/leads", [{"id": deal.kommo_id, "status_id": target.kommo_id}])
 
-    results = mirror_sync(account=account, resources=["leads"])
+    results = mirror_sync(account=account, resources=["leads"], follow=mirror_follow)
 
     assert results["leads"].updated == 1
     deal.refresh_from_db()
@@ -122,12 +123,14 @@ def test_an_interrupted_full_sync_resumes_where_it_stopped():
     try:
         account = account_for(server)
         with pytest.raises(KeyboardInterrupt):
-            mirror_sync(account=account, resources=["leads"], progress=_StopAfter("leads", 2))
+            mirror_sync(
+                account=account, resources=["leads"], progress=_StopAfter("leads", 2), follow=mirror_follow
+            )
         assert Lead.objects.count() == 500
         assert SyncState.objects.get(resource="leads").cursor["full"]["page"] == 2
         mark = server.app.request_log.last_seq
 
-        result = mirror_sync(account=account, resources=["leads"])["leads"]
+        result = mirror_sync(account=account, resources=["leads"], follow=mirror_follow)["leads"]
 
         assert _lead_pages(api_requests(server, mark)) == [2, 3, 4, 5]
         assert result.created == 600 and result.updated == 0
@@ -140,8 +143,8 @@ def test_an_interrupted_full_sync_resumes_where_it_stopped():
 
 def test_the_events_reconciliation_repairs_a_deal_whose_status_webhook_was_dropped(fresh_demo):
     account = account_for(fresh_demo)
-    mirror_sync(account=account)
-    events_reconcile(account=account)
+    mirror_sync(account=account, follow=mirror_follow)
+    events_reconcile(account=account, follow=mirror_follow)
     sandbox_admin(fresh_demo, "PUT", "/_sandbox/faults", {"webhook_drop_rate": 1.0})
     kommo = store_account(fresh_demo)
     manager = next(user for user in kommo.users.values() if not user.is_admin)
@@ -154,7 +157,7 @@ def test_the_events_reconciliation_repairs_a_deal_whose_status_webhook_was_dropp
             fresh_demo, "PATCH", "/api/v4/leads", [{"id": deal.kommo_id, "status_id": target.kommo_id}], token
         )
 
-        result = events_reconcile(account=account)
+        result = events_reconcile(account=account, follow=mirror_follow)
     finally:
         sandbox_admin(fresh_demo, "PUT", "/_sandbox/faults", {"webhook_drop_rate": 0.0})
 
@@ -165,14 +168,14 @@ def test_the_events_reconciliation_repairs_a_deal_whose_status_webhook_was_dropp
     assert change.source == StageChange.Source.EVENTS and change.at_is_exact
     assert change.moved_by_kommo_user_id == manager.id and change.moved_by.kommo_id == manager.id
     assert change.kommo_event_id
-    assert events_reconcile(account=account).new_stage_changes == []
+    assert events_reconcile(account=account, follow=mirror_follow).new_stage_changes == []
     assert StageChange.objects.filter(lead=deal).count() == 1
 
 
 def test_an_events_page_naming_moved_and_other_deals_costs_one_refetch(fresh_demo):
     account = account_for(fresh_demo)
-    mirror_sync(account=account)
-    events_reconcile(account=account)
+    mirror_sync(account=account, follow=mirror_follow)
+    events_reconcile(account=account, follow=mirror_follow)
     moved, deleted = Lead.objects.filter(account=account, status__is_won=False, status__is_lost=False)[:2]
     target = Status.objects.filter(pipeline=moved.pipeline, sort__gt=moved.status.sort, is_won=False).first()
     sandbox_admin(fresh_demo, "PUT", "/_sandbox/faults", {"webhook_drop_rate": 1.0})
@@ -183,7 +186,7 @@ def test_an_events_page_naming_moved_and_other_deals_costs_one_refetch(fresh_dem
         sandbox_admin(fresh_demo, "POST", f"/_sandbox/leads/{deleted.kommo_id}/delete", {})
         mark = fresh_demo.app.request_log.last_seq
 
-        result = events_reconcile(account=account)
+        result = events_reconcile(account=account, follow=mirror_follow)
     finally:
         sandbox_admin(fresh_demo, "PUT", "/_sandbox/faults", {"webhook_drop_rate": 0.0})
 
@@ -200,8 +203,8 @@ def test_an_events_page_naming_moved_and_other_deals_costs_one_refetch(fresh_dem
 
 def test_the_events_reconciliation_records_a_new_deal_entering_its_first_stage(fresh_demo):
     account = account_for(fresh_demo)
-    mirror_sync(account=account)
-    events_reconcile(account=account)
+    mirror_sync(account=account, follow=mirror_follow)
+    events_reconcile(account=account, follow=mirror_follow)
     stage = Status.objects.filter(account=account, is_won=False, is_lost=False).order_by("pk").first()
     sandbox_admin(fresh_demo, "PUT", "/_sandbox/faults", {"webhook_drop_rate": 1.0})
     try:
@@ -218,7 +221,7 @@ def test_the_events_reconciliation_records_a_new_deal_entering_its_first_stage(f
             ],
         )["_embedded"]["leads"]
 
-        result = events_reconcile(account=account)
+        result = events_reconcile(account=account, follow=mirror_follow)
     finally:
         sandbox_admin(fresh_demo, "PUT", "/_sandbox/faults", {"webhook_drop_rate": 0.0})
 
@@ -231,17 +234,17 @@ def test_the_events_reconciliation_records_a_new_deal_entering_its_first_stage(f
 
 def test_the_events_reconciliation_applies_deletions_and_restores(fresh_demo):
     account = account_for(fresh_demo)
-    mirror_sync(account=account)
-    events_reconcile(account=account)
+    mirror_sync(account=account, follow=mirror_follow)
+    events_reconcile(account=account, follow=mirror_follow)
     deal = Lead.objects.filter(account=account).first()
 
     sandbox_admin(fresh_demo, "POST", f"/_sandbox/leads/{deal.kommo_id}/delete", {})
-    events_reconcile(account=account)
+    events_reconcile(account=account, follow=mirror_follow)
     deal.refresh_from_db()
     assert deal.is_deleted
 
     sandbox_admin(fresh_demo, "POST", f"/_sandbox/leads/{deal.kommo_id}/restore", {})
-    events_reconcile(account=account)
+    events_reconcile(account=account, follow=mirror_follow)
     deal.refresh_from_db()
     assert not deal.is_deleted
 
@@ -252,7 +255,7 @@ def test_a_full_sync_stays_within_the_call_budget():
         account = account_for(server)
         mark = server.app.request_log.last_seq
 
-        results = mirror_sync(account=account, full=True)
+        results = mirror_sync(account=account, full=True, follow=mirror_follow)
 
         calls = api_requests(server, mark)
         minimum = minimum_full_sync_calls(server)

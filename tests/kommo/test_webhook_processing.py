@@ -15,6 +15,7 @@ from django.test import Client
 from django.utils import timezone
 
 from apps.flows import tasks as flow_tasks
+from apps.flows.sync import mirror_follow
 from apps.kommo import tasks
 from apps.kommo.models import CatalogElement, Company, Contact, KommoAccount, Lead, StageChange, WebhookEvent
 from apps.kommo.services.mirror import stage_change_record
@@ -280,6 +281,7 @@ def test_a_move_made_again_in_the_second_of_the_move_back_is_a_new_move(web, hoo
         to_status_id=61,
         at=dt.datetime.fromtimestamp(second, tz=dt.UTC),
         source=StageChange.Source.GATE,
+        follow=mirror_follow,
     )
     kommo.lead(5, status_id=62, pipeline_id=7001, updated_at=second)
     echo = encode_form({"leads": {"status": [_status_item(5, 62, 61, second)]}, "account": account})

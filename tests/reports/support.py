@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from django.contrib.auth.models import Group
 
+from apps.flows.sync import mirror_follow
 from apps.kommo.models import KommoAccount, KommoUser, Lead, Pipeline, StageChange, Status
 from apps.kommo.services.mirror import stage_change_record
 from apps.kommo.services.stays import leads_stays_refresh
@@ -105,6 +106,7 @@ def deal_create(
             to_status_id=to_status,
             at=at,
             source=StageChange.Source.WEBHOOK,
+            follow=mirror_follow,
         )
     leads_stays_refresh(lead_ids=[lead.pk])
     return lead

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from apps.flows.sync import mirror_follow
 from apps.kommo import types
 from apps.kommo.client import KommoClient
 from apps.kommo.models import KommoAccount
@@ -84,9 +85,11 @@ def mirror_recorded_deal(account: KommoAccount) -> None:
         types.CatalogElement.from_api(item)
         for item in stakeholder_payload("catalog-elements.json")["_embedded"]["elements"]
     ]
-    contacts_upsert_from_kommo(account=account, contacts=contacts)
-    catalog_elements_upsert_from_kommo(account=account, elements=elements)
-    leads_upsert_from_kommo(account=account, leads=[types.Lead.from_api(stakeholder_payload("lead.json"))])
+    contacts_upsert_from_kommo(account=account, contacts=contacts, follow=mirror_follow)
+    catalog_elements_upsert_from_kommo(account=account, elements=elements, follow=mirror_follow)
+    leads_upsert_from_kommo(
+        account=account, leads=[types.Lead.from_api(stakeholder_payload("lead.json"))], follow=mirror_follow
+    )
 
 
 @pytest.fixture
@@ -155,15 +158,17 @@ def mirror_sync(*, account: KommoAccount, client: KommoClient) -> None:
     the mapped catalogs, then deals with their links."""
     pipelines_upsert_from_kommo(account=account, pipelines=client.pipelines_list())
     users_upsert_from_kommo(account=account, users=list(client.users_list()))
-    contacts_upsert_from_kommo(account=account, contacts=list(client.contacts_list()))
+    contacts_upsert_from_kommo(account=account, contacts=list(client.contacts_list()), follow=mirror_follow)
     for catalog_id in set(
         FieldMapping.objects.filter(account=account).values_list("catalog_id", flat=True)
     ) - {None}:
         catalog_elements_upsert_from_kommo(
-            account=account, elements=list(client.catalog_elements_list(catalog_id))
+            account=account, elements=list(client.catalog_elements_list(catalog_id)), follow=mirror_follow
         )
     leads_upsert_from_kommo(
-        account=account, leads=list(client.leads_list(with_=("contacts", "catalog_elements")))
+        account=account,
+        leads=list(client.leads_list(with_=("contacts", "catalog_elements"))),
+        follow=mirror_follow,
     )
 
 

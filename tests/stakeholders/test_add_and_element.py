@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
-from apps.kommo.models.mirror import Lead
-from apps.kommo.types import ContactWrite, FieldValueWrite, LinkWrite
+from apps.kommo.models.mirror import Lead, StageChange, Status
+from apps.kommo.types import ContactWrite, FieldValueWrite, LeadWrite, LinkWrite
 from apps.stakeholders.bootstrap import account_bootstrap
 from apps.stakeholders.models import FieldMapping, Role, Stakeholder
 from apps.stakeholders.services import (
@@ -86,3 +86,30 @@ def test_a_stakeholder_added_as_a_new_contact_is_a_contact_of_the_deal_with_its_
     kommo_deal = client.leads_get(deal.kommo_id, with_=("contacts", "catalog_elements"))
     assert row.contact.kommo_id in {contact.id for contact in kommo_deal.contacts}
     assert row.catalog_element.kommo_id in {element.id for element in kommo_deal.catalog_elements}
+
+
+def test_an_edit_s_re_read_of_a_deal_moved_in_kommo_meanwhile_records_no_move_and_derives_it(prepared):
+    """A manager's edit ends with a re-read of the deal (its new links): a move made in Kommo since the
+    mirror's copy is seen there, but it is Kommo's to report (its webhook, or the events sweep, with the
+    exact time and who moved it, which hand it to the gates). The edit records none, so it needs nothing of
+    the gates; it derives the deal's stakeholders itself."""
+    account, client = prepared
+    deal = Lead.objects.filter(account=account, is_deleted=False, closed_at__isnull=True).order_by(
+        "kommo_id"
+    )[0]
+    target = Status.objects.filter(pipeline=deal.pipeline, is_won=False, is_lost=False).exclude(
+        pk=deal.status_id
+    )[0]
+    client.leads_update([LeadWrite(id=deal.kommo_id, status_id=target.kommo_id)])
+    before = StageChange.objects.filter(lead=deal).count()
+    change = StakeholderChange(
+        role=Role.objects.get(code="user"), approval_status="pending", last_touch=timezone.now()
+    )
+
+    stakeholder_add_in_kommo(lead=deal, new=NewStakeholder(change=change, name="Pia Element"), client=client)
+
+    deal.refresh_from_db()
+    assert deal.status_kommo_id == target.kommo_id  # the re-read mirrored the deal
+    assert StageChange.objects.filter(lead=deal).count() == before
+    (row,) = Stakeholder.objects.filter(lead=deal, name="Pia Element")
+    assert row.catalog_element is not None and row.role.code == "user"

@@ -9,6 +9,7 @@ import responses
 from django.contrib.auth.models import Group
 from django.urls import reverse
 
+from apps.flows.sync import mirror_follow
 from apps.kommo import types
 from apps.kommo.models.mirror import Lead
 from apps.kommo.provenance import MirrorSource, mirror_provenance
@@ -82,6 +83,7 @@ def test_a_kommo_edit_seen_by_webhook_is_one_row_with_old_and_new(mapped_account
             contacts=[
                 types.Contact.from_api(contact(6003, updated_at=1717900000, custom_fields_values=fields))
             ],
+            follow=mirror_follow,
         )
 
     (row,) = events("Chen Wu", "role")[1:]
@@ -105,8 +107,10 @@ def test_a_sync_sees_an_objection_and_a_person_leaving(mapped_account):
     ann = element(7101, updated_at=1717500000)
     ann["custom_fields_values"] = [*ann["custom_fields_values"], weight]
 
-    catalog_elements_upsert_from_kommo(account=mapped_account, elements=[types.CatalogElement.from_api(ann)])
-    catalog_element_mark_deleted(account=mapped_account, kommo_id=7103)
+    catalog_elements_upsert_from_kommo(
+        account=mapped_account, elements=[types.CatalogElement.from_api(ann)], follow=mirror_follow
+    )
+    catalog_element_mark_deleted(account=mapped_account, kommo_id=7103, follow=mirror_follow)
 
     raised = dt.datetime.fromtimestamp(1717500000, tz=dt.UTC)
     assert [(e.new, e.at, e.source) for e in events("Ann Lee", "objection_weight")] == [
@@ -124,9 +128,9 @@ def test_the_state_as_of_a_day_is_read_back_from_the_history(mapped_account):
         rejected = element(7101, updated_at=1718000000)
         rejected["custom_fields_values"][1]["values"] = [{"value": "Rejected", "enum_id": 9203}]
         catalog_elements_upsert_from_kommo(
-            account=mapped_account, elements=[types.CatalogElement.from_api(rejected)]
+            account=mapped_account, elements=[types.CatalogElement.from_api(rejected)], follow=mirror_follow
         )
-    catalog_element_mark_deleted(account=mapped_account, kommo_id=7103)
+    catalog_element_mark_deleted(account=mapped_account, kommo_id=7103, follow=mirror_follow)
     removed_at = StakeholderEvent.objects.get(field="presence", new__isnull=True).at
 
     before = stakeholder_state_as_of(lead=lead, when=CREATED - dt.timedelta(seconds=1))
@@ -212,7 +216,7 @@ def test_intake_and_the_portal_name_themselves(mapped_account):
     ]
     with mirror_provenance(MirrorSource.INTAKE), mirror_provenance(MirrorSource.PORTAL):
         catalog_elements_upsert_from_kommo(
-            account=mapped_account, elements=[types.CatalogElement.from_api(ann)]
+            account=mapped_account, elements=[types.CatalogElement.from_api(ann)], follow=mirror_follow
         )
 
     # The outermost entry point is the one recorded.
@@ -227,7 +231,7 @@ def test_a_decision_keeps_the_day_the_approval_was_requested(mapped_account):
     approved["custom_fields_values"][0]["values"] = [{"value": "Approved", "enum_id": 9202}]
 
     catalog_elements_upsert_from_kommo(
-        account=mapped_account, elements=[types.CatalogElement.from_api(approved)]
+        account=mapped_account, elements=[types.CatalogElement.from_api(approved)], follow=mirror_follow
     )
 
     boris = Stakeholder.objects.get(name="Boris Petrov")

@@ -16,6 +16,7 @@ from django.urls import URLPattern, path, reverse
 from unfold.admin import ModelAdmin
 from unfold.decorators import action
 
+from apps.kommo.admin.follow import admin_follow
 from apps.kommo.exceptions import KommoError
 from apps.kommo.models.account import KommoAccount
 from apps.kommo.services import accounts as account_services
@@ -166,7 +167,7 @@ class KommoAccountAdmin(ModelAdmin):  # type: ignore[type-arg]
             self.message_user(request, f"{account}: not connected, nothing synced.", messages.WARNING)
             return
         try:
-            results = mirror_sync(account=account)
+            results = mirror_sync(account=account, follow=admin_follow)
         except KommoError as exc:
             self.message_user(request, f"{account}: sync stopped — {exc}", messages.ERROR)
             return

@@ -18,6 +18,7 @@ from django.utils.safestring import SafeString
 from unfold.admin import ModelAdmin, TabularInline
 from unfold.contrib.filters.admin import RangeDateFilter, RangeNumericFilter, RelatedDropdownFilter
 
+from apps.kommo.admin.follow import admin_follow
 from apps.kommo.exceptions import KommoError
 from apps.kommo.models import (
     Catalog,
@@ -95,7 +96,8 @@ class ReadOnlyInline(TabularInline):  # type: ignore[type-arg]
 def _resync(
     refetch: Callable[..., BatchResult], label: str
 ) -> Callable[[admin.ModelAdmin, HttpRequest, QuerySet[Any]], None]:  # type: ignore[type-arg]
-    """An admin action that fetches the selected rows again from Kommo (250 ids per call) and upserts them."""
+    """An admin action that fetches the selected rows again from Kommo (250 ids per call) and upserts them,
+    followed as the sync's writes are (``admin_follow``)."""
 
     @admin.action(description=f"Resync selected {label} from Kommo", permissions=["operate"])
     def action(modeladmin: admin.ModelAdmin, request: HttpRequest, queryset: QuerySet[Any]) -> None:  # type: ignore[type-arg]
@@ -104,7 +106,7 @@ def _resync(
             by_account[account_id].append(kommo_id)
         for account in KommoAccount.objects.filter(pk__in=by_account):
             try:
-                result = refetch(account=account, kommo_ids=by_account[account.pk])
+                result = refetch(account=account, kommo_ids=by_account[account.pk], follow=admin_follow)
             except KommoError as error:
                 modeladmin.message_user(request, f"{account}: {error}", messages.ERROR)
                 continue

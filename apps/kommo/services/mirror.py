@@ -9,10 +9,11 @@ goes through these functions, so the rules hold whoever calls:
 * embedded contacts / catalog elements of a lead replace its links when the payload carries them;
 * a lead whose stored stage differs from the payload's gets a :class:`StageChange` with the caller's
   source; the NEW stage changes and the keys of the rows that really changed come back to the caller
-  (:class:`BatchResult`). A caller that follows them up itself — webhook processing's flow,
-  ``apps.flows``: stakeholders, then gates — says what follows in its ``follow`` argument (called inside
-  the writer's transaction with what changed), or passes :func:`nothing_follows` and calls the next
-  steps itself; without one, the writers announce the changes (``apps.kommo.signals``);
+  (:class:`BatchResult`). What follows them — the stakeholders derived, the new moves queued for the
+  gates — is the caller's, given as the writers' required ``follow`` argument (called inside the writer's
+  transaction with what changed; the data paths in ``apps.flows`` give theirs), or
+  :func:`nothing_follows` when the caller takes the next steps itself or the writes are no news; the
+  boundary announces nothing;
 * a re-fetch by id records when its request left (``Lead.fetched_at``), so that a follow-up can tell
   whether the mirror's copy of a deal was read from Kommo after a move was reported.
 """
@@ -54,7 +55,6 @@ from apps.kommo.models.mirror import (
     Status,
 )
 from apps.kommo.services.stays import leads_stays_refresh
-from apps.kommo.signals import mirror_changed, stage_changed
 
 logger = logging.getLogger(__name__)
 
@@ -119,28 +119,23 @@ class BatchResult:
 
 
 # What follows a write of the mirror, called inside the writer's transaction with what it changed (the
-# keys of the rows that changed, the moves recorded for the first time): given by the caller above the
-# boundary (``apps.flows``). None: the writer announces the changes through ``apps.kommo.signals``.
+# keys of the rows that changed, the moves recorded for the first time): given by the caller, a required
+# argument of every writer whose writes the apps above the boundary follow (stakeholders, gates). The data
+# paths (``apps.flows``) give theirs; a caller that follows up itself, or whose writes are no news, passes
+# :func:`nothing_follows`.
 MirrorFollow = Callable[[KommoAccount, BatchResult], None]
 
 
 def nothing_follows(account: KommoAccount, result: BatchResult) -> None:
-    """For writes that are no news (the backfill of past moves), or whose caller takes the next steps
-    itself, one by one (webhook processing's flow)."""
+    """For writes that are no news (the backfill of past moves, the portal's own move back), or whose
+    caller takes the next steps itself, one by one (webhook processing's flow)."""
 
 
-def _follow(follow: MirrorFollow | None, account: KommoAccount, result: BatchResult) -> None:
-    if follow is not None:
+def _follow(follow: MirrorFollow, account: KommoAccount, result: BatchResult) -> None:
+    """What follows a write that changed rows or recorded a move (a write that changed nothing is no
+    news)."""
+    if result.lead_ids or result.contact_ids or result.catalog_element_ids or result.new_stage_changes:
         follow(account, result)
-        return
-    _announce(
-        account,
-        lead_ids=result.lead_ids,
-        contact_ids=result.contact_ids,
-        catalog_element_ids=result.catalog_element_ids,
-    )
-    for change in result.new_stage_changes:
-        stage_changed.send(sender=StageChange, stage_change=change)
 
 
 @dataclass
@@ -578,7 +573,7 @@ def catalog_elements_upsert_from_kommo(
     *,
     account: KommoAccount,
     elements: Sequence[types.CatalogElement],
-    follow: MirrorFollow | None = None,
+    follow: MirrorFollow,
 ) -> BatchResult:
     def run() -> BatchResult:
         catalogs = _pk_map(Catalog, account, {e.catalog_id for e in elements})
@@ -676,7 +671,7 @@ def _contact_values(data: types.Contact, users: dict[int, int], companies: dict[
 
 
 def contacts_upsert_from_kommo(
-    *, account: KommoAccount, contacts: Sequence[types.Contact], follow: MirrorFollow | None = None
+    *, account: KommoAccount, contacts: Sequence[types.Contact], follow: MirrorFollow
 ) -> BatchResult:
     def run() -> BatchResult:
         users = _pk_map(KommoUser, account, {c.responsible_user_id for c in contacts})
@@ -731,7 +726,7 @@ def _contact_channels_replace(account: KommoAccount, applied: list[_Applied[Cont
 
 
 def contact_upsert_from_kommo(
-    *, account: KommoAccount, data: types.Contact, follow: MirrorFollow | None = None
+    *, account: KommoAccount, data: types.Contact, follow: MirrorFollow
 ) -> UpsertResult[Contact]:
     result = contacts_upsert_from_kommo(account=account, contacts=[data], follow=follow)
     return _single(Contact, account, data.id, result)
@@ -781,7 +776,7 @@ def leads_upsert_from_kommo(
     source: str = Source.SYNC,
     moves_reported_for: Collection[int] = (),
     fetched_at: dt.datetime | None = None,
-    follow: MirrorFollow | None = None,
+    follow: MirrorFollow,
 ) -> BatchResult:
     """Upsert a page of leads (up to 250) in a constant number of queries, plus a few per lead whose stage
     moved: each such lead gets a :class:`StageChange` (``source`` says who noticed). The result's
@@ -795,7 +790,7 @@ def leads_upsert_from_kommo(
     it is at least. None (a listing whose request time is not known) leaves ``fetched_at`` alone.
 
     ``follow``: what follows the page's changes (the deals that changed and the moves inferred), inside
-    its transaction; by default they are announced."""
+    its transaction."""
 
     def run() -> BatchResult:
         statuses = _status_map(account)
@@ -876,7 +871,7 @@ def _history_explains(lead: Lead, data: types.Lead, stored_at: dt.datetime | Non
 
 
 def lead_upsert_from_kommo(
-    *, account: KommoAccount, data: types.Lead, source: str = Source.SYNC, follow: MirrorFollow | None = None
+    *, account: KommoAccount, data: types.Lead, source: str = Source.SYNC, follow: MirrorFollow
 ) -> UpsertResult[Lead]:
     result = leads_upsert_from_kommo(account=account, leads=[data], source=source, follow=follow)
     return _single(Lead, account, data.id, result)
@@ -949,7 +944,7 @@ def lead_mark_deleted(
     account: KommoAccount,
     kommo_id: int,
     at: dt.datetime | None = None,
-    follow: MirrorFollow | None = None,
+    follow: MirrorFollow,
 ) -> bool:
     """Soft-delete a deal (Kommo keeps deleted leads restorable). Returns whether it was live before; a
     deal the mirror never saw is not created. A restore arrives as a newer payload through the upsert."""
@@ -964,7 +959,7 @@ def contact_mark_deleted(
     account: KommoAccount,
     kommo_id: int,
     at: dt.datetime | None = None,
-    follow: MirrorFollow | None = None,
+    follow: MirrorFollow,
 ) -> bool:
     deleted = _mark_deleted(Contact, account, kommo_id, at)
     if deleted:
@@ -981,7 +976,7 @@ def catalog_element_mark_deleted(
     account: KommoAccount,
     kommo_id: int,
     at: dt.datetime | None = None,
-    follow: MirrorFollow | None = None,
+    follow: MirrorFollow,
 ) -> bool:
     deleted = _mark_deleted(CatalogElement, account, kommo_id, at)
     if deleted:
@@ -1022,7 +1017,7 @@ def stage_change_record(
     at_is_exact: bool = True,
     not_before: dt.datetime | None = None,
     latest_as_of: dt.datetime | None = None,
-    follow: MirrorFollow | None = None,
+    follow: MirrorFollow,
 ) -> tuple[StageChange, bool]:
     """Record that ``lead`` moved from one stage to another; idempotent across sources.
 
@@ -1040,10 +1035,10 @@ def stage_change_record(
     (X→Y, moved back to X, X→Y again: Kommo's whole seconds cannot tell the two X→Y apart). Reports of one
     lead are serialised by a lock on its row. Returns the row and whether it is new.
 
-    ``follow``: what follows a new row (inside the transaction), by default its announcement
-    (``stage_changed``); :func:`nothing_follows` records history without telling anyone — the backfill of
-    past moves (the gates must not judge a move of last spring), or webhook processing, whose flow gives
-    its new moves to the gates itself (``apps.flows.webhooks``).
+    ``follow``: what follows a new row (inside the transaction; the sync's and the events sweep's queue
+    it for the gates); :func:`nothing_follows` records history without telling anyone — the backfill of
+    past moves (the gates must not judge a move of last spring), the portal's own move back, or webhook
+    processing, whose flow gives its new moves to the gates itself (``apps.flows.webhooks``).
     """
     with transaction.atomic():
         Lead.objects.select_for_update().filter(pk=lead.pk).values_list("pk", flat=True).first()
@@ -1125,8 +1120,9 @@ def stage_changes_record_past(
     *, account: KommoAccount, moves: Sequence[PastMove], source: str = Source.EVENTS
 ) -> tuple[list[StageChange], int]:
     """Record many past moves at once, as :func:`stage_change_record` would one by one with
-    ``follow=nothing_follows`` (exact times, nothing announced), at a cost that does not grow per move: the
-    history backfill's thousand moves would otherwise cost a thousand locks, matches and stay refreshes.
+    ``follow=nothing_follows`` (exact times, nothing following them), at a cost that does not grow per
+    move: the history backfill's thousand moves would otherwise cost a thousand locks, matches and stay
+    refreshes.
 
     Under the deals' row locks (in id order, as every writer takes them): a move whose event id is already
     recorded is known; a first stay of a deal that has one is known; a move of a deal that has a row no
@@ -1296,24 +1292,6 @@ def _moved_between(row: StageChange, at: dt.datetime, others: Sequence[StageChan
 
 
 # -- helpers ------------------------------------------------------------------------------------------
-
-
-def _announce(
-    account: KommoAccount,
-    *,
-    lead_ids: Sequence[int] = (),
-    contact_ids: Sequence[int] = (),
-    catalog_element_ids: Sequence[int] = (),
-) -> None:
-    """Tell the apps above the boundary (stakeholders) which mirrored rows really changed."""
-    if lead_ids or contact_ids or catalog_element_ids:
-        mirror_changed.send(
-            sender=KommoAccount,
-            account=account,
-            lead_ids=lead_ids,
-            contact_ids=contact_ids,
-            catalog_element_ids=catalog_element_ids,
-        )
 
 
 def mirror_pks(model: type[MirrorModel], account: KommoAccount, kommo_id: int) -> list[int]:

@@ -45,7 +45,7 @@ from apps.kommo.exceptions import (
 )
 from apps.kommo.models import KommoAccount, Lead, StageChange
 from apps.kommo.models.outbound import OutboundChange
-from apps.kommo.services.mirror import stage_change_record
+from apps.kommo.services.mirror import nothing_follows, stage_change_record
 from apps.kommo.types import JSON, LeadWrite, Note, NoteWrite, Task, TaskWrite, WriteResult, from_timestamp
 
 logger = logging.getLogger(__name__)
@@ -468,6 +468,7 @@ def _record_gate_moves(account: KommoAccount, items: Sequence[_Claimed]) -> None
             to_pipeline_id=payload.get("pipeline_id"),
             at=item.kommo_updated_at or item.fields["sent_at"],
             source=StageChange.Source.GATE,
+            follow=nothing_follows,  # the portal's own move: not one for the gates to judge
         )
     OutboundChange.objects.filter(pk__in=[item.row.pk for item in moved], echoed_at__isnull=True).update(
         echoed_at=timezone.now()

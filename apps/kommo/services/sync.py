@@ -121,7 +121,7 @@ class _Paged:
     path: str
     key: str
     parse: Callable[[dict[str, Any]], Any]
-    upsert: Callable[[KommoAccount, Sequence[Any], mirror.MirrorFollow | None], mirror.BatchResult]
+    upsert: Callable[[KommoAccount, Sequence[Any], mirror.MirrorFollow], mirror.BatchResult]
     list_: Callable[[KommoClient, Mapping[str, Any], Mapping[str, str]], Iterator[Any]]
     with_: tuple[str, ...] = ()
 
@@ -196,12 +196,12 @@ def mirror_sync(
     since: dt.datetime | None = None,
     client: KommoClient | None = None,
     progress: Progress | None = None,
-    follow: mirror.MirrorFollow | None = None,
+    follow: mirror.MirrorFollow,
 ) -> dict[str, mirror.BatchResult]:
     """Sync ``resources`` (default: all, in dependency order). Leads, contacts and companies run full when
     ``full`` is set, when they were never synced, or when an earlier full run is unfinished; otherwise
     incrementally from their cursor (or from ``since``). Returns what each resource changed. ``follow``:
-    what follows each page's writes, inside its transaction (by default they are announced)."""
+    what follows each page's writes, inside its transaction."""
     unknown = set(resources or ()) - set(RESOURCES)
     if unknown:
         raise ValueError(f"unknown resource(s): {', '.join(sorted(unknown))}; known: {', '.join(RESOURCES)}")
@@ -234,7 +234,7 @@ def pipelines_sync(
     account: KommoAccount,
     client: KommoClient,
     progress: Progress,
-    follow: mirror.MirrorFollow | None = None,
+    follow: mirror.MirrorFollow,
 ) -> mirror.BatchResult:
     progress.start("pipelines", None)
     pipelines = client.pipelines_list()
@@ -252,7 +252,7 @@ def users_sync(
     account: KommoAccount,
     client: KommoClient,
     progress: Progress,
-    follow: mirror.MirrorFollow | None = None,
+    follow: mirror.MirrorFollow,
 ) -> mirror.BatchResult:
     progress.start("users", None)
     result = mirror.BatchResult()
@@ -273,7 +273,7 @@ def custom_fields_sync(
     account: KommoAccount,
     client: KommoClient,
     progress: Progress,
-    follow: mirror.MirrorFollow | None = None,
+    follow: mirror.MirrorFollow,
 ) -> mirror.BatchResult:
     """Field definitions of leads, contacts, companies and of every catalog the mirror knows."""
     progress.start("custom_fields", None)
@@ -301,7 +301,7 @@ def catalogs_sync(
     account: KommoAccount,
     client: KommoClient,
     progress: Progress,
-    follow: mirror.MirrorFollow | None = None,
+    follow: mirror.MirrorFollow,
 ) -> mirror.BatchResult:
     """Catalogs, then every element of each (pages of 250)."""
     progress.start("catalogs", None)
@@ -362,7 +362,7 @@ def _paged_sync(
     full: bool,
     since: dt.datetime | None,
     progress: Progress,
-    follow: mirror.MirrorFollow | None,
+    follow: mirror.MirrorFollow,
 ) -> mirror.BatchResult:
     state = _state(account, resource)
     unfinished = "full" in state.cursor
@@ -410,7 +410,7 @@ def _full_sync(
     resource: str,
     state: SyncState,
     progress: Progress,
-    follow: mirror.MirrorFollow | None,
+    follow: mirror.MirrorFollow,
 ) -> mirror.BatchResult:
     spec = _PAGED[resource]
     position = state.cursor.get("full")
@@ -456,7 +456,7 @@ def _incremental_sync(
     state: SyncState,
     start: dt.datetime,
     progress: Progress,
-    follow: mirror.MirrorFollow | None,
+    follow: mirror.MirrorFollow,
 ) -> mirror.BatchResult:
     """Rows changed since ``start``, in ``updated_at`` order; each request asks from the last time seen,
     and the ids already written at that exact time are skipped."""
@@ -509,7 +509,7 @@ def leads_refetch(
     source: str = StageChange.Source.SYNC,
     client: KommoClient | None = None,
     moves_reported_for: Collection[int] = (),
-    follow: mirror.MirrorFollow | None = None,
+    follow: mirror.MirrorFollow,
 ) -> mirror.BatchResult:
     """Fetch the named deals again (``filter[id][]``, 250 per call) and upsert them. Deals Kommo no longer
     lists are left alone: deletions come from the events API or a webhook. No stage move is inferred for
@@ -538,7 +538,7 @@ def contacts_refetch(
     account: KommoAccount,
     kommo_ids: Iterable[int],
     client: KommoClient | None = None,
-    follow: mirror.MirrorFollow | None = None,
+    follow: mirror.MirrorFollow,
 ) -> mirror.BatchResult:
     return _refetch(account=account, resource="contacts", kommo_ids=kommo_ids, client=client, follow=follow)
 
@@ -549,7 +549,7 @@ def companies_refetch(
     account: KommoAccount,
     kommo_ids: Iterable[int],
     client: KommoClient | None = None,
-    follow: mirror.MirrorFollow | None = None,
+    follow: mirror.MirrorFollow,
 ) -> mirror.BatchResult:
     return _refetch(account=account, resource="companies", kommo_ids=kommo_ids, client=client, follow=follow)
 
@@ -560,7 +560,7 @@ def _refetch(
     resource: str,
     kommo_ids: Iterable[int],
     client: KommoClient | None,
-    follow: mirror.MirrorFollow | None,
+    follow: mirror.MirrorFollow,
 ) -> mirror.BatchResult:
     """Fetch the named rows of a paged resource again (``filter[id][]``, 250 per call) and upsert them."""
     spec = _PAGED[resource]
@@ -588,13 +588,13 @@ def events_reconcile(
     account: KommoAccount,
     client: KommoClient | None = None,
     progress: Progress | None = None,
-    follow: mirror.MirrorFollow | None = None,
+    follow: mirror.MirrorFollow,
 ) -> mirror.BatchResult:
     """Read deal events from the stored cursor and repair the mirror with them: every stage move becomes a
     :class:`StageChange` (source ``events``, who moved it, the event id; merged with what a webhook already
     recorded), every deal an event names is re-fetched (250 ids per call), deletions and restores applied.
-    The cursor moves after each page of 100 events. ``follow``: what follows each write (by default it is
-    announced)."""
+    The cursor moves after each page of 100 events. ``follow``: what follows each write, inside its page's
+    transaction."""
     client = client or KommoClient(account)
     progress = progress or _Silent()
     state = _state(account, "events")
@@ -678,7 +678,7 @@ def _events_apply(
     account: KommoAccount,
     client: KommoClient,
     events: Sequence[types.Event],
-    follow: mirror.MirrorFollow | None,
+    follow: mirror.MirrorFollow,
 ) -> mirror.BatchResult:
     lead_ids = {
         event.entity_id
@@ -739,8 +739,7 @@ def first_stays_record(
     account: KommoAccount,
     leads: Iterable[Lead],
     events: Mapping[int, tuple[str | None, int | None]] | None = None,
-    announce: bool = True,
-    follow: mirror.MirrorFollow | None = None,
+    follow: mirror.MirrorFollow | None,
 ) -> list[StageChange]:
     """Record each deal's entry into its first stage, as Kommo lets it be known: at the deal's
     ``created_at``, into the stage its earliest recorded move left (the ``value_before`` of its earliest
@@ -748,8 +747,8 @@ def first_stays_record(
     names a note, not a stage. ``events`` gives, per deal's Kommo id, the ``lead_added`` event id and its
     author when they are known (else the deal's ``created_by``). Deals that already have a first stay are
     left alone. Call it once every move since the deals' creation has been recorded. Returns the new
-    rows. ``announce=False``: history, recorded together and followed by nothing; else ``follow`` (by
-    default, the announcement) follows each new row."""
+    rows. ``follow``: what follows each new row (the events sweep's: the gates); None: history, recorded
+    together and followed by nothing (the backfill)."""
     events = events or {}
     new: list[StageChange] = []
     for chunk in _chunks((lead for lead in leads if lead.created_at is not None), 1000):
@@ -776,7 +775,7 @@ def first_stays_record(
                 continue
             event_id, author = events.get(lead.kommo_id, (None, None))
             created_by = author or _opt_user(lead.raw.get("created_by"))
-            if not announce:  # history: recorded together, below
+            if follow is None:  # history: recorded together, below
                 past.append(
                     mirror.PastMove(
                         lead=lead,
@@ -862,7 +861,7 @@ def history_backfill(
 ) -> HistoryResult:
     """Read back ``days`` (default ``KOMMO_HISTORY_DAYS``) of deal moves from ``/api/v4/events`` and
     record each as a :class:`StageChange` (source ``events``, its event id, who moved it, the exact time),
-    then the first stay of every deal created in that range. Nothing is announced: past moves are
+    then the first stay of every deal created in that range. Nothing follows the moves: past moves are
     history, not moves for the gates to judge. The same pages bring the past changes of contacts' and
     catalog elements' fields, handed to the apps above as ``field_changes_seen`` (the stakeholders app
     dates its history with them); run it after the mirror holds the contacts and elements.
@@ -915,7 +914,7 @@ def history_backfill(
         shown = covered
     with transaction.atomic():
         created = Lead.objects.filter(account=account, created_at__range=(_from_ts(start), _from_ts(end)))
-        result.first_stays = len(first_stays_record(account=account, leads=created, announce=False))
+        result.first_stays = len(first_stays_record(account=account, leads=created, follow=None))
         state.cursor = {"from": start, "to": end}
         state.started_at = None
         state.finished_at = state.last_full_at = timezone.now()

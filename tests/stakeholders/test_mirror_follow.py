@@ -1,10 +1,11 @@
-"""The mirror announces its changes; the stakeholder table follows without anyone calling it."""
+"""The mirror's writes are followed by what the caller gives them (the flows' ``mirror_follow``): the
+stakeholder table follows without the test calling it."""
 
 import pytest
 
+from apps.flows.sync import mirror_follow
 from apps.kommo import types
 from apps.kommo.services.mirror import catalog_element_mark_deleted, contacts_upsert_from_kommo
-from apps.kommo.signals import mirror_changed
 from apps.stakeholders.models import Stakeholder
 from tests.stakeholders.conftest import mirror_recorded_deal, stakeholder_payload
 
@@ -32,6 +33,7 @@ def test_upserting_a_contact_rederives_its_deals(mapped_account):
     contacts_upsert_from_kommo(
         account=mapped_account,
         contacts=[contact_payload(6003, updated_at=1717900000, custom_fields_values=fields)],
+        follow=mirror_follow,
     )
 
     assert Stakeholder.objects.get(name="Chen Wu").role.code == "blocker"
@@ -40,22 +42,18 @@ def test_upserting_a_contact_rederives_its_deals(mapped_account):
 def test_deleting_a_catalog_element_rederives_its_deals(mapped_account):
     mirror_recorded_deal(mapped_account)
 
-    catalog_element_mark_deleted(account=mapped_account, kommo_id=7103)
+    catalog_element_mark_deleted(account=mapped_account, kommo_id=7103, follow=mirror_follow)
 
     assert not Stakeholder.objects.filter(name__startswith="External counsel").exists()
 
 
-def test_an_unchanged_payload_announces_nothing(mapped_account):
+def test_an_unchanged_payload_is_followed_by_nothing(mapped_account):
     mirror_recorded_deal(mapped_account)
     heard = []
 
-    def listen(sender, **kwargs):
-        heard.append(kwargs)
+    def listen(account, result):
+        heard.append(result)
 
-    mirror_changed.connect(listen)
-    try:
-        contacts_upsert_from_kommo(account=mapped_account, contacts=[contact_payload(6003)])
-    finally:
-        mirror_changed.disconnect(listen)
+    contacts_upsert_from_kommo(account=mapped_account, contacts=[contact_payload(6003)], follow=listen)
 
     assert heard == []

@@ -8,6 +8,9 @@ interrupted run (Ctrl-C, an error) continues where it stopped the next time.
 An account's first sync also reads back ``KOMMO_HISTORY_DAYS`` of stage moves from Kommo's events (the
 history backfill, after the deals); ``--history DAYS`` reads back DAYS again (it adds only what is
 missing), ``--history`` alone the default span. Its bar counts days.
+
+The command runs the data paths' sync: each page's writes are followed by the stakeholders and the gates
+(``apps.flows.sync``), as the beat's sync is.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any, Protocol
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.dateparse import parse_datetime
 
+from apps.flows.sync import mirror_follow
 from apps.kommo.exceptions import KommoError
 from apps.kommo.models import KommoAccount
 from apps.kommo.services.mirror import BatchResult
@@ -144,13 +148,14 @@ class Command(BaseCommand):
                         full=options["full"],
                         since=since,
                         progress=progress,
+                        follow=mirror_follow,
                     )
                 if history is not None or ("leads" in resources and history_needed(account)):
                     history_backfill(
                         account=account, days=history if history and history > 0 else None, progress=progress
                     )
                 if "events" in chosen:
-                    events_reconcile(account=account, progress=progress)
+                    events_reconcile(account=account, progress=progress, follow=mirror_follow)
             except KommoError as error:
                 raise CommandError(f"{account}: {error} — run the command again to continue") from error
 

@@ -1,0 +1,21 @@
+"""A lead submitted to the intake API, from the stored submission to the portal's tables.
+
+The intake's task (``apps.intake.tasks.intake_submission_process_task``, in :mod:`apps.flows.tasks`) runs
+:func:`intake_submission_process` for a stored submission: the intake dedupes its people (the mirror,
+then Kommo's search), creates the deal with ``POST /leads/complex``, fills and links, and upserts the
+mirror from what Kommo answered; each of those mirror writes is followed, in its transaction, by the
+stakeholders derived for the deals whose rows changed and the new moves queued for the gates
+(:func:`~apps.flows.sync.mirror_follow`, the same follow-up as the sync's).
+"""
+
+from __future__ import annotations
+
+from apps.flows.sync import mirror_follow
+from apps.intake.services import intake_submission_run
+
+
+def intake_submission_process(*, submission_id: int) -> bool:
+    """One stored submission: dedupe its people → ``leads/complex`` → upsert the mirror → derive the
+    stakeholders → queue the moves for the gates. Returns False when another worker has it or it is not
+    waiting; a transient Kommo error is raised for the task to retry (see ``intake_submission_run``)."""
+    return intake_submission_run(submission_id=submission_id, follow=mirror_follow)
