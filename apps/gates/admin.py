@@ -16,8 +16,8 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
-from django.utils.safestring import SafeString
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString, mark_safe
 from unfold.admin import ModelAdmin, TabularInline
 from unfold.contrib.filters.admin import ChoicesDropdownFilter, RangeDateFilter, RelatedDropdownFilter
 
@@ -29,7 +29,19 @@ DRY_RUN_DEFAULT_DAYS = 30
 
 
 def _pretty(value: Any) -> SafeString:
-    return format_html("<pre>{}</pre>", json.dumps(value, indent=2, ensure_ascii=False))
+    """A stored JSON value, indented, its long lines wrapped so the page does not widen past the screen."""
+    return format_html(
+        '<pre class="break-words text-xs" style="white-space: pre-wrap">{}</pre>',
+        json.dumps(value, indent=2, ensure_ascii=False),
+    )
+
+
+def _reasons(decision: GateDecision) -> SafeString:
+    """The decision's reasons as the sentences they are, one a line (not a JSON list)."""
+    reasons = [str(reason) for reason in (decision.reasons or [])]
+    if not reasons:
+        return format_html("{}", "—")
+    return format_html_join(mark_safe("<br>"), "{}", ((reason,) for reason in reasons))
 
 
 class GateConditionFormSet(BaseInlineFormSet):  # type: ignore[type-arg]
@@ -137,16 +149,49 @@ class GateDecisionAdmin(ReadOnlyAdmin):
     list_select_related = ["rule", "lead"]
     search_fields = ["lead__name", "lead__kommo_id", "rule__name"]
     date_hierarchy = "decided_at"
-    exclude = ["reasons", "stakeholders", "fresh_state", "actions"]
-    readonly_fields = ["reasons_pretty", "stakeholders_pretty", "fresh_state_pretty", "actions_pretty"]
+    readonly_fields = [
+        "outcome_badge",
+        "reasons_text",
+        "stakeholders_pretty",
+        "fresh_state_pretty",
+        "actions_pretty",
+    ]
+    # What was decided and why first, by name; what the rule read and did next; the stage ids folded.
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    ("outcome_badge", "decided_at"),
+                    "lead",
+                    "transition",
+                    ("rule", "rule_version", "mode"),
+                    "reasons_text",
+                    ("received_at", "latency_ms"),
+                    "account",
+                ]
+            },
+        ),
+        (
+            "What the rule read and did",
+            {"fields": ["stakeholders_pretty", "fresh_state_pretty", "actions_pretty"]},
+        ),
+        (
+            "Kommo ids",
+            {
+                "classes": ["collapse"],
+                "fields": ["stage_change", "from_status_kommo_id", "to_status_kommo_id"],
+            },
+        ),
+    ]
 
     @admin.display(description="outcome", ordering="outcome")
     def outcome_badge(self, obj: GateDecision) -> SafeString:
         return outcome_label(obj)
 
     @admin.display(description="reasons")
-    def reasons_pretty(self, obj: GateDecision) -> SafeString:
-        return _pretty(obj.reasons)
+    def reasons_text(self, obj: GateDecision) -> SafeString:
+        return _reasons(obj)
 
     @admin.display(description="stakeholders")
     def stakeholders_pretty(self, obj: GateDecision) -> SafeString:
@@ -171,7 +216,7 @@ class GateDecisionInline(ReadOnlyInline):
         "rule_version",
         "outcome_badge",
         "transition",
-        "reasons",
+        "reasons_text",
     )
     ordering = ["-decided_at"]
     show_change_link = True
@@ -182,6 +227,10 @@ class GateDecisionInline(ReadOnlyInline):
     @admin.display(description="outcome")
     def outcome_badge(self, decision: GateDecision) -> SafeString:
         return outcome_label(decision)
+
+    @admin.display(description="reasons")
+    def reasons_text(self, decision: GateDecision) -> SafeString:
+        return _reasons(decision)
 
 
 # Badge classes per outcome (only classes unfold's stylesheet contains, docs/ui.md).
