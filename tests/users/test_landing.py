@@ -33,6 +33,20 @@ def test_a_manager_lands_on_their_deals(client):
     assert client.get("/")["Location"] == reverse("stakeholders:deal_list")
 
 
+def test_a_manager_opening_the_admin_is_sent_to_their_deals_with_a_word_why(client):
+    """Not to the admin's sign-in page, which asks someone already signed in to sign in again."""
+    client.force_login(person("chris", "Manager", kommo_user_id=5001))
+
+    response = client.get(reverse("admin:index"), follow=True)
+
+    assert response.redirect_chain[-1][0] == reverse("stakeholders:deal_list")
+    assert "The admin is for sales ops and the head of sales" in response.content.decode()
+
+
+def test_the_admin_sign_in_page_still_signs_in_someone_signed_out(client):
+    assert client.get(reverse("admin:login")).status_code == 200
+
+
 def test_sales_ops_land_in_the_admin(client):
     client.force_login(person("sam", "Sales ops", is_staff=True))
 
