@@ -113,6 +113,21 @@ def test_the_admin_sidebar_lists_the_forecast_categories_under_reports(client):
     assert reverse("admin:reports_forecastcategory_changelist") in links
 
 
+def test_the_admin_front_page_lists_the_pages_by_job_as_the_sidebar_does(client):
+    """Not Django's list of apps by their code names ("Axes", "Authentication and Authorization")."""
+    client.force_login(person("sam", "Sales ops", is_staff=True))
+
+    response = client.get(reverse("admin:index"))
+    front = response.content.decode().split('id="admin-job-groups"')[1]
+
+    titles = [group["title"] for group in response.context["sidebar_navigation"]]
+    assert titles[:3] == ["Portal", "Kommo accounts & sync", "Stakeholders & roles"]
+    positions = [front.index(f">{title.replace('&', '&amp;')}</h2>") for title in titles]
+    assert positions == sorted(positions)
+    assert reverse("admin:axes_accessattempt_changelist") in front and "Login failures" in front
+    assert "Axes" not in front and "Authentication and Authorization" not in front
+
+
 def test_signing_in_follows_next_when_given(client):
     person("chris", "Manager", kommo_user_id=5001)
 
