@@ -65,6 +65,7 @@ class GateConditionInline(TabularInline):  # type: ignore[type-arg]
     model = GateCondition
     formset = GateConditionFormSet
     extra = 1
+    hide_title = True  # the row says what the condition is; its str above it would say it again
     fields = ["role", "requirement", "n", "days", "min_weight"]
 
 
@@ -78,11 +79,16 @@ class GateRuleAdmin(ModelAdmin):  # type: ignore[type-arg]
     readonly_fields = ["version", "created", "modified"]
     inlines = [GateConditionInline]
     actions = ["dry_run"]
+    # What the rule gates, then its other settings as tabs, so that its conditions (the inline below) are
+    # on the first screen rather than past the task's text.
     fieldsets = [
         (None, {"fields": ["account", "name", "pipeline", "gated_stage", "mode", "is_active"]}),
-        ("When it blocks", {"fields": ["move_back_stage", "task_template", "task_due_hours"]}),
-        ("Who passes anyway", {"fields": ["exempt_users", "override_tag"]}),
-        ("History", {"fields": ["version", "created", "modified"]}),
+        (
+            "When it blocks",
+            {"classes": ["tab"], "fields": ["move_back_stage", "task_template", "task_due_hours"]},
+        ),
+        ("Who passes anyway", {"classes": ["tab"], "fields": ["exempt_users", "override_tag"]}),
+        ("History", {"classes": ["tab"], "fields": ["version", "created", "modified"]}),
     ]
 
     def save_model(self, request: HttpRequest, obj: GateRule, form: Any, change: bool) -> None:
