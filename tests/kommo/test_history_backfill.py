@@ -283,7 +283,7 @@ def test_the_account_page_button_backfills_and_shows_what_it_did(fresh_small, ad
     from django.urls import reverse
 
     account = account_for(fresh_small)
-    mirror_sync(account=account)
+    mirror_sync(account=account, follow=mirror_follow)
     page = reverse("admin:kommo_kommoaccount_change", args=[account.pk])
     assert "Backfill history" in admin_client.get(page).content.decode()
 

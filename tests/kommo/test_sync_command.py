@@ -83,7 +83,7 @@ def test_a_sync_cursor_is_taken_from_aware_times_only():
 
 def test_a_summary_line_writes_every_count_as_its_bar_does(db):
     """'1,110' on the bar, '1,110 created' after it: not '1110 created' beside '1,110'."""
-    from apps.kommo.management.commands.kommo_sync import TerminalProgress
+    from apps.flows.management.commands.kommo_sync import TerminalProgress
     from apps.kommo.services.mirror import BatchResult
 
     out = io.StringIO()
