@@ -12,8 +12,15 @@ signals and hooks:
 * ``sync.account_sync``, ``sync.account_events_sweep`` — Kommo's listings and events log into the mirror,
   each page's writes followed, in their transaction, by the stakeholders and the gates
   (``sync.mirror_follow``, given to the writers as ``follow``).
+* ``intake.intake_submission_process`` — a stored intake submission: dedupe its people → ``leads/complex``
+  → upsert the mirror → derive the stakeholders → queue any new move for the gates (``mirror_follow``).
 * ``gates.gates_run_now`` — evaluate an account's pending moves and send what the outbound plan says is
   due, scheduling what follows (the ``evaluate_pending`` task, and the moves other sources record).
+
+The entry points are here too: the Celery tasks (``tasks``, under their old names) and ``kommo_sync``
+(``management/commands``). The admin's "Sync now" and resync stay on kommo's admin, which is given the
+sync's follow-up when the apps are ready (``apps.FlowsConfig.ready``). No mirror write announces through a
+signal: every writer is given its ``follow``.
 
 No app imports this package (``lint-imports``: it is the top layer).
 """
