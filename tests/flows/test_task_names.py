@@ -17,6 +17,8 @@ KEPT = {
     "apps.kommo.tasks.sync_account": "kommo",
     "apps.kommo.tasks.sync_events": "kommo",
     "apps.kommo.tasks.sync_events_account": "kommo",
+    "apps.intake.tasks.intake_submission_process_task": "kommo",  # now apps.flows.tasks
+    "apps.intake.tasks.intake_submissions_sweep_task": "kommo",
 }
 
 
