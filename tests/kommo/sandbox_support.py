@@ -142,7 +142,7 @@ def account_subscribed(server: SandboxServer, settings: Iterable[str] = ("status
     """The sandbox's account in the portal, subscribed to ``settings`` (Kommo's event names) at its
     webhook URL."""
     credentials = server.credentials
-    account = KommoAccountFactory(
+    account = KommoAccountFactory.create(
         name="Sandbox",
         base_url=server.base_url,
         subdomain=credentials["subdomain"],
