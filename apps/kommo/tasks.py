@@ -19,6 +19,7 @@ from apps.kommo.webhooks.processing import (
     webhook_backlog,
     webhook_events_prune,
     webhook_events_sweep,
+    webhook_moves_backlog,
 )
 
 
@@ -41,7 +42,11 @@ def outbound_flush(account_id: int, *, reserved: bool = True) -> None:
     ``reserved``: this run was scheduled through ``outbound_flush_schedule`` (its reservation ends now)."""
     if reserved:
         outbound_flush_release(account_id=account_id)
-    result = outbound_changes_flush(account_id=account_id, backlog=webhook_backlog(account_id=account_id))
+    result = outbound_changes_flush(
+        account_id=account_id,
+        backlog=webhook_backlog(account_id=account_id),
+        moves_backlog=webhook_moves_backlog(account_id=account_id),
+    )
     if result.next_in is not None:
         outbound_flush_schedule(account_id=account_id, delay=result.next_in)
 
