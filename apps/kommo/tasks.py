@@ -14,6 +14,7 @@ from apps.kommo.services.outbound import (
     outbound_changes_flush,
     outbound_flush_release,
     outbound_flush_reserve,
+    outbound_flush_unreserve,
 )
 from apps.kommo.webhooks.processing import (
     webhook_backlog,
@@ -52,10 +53,17 @@ def outbound_flush(account_id: int, *, reserved: bool = True) -> None:
 
 
 def outbound_flush_schedule(*, account_id: int, delay: float) -> bool:
-    """Schedules the account's next flush in ``delay`` seconds unless one is already due by then."""
-    if not outbound_flush_reserve(account_id=account_id, delay=delay):
+    """Schedules the account's next flush in ``delay`` seconds unless one is already due by then. When
+    the task cannot be published (the broker is down), the reservation is given back before the error is
+    raised, so that the next caller schedules a flush instead of trusting one that was never sent."""
+    reserved = outbound_flush_reserve(account_id=account_id, delay=delay)
+    if reserved is None:
         return False
-    outbound_flush.apply_async((account_id,), countdown=delay)
+    try:
+        outbound_flush.apply_async((account_id,), countdown=delay)
+    except Exception:
+        outbound_flush_unreserve(account_id=account_id, at=reserved)
+        raise
     return True
 
 

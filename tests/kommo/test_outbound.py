@@ -14,6 +14,7 @@ import requests
 import responses
 import time_machine
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerError
 
 from apps.kommo.client import KommoClient, RetryPolicy
 from apps.kommo.models import KommoAccount, Lead, OutboundChange, StageChange, WebhookEvent
@@ -34,9 +35,11 @@ from apps.kommo.services.outbound import (
     outbound_drain_plan,
     outbound_flush_reserve,
 )
-from apps.kommo.tasks import outbound_flush
+from apps.kommo.tasks import outbound_flush, outbound_flush_schedule
 from apps.kommo.webhooks.processing import webhook_backlog, webhook_moves_backlog
+from tests.core.test_broker_outage import own_redis  # noqa: F401 (the fixture)
 from tests.factories import KommoAccountFactory, PipelineFactory, StatusFactory
+from tests.support.services import RedisServer
 
 BASE = "https://acme.kommo.com"
 LEGAL, SIGNING, PIPELINE = 4004, 4005, 3001
@@ -678,6 +681,24 @@ def test_one_flush_is_scheduled_at_a_time(account):
     assert outbound_flush_reserve(account_id=account.pk, delay=2.0)
     assert not outbound_flush_reserve(account_id=account.pk, delay=3.0)  # the one at 2 s sees it too
     assert outbound_flush_reserve(account_id=account.pk, delay=0.5)  # sooner: scheduled as well
+
+
+@pytest.mark.redis
+def test_a_flush_that_cannot_be_published_gives_its_reservation_back(
+    account,
+    own_redis: RedisServer,  # noqa: F811 (the fixture)
+):
+    own_redis.stop()
+
+    with pytest.raises(BrokerError):
+        outbound_flush_schedule(account_id=account.pk, delay=2.0)
+
+    # No flush was scheduled, and none is believed to be: the next caller schedules one at once rather
+    # than trusting the reservation until it expires (FLUSH_LOST_AFTER).
+    account.refresh_from_db()
+    assert account.outbound_flush_at is None
+    own_redis.start()  # the same port: the broker is back
+    assert outbound_flush_schedule(account_id=account.pk, delay=2.0)
 
 
 # -- the circuit breaker ---------------------------------------------------------------------------------

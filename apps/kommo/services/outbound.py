@@ -693,10 +693,10 @@ def outbound_changes_flush(
 FLUSH_LOST_AFTER = dt.timedelta(seconds=60)
 
 
-def outbound_flush_reserve(*, account_id: int, delay: float) -> bool:
-    """Reserve the account's next planned flush ``delay`` seconds from now. True: the caller schedules it;
-    False: a flush is already scheduled no later than that (it plans everything due by then). One
-    conditional UPDATE, so that a burst of decisions schedules one flush, not one per decision."""
+def outbound_flush_reserve(*, account_id: int, delay: float) -> dt.datetime | None:
+    """Reserve the account's next planned flush ``delay`` seconds from now. The reserved time: the caller
+    schedules it; None: a flush is already scheduled no later than that (it plans everything due by then).
+    One conditional UPDATE, so that a burst of decisions schedules one flush, not one per decision."""
     now = timezone.now()
     at = now + dt.timedelta(seconds=delay)
     free = (
@@ -704,7 +704,14 @@ def outbound_flush_reserve(*, account_id: int, delay: float) -> bool:
         | Q(outbound_flush_at__gt=at)
         | Q(outbound_flush_at__lt=now - FLUSH_LOST_AFTER)
     )
-    return KommoAccount.objects.filter(free, pk=account_id).update(outbound_flush_at=at) == 1
+    reserved = KommoAccount.objects.filter(free, pk=account_id).update(outbound_flush_at=at) == 1
+    return at if reserved else None
+
+
+def outbound_flush_unreserve(*, account_id: int, at: dt.datetime) -> None:
+    """Give back the reservation made for ``at`` whose flush could not be scheduled, unless another
+    caller has reserved a flush since (that one stands)."""
+    KommoAccount.objects.filter(pk=account_id, outbound_flush_at=at).update(outbound_flush_at=None)
 
 
 def outbound_flush_release(*, account_id: int) -> None:
