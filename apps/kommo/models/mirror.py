@@ -453,8 +453,12 @@ class StageChange(models.Model):
         ]
 
     def __str__(self) -> str:
-        moved = f"{self.from_status_kommo_id} → {self.to_status_kommo_id}"
-        return f"{self.lead_id}: {moved} at {self.at:%Y-%m-%d %H:%M}"
+        # The stages by name when the mirror holds them (a link to this move reads "DM qualification →
+        # Technical validation"), their Kommo ids otherwise.
+        source = self.from_status.name if self.from_status is not None else self.from_status_kommo_id
+        target = self.to_status.name if self.to_status is not None else self.to_status_kommo_id
+        moved = f"{source or '—'} → {target}"
+        return f"{moved} at {self.at:%Y-%m-%d %H:%M}"
 
 
 class StageStay(models.Model):
