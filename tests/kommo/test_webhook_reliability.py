@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,7 +27,6 @@ from apps.kommo.templatetags.kommo_webhooks import kommo_webhook_problems
 from apps.kommo.webhooks import intake, processing
 from apps.kommo.webhooks.parser import encode_form
 from apps.kommo.webhooks.processing import Heartbeat, Policy, webhook_events_claim, webhook_events_sweep
-from kommo_sandbox.server import SandboxServer
 from tests.kommo.sandbox_support import sandbox_admin, sandbox_api
 from tests.kommo.test_webhook_end_to_end import connect, moves_of, open_leads_with_a_next_stage
 from tests.kommo.test_webhook_processing import FakeKommo, deliver, run
@@ -113,21 +111,6 @@ def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, float | None]]:
     for module in (intake, processing, tasks):
         monkeypatch.setattr(module, "webhook_event_enqueue", record)
     return sent
-
-
-@pytest.fixture
-def portal(transactional_db: None, live_server: Any, settings: Any) -> Any:
-    """The portal over HTTP; webhook URLs point at it."""
-    settings.KOMMO_PUBLIC_URL = live_server.url
-    return live_server
-
-
-@pytest.fixture
-def sandbox() -> Iterator[SandboxServer]:
-    server = SandboxServer(host="127.0.0.1", port=0, seed="demo", webhooks=True).start()
-    sandbox_admin(server, "PUT", "/_sandbox/rate-limit", {"enabled": False})
-    yield server
-    server.stop()
 
 
 # -- 1. a poisoned batch ------------------------------------------------------------------------------------
@@ -405,12 +388,12 @@ def statuses(account: KommoAccount) -> dict[str, int]:
 
 @live_processes
 def test_with_a_real_worker_a_poison_body_in_a_batch_of_twenty_genuine_deliveries_fails_alone(
-    portal, sandbox, start_worker
+    webhook_portal, webhook_sandbox, start_worker
 ) -> None:
-    account = connect(sandbox)
-    chosen = open_leads_with_a_next_stage(sandbox, 20)
+    account = connect(webhook_sandbox)
+    chosen = open_leads_with_a_next_stage(webhook_sandbox, 20)
     for lead, target in chosen:  # Kommo delivers each move to the portal; no worker is running yet
-        sandbox_api(sandbox, "PATCH", "/api/v4/leads", [{"id": lead["id"], "status_id": target}])
+        sandbox_api(webhook_sandbox, "PATCH", "/api/v4/leads", [{"id": lead["id"], "status_id": target}])
     wait_for(
         lambda: WebhookEvent.objects.filter(account=account).count() == 20,
         timeout=30,
@@ -453,16 +436,16 @@ def block_the_sandbox(server: Any) -> None:
 
 @live_processes
 def test_with_a_real_worker_events_held_by_kommos_block_are_processed_at_once_when_it_is_lifted(
-    portal, sandbox, start_worker
+    webhook_portal, webhook_sandbox, start_worker
 ) -> None:
     start_worker()
-    account = connect(sandbox)
-    chosen = open_leads_with_a_next_stage(sandbox, 3)
-    block_the_sandbox(sandbox)
+    account = connect(webhook_sandbox)
+    chosen = open_leads_with_a_next_stage(webhook_sandbox, 3)
+    block_the_sandbox(webhook_sandbox)
 
     for lead, target in chosen:  # Kommo's board still works and still delivers webhooks
         moved = requests.post(
-            f"{sandbox.base_url}/board/leads/{lead['id']}/move/",
+            f"{webhook_sandbox.base_url}/board/leads/{lead['id']}/move/",
             data={"status_id": str(target)},
             allow_redirects=False,
             timeout=10,
@@ -480,8 +463,8 @@ def test_with_a_real_worker_events_held_by_kommos_block_are_processed_at_once_wh
     time.sleep(2)  # nothing fails meanwhile
     assert statuses(account) == {Status.RECEIVED: 3}
 
-    sandbox_admin(sandbox, "POST", "/_sandbox/unblock")  # Kommo's support lifts the block
-    sandbox_admin(sandbox, "PUT", "/_sandbox/rate-limit", {"enabled": False})
+    sandbox_admin(webhook_sandbox, "POST", "/_sandbox/unblock")  # Kommo's support lifts the block
+    sandbox_admin(webhook_sandbox, "PUT", "/_sandbox/rate-limit", {"enabled": False})
     lifted = time.monotonic()
     assert account_unblock(account=KommoAccount.objects.get(pk=account.pk))  # the admin resets the breaker
 
@@ -509,7 +492,7 @@ def running_webhook_tasks(worker: CeleryWorker) -> set[str]:
 
 @live_processes
 def test_after_a_worker_is_killed_its_events_are_processed_within_a_minute_without_double_effects(
-    portal, sandbox, start_worker, start_beat
+    webhook_portal, webhook_sandbox, start_worker, start_beat
 ) -> None:
     """Production timings: the broker gives an unacknowledged task back only after an hour, so what brings
     the killed worker's events back is its claims' heartbeat stopping and beat's sweeper (every 15 s). Two
@@ -517,16 +500,16 @@ def test_after_a_worker_is_killed_its_events_are_processed_within_a_minute_witho
     hour = {"CELERY_VISIBILITY_TIMEOUT": "3600"}
     workers = [start_worker(extra_env=hour), start_worker(extra_env=hour)]
     start_beat(extra_env=hour)
-    account = connect(sandbox)
-    sandbox_api(sandbox, "DELETE", "/api/v4/webhooks", {"destination": account.webhook_url})
-    chosen = open_leads_with_a_next_stage(sandbox, 12)
+    account = connect(webhook_sandbox)
+    sandbox_api(webhook_sandbox, "DELETE", "/api/v4/webhooks", {"destination": account.webhook_url})
+    chosen = open_leads_with_a_next_stage(webhook_sandbox, 12)
     for lead, target in chosen:  # moved on Kommo, not yet delivered
-        sandbox_api(sandbox, "PATCH", "/api/v4/leads", [{"id": lead["id"], "status_id": target}])
+        sandbox_api(webhook_sandbox, "PATCH", "/api/v4/leads", [{"id": lead["id"], "status_id": target}])
     moved = {
         lead["id"]: lead
-        for lead in sandbox_api(sandbox, "GET", "/api/v4/leads?limit=250")["_embedded"]["leads"]
+        for lead in sandbox_api(webhook_sandbox, "GET", "/api/v4/leads?limit=250")["_embedded"]["leads"]
     }
-    sandbox_admin(sandbox, "PUT", "/_sandbox/faults", {"latency_ms": 20_000})  # Kommo answers slowly
+    sandbox_admin(webhook_sandbox, "PUT", "/_sandbox/faults", {"latency_ms": 20_000})  # Kommo answers slowly
 
     for lead, target in chosen:  # the deliveries Kommo makes for these moves
         body = encode_form(
@@ -560,7 +543,7 @@ def test_after_a_worker_is_killed_its_events_are_processed_within_a_minute_witho
     killed = time.monotonic()
     held = WebhookEvent.objects.filter(account=account, status=Status.PROCESSING).count()
     assert held
-    sandbox_admin(sandbox, "PUT", "/_sandbox/faults", {"latency_ms": 0})
+    sandbox_admin(webhook_sandbox, "PUT", "/_sandbox/faults", {"latency_ms": 0})
 
     wait_for(
         lambda: statuses(account) == {Status.PROCESSED: len(chosen)},
