@@ -7,8 +7,6 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
-from django.db.models import QuerySet
-from django.http import HttpRequest
 from unfold.forms import UserChangeForm
 from unfold.widgets import UnfoldAdminSelectWidget
 
@@ -59,15 +57,6 @@ class PortalUserChangeForm(UserChangeForm):
 class PortalUserAdmin(UserAdmin):
     form = PortalUserChangeForm
     list_display = ("username", "email", "first_name", "last_name", "job", "kommo_user", "is_staff")
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
-        users: QuerySet[User] = super().get_queryset(request)
-        return users.prefetch_related("groups")
-
-    @admin.display(description="job")
-    def job(self, user: User) -> str:
-        """The person's groups (Sales ops, Head of sales, Manager), read with the page's users."""
-        return ", ".join(sorted(group.name for group in user.groups.all())) or "—"
 
     @admin.display(description="Kommo user", ordering="kommo_user_id")
     def kommo_user(self, user: User) -> str:
