@@ -25,8 +25,8 @@ from apps.kommo.models.mirror import CustomField, Lead
 from config.celery import app as celery_app
 from kommo_sandbox.server import SandboxServer
 from tests.intake.conftest import submission_body
-from tests.intake.kommo_double import MARKER_FIELD_ID
 from tests.kommo.sandbox_support import account_for, api_requests
+from tests.support.fake_kommo import MARKER_FIELD_ID
 
 Status = IntakeSubmission.Status
 URL = "/api/v1/intake/leads"

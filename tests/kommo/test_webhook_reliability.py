@@ -2,8 +2,8 @@
 keeps crashing ends dead, a transient database error is retried, Kommo's block holds events until the
 circuit breaker closes, and a killed worker's events are taken up again within a minute.
 
-In-process tests answer Kommo with ``responses`` (``FakeKommo``); the others run a real Celery worker (and
-beat) on Redis and PostgreSQL against the Kommo sandbox, the portal on ``live_server``."""
+In-process tests answer Kommo with the suite's fake Kommo (``responses``); the others run a real Celery
+worker (and beat) on Redis and PostgreSQL against the Kommo sandbox, the portal on ``live_server``."""
 
 from __future__ import annotations
 
@@ -29,8 +29,9 @@ from apps.kommo.webhooks.parser import encode_form
 from apps.kommo.webhooks.processing import Heartbeat, Policy, webhook_events_claim, webhook_events_sweep
 from tests.kommo.sandbox_support import sandbox_admin, sandbox_api
 from tests.kommo.test_webhook_end_to_end import connect, moves_of, open_leads_with_a_next_stage
-from tests.kommo.test_webhook_processing import FakeKommo, deliver, run
+from tests.kommo.test_webhook_processing import deliver, run
 from tests.kommo.webhook_support import account_for, recording
+from tests.support.fake_kommo import FakeKommo
 from tests.support.services import CeleryWorker, wait_for
 
 Status = WebhookEvent.Status
@@ -64,25 +65,23 @@ BLOCK_PAGE = "<html><head><title>403 Forbidden</title></head><body><center>nginx
 
 
 class PickyKommo(FakeKommo):
-    """FakeKommo that refuses (400) any list naming one of ``refused``, and answers every call with the
+    """The fake Kommo refusing (400) any list naming one of ``refused``, and answering every call with the
     HTML 403 page of Kommo's block while ``blocked``."""
 
     refused: set[int]
     blocked = False
 
-    def _answer(self, request: Any) -> tuple[int, dict[str, str], str]:
+    def intercept(self, request: Any) -> tuple[int, dict[str, str], str] | None:
         import json
         from urllib.parse import parse_qs, urlsplit
 
         if self.blocked:
-            self.calls.append((urlsplit(request.url).path, {}))
             return 403, {"Content-Type": "text/html"}, BLOCK_PAGE
         ids = {int(v) for v in parse_qs(urlsplit(request.url).query).get("filter[id][]", [])}
         if ids & getattr(self, "refused", set()):
-            self.calls.append((urlsplit(request.url).path, {}))
             problem = {"title": "Bad Request", "status": 400, "detail": "filter[id] is invalid"}
             return 400, {"Content-Type": "application/problem+json"}, json.dumps(problem)
-        return super()._answer(request)
+        return None
 
 
 @pytest.fixture
@@ -93,7 +92,7 @@ def hooked() -> KommoAccount:
 @pytest.fixture
 def kommo(hooked: KommoAccount):  # type: ignore[no-untyped-def]
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield PickyKommo(mock, hooked)
+        yield PickyKommo(mock, hooked.api_root)
 
 
 @pytest.fixture
