@@ -1,5 +1,9 @@
 """What the reports add to the managers' deal list (apps/stakeholders/panels.py): the filter "Stuck" and a
-badge naming why each listed deal is stuck."""
+badge naming why each listed deal is stuck.
+
+Both read the stuck states of the last refresh (:class:`~apps.reports.models.StuckState`, what the
+stuck-deals page and the BI export read), not the live selector: evaluating an account's open deals takes
+seconds at 100,000 deals, and the list must agree with the page."""
 
 from __future__ import annotations
 
@@ -7,30 +11,26 @@ from collections.abc import Sequence
 
 from django.db.models import QuerySet
 
-from apps.kommo.models import KommoAccount, Lead
-from apps.reports.selectors.stuck import stuck_deals, stuck_reason_codes
+from apps.gates.semantics import CLOSED_STATUS_IDS
+from apps.kommo.models import Lead
+from apps.reports.models import StuckState
 from apps.stakeholders.panels import DealListFilter, DealListFlags
 
 
+def _stuck_states() -> QuerySet[StuckState]:
+    """The states of deals stuck at the last refresh and still open (a deal closed since is not stuck)."""
+    return StuckState.objects.exclude(reasons="").exclude(lead__status_kommo_id__in=CLOSED_STATUS_IDS)
+
+
 def deals_stuck(deals: QuerySet[Lead]) -> QuerySet[Lead]:
-    """The open deals among ``deals`` that the stuck-deals report calls stuck."""
-    ids: set[int] = set()
-    for account in KommoAccount.objects.filter(pk__in=deals.values("account_id")):
-        ids |= stuck_reason_codes(account=account, leads_qs=deals).keys()
-    return deals.filter(pk__in=ids)
+    """The open deals among ``deals`` that the stuck-deals report called stuck at its last refresh."""
+    return deals.filter(pk__in=_stuck_states().values("lead_id"))
 
 
 def stuck_flags(deals: Sequence[Lead]) -> dict[int, list[str]]:
-    """Per deal pk: "Stuck: <reasons>" for the listed deals that are stuck."""
-    flags: dict[int, list[str]] = {}
-    by_account: dict[int, list[int]] = {}
-    for deal in deals:
-        by_account.setdefault(deal.account_id, []).append(deal.pk)
-    for account in KommoAccount.objects.filter(pk__in=by_account):
-        listed = Lead.objects.filter(pk__in=by_account[account.pk])
-        for stuck in stuck_deals(account=account, leads_qs=listed):
-            flags[stuck.lead.pk] = [f"Stuck: {stuck.text}"]
-    return flags
+    """Per deal pk: "Stuck: <reasons>" for the listed deals that were stuck at the last refresh."""
+    rows = _stuck_states().filter(lead_id__in=[deal.pk for deal in deals]).values_list("lead_id", "text")
+    return {lead_id: [f"Stuck: {text}"] for lead_id, text in rows}
 
 
 STUCK_FILTER = DealListFilter(name="stuck", label="Stuck", narrow=deals_stuck)

@@ -291,16 +291,20 @@ class StuckState(models.Model):
 
 
 class StuckRefresh(models.Model):
-    """When the stuck states of one account were last refreshed: the moment the stuck-deals page's figures
-    are as of."""
+    """When the stuck states of one account were last refreshed (the moment the stuck-deals page's figures
+    are as of; empty: never), and when a page last queued a refresh of them (``queued_at``, claimed with a
+    conditional update so that many viewers of stale figures queue one refresh; cleared by the refresh)."""
 
     account = models.OneToOneField(
         "kommo.KommoAccount", on_delete=models.CASCADE, primary_key=True, related_name="+"
     )
-    refreshed_at = models.DateTimeField()
+    refreshed_at = models.DateTimeField(null=True, blank=True)
+    queued_at = models.DateTimeField(
+        null=True, blank=True, help_text="When a page queued a refresh that has not finished yet."
+    )
 
     class Meta:
         verbose_name = "stuck states' refresh"
 
     def __str__(self) -> str:
-        return f"{self.account_id}: {self.refreshed_at:%Y-%m-%d %H:%M}"
+        return f"{self.account_id}: {f'{self.refreshed_at:%Y-%m-%d %H:%M}' if self.refreshed_at else 'never'}"

@@ -35,3 +35,13 @@ def export_stuck_refresh() -> int:
     return sum(
         stuck_states_refresh(account=account) for account in KommoAccount.objects.order_by("pk").iterator()
     )
+
+
+@shared_task(name="apps.reports.tasks.stuck_refresh_account", ignore_result=True)
+def stuck_refresh_account(account_id: int) -> int:
+    """The stuck states of one account, queued by a page that found them stale or missing
+    (:func:`apps.reports.export.stuck.stuck_refresh_queue`). Returns the rows whose codes changed."""
+    account = KommoAccount.objects.filter(pk=account_id).first()
+    if account is None:
+        return 0
+    return stuck_states_refresh(account=account)

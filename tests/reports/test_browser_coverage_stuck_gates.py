@@ -12,6 +12,7 @@ from django.utils import timezone
 import tests.reports.desk as desk_module
 from apps.gates.models import GateDecision
 from apps.reports.coverage_snapshots import coverage_snapshot_take
+from apps.reports.export.stuck import stuck_states_refresh
 from tests.reports.desk import days_ago, make_desk
 from tests.reports.support import person
 from tests.stakeholders.conftest import chromium
@@ -45,6 +46,7 @@ def history(transactional_db, monkeypatch):
     desk.decision(rule, big, Outcome.ALLOWED, days_ago(1))
     desk.decision(rule, quiet, Outcome.BLOCKED, days_ago(2), ["no Lawyer is identified on the deal"])
     coverage_snapshot_take(account=desk.account, now=now)
+    stuck_states_refresh(account=desk.account, now=now)  # as the beat task does
     person("head", "Head of sales")  # password "pw"
     return desk
 

@@ -9,6 +9,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from apps.kommo.models import Contact, Lead
+from apps.reports.export import stuck as export_stuck
+from apps.reports.export.stuck import stuck_states_refresh
+from apps.reports.models import StuckState
 from apps.stakeholders.models import Role, Stakeholder
 from apps.users.models import User
 from tests.factories import KommoAccountFactory, PipelineFactory, StatusFactory
@@ -47,6 +50,7 @@ def test_the_deal_list_filters_the_stuck_deals_and_says_why(client):
         name="Ann",
     )
     deal("Forgotten deal")  # nobody identified, no open task
+    stuck_states_refresh(account=account)  # as the beat task does
     head = User.objects.create_user("dana", password="pw")
     head.groups.add(Group.objects.get(name="Head of sales"))
     client.force_login(head)
@@ -59,3 +63,51 @@ def test_the_deal_list_filters_the_stuck_deals_and_says_why(client):
     (flags,) = [row.flags for row in stuck.context["rows"]]
     assert flags == ["Stuck: no stakeholder identified · no open task"]
     assert "Stuck" in everything.content.decode()
+
+
+def test_the_stuck_filter_and_badges_are_the_stored_stuck_states_not_a_live_evaluation(
+    client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    account = KommoAccountFactory(name="Acme", base_url="https://acme.kommo.com")
+    pipeline = PipelineFactory(account=account, kommo_id=1, name="B2B")
+    stage = StatusFactory(account=account, pipeline=pipeline, kommo_id=11, name="Legal review", sort=50)
+    deals = [
+        Lead.objects.create(
+            account=account,
+            kommo_id=200 + number,
+            name=f"Deal {number}",
+            pipeline=pipeline,
+            pipeline_kommo_id=1,
+            status=stage,
+            status_kommo_id=11,
+            created_at=timezone.now(),
+            raw={"closest_task_at": 1900000000} if number % 2 else {},
+        )
+        for number in range(6)
+    ]
+    stuck_states_refresh(account=account)
+    # Since the refresh: one deal got an open task (stuck no more, live), another lost its own and one
+    # was closed; the states say what the last refresh said, except that a closed deal is never stuck.
+    Lead.objects.filter(pk=deals[0].pk).update(raw={"closest_task_at": 1900000000})
+    Lead.objects.filter(pk=deals[1].pk).update(raw={})
+    Lead.objects.filter(pk=deals[2].pk).update(status_kommo_id=142)
+
+    def refuse(**kwargs: object) -> None:
+        raise AssertionError("the deal list evaluated the stuck deals live")
+
+    monkeypatch.setattr(export_stuck, "stuck_deals", refuse)
+    head = User.objects.create_user("dana", password="pw")
+    head.groups.add(Group.objects.get(name="Head of sales"))
+    client.force_login(head)
+
+    stuck = client.get(reverse("stakeholders:deal_list"), {"stuck": "on"})
+
+    states = StuckState.objects.exclude(reasons="").exclude(lead__status_kommo_id=142)
+    stored = dict(states.values_list("lead__name", "text"))
+    # Every deal lacks a stakeholder; the even ones lacked an open task at the refresh.
+    assert stored["Deal 0"] == "no stakeholder identified · no open task"  # live: it has a task now
+    assert stored["Deal 1"] == "no stakeholder identified"  # live: it has lost its task
+    assert sorted(stored) == ["Deal 0", "Deal 1", "Deal 3", "Deal 4", "Deal 5"]  # Deal 2 is won
+    assert {row.deal.name: row.flags for row in stuck.context["rows"]} == {
+        name: [f"Stuck: {text}"] for name, text in stored.items()
+    }

@@ -11,10 +11,11 @@ import time_machine
 
 from apps.gates.models import GateDecision
 from apps.reports.coverage_snapshots import coverage_snapshot_take
+from apps.reports.export import stuck as export_stuck
 from apps.reports.export.stuck import stuck_states_refresh
 from apps.reports.models import StuckRefresh, StuckState
 from apps.reports.selectors.stuck import stuck_deals
-from apps.reports.tasks import export_stuck_refresh
+from apps.reports.tasks import export_stuck_refresh, stuck_refresh_account
 from tests.reports.desk import NOW, Desk, days_ago, desk
 from tests.reports.support import html_table, person
 
@@ -59,7 +60,32 @@ def get(client, user, path):
     return response.content.decode()
 
 
-def test_the_stuck_page_answers_the_board_deal_by_deal(client, history, head, frozen_now) -> None:
+@pytest.fixture
+def refreshed(history: Desk) -> Desk:
+    """The stuck states written at NOW, as the beat task would."""
+    stuck_states_refresh(account=history.account, now=NOW)
+    return history
+
+
+@pytest.fixture
+def queued(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The accounts whose stuck-states refresh a request queued (the task is recorded, not run)."""
+    sent: list[int] = []
+    monkeypatch.setattr(stuck_refresh_account, "delay", sent.append)
+    return sent
+
+
+@pytest.fixture
+def never_evaluated(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The stuck-deals selector may not run: what the refresh runs over every open deal."""
+
+    def refuse(**kwargs: object) -> None:
+        raise AssertionError("the stuck-deals selector ran inside the request")
+
+    monkeypatch.setattr(export_stuck, "stuck_deals", refuse)
+
+
+def test_the_stuck_page_answers_the_board_deal_by_deal(client, refreshed, head, frozen_now) -> None:
     html = get(client, head, "/reports/stuck/")
 
     rows = html_table(html, "deals")
@@ -87,13 +113,13 @@ def test_the_stuck_page_answers_the_board_deal_by_deal(client, history, head, fr
         "Kommo",
     ]
     assert [row[0] for row in rows[1:]] == ["Northwind", "Quiet"]
-    northwind = history.account.stakeholders.get(name="Tom").lead
+    northwind = refreshed.account.stakeholders.get(name="Tom").lead
     assert f'href="/deals/{northwind.pk}/"' in html
     assert f'href="https://acme.kommo.com/leads/detail/{northwind.kommo_id}"' in html
     assert ["no open task", "no_open_task", "1", "20000"] == html_table(html, "reasons")[3][:4]
 
 
-def test_the_stuck_page_of_a_manager_shows_only_their_deals(client, history, frozen_now) -> None:
+def test_the_stuck_page_of_a_manager_shows_only_their_deals(client, refreshed, frozen_now) -> None:
     maria = person("maria", "Manager", kommo_user_id=502)
 
     rows = html_table(get(client, maria, "/reports/stuck/"), "deals")
@@ -101,7 +127,7 @@ def test_the_stuck_page_of_a_manager_shows_only_their_deals(client, history, fro
     assert [row[0] for row in rows[1:]] == ["Quiet"]
 
 
-def test_the_stuck_csv_is_the_table_with_kommos_address(client, history, head, frozen_now) -> None:
+def test_the_stuck_csv_is_the_table_with_kommos_address(client, refreshed, head, frozen_now) -> None:
     html = get(client, head, "/reports/stuck/")
 
     for key in ("reasons", "deals"):
@@ -135,18 +161,61 @@ def test_the_stuck_page_reads_the_states_of_the_last_refresh_and_says_when_that_
     assert html_table(html, "reasons")[3][:4] == ["no open task", "no_open_task", "2", "110000"]
 
 
-def test_the_stuck_page_refreshes_states_older_than_two_refresh_intervals_itself(
-    client, history, head, frozen_now
+def test_stale_stuck_states_are_shown_as_stale_and_one_refresh_is_queued_for_every_viewer(
+    client, refreshed, head, frozen_now, queued, never_evaluated, django_assert_max_num_queries
 ) -> None:
-    stuck_states_refresh(account=history.account, now=NOW)
+    history = refreshed
     frozen_now.move_to(NOW + dt.timedelta(minutes=21))  # beat has not run for over two intervals
     history.deal("Latecomer", price=90_000, open_task=False)
 
+    client.force_login(head)
+    with django_assert_max_num_queries(20):  # the page's reads, a claim and no evaluation
+        html = client.get("/reports/stuck/").content.decode()
+    again = get(client, head, "/reports/stuck/")  # a second viewer while the refresh is queued
+
+    assert [row[0] for row in html_table(html, "deals")[1:]] == ["Northwind", "Quiet"]
+    assert (
+        "As of 01 May 2025 12:00: these figures are stale (refreshed every 10 minutes, the last refresh is "
+        "over 20 minutes old); a refresh is queued; reload the page in a minute." in html
+    )
+    assert "a refresh is queued" in again
+    assert queued == [history.account.pk]  # one refresh for both viewers
+    mark = StuckRefresh.objects.get(account=history.account)
+    assert (mark.refreshed_at, mark.queued_at) == (NOW, NOW + dt.timedelta(minutes=21))
+
+    # A queued refresh lost with its worker is queued again once it has waited an interval.
+    frozen_now.move_to(NOW + dt.timedelta(minutes=32))
+    get(client, head, "/reports/stuck/")
+    assert queued == [history.account.pk] * 2
+
+
+def test_the_queued_refresh_brings_the_page_up_to_date(client, history, head, frozen_now, queued) -> None:
+    stuck_states_refresh(account=history.account, now=NOW)
+    frozen_now.move_to(NOW + dt.timedelta(minutes=21))
+    history.deal("Latecomer", price=90_000, open_task=False)
+    get(client, head, "/reports/stuck/")
+
+    stuck_refresh_account(*queued)  # what the worker runs
+
+    html = get(client, head, "/reports/stuck/")
+    assert [row[0] for row in html_table(html, "deals")[1:]] == ["Latecomer", "Northwind", "Quiet"]
+    assert "As of 01 May 2025 12:21: the stuck states are refreshed every 10 minutes." in html
+    mark = StuckRefresh.objects.get(account=history.account)
+    assert (mark.refreshed_at, mark.queued_at) == (NOW + dt.timedelta(minutes=21), None)
+    assert queued == [history.account.pk]
+
+
+def test_an_account_never_refreshed_is_being_computed_with_a_refresh_queued_not_computed_inline(
+    client, history, head, frozen_now, queued, never_evaluated
+) -> None:
     html = get(client, head, "/reports/stuck/")
 
-    assert [row[0] for row in html_table(html, "deals")[1:]] == ["Latecomer", "Northwind", "Quiet"]
-    assert "As of 01 May 2025 12:21" in html
-    assert StuckRefresh.objects.get(account=history.account).refreshed_at == NOW + dt.timedelta(minutes=21)
+    assert "Being computed: the stuck states have never been computed; a refresh is queued" in html
+    assert html_table(html, "deals") == html_table(html, "reasons") == []  # no figures yet, not zeros
+    assert "No open deal is stuck" not in html
+    assert queued == [history.account.pk]
+    assert not StuckState.objects.exists()
+    assert StuckRefresh.objects.get(account=history.account).refreshed_at is None
 
 
 def test_the_stuck_states_are_the_selectors_answer_and_their_words_move_without_changed(
@@ -215,7 +284,7 @@ def test_the_gates_page_and_its_period(client, history, head, frozen_now) -> Non
     assert len(html_table(year, "missing")) == 3
 
 
-def test_each_page_has_a_chart_with_an_accessible_label(client, history, head, frozen_now) -> None:
+def test_each_page_has_a_chart_with_an_accessible_label(client, refreshed, head, frozen_now) -> None:
     for path, label in (
         ("/reports/coverage/", "Share of open deals without a decision maker"),
         ("/reports/stuck/", "Stuck deals by reason"),

@@ -4,17 +4,22 @@ page (which reads it instead of evaluating every open deal per request) and the 
 
 There is one definition of a stuck deal, :func:`apps.reports.selectors.stuck.stuck_deals`; this module
 only runs it over an account's open deals, ``CHUNK`` at a time so that memory does not grow with the
-account, and writes the rows that changed.
+account, and writes the rows that changed. It runs in Celery only (beat every
+``REPORTS_EXPORT_STUCK_MINUTES``, and :func:`stuck_refresh_queue` when a page finds the states stale or
+missing): at 100,000 deals it takes seconds, too long for a request.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import enum
 
+from django.conf import settings
 from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from apps.core.broker import publish_or_log
 from apps.gates.semantics import CLOSED_STATUS_IDS
 from apps.kommo.models import KommoAccount, Lead
 from apps.reports.models import StuckRefresh, StuckState
@@ -87,5 +92,35 @@ def stuck_states_refresh(*, account: KommoAccount, now: dt.datetime | None = Non
         .exclude(reasons="")
         .update(reasons="", changed=now, text="", days_in_stage=None, usual_days=None)
     )
-    StuckRefresh.objects.update_or_create(account=account, defaults={"refreshed_at": now})
+    StuckRefresh.objects.update_or_create(account=account, defaults={"refreshed_at": now, "queued_at": None})
     return written
+
+
+class Queued(enum.Enum):
+    QUEUED = "queued"  # by this call
+    WAITING = "waiting"  # an earlier request's refresh has not finished yet
+    FAILED = "failed"  # the broker did not take it
+
+
+def stuck_refresh_queue(*, account: KommoAccount, now: dt.datetime | None = None) -> Queued:
+    """Queues one refresh of ``account``'s stuck states (the task ``stuck_refresh_account``) unless one
+    queued less than ``REPORTS_EXPORT_STUCK_MINUTES`` ago has not finished: the claim is a conditional
+    update of ``StuckRefresh.queued_at``, so many viewers of the same stale page queue one refresh, and a
+    refresh lost with its worker is queued again after that interval. When the broker refuses the task the
+    claim is given back (the next viewer tries again) and the answer is ``FAILED``."""
+    from apps.reports.tasks import stuck_refresh_account  # the tasks module imports this one
+
+    now = now or timezone.now()
+    StuckRefresh.objects.get_or_create(account=account)
+    again_before = now - dt.timedelta(minutes=float(settings.REPORTS_EXPORT_STUCK_MINUTES))
+    claimed = (
+        StuckRefresh.objects.filter(account=account)
+        .filter(Q(queued_at__isnull=True) | Q(queued_at__lt=again_before))
+        .update(queued_at=now)
+    )
+    if not claimed:
+        return Queued.WAITING
+    if publish_or_log(lambda: stuck_refresh_account.delay(account.pk), what="the stuck states' refresh"):
+        return Queued.QUEUED
+    StuckRefresh.objects.filter(account=account, queued_at=now).update(queued_at=None)
+    return Queued.FAILED

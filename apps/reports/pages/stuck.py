@@ -10,6 +10,7 @@ from apps.reports.framework import Chart, Column, Kind, Scope, Table, report_reg
 from apps.reports.selectors.scoped import scope_accounts
 from apps.reports.selectors.stuck import REASON_LABELS, Reason
 from apps.reports.selectors.stuck_states import (
+    StuckFreshness,
     StuckListed,
     stuck_reason_totals,
     stuck_states_as_of,
@@ -67,6 +68,31 @@ def _deal_row(deal: StuckListed, kommo: str) -> dict[str, Any]:
     }
 
 
+def _freshness_note(freshness: StuckFreshness) -> str:
+    """What the page says about the age of its figures, and the refresh it queued."""
+    every = f"{settings.REPORTS_EXPORT_STUCK_MINUTES:g} minutes"
+    as_of = (
+        f"As of {timezone.localtime(freshness.as_of):%d %b %Y %H:%M}" if freshness.as_of is not None else ""
+    )
+    if not freshness.stale and not freshness.missing:
+        return f"{as_of}: the stuck states are refreshed every {every}." if as_of else ""
+    queued = (
+        "a refresh is queued; reload the page in a minute"
+        if freshness.queued
+        else "a refresh could not be queued (the task queue did not answer); the next viewer tries again"
+    )
+    if freshness.missing and not as_of:
+        return f"Being computed: the stuck states have never been computed; {queued}."
+    late = 2 * settings.REPORTS_EXPORT_STUCK_MINUTES
+    stale = (
+        f"{as_of}: these figures are stale (refreshed every {every}, the last refresh is over {late:g} "
+        "minutes old)"
+    )
+    if freshness.missing:
+        stale = f"{as_of} for some accounts; the others' stuck states have never been computed"
+    return f"{stale}; {queued}."
+
+
 @report_register(
     slug="stuck",
     title="Stuck deals and why",
@@ -76,15 +102,11 @@ def _deal_row(deal: StuckListed, kommo: str) -> dict[str, Any]:
 def stuck(scope: Scope) -> list[Table]:
     accounts = scope_accounts(scope)
     roots = {account.pk: account.api_root for account in accounts}
-    as_of = stuck_states_as_of(scope, accounts)
+    freshness = stuck_states_as_of(scope, accounts)
     stuck_count, totals = stuck_reason_totals(scope)
     listed = stuck_states_listed(scope, SHOWN)
-    fresh = (
-        f"As of {timezone.localtime(as_of):%d %b %Y %H:%M}: the stuck states are refreshed every "
-        f"{settings.REPORTS_EXPORT_STUCK_MINUTES:g} minutes."
-        if as_of is not None
-        else ""
-    )
+    fresh = _freshness_note(freshness)
+    computing = freshness.missing and freshness.as_of is None  # nothing to show yet, not "none stuck"
     return [
         Table(
             key="reasons",
@@ -110,11 +132,18 @@ def stuck(scope: Scope) -> list[Table]:
                     "when": _when(total.code),
                 }
                 for total in totals
-            ],
+            ]
+            if not computing
+            else [],
             chart=Chart(
                 labels="reason", series=["deals"], description="Stuck deals by reason", horizontal=True
             ),
-            notes=[note for note in ("Today's open deals: the period does not apply.", fresh) if note],
+            notes=[
+                note
+                for note in ("Today's open deals: the period does not apply.", "" if computing else fresh)
+                if note
+            ],
+            empty=fresh,
         ),
         Table(
             key="deals",
@@ -127,6 +156,6 @@ def stuck(scope: Scope) -> list[Table]:
             ]
             if stuck_count > SHOWN
             else [],
-            empty="No open deal is stuck.",
+            empty="Being computed." if computing else "No open deal is stuck.",
         ),
     ]
