@@ -10,7 +10,8 @@ import pytest
 import responses
 from django.utils import timezone
 
-from apps.kommo.models import KommoAccount
+from apps.flows import tasks as flow_tasks
+from apps.kommo.models import KommoAccount, WebhookEvent
 from apps.kommo.models.mirror import LeadContact
 from apps.kommo.provenance import MirrorSource, mirror_provenance
 from apps.kommo.services.sync import events_reconcile
@@ -101,6 +102,32 @@ def test_a_meeting_completed_on_a_deal_or_a_contact_is_a_touch_and_a_follow_up_i
     assert on_deal.touches == [Touch(entity="lead", kommo_id=15320411, at=done)]
     assert on_deal.leads == {15320411}  # re-fetched as before, for its closest task
     assert with_contact.touches == [Touch(entity="contact", kommo_id=15320411, at=done)]
+
+
+def test_a_meeting_completed_with_a_contact_is_its_last_touch_through_webhook_processing(mapped_account):
+    """The ``task[update]`` of a completed meeting on a contact, through the worker's path: no call to
+    Kommo (a task on a contact changes nothing mirrored), the touch at the task's last change."""
+    mirror_recorded_deal(mapped_account)
+    chen = Stakeholder.objects.get(name="Chen Wu")
+    done = timezone.now().replace(microsecond=0) - dt.timedelta(hours=1)
+    body = (WEBHOOKS / "task-update-complete.doc.form.txt").read_bytes()
+    body = body.replace(b"%5Btask_type%5D=1", b"%5Btask_type%5D=2")
+    body = body.replace(b"%5Belement_type%5D=2", b"%5Belement_type%5D=1")
+    body = body.replace(b"%5Belement_id%5D=15320411", f"%5Belement_id%5D={chen.contact.kommo_id}".encode())
+    body = body.replace(b"%5Bupdated_at%5D=1726579269", f"%5Bupdated_at%5D={int(done.timestamp())}".encode())
+    event = WebhookEvent.objects.create(
+        account=mapped_account, body=body, content_type="application/x-www-form-urlencoded"
+    )
+
+    with responses.RequestsMock():
+        flow_tasks.webhook_process(event.pk)
+
+    event.refresh_from_db()
+    chen.refresh_from_db()
+    assert event.status == WebhookEvent.Status.PROCESSED, event.error
+    assert chen.last_touch == done
+    (row,) = StakeholderEvent.objects.filter(stakeholder_id=chen.pk, field="last_touch", source="webhook")
+    assert row.at == done
 
 
 # -- the events sweep -------------------------------------------------------------------------------------
