@@ -636,7 +636,6 @@ def events_reconcile(
             state.calls += 1
             state.save()
         progress.advance("events", len(fresh))
-    _mail_touches_reconcile(account=account, client=client)
     if added:
         with transaction.atomic():
             deals = Lead.objects.filter(account=account, kommo_id__in=[int(key) for key in added])
@@ -649,6 +648,8 @@ def events_reconcile(
     state.started_at = None
     state.finished_at = timezone.now()
     state.save()
+    # Last, once the events' run is finished: a failure to read the mail notes leaves it whole.
+    _mail_touches_reconcile(account=account, client=client)
     progress.finish("events", result)
     return result
 
