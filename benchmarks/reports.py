@@ -99,6 +99,13 @@ def measure(database_url: str, deals: int, runs: int, years: float = 2.0) -> dic
     for account in KommoAccount.objects.all():
         stuck_states_refresh(account=account)
     stuck_refresh = time.monotonic() - started
+    with connection.cursor() as cursor:
+        # What the open-deal pages read: the deals open now, and the oldest of them.
+        cursor.execute(
+            "SELECT count(*), count(*) FILTER (WHERE created_at < now() - interval '1 year')"
+            " FROM kommo_lead WHERE NOT is_deleted AND status_kommo_id NOT IN (142, 143)"
+        )
+        open_deals, open_year_old = cursor.fetchone()
     user = User.objects.create_user("head", password="unused-password-1")  # noqa: S106 - throwaway database
     user.groups.add(Group.objects.get(name="Head of sales"))
     client = Client()
@@ -129,6 +136,8 @@ def measure(database_url: str, deals: int, runs: int, years: float = 2.0) -> dic
         "years": years,
         "seed_seconds": round(seeded, 1),
         "stuck_refresh_seconds": round(stuck_refresh, 1),
+        "open_deals": open_deals,
+        "open_deals_created_over_a_year_ago": open_year_old,
         "pages": pages,
     }
 
@@ -207,7 +216,10 @@ def _print(small: dict[str, Any], large: dict[str, Any]) -> int:
     print(f"seeded {first}, {large['deals']} over {large['years']:g} years in {large['seed_seconds']} s")
     print(
         f"stuck states' refresh (the beat task): {small.get('stuck_refresh_seconds')} s and "
-        f"{large.get('stuck_refresh_seconds')} s"
+        f"{large.get('stuck_refresh_seconds')} s; open deals {small.get('open_deals')} and "
+        f"{large.get('open_deals')} (created over a year ago: "
+        f"{small.get('open_deals_created_over_a_year_ago')} and "
+        f"{large.get('open_deals_created_over_a_year_ago')})"
     )
     header = (
         f"{'page':<28}{'p50 small':>10}{'p50 large':>10}{'ratio':>7}{'p95 large':>10}  spread large (min-max)"

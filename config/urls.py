@@ -8,13 +8,15 @@ from drf_spectacular.views import SpectacularAPIView
 from apps.core.views import healthz
 from apps.intake.views import api_docs
 from apps.users.forms import PortalSetPasswordForm
-from apps.users.views import LoginView, home
+from apps.users.views import LoginView, admin_login, home
 
 urlpatterns = [
     path("", home, name="home"),
     path("healthz", healthz, name="healthz"),
     # Browsers ask every site for /favicon.ico; the pages also name it (UNFOLD["SITE_FAVICONS"]).
     path("favicon.ico", RedirectView.as_view(url=static("core/favicon.svg"), permanent=True)),
+    # Before the admin's own: a manager sent to the admin's sign-in page goes to their deals instead.
+    path("admin/login/", admin_login),
     path("admin/", admin.site.urls),
     path("kommo/", include("apps.kommo.urls")),
     path("webhooks/kommo/", include("apps.kommo.webhooks.urls")),

@@ -16,8 +16,8 @@ from django.shortcuts import get_object_or_404
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils import timezone
-from django.utils.html import format_html
-from django.utils.safestring import SafeString
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString, mark_safe
 from unfold.admin import ModelAdmin, TabularInline
 from unfold.contrib.filters.admin import ChoicesDropdownFilter, RangeDateFilter, RelatedDropdownFilter
 
@@ -29,7 +29,19 @@ DRY_RUN_DEFAULT_DAYS = 30
 
 
 def _pretty(value: Any) -> SafeString:
-    return format_html("<pre>{}</pre>", json.dumps(value, indent=2, ensure_ascii=False))
+    """A stored JSON value, indented, its long lines wrapped so the page does not widen past the screen."""
+    return format_html(
+        '<pre class="break-words text-xs" style="white-space: pre-wrap">{}</pre>',
+        json.dumps(value, indent=2, ensure_ascii=False),
+    )
+
+
+def _reasons(decision: GateDecision) -> SafeString:
+    """The decision's reasons as the sentences they are, one a line (not a JSON list)."""
+    reasons = [str(reason) for reason in (decision.reasons or [])]
+    if not reasons:
+        return format_html("{}", "—")
+    return format_html_join(mark_safe("<br>"), "{}", ((reason,) for reason in reasons))
 
 
 class GateConditionFormSet(BaseInlineFormSet):  # type: ignore[type-arg]
@@ -53,6 +65,7 @@ class GateConditionInline(TabularInline):  # type: ignore[type-arg]
     model = GateCondition
     formset = GateConditionFormSet
     extra = 1
+    hide_title = True  # the row says what the condition is; its str above it would say it again
     fields = ["role", "requirement", "n", "days", "min_weight"]
 
 
@@ -66,11 +79,16 @@ class GateRuleAdmin(ModelAdmin):  # type: ignore[type-arg]
     readonly_fields = ["version", "created", "modified"]
     inlines = [GateConditionInline]
     actions = ["dry_run"]
+    # What the rule gates, then its other settings as tabs, so that its conditions (the inline below) are
+    # on the first screen rather than past the task's text.
     fieldsets = [
         (None, {"fields": ["account", "name", "pipeline", "gated_stage", "mode", "is_active"]}),
-        ("When it blocks", {"fields": ["move_back_stage", "task_template", "task_due_hours"]}),
-        ("Who passes anyway", {"fields": ["exempt_users", "override_tag"]}),
-        ("History", {"fields": ["version", "created", "modified"]}),
+        (
+            "When it blocks",
+            {"classes": ["tab"], "fields": ["move_back_stage", "task_template", "task_due_hours"]},
+        ),
+        ("Who passes anyway", {"classes": ["tab"], "fields": ["exempt_users", "override_tag"]}),
+        ("History", {"classes": ["tab"], "fields": ["version", "created", "modified"]}),
     ]
 
     def save_model(self, request: HttpRequest, obj: GateRule, form: Any, change: bool) -> None:
@@ -137,16 +155,49 @@ class GateDecisionAdmin(ReadOnlyAdmin):
     list_select_related = ["rule", "lead"]
     search_fields = ["lead__name", "lead__kommo_id", "rule__name"]
     date_hierarchy = "decided_at"
-    exclude = ["reasons", "stakeholders", "fresh_state", "actions"]
-    readonly_fields = ["reasons_pretty", "stakeholders_pretty", "fresh_state_pretty", "actions_pretty"]
+    readonly_fields = [
+        "outcome_badge",
+        "reasons_text",
+        "stakeholders_pretty",
+        "fresh_state_pretty",
+        "actions_pretty",
+    ]
+    # What was decided and why first, by name; what the rule read and did next; the stage ids folded.
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    ("outcome_badge", "decided_at"),
+                    "lead",
+                    "transition",
+                    ("rule", "rule_version", "mode"),
+                    "reasons_text",
+                    ("received_at", "latency_ms"),
+                    "account",
+                ]
+            },
+        ),
+        (
+            "What the rule read and did",
+            {"fields": ["stakeholders_pretty", "fresh_state_pretty", "actions_pretty"]},
+        ),
+        (
+            "Kommo ids",
+            {
+                "classes": ["collapse"],
+                "fields": ["stage_change", "from_status_kommo_id", "to_status_kommo_id"],
+            },
+        ),
+    ]
 
     @admin.display(description="outcome", ordering="outcome")
     def outcome_badge(self, obj: GateDecision) -> SafeString:
         return outcome_label(obj)
 
     @admin.display(description="reasons")
-    def reasons_pretty(self, obj: GateDecision) -> SafeString:
-        return _pretty(obj.reasons)
+    def reasons_text(self, obj: GateDecision) -> SafeString:
+        return _reasons(obj)
 
     @admin.display(description="stakeholders")
     def stakeholders_pretty(self, obj: GateDecision) -> SafeString:
@@ -171,7 +222,7 @@ class GateDecisionInline(ReadOnlyInline):
         "rule_version",
         "outcome_badge",
         "transition",
-        "reasons",
+        "reasons_text",
     )
     ordering = ["-decided_at"]
     show_change_link = True
@@ -182,6 +233,10 @@ class GateDecisionInline(ReadOnlyInline):
     @admin.display(description="outcome")
     def outcome_badge(self, decision: GateDecision) -> SafeString:
         return outcome_label(decision)
+
+    @admin.display(description="reasons")
+    def reasons_text(self, decision: GateDecision) -> SafeString:
+        return _reasons(decision)
 
 
 # Badge classes per outcome (only classes unfold's stylesheet contains, docs/ui.md).

@@ -310,7 +310,8 @@ class GateDecision(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.rule_id} v{self.rule_version}: {self.outcome} ({self.transition})"
+        # By what it is (the page title and breadcrumb of a decision), not by the rule's row id.
+        return f"{self.get_outcome_display()}: {self.transition} (rule version {self.rule_version})"
 
     def save(self, *args: Any, **kwargs: Any) -> None:
         if not self._state.adding:

@@ -39,6 +39,7 @@ from apps.kommo.models import (
     StageStay,
     Status,
 )
+from apps.kommo.services.stays import earlier_in_stage
 from apps.stakeholders.models import Role, Stakeholder
 
 DAY = 86400.0
@@ -638,6 +639,7 @@ DECISION_FIELDS = (
 STAY_FIELDS = (
     "id", "account_id", "lead_id", "pipeline_id", "pipeline_kommo_id", "status_id", "status_kommo_id",
     "entered_at", "left_at", "next_status_id", "next_status_kommo_id", "next_pipeline_kommo_id", "left_how",
+    "earlier_seconds",
 )  # fmt: skip
 
 
@@ -650,6 +652,11 @@ def stays_write(
     rows: list[tuple[Any, ...]] = []
     for lead_pk, path, _ in walks:
         first = writer.ids(StageStay, len(path))
+        moments = [dt.datetime.fromtimestamp(entered, tz=dt.UTC) for _, entered, _ in path]
+        earlier = earlier_in_stage(
+            (stage.pk, moments[n], moments[n + 1] if n + 1 < len(path) else None)
+            for n, (stage, _, _) in enumerate(path)
+        )
         for n, (stage, entered, _) in enumerate(path):
             if n + 1 < len(path):
                 following, left = path[n + 1][0], path[n + 1][1]
@@ -679,6 +686,7 @@ def stays_write(
                     stage.kommo_id,
                     dt.datetime.fromtimestamp(entered, tz=dt.UTC),
                     *closed,
+                    earlier[n],
                 )
             )
     writer.write(StageStay, STAY_FIELDS, rows)

@@ -368,6 +368,12 @@ def _moves(cursor: Any, generator: _Generator, writer: _Writer, params: dict[str
             "next_status_kommo_id": "p.next_kommo_id",
             "next_pipeline_kommo_id": "CASE WHEN p.next_idx IS NOT NULL THEN p.pipeline_kommo_id END",
             "left_how": f"CASE WHEN p.next_idx IS NULL THEN '' ELSE {how} END",
+            # The deal's earlier stays in the stage, summed as numeric (exact) and rounded once, as
+            # apps.kommo.services.stays.earlier_in_stage does in microseconds.
+            "earlier_seconds": "coalesce((sum(extract(epoch FROM"
+            " to_timestamp(p.next_at) - to_timestamp(p.at)))"
+            " OVER (PARTITION BY p.deal, p.status_pk ORDER BY p.rn"
+            " ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING))::float8, 0)",
         },
         "FROM synthetic_path p",
         params,

@@ -136,6 +136,18 @@ class FieldMappingAdmin(ModelAdmin):
         field = CustomField.objects.filter(account_id=mapping.account_id, kommo_id=mapping.field_id).first()
         return f"{field.name} ({mapping.field_id})" if field else f"field {mapping.field_id}"
 
+    def get_object(self, request: HttpRequest, object_id: str, from_field: str | None = None) -> Any:
+        """The mapping with its Kommo field's name from the mirror, so that the page's title and
+        breadcrumb name the field rather than give its id."""
+        mapping = super().get_object(request, object_id, from_field)
+        if mapping is not None:
+            mapping.kommo_field_name = (
+                CustomField.objects.filter(account_id=mapping.account_id, kommo_id=mapping.field_id)
+                .values_list("name", flat=True)
+                .first()
+            )
+        return mapping
+
     @admin.display(description="Kommo catalog", ordering="catalog_id")
     def kommo_catalog(self, mapping: FieldMapping) -> str:
         if mapping.catalog_id is None:

@@ -87,6 +87,8 @@ class FieldMapping(TimeStampedModel):
     attribute = models.CharField(max_length=20, choices=Attribute.choices)
     source = models.CharField(max_length=20, choices=Source.choices)
     field_id = models.PositiveBigIntegerField(help_text="The Kommo custom field id.")
+    # Not stored: the field's name in the mirror, when whoever read the row looked it up (the admin does).
+    kommo_field_name: str | None = None
     catalog_id = models.PositiveBigIntegerField(
         null=True, blank=True, help_text="The Kommo catalog id (catalog fields only)."
     )
@@ -110,7 +112,10 @@ class FieldMapping(TimeStampedModel):
         ]
 
     def __str__(self) -> str:
-        return f"{self.get_attribute_display()} ← {self.get_source_display()} {self.field_id}"
+        # The Kommo field by its name when the admin read it from the mirror (``kommo_field_name``, set by
+        # ``FieldMappingAdmin.get_object`` for the page's title), else by its id.
+        field = f"“{self.kommo_field_name}”" if self.kommo_field_name else str(self.field_id)
+        return f"{self.get_attribute_display()} ← {self.get_source_display()} {field}"
 
     def clean(self) -> None:
         errors: dict[str, str] = {}

@@ -2,8 +2,9 @@
 
 from typing import Any
 
+from django.contrib import admin, messages
 from django.contrib.auth import views as auth_views
-from django.http import HttpRequest, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 
 from apps.users.forms import PortalAuthenticationForm
@@ -24,6 +25,17 @@ def home(request: HttpRequest) -> HttpResponseRedirect:
     if not request.user.is_authenticated:
         return HttpResponseRedirect(reverse("login"))
     return HttpResponseRedirect(landing_url(request.user))
+
+
+def admin_login(request: HttpRequest) -> HttpResponse:
+    """The admin's sign-in page, where the admin sends whoever may not use it. Someone already signed in
+    who has no admin (a manager) is sent to their work with a word why, rather than asked to sign in
+    again on a page that does not say what is wrong."""
+    if request.user.is_authenticated and not admin.site.has_permission(request):
+        messages.info(request, "The admin is for sales ops and the head of sales; your work is here.")
+        return HttpResponseRedirect(landing_url(request.user))
+    response: HttpResponse = admin.site.login(request)
+    return response
 
 
 class LoginView(auth_views.LoginView):

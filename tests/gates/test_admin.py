@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 
 from apps.gates.models import GateDecision, GateRule
-from apps.kommo.models import OutboundChange
+from apps.kommo.models import OutboundChange, StageChange
 from apps.stakeholders.models import Role
 
 
@@ -25,7 +25,12 @@ def test_a_rule_is_edited_with_its_conditions_and_each_save_is_a_new_version(boa
     rule = board.rule("Legal review")
     condition = rule.conditions.get()
     url = reverse("admin:gates_gaterule_change", args=[rule.pk])
-    assert staff.get(url).status_code == 200
+    page = staff.get(url).content.decode()
+    # The settings past what the rule gates are tabs, so its conditions come on the first screen; a
+    # condition's row is not titled again by the condition's text.
+    for tab in ("when-it-blocks", "who-passes-anyway", "history"):
+        assert f"activeFieldsetTab = '{tab}'" in page
+    assert str(condition) not in page
     form = {
         "account": board.account.pk,
         "name": rule.name,
@@ -135,6 +140,7 @@ def test_the_deal_page_shows_stakeholders_stage_history_and_decisions(board, sta
     lead = board.lead("Northwind renewal")
     board.stakeholder(lead, "lawyer", "pending", name="Lena Law")
     change = board.move(lead, "Signing")
+    StageChange.objects.filter(pk=change.pk).update(sources=["webhook", "events"])
     GateDecision.objects.create(
         account=board.account,
         rule=rule,
@@ -145,6 +151,7 @@ def test_the_deal_page_shows_stakeholders_stage_history_and_decisions(board, sta
         to_status_kommo_id=4005,
         transition="Legal review → Signing",
         outcome="blocked",
+        reasons=["The Lawyer has not approved (Lena Law: pending)"],
     )
     lead.raw = {"id": lead.kommo_id, "custom_fields_values": None}
     lead.save(update_fields=["raw"])
@@ -152,13 +159,55 @@ def test_the_deal_page_shows_stakeholders_stage_history_and_decisions(board, sta
     assert "Lena Law" in page
     assert "Legal review → Signing" in page
     assert "Blocked" in page
-    # Stakeholders first, then the gate decisions, then the stage history; the payload folded at the bottom.
+    # Stakeholders first, then the gate decisions, then the stage history; the Kommo ids and the payload
+    # folded at the bottom, after every section.
     positions = [
-        page.index(text) for text in ("Stakeholders", "Gate decisions", "Stage history", "raw-payload")
+        page.index(text)
+        for text in ("Stakeholders", "Gate decisions", "Stage history", "Kommo ids and sync", "raw-payload")
     ]
     assert positions == sorted(positions)
     assert '<details class="border' in page and "&quot;custom_fields_values&quot;: null" in page
     assert "↔" not in page
+    # The reasons and who reported a move in words, not as stored JSON lists.
+    assert "The Lawyer has not approved (Lena Law: pending)" in page
+    assert "[&quot;The Lawyer" not in page and "&quot;webhook&quot;" not in page
+    assert "Webhook, Events" in page
+
+
+def test_a_gate_decision_page_names_the_stages_and_gives_the_reasons_in_words(board, staff):
+    rule = board.rule()
+    lead = board.lead("Northwind renewal")
+    change = board.move(lead, "Signing")
+    decision = GateDecision.objects.create(
+        account=board.account,
+        rule=rule,
+        rule_version=1,
+        mode=rule.mode,
+        lead=lead,
+        stage_change=change,
+        from_status_kommo_id=change.from_status_kommo_id,
+        to_status_kommo_id=change.to_status_kommo_id,
+        transition="Legal review → Signing",
+        outcome="blocked",
+        reasons=["The Lawyer has not approved (Lena Law: pending)"],
+        actions=[{"action": "task", "text": "word " * 80}],
+    )
+
+    page = staff.get(reverse("admin:gates_gatedecision_change", args=[decision.pk])).content.decode()
+
+    # Titled by what was decided, not by the rule's row id; the move named by its stages.
+    assert "Blocked: Legal review → Signing (rule version 1)" in page
+    assert f"{rule.pk} v1" not in page
+    assert "Legal review → Signing at " in page
+    assert "The Lawyer has not approved (Lena Law: pending)" in page and "[&quot;The Lawyer" not in page
+    # The stage ids are kept, folded under "Kommo ids" after everything else.
+    assert (
+        page.index("The Lawyer has not approved")
+        < page.index("Kommo ids")
+        < page.index(str(change.to_status_kommo_id))
+    )
+    # A long line of what the portal did wraps instead of widening the page.
+    assert "white-space: pre-wrap" in page
 
 
 def test_the_deal_page_costs_the_same_queries_however_many_stakeholders_and_decisions(board, staff):

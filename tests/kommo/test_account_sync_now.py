@@ -1,5 +1,7 @@
 """ "Sync now" on a Kommo account in the admin: an incremental sync against the sandbox, its result shown."""
 
+import re
+
 import pytest
 from django.contrib.auth.models import Group
 from django.test import Client
@@ -32,6 +34,9 @@ def test_sync_now_mirrors_the_account_and_says_what_changed(admin_client, demo):
     assert Lead.objects.filter(account=account).count() == 345
     assert messages_of(first).startswith("Sandbox synced: pipelines ")
     assert "leads 345 created, 0 updated, 0 unchanged" in messages_of(first)
+    # Counts of a thousand and more with their separator, as the command's summary writes them.
+    assert re.search(r"catalogs \d{1,3}(,\d{3})+ created", messages_of(first))
+    assert not re.search(r"\d{4}", messages_of(first).split(": ", 1)[1])
     assert again.redirect_chain[-1][0] == reverse("admin:kommo_kommoaccount_change", args=[account.pk])
     assert "leads 0 created" in messages_of(again)
 

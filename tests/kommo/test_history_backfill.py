@@ -276,3 +276,21 @@ def test_the_admin_action_backfills_an_account_and_shows_what_it_did(fresh_small
     assert message.startswith(f"{account}: history backfilled: 365 days,")
     assert f"{recorded:,} moves recorded" in message
     assert not history_needed(account)
+
+
+def test_the_account_page_button_backfills_and_shows_what_it_did(fresh_small, admin_client):
+    from django.urls import reverse
+
+    account = account_for(fresh_small)
+    mirror_sync(account=account)
+    page = reverse("admin:kommo_kommoaccount_change", args=[account.pk])
+    assert "Backfill history" in admin_client.get(page).content.decode()
+
+    answer = admin_client.get(
+        reverse("admin:kommo_kommoaccount_backfill_history_detail", args=[account.pk]), follow=True
+    )
+
+    assert answer.redirect_chain[-1][0] == page
+    [message] = [str(m) for m in answer.context["messages"]]
+    assert message.startswith(f"{account}: history backfilled: 365 days,")
+    assert not history_needed(account)

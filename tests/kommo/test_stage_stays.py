@@ -7,7 +7,7 @@ from django.core.management import call_command
 
 from apps.kommo.models import StageChange, StageStay
 from apps.kommo.services.mirror import lead_upsert_from_kommo, leads_upsert_from_kommo, stage_change_record
-from apps.kommo.services.stays import stays_rebuild
+from apps.kommo.services.stays import stays_earlier_fill, stays_rebuild
 from tests.factories import PipelineFactory, StatusFactory
 from tests.kommo.mirror_support import account_create, at, lead
 
@@ -236,3 +236,87 @@ def test_a_deal_created_by_a_sync_gets_its_first_stay(account):
 
     stay = StageStay.objects.get(lead__kommo_id=55)
     assert (stay.status_kommo_id, stay.entered_at, stay.left_at) == (BUDGET, at(-50), None)
+
+
+# -- the earlier time in the stage written with each stay ------------------------------------------------
+
+
+def earlier_live(deal):
+    """Per stay (in order): the deal's completed stays in the same pipeline and stage that ended before it
+    began, their lengths summed from the stays themselves — what the column must hold."""
+    rows = list(StageStay.objects.filter(lead=deal).order_by("entered_at", "id"))
+    return [
+        sum(
+            (other.left_at - other.entered_at).total_seconds()
+            for other in rows
+            if (other.pipeline_kommo_id, other.status_kommo_id)
+            == (stay.pipeline_kommo_id, stay.status_kommo_id)
+            and other.left_at is not None
+            and other.left_at <= stay.entered_at
+        )
+        for stay in rows
+    ]
+
+
+def earlier_stored(deal):
+    return list(
+        StageStay.objects.filter(lead=deal)
+        .order_by("entered_at", "id")
+        .values_list("earlier_seconds", flat=True)
+    )
+
+
+def test_each_stay_carries_the_deals_earlier_time_in_its_stage(account, deal):
+    move(account, deal, DM, TECH, 100)
+    move(account, deal, TECH, DM, 250)
+    move(account, deal, DM, TECH, 400)
+    move(account, deal, TECH, DM, 1000)
+
+    # DM 0-100, TECH 100-250, DM 250-400, TECH 400-1000, DM 1000-: the second DM stay follows 100 s in DM,
+    # the third 100 + 150; the second TECH stay follows 150 s in TECH.
+    assert earlier_stored(deal) == [0.0, 0.0, 100.0, 150.0, 250.0]
+    assert earlier_stored(deal) == earlier_live(deal)
+
+
+def test_a_late_move_reported_before_others_rewrites_the_earlier_time_of_the_stays_after_it(account, deal):
+    move(account, deal, DM, TECH, 1000)
+    move(account, deal, TECH, DM, 5000)
+    move(account, deal, DM, TECH, 7000)
+    assert earlier_stored(deal) == [0.0, 0.0, 1000.0, 4000.0]
+
+    # Reported late: the deal had gone back to DM at 3000 and returned to TECH at 4000 in between.
+    move(account, deal, TECH, DM, 3000)
+    move(account, deal, DM, TECH, 4000)
+
+    # DM 0-1000, TECH 1000-3000, DM 3000-4000, TECH 4000-5000, DM 5000-7000, TECH 7000-
+    assert earlier_stored(deal) == [0.0, 0.0, 1000.0, 2000.0, 2000.0, 3000.0]
+    assert earlier_stored(deal) == earlier_live(deal)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_the_earlier_time_of_moves_reported_in_any_order_with_repeats_is_the_live_sum_and_the_rebuilds(
+    account, deal, seed
+):
+    reports = [(*item, index) for index, item in enumerate(HISTORY)]
+    rng = random.Random(seed)  # noqa: S311 - a fixed shuffle, not a secret
+    reports += rng.sample(reports, 4)
+    rng.shuffle(reports)
+    for from_status, to_status, seconds, source, index in reports:
+        move(account, deal, from_status, to_status, seconds, source=source)
+        again = {"source": SOURCE.EVENTS, "kommo_event_id": f"e{index}"}
+        move(account, deal, from_status, to_status, seconds + 1, **again)
+    incremental = earlier_stored(deal)
+    pks = list(StageStay.objects.filter(lead=deal).order_by("entered_at").values_list("pk", flat=True))
+
+    assert incremental == earlier_live(deal)
+    assert any(seconds > 0 for seconds in incremental)  # legal review re-entered after the gate's move back
+    assert stays_rebuild() == (1, 0)  # already what the moves give: nothing written
+    StageStay.objects.update(earlier_seconds=0.0)  # as before the column existed
+    assert stays_earlier_fill() == sum(1 for seconds in incremental if seconds)
+    assert earlier_stored(deal) == incremental
+    assert (
+        list(StageStay.objects.filter(lead=deal).order_by("entered_at").values_list("pk", flat=True)) == pks
+    )
+    StageStay.objects.all().delete()
+    stays_rebuild()
+    assert earlier_stored(deal) == incremental

@@ -67,3 +67,19 @@ def test_a_sync_cursor_is_taken_from_aware_times_only():
     assert sync._ts(aware) == 1704056400
     with pytest.raises(ValueError, match="naive"):
         sync._ts(dt.datetime(2024, 1, 1))  # the server's local time would shift the cursor
+
+
+def test_a_summary_line_writes_every_count_as_its_bar_does(db):
+    """'1,110' on the bar, '1,110 created' after it: not '1110 created' beside '1,110'."""
+    from apps.kommo.management.commands.kommo_sync import TerminalProgress
+    from apps.kommo.services.mirror import BatchResult
+
+    out = io.StringIO()
+    progress = TerminalProgress(out, tty=False)
+    progress.start("catalogs", None)
+    progress.advance("catalogs", 1110)
+    progress.finish("catalogs", BatchResult(created=1110, updated=2048, unchanged=1001, stale=1500))
+
+    summary = out.getvalue().splitlines()[-1]
+    assert summary.startswith("catalogs       1,110 ")
+    assert summary.endswith("— 1,110 created, 2,048 updated, 1,001 unchanged, 1,500 stale")

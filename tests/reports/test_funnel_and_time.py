@@ -126,3 +126,71 @@ def test_a_period_with_no_stays_shows_no_stage(client, world, frozen):
     deal_create(world, price=100, created=day(4, 1), moves=[(DM, TECH, day(4, 11))])
 
     assert table(client, "time-in-stage", query="?period=custom&start=2025-01-01&end=2025-01-31")[1:] == []
+
+
+def test_the_cumulative_median_is_the_live_sum_of_each_deals_earlier_stays_with_moves_out_of_order_and_twice(
+    world,
+):
+    import datetime as dt
+
+    from django.db.models import OuterRef, Subquery, Sum
+
+    from apps.kommo.models import StageStay
+    from apps.reports.framework import Scope
+    from apps.reports.selectors.time_in_stage import time_in_stage
+    from apps.reports.sql import DaysBetween
+    from tests.reports.support import NOW
+
+    # Back and forth between DM and Tech, reported out of order and one move twice.
+    moves = [
+        (DM, TECH, day(3, 25)),
+        (TECH, DM, day(4, 5)),
+        (DM, TECH, day(4, 9)),
+        (TECH, DM, day(4, 20)),
+        (DM, TECH, day(4, 22)),
+        (TECH, BUDGET, day(5, 1)),
+    ]
+    reported = [moves[2], moves[0], moves[4], moves[1], moves[3], moves[0], moves[5]]
+    deal_create(world, price=1, created=day(3, 20), moves=reported)
+    deal_create(
+        world,
+        price=1,
+        created=day(3, 1),
+        moves=[
+            (DM, TECH, day(3, 10)),
+            (TECH, DM, day(4, 3)),
+            (DM, TECH, day(4, 7)),
+            (TECH, LEGAL, day(4, 30)),
+        ],
+    )
+    deal_create(world, price=1, created=day(4, 2), moves=[(DM, TECH, day(4, 4)), (TECH, LOST, day(4, 14))])
+    start, end = dt.datetime(2026, 4, 1, tzinfo=dt.UTC), dt.datetime(2026, 7, 1, tzinfo=dt.UTC)
+
+    # The live computation the column replaced: each completed stay of the period plus the deal's stays
+    # in the same stage that ended before it, summed by the database.
+    earlier = (
+        StageStay.objects.filter(
+            lead_id=OuterRef("lead_id"),
+            status_kommo_id=OuterRef("status_kommo_id"),
+            pipeline_kommo_id=OuterRef("pipeline_kommo_id"),
+            left_at__lte=OuterRef("left_at"),
+        )
+        .order_by()
+        .values("status_kommo_id")
+        .annotate(total=Sum(DaysBetween("left_at", "entered_at")))
+        .values("total")[:1]
+    )
+    live: dict[str, list[float]] = {}
+    for stage, cumulative in (
+        StageStay.objects.filter(left_at__gte=start, left_at__lt=end)
+        .exclude(status_kommo_id__in=[WON, LOST])
+        .annotate(cumulative=Subquery(earlier))
+        .values_list("status__name", "cumulative")
+    ):
+        live.setdefault(stage, []).append(cumulative)
+    rows = {row.stage: row for row in time_in_stage(scope=Scope(start=start, end=end, now=NOW))}
+
+    # Tech: the first deal 11, 11 + 11, 22 + 9 days; the second 24, 24 + 23; the third 10.
+    assert sorted(live["Technical validation"]) == pytest.approx([10.0, 11.0, 22.0, 24.0, 31.0, 47.0])
+    for stage, values in live.items():
+        assert rows[stage].cumulative_median == pytest.approx(percentile(values, 0.5), abs=1e-9), stage

@@ -102,12 +102,13 @@ def test_the_stays_are_what_the_rebuild_derives_from_the_moves(seeded: KommoAcco
 
     fields = (
         "lead_id", "pipeline_id", "status_id", "status_kommo_id", "entered_at", "left_at", "next_status_id",
-        "next_status_kommo_id", "left_how",
+        "next_status_kommo_id", "left_how", "earlier_seconds",
     )  # fmt: skip
     seeded_stays = sorted(StageStay.objects.filter(account=seeded).values_list(*fields))
     assert len(seeded_stays) == StageChange.objects.filter(account=seeded).count() + 300
     call_command("kommo_stays_rebuild", account=seeded.pk, stdout=StringIO())
     assert sorted(StageStay.objects.filter(account=seeded).values_list(*fields)) == seeded_stays
+    assert any(stay[-1] for stay in seeded_stays)  # deals sent back re-enter stages: earlier time counted
 
 
 def test_rows_written_afterwards_get_new_ids(seeded: KommoAccount) -> None:

@@ -89,6 +89,9 @@ def test_the_mapping_form_names_the_kommo_fields_catalogs_and_options(admin_clie
     assert "9001 →" not in change  # the option's row is not titled by its Kommo id
     assert "Approved" not in change.split('name="values-__prefix__-enum_id"')[-1].split("</select>")[0]
     assert "Role in the purchase (880001)" in listing
+    # The page's title and breadcrumb name the Kommo field, not its id.
+    assert "Role ← Contact field “Role in the purchase”" in change
+    assert "Contact field 880001" not in change
 
 
 def test_saving_a_mapping_with_its_options_rederives_the_account(

@@ -126,6 +126,12 @@ def test_the_head_of_sales_searches_filters_and_sorts_deals_and_opens_one_in_kom
     page.goto(f"{live_server.url}/deals/?stage={stage.pk}&sort=-days")
     days = [int(v) for v in page.locator("table.deals tbody td.days").all_inner_texts()]
     assert days == sorted(days, reverse=True) and len(days) == Lead.objects.filter(status=stage).count()
+    # An approvals badge ("2 pending") stays on one line however narrow its column (a small window).
+    page.set_viewport_size({"width": 720, "height": 768})
+    for tag in page.locator("table.deals tbody .tag.pending").all():
+        box, line = tag.bounding_box(), tag.evaluate("tag => getComputedStyle(tag).lineHeight")
+        assert box is not None and box["height"] <= float(line.removesuffix("px")) + 1
+    page.set_viewport_size({"width": 1400, "height": 900})
     screenshot(page, "deal-list.png")
 
 

@@ -33,6 +33,20 @@ def test_a_manager_lands_on_their_deals(client):
     assert client.get("/")["Location"] == reverse("stakeholders:deal_list")
 
 
+def test_a_manager_opening_the_admin_is_sent_to_their_deals_with_a_word_why(client):
+    """Not to the admin's sign-in page, which asks someone already signed in to sign in again."""
+    client.force_login(person("chris", "Manager", kommo_user_id=5001))
+
+    response = client.get(reverse("admin:index"), follow=True)
+
+    assert response.redirect_chain[-1][0] == reverse("stakeholders:deal_list")
+    assert "The admin is for sales ops and the head of sales" in response.content.decode()
+
+
+def test_the_admin_sign_in_page_still_signs_in_someone_signed_out(client):
+    assert client.get(reverse("admin:login")).status_code == 200
+
+
 def test_sales_ops_land_in_the_admin(client):
     client.force_login(person("sam", "Sales ops", is_staff=True))
 
@@ -97,6 +111,21 @@ def test_the_admin_sidebar_lists_the_forecast_categories_under_reports(client):
     reports = next(group for group in response.context["sidebar_navigation"] if group["title"] == "Reports")
     links = {item["link"] for item in reports["items"]}
     assert reverse("admin:reports_forecastcategory_changelist") in links
+
+
+def test_the_admin_front_page_lists_the_pages_by_job_as_the_sidebar_does(client):
+    """Not Django's list of apps by their code names ("Axes", "Authentication and Authorization")."""
+    client.force_login(person("sam", "Sales ops", is_staff=True))
+
+    response = client.get(reverse("admin:index"))
+    front = response.content.decode().split('id="admin-job-groups"')[1]
+
+    titles = [group["title"] for group in response.context["sidebar_navigation"]]
+    assert titles[:3] == ["Portal", "Kommo accounts & sync", "Stakeholders & roles"]
+    positions = [front.index(f">{title.replace('&', '&amp;')}</h2>") for title in titles]
+    assert positions == sorted(positions)
+    assert reverse("admin:axes_accessattempt_changelist") in front and "Login failures" in front
+    assert "Axes" not in front and "Authentication and Authorization" not in front
 
 
 def test_signing_in_follows_next_when_given(client):

@@ -137,7 +137,12 @@ class KommoAccountAdmin(ModelAdmin):  # type: ignore[type-arg]
         "regenerate_webhook_token",
         "backfill_history",
     )
-    actions_detail = ("connect_oauth_detail", "long_lived_token_detail", "sync_now_detail")
+    actions_detail = (
+        "connect_oauth_detail",
+        "long_lived_token_detail",
+        "sync_now_detail",
+        "backfill_history_detail",
+    )
 
     @admin.display(description="state")
     def connection_state(self, account: KommoAccount) -> str:
@@ -171,7 +176,8 @@ class KommoAccountAdmin(ModelAdmin):  # type: ignore[type-arg]
             self.message_user(request, f"{account}: sync stopped — {exc}", messages.ERROR)
             return
         lines = "; ".join(
-            f"{resource} {result.created} created, {result.updated} updated, {result.unchanged} unchanged"
+            f"{resource} {result.created:,} created, {result.updated:,} updated, "
+            f"{result.unchanged:,} unchanged"
             for resource, result in results.items()
         )
         self.message_user(request, f"{account} synced: {lines}.", messages.SUCCESS)
@@ -205,6 +211,18 @@ class KommoAccountAdmin(ModelAdmin):  # type: ignore[type-arg]
         """The button on the account's page (unfold's detail actions are links)."""
         account = get_object_or_404(KommoAccount, pk=object_id)
         self._sync(request, account)
+        return HttpResponseRedirect(self._change_url(account))
+
+    @action(
+        description="Backfill history",
+        url_path="backfill-history",
+        permissions=["change"],
+        icon="manage_history",
+    )
+    def backfill_history_detail(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The button on the account's page for the action below, its result shown on the page."""
+        account = get_object_or_404(KommoAccount, pk=object_id)
+        self.backfill_history(request, KommoAccount.objects.filter(pk=account.pk))
         return HttpResponseRedirect(self._change_url(account))
 
     @admin.action(description="Verify connection (GET /api/v4/account)", permissions=["change"])

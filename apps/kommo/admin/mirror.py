@@ -271,15 +271,24 @@ class ContactAdmin(ReadOnlyAdmin):
 class LeadContactInline(ReadOnlyInline):
     model = LeadContact
     verbose_name_plural = "contacts on the deal"
-    fields = ["contact_kommo_id", "contact", "is_main"]
+    # Who first; the Kommo id last, for looking a contact up in Kommo.
+    fields = ["contact", "is_main", "contact_kommo_id"]
     related = ["contact"]
+
+
+@admin.display(description="catalog")
+def lead_element_catalog(link: LeadCatalogElement) -> str:
+    """The catalog by its name, when the mirror holds it."""
+    catalog = link.element.catalog if link.element is not None else None
+    return catalog.name if catalog is not None else f"catalog {link.catalog_kommo_id or '—'}"
 
 
 class LeadCatalogElementInline(ReadOnlyInline):
     model = LeadCatalogElement
     verbose_name_plural = "catalog elements on the deal"
-    fields = ["element_kommo_id", "element", "catalog_kommo_id", "quantity"]
-    related = ["element"]
+    fields = ["element", lead_element_catalog, "quantity", "element_kommo_id"]
+    readonly_fields = [lead_element_catalog]
+    related = ["element__catalog"]
 
 
 @admin.display(description="moved by")
@@ -291,12 +300,19 @@ def stage_change_mover(change: StageChange) -> str:
     return str(change.moved_by) if change.moved_by is not None else "—"
 
 
+@admin.display(description="reported by")
+def stage_change_reporters(change: StageChange) -> str:
+    """Every source that reported the move, in words ("Webhook, Events"), not the stored list."""
+    labels = dict(StageChange.Source.choices)
+    return ", ".join(str(labels.get(source, source)) for source in (change.sources or [change.source]))
+
+
 class StageChangeInline(ReadOnlyInline):
     model = StageChange
     verbose_name_plural = "stage history"
     fk_name = "lead"
-    fields = ["at", "from_status", "to_status", "source", "sources", stage_change_mover, "kommo_event_id"]
-    readonly_fields = [stage_change_mover]
+    fields = ["at", "from_status", "to_status", stage_change_mover, stage_change_reporters, "kommo_event_id"]
+    readonly_fields = [stage_change_mover, stage_change_reporters]
     related = ["from_status__pipeline", "to_status__pipeline", "moved_by"]
 
 
@@ -352,14 +368,28 @@ class LeadAdmin(ReadOnlyAdmin):
     date_hierarchy = "updated_at"
     actions = [_resync(leads_refetch, "deals")]
     exclude = ["raw"]
+    # The deal in a few rows, then the sections (stakeholders, gate decisions, stage history, …); the Kommo
+    # ids folded at the very bottom with the last payload (the template places the "bottom" fieldsets
+    # after the sections).
+    change_form_template = "admin/kommo/lead/change_form.html"
     fieldsets = [
-        (None, {"fields": ["name", "price", "status", "responsible_user", "company", "account"]}),
-        ("Dates", {"fields": ["created_at", "updated_at", "closed_at", "fetched_at"]}),
         (
-            "Kommo ids",
+            None,
             {
-                "classes": ["collapse"],
                 "fields": [
+                    "name",
+                    ("price", "status"),
+                    ("responsible_user", "company", "account"),
+                    ("created_at", "updated_at", "closed_at"),
+                ]
+            },
+        ),
+        (
+            "Kommo ids and sync",
+            {
+                "classes": ["collapse", "bottom"],
+                "fields": [
+                    "fetched_at",
                     "kommo_id",
                     "pipeline",
                     "pipeline_kommo_id",

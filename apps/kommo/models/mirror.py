@@ -453,8 +453,12 @@ class StageChange(models.Model):
         ]
 
     def __str__(self) -> str:
-        moved = f"{self.from_status_kommo_id} → {self.to_status_kommo_id}"
-        return f"{self.lead_id}: {moved} at {self.at:%Y-%m-%d %H:%M}"
+        # The stages by name when the mirror holds them (a link to this move reads "DM qualification →
+        # Technical validation"), their Kommo ids otherwise.
+        source = self.from_status.name if self.from_status is not None else self.from_status_kommo_id
+        target = self.to_status.name if self.to_status is not None else self.to_status_kommo_id
+        moved = f"{source or '—'} → {target}"
+        return f"{moved} at {self.at:%Y-%m-%d %H:%M}"
 
 
 class StageStay(models.Model):
@@ -464,7 +468,11 @@ class StageStay(models.Model):
     Derived only from the deal's :class:`StageChange` rows, its ``created_at`` and (for a deal that never
     moved) its current stage, by :func:`apps.kommo.services.stays.lead_stays_refresh`, which the mirror
     calls in the same transaction as every move it records; ``kommo_stays_rebuild`` derives them again
-    from scratch and must give the same rows. Time in stage, funnels and legal-review times read these."""
+    from scratch and must give the same rows. Time in stage, funnels and legal-review times read these.
+
+    ``earlier_seconds`` is written with the stay so that a report's cumulative time in stage is a column
+    expression rather than a look-up of each stay's predecessors: the exact sum of the earlier stays'
+    lengths in microseconds, divided once (so the SQL seed's ``numeric`` sum gives the same float)."""
 
     class LeftHow(models.TextChoices):
         FORWARD = "forward"
@@ -487,6 +495,11 @@ class StageStay(models.Model):
     next_status_kommo_id = models.BigIntegerField(null=True, blank=True)
     next_pipeline_kommo_id = models.BigIntegerField(null=True, blank=True)
     left_how = models.CharField(max_length=8, choices=LeftHow.choices, blank=True)
+    earlier_seconds = models.FloatField(
+        default=0.0,
+        help_text="The deal's earlier completed stays in the same stage (and pipeline), summed: this stay's "
+        "cumulative time is this plus its own length.",
+    )
 
     class Meta:
         verbose_name = "stage stay"

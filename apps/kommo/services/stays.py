@@ -7,7 +7,9 @@ ordered by time, its ``created_at``, and (when it never moved) its current stage
   ``created_at`` to that move; a deal that never moved has one open stay in its current stage since
   ``created_at``;
 * every move closes the open stay (``left_at``, the next stage, and how it left: forward / back / won /
-  lost / to another pipeline, by the stages' ``sort``) and opens one in its to-stage.
+  lost / to another pipeline, by the stages' ``sort``) and opens one in its to-stage;
+* each stay carries ``earlier_seconds``, the length of the deal's earlier completed stays in the same
+  stage and pipeline (:func:`earlier_seconds`), so that its cumulative time is read from the row.
 
 :func:`leads_stays_refresh` derives the stays of some deals again and writes only the difference; the
 mirror calls it in the same transaction as each move it records (and for deals created or re-staged by an
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,6 +69,29 @@ class _Stay:
     next_status: int | None = None
     next_pipeline: int | None = None
     left_how: str = ""
+    earlier_seconds: float = 0.0
+
+
+def earlier_in_stage(stays: Iterable[tuple[Hashable, dt.datetime, dt.datetime | None]]) -> list[float]:
+    """For one deal's stays in order, each as (its stage's key, entered, left or None): the lengths of the
+    deal's completed stays before it with the same key, in seconds — summed exactly in microseconds and
+    divided once, the float PostgreSQL gives for ``sum(extract(epoch from left_at - entered_at))::float8``
+    whatever the order of the additions."""
+    done: dict[Hashable, int] = defaultdict(int)
+    earlier = []
+    for key, entered, left in stays:
+        earlier.append(done[key] / 1_000_000)
+        if left is not None:
+            length = left - entered
+            done[key] += (length.days * 86_400 + length.seconds) * 1_000_000 + length.microseconds
+    return earlier
+
+
+def earlier_seconds(stays: Sequence[_Stay]) -> None:
+    """Sets each stay's ``earlier_seconds`` (:func:`earlier_in_stage`, by pipeline and stage)."""
+    found = earlier_in_stage(((stay.pipeline, stay.status), stay.entered_at, stay.left_at) for stay in stays)
+    for stay, seconds in zip(stays, found, strict=True):
+        stay.earlier_seconds = seconds
 
 
 def stays_derive(
@@ -98,6 +123,7 @@ def stays_derive(
             current.next_pipeline = move.to_pipeline
             current.left_how = _left_how(current, move, sorts)
         stays.append(_Stay(move.to_pipeline, move.to_status, move.at))
+    earlier_seconds(stays)
     return stays
 
 
@@ -206,6 +232,7 @@ def leads_stays_refresh(
                     "next_status_kommo_id": stay.next_status,
                     "next_pipeline_kommo_id": stay.next_pipeline,
                     "left_how": stay.left_how,
+                    "earlier_seconds": stay.earlier_seconds,
                 }
             )
     return _stays_replace(stay_model, ids, wanted)
@@ -224,22 +251,30 @@ _FIELDS = (
     "next_status_kommo_id",
     "next_pipeline_kommo_id",
     "left_how",
+    "earlier_seconds",
 )
+
+
+def _fields(stay_model: type[models.Model]) -> tuple[str, ...]:
+    """The derived columns the model has (a migration's historical model may predate some)."""
+    names = {field.attname for field in stay_model._meta.concrete_fields}
+    return tuple(name for name in _FIELDS if name in names)
 
 
 def _stays_replace(stay_model: type[models.Model], lead_ids: list[int], wanted: list[dict[str, Any]]) -> int:
     """Make the stays of ``lead_ids`` exactly ``wanted``: delete the rows not wanted first (so that the
     one-open-stay-per-deal constraint holds at every step), then create the missing ones."""
-    missing = Counter(tuple(values[name] for name in _FIELDS) for values in wanted)
+    fields = _fields(stay_model)
+    missing = Counter(tuple(values[name] for name in fields) for values in wanted)
     stale: list[int] = []
-    for pk, *values in stay_model._default_manager.filter(lead_id__in=lead_ids).values_list("pk", *_FIELDS):
+    for pk, *values in stay_model._default_manager.filter(lead_id__in=lead_ids).values_list("pk", *fields):
         key = tuple(values)
         if missing[key] > 0:
             missing[key] -= 1
         else:
             stale.append(pk)
     to_create = [
-        stay_model(**dict(zip(_FIELDS, key, strict=True)))
+        stay_model(**dict(zip(fields, key, strict=True)))
         for key, count in missing.items()
         for _ in range(count)
     ]
@@ -281,4 +316,33 @@ def stays_rebuild(
                 pipeline_model=pipeline_model,
             )
         seen += len(ids)
+        last = ids[-1]
+
+
+def stays_earlier_fill(*, stay_model: type[models.Model] = StageStay, chunk: int = REBUILD_CHUNK) -> int:
+    """Writes ``earlier_seconds`` on stays written before it existed, as :func:`leads_stays_refresh` would
+    (in place: the rows keep their pks), ``chunk`` deals at a time. Returns the rows changed."""
+    manager = stay_model._default_manager
+    changed = 0
+    last = 0
+    while True:
+        after = manager.filter(lead_id__gt=last).order_by("lead_id")
+        ids = list(after.values_list("lead_id", flat=True).distinct()[:chunk])
+        if not ids:
+            return changed
+        rows = manager.filter(lead_id__in=ids).order_by("lead_id", "entered_at", "pk")
+        by_lead: dict[int, list[tuple[int, float, _Stay]]] = defaultdict(list)
+        columns = ["pk", "lead_id", "pipeline_kommo_id", "status_kommo_id", "entered_at", "left_at"]
+        columns.append("earlier_seconds")
+        for pk, lead_id, pipeline, status, entered, left, before in rows.values_list(*columns):
+            by_lead[lead_id].append((pk, before, _Stay(pipeline, status, entered, left)))
+        updates = []
+        for stays in by_lead.values():
+            earlier_seconds([stay for _, _, stay in stays])
+            for pk, before, stay in stays:
+                if stay.earlier_seconds != before:
+                    updates.append(stay_model(pk=pk, earlier_seconds=stay.earlier_seconds))
+        with transaction.atomic():
+            manager.bulk_update(updates, ["earlier_seconds"], batch_size=1000)
+        changed += len(updates)
         last = ids[-1]

@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from django.db.models import Count, DateTimeField, Max, OuterRef, Subquery, Sum, Value
+from django.db.models import Count, DateTimeField, ExpressionWrapper, F, FloatField, Max, Value
 
-from apps.kommo.models.mirror import StageStay
 from apps.reports.framework import Scope
 from apps.reports.selectors.common import CLOSED, open_at_end, pipeline_count, stage_label, stays_in_scope
 from apps.reports.sql import DaysBetween, Percentile
+
+DAY_SECONDS = 86400.0
 
 
 @dataclass(frozen=True)
@@ -44,20 +45,9 @@ def time_in_stage(*, scope: Scope) -> list[TimeInStageRow]:
     * stays open at the end of the period (now, for the current one): how many, their median age and the
       oldest, aged to that moment."""
     length = DaysBetween("left_at", "entered_at")
-    # The deal's stays in the stage up to this one, summed: grouped by a column the filter fixes, so that
-    # the subquery joins nothing and reads the index on (deal, stage, left) alone (reports.0007).
-    earlier = (
-        StageStay.objects.filter(
-            lead_id=OuterRef("lead_id"),
-            status_kommo_id=OuterRef("status_kommo_id"),
-            pipeline_kommo_id=OuterRef("pipeline_kommo_id"),
-            left_at__lte=OuterRef("left_at"),
-        )
-        .order_by()
-        .values("status_kommo_id")
-        .annotate(total=Sum(DaysBetween("left_at", "entered_at")))
-        .values("total")[:1]
-    )
+    # The stay plus the deal's earlier stays in the stage, written with the stay (StageStay.earlier_seconds):
+    # a column of the rows already read, where it was a look-up of each stay's predecessors.
+    cumulative = ExpressionWrapper(F("earlier_seconds") / DAY_SECONDS + length, output_field=FloatField())
     completed = (
         stays_in_scope(scope)
         .filter(left_at__gte=scope.start, left_at__lt=scope.end)
@@ -67,7 +57,7 @@ def time_in_stage(*, scope: Scope) -> list[TimeInStageRow]:
             completed=Count("id"),
             median=Percentile(length, 0.5),
             p75=Percentile(length, 0.75),
-            cumulative_median=Percentile(Subquery(earlier), 0.5),
+            cumulative_median=Percentile(cumulative, 0.5),
         )
     )
     age = DaysBetween(Value(scope.until, output_field=DateTimeField()), "entered_at")

@@ -72,9 +72,9 @@ class TerminalProgress:
             self.out.write(("\r" if self.tty else "") + line + "\n")
             return
         summary = (
-            f" — {result.created} created, {result.updated} updated, {result.unchanged} unchanged"
-            + (f", {result.stale} stale" if result.stale else "")
-            + (f", {len(result.new_stage_changes)} stage moves" if result.new_stage_changes else "")
+            f" — {result.created:,} created, {result.updated:,} updated, {result.unchanged:,} unchanged"
+            + (f", {result.stale:,} stale" if result.stale else "")
+            + (f", {len(result.new_stage_changes):,} stage moves" if result.new_stage_changes else "")
         )
         self.out.write(("\r" if self.tty else "") + self._line(resource) + summary + "\n")
 
