@@ -31,12 +31,17 @@ from apps.gates.services import (
 from apps.kommo.client import KommoClient
 from apps.kommo.models import StageChange
 from apps.kommo.tasks import outbound_flush, outbound_flush_schedule
-from apps.kommo.webhooks.processing import webhook_backlog
+from apps.kommo.webhooks.processing import webhook_backlog, webhook_moves_backlog
 
 
 def gates_run_now(*, account_id: int, client: KommoClient | None = None) -> EnforcementRun:
     """Evaluate the account's pending moves, send what is due, and schedule what follows."""
-    run = gates_enforce(account_id=account_id, client=client, backlog=webhook_backlog(account_id=account_id))
+    run = gates_enforce(
+        account_id=account_id,
+        client=client,
+        backlog=webhook_backlog(account_id=account_id),
+        moves_backlog=webhook_moves_backlog(account_id=account_id),
+    )
     if run.evaluation.retry_in is not None:
         evaluate_pending.apply_async((account_id,), countdown=run.evaluation.retry_in)
     if run.flush_in is not None:

@@ -456,13 +456,22 @@ class EnforcementRun:
         return self.flush.next_in if self.flush is not None else None
 
 
-def gates_enforce(*, account_id: int, client: KommoClient | None = None, backlog: int = 0) -> EnforcementRun:
+def gates_enforce(
+    *,
+    account_id: int,
+    client: KommoClient | None = None,
+    backlog: int = 0,
+    moves_backlog: int | None = None,
+) -> EnforcementRun:
     """Evaluate the account's pending moves; when that queued writes, send what is due at once (the moves
     back, and the tasks and notes when they are ready — ``outbound_drain_plan``, which weighs ``backlog``:
-    the account's webhook deliveries still waiting to be processed)."""
+    the account's webhook deliveries still waiting to be processed, and ``moves_backlog``: those of them
+    that report stage moves)."""
     run = EnforcementRun(evaluation=gate_evaluations_run(account_id=account_id, client=client))
     if run.evaluation.outbound:
-        run.flush = outbound_changes_flush(account_id=account_id, client=client, backlog=backlog)
+        run.flush = outbound_changes_flush(
+            account_id=account_id, client=client, backlog=backlog, moves_backlog=moves_backlog
+        )
     return run
 
 

@@ -14,11 +14,13 @@ from apps.kommo.services.outbound import (
     outbound_changes_flush,
     outbound_flush_release,
     outbound_flush_reserve,
+    outbound_flush_unreserve,
 )
 from apps.kommo.webhooks.processing import (
     webhook_backlog,
     webhook_events_prune,
     webhook_events_sweep,
+    webhook_moves_backlog,
 )
 
 
@@ -41,16 +43,27 @@ def outbound_flush(account_id: int, *, reserved: bool = True) -> None:
     ``reserved``: this run was scheduled through ``outbound_flush_schedule`` (its reservation ends now)."""
     if reserved:
         outbound_flush_release(account_id=account_id)
-    result = outbound_changes_flush(account_id=account_id, backlog=webhook_backlog(account_id=account_id))
+    result = outbound_changes_flush(
+        account_id=account_id,
+        backlog=webhook_backlog(account_id=account_id),
+        moves_backlog=webhook_moves_backlog(account_id=account_id),
+    )
     if result.next_in is not None:
         outbound_flush_schedule(account_id=account_id, delay=result.next_in)
 
 
 def outbound_flush_schedule(*, account_id: int, delay: float) -> bool:
-    """Schedules the account's next flush in ``delay`` seconds unless one is already due by then."""
-    if not outbound_flush_reserve(account_id=account_id, delay=delay):
+    """Schedules the account's next flush in ``delay`` seconds unless one is already due by then. When
+    the task cannot be published (the broker is down), the reservation is given back before the error is
+    raised, so that the next caller schedules a flush instead of trusting one that was never sent."""
+    reserved = outbound_flush_reserve(account_id=account_id, delay=delay)
+    if reserved is None:
         return False
-    outbound_flush.apply_async((account_id,), countdown=delay)
+    try:
+        outbound_flush.apply_async((account_id,), countdown=delay)
+    except Exception:
+        outbound_flush_unreserve(account_id=account_id, at=reserved)
+        raise
     return True
 
 

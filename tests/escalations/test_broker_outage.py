@@ -5,6 +5,7 @@ once Redis is back: one task per deal and level in Kommo."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from decimal import Decimal
 
 import pytest
@@ -23,6 +24,7 @@ from apps.stakeholders.bootstrap import account_bootstrap
 from kommo_sandbox.server import SandboxServer
 from tests.core.test_broker_outage import own_redis  # noqa: F401 (the fixture)
 from tests.escalations.test_end_to_end import escalation_tasks
+from tests.factories import KommoAccountFactory, StatusFactory
 from tests.kommo.sandbox_support import account_for
 from tests.support.services import CeleryWorker, RedisServer, wait_for
 
@@ -111,3 +113,23 @@ def test_escalations_written_while_redis_is_stopped_are_kept_and_sent_once_it_is
     assert set(OutboundChange.objects.filter(account=account).values_list("status", flat=True)) == {
         OutboundChange.Status.SENT
     }
+
+
+def test_the_beats_fan_out_goes_on_past_a_check_it_cannot_queue(
+    own_redis: RedisServer,  # noqa: F811 (the fixture)
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    accounts = [KommoAccountFactory(name=name) for name in ("Acme", "Globex", "Initech")]
+    for account in accounts:
+        StageLimit.objects.create(status=StatusFactory(pipeline__account=account), limit_days=Decimal("2"))
+    own_redis.stop()
+
+    # Every account's check is tried, each failure logged; the run still fails as a whole at the end.
+    with caplog.at_level(logging.WARNING, logger="apps.escalations.tasks"), pytest.raises(BrokerError):
+        check_limits()
+
+    not_queued = [record.getMessage() for record in caplog.records if "was not queued" in record.getMessage()]
+    assert not_queued == [
+        f"stage limits: the check of account {pk} was not queued: OperationalError"
+        for pk in sorted(account.pk for account in accounts)
+    ]

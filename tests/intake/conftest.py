@@ -1,4 +1,4 @@
-"""Fixtures of the intake tests: an account, a source with its key, an API client, a Kommo double."""
+"""Fixtures of the intake tests: an account, a source with its key, an API client, the suite's fake Kommo."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from apps.kommo import types
 from apps.kommo.models import KommoAccount
 from apps.kommo.services.mirror import custom_fields_upsert_from_kommo
 from tests.factories import KommoAccountFactory
-from tests.intake.kommo_double import BASE_URL, MARKER_FIELD_ID, KommoDouble
+from tests.support.fake_kommo import BASE_URL, MARKER_FIELD_ID, FakeKommo
 
 LONG_LIVED_TOKEN = "long-lived-token-0123456789abcdef"
 
@@ -78,9 +78,9 @@ def api(source_and_key: tuple[IntakeSource, str]) -> APIClient:
 
 
 @pytest.fixture
-def kommo() -> Iterator[KommoDouble]:
+def kommo() -> Iterator[FakeKommo]:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield KommoDouble(mock)
+        yield FakeKommo(mock)
 
 
 def submission_body(**overrides: Any) -> dict[str, Any]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -13,7 +12,7 @@ from rest_framework.test import APIClient
 from apps.intake.models import IntakeSource, IntakeSubmission
 from apps.intake.services import intake_source_key_generate, intake_submission_process
 from kommo_sandbox.server import SandboxServer
-from tests.kommo.sandbox_support import account_for, api_requests, sandbox_start
+from tests.kommo.sandbox_support import account_for, api_requests
 
 pytestmark = [pytest.mark.postgres, pytest.mark.sandbox, pytest.mark.django_db(transaction=True)]
 
@@ -22,13 +21,6 @@ SHARED_EMAIL = "ann@shared.example"
 # linked by the submissions that search by phone before Ann exists.
 SHARED_PHONE = "+1 415 555 0242"
 DEALS = 10
-
-
-@pytest.fixture
-def sandbox() -> Iterator[SandboxServer]:
-    server = sandbox_start("demo")
-    yield server
-    server.stop()
 
 
 def sandbox_contacts_with(server: SandboxServer, value: str) -> int:
@@ -88,11 +80,11 @@ def run_at_once(count: int, work) -> list[Any]:  # type: ignore[no-untyped-def]
     return results
 
 
-def test_twenty_concurrent_submissions_create_one_contact_per_person_and_one_deal_per_key(sandbox):
-    account = account_for(sandbox)
+def test_twenty_concurrent_submissions_create_one_contact_per_person_and_one_deal_per_key(demo):
+    account = account_for(demo)
     source = IntakeSource(account=account, name="Load test", default_phone_region="US")
     key = intake_source_key_generate(source=source)
-    since = sandbox.app.request_log.last_seq
+    since = demo.app.request_log.last_seq
 
     def submit_and_process(index: int) -> int:
         deal = index % DEALS  # every deal is sent twice, with the same Idempotency-Key
@@ -111,17 +103,17 @@ def test_twenty_concurrent_submissions_create_one_contact_per_person_and_one_dea
     submissions = IntakeSubmission.objects.filter(source=source)
     assert submissions.count() == DEALS
     assert set(submissions.values_list("status", flat=True)) == {IntakeSubmission.Status.DONE}
-    assert sandbox_leads_named(sandbox, "Concurrent deal ") == DEALS
-    assert sandbox_contacts_with(sandbox, SHARED_EMAIL) == 1
-    assert sandbox_contacts_with(sandbox, "+14155550242") == 1
+    assert sandbox_leads_named(demo, "Concurrent deal ") == DEALS
+    assert sandbox_contacts_with(demo, SHARED_EMAIL) == 1
+    assert sandbox_contacts_with(demo, "+14155550242") == 1
     for deal in range(DEALS):
-        assert sandbox_contacts_with(sandbox, f"person{deal}@unique.example") == 1
+        assert sandbox_contacts_with(demo, f"person{deal}@unique.example") == 1
     shared_ids = {submission.kommo_contact_ids[0] for submission in submissions}
     assert len(shared_ids) == 1
-    calls = [f"{entry['method']} {entry['path']}" for entry in api_requests(sandbox, since)]
+    calls = [f"{entry['method']} {entry['path']}" for entry in api_requests(demo, since)]
     assert calls.count("POST /api/v4/leads/complex") == DEALS
     assert sum(call.endswith("/link") for call in calls) == DEALS
-    searches = [entry for entry in api_requests(sandbox, since) if "query=" in entry["query"]]
+    searches = [entry for entry in api_requests(demo, since) if "query=" in entry["query"]]
     # Ann is searched for by the first submission that holds her lock only; each other person once.
     assert DEALS + 1 <= len(searches) <= DEALS + 2
     # The deals' marker field is looked up and created once, however many submissions need it at once;

@@ -12,8 +12,8 @@ from apps.kommo.services.mirror import contacts_upsert_from_kommo
 from apps.stakeholders.models import FieldMapping, FieldMappingValue, Role, Stakeholder
 from apps.stakeholders.services import stakeholders_derive_for_leads
 from tests.intake.conftest import submission_body
-from tests.intake.kommo_double import MARKER_FIELD_ID
 from tests.kommo.payloads import payload
+from tests.support.fake_kommo import MARKER_FIELD_ID
 
 URL = "/api/v1/intake/leads"
 

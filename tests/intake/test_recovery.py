@@ -4,7 +4,6 @@ sweeper), and the deal field that carries the marker."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,8 +25,8 @@ from apps.kommo.models.mirror import CustomField, Lead
 from config.celery import app as celery_app
 from kommo_sandbox.server import SandboxServer
 from tests.intake.conftest import submission_body
-from tests.intake.kommo_double import MARKER_FIELD_ID
-from tests.kommo.sandbox_support import account_for, api_requests, sandbox_start
+from tests.kommo.sandbox_support import account_for, api_requests
+from tests.support.fake_kommo import MARKER_FIELD_ID
 
 Status = IntakeSubmission.Status
 URL = "/api/v1/intake/leads"
@@ -140,38 +139,31 @@ def test_a_deal_whose_marker_only_contains_the_submissions_is_not_adopted(api, k
 # -- the same against the sandbox, over HTTP --------------------------------------------------------------
 
 
-@pytest.fixture
-def sandbox() -> Iterator[SandboxServer]:
-    server = sandbox_start("demo")
-    yield server
-    server.stop()
-
-
 @pytest.mark.sandbox
 def test_against_the_sandbox_a_crash_after_the_complex_call_and_a_retry_leave_exactly_one_deal(
-    sandbox, make_source, queued, monkeypatch, django_capture_on_commit_callbacks
+    demo, make_source, queued, monkeypatch, django_capture_on_commit_callbacks
 ):
-    account = account_for(sandbox)
+    account = account_for(demo)
     _, key = make_source(account=account, pipeline_kommo_id=None, status_kommo_id=None)
     api = _client(key)
-    since = sandbox.app.request_log.last_seq
+    since = demo.app.request_log.last_seq
     submission = submit(api, submission_body(deal={"name": "Crash-test deal"}))
 
     crash_after_complex(submission, monkeypatch)
-    assert _sandbox_leads_named(sandbox, "Crash-test deal") == 1
+    assert _sandbox_leads_named(demo, "Crash-test deal") == 1
     sweep_later(django_capture_on_commit_callbacks, STALE_CLAIM + dt.timedelta(minutes=1))
     intake_submission_process(submission_id=queued[-1])
 
     submission.refresh_from_db()
     assert submission.status == Status.DONE
-    assert _sandbox_leads_named(sandbox, "Crash-test deal") == 1
-    stored = sandbox.store.account(sandbox.credentials["account_id"]).leads[submission.kommo_lead_id]
+    assert _sandbox_leads_named(demo, "Crash-test deal") == 1
+    stored = demo.store.account(demo.credentials["account_id"]).leads[submission.kommo_lead_id]
     assert stored.name == "Crash-test deal"
-    calls = [f"{entry['method']} {entry['path']}" for entry in api_requests(sandbox, since)]
+    calls = [f"{entry['method']} {entry['path']}" for entry in api_requests(demo, since)]
     assert calls.count("POST /api/v4/leads/complex") == 1
     assert calls.count("POST /api/v4/leads/custom_fields") == 1  # the marker's field, once per account
     main_id = submission.kommo_contact_ids[0]
-    assert stored.id in sandbox.store.account(sandbox.credentials["account_id"]).links.ids(
+    assert stored.id in demo.store.account(demo.credentials["account_id"]).links.ids(
         ("contacts", main_id), "leads"
     )
 

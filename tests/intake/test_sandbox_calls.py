@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from rest_framework.test import APIClient
 
@@ -12,16 +10,9 @@ from apps.intake.services import intake_submission_process
 from apps.kommo.models.mirror import Contact, Lead, LeadContact
 from kommo_sandbox.server import SandboxServer
 from tests.intake.conftest import submission_body
-from tests.kommo.sandbox_support import account_for, api_requests, sandbox_start
+from tests.kommo.sandbox_support import account_for, api_requests
 
 pytestmark = pytest.mark.sandbox
-
-
-@pytest.fixture
-def sandbox() -> Iterator[SandboxServer]:
-    server = sandbox_start("demo")
-    yield server
-    server.stop()
 
 
 def calls_since(server: SandboxServer, since: int) -> list[str]:
@@ -33,10 +24,10 @@ def calls_since(server: SandboxServer, since: int) -> list[str]:
 
 
 def test_a_submission_costs_its_searches_one_contacts_post_one_complex_and_one_link_and_nothing_else(
-    sandbox, make_source
+    demo, make_source
 ):
-    account = account_for(sandbox)
-    pipeline = next(iter(sandbox.store.account(sandbox.credentials["account_id"]).pipelines.values()))
+    account = account_for(demo)
+    pipeline = next(iter(demo.store.account(demo.credentials["account_id"]).pipelines.values()))
     stage = pipeline.first_working_status()
     _, key = make_source(account=account, pipeline_kommo_id=pipeline.id, status_kommo_id=stage.id)
     client = APIClient()
@@ -51,12 +42,12 @@ def test_a_submission_costs_its_searches_one_contacts_post_one_complex_and_one_l
     submit_and_process(
         submission_body(deal={"name": "Warm-up"}, contacts=[{"name": "W", "emails": ["w@w.example"]}])
     )
-    since = sandbox.app.request_log.last_seq
+    since = demo.app.request_log.last_seq
 
     first = submit_and_process(submission_body())
 
     assert first.status == IntakeSubmission.Status.DONE
-    assert calls_since(sandbox, since) == [
+    assert calls_since(demo, since) == [
         "GET /api/v4/contacts?query",  # ann@acme.example
         "GET /api/v4/contacts?query",  # +14155550101
         "GET /api/v4/contacts?query",  # lee@acme.example
@@ -68,10 +59,10 @@ def test_a_submission_costs_its_searches_one_contacts_post_one_complex_and_one_l
     assert sorted(LeadContact.objects.filter(lead=lead).values_list("contact_kommo_id", flat=True)) == sorted(
         first.kommo_contact_ids
     )
-    since = sandbox.app.request_log.last_seq
+    since = demo.app.request_log.last_seq
 
     second = submit_and_process(submission_body(deal={"name": "Acme — renewal"}))
 
-    assert calls_since(sandbox, since) == ["POST /api/v4/leads/complex", "POST /api/v4/leads/{id}/link"]
+    assert calls_since(demo, since) == ["POST /api/v4/leads/complex", "POST /api/v4/leads/{id}/link"]
     assert second.kommo_contact_ids == first.kommo_contact_ids
     assert Contact.objects.filter(account=account, kommo_id__in=first.kommo_contact_ids).count() == 2

@@ -3,6 +3,8 @@ long-lived token, and the fixtures the suite shares (registered for every test b
 
 - ``demo`` / ``fresh_demo``: one demo sandbox per module (no webhooks, rate limit off), reset to its seed
   for each test that asks for the fresh one;
+- ``webhook_sandbox``: a demo sandbox that sends webhooks, new for each test, with ``webhook_portal`` (the
+  live server as the webhook URL) and :func:`account_subscribed` (the account, subscribed);
 - ``gated_portal``: the portal connected to a demo sandbox that sends its webhooks, once per module, as
   ``make run`` prepares it (fields, webhook subscription, sync, the default gate rules enforced), a real
   Celery worker on Redis and PostgreSQL, the live server as the webhook URL. Its tests share that one
@@ -13,7 +15,7 @@ long-lived token, and the fixtures the suite shares (registered for every test b
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -117,6 +119,42 @@ def fresh_demo(demo: SandboxServer) -> SandboxServer:
     """The module's demo sandbox, reset to its seed."""
     sandbox_admin(demo, "POST", "/_sandbox/reset")
     return demo
+
+
+@pytest.fixture
+def webhook_sandbox() -> Iterator[SandboxServer]:
+    """A demo sandbox that sends webhooks (rate limit off), new for the test: the tests that use it block
+    the account, slow Kommo down or kill a worker mid-delivery, and a retry still pending in one test's
+    sender must not reach the next test's portal."""
+    server = sandbox_start("demo", webhooks=True)
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def webhook_portal(transactional_db: None, live_server: Any, settings: Any) -> Any:
+    """The portal over HTTP (the live server), the URL its webhook subscriptions name."""
+    settings.KOMMO_PUBLIC_URL = live_server.url
+    return live_server
+
+
+def account_subscribed(server: SandboxServer, settings: Iterable[str] = ("status_lead",)) -> KommoAccount:
+    """The sandbox's account in the portal, subscribed to ``settings`` (Kommo's event names) at its
+    webhook URL."""
+    credentials = server.credentials
+    account = KommoAccountFactory.create(
+        name="Sandbox",
+        base_url=server.base_url,
+        subdomain=credentials["subdomain"],
+        kommo_id=credentials["account_id"],
+        auth_kind=KommoAccount.AuthKind.LONG_LIVED,
+        access_token=credentials["long_lived_token"],
+        rate_limit_per_second=1000,
+    )
+    sandbox_api(
+        server, "POST", "/api/v4/webhooks", {"destination": account.webhook_url, "settings": list(settings)}
+    )
+    return account
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ import requests
 import responses
 import time_machine
 from django.utils import timezone
+from kombu.exceptions import OperationalError as BrokerError
 
 from apps.kommo.client import KommoClient, RetryPolicy
 from apps.kommo.models import KommoAccount, Lead, OutboundChange, StageChange, WebhookEvent
@@ -34,9 +35,11 @@ from apps.kommo.services.outbound import (
     outbound_drain_plan,
     outbound_flush_reserve,
 )
-from apps.kommo.tasks import outbound_flush
-from apps.kommo.webhooks.processing import webhook_backlog
+from apps.kommo.tasks import outbound_flush, outbound_flush_schedule
+from apps.kommo.webhooks.processing import webhook_backlog, webhook_moves_backlog
+from tests.core.test_broker_outage import own_redis  # noqa: F401 (the fixture)
 from tests.factories import KommoAccountFactory, PipelineFactory, StatusFactory
+from tests.support.services import RedisServer
 
 BASE = "https://acme.kommo.com"
 LEGAL, SIGNING, PIPELINE = 4004, 4005, 3001
@@ -598,6 +601,65 @@ def test_moves_wait_while_kommo_has_told_of_more_than_was_processed(account):
     )
 
 
+def delivery(account: KommoAccount, events: str, status: str = WebhookEvent.Status.RECEIVED) -> None:
+    """A delivery of the given sections (what intake stores from its keys), waiting by default."""
+    WebhookEvent.objects.create(
+        account=account,
+        body=b"",
+        content_type="application/x-www-form-urlencoded",
+        events=events,
+        status=status,
+    )
+
+
+def test_a_steady_stream_is_not_a_burst_for_the_echoes_of_the_portals_own_writes(account):
+    # 10 moves a second, each blocked: Kommo reports each move twice (leads[status], leads[update]) and
+    # sends back the portal's move back (twice again), its task (task[add]) and its note (leads[note]).
+    # Half a second behind, a handful of moves wait to be processed, and three times as many echoes.
+    blocked(account, 10_001, 1)
+    for _ in range(4):
+        delivery(account, "leads[status]")
+    for events in ("leads[update]", "task[add]", "leads[note]"):
+        for _ in range(4):
+            delivery(account, events)
+
+    plan = outbound_drain_plan(
+        account_id=account.pk,
+        backlog=webhook_backlog(account_id=account.pk),
+        moves_backlog=webhook_moves_backlog(account_id=account.pk),
+    )
+
+    assert plan.moves_in == 0
+    assert webhook_moves_backlog(account_id=account.pk) == 4
+    # Tasks and notes still wait for all to be calm: every delivery counts for that.
+    assert plan.follow_ups_in is not None and plan.follow_ups_in > 0
+
+
+def test_moves_wait_while_kommo_has_told_of_more_moves_than_were_processed(account):
+    blocked(account, 10_001, 1)
+    for _ in range(BACKLOG_EVENTS):
+        delivery(account, "leads[status] leads[update]")
+
+    plan = outbound_drain_plan(
+        account_id=account.pk,
+        backlog=webhook_backlog(account_id=account.pk),
+        moves_backlog=webhook_moves_backlog(account_id=account.pk),
+    )
+
+    assert plan.moves_in is not None and plan.moves_in > 0
+
+
+def test_the_moves_backlog_counts_the_deliveries_of_moves_not_yet_processed(account):
+    for status in WebhookEvent.Status:
+        delivery(account, "leads[status] leads[update]", status)
+    delivery(account, "contacts[add] leads[status]")  # a Digital Pipeline hook, or a mixed delivery
+    delivery(account, "leads[add]")
+
+    # received and being processed; not processed, ignored, failed, dead or rejected ones
+    assert webhook_moves_backlog(account_id=account.pk) == 3
+    assert webhook_backlog(account_id=account.pk) == 4
+
+
 def test_tasks_and_notes_of_a_steady_stream_go_out_at_the_latest_after_the_follow_up_bound(account):
     # The stream is queued and planned at one instant: however slow the machine, queuing it does not
     # outlast the bound.
@@ -619,6 +681,24 @@ def test_one_flush_is_scheduled_at_a_time(account):
     assert outbound_flush_reserve(account_id=account.pk, delay=2.0)
     assert not outbound_flush_reserve(account_id=account.pk, delay=3.0)  # the one at 2 s sees it too
     assert outbound_flush_reserve(account_id=account.pk, delay=0.5)  # sooner: scheduled as well
+
+
+@pytest.mark.redis
+def test_a_flush_that_cannot_be_published_gives_its_reservation_back(
+    account,
+    own_redis: RedisServer,  # noqa: F811 (the fixture)
+):
+    own_redis.stop()
+
+    with pytest.raises(BrokerError):
+        outbound_flush_schedule(account_id=account.pk, delay=2.0)
+
+    # No flush was scheduled, and none is believed to be: the next caller schedules one at once rather
+    # than trusting the reservation until it expires (FLUSH_LOST_AFTER).
+    account.refresh_from_db()
+    assert account.outbound_flush_at is None
+    own_redis.start()  # the same port: the broker is back
+    assert outbound_flush_schedule(account_id=account.pk, delay=2.0)
 
 
 # -- the circuit breaker ---------------------------------------------------------------------------------

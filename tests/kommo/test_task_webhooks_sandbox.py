@@ -4,61 +4,29 @@ deal's ``closest_task_at`` (what the stuck-deals report reads as "has an open ta
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
-from apps.kommo.models import KommoAccount, Lead
+from apps.kommo.models import Lead
 from apps.stakeholders.bootstrap import WEBHOOK_SETTINGS
-from kommo_sandbox.server import SandboxServer
-from tests.factories import KommoAccountFactory
-from tests.kommo.sandbox_support import sandbox_admin, sandbox_api
+from tests.kommo.sandbox_support import account_subscribed, sandbox_api
 from tests.support.services import wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.worker, pytest.mark.sandbox]
 
 
-@pytest.fixture
-def portal(transactional_db, live_server, settings):
-    settings.KOMMO_PUBLIC_URL = live_server.url
-    return live_server
-
-
-@pytest.fixture
-def sandbox() -> Iterator[SandboxServer]:
-    server = SandboxServer(host="127.0.0.1", port=0, seed="demo", webhooks=True).start()
-    sandbox_admin(server, "PUT", "/_sandbox/rate-limit", {"enabled": False})
-    yield server
-    server.stop()
-
-
 def test_a_task_added_then_completed_on_a_deal_in_kommo_sets_then_clears_its_open_task_in_the_mirror(
-    portal, sandbox, start_worker
+    webhook_portal, webhook_sandbox, start_worker
 ) -> None:
     start_worker()
-    credentials = sandbox.credentials
-    account = KommoAccountFactory(
-        name="Sandbox",
-        base_url=sandbox.base_url,
-        subdomain=credentials["subdomain"],
-        kommo_id=credentials["account_id"],
-        auth_kind=KommoAccount.AuthKind.LONG_LIVED,
-        access_token=credentials["long_lived_token"],
-        rate_limit_per_second=1000,
-    )
-    sandbox_api(
-        sandbox,
-        "POST",
-        "/api/v4/webhooks",
-        {"destination": account.webhook_url, "settings": list(WEBHOOK_SETTINGS)},
-    )
-    [lead] = sandbox_api(sandbox, "POST", "/api/v4/leads", [{"name": "Task probe", "price": 5000}])[
+    account = account_subscribed(webhook_sandbox, WEBHOOK_SETTINGS)
+    [lead] = sandbox_api(webhook_sandbox, "POST", "/api/v4/leads", [{"name": "Task probe", "price": 5000}])[
         "_embedded"
     ]["leads"]
     deadline = int(time.time()) + 3 * 86400
 
     [created] = sandbox_api(
-        sandbox,
+        webhook_sandbox,
         "POST",
         "/api/v4/tasks",
         [
@@ -80,7 +48,7 @@ def test_a_task_added_then_completed_on_a_deal_in_kommo_sets_then_clears_its_ope
     )
 
     sandbox_api(
-        sandbox,
+        webhook_sandbox,
         "PATCH",
         "/api/v4/tasks",
         [{"id": created["id"], "is_completed": True, "result": {"text": "ok"}}],

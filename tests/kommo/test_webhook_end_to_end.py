@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,45 +13,16 @@ import requests
 from apps.kommo.models import KommoAccount, Lead, StageChange, WebhookEvent
 from apps.kommo.webhooks.processing import webhook_events_sweep
 from kommo_sandbox.server import SandboxServer
-from tests.factories import KommoAccountFactory
-from tests.kommo.sandbox_support import sandbox_admin, sandbox_api
+from tests.kommo.sandbox_support import account_subscribed, sandbox_admin, sandbox_api
 from tests.support.services import wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.worker, pytest.mark.sandbox]
 Status = WebhookEvent.Status
 
 
-@pytest.fixture
-def portal(transactional_db, live_server, settings):
-    """The portal over HTTP; webhook URLs point at it."""
-    settings.KOMMO_PUBLIC_URL = live_server.url
-    return live_server
-
-
-@pytest.fixture
-def sandbox() -> Iterator[SandboxServer]:
-    server = SandboxServer(host="127.0.0.1", port=0, seed="demo", webhooks=True).start()
-    sandbox_admin(server, "PUT", "/_sandbox/rate-limit", {"enabled": False})
-    yield server
-    server.stop()
-
-
 def connect(server: SandboxServer) -> KommoAccount:
     """The sandbox's account in the portal, subscribed to stage changes at its webhook URL."""
-    credentials = server.credentials
-    account = KommoAccountFactory(
-        name="Sandbox",
-        base_url=server.base_url,
-        subdomain=credentials["subdomain"],
-        kommo_id=credentials["account_id"],
-        auth_kind=KommoAccount.AuthKind.LONG_LIVED,
-        access_token=credentials["long_lived_token"],
-        rate_limit_per_second=1000,
-    )
-    sandbox_api(
-        server, "POST", "/api/v4/webhooks", {"destination": account.webhook_url, "settings": ["status_lead"]}
-    )
-    return account
+    return account_subscribed(server)
 
 
 def open_leads_with_a_next_stage(server: SandboxServer, count: int) -> list[tuple[dict[str, Any], int]]:
@@ -80,14 +50,14 @@ def moves_of(account: KommoAccount, lead_id: int) -> list[tuple[int | None, int,
 
 
 def test_a_deal_moved_on_the_sandbox_board_shows_its_new_stage_and_the_move_in_the_portal(
-    portal, sandbox, start_worker
+    webhook_portal, webhook_sandbox, start_worker
 ) -> None:
     start_worker()
-    account = connect(sandbox)
-    [(lead, target)] = open_leads_with_a_next_stage(sandbox, 1)
+    account = connect(webhook_sandbox)
+    [(lead, target)] = open_leads_with_a_next_stage(webhook_sandbox, 1)
 
     moved = requests.post(
-        f"{sandbox.base_url}/board/leads/{lead['id']}/move/",
+        f"{webhook_sandbox.base_url}/board/leads/{lead['id']}/move/",
         data={"status_id": str(target)},
         allow_redirects=False,
         timeout=10,
@@ -100,22 +70,22 @@ def test_a_deal_moved_on_the_sandbox_board_shows_its_new_stage_and_the_move_in_t
     event = WebhookEvent.objects.get(account=account)
     assert (event.status, event.events, event.attempts) == (Status.PROCESSED, "leads[status]", 1)
     assert event.headers["user-agent"] == "amoCRM-Webhooks/3.0"
-    deliveries = sandbox_admin(sandbox, "GET", "/_sandbox/webhook-deliveries")["deliveries"]
+    deliveries = sandbox_admin(webhook_sandbox, "GET", "/_sandbox/webhook-deliveries")["deliveries"]
     assert [(d["outcome"], d["status_code"]) for d in deliveries if d["outcome"] != "skipped"] == [
         ("delivered", 200)
     ]
 
 
 def test_events_in_flight_when_the_worker_is_killed_are_processed_once_after_a_restart(
-    portal, sandbox, start_worker
+    webhook_portal, webhook_sandbox, start_worker
 ) -> None:
     first = start_worker()
-    account = connect(sandbox)
-    chosen = open_leads_with_a_next_stage(sandbox, 12)
-    sandbox_admin(sandbox, "PUT", "/_sandbox/faults", {"latency_ms": 1500})  # Kommo answers slowly
+    account = connect(webhook_sandbox)
+    chosen = open_leads_with_a_next_stage(webhook_sandbox, 12)
+    sandbox_admin(webhook_sandbox, "PUT", "/_sandbox/faults", {"latency_ms": 1500})  # Kommo answers slowly
 
     for lead, target in chosen:
-        sandbox_api(sandbox, "PATCH", "/api/v4/leads", [{"id": lead["id"], "status_id": target}])
+        sandbox_api(webhook_sandbox, "PATCH", "/api/v4/leads", [{"id": lead["id"], "status_id": target}])
     wait_for(
         lambda: WebhookEvent.objects.filter(account=account).count() == len(chosen),
         timeout=30,
@@ -129,7 +99,7 @@ def test_events_in_flight_when_the_worker_is_killed_are_processed_once_after_a_r
 
     first.kill()  # SIGKILL to the worker and its pool: no ack, no cleanup, claims left behind
     assert WebhookEvent.objects.filter(account=account).exclude(status=Status.PROCESSED).exists()
-    sandbox_admin(sandbox, "PUT", "/_sandbox/faults", {"latency_ms": 0})
+    sandbox_admin(webhook_sandbox, "PUT", "/_sandbox/faults", {"latency_ms": 0})
     start_worker()
     webhook_events_sweep(older_than=dt.timedelta(0))  # what the beat sweeper does every minute
 

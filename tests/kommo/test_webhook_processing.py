@@ -1,12 +1,11 @@
-"""Processing stored webhook events into the mirror, with Kommo's API answered by ``responses``."""
+"""Processing stored webhook events into the mirror, with Kommo's API answered by the suite's fake Kommo
+(``responses`` at the HTTP boundary)."""
 
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import responses
@@ -22,66 +21,10 @@ from apps.kommo.webhooks import intake, processing
 from apps.kommo.webhooks.dispatch import HANDLERS, IGNORED
 from apps.kommo.webhooks.parser import encode_form, parse
 from tests.kommo.webhook_support import account_for, body_names, recording
+from tests.support.fake_kommo import FakeKommo
 
 pytestmark = pytest.mark.django_db
 Status = WebhookEvent.Status
-
-
-class FakeKommo:
-    """Kommo's list endpoints over in-memory entities; records every call."""
-
-    def __init__(self, mock: responses.RequestsMock, account: KommoAccount) -> None:
-        self.entities: dict[str, dict[int, dict[str, Any]]] = {"leads": {}, "contacts": {}, "companies": {}}
-        self.elements: dict[int, dict[int, dict[str, Any]]] = {}
-        self.calls: list[tuple[str, dict[str, list[str]]]] = []
-        self.failure: tuple[int, dict[str, Any]] | None = None
-        root = re.escape(account.api_root)
-        for section in self.entities:
-            mock.add_callback(responses.GET, re.compile(f"{root}/api/v4/{section}(\\?.*)?$"), self._answer)
-        mock.add_callback(
-            responses.GET, re.compile(f"{root}/api/v4/catalogs/\\d+/elements(\\?.*)?$"), self._answer
-        )
-
-    def _answer(self, request: Any) -> tuple[int, dict[str, str], str]:
-        import json
-
-        url = urlsplit(request.url)
-        query = parse_qs(url.query)
-        self.calls.append((url.path, query))
-        if self.failure is not None:
-            status, body = self.failure
-            return status, {"Content-Type": "application/problem+json"}, json.dumps(body)
-        ids = {int(value) for value in query.get("filter[id][]", [])}
-        if "/elements" in url.path:
-            section, pool = "elements", self.elements.get(int(url.path.split("/")[4]), {})
-        else:
-            section = url.path.rsplit("/", 1)[1]
-            pool = self.entities[section]
-        found = [item for key, item in sorted(pool.items()) if key in ids]
-        if not found:
-            return 204, {}, ""
-        body = {"_page": 1, "_links": {"self": {"href": request.url}}, "_embedded": {section: found}}
-        return 200, {"Content-Type": "application/hal+json"}, json.dumps(body)
-
-    def lead(self, lead_id: int, status_id: int, pipeline_id: int, updated_at: int = 1_615_985_846) -> None:
-        self.entities["leads"][lead_id] = {
-            "id": lead_id,
-            "name": f"Deal {lead_id}",
-            "price": 1000,
-            "responsible_user_id": 1764433,
-            "group_id": 0,
-            "status_id": status_id,
-            "pipeline_id": pipeline_id,
-            "created_by": 1764433,
-            "updated_by": 1760815,
-            "created_at": 1_615_894_221,
-            "updated_at": updated_at,
-            "account_id": 16503244,
-            "_embedded": {"tags": [], "contacts": [], "companies": [], "catalog_elements": []},
-        }
-
-    def calls_to(self, path_end: str) -> list[dict[str, list[str]]]:
-        return [query for path, query in self.calls if path.endswith(path_end)]
 
 
 @pytest.fixture
@@ -110,7 +53,7 @@ def hooked() -> KommoAccount:
 @pytest.fixture
 def kommo(hooked: KommoAccount) -> Iterator[FakeKommo]:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield FakeKommo(mock, hooked)
+        yield FakeKommo(mock, hooked.api_root)
 
 
 def deliver(web: Client, account: KommoAccount, body: bytes) -> WebhookEvent:
@@ -301,7 +244,7 @@ def test_a_digital_pipeline_move_is_dated_by_the_deal_when_still_there_else_by_i
     account = account_for(rec)
     moved_on = rec.body.replace(b"10754147", b"10754148")
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        fake = FakeKommo(mock, account)
+        fake = FakeKommo(mock, account.api_root)
         fake.lead(10754147, status_id=54423922, pipeline_id=6344290, updated_at=1_732_000_000)
         fake.lead(10754148, status_id=99, pipeline_id=6344290, updated_at=1_732_000_500)  # moved on since
         first, second = deliver(web, account, rec.body), deliver(web, account, moved_on)
@@ -327,7 +270,7 @@ def test_a_deleted_deal_is_marked_deleted_unless_kommo_still_lists_it(web, kommo
     rec = recording("leads-delete.doc.form.txt")
     account = account_for(rec)
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        fake = FakeKommo(mock, account)
+        fake = FakeKommo(mock, account.api_root)
         fake.lead(12345678, status_id=67548607, pipeline_id=8572511)
         run(
             deliver(
@@ -339,7 +282,7 @@ def test_a_deleted_deal_is_marked_deleted_unless_kommo_still_lists_it(web, kommo
         run(deliver(web, account, rec.body))  # still listed: restored since, stays live
         assert not Lead.objects.get(kommo_id=12345678).is_deleted
 
-        del fake.entities["leads"][12345678]
+        del fake.leads[12345678]
         event = run(deliver(web, account, rec.body))
 
     assert event.status == Status.PROCESSED
@@ -350,13 +293,13 @@ def test_contacts_companies_and_catalog_elements_are_refetched_and_mirrored(web,
     rec = recording("contacts-add-contact.doc.form.txt")
     account = account_for(rec)
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        fake = FakeKommo(mock, account)
-        fake.entities["contacts"][17611273] = {
+        fake = FakeKommo(mock, account.api_root)
+        fake.contacts[17611273] = {
             "id": 17611273,
             "name": "Contact Name",
             "updated_at": 1726573127,
         }
-        fake.entities["companies"][17612521] = {
+        fake.companies[17612521] = {
             "id": 17612521,
             "name": "Company name",
             "updated_at": 1726576534,
@@ -384,14 +327,14 @@ def test_a_task_added_or_completed_on_a_deal_refetches_the_deal_for_its_open_tas
     rec = recording("task-add.doc.form.txt")
     account = account_for(rec)
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        fake = FakeKommo(mock, account)
+        fake = FakeKommo(mock, account.api_root)
         fake.lead(15320411, status_id=4004, pipeline_id=3001)
-        fake.entities["leads"][15320411]["closest_task_at"] = 1759438740
+        fake.leads[15320411]["closest_task_at"] = 1759438740
         event = run(deliver(web, account, rec.body))
         assert event.status == Status.PROCESSED, event.error
         assert Lead.objects.get(kommo_id=15320411).raw["closest_task_at"] == 1759438740
 
-        fake.entities["leads"][15320411]["closest_task_at"] = None  # the task was completed
+        fake.leads[15320411]["closest_task_at"] = None  # the task was completed
         event = run(deliver(web, account, recording("task-update-complete.doc.form.txt").body))
         assert event.status == Status.PROCESSED, event.error
 
@@ -551,7 +494,7 @@ def test_every_recorded_delivery_is_stored_as_sent_and_processed_or_ignored(web,
     rec = recording(name)
     account = account_for(rec)
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        FakeKommo(mock, account)  # Kommo lists nothing: every entity named is gone
+        FakeKommo(mock, account.api_root)  # Kommo lists nothing: every entity named is gone
         response = web.generic(
             "POST",
             f"/webhooks/kommo/{account.webhook_token}/",

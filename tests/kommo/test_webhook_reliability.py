@@ -2,15 +2,14 @@
 keeps crashing ends dead, a transient database error is retried, Kommo's block holds events until the
 circuit breaker closes, and a killed worker's events are taken up again within a minute.
 
-In-process tests answer Kommo with ``responses`` (``FakeKommo``); the others run a real Celery worker (and
-beat) on Redis and PostgreSQL against the Kommo sandbox, the portal on ``live_server``."""
+In-process tests answer Kommo with the suite's fake Kommo (``responses``); the others run a real Celery
+worker (and beat) on Redis and PostgreSQL against the Kommo sandbox, the portal on ``live_server``."""
 
 from __future__ import annotations
 
 import datetime as dt
 import re
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,11 +27,11 @@ from apps.kommo.templatetags.kommo_webhooks import kommo_webhook_problems
 from apps.kommo.webhooks import intake, processing
 from apps.kommo.webhooks.parser import encode_form
 from apps.kommo.webhooks.processing import Heartbeat, Policy, webhook_events_claim, webhook_events_sweep
-from kommo_sandbox.server import SandboxServer
 from tests.kommo.sandbox_support import sandbox_admin, sandbox_api
 from tests.kommo.test_webhook_end_to_end import connect, moves_of, open_leads_with_a_next_stage
-from tests.kommo.test_webhook_processing import FakeKommo, deliver, run
+from tests.kommo.test_webhook_processing import deliver, run
 from tests.kommo.webhook_support import account_for, recording
+from tests.support.fake_kommo import FakeKommo
 from tests.support.services import CeleryWorker, wait_for
 
 Status = WebhookEvent.Status
@@ -66,25 +65,23 @@ BLOCK_PAGE = "<html><head><title>403 Forbidden</title></head><body><center>nginx
 
 
 class PickyKommo(FakeKommo):
-    """FakeKommo that refuses (400) any list naming one of ``refused``, and answers every call with the
+    """The fake Kommo refusing (400) any list naming one of ``refused``, and answering every call with the
     HTML 403 page of Kommo's block while ``blocked``."""
 
     refused: set[int]
     blocked = False
 
-    def _answer(self, request: Any) -> tuple[int, dict[str, str], str]:
+    def intercept(self, request: Any) -> tuple[int, dict[str, str], str] | None:
         import json
         from urllib.parse import parse_qs, urlsplit
 
         if self.blocked:
-            self.calls.append((urlsplit(request.url).path, {}))
             return 403, {"Content-Type": "text/html"}, BLOCK_PAGE
         ids = {int(v) for v in parse_qs(urlsplit(request.url).query).get("filter[id][]", [])}
         if ids & getattr(self, "refused", set()):
-            self.calls.append((urlsplit(request.url).path, {}))
             problem = {"title": "Bad Request", "status": 400, "detail": "filter[id] is invalid"}
             return 400, {"Content-Type": "application/problem+json"}, json.dumps(problem)
-        return super()._answer(request)
+        return None
 
 
 @pytest.fixture
@@ -95,7 +92,7 @@ def hooked() -> KommoAccount:
 @pytest.fixture
 def kommo(hooked: KommoAccount):  # type: ignore[no-untyped-def]
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield PickyKommo(mock, hooked)
+        yield PickyKommo(mock, hooked.api_root)
 
 
 @pytest.fixture
@@ -113,21 +110,6 @@ def enqueued(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, float | None]]:
     for module in (intake, processing, tasks):
         monkeypatch.setattr(module, "webhook_event_enqueue", record)
     return sent
-
-
-@pytest.fixture
-def portal(transactional_db: None, live_server: Any, settings: Any) -> Any:
-    """The portal over HTTP; webhook URLs point at it."""
-    settings.KOMMO_PUBLIC_URL = live_server.url
-    return live_server
-
-
-@pytest.fixture
-def sandbox() -> Iterator[SandboxServer]:
-    server = SandboxServer(host="127.0.0.1", port=0, seed="demo", webhooks=True).start()
-    sandbox_admin(server, "PUT", "/_sandbox/rate-limit", {"enabled": False})
-    yield server
-    server.stop()
 
 
 # -- 1. a poisoned batch ------------------------------------------------------------------------------------
@@ -405,12 +387,12 @@ def statuses(account: KommoAccount) -> dict[str, int]:
 
 @live_processes
 def test_with_a_real_worker_a_poison_body_in_a_batch_of_twenty_genuine_deliveries_fails_alone(
-    portal, sandbox, start_worker
+    webhook_portal, webhook_sandbox, start_worker
 ) -> None:
-    account = connect(sandbox)
-    chosen = open_leads_with_a_next_stage(sandbox, 20)
+    account = connect(webhook_sandbox)
+    chosen = open_leads_with_a_next_stage(webhook_sandbox, 20)
     for lead, target in chosen:  # Kommo delivers each move to the portal; no worker is running yet
-        sandbox_api(sandbox, "PATCH", "/api/v4/leads", [{"id": lead["id"], "status_id": target}])
+        sandbox_api(webhook_sandbox, "PATCH", "/api/v4/leads", [{"id": lead["id"], "status_id": target}])
     wait_for(
         lambda: WebhookEvent.objects.filter(account=account).count() == 20,
         timeout=30,
@@ -453,16 +435,16 @@ def block_the_sandbox(server: Any) -> None:
 
 @live_processes
 def test_with_a_real_worker_events_held_by_kommos_block_are_processed_at_once_when_it_is_lifted(
-    portal, sandbox, start_worker
+    webhook_portal, webhook_sandbox, start_worker
 ) -> None:
     start_worker()
-    account = connect(sandbox)
-    chosen = open_leads_with_a_next_stage(sandbox, 3)
-    block_the_sandbox(sandbox)
+    account = connect(webhook_sandbox)
+    chosen = open_leads_with_a_next_stage(webhook_sandbox, 3)
+    block_the_sandbox(webhook_sandbox)
 
     for lead, target in chosen:  # Kommo's board still works and still delivers webhooks
         moved = requests.post(
-            f"{sandbox.base_url}/board/leads/{lead['id']}/move/",
+            f"{webhook_sandbox.base_url}/board/leads/{lead['id']}/move/",
             data={"status_id": str(target)},
             allow_redirects=False,
             timeout=10,
@@ -480,8 +462,8 @@ def test_with_a_real_worker_events_held_by_kommos_block_are_processed_at_once_wh
     time.sleep(2)  # nothing fails meanwhile
     assert statuses(account) == {Status.RECEIVED: 3}
 
-    sandbox_admin(sandbox, "POST", "/_sandbox/unblock")  # Kommo's support lifts the block
-    sandbox_admin(sandbox, "PUT", "/_sandbox/rate-limit", {"enabled": False})
+    sandbox_admin(webhook_sandbox, "POST", "/_sandbox/unblock")  # Kommo's support lifts the block
+    sandbox_admin(webhook_sandbox, "PUT", "/_sandbox/rate-limit", {"enabled": False})
     lifted = time.monotonic()
     assert account_unblock(account=KommoAccount.objects.get(pk=account.pk))  # the admin resets the breaker
 
@@ -509,7 +491,7 @@ def running_webhook_tasks(worker: CeleryWorker) -> set[str]:
 
 @live_processes
 def test_after_a_worker_is_killed_its_events_are_processed_within_a_minute_without_double_effects(
-    portal, sandbox, start_worker, start_beat
+    webhook_portal, webhook_sandbox, start_worker, start_beat
 ) -> None:
     """Production timings: the broker gives an unacknowledged task back only after an hour, so what brings
     the killed worker's events back is its claims' heartbeat stopping and beat's sweeper (every 15 s). Two
@@ -517,16 +499,16 @@ def test_after_a_worker_is_killed_its_events_are_processed_within_a_minute_witho
     hour = {"CELERY_VISIBILITY_TIMEOUT": "3600"}
     workers = [start_worker(extra_env=hour), start_worker(extra_env=hour)]
     start_beat(extra_env=hour)
-    account = connect(sandbox)
-    sandbox_api(sandbox, "DELETE", "/api/v4/webhooks", {"destination": account.webhook_url})
-    chosen = open_leads_with_a_next_stage(sandbox, 12)
+    account = connect(webhook_sandbox)
+    sandbox_api(webhook_sandbox, "DELETE", "/api/v4/webhooks", {"destination": account.webhook_url})
+    chosen = open_leads_with_a_next_stage(webhook_sandbox, 12)
     for lead, target in chosen:  # moved on Kommo, not yet delivered
-        sandbox_api(sandbox, "PATCH", "/api/v4/leads", [{"id": lead["id"], "status_id": target}])
+        sandbox_api(webhook_sandbox, "PATCH", "/api/v4/leads", [{"id": lead["id"], "status_id": target}])
     moved = {
         lead["id"]: lead
-        for lead in sandbox_api(sandbox, "GET", "/api/v4/leads?limit=250")["_embedded"]["leads"]
+        for lead in sandbox_api(webhook_sandbox, "GET", "/api/v4/leads?limit=250")["_embedded"]["leads"]
     }
-    sandbox_admin(sandbox, "PUT", "/_sandbox/faults", {"latency_ms": 20_000})  # Kommo answers slowly
+    sandbox_admin(webhook_sandbox, "PUT", "/_sandbox/faults", {"latency_ms": 20_000})  # Kommo answers slowly
 
     for lead, target in chosen:  # the deliveries Kommo makes for these moves
         body = encode_form(
@@ -560,7 +542,7 @@ def test_after_a_worker_is_killed_its_events_are_processed_within_a_minute_witho
     killed = time.monotonic()
     held = WebhookEvent.objects.filter(account=account, status=Status.PROCESSING).count()
     assert held
-    sandbox_admin(sandbox, "PUT", "/_sandbox/faults", {"latency_ms": 0})
+    sandbox_admin(webhook_sandbox, "PUT", "/_sandbox/faults", {"latency_ms": 0})
 
     wait_for(
         lambda: statuses(account) == {Status.PROCESSED: len(chosen)},

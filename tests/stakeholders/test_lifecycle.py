@@ -3,7 +3,6 @@ edited, resolved) on the deal page: written to the person's Stakeholders element
 Kommo's answer, each change one history row, and each a touch."""
 
 import datetime as dt
-import json
 from decimal import Decimal
 
 import pytest
@@ -16,6 +15,7 @@ from apps.kommo.models.mirror import Lead
 from apps.stakeholders.models import FieldMapping, Role, Stakeholder, StakeholderEvent
 from apps.users.models import User
 from tests.stakeholders.conftest import BASE_URL, CATALOG_ID, mirror_recorded_deal, stakeholder_payload
+from tests.support.fake_kommo import FakeKommo
 
 pytestmark = pytest.mark.django_db
 
@@ -55,48 +55,25 @@ def manager(client):
     return user
 
 
-class FakeCatalog:
-    """Kommo's PATCH of catalog elements: applies the fields written and answers the element, as Kommo."""
-
-    def __init__(self) -> None:
-        self.elements = {
-            e["id"]: e for e in stakeholder_payload("catalog-elements.json")["_embedded"]["elements"]
-        }
-        self.bodies: list[list[dict]] = []
-
-    def patch(self, request):
-        body = json.loads(request.body)
-        self.bodies.append(body)
-        answered = []
-        for item in body:
-            element = self.elements[item["id"]]
-            fields = {f["field_id"]: f for f in element.get("custom_fields_values") or []}
-            for written in item.get("custom_fields_values") or []:
-                field_id = written["field_id"]
-                if written["values"]:
-                    fields[field_id] = {
-                        "field_id": field_id,
-                        "field_type": TYPES.get(field_id, "select"),
-                        "values": written["values"],
-                    }
-                else:
-                    fields.pop(field_id, None)
-            element["custom_fields_values"] = list(fields.values())
-            element["updated_at"] = int(dt.datetime.now(dt.UTC).timestamp())
-            answered.append(element)
-        return 200, {}, json.dumps({"_embedded": {"elements": answered}})
-
-    def written(self, field_id: int):
-        last = self.bodies[-1][0]["custom_fields_values"]
-        return next((f["values"] for f in last if f["field_id"] == field_id), "not written")
-
-
 @pytest.fixture
 def kommo():
-    fake = FakeCatalog()
+    """The suite's fake Kommo holding the recorded Stakeholders elements."""
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mocked:
-        mocked.add_callback(responses.PATCH, f"{BASE_URL}/api/v4/catalogs/{CATALOG_ID}/elements", fake.patch)
+        fake = FakeKommo(mocked, BASE_URL)
+        elements = stakeholder_payload("catalog-elements.json")["_embedded"]["elements"]
+        fake.elements[CATALOG_ID] = {element["id"]: element for element in elements}
+        fake.field_types.update(TYPES)
         yield fake
+
+
+def patches(kommo: FakeKommo) -> list[list[dict]]:
+    """The bodies of the element updates the portal sent, in order."""
+    return kommo.bodies("PATCH", f"/api/v4/catalogs/{CATALOG_ID}/elements")
+
+
+def written(kommo: FakeKommo, field_id: int):
+    last = patches(kommo)[-1][0]["custom_fields_values"]
+    return next((f["values"] for f in last if f["field_id"] == field_id), "not written")
 
 
 def post(client, name: str, deal: Lead, stakeholder: Stakeholder, data=None):
@@ -113,7 +90,7 @@ def test_an_approval_is_requested_given_and_expires_after_its_roles_days(client,
     with time_machine.travel(T0, tick=False):
         page = post(client, "approval_request", deal, ann)
     assert "Ann Lee: approval requested in Kommo." in page.content.decode()
-    assert kommo.written(FIELDS["approval_requested"]) == [{"value": int(T0.timestamp())}]
+    assert written(kommo, FIELDS["approval_requested"]) == [{"value": int(T0.timestamp())}]
     ann.refresh_from_db()
     assert (ann.approval_status, ann.approval_requested_at, ann.last_touch) == ("pending", T0, T0)
 
@@ -132,7 +109,7 @@ def test_an_approval_is_requested_given_and_expires_after_its_roles_days(client,
         )
     ann.refresh_from_db()
     assert (ann.approval_status, ann.approval_decided_at) == ("approved", decided)
-    assert kommo.written(FIELDS["approval_decided"]) == [{"value": int(decided.timestamp())}]
+    assert written(kommo, FIELDS["approval_decided"]) == [{"value": int(decided.timestamp())}]
 
     assert ann.approval_state(decided + dt.timedelta(days=29)) == "approved"
     assert ann.approval_state(decided + dt.timedelta(days=30)) == "expired"
@@ -173,8 +150,8 @@ def test_an_objection_is_raised_edited_and_resolved(client, deal, manager, kommo
             {f"{prefix}-objection": "No SSO", f"{prefix}-objection_weight": "0.6", "action": "save"},
         )
     assert "Boris Petrov: objection raised in Kommo." in page.content.decode()
-    assert kommo.written(FIELDS["objection"]) == [{"value": "No SSO"}]
-    assert kommo.written(FIELDS["objection_raised"]) == [{"value": int(T0.timestamp())}]
+    assert written(kommo, FIELDS["objection"]) == [{"value": "No SSO"}]
+    assert written(kommo, FIELDS["objection_raised"]) == [{"value": int(T0.timestamp())}]
     boris.refresh_from_db()
     assert boris.objection_open and boris.objection_weight == Decimal("0.6")
     assert (boris.objection_raised_at, boris.last_touch) == (T0, T0)
@@ -211,7 +188,7 @@ def test_an_objection_is_raised_edited_and_resolved(client, deal, manager, kommo
         )
     boris.refresh_from_db()
     assert boris.objection_open and (boris.objection_raised_at, boris.objection_resolved_at) == (again, None)
-    assert kommo.written(FIELDS["objection_resolved"]) is None  # cleared in Kommo
+    assert written(kommo, FIELDS["objection_resolved"]) is None  # cleared in Kommo
 
     fields = list(
         StakeholderEvent.objects.filter(stakeholder_id=boris.pk, source="manager")
@@ -233,7 +210,7 @@ def test_an_objection_needs_a_text_or_a_weight(client, deal, manager, kommo):
 
     assert response.status_code == 400
     assert "Say what the objection is, or how much it weighs." in response.content.decode()
-    assert kommo.bodies == []
+    assert patches(kommo) == []
 
 
 def test_the_deal_page_shows_each_persons_timeline(client, deal, manager, kommo):

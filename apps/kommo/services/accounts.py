@@ -21,7 +21,9 @@ from apps.kommo import client as kommo_client
 from apps.kommo.exceptions import KommoAuthError, KommoError
 from apps.kommo.models.account import KommoAccount, new_webhook_token
 from apps.kommo.models.outbound import OutboundChange
+from apps.kommo.tasks import outbound_flush
 from apps.kommo.types import Account, TokenPair
+from apps.kommo.webhooks.processing import webhook_events_release
 
 logger = logging.getLogger(__name__)
 
@@ -62,15 +64,10 @@ def account_unblock(*, account: KommoAccount) -> bool:
 
 
 def _release_held_events(account_id: int) -> None:
-    # Processing imports the client, which imports this module: imported when needed.
-    from apps.kommo.webhooks.processing import webhook_events_release
-
     webhook_events_release(account_id=account_id)
 
 
 def _drain_held_changes(account_id: int) -> None:
-    from apps.kommo.tasks import outbound_flush  # the tasks import the services: imported when needed
-
     held = OutboundChange.objects.filter(
         account_id=account_id,
         status__in=[

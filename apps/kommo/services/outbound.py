@@ -515,8 +515,11 @@ def outbound_changes_drain(
 #
 # * a move back goes out at once — unless a burst is under way, when the moves wait for company until a
 #   PATCH is full (LEADS_BATCH), the burst is over, or the oldest has waited MOVE_HOLD_MAX. A burst: Kommo
-#   has told the portal of more changes than it has processed yet (BACKLOG_EVENTS or more webhook deliveries
-#   of the account waiting), or BURST_MOVES or more moves were queued within BURST_WINDOW (half as many
+#   has told the portal of more moves than it has processed yet (BACKLOG_EVENTS or more of the account's
+#   deliveries that report stage moves waiting, ``moves_backlog``: the echoes of the portal's own tasks and
+#   notes and Kommo's leads[update] twins report none; a steady stream of blocked moves at the budget's 10
+#   per second, processed within the budget's second, leaves up to 20 waiting, each move and its move
+#   back), or BURST_MOVES or more moves were queued within BURST_WINDOW (half as many
 #   again as the steady 10 per second the latency budget is set for; the window spans the gaps between
 #   webhook processing's batches, which bring a burst in groups);
 # * tasks and notes go out right after the moves, in the same drain, once every move back of the account
@@ -527,7 +530,7 @@ def outbound_changes_drain(
 
 BURST_WINDOW = dt.timedelta(seconds=1)
 BURST_MOVES = 15
-BACKLOG_EVENTS = 10
+BACKLOG_EVENTS = 20
 BACKLOG_RECHECK = dt.timedelta(seconds=0.5)  # a hold for a backlog is looked at again this often
 MOVE_HOLD_MAX = dt.timedelta(seconds=3)
 CALM_WINDOW = dt.timedelta(seconds=1)
@@ -559,10 +562,18 @@ def _eases_at(queued: Sequence[dt.datetime], window: dt.timedelta, limit: int) -
     return queued[len(queued) - limit] + window
 
 
-def outbound_drain_plan(*, account_id: int, now: dt.datetime | None = None, backlog: int = 0) -> DrainPlan:
+def outbound_drain_plan(
+    *,
+    account_id: int,
+    now: dt.datetime | None = None,
+    backlog: int = 0,
+    moves_backlog: int | None = None,
+) -> DrainPlan:
     """When the account's waiting changes should be sent, by the rules above. A change waiting for a
     retry is due at its ``next_attempt_at``. ``backlog``: how many of the account's webhook deliveries
-    wait to be processed (the caller counts them: ``webhook_backlog``)."""
+    wait to be processed, whatever they report (``webhook_backlog``): while any waits it is not calm.
+    ``moves_backlog``: how many of them report stage moves (``webhook_moves_backlog``): the moves back wait
+    for company when they are many; ``backlog`` when not given."""
     now = now or timezone.now()
     rows = list(
         OutboundChange.objects.filter(
@@ -598,7 +609,8 @@ def outbound_drain_plan(*, account_id: int, now: dt.datetime | None = None, back
     if moves:
         oldest = min(moves)
         moves_at = now
-        bursting = len(burst) >= BURST_MOVES or backlog >= BACKLOG_EVENTS
+        moves_told = backlog if moves_backlog is None else moves_backlog
+        bursting = len(burst) >= BURST_MOVES or moves_told >= BACKLOG_EVENTS
         if len(moves) < LEADS_BATCH and bursting and now - oldest < MOVE_HOLD_MAX:
             over_at = now + BACKLOG_RECHECK
             if len(burst) >= BURST_MOVES:
@@ -642,25 +654,29 @@ class FlushResult:
 
 
 def outbound_changes_flush(
-    *, account_id: int, client: KommoClient | None = None, backlog: int = 0
+    *,
+    account_id: int,
+    client: KommoClient | None = None,
+    backlog: int = 0,
+    moves_backlog: int | None = None,
 ) -> FlushResult:
     """One drain as the plan has it: the moves back when they are due, then — planned again once they
     are out — the tasks and notes when they are; ``next_in`` says when to come back. Nothing is sent, and
     nothing is planned, while the account's circuit breaker is open (its reset drains the queue).
-    ``backlog``: the account's webhook deliveries waiting to be processed, as the plan wants it."""
+    ``backlog``, ``moves_backlog``: the account's webhook deliveries waiting, as the plan wants them."""
     result = FlushResult()
     account = KommoAccount.objects.get(pk=account_id)
     if account.blocked_since is not None:
         result.blocked = True
         return result
     client = client or KommoClient(account)
-    plan = outbound_drain_plan(account_id=account_id, backlog=backlog)
+    plan = outbound_drain_plan(account_id=account_id, backlog=backlog, moves_backlog=moves_backlog)
     if plan.moves_in == 0:
         result.moves = outbound_changes_drain(account_id=account_id, kinds=[Kind.LEAD_STATUS], client=client)
         if result.moves.blocked:
             result.blocked = True
             return result
-        plan = outbound_drain_plan(account_id=account_id, backlog=backlog)
+        plan = outbound_drain_plan(account_id=account_id, backlog=backlog, moves_backlog=moves_backlog)
     if plan.follow_ups_in == 0:
         result.follow_ups = outbound_changes_drain(
             account_id=account_id, kinds=FOLLOW_UP_KINDS, client=client
@@ -668,7 +684,7 @@ def outbound_changes_flush(
         if result.follow_ups.blocked:
             result.blocked = True
             return result
-        plan = outbound_drain_plan(account_id=account_id, backlog=backlog)
+        plan = outbound_drain_plan(account_id=account_id, backlog=backlog, moves_backlog=moves_backlog)
     result.next_in = plan.next_in
     return result
 
@@ -677,10 +693,10 @@ def outbound_changes_flush(
 FLUSH_LOST_AFTER = dt.timedelta(seconds=60)
 
 
-def outbound_flush_reserve(*, account_id: int, delay: float) -> bool:
-    """Reserve the account's next planned flush ``delay`` seconds from now. True: the caller schedules it;
-    False: a flush is already scheduled no later than that (it plans everything due by then). One
-    conditional UPDATE, so that a burst of decisions schedules one flush, not one per decision."""
+def outbound_flush_reserve(*, account_id: int, delay: float) -> dt.datetime | None:
+    """Reserve the account's next planned flush ``delay`` seconds from now. The reserved time: the caller
+    schedules it; None: a flush is already scheduled no later than that (it plans everything due by then).
+    One conditional UPDATE, so that a burst of decisions schedules one flush, not one per decision."""
     now = timezone.now()
     at = now + dt.timedelta(seconds=delay)
     free = (
@@ -688,7 +704,14 @@ def outbound_flush_reserve(*, account_id: int, delay: float) -> bool:
         | Q(outbound_flush_at__gt=at)
         | Q(outbound_flush_at__lt=now - FLUSH_LOST_AFTER)
     )
-    return KommoAccount.objects.filter(free, pk=account_id).update(outbound_flush_at=at) == 1
+    reserved = KommoAccount.objects.filter(free, pk=account_id).update(outbound_flush_at=at) == 1
+    return at if reserved else None
+
+
+def outbound_flush_unreserve(*, account_id: int, at: dt.datetime) -> None:
+    """Give back the reservation made for ``at`` whose flush could not be scheduled, unless another
+    caller has reserved a flush since (that one stands)."""
+    KommoAccount.objects.filter(pk=account_id, outbound_flush_at=at).update(outbound_flush_at=None)
 
 
 def outbound_flush_release(*, account_id: int) -> None:

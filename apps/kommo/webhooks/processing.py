@@ -653,9 +653,27 @@ def webhook_events_reprocess(*, event_ids: Iterable[int]) -> int:
 
 def webhook_backlog(*, account_id: int) -> int:
     """How many of the account's webhook deliveries are not processed yet (received or being processed):
-    Kommo has told the portal of more than the mirror holds (the outbound plan holds moves back for it)."""
+    Kommo has told the portal of more than the mirror holds (the outbound plan sends tasks and notes once
+    none waits)."""
     return WebhookEvent.objects.filter(
         account_id=account_id, status__in=[Status.RECEIVED, Status.PROCESSING]
+    ).count()
+
+
+# The section of a delivery that reports deals' stage moves (general webhooks and Digital Pipeline hooks).
+MOVE_SECTION = "leads[status]"
+
+
+def webhook_moves_backlog(*, account_id: int) -> int:
+    """How many of the account's deliveries that report stage moves (``leads[status]``) are not processed
+    yet: Kommo has told the portal of moves the mirror does not hold yet (the outbound plan holds moves
+    back for company when they are many). The other deliveries report no move the gates could judge, and
+    at a steady stream of blocked moves most of them are the portal's own writes coming back — each
+    block's task and note as ``task[add]`` and ``leads[note]``, and Kommo reports every move twice, as
+    ``leads[status]`` and ``leads[update]`` — so that counting them made a steady stream look like a
+    burst."""
+    return WebhookEvent.objects.filter(
+        account_id=account_id, status__in=[Status.RECEIVED, Status.PROCESSING], events__contains=MOVE_SECTION
     ).count()
 
 
