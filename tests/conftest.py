@@ -118,6 +118,15 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     # process found the main thread holding a connection made before the crash (three browser tests
     # failed with "server closed the connection"), whatever the crashing test closed.
     items.sort(key=lambda item: item.get_closest_marker("crashes_postgres") is not None)
+    # Under xdist (--dist loadfile) a module is one unit of work; the units are handed out largest first,
+    # then in the order of their first test. A crashing test alone in its module is the last unit handed
+    # out, so nothing runs after it on its worker (each worker has a PostgreSQL of its own).
+    per_module: dict[str, list[bool]] = {}
+    for item in items:
+        per_module.setdefault(str(item.path), []).append(bool(item.get_closest_marker("crashes_postgres")))
+    crowded = [path for path, crashes in per_module.items() if any(crashes) and len(crashes) > 1]
+    if crowded:
+        raise pytest.UsageError(f"a test marked crashes_postgres must be alone in its module: {crowded}")
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 from django import forms
@@ -93,6 +93,11 @@ class ObjectionForm(forms.Form):
         return data
 
 
+def _name_key(name: str) -> str:
+    """A person's name as compared: case and runs of spaces aside."""
+    return " ".join(name.split()).casefold()
+
+
 class AddStakeholderForm(forms.Form):
     """A manager adds a person to a deal: one of its contacts not yet a stakeholder, or a new person kept as
     a Kommo contact or as a "Stakeholders" element."""
@@ -105,9 +110,14 @@ class AddStakeholderForm(forms.Form):
     role = forms.ModelChoiceField(queryset=Role.objects.filter(active=True).order_by("sort", "id"))
     approval_status = forms.ChoiceField(label="Approval", choices=Approval.choices, initial=Approval.PENDING)
 
-    def __init__(self, data: QueryDict | None = None, *, contacts: Sequence[Contact]) -> None:
+    def __init__(
+        self, data: QueryDict | None = None, *, contacts: Sequence[Contact], taken_names: Iterable[str] = ()
+    ) -> None:
         super().__init__(data, prefix="add")
         self.contacts = {str(contact.pk): contact for contact in contacts}
+        # The deal's stakeholders by name: a new person of the same name is the same person added again (a
+        # second click, a colleague's add), and would be a second stakeholder for one person.
+        self.taken_names = {_name_key(name) for name in taken_names if name}
         field: forms.ChoiceField = self.fields["person"]  # type: ignore[assignment]
         field.choices = [
             *(
@@ -124,8 +134,16 @@ class AddStakeholderForm(forms.Form):
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         person = data.get("person", "")
-        if person in (self.NEW_CONTACT, self.NEW_ELEMENT) and not (data.get("name") or "").strip():
-            self.add_error("name", "Give the new person's name.")
+        name = (data.get("name") or "").strip()
+        if person in (self.NEW_CONTACT, self.NEW_ELEMENT):
+            if not name:
+                self.add_error("name", "Give the new person's name.")
+            elif _name_key(name) in self.taken_names:
+                self.add_error(
+                    "name",
+                    f"{name} is already a stakeholder of this deal: change their role or approval above "
+                    "instead.",
+                )
         return data
 
     @property

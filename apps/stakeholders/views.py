@@ -221,7 +221,11 @@ def stakeholder_update(request: HttpRequest, deal_id: int, stakeholder_id: int) 
 @require_POST
 def stakeholder_add(request: HttpRequest, deal_id: int) -> HttpResponse:
     deal = _deal_for(request, deal_id)
-    form = AddStakeholderForm(request.POST, contacts=contacts_without_stakeholder(lead=deal))
+    form = AddStakeholderForm(
+        request.POST,
+        contacts=contacts_without_stakeholder(lead=deal),
+        taken_names=Stakeholder.objects.filter(lead=deal).values_list("name", flat=True),
+    )
     if not form.is_valid():
         messages.error(request, f"Stakeholder not added. {form.errors.as_text()}")
         return _render_deal(request, deal, add_form=form, status=400)

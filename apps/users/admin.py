@@ -24,9 +24,18 @@ class UserAdmin(BaseUserAdmin, ModelAdmin):  # type: ignore[misc]
     form = UserChangeForm
     add_form = UserCreationForm
     change_password_form = AdminPasswordChangeForm
-    list_display = ("username", "email", "first_name", "last_name", "kommo_user_id", "is_staff")
+    list_display = ("username", "email", "first_name", "last_name", "job", "kommo_user_id", "is_staff")
     list_filter = ("is_staff", "is_superuser", "is_active", "groups")
     fieldsets = (*(BaseUserAdmin.fieldsets or ()), ("Kommo", {"fields": ("kommo_user_id",)}))
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
+        users: QuerySet[User] = super().get_queryset(request)
+        return users.prefetch_related("groups")
+
+    @admin.display(description="job")
+    def job(self, user: User) -> str:
+        """The person's groups (Sales ops, Head of sales, Manager), read with the page's users."""
+        return ", ".join(sorted(group.name for group in user.groups.all())) or "—"
 
     def get_readonly_fields(self, request: HttpRequest, obj: User | None = None) -> tuple[str, ...]:
         """Only a superuser makes superusers or hands out single permissions; sales ops use the groups."""

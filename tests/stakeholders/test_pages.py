@@ -248,6 +248,26 @@ def test_an_approval_for_a_person_without_an_element_says_so_and_offers_to_creat
     assert Stakeholder.objects.get(pk=chen.pk).approval_status == "unknown"
 
 
+@responses.activate
+@pytest.mark.parametrize("person_kind", ["new_contact", "new_element"])
+def test_adding_a_new_person_named_as_a_stakeholder_of_the_deal_is_refused_before_kommo(
+    client, deal, person_kind
+):
+    """A second click on Add, or a colleague's add, would be a second contact and element for one person."""
+    client.force_login(person("chris", "Manager", RESPONSIBLE))
+    role = Stakeholder.objects.get(name="Boris Petrov").role_id
+
+    response = client.post(
+        reverse("stakeholders:stakeholder_add", args=[deal.pk]),
+        {"add-person": person_kind, "add-name": "  boris   PETROV ", "add-role": role},
+    )
+
+    assert response.status_code == 400
+    assert "is already a stakeholder of this deal" in response.content.decode()
+    assert len(responses.calls) == 0
+    assert Stakeholder.objects.filter(lead=deal, name__iexact="Boris Petrov").count() == 1
+
+
 def test_the_deal_list_searches_deal_company_and_contact_names(client, deal, other_deal):
     client.force_login(person("dana", "Head of sales"))
 

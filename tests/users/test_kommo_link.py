@@ -110,6 +110,11 @@ def test_sales_ops_invite_a_manager_who_sets_a_password_and_signs_in(client, chr
     assert invited.in_group(User.Group.MANAGER) and not invited.is_staff
     assert signed_in.status_code == 302 and signed_in["Location"] == reverse("stakeholders:deal_list")
     assert not used_again.context["validlink"]
+    # The users list says who the newcomer is: a manager, working as the Kommo user by name.
+    listing = client.get(reverse("admin:users_user_changelist"), {"q": "chris"})
+    assert invited.pk in [row.pk for row in listing.context["cl"].result_list]
+    html = listing.content.decode()
+    assert '<td class="field-job' in html and ">Manager</td>" in html and "Chris Novak" in html
 
 
 def test_inviting_an_already_invited_kommo_user_creates_no_second_user(client, chris):

@@ -56,7 +56,7 @@ class PortalUserChangeForm(UserChangeForm):
 
 class PortalUserAdmin(UserAdmin):
     form = PortalUserChangeForm
-    list_display = ("username", "email", "first_name", "last_name", "kommo_user", "is_staff")
+    list_display = ("username", "email", "first_name", "last_name", "job", "kommo_user", "is_staff")
 
     @admin.display(description="Kommo user", ordering="kommo_user_id")
     def kommo_user(self, user: User) -> str:
