@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
 Entity = Literal["lead", "contact", "company", "task", "catalog_element", "note"]
-Action = Literal["add", "update", "delete", "restore", "status", "responsible", "note"]
+Action = Literal["add", "update", "delete", "restore", "status", "responsible", "note", "mail_in"]
 
 
 @dataclass(frozen=True)
@@ -25,6 +25,8 @@ class Change:
     ``_embedded`` contacts, companies, tags and catalog elements for leads; ``custom_fields_values`` in the
     read shape, including ``field_type``), after and before the change. ``previous`` is ``None`` for ``add``.
     For ``note`` changes, ``current`` is the note and ``entity`` is the entity the note belongs to.
+    ``mail_in`` (an e-mail came in on a lead, ``current`` the lead) reaches only the Digital Pipeline hooks
+    of the lead's stage that listen for it: Kommo has no general webhook for an e-mail.
     A status change is published as ``action="status"`` (Kommo also sends ``update`` for it when the
     account subscribed to ``update_lead``: the sender decides that from the subscription settings).
     ``user_id`` is the Kommo user who made the change (0 for the system).
@@ -56,8 +58,11 @@ class WebhookSource(Protocol):
 
     def webhook_set_disabled(self, account_id: int, destination: str, disabled: bool) -> None: ...
 
-    def dp_destinations(self, account_id: int, pipeline_id: int, status_id: int) -> list[str]:
-        """Digital Pipeline "send webhook" URLs configured on that stage."""
+    def dp_destinations(
+        self, account_id: int, pipeline_id: int, status_id: int, trigger: str = "status"
+    ) -> list[str]:
+        """Digital Pipeline "send webhook" URLs configured on that stage for ``trigger`` (``status``: a
+        move into the stage or a lead created there; ``mail_in``: an incoming e-mail)."""
 
     def should_drop_webhook(self, account_id: int) -> bool:
         """Fault injection: whether to silently drop the next delivery."""

@@ -16,8 +16,9 @@ from kommo_sandbox import faults as fault_config
 from kommo_sandbox import ratelimit
 from kommo_sandbox.errors import ApiError
 from kommo_sandbox.http import Request, Response, as_int, json_response, no_content, problem_response
+from kommo_sandbox.services.activities import mail_receive, note_repr
 from kommo_sandbox.services.leads import set_deleted
-from kommo_sandbox.store import Account
+from kommo_sandbox.store import DP_TRIGGERS, Account, dp_key
 
 if TYPE_CHECKING:
     from kommo_sandbox.app import SandboxApp
@@ -84,21 +85,33 @@ def get_dp_webhooks(app: SandboxApp, request: Request, account: Account, _: dict
     with app.store.lock:
         rows = []
         for key, urls in account.dp_destinations.items():
-            pipeline_id, status_id = (int(part) for part in key.split(":"))
-            rows.append({"pipeline_id": pipeline_id, "status_id": status_id, "urls": list(urls)})
+            pipeline, status, *trigger = key.split(":")
+            rows.append(
+                {
+                    "pipeline_id": int(pipeline),
+                    "status_id": int(status),
+                    "event": trigger[0] if trigger else "status",
+                    "urls": list(urls),
+                }
+            )
     return _ok({"dp_webhooks": rows})
 
 
 def put_dp_webhook(app: SandboxApp, request: Request, account: Account, _: dict[str, Any]) -> Response:
-    """``{"pipeline_id", "status_id", "url"}`` adds one URL; ``"urls": [...]`` replaces the stage's list."""
+    """``{"pipeline_id", "status_id", "url"}`` adds one URL; ``"urls": [...]`` replaces the stage's list.
+    ``"event"``: what the hook listens for, ``status`` (the default: moves into the stage and leads created
+    there) or ``mail_in`` (incoming e-mails on the stage's leads)."""
     data = _body(request)
     pipeline_id, status_id = data.get("pipeline_id"), data.get("status_id")
+    trigger = data.get("event", "status")
     with app.store.lock:
         if not isinstance(pipeline_id, int) or not isinstance(status_id, int):
             raise ApiError(400, "pipeline_id and status_id are required")
         if account.find_status(pipeline_id, status_id) is None:
             raise ApiError(400, "Unknown stage")
-        key = f"{pipeline_id}:{status_id}"
+        if trigger not in DP_TRIGGERS:
+            raise ApiError(400, f"event must be one of {', '.join(DP_TRIGGERS)}")
+        key = dp_key(pipeline_id, status_id, trigger)
         if "urls" in data:
             urls = data["urls"]
             if not isinstance(urls, list) or not all(
@@ -116,7 +129,12 @@ def put_dp_webhook(app: SandboxApp, request: Request, account: Account, _: dict[
             account.dp_destinations.pop(key, None)
         app.store.touch()
         return _ok(
-            {"pipeline_id": pipeline_id, "status_id": status_id, "urls": account.dp_destinations.get(key, [])}
+            {
+                "pipeline_id": pipeline_id,
+                "status_id": status_id,
+                "event": trigger,
+                "urls": account.dp_destinations.get(key, []),
+            }
         )
 
 
@@ -180,6 +198,48 @@ def lead_deleted(app: SandboxApp, request: Request, account: Account, params: di
         return _ok({"id": lead.id, "is_deleted": lead.is_deleted})
 
 
+def mail(app: SandboxApp, request: Request, account: Account, _: dict[str, Any]) -> Response:
+    """An e-mail on a deal or a contact, as Kommo's mail integration records it: ``{"lead_id"}`` or
+    ``{"contact_id"}``, optional ``"income"`` (default true: received; false: sent), ``"subject"``,
+    ``"from"`` / ``"to"`` (``{"email", "name"}``) and ``"created_at"`` (unix seconds, default now).
+    Answers the mail note (201)."""
+    data = _body(request)
+    lead_id, contact_id = data.get("lead_id"), data.get("contact_id")
+    if (lead_id is None) == (contact_id is None):
+        raise ApiError(400, "Give exactly one of lead_id and contact_id")
+    entity_type, entity_id = ("leads", lead_id) if lead_id is not None else ("contacts", contact_id)
+    income = data.get("income", True)
+    created_at = data.get("created_at")
+    if not isinstance(income, bool):
+        raise ApiError(400, "income must be true or false")
+    if created_at is not None and (not isinstance(created_at, int) or isinstance(created_at, bool)):
+        raise ApiError(400, "created_at must be unix seconds")
+    addresses = {key: data.get(key) for key in ("from", "to")}
+    for key, value in addresses.items():
+        if value is not None and not (
+            isinstance(value, dict) and all(isinstance(v, str) for v in value.values())
+        ):
+            raise ApiError(400, f"{key} must be an object of strings (email, name)")
+    subject = data.get("subject", "")
+    if not isinstance(subject, str):
+        raise ApiError(400, "subject must be a string")
+    with app.store.lock:
+        if not isinstance(entity_id, int) or entity_id not in getattr(account, entity_type):
+            raise ApiError(404, "Lead or contact not found")
+        note = mail_receive(
+            app.store,
+            account,
+            entity_type=entity_type,
+            entity_id=entity_id,
+            income=income,
+            subject=subject,
+            sender=addresses["from"],
+            recipient=addresses["to"],
+            created_at=created_at,
+        )
+        return _ok(note_repr(app.store, account, note), 201)
+
+
 def accounts(app: SandboxApp, request: Request, account: Account, _: dict[str, Any]) -> Response:
     with app.store.lock:
         rows = [
@@ -205,6 +265,7 @@ ROUTES: list[tuple[str, re.Pattern[str], AdminHandler]] = [
     ("GET", re.compile(r"^/_sandbox/dp-webhooks/?$"), get_dp_webhooks),
     ("PUT", re.compile(r"^/_sandbox/dp-webhooks/?$"), put_dp_webhook),
     ("PUT", re.compile(r"^/_sandbox/duplicate-control/?$"), put_duplicate_control),
+    ("POST", re.compile(r"^/_sandbox/mail/?$"), mail),
     ("GET", re.compile(r"^/_sandbox/requests/?$"), get_requests),
     ("GET", re.compile(r"^/_sandbox/webhook-deliveries/?$"), webhook_deliveries),
     ("DELETE", re.compile(r"^/_sandbox/requests/?$"), clear_requests),

@@ -46,6 +46,16 @@ from kommo_sandbox.entities import (
 from kommo_sandbox.faults import FaultRegistry
 
 LinkKey = tuple[str, int]  # ("leads" | "contacts" | "companies" | "catalog_elements", id)
+# What a stage's Digital Pipeline "Send webhook" may listen for (API.md §12.3). The sandbox sends
+# ``status`` (a move into the stage, a lead created there) and ``mail_in`` (an incoming e-mail on a lead).
+DP_TRIGGERS = ("status", "mail_in")
+
+
+def dp_key(pipeline_id: int, status_id: int, trigger: str = "status") -> str:
+    """The key of a stage's Digital Pipeline URLs in ``Account.dp_destinations``: ``"pipeline:status"`` for
+    ``status`` (as before there were other triggers), ``"pipeline:status:trigger"`` otherwise."""
+    return f"{pipeline_id}:{status_id}" if trigger == "status" else f"{pipeline_id}:{status_id}:{trigger}"
+
 
 # First id of each kind, so ids look like Kommo's and never collide between kinds.
 ID_STARTS = {
@@ -146,7 +156,9 @@ class Account:
     task_types: dict[int, TaskType] = field(default_factory=dict)
     events: dict[str, Event] = field(default_factory=dict)  # insertion order = creation order
     webhooks: dict[str, WebhookRecord] = field(default_factory=dict)  # by destination
-    dp_destinations: dict[str, list[str]] = field(default_factory=dict)  # "pipeline_id:status_id" -> URLs
+    # "pipeline_id:status_id" (moves into the stage, leads created there) or "pipeline_id:status_id:mail_in"
+    # (incoming e-mails on its leads) -> URLs; see dp_key
+    dp_destinations: dict[str, list[str]] = field(default_factory=dict)
     links: LinkIndex = field(default_factory=LinkIndex)
 
     # --- lookups -----------------------------------------------------------------------------------------
@@ -382,9 +394,12 @@ class SandboxStore:
                 record.updated_at = self.now()
                 self.touch()
 
-    def dp_destinations(self, account_id: int, pipeline_id: int, status_id: int) -> list[str]:
+    def dp_destinations(
+        self, account_id: int, pipeline_id: int, status_id: int, trigger: str = "status"
+    ) -> list[str]:
         with self.lock:
-            return list(self.accounts[account_id].dp_destinations.get(f"{pipeline_id}:{status_id}", []))
+            key = dp_key(pipeline_id, status_id, trigger)
+            return list(self.accounts[account_id].dp_destinations.get(key, []))
 
     def should_drop_webhook(self, account_id: int) -> bool:
         return self.faults.for_account(account_id).should_drop_webhook()

@@ -103,6 +103,8 @@ class Route:
 def routes_for(change: Change) -> list[Route]:
     """The sections ``change`` is sent under, each with the subscription codes that receive it."""
     entity, action = change.entity, change.action
+    if action == "mail_in":  # Digital Pipeline only
+        return []
     if entity == "lead":
         if action in ("status", "responsible"):
             return [Route(action, frozenset({f"{action}_lead"})), Route("update", frozenset({"update_lead"}))]
@@ -455,15 +457,16 @@ def webhook_pairs(
 
 
 def dp_item(change: Change) -> Item:
-    """The Digital Pipeline item: ``leads[status]`` with the move, ``leads[add]`` for a lead created there."""
+    """The Digital Pipeline item: ``leads[status]`` with the move, ``leads[add]`` for a lead created there,
+    ``leads[mail_in]`` for an incoming e-mail (the lead's ids only, as the documentation's example)."""
     lead = change.current
     ids = [
         ("[id]", _text(lead.get("id", change.entity_id))),
         ("[status_id]", _text(lead.get("status_id"))),
         ("[pipeline_id]", _text(lead.get("pipeline_id"))),
     ]
-    if change.action == "add":
-        return Item("leads[add]", tuple(ids))
+    if change.action in ("add", "mail_in"):
+        return Item(f"leads[{change.action}]", tuple(ids))
     previous = change.previous or {}
     moved_from = [
         ("[old_status_id]", _text(previous.get("status_id"))),
@@ -478,8 +481,9 @@ def dp_pairs(change: Change, account: Mapping[str, Any]) -> list[Pair]:
 
 
 def triggers_dp(change: Change) -> bool:
-    """Whether Digital Pipeline hooks fire on ``change``: a stage move or a lead created in a stage."""
-    return change.entity == "lead" and change.action in ("status", "add")
+    """Whether Digital Pipeline hooks fire on ``change``: a stage move, a lead created in a stage, an
+    incoming e-mail on a lead (to the hooks of its stage that listen for ``mail_in``)."""
+    return change.entity == "lead" and change.action in ("status", "add", "mail_in")
 
 
 # --- delivery -------------------------------------------------------------------------------------------
@@ -723,13 +727,14 @@ class WebhookSender:
         if not triggers_dp(change):
             return []
         lead = change.current
-        return self.source.dp_destinations(
-            change.account_id, int(lead["pipeline_id"]), int(lead["status_id"])
-        )
+        pipeline_id, status_id = int(lead["pipeline_id"]), int(lead["status_id"])
+        if change.action == "mail_in":
+            return self.source.dp_destinations(change.account_id, pipeline_id, status_id, "mail_in")
+        return self.source.dp_destinations(change.account_id, pipeline_id, status_id)
 
     def _lead_history(self, change: Change) -> tuple[int | None, int | None]:
         """``old_status_id`` and ``old_pipeline_id`` for a lead change (see the module notes)."""
-        if change.entity != "lead" or change.action in ("add", "delete", "note"):
+        if change.entity != "lead" or change.action in ("add", "delete", "note", "mail_in"):
             return None, None
         previous = change.previous or {}
         current = change.current

@@ -22,9 +22,10 @@ the mirror holds those contacts and elements; the same change may be sent again 
 backfill), so a receiver must be idempotent.
 
 ``touches_seen`` is sent by the events sweep with the notes, calls, SMS and completed meetings on deals and
-contacts it read from Kommo's events, with the keyword arguments ``account`` and ``touches`` (a sequence of
-:class:`~apps.kommo.webhooks.dispatch.Touch`). Receivers run inside the sweep's transaction; webhook
-processing hands the same touches to the stakeholders in a plain call, so a touch may arrive both ways.
+contacts it read from Kommo's events, and the e-mails it read from their notes, with the keyword arguments
+``account`` and ``touches`` (a sequence of :class:`~apps.kommo.webhooks.dispatch.Touch`). Receivers run inside
+the sweep's transaction; webhook processing hands the same touches to the stakeholders in a plain call, so a
+touch may arrive both ways.
 """
 
 from django.dispatch import Signal

@@ -239,6 +239,7 @@ class Table:
     chart: Chart | None = None
     notes: Sequence[str] = ()
     empty: str = "No deals match these filters."
+    alert: str = ""  # a warning shown above the chart and table (figures stale or being computed)
 
     def text_rows(self) -> list[list[str]]:
         """The cells as the table and the CSV show them."""

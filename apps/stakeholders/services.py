@@ -341,10 +341,11 @@ def stakeholders_derive_for_leads(*, account: KommoAccount, lead_ids: Collection
 
 
 def stakeholders_touch(*, account: KommoAccount, touches: Iterable[Any]) -> bool:
-    """Notes, calls and messages seen in Kommo (``Touch``: entity lead or contact, Kommo id, when) touch the
-    people behind them: a contact's, its stakeholder rows on every deal; a deal's, the stakeholder who is the
-    deal's main contact. Their last touch becomes the later of Kommo's field and this activity; the deals
-    are re-derived, which records the change. Returns whether any last touch moved."""
+    """Notes, calls, e-mails, messages and completed meetings seen in Kommo (``Touch``: entity lead or
+    contact, Kommo id, when) touch the people behind them: a contact's, its stakeholder rows on every deal;
+    a deal's, the stakeholder who is the deal's main contact. Their last touch becomes the later of Kommo's
+    field and this activity; the deals are re-derived, which records the change. Returns whether any last
+    touch moved."""
     latest: dict[int, dt.datetime] = {}  # Stakeholder pk → the latest activity
     by_contact: dict[int, dt.datetime] = {}
     by_lead: dict[int, dt.datetime] = {}

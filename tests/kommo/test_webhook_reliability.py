@@ -147,10 +147,10 @@ def test_an_unexpected_error_reading_one_body_fails_that_event_alone(
     bad = deliver(web, hooked, status_body(40_000_002, account=hooked))
     real = processing.plan_items
 
-    def plan_items(items):  # type: ignore[no-untyped-def]
+    def plan_items(items, **when):  # type: ignore[no-untyped-def]
         if items[0].id == 40_000_002:
             raise RecursionError("maximum recursion depth exceeded")
-        return real(items)
+        return real(items, **when)
 
     monkeypatch.setattr(processing, "plan_items", plan_items)
 

@@ -221,6 +221,17 @@ def test_the_digital_pipeline_add_variant_carries_only_the_lead_ids_and_the_acco
     ]
 
 
+def test_the_digital_pipeline_mail_in_body_is_the_documented_shape_byte_for_byte() -> None:
+    """An incoming e-mail: the lead's ids under ``leads[mail_in]`` (API.md §12.3), the account block last."""
+    current = {"id": 501, "status_id": 62, "pipeline_id": 7001, "name": "Acme renewal", "price": 9}
+    change = Change(account_id=31000001, entity="lead", action="mail_in", entity_id=501, current=current)
+
+    pairs = dp_pairs(change, {"subdomain": "acme", "id": "31000001", "self": "https://acme.kommo.com"})
+
+    assert form_encode(pairs).encode() == fixture_bytes("dp-leads-mail_in.constructed.form.txt")
+    assert routes_for(change) == []  # no general webhook announces an e-mail, only its note
+
+
 # --- the documentation's renderings -----------------------------------------------------------------------
 
 DOC_LEAD_FIELDS = [
@@ -575,6 +586,7 @@ def test_a_catalog_element_add_and_delete_match_the_documentation() -> None:
         ("task", "update", [("update", {"update_task"})]),
         ("catalog_element", "delete", [("delete", {"delete_catalog"})]),
         ("note", "add", []),
+        ("lead", "mail_in", []),
     ],
 )
 def test_each_change_is_routed_to_the_settings_codes_kommo_uses(

@@ -101,8 +101,10 @@ class FakeSource:
                 if subscription.destination == destination:
                     subscription.disabled = disabled
 
-    def dp_destinations(self, account_id: int, pipeline_id: int, status_id: int) -> list[str]:
-        return list(self.dp.get((pipeline_id, status_id), []))
+    def dp_destinations(
+        self, account_id: int, pipeline_id: int, status_id: int, trigger: str = "status"
+    ) -> list[str]:
+        return list(self.dp.get((pipeline_id, status_id), [])) if trigger == "status" else []
 
     def should_drop_webhook(self, account_id: int) -> bool:
         with self._lock:

@@ -175,8 +175,10 @@ def test_stale_stuck_states_are_shown_as_stale_and_one_refresh_is_queued_for_eve
 
     assert [row[0] for row in html_table(html, "deals")[1:]] == ["Northwind", "Quiet"]
     assert (
+        '<p role="status" style="margin: 0 0 1rem; padding: 0.5rem 0.75rem; border: 1px solid #f59e0b; '
+        'border-radius: 0.375rem; background: #fef3c7; color: #78350f">'
         "As of 01 May 2025 12:00: these figures are stale (refreshed every 10 minutes, the last refresh is "
-        "over 20 minutes old); a refresh is queued; reload the page in a minute." in html
+        "over 20 minutes old); a refresh is queued; reload the page in a minute.</p>" in html
     )
     assert "a refresh is queued" in again
     assert queued == [history.account.pk]  # one refresh for both viewers
@@ -210,6 +212,7 @@ def test_an_account_never_refreshed_is_being_computed_with_a_refresh_queued_not_
 ) -> None:
     html = get(client, head, "/reports/stuck/")
 
+    assert '<p role="status"' in html
     assert "Being computed: the stuck states have never been computed; a refresh is queued" in html
     assert html_table(html, "deals") == html_table(html, "reasons") == []  # no figures yet, not zeros
     assert "No open deal is stuck" not in html

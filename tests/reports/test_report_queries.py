@@ -23,11 +23,14 @@ def _setting(name: str) -> str:
         return str(cursor.fetchone()[0])
 
 
-def test_a_reports_queries_run_without_jit_and_the_rest_of_the_request_is_left_as_it_was() -> None:
-    before = _setting("jit")
+def test_a_reports_queries_run_without_jit_or_parallel_workers_and_the_rest_of_the_request_is_as_it_was() -> (
+    None
+):
+    before = _setting("jit"), _setting("max_parallel_workers_per_gather")
     with report_queries():
-        assert _setting("jit") == "off"
-    assert _setting("jit") == before
+        assert (_setting("jit"), _setting("max_parallel_workers_per_gather")) == ("off", "0")
+    assert (_setting("jit"), _setting("max_parallel_workers_per_gather")) == before
+    assert before[1] != "0"
 
 
 def test_the_report_view_builds_its_page_inside_report_queries(client, world, monkeypatch) -> None:
@@ -48,3 +51,7 @@ def test_the_indexes_the_plans_need_exist() -> None:
         cursor.execute("SELECT indexname FROM pg_indexes WHERE indexname LIKE 'reports_%%'")
         found = {name for (name,) in cursor.fetchall()}
     assert {*indexes_migration.INDEXES, *gate_indexes_migration.INDEXES, "reports_lead_open_value"} <= found
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'reports_lead_live'")
+        (definition,) = cursor.fetchone()
+    assert "status_kommo_id, price, created_at" in definition  # reports.0013: probes read the deal from it

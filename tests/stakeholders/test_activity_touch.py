@@ -3,18 +3,23 @@ stakeholder's last touch follows it, through the webhook's dispatch and the one 
 history records it."""
 
 import datetime as dt
+import re
 from pathlib import Path
 
 import pytest
+import responses
+from django.utils import timezone
 
-from apps.kommo.models import KommoAccount
+from apps.flows import tasks as flow_tasks
+from apps.kommo.models import KommoAccount, WebhookEvent
 from apps.kommo.models.mirror import LeadContact
 from apps.kommo.provenance import MirrorSource, mirror_provenance
+from apps.kommo.services.sync import events_reconcile
 from apps.kommo.webhooks.dispatch import Touch, plan_items
 from apps.kommo.webhooks.parser import parse
 from apps.stakeholders.models import Stakeholder, StakeholderEvent
 from apps.stakeholders.services import stakeholders_touch
-from tests.stakeholders.conftest import mirror_recorded_deal
+from tests.stakeholders.conftest import BASE_URL, mirror_recorded_deal
 
 pytestmark = pytest.mark.django_db
 
@@ -97,3 +102,94 @@ def test_a_meeting_completed_on_a_deal_or_a_contact_is_a_touch_and_a_follow_up_i
     assert on_deal.touches == [Touch(entity="lead", kommo_id=15320411, at=done)]
     assert on_deal.leads == {15320411}  # re-fetched as before, for its closest task
     assert with_contact.touches == [Touch(entity="contact", kommo_id=15320411, at=done)]
+
+
+def test_a_meeting_completed_with_a_contact_is_its_last_touch_through_webhook_processing(mapped_account):
+    """The ``task[update]`` of a completed meeting on a contact, through the worker's path: no call to
+    Kommo (a task on a contact changes nothing mirrored), the touch at the task's last change."""
+    mirror_recorded_deal(mapped_account)
+    chen = Stakeholder.objects.get(name="Chen Wu")
+    done = timezone.now().replace(microsecond=0) - dt.timedelta(hours=1)
+    body = (WEBHOOKS / "task-update-complete.doc.form.txt").read_bytes()
+    body = body.replace(b"%5Btask_type%5D=1", b"%5Btask_type%5D=2")
+    body = body.replace(b"%5Belement_type%5D=2", b"%5Belement_type%5D=1")
+    body = body.replace(b"%5Belement_id%5D=15320411", f"%5Belement_id%5D={chen.contact.kommo_id}".encode())
+    body = body.replace(b"%5Bupdated_at%5D=1726579269", f"%5Bupdated_at%5D={int(done.timestamp())}".encode())
+    event = WebhookEvent.objects.create(
+        account=mapped_account, body=body, content_type="application/x-www-form-urlencoded"
+    )
+
+    with responses.RequestsMock():
+        flow_tasks.webhook_process(event.pk)
+
+    event.refresh_from_db()
+    chen.refresh_from_db()
+    assert event.status == WebhookEvent.Status.PROCESSED, event.error
+    assert chen.last_touch == done
+    (row,) = StakeholderEvent.objects.filter(stakeholder_id=chen.pk, field="last_touch", source="webhook")
+    assert row.at == done
+
+
+# -- the events sweep -------------------------------------------------------------------------------------
+
+
+def event(event_id: str, kind: str, entity_type: str, entity_id: int, at: int, after: list) -> dict:
+    """An events-log item in the shape of Kommo's (shared/kommo/samples/events.json)."""
+    return {
+        "id": event_id,
+        "type": kind,
+        "entity_id": entity_id,
+        "entity_type": entity_type,
+        "created_by": 10500001,
+        "created_at": at,
+        "value_after": after,
+        "value_before": [],
+        "account_id": 31000001,
+        "_links": {"self": {"href": f"{BASE_URL}/api/v4/events/{event_id}"}},
+        "_embedded": {"entity": {"id": entity_id}},
+    }
+
+
+def test_the_events_sweep_touches_for_a_note_a_call_and_a_completed_meeting_but_not_a_follow_up(
+    mapped_account, kommo_client
+):
+    mirror_recorded_deal(mapped_account)
+    chen = Stakeholder.objects.get(name="Chen Wu")
+    main = Stakeholder.objects.get(lead__kommo_id=5001, contact__kommo_id=6001)  # the deal's main contact
+    now = int(timezone.now().timestamp())
+    called, met, followed_up = now - 7200, now - 3600, now - 60
+    events = [
+        event("01called", "outgoing_call", "contact", chen.contact.kommo_id, called, [{"note": {"id": 1}}]),
+        event("01meeting", "task_completed", "task", 50000001, met, []),
+        event("01followup", "task_completed", "task", 50000002, followed_up, []),
+    ]
+    tasks = [
+        {"id": 50000001, "task_type_id": 2, "entity_type": "leads", "entity_id": 5001, "is_completed": True},
+        {"id": 50000002, "task_type_id": 1, "entity_type": "leads", "entity_id": 5001, "is_completed": True},
+    ]
+    page = {"_page": 1, "_links": {"self": {"href": f"{BASE_URL}/api/v4/events"}}}
+
+    with responses.RequestsMock() as mock:
+        mock.add(
+            responses.GET,
+            re.compile(f"{BASE_URL}/api/v4/events.*"),
+            json={**page, "_embedded": {"events": events}},
+        )
+        mock.add(
+            responses.GET,
+            re.compile(f"{BASE_URL}/api/v4/tasks.*"),
+            json={
+                **page,
+                "_embedded": {"tasks": [task | {"text": "t", "complete_till": now} for task in tasks]},
+            },
+        )
+        mock.add(responses.GET, re.compile(f"{BASE_URL}/api/v4/(leads|contacts)/notes.*"), status=204)
+        events_reconcile(account=mapped_account, client=kommo_client)
+
+    chen.refresh_from_db()
+    main.refresh_from_db()
+    at = {ts: dt.datetime.fromtimestamp(ts, tz=dt.UTC) for ts in (called, met)}
+    assert chen.last_touch == at[called]
+    assert main.last_touch == at[met]  # the meeting on the deal, not the later follow-up
+    rows = StakeholderEvent.objects.filter(field="last_touch", source="sync")
+    assert {(row.stakeholder_id, row.at) for row in rows} >= {(chen.pk, at[called]), (main.pk, at[met])}

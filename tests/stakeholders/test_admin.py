@@ -17,6 +17,21 @@ def test_roles_are_listed_with_editable_weight_and_sort(admin_client):
     assert 'name="form-0-weight"' in response.content.decode()
 
 
+def test_a_roles_approval_expiry_is_edited_in_the_admin(admin_client):
+    lawyer = Role.objects.get(code="lawyer")
+    url = reverse("admin:stakeholders_role_change", args=[lawyer.pk])
+    form = admin_client.get(url).context["adminform"].form
+    data = {name: value for name, value in form.initial.items() if value is not None}
+
+    response = admin_client.post(url, {**data, "approval_valid_days": 45})
+
+    assert response.status_code == 302, response.content.decode()[:2000]
+    lawyer.refresh_from_db()
+    assert lawyer.approval_valid_days == 45
+    listing = admin_client.get(reverse("admin:stakeholders_role_changelist")).content.decode()
+    assert 'name="form-0-approval_valid_days"' in listing
+
+
 def test_stakeholders_are_read_only_and_filterable(admin_client, mapped_account):
     mirror_recorded_deal(mapped_account)
     lawyer = Role.objects.get(code="lawyer")

@@ -517,9 +517,9 @@ def outbound_changes_drain(
 #   PATCH is full (LEADS_BATCH), the burst is over, or the oldest has waited MOVE_HOLD_MAX. A burst: Kommo
 #   has told the portal of more moves than it has processed yet (BACKLOG_EVENTS or more of the account's
 #   deliveries that report stage moves waiting, ``moves_backlog``: the echoes of the portal's own tasks and
-#   notes and Kommo's leads[update] twins report none; a steady stream of blocked moves at the budget's 10
-#   per second, processed within the budget's second, leaves up to 20 waiting, each move and its move
-#   back), or BURST_MOVES or more moves were queued within BURST_WINDOW (half as many
+#   notes and Kommo's leads[update] twins report none; 5 of them are the 10 deliveries of the plan that
+#   met both budgets, when each move came as leads[status] and leads[update] only), or BURST_MOVES or more
+#   moves were queued within BURST_WINDOW (half as many
 #   again as the steady 10 per second the latency budget is set for; the window spans the gaps between
 #   webhook processing's batches, which bring a burst in groups);
 # * tasks and notes go out right after the moves, in the same drain, once every move back of the account
@@ -530,7 +530,7 @@ def outbound_changes_drain(
 
 BURST_WINDOW = dt.timedelta(seconds=1)
 BURST_MOVES = 15
-BACKLOG_EVENTS = 20
+BACKLOG_EVENTS = 5
 BACKLOG_RECHECK = dt.timedelta(seconds=0.5)  # a hold for a backlog is looked at again this often
 MOVE_HOLD_MAX = dt.timedelta(seconds=3)
 CALM_WINDOW = dt.timedelta(seconds=1)

@@ -53,7 +53,7 @@ from apps.kommo.models import (
 from apps.kommo.provenance import MirrorSource, provenance
 from apps.kommo.services import mirror
 from apps.kommo.signals import field_changes_seen, touches_seen
-from apps.kommo.webhooks.dispatch import Touch
+from apps.kommo.webhooks.dispatch import MAIL_NOTE_TYPE, Touch
 
 T = TypeVar("T")
 
@@ -83,6 +83,10 @@ LEAD_EVENT_TYPES = (
 TOUCH_EVENT_TYPES = ("common_note_added", "incoming_call", "outgoing_call", "incoming_sms", "outgoing_sms")
 TASK_COMPLETED = "task_completed"
 MEETING_TASK_TYPE = 2
+# E-mails are not in Kommo's events log (API.md §11 lists no e-mail event type): the sweep reads them as
+# notes of type ``amomail_message`` on deals and contacts (``GET /api/v4/{leads,contacts}/notes`` with
+# ``filter[note_type]`` and ``filter[updated_at][from]``), from its own cursor (resource ``mail``).
+MAIL_NOTE_ENTITIES = (("leads", "lead"), ("contacts", "contact"))
 # The events that name a deal's stage. ``lead_added`` does not: in Kommo its value is a note
 # (``[{"note": {"id": N}}]``), so a deal's first stage is derived (:func:`first_stays_record`).
 STAGE_EVENT_TYPES = ("lead_status_changed", "lead_added")
@@ -644,6 +648,8 @@ def events_reconcile(
     state.started_at = None
     state.finished_at = timezone.now()
     state.save()
+    # Last, once the events' run is finished: a failure to read the mail notes leaves it whole.
+    _mail_touches_reconcile(account=account, client=client)
     progress.finish("events", result)
     return result
 
@@ -671,6 +677,30 @@ def _events_touches(*, client: KommoClient, events: Sequence[types.Event]) -> tu
             if task.task_type_id == MEETING_TASK_TYPE and entity and task.entity_id and task.id in completed:
                 touches.append(Touch(entity=entity, kommo_id=task.entity_id, at=completed[task.id]))
     return tuple(touches)
+
+
+def _mail_touches_reconcile(*, account: KommoAccount, client: KommoClient) -> int:
+    """The e-mails on deals and contacts since the ``mail`` cursor, as touches dated at their note's
+    creation (when Kommo recorded the e-mail), announced like the events' touches. The cursor keeps the
+    latest ``updated_at`` read and the next run starts ``OVERLAP`` before it: a touch is the later of the
+    moments, so reading a note twice changes nothing. Returns the number of e-mail notes read."""
+    state = _state(account, "mail")
+    since = int(state.cursor.get("updated_at") or _ts(timezone.now() - EVENTS_LOOKBACK) or 0)
+    start = max(0, since - int(OVERLAP.total_seconds()))
+    latest, touches, read = since, [], 0
+    for entity, kind in MAIL_NOTE_ENTITIES:
+        for note in client.notes_list(entity, {"note_type": MAIL_NOTE_TYPE, "updated_at": {"from": start}}):
+            read += 1
+            latest = max(latest, _ts(note.updated_at) or latest)
+            if note.note_type == MAIL_NOTE_TYPE and note.entity_id and note.created_at is not None:
+                touches.append(Touch(entity=kind, kommo_id=note.entity_id, at=note.created_at))
+    with transaction.atomic():
+        if touches:
+            touches_seen.send(sender=KommoAccount, account=account, touches=tuple(touches))
+        state.cursor = {"updated_at": latest}
+        state.seen, state.finished_at = read, timezone.now()
+        state.save()
+    return read
 
 
 def _events_apply(

@@ -31,17 +31,22 @@ class Move:
 
 @dataclass(frozen=True)
 class Touch:
-    """A note, call or message added to a deal or a contact (``entity``: lead or contact): someone was in
-    touch with the people behind it at ``at``."""
+    """A note, call, e-mail or message added to a deal or a contact (``entity``: lead or contact): someone
+    was in touch with the people behind it at ``at``."""
 
     entity: str
     kommo_id: int
     at: dt.datetime
 
 
-# Webhook note types that are a touch: a text note, a call in or out, an SMS in or out. Attachments and
-# service messages (the portal's own notes among them) are not.
-TOUCH_NOTE_TYPES = frozenset({"4", "10", "11", "102", "103"})
+# Webhook note types that are a touch: a text note, a call in or out, an SMS in or out, an e-mail.
+# Attachments and service messages (the portal's own notes among them) are not. Kommo's webhook numbers its
+# note types (4 text, 5 attachment, …: API.md §12.2); the number of an e-mail note is documented nowhere,
+# so the e-mail is recognised by its API v4 name, ``amomail_message`` (the official PHP library's
+# NoteFactory), which is what the sandbox sends for it. A webhook that numbers it is missed here and the
+# events sweep's read of the e-mail notes still sees it (docs/stakeholders.md).
+MAIL_NOTE_TYPE = "amomail_message"
+TOUCH_NOTE_TYPES = frozenset({"4", "10", "11", "102", "103", MAIL_NOTE_TYPE})
 
 
 @dataclass
@@ -58,6 +63,9 @@ class Plan:
     deleted_elements: dict[int, set[int]] = field(default_factory=dict)
     moves: list[Move] = field(default_factory=list)
     touches: list[Touch] = field(default_factory=list)
+    # When the delivery being read arrived: the time of what a body reports without one (a Digital
+    # Pipeline hook names a deal, never a moment). None: such reports cannot be dated and are dropped.
+    received_at: dt.datetime | None = field(default=None, compare=False)
 
     def merge(self, other: Plan) -> None:
         self.leads |= other.leads
@@ -181,6 +189,15 @@ def note_added(plan: Plan, item: WebhookItem) -> None:
         plan.touches.append(Touch(entity=item.entity, kommo_id=element_id, at=at))
 
 
+def mail_received(plan: Plan, item: WebhookItem) -> None:
+    """A Digital Pipeline ``mail_in`` hook: an e-mail came in on the deal (API.md §12.3). Its body holds the
+    deal's ids and no moment, so the touch is dated when the delivery arrived: no later than the e-mail
+    plus Kommo's delivery and retries (at most an hour), never when a late batch happens to run."""
+    lead_id = _id(item)
+    if plan.received_at is not None:
+        plan.touches.append(Touch(entity="lead", kommo_id=lead_id, at=plan.received_at))
+
+
 def unsorted_accepted(plan: Plan, item: WebhookItem) -> None:
     """An incoming lead was accepted: the leads it became are real leads now."""
     plan.leads.update(item.result_ids("leads"))
@@ -209,6 +226,8 @@ HANDLERS: dict[tuple[str, str], Handler] = {
     ("unsorted", "accept"): unsorted_accepted,
     ("lead", "note"): note_added,
     ("contact", "note"): note_added,
+    # Digital Pipeline: an incoming e-mail on the deal is a touch of its main contact
+    ("lead", "mail_in"): mail_received,
 }
 
 # Sent by Kommo, not mirrored by the portal: an event made only of these is marked ``ignored``.
@@ -223,8 +242,7 @@ IGNORED: frozenset[tuple[str, str]] = frozenset(
         ("message", "add"),
         ("talk", "add"),
         ("talk", "update"),
-        # Digital Pipeline triggers that do not move the deal
-        ("lead", "mail_in"),
+        # Digital Pipeline triggers that do not move the deal (an incoming call is seen by its note)
         ("lead", "call_in"),
         ("lead", "chat"),
         ("lead", "site_visit"),
@@ -232,11 +250,13 @@ IGNORED: frozenset[tuple[str, str]] = frozenset(
 )
 
 
-def plan_items(items: tuple[WebhookItem, ...]) -> tuple[Plan, bool, list[str]]:
+def plan_items(
+    items: tuple[WebhookItem, ...], *, received_at: dt.datetime | None = None
+) -> tuple[Plan, bool, list[str]]:
     """What ``items`` need; whether any item needs work; and the event types that are neither handled
-    nor known to be ignorable (they are ignored too, and named). :class:`WebhookParseError` when an item
-    lacks what its handler needs."""
-    plan = Plan()
+    nor known to be ignorable (they are ignored too, and named). ``received_at``: when their delivery
+    arrived. :class:`WebhookParseError` when an item lacks what its handler needs."""
+    plan = Plan(received_at=received_at)
     handled = False
     unknown: list[str] = []
     for item in items:

@@ -296,7 +296,7 @@ def webhook_batch_read(events: Sequence[WebhookEvent]) -> BatchWork | None:
     for event in events:
         try:
             body = parse(bytes(event.body), event.content_type)
-            event_plan, handled, unknown = plan_items(body.items)
+            event_plan, handled, unknown = plan_items(body.items, received_at=event.received_at)
         except WebhookParseError as exc:
             _finish(event, Status.FAILED, error=f"unreadable body: {exc}", trace=tb.format_exc())
             continue

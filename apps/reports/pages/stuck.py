@@ -107,6 +107,7 @@ def stuck(scope: Scope) -> list[Table]:
     listed = stuck_states_listed(scope, SHOWN)
     fresh = _freshness_note(freshness)
     computing = freshness.missing and freshness.as_of is None  # nothing to show yet, not "none stuck"
+    late = freshness.stale or freshness.missing  # said above the figures, not among the definitions
     return [
         Table(
             key="reasons",
@@ -140,10 +141,11 @@ def stuck(scope: Scope) -> list[Table]:
             ),
             notes=[
                 note
-                for note in ("Today's open deals: the period does not apply.", "" if computing else fresh)
+                for note in ("Today's open deals: the period does not apply.", "" if late else fresh)
                 if note
             ],
-            empty=fresh,
+            empty="Being computed.",
+            alert=fresh if late else "",
         ),
         Table(
             key="deals",
