@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 logger = logging.getLogger(__name__)
 
@@ -22,9 +22,28 @@ def publish_or_log(send: Callable[[], object], *, what: str) -> bool:
     try:
         send()
     except Exception as exc:  # the broker's errors vary by transport; none may reach the client
-        message = _CREDENTIALS.sub("***@", str(exc))[:300]
         logger.warning(
-            "broker: %s not published, the sweeper will: %s: %s", what, type(exc).__name__, message
+            "broker: %s not published, the sweeper will: %s: %s", what, type(exc).__name__, _redacted(exc)
         )
         return False
     return True
+
+
+def publish_all(sends: Iterable[tuple[Callable[[], object], str]]) -> None:
+    """A beat's fan-out: calls every ``send`` (one task's publish per account, each with what it is), so
+    that one that fails, the broker down for a moment, does not leave the others unqueued. Each failure is
+    logged; the first is raised at the end, so that the beat's run still shows as failed. Nothing is lost
+    by it: each beat derives its work from the database again on its next run."""
+    failed: list[Exception] = []
+    for send, what in sends:
+        try:
+            send()
+        except Exception as exc:  # the broker's errors vary by transport
+            logger.warning("broker: %s not queued: %s: %s", what, type(exc).__name__, _redacted(exc))
+            failed.append(exc)
+    if failed:
+        raise failed[0]
+
+
+def _redacted(exc: Exception) -> str:
+    return _CREDENTIALS.sub("***@", str(exc))[:300]

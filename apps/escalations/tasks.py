@@ -3,34 +3,25 @@ outbound flush for what is left."""
 
 from __future__ import annotations
 
-import logging
+from functools import partial
 
 from celery import shared_task
 
+from apps.core.broker import publish_all
 from apps.escalations.services import account_ids_with_limits, escalations_enforce
 from apps.kommo.tasks import outbound_flush_schedule
 from apps.kommo.webhooks.processing import webhook_backlog
-
-logger = logging.getLogger(__name__)
 
 
 @shared_task(name="apps.escalations.tasks.check_limits", ignore_result=True)
 def check_limits() -> None:
     """Beat: one check per account with stage time limits. A check that cannot be queued (the broker is
-    down) is logged and the fan-out goes on to the other accounts; the first such error is raised at the
-    end, so that the beat's run shows as failed. Nothing is lost: the next beat checks every account again
-    (a check derives the escalations from the stays)."""
-    failed: list[Exception] = []
-    for account_id in account_ids_with_limits():
-        try:
-            check_account.delay(account_id)
-        except Exception as exc:  # the broker's errors vary by transport
-            logger.warning(
-                "stage limits: the check of account %s was not queued: %s", account_id, type(exc).__name__
-            )
-            failed.append(exc)
-    if failed:
-        raise failed[0]
+    down) is logged and the fan-out goes on to the other accounts (``publish_all``); the next beat checks
+    every account again (a check derives the escalations from the stays)."""
+    publish_all(
+        (partial(check_account.delay, account_id), f"stage limits: the check of account {account_id}")
+        for account_id in account_ids_with_limits()
+    )
 
 
 @shared_task(name="apps.escalations.tasks.check_account", ignore_result=True)

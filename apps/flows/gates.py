@@ -18,6 +18,7 @@ from functools import partial
 from celery import shared_task
 from django.db import transaction
 
+from apps.core.broker import publish_all
 from apps.gates.models import GateEvaluation
 from apps.gates.services import (
     BATCH_WINDOW_SECONDS,
@@ -80,7 +81,16 @@ def sweep() -> None:
     """Beat: re-queue the gates' work whose task was lost — evaluations left pending or running, outbound
     changes left pending, unknown or sending — one task per account."""
     found = gates_sweep()
-    for account_id in found.evaluate:
-        evaluate_pending.delay(account_id)
-    for account_id in found.flush:
-        outbound_flush.apply_async((account_id,), kwargs={"reserved": False})
+    publish_all(
+        [
+            (partial(evaluate_pending.delay, account_id), f"gates: the evaluation of account {account_id}")
+            for account_id in found.evaluate
+        ]
+        + [
+            (
+                partial(outbound_flush.apply_async, (account_id,), kwargs={"reserved": False}),
+                f"gates: the outbound flush of account {account_id}",
+            )
+            for account_id in found.flush
+        ]
+    )

@@ -4,8 +4,11 @@ before the flows had a package of their own (a broker may hold messages under th
 
 from __future__ import annotations
 
+from functools import partial
+
 from celery import shared_task
 
+from apps.core.broker import publish_all
 from apps.flows.gates import evaluate_pending, sweep  # noqa: F401  (registers the gates' tasks)
 from apps.flows.intake import intake_submission_process
 from apps.flows.sync import account_events_sweep, account_sync
@@ -30,9 +33,12 @@ def webhook_process(event_id: int) -> None:
 
 @shared_task(name="apps.kommo.tasks.sync_incremental")
 def sync_incremental() -> None:
-    """Fans out one incremental sync per connected account (beat)."""
-    for account_id in account_ids_syncable():
-        sync_account.delay(account_id)
+    """Fans out one incremental sync per connected account (beat); one that cannot be queued does not
+    stop the others."""
+    publish_all(
+        (partial(sync_account.delay, account_id), f"sync: the incremental sync of account {account_id}")
+        for account_id in account_ids_syncable()
+    )
 
 
 @shared_task(name="apps.kommo.tasks.sync_account")
@@ -43,9 +49,12 @@ def sync_account(account_id: int, full: bool = False) -> None:
 
 @shared_task(name="apps.kommo.tasks.sync_events")
 def sync_events() -> None:
-    """Fans out one events reconciliation per connected account (beat)."""
-    for account_id in account_ids_syncable():
-        sync_events_account.delay(account_id)
+    """Fans out one events reconciliation per connected account (beat); one that cannot be queued does
+    not stop the others."""
+    publish_all(
+        (partial(sync_events_account.delay, account_id), f"sync: the events sweep of account {account_id}")
+        for account_id in account_ids_syncable()
+    )
 
 
 @shared_task(name="apps.kommo.tasks.sync_events_account")
