@@ -914,8 +914,17 @@ def stakeholders_history_from_field_changes(*, account: KommoAccount, changes: I
         return 0
     contact_ids = {change.entity_id for change, _, _, catalog in seen if catalog is None}
     element_ids = {change.entity_id for change, _, _, catalog in seen if catalog is not None}
+    # The mirror's keys first, then the stakeholders by their foreign keys: one join with an OR across two
+    # Kommo-id lists was planned as nested loops over whole index scans whenever the tables' statistics
+    # were stale (right after a backfill wrote them), 100-180 s a call.
+    contact_pks = list(
+        Contact.objects.filter(account=account, kommo_id__in=contact_ids).values_list("pk", flat=True)
+    )
+    element_pks = list(
+        CatalogElement.objects.filter(account=account, kommo_id__in=element_ids).values_list("pk", flat=True)
+    )
     rows = Stakeholder.objects.filter(account=account).filter(
-        Q(contact__kommo_id__in=contact_ids) | Q(catalog_element__kommo_id__in=element_ids)
+        Q(contact_id__in=contact_pks) | Q(catalog_element_id__in=element_pks)
     )
     by_contact: dict[int, list[tuple[Stakeholder, int | None]]] = {}
     by_element: dict[int, list[Stakeholder]] = {}
