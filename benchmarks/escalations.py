@@ -23,8 +23,6 @@ import time
 from decimal import Decimal
 from pathlib import Path
 
-from apps.flows.sync import mirror_follow
-
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -44,6 +42,7 @@ def measure(deals: int) -> dict[str, float]:
 
     from apps.escalations.models import Escalation, HeadOfSales, StageLimit
     from apps.escalations.services import escalations_enforce
+    from apps.flows.sync import mirror_follow
     from apps.kommo.models import KommoUser, Lead, Status
     from apps.kommo.services.outbound import outbound_changes_flush
     from apps.kommo.services.sync import mirror_sync

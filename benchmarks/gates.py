@@ -33,7 +33,6 @@ from collections import Counter
 from typing import Any
 from urllib.parse import quote
 
-from apps.flows.sync import mirror_follow
 from benchmarks.support import Portal, django_start
 
 
@@ -92,6 +91,7 @@ class Bench:
     # -- set-up -------------------------------------------------------------------------------------------
 
     def connect(self) -> Any:
+        from apps.flows.sync import mirror_follow
         from apps.gates.models import GateRule
         from apps.gates.services import gate_rules_install_defaults
         from apps.kommo.models import KommoAccount, Status

@@ -16,8 +16,6 @@ import tempfile
 import time
 from pathlib import Path
 
-from apps.flows.sync import mirror_follow
-
 ROOT = Path(__file__).resolve().parents[1]
 BUDGET = 1.05
 WIDTHS = (7, 7, 6, 7, 8, 7, 11)
@@ -35,6 +33,7 @@ def _setup_django(database: Path) -> None:
 
 
 def measure(seed: str) -> dict[str, object]:
+    from apps.flows.sync import mirror_follow
     from apps.kommo.services.sync import mirror_sync
     from kommo_sandbox.server import SandboxServer
     from tests.kommo.sandbox_support import account_for, api_requests, minimum_full_sync_calls
