@@ -52,6 +52,8 @@ def history(transactional_db, monkeypatch):
 
 
 def shots() -> Path | None:
+    """Where to keep screenshots to look at (``REPORTS_SCREENSHOTS``); named apart from test_browser's
+    pages of the same slugs, which would otherwise be overwritten."""
     folder = os.environ.get("REPORTS_SCREENSHOTS")
     return Path(folder) if folder else None
 
@@ -87,7 +89,7 @@ def test_the_page_renders_draws_its_charts_and_its_filters_change_the_figures(
         assert canvases.nth(index).evaluate(PAINTED) > 0, f"chart {index} of {slug} drew nothing"
     before = page.locator(f"#table-{table} tbody tr").all_inner_texts()
     if shots():
-        page.screenshot(path=str(shots() / f"{slug}.png"), full_page=True)
+        page.screenshot(path=str(shots() / f"{slug}-filtered-desk.png"), full_page=True)
 
     page.select_option("#id_manager", label="Maria Lopez")
     page.click("form[aria-label=Filters] button[type=submit]")
