@@ -360,13 +360,20 @@ def stakeholders_touch(*, account: KommoAccount, touches: Iterable[Any]) -> bool
         ).values_list("pk", "contact__kommo_id"):
             latest[pk] = max(by_contact[kommo_id], latest.get(pk, by_contact[kommo_id]))
     if by_lead:
-        main = LeadContact.objects.filter(
-            lead__account=account, lead__kommo_id__in=by_lead, is_main=True
-        ).values_list("lead_id", "lead__kommo_id", "contact_id")
-        for lead_id, lead_kommo_id, contact_id in main:
-            for pk in Stakeholder.objects.filter(lead_id=lead_id, contact_id=contact_id).values_list(
-                "pk", flat=True
-            ):
+        main = {
+            (lead_id, contact_id): lead_kommo_id
+            for lead_id, lead_kommo_id, contact_id in LeadContact.objects.filter(
+                lead__account=account, lead__kommo_id__in=by_lead, is_main=True
+            ).values_list("lead_id", "lead__kommo_id", "contact_id")
+        }
+        # The main contacts' stakeholder rows in one query, not one per deal.
+        rows = Stakeholder.objects.filter(
+            lead_id__in={lead_id for lead_id, _ in main},
+            contact_id__in={contact_id for _, contact_id in main},
+        ).values_list("pk", "lead_id", "contact_id")
+        for pk, lead_id, contact_id in rows:
+            lead_kommo_id = main.get((lead_id, contact_id))
+            if lead_kommo_id is not None:
                 latest[pk] = max(by_lead[lead_kommo_id], latest.get(pk, by_lead[lead_kommo_id]))
     moved: set[int] = set()
     for row in Stakeholder.objects.filter(pk__in=latest).only("pk", "lead_id", "activity_at"):
