@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from apps.flows import tasks as flow_tasks
-from apps.flows.sync import mirror_follow
+from apps.flows.sync import mirror_follow, touches_follow
 from apps.kommo.models import SyncState, WebhookEvent
 from apps.kommo.models.mirror import LeadContact
 from apps.kommo.provenance import MirrorSource, mirror_provenance
@@ -159,10 +159,12 @@ def test_the_events_sweep_reads_the_mail_notes_and_touches_the_people_once(mappe
     with responses.RequestsMock() as mock:
         mock.add(responses.GET, re.compile(f"{BASE_URL}/api/v4/events.*"), status=204)
         mock.add_callback(responses.GET, re.compile(f"{BASE_URL}/api/v4/(leads|contacts)/notes.*"), notes)
-        events_reconcile(account=mapped_account, client=kommo_client, follow=mirror_follow)
+        events_reconcile(
+            account=mapped_account, client=kommo_client, follow=mirror_follow, touches_follow=touches_follow
+        )
         rows = StakeholderEvent.objects.filter(field="last_touch", source="sync").count()
         events_reconcile(
-            account=mapped_account, client=kommo_client, follow=mirror_follow
+            account=mapped_account, client=kommo_client, follow=mirror_follow, touches_follow=touches_follow
         )  # the same notes again
 
     chen.refresh_from_db()
