@@ -11,7 +11,7 @@ import responses
 from django.utils import timezone
 
 from apps.flows import tasks as flow_tasks
-from apps.flows.sync import mirror_follow
+from apps.flows.sync import mirror_follow, touches_follow
 from apps.kommo.models import KommoAccount, WebhookEvent
 from apps.kommo.models.mirror import LeadContact
 from apps.kommo.provenance import MirrorSource, mirror_provenance
@@ -185,7 +185,9 @@ def test_the_events_sweep_touches_for_a_note_a_call_and_a_completed_meeting_but_
             },
         )
         mock.add(responses.GET, re.compile(f"{BASE_URL}/api/v4/(leads|contacts)/notes.*"), status=204)
-        events_reconcile(account=mapped_account, client=kommo_client, follow=mirror_follow)
+        events_reconcile(
+            account=mapped_account, client=kommo_client, follow=mirror_follow, touches_follow=touches_follow
+        )
 
     chen.refresh_from_db()
     main.refresh_from_db()
