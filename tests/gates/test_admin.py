@@ -104,7 +104,7 @@ def test_the_dry_run_action_shows_which_deals_would_be_blocked(board, staff):
     assert response.status_code == 302
     page = staff.get(response["Location"]).content.decode()
     assert "Pending lawyer" in page
-    assert "the Lawyer has not approved (Lena: pending)" in page
+    assert "the lawyer has not approved (Lena: pending)" in page
     assert "1 of 1 would be blocked" in page
 
 

@@ -92,9 +92,9 @@ def _block_and_check(sandbox: SandboxServer, deal: Lead, legal: int, signing: in
     wait_for(lambda: gate_notes(sandbox, deal.kommo_id), timeout=10, message="the note")
     tasks = gate_tasks(sandbox, deal.kommo_id)
     assert len(tasks) == 1
-    assert "Lawyer has not approved" in tasks[0]["text"]
+    assert "lawyer has not approved" in tasks[0]["text"]
     assert tasks[0]["responsible_user_id"] == kommo_lead(sandbox, deal.kommo_id)["responsible_user_id"]
-    assert "Lawyer has not approved" in gate_notes(sandbox, deal.kommo_id)[0]["params"]["text"]
+    assert "lawyer has not approved" in gate_notes(sandbox, deal.kommo_id)[0]["params"]["text"]
     decision = GateDecision.objects.get(lead=deal, rule__name=LAWYER_GATE)
     assert decision.outcome == GateDecision.Outcome.BLOCKED
     assert decision.transition == "Legal review → Signing"

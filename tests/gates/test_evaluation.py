@@ -44,7 +44,7 @@ def test_it_moves_the_deal_back_when_the_lawyer_has_not_approved(board, legal_ga
     decision = GateDecision.objects.get()
     assert decision.outcome == Outcome.BLOCKED
     assert decision.rule == legal_gate and decision.rule_version == legal_gate.version
-    assert decision.reasons == ["the Lawyer has not approved (Lena Law: pending)"]
+    assert decision.reasons == ["the lawyer has not approved (Lena Law: pending)"]
     assert decision.transition == "Legal review → Signing"
     assert decision.stakeholders == [
         {
@@ -63,11 +63,11 @@ def test_it_moves_the_deal_back_when_the_lawyer_has_not_approved(board, legal_ga
     assert move.payload["status_id"] == board.stage("Legal review").kommo_id
     assert move.idempotency_key == f"gate:move:{change.pk}"
     task = OutboundChange.objects.get(kind=OutboundChange.Kind.TASK_CREATE)
-    assert "Lawyer has not approved" in task.payload["text"]
+    assert "lawyer has not approved" in task.payload["text"]
     assert "Northwind renewal was moved back from Signing to Legal review" in task.payload["text"]
     assert task.payload["responsible_user_id"] == MANAGER_ID
     note = OutboundChange.objects.get(kind=OutboundChange.Kind.NOTE_CREATE)
-    assert "Lawyer has not approved" in note.payload["text"]
+    assert "lawyer has not approved" in note.payload["text"]
     assert [action["action"] for action in decision.actions] == ["move back", "task", "note"]
     assert run.blocked == 1 and run.outbound == 3
     assert GateEvaluation.objects.get().status == GateEvaluation.Status.DONE
@@ -95,7 +95,7 @@ def test_a_dry_run_rule_records_what_it_would_block_and_touches_nothing(board, k
 
     decision = GateDecision.objects.get()
     assert decision.outcome == Outcome.WOULD_BLOCK
-    assert decision.reasons == ["no Lawyer is on the deal to approve"]
+    assert decision.reasons == ["no lawyer is on the deal to approve"]
     assert not OutboundChange.objects.exists()
 
 

@@ -119,7 +119,7 @@ def test_an_objection_raised_on_the_page_blocks_the_gate_and_resolving_it_lets_t
     blocked = GateDecision.objects.get(lead=deal, rule__name=LAWYER_GATE)
     assert blocked.outcome == GateDecision.Outcome.BLOCKED
     assert blocked.reasons == [
-        "the Lawyer has an open objection (" + lawyer.name + ": “Liability cap”, weight 0.8, open 0 days)"
+        "the lawyer has an open objection (" + lawyer.name + ": “Liability cap”, weight 0.8, open 0 days)"
     ]
 
     page = client.post(urls["objection_save"], {"action": "resolve"}, follow=True).content.decode()
