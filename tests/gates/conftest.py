@@ -158,6 +158,18 @@ def board(db: None) -> Board:
     return Board(account, pipeline, stages, manager, head)
 
 
+def legal_review_to_signing(board: Board, lead: Lead) -> dict[str, Any]:
+    """``lead``'s move from Legal review to Signing at ``NOW``, as ``stage_change_record`` takes it (the
+    caller adds the source, the follow-up and any event id)."""
+    return {
+        "account": board.account,
+        "lead": lead,
+        "from_status_id": board.stage("Legal review").kommo_id,
+        "to_status_id": board.stage("Signing").kommo_id,
+        "at": NOW,
+    }
+
+
 @pytest.fixture
 def kommo_client(board: Board, tmp_path: Path) -> KommoClient:
     limiter = RateLimiter(FileSlotStore(tmp_path / "ratelimit"))

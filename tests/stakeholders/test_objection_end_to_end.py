@@ -18,15 +18,10 @@ from apps.stakeholders.models import Approval, Role, Stakeholder, StakeholderEve
 from apps.users.models import User
 from kommo_sandbox.server import SandboxServer
 from tests.kommo.sandbox_support import GatedPortal, sandbox_api
+from tests.support.marks import END_TO_END
 from tests.support.services import wait_for
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
-    pytest.mark.postgres,
-    pytest.mark.redis,
-    pytest.mark.worker,
-    pytest.mark.sandbox,
-]
+pytestmark = END_TO_END
 
 LAWYER_GATE = "The lawyer approved to leave Legal review"
 

@@ -4,24 +4,25 @@
 It answers the REST API v4 calls the portal makes in Kommo's shapes (/work/shared/kommo/API.md and the
 recordings in tests/fixtures/kommo/api/): the account, the pipelines, the lists of leads, contacts and
 companies by ``filter[id][]`` or by ``query`` (204 when nothing is found), one lead, leads created and
-updated, contacts created and updated, /leads/complex, a lead's links created and listed, the deals'
-custom fields, catalog elements listed, created and updated, tasks created and listed by their deal, events,
-and webhook subscriptions. It keeps what it holds and what it was asked in plain dicts and lists (``account``,
-``pipelines``, ``leads``, ``contacts``, ``companies``, ``links[lead_id]``, ``elements[catalog_id]``,
-``lead_fields``, ``tasks``, ``events``, ``webhooks``) for tests to arrange and inspect, and lists every call
-(``calls``: ``"METHOD /path?query"`` without ``limit``; ``requests``: the requests themselves; ``calls_to``:
-the queries of the calls to a path; ``body``/``bodies``: their JSON bodies; ``unrouted``: the calls no route
-of the fake answers, which ``responses`` refused). :meth:`FakeKommo.load_recordings` fills it with the
-recorded payloads; :meth:`FakeKommo.lead` and :func:`lead_payload` build a deal in Kommo's shape.
+updated, contacts created and updated, /leads/complex, a lead's links created and listed, the deals' custom
+fields, catalog elements listed, created and updated, tasks created and listed (by id or by their deal), notes
+created and listed (by type, deal and time), events, and webhook subscriptions. It keeps what it holds and
+what it was asked in plain dicts and lists (``account``, ``pipelines``, ``leads``, ``contacts``,
+``companies``, ``links[lead_id]``, ``elements[catalog_id]``, ``lead_fields``, ``tasks``, ``notes[entity]``,
+``events``, ``webhooks``) for tests to arrange and inspect, and lists every call (``calls``: ``"METHOD
+/path?query"`` without ``limit``; ``requests``: the requests themselves; ``calls_to``: the queries of the
+calls to a path; ``body``/``bodies``: their JSON bodies; ``unrouted``: the calls no route of the fake answers,
+which ``responses`` refused). :meth:`FakeKommo.load_recordings` fills it with the recorded payloads;
+:meth:`FakeKommo.lead` and :func:`lead_payload` build a deal in Kommo's shape.
 
 Like Kommo: with ``token`` set, a call without that bearer token is answered 401; with ``page_size`` set, a
 list answers in pages of that many items, with ``_links.next`` while a page is full, and 204 past the end.
 
-Faults: ``failure`` answers every call with one status and body while it is set; ``answer_next`` replaces
-the next answer to one route; ``time_out_next`` makes the next call to one route time out, after doing
-what it asked (Kommo did it, the answer was lost) or before; ``merge_into`` makes /leads/complex report a
-merge into an existing deal; a subclass may override :meth:`FakeKommo.intercept` to answer some calls
-itself.
+Faults: ``failure`` answers every call with one status and body while it is set, ``failures[route]`` every
+call to one route; ``answer_next`` replaces the next answer to one route; ``time_out_next`` makes the next
+call to one route time out, after doing what it asked (Kommo did it, the answer was lost) or before;
+``merge_into`` makes /leads/complex report a merge into an existing deal; a subclass may override
+:meth:`FakeKommo.intercept` to answer some calls itself.
 
 The HTTP-level behaviour of the client itself (retries, 401 refresh, 429 and the rate limit, 504 halving,
 timeouts, the circuit breaker) is tested with raw ``responses`` answers on purpose, in the client's and the
@@ -160,6 +161,7 @@ class FakeKommo:
         self.elements: dict[int, dict[int, dict[str, Any]]] = {}
         self.lead_fields: list[dict[str, Any]] = []
         self.tasks: dict[int, dict[str, Any]] = {}
+        self.notes: dict[str, list[dict[str, Any]]] = {"leads": [], "contacts": [], "companies": []}
         self.events: list[dict[str, Any]] = []
         self.webhooks: list[dict[str, Any]] = []
         # The type of a catalog field an element update writes for the first time (else "select").
@@ -167,6 +169,7 @@ class FakeKommo:
         self.token: str | None = None
         self.page_size: int | None = None
         self.failure: tuple[int, dict[str, Any]] | None = None
+        self.failures: dict[str, tuple[int, Any]] = {}  # route → the answer to every call while set
         self.merge_into: tuple[int, int] | None = None
         self.next_id = 5000
         self.overrides: dict[str, list[tuple[int, Any]]] = {}
@@ -175,6 +178,7 @@ class FakeKommo:
         routes: list[tuple[str, str, Callable[[str, Query, Any], tuple[int, Any]]]] = [
             ("GET", r"/api/v4/account", self.account_get),
             ("GET", r"/api/v4/contacts", self.contacts_get),
+            ("GET", r"/api/v4/contacts/\d+", self.contact_get),
             ("POST", r"/api/v4/contacts", self.contacts_post),
             ("PATCH", r"/api/v4/contacts", self.contacts_patch),
             ("GET", r"/api/v4/companies", self.companies_get),
@@ -194,6 +198,14 @@ class FakeKommo:
             ("GET", r"/api/v4/tasks", self.tasks_get),
             ("POST", r"/api/v4/tasks", self.tasks_post),
             ("GET", r"/api/v4/events", self.events_get),
+            *[
+                ("GET", f"/api/v4/{entity}/notes", self.notes_get)
+                for entity in ("leads", "contacts", "companies")
+            ],
+            *[
+                ("POST", f"/api/v4/{entity}/notes", self.notes_post)
+                for entity in ("leads", "contacts", "companies")
+            ],
             ("GET", r"/api/v4/webhooks", self.webhooks_get),
             ("POST", r"/api/v4/webhooks", self.webhooks_post),
             ("DELETE", r"/api/v4/webhooks", self.webhooks_delete),
@@ -315,8 +327,8 @@ class FakeKommo:
                 return own
             if self.token is not None and request.headers.get("Authorization") != f"Bearer {self.token}":
                 return 401, {"Content-Type": "application/problem+json"}, json.dumps(UNAUTHORIZED)
-            if self.failure is not None:
-                status, problem = self.failure
+            if self.failure is not None or route in self.failures:
+                status, problem = self.failure or self.failures[route]
                 return status, {"Content-Type": "application/problem+json"}, json.dumps(problem)
             pending = self.overrides.get(route)
             if pending:
@@ -379,6 +391,10 @@ class FakeKommo:
             )
         ]
         return self._page("contacts", found, path, query)
+
+    def contact_get(self, path: str, query: Query, body: Any) -> tuple[int, Any]:
+        contact = self.contacts.get(int(path.rsplit("/", 1)[1]))
+        return (200, contact) if contact else (204, None)
 
     def companies_get(self, path: str, query: Query, body: Any) -> tuple[int, Any]:
         return self._page("companies", self._by_id(self.companies, query), path, query)
@@ -571,15 +587,55 @@ class FakeKommo:
         return 200, {"_total_items": len(self.pipelines), "_embedded": {"pipelines": self.pipelines}}
 
     def tasks_get(self, path: str, query: Query, body: Any) -> tuple[int, Any]:
-        """The tasks, by ``filter[entity_type]`` and ``filter[entity_id][]`` when given."""
+        """The tasks, by ``filter[id][]``, ``filter[entity_type]`` and ``filter[entity_id][]`` when given."""
+        ids = {int(value) for value in query.get("filter[id][]", [])}
         kinds = set(query.get("filter[entity_type]", []))
-        ids = {int(value) for value in query.get("filter[entity_id][]", [])}
+        entities = {int(value) for value in query.get("filter[entity_id][]", [])}
         found = [
             task
-            for _, task in sorted(self.tasks.items())
-            if (not kinds or task["entity_type"] in kinds) and (not ids or task["entity_id"] in ids)
+            for task_id, task in sorted(self.tasks.items())
+            if (not ids or task_id in ids)
+            and (not kinds or task["entity_type"] in kinds)
+            and (not entities or task["entity_id"] in entities)
         ]
         return self._page("tasks", found, path, query)
+
+    def notes_get(self, path: str, query: Query, body: Any) -> tuple[int, Any]:
+        """An entity's notes, by ``filter[note_type]``, ``filter[entity_id][]`` and
+        ``filter[updated_at][from]`` (updated at or after it) when given."""
+        kinds = set(query.get("filter[note_type]", []) + query.get("filter[note_type][]", []))
+        entities = {int(value) for value in query.get("filter[entity_id][]", [])}
+        since = int(query.get("filter[updated_at][from]", ["0"])[0])
+        found = [
+            note
+            for note in self.notes[path.split("/")[3]]
+            if (not kinds or note["note_type"] in kinds)
+            and (not entities or note["entity_id"] in entities)
+            and note["updated_at"] >= since
+        ]
+        return self._page("notes", found, path, query)
+
+    def notes_post(self, path: str, query: Query, body: list[dict[str, Any]]) -> tuple[int, Any]:
+        entity = path.split("/")[3]
+        created = []
+        for index, item in enumerate(body):
+            note = {
+                "id": self._id(),
+                "entity_id": item.get("entity_id"),
+                "created_by": 0,
+                "updated_by": 0,
+                "created_at": self._now(),
+                "updated_at": self._now(),
+                "responsible_user_id": 1764433,
+                "group_id": 0,
+                "note_type": item.get("note_type", "common"),
+                "params": item.get("params", {}),
+                "account_id": self.account["id"],
+            }
+            self.notes[entity].append(note)
+            request_id = item.get("request_id", str(index))
+            created.append({"id": note["id"], "entity_id": note["entity_id"], "request_id": request_id})
+        return 200, {"_links": {"self": {"href": self.base_url + path}}, "_embedded": {"notes": created}}
 
     def tasks_post(self, path: str, query: Query, body: list[dict[str, Any]]) -> tuple[int, Any]:
         created = []
@@ -610,8 +666,21 @@ class FakeKommo:
         return 200, {"_links": {"self": {"href": self.base_url + path}}, "_embedded": {"tasks": created}}
 
     def events_get(self, path: str, query: Query, body: Any) -> tuple[int, Any]:
-        kinds = set(query.get("filter[type]", []) + query.get("filter[type][]", []))
-        found = [event for event in self.events if not kinds or event["type"] in kinds]
+        """The events, by ``filter[type]`` and ``filter[entity]`` (comma-separated lists, as the client
+        sends them) and ``filter[created_at][from]`` when given."""
+
+        def listed(key: str) -> set[str]:
+            return {item for value in query.get(key, []) for item in value.split(",") if item}
+
+        kinds, entities = listed("filter[type]") | listed("filter[type][]"), listed("filter[entity]")
+        since = int(query.get("filter[created_at][from]", ["0"])[0])
+        found = [
+            event
+            for event in self.events
+            if (not kinds or event["type"] in kinds)
+            and (not entities or event["entity_type"] in entities)
+            and event["created_at"] >= since
+        ]
         return self._page("events", found, path, query)
 
     def webhooks_get(self, path: str, query: Query, body: Any) -> tuple[int, Any]:
@@ -662,7 +731,8 @@ class FakeKommo:
         return 200, {"_embedded": {"elements": created}}
 
     def elements_patch(self, path: str, query: Query, body: list[dict[str, Any]]) -> tuple[int, Any]:
-        """Each element's written fields replace its own (an empty list of values clears one)."""
+        """Each element's written fields replace its own (an empty list of values clears one), of the type
+        the field had, or ``field_types`` gives for one written for the first time (else "select")."""
         pool = self.elements.get(int(path.split("/")[4]), {})
         answered = []
         for item in body:
@@ -671,9 +741,12 @@ class FakeKommo:
             for written in item.get("custom_fields_values") or []:
                 field_id = written["field_id"]
                 if written["values"]:
+                    kept = fields.get(field_id)
                     fields[field_id] = {
                         "field_id": field_id,
-                        "field_type": self.field_types.get(field_id, "select"),
+                        "field_type": kept["field_type"]
+                        if kept
+                        else self.field_types.get(field_id, "select"),
                         "values": written["values"],
                     }
                 else:
