@@ -20,7 +20,7 @@ from apps.kommo.models import SyncState
 from apps.kommo.services.mirror import leads_upsert_from_kommo, stage_change_record
 from apps.kommo.services.sync import events_reconcile, history_backfill
 from tests.factories import KommoAccountFactory
-from tests.gates.conftest import NOW, board, kommo_lead  # noqa: F401 (the gates' fixtures)
+from tests.gates.conftest import NOW, board, kommo_lead, legal_review_to_signing  # noqa: F401 (the gates' fixtures)
 
 pytestmark = pytest.mark.django_db
 
@@ -51,15 +51,7 @@ def test_a_move_a_sync_page_infers_is_queued_for_the_gates_and_its_deal_derived_
 def test_a_move_an_event_reports_is_queued_for_the_gates_once(board, django_capture_on_commit_callbacks):  # noqa: F811
     board.rule("Legal review")
     lead = board.lead()
-    report = {
-        "account": board.account,
-        "lead": lead,
-        "from_status_id": board.stage("Legal review").kommo_id,
-        "to_status_id": board.stage("Signing").kommo_id,
-        "at": NOW,
-        "source": "events",
-        "follow": mirror_follow,
-    }
+    report = {**legal_review_to_signing(board, lead), "source": "events", "follow": mirror_follow}
     with (
         mock.patch("apps.flows.gates.evaluate_pending.apply_async") as schedule,
         django_capture_on_commit_callbacks(execute=True),
