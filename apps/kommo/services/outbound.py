@@ -617,6 +617,16 @@ def outbound_drain_plan(
             if len(burst) >= BURST_MOVES:
                 over_at = max(over_at, _eases_at(burst, BURST_WINDOW, BURST_MOVES))
             moves_at = min(oldest + MOVE_HOLD_MAX, over_at)
+        logger.debug(
+            "outbound plan: account %s, %d moves back waiting (oldest queued %.2f s ago), %d queued in the "
+            "last second, %d deliveries of moves waiting: %s",
+            account_id,
+            len(moves),
+            (now - oldest).total_seconds(),
+            len(burst),
+            moves_told,
+            "now" if moves_at <= now else f"held ({'queued' if len(burst) >= BURST_MOVES else 'backlog'})",
+        )
     elif moves_later:
         moves_at = min(moves_later)
 
