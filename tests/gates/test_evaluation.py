@@ -259,6 +259,31 @@ def test_blocking_more_moves_does_not_read_the_account_again_per_move(board, leg
     assert three == one
 
 
+def queries_of_a_run(board, kommo_client, api, *, deals: int) -> int:
+    leads = [board.lead(f"Deal {i}") for i in range(deals)]
+    for lead in leads:
+        queue(board.move(lead, "Signing"))
+    signing = board.stage("Signing").kommo_id
+    api.replace(responses.GET, LEADS, json=leads_page(*(kommo_lead(lead, status=signing) for lead in leads)))
+    with CaptureQueriesContext(connection) as queries:
+        run = gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
+    assert run.blocked == deals and run.outbound == 3 * deals
+    return len(queries)
+
+
+def test_a_blocked_move_queues_its_move_back_task_and_note_in_two_queries(
+    board, legal_gate, kommo_client, api
+):
+    # Each move is decided in a transaction of its own: the check that it was not decided before, the
+    # decision, its evaluation done, and its three writes queued in one read of their keys and one INSERT
+    # (three get_or_create were a read, a savepoint, an INSERT and a release each).
+    api.get(LEADS, json=leads_page())
+    one = queries_of_a_run(board, kommo_client, api, deals=1)
+    eleven = queries_of_a_run(board, kommo_client, api, deals=11)
+
+    assert eleven - one <= 10 * 9  # 17 per move before
+
+
 def test_evaluating_the_same_move_again_decides_and_sends_nothing_more(board, legal_gate, kommo_client, api):
     lead = board.lead()
     evaluation = queue(board.move(lead, "Signing"))

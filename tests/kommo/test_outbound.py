@@ -17,7 +17,7 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
 from apps.kommo.client import KommoClient, RetryPolicy
-from apps.kommo.models import KommoAccount, Lead, OutboundChange, StageChange, WebhookEvent
+from apps.kommo.models import KommoAccount, Lead, OutboundChange, StageChange, StageStay, WebhookEvent
 from apps.kommo.ratelimit import FileSlotStore, RateLimiter
 from apps.kommo.services.accounts import account_unblock
 from apps.kommo.services.outbound import (
@@ -172,6 +172,37 @@ def test_a_burst_of_100_blocked_moves_costs_four_writes(account, client, api):
     assert set(OutboundChange.objects.values_list("status", flat=True)) == {State.SENT}
     move = OutboundChange.objects.filter(kind=Kind.LEAD_STATUS).first()
     assert move.kommo_request_id == "req-leads" and move.result_ids == [move.entity_kommo_id]
+
+
+def test_the_drains_own_moves_are_recorded_together_not_one_deal_at_a_time(
+    account, client, api, django_assert_max_num_queries
+):
+    """The moves back a drain sent enter the stage history as the portal's own (``gate``) in one go: the
+    deals locked together, their recent moves and the stages read once, their stays derived once — a
+    drain of 20 moves costs the queries of a drain of 2 and one INSERT per move more (one deal at a
+    time, each move cost a lock, its lookups, the stages and the stays again: about ten queries)."""
+    api.add_callback("PATCH", BASE + "/api/v4/leads", callback=echo_write("leads", updated=True))
+
+    def drain_moves(first: int, count: int) -> int:
+        for n in range(first, first + count):
+            lead_row(account, 10_000 + n)
+            blocked(account, 10_000 + n, n)
+        with django_assert_max_num_queries(1000) as counted:
+            outbound_changes_drain(account_id=account.pk, kinds=[Kind.LEAD_STATUS], client=client)
+        return len(counted.captured_queries)
+
+    few = drain_moves(0, 2)
+    many = drain_moves(100, 20)
+
+    assert many <= few + 18 + 2  # an INSERT per further move, and a little slack
+    moves = StageChange.objects.filter(account=account).order_by("lead__kommo_id")
+    assert moves.count() == 22
+    assert {(m.source, m.from_status_kommo_id, m.to_status_kommo_id) for m in moves} == {
+        ("gate", SIGNING, LEGAL)
+    }
+    assert not OutboundChange.objects.filter(kind=Kind.LEAD_STATUS, echoed_at=None).exists()
+    stays = StageStay.objects.filter(lead__account=account, left_at=None)
+    assert sorted(stays.values_list("status_kommo_id", flat=True)) == [LEGAL] * 22
 
 
 def test_a_drain_stores_every_outcome_of_a_large_batch_in_a_few_queries(
