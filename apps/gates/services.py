@@ -722,6 +722,8 @@ def _enqueue_block(
             "pipeline_id": target.pipeline_kommo_id,
             "expected_status_id": change.to_status_kommo_id,
             "expected_pipeline_id": to_pipeline,
+            # the outbound plan holds a move back for company only so long after its move was reported
+            "reported_at": (evaluation.received_at or change.created).timestamp(),
         },
         idempotency_key=f"gate:move:{change.pk}",
     )

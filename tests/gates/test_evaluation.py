@@ -68,6 +68,8 @@ def test_it_moves_the_deal_back_when_the_lawyer_has_not_approved(board, legal_ga
     assert move.entity_kommo_id == lead.kommo_id
     assert move.payload["status_id"] == board.stage("Legal review").kommo_id
     assert move.idempotency_key == f"gate:move:{change.pk}"
+    # when the move was reported travels with the move back: the outbound plan bounds its wait by it
+    assert move.payload["reported_at"] == GateEvaluation.objects.get().received_at.timestamp()
     task = OutboundChange.objects.get(kind=OutboundChange.Kind.TASK_CREATE)
     assert "Lawyer has not approved" in task.payload["text"]
     assert "Northwind renewal was moved back from Signing to Legal review" in task.payload["text"]

@@ -22,12 +22,14 @@ from apps.kommo.ratelimit import FileSlotStore, RateLimiter
 from apps.kommo.services.accounts import account_unblock
 from apps.kommo.services.outbound import (
     BACKLOG_EVENTS,
+    BURST_BACKLOG,
     BURST_MOVES,
     CALM_MOVES,
     CALM_WINDOW,
     FOLLOW_UP_MAX,
     LEADS_BATCH,
     MOVE_HOLD_MAX,
+    MOVE_WAIT_MAX,
     outbound_change_enqueue,
     outbound_change_retry,
     outbound_changes_drain,
@@ -678,6 +680,41 @@ def test_moves_wait_while_kommo_has_told_of_more_moves_than_were_processed(accou
     )
 
     assert plan.moves_in is not None and plan.moves_in > 0
+
+
+def reported(account: KommoAccount, seconds_ago: float) -> None:
+    """The moves back waiting were queued for moves reported this long ago (what the gates write)."""
+    for change in OutboundChange.objects.filter(account=account, kind=Kind.LEAD_STATUS):
+        change.payload["reported_at"] = (timezone.now() - dt.timedelta(seconds=seconds_ago)).timestamp()
+        change.save(update_fields=["payload"])
+
+
+def test_a_move_back_waits_for_company_no_longer_than_the_bound_after_its_report_unless_a_burst_is_sure(
+    account,
+):
+    # A backlog of some deliveries of moves may be a burst, or a steady stream the worker is half a second
+    # behind: the move back waits for company, but no longer than MOVE_WAIT_MAX after its move's report.
+    with time_machine.travel(timezone.now(), tick=False):
+        blocked(account, 10_001, 1)
+        for _ in range(BACKLOG_EVENTS):
+            delivery(account, "leads[status] leads[update]")
+
+        def plan() -> float | None:
+            return outbound_drain_plan(
+                account_id=account.pk,
+                backlog=webhook_backlog(account_id=account.pk),
+                moves_backlog=webhook_moves_backlog(account_id=account.pk),
+            ).moves_in
+
+        reported(account, 0.1)
+        assert plan() == pytest.approx(MOVE_WAIT_MAX.total_seconds() - 0.1)
+        reported(account, MOVE_WAIT_MAX.total_seconds() + 0.01)
+        assert plan() == 0  # held for the backlog until now (3 s), sent at once since the bound
+        # A backlog no steady stream leaves is a burst for sure: the move back waits for company.
+        for _ in range(BURST_BACKLOG - BACKLOG_EVENTS):
+            delivery(account, "leads[status] leads[update]")
+        waiting = plan()
+        assert waiting is not None and waiting > 0
 
 
 def test_the_moves_backlog_counts_the_deliveries_of_moves_not_yet_processed(account):

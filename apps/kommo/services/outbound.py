@@ -617,7 +617,12 @@ def outbound_changes_drain(
 #   met both budgets, when each move came as leads[status] and leads[update] only), or BURST_MOVES or more
 #   moves were queued within BURST_WINDOW (half as many
 #   again as the steady 10 per second the latency budget is set for; the window spans the gaps between
-#   webhook processing's batches, which bring a burst in groups);
+#   webhook processing's batches, which bring a burst in groups). A backlog alone is not a sure sign of a
+#   burst — a steady stream looks the same whenever the worker falls half a second behind — so while fewer
+#   than BURST_BACKLOG deliveries of moves wait and no BURST_MOVES were queued in the window, a move back
+#   waits for company at most until MOVE_WAIT_MAX after its move was reported (``reported_at`` in the
+#   change's payload, epoch seconds; when it was queued for a change without one): a manager's move is
+#   undone within a second of its report unless a burst is certain;
 # * tasks and notes go out right after the moves, in the same drain, once every move back of the account
 #   is out and all is calm (no webhook delivery waiting, fewer than CALM_MOVES moves queued within
 #   CALM_WINDOW) — a lone block is moved back, tasked and noted in one drain, a burst's tasks and notes go
@@ -629,6 +634,8 @@ BURST_MOVES = 15
 BACKLOG_EVENTS = 5
 BACKLOG_RECHECK = dt.timedelta(seconds=0.5)  # a hold for a backlog is looked at again this often
 MOVE_HOLD_MAX = dt.timedelta(seconds=3)
+BURST_BACKLOG = 20  # deliveries of moves waiting: 2 s of the steady 10 per second, a burst for sure
+MOVE_WAIT_MAX = dt.timedelta(seconds=0.5)  # after the move's report, unless a burst is certain
 CALM_WINDOW = dt.timedelta(seconds=1)
 CALM_MOVES = 3
 FOLLOW_UP_MAX = dt.timedelta(seconds=10)
@@ -646,6 +653,13 @@ class DrainPlan:
     def next_in(self) -> float | None:
         times = [value for value in (self.moves_in, self.follow_ups_in) if value is not None]
         return min(times) if times else None
+
+
+def _reported(reported_at: Any, queued: dt.datetime) -> dt.datetime:
+    """When a move back's move was reported (the payload's epoch seconds), else when it was queued."""
+    if isinstance(reported_at, int | float):
+        return dt.datetime.fromtimestamp(reported_at, tz=dt.UTC)
+    return queued
 
 
 def _seconds(until: dt.datetime, now: dt.datetime) -> float:
@@ -674,7 +688,7 @@ def outbound_drain_plan(
     rows = list(
         OutboundChange.objects.filter(
             account_id=account_id, status__in=[Status.PENDING, Status.UNKNOWN, Status.SENDING]
-        ).values_list("kind", "status", "created", "next_attempt_at", "sending_at")
+        ).values_list("kind", "status", "created", "next_attempt_at", "sending_at", "payload__reported_at")
     )
     queued = sorted(
         OutboundChange.objects.filter(
@@ -684,10 +698,12 @@ def outbound_drain_plan(
     burst = [at for at in queued if at > now - BURST_WINDOW]
     recent = [at for at in queued if at > now - CALM_WINDOW]
 
+    reported: list[dt.datetime] = []  # when the moves of the due moves back were reported
+
     def waiting(kinds: Collection[str]) -> tuple[list[dt.datetime], list[dt.datetime]]:
         """(queued times of the due ones, retry times of the others) among the waiting changes."""
         due, later = [], []
-        for kind, status, created, retry_at, sending_at in rows:
+        for kind, status, created, retry_at, sending_at, reported_at in rows:
             if kind not in kinds:
                 continue
             if status == Status.SENDING:
@@ -698,6 +714,8 @@ def outbound_drain_plan(
                 later.append(retry_at)
             else:
                 due.append(created)
+                if kind == Kind.LEAD_STATUS:
+                    reported.append(_reported(reported_at, created))
         return due, later
 
     moves, moves_later = waiting([Kind.LEAD_STATUS])
@@ -707,20 +725,25 @@ def outbound_drain_plan(
         moves_at = now
         moves_told = backlog if moves_backlog is None else moves_backlog
         bursting = len(burst) >= BURST_MOVES or moves_told >= BACKLOG_EVENTS
+        certain = len(burst) >= BURST_MOVES or moves_told >= BURST_BACKLOG
         if len(moves) < LEADS_BATCH and bursting and now - oldest < MOVE_HOLD_MAX:
             over_at = now + BACKLOG_RECHECK
             if len(burst) >= BURST_MOVES:
                 over_at = max(over_at, _eases_at(burst, BURST_WINDOW, BURST_MOVES))
             moves_at = min(oldest + MOVE_HOLD_MAX, over_at)
+            if not certain:
+                moves_at = min(moves_at, min(reported) + MOVE_WAIT_MAX)
+        why = "queued" if len(burst) >= BURST_MOVES else "backlog" if certain else "small backlog"
         logger.debug(
-            "outbound plan: account %s, %d moves back waiting (oldest queued %.2f s ago), %d queued in the "
-            "last second, %d deliveries of moves waiting: %s",
+            "outbound plan: account %s, %d moves back waiting (oldest queued %.2f s ago, reported %.2f s "
+            "ago), %d queued in the last second, %d deliveries of moves waiting: %s",
             account_id,
             len(moves),
             (now - oldest).total_seconds(),
+            (now - min(reported)).total_seconds(),
             len(burst),
             moves_told,
-            "now" if moves_at <= now else f"held ({'queued' if len(burst) >= BURST_MOVES else 'backlog'})",
+            "now" if moves_at <= now else f"held ({why})",
         )
     elif moves_later:
         moves_at = min(moves_later)
