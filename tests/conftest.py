@@ -22,8 +22,9 @@ from tests.support.services import (
     unavailable,
 )
 
-# The suite's shared Kommo sandbox fixtures (demo, fresh_demo, gated_portal…), for every test directory.
-pytest_plugins = ["tests.kommo.sandbox_support"]
+# The suite's shared Kommo sandbox fixtures (demo, fresh_demo, gated_portal…) and the broker of a test's own
+# (own_redis), for every test directory.
+pytest_plugins = ["tests.kommo.sandbox_support", "tests.support.broker"]
 
 
 def suite_database() -> str:

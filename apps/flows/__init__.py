@@ -11,16 +11,19 @@ signals and hooks:
   and send the moves back, tasks and notes that are due.
 * ``sync.account_sync``, ``sync.account_events_sweep`` — Kommo's listings and events log into the mirror,
   each page's writes followed, in their transaction, by the stakeholders and the gates
-  (``sync.mirror_follow``, given to the writers as ``follow``).
+  (``sync.mirror_follow``, given to the writers as ``follow``); the touches the sweep reads and the past
+  field changes the history backfill reads given to the stakeholders (``sync.touches_follow``,
+  ``sync.field_changes_follow``, given to them as ``touches_follow`` and ``field_changes_follow``).
 * ``intake.intake_submission_process`` — a stored intake submission: dedupe its people → ``leads/complex``
   → upsert the mirror → derive the stakeholders → queue any new move for the gates (``mirror_follow``).
 * ``gates.gates_run_now`` — evaluate an account's pending moves and send what the outbound plan says is
   due, scheduling what follows (the ``evaluate_pending`` task, and the moves other sources record).
 
 The entry points are here too: the Celery tasks (``tasks``, under their old names) and ``kommo_sync``
-(``management/commands``). The admin's "Sync now" and resync stay on kommo's admin, which is given the
-sync's follow-up when the apps are ready (``apps.FlowsConfig.ready``). No mirror write announces through a
-signal: every writer is given its ``follow``.
+(``management/commands``). The admin's "Sync now", resync and "Backfill history" stay on kommo's admin,
+which is given the sync's follow-up when the apps are ready (``apps.FlowsConfig.ready``). Nothing the
+Kommo boundary writes or reads reaches the apps above through a signal: every writer, the sweep and the
+backfill are given what follows them as parameters, and fail when called without it.
 
 No app imports this package (``lint-imports``: it is the top layer).
 """

@@ -155,6 +155,15 @@ class StakeholderView:
         }
 
 
+def role_in_sentence(label: str) -> str:
+    """A role's label inside a sentence, its first letter lowered ("Decision maker (economic buyer)" →
+    "decision maker (economic buyer)", "Lawyer" → "lawyer"), unless its second letter is a capital too:
+    an acronym or a name stays as typed ("CFO", "VP of sales")."""
+    if len(label) > 1 and label[1].isupper():
+        return label
+    return label[:1].lower() + label[1:]
+
+
 def _names(people: Sequence[StakeholderView]) -> str:
     return ", ".join(person.name or "unnamed" for person in people)
 
@@ -187,7 +196,7 @@ def condition_failure(
     """
     now = now or dt.datetime.now(dt.UTC)
     holders = [person for person in stakeholders if person.role_id == condition.role_id]
-    label = condition.role_label
+    label = role_in_sentence(condition.role_label)
     requirement = condition.requirement
     if requirement == PRESENT:
         if len(holders) >= condition.n:

@@ -43,11 +43,14 @@ def deal_panels_for(*, deal: Lead, stakeholders: Sequence[Stakeholder]) -> list[
 @dataclass(frozen=True)
 class DealListFilter:
     """A yes/no filter of the deal list: ``name`` is its query parameter, ``label`` what the manager reads,
-    ``narrow`` keeps the deals it means (a queryset in, a queryset out: it must stay one query)."""
+    ``narrow`` keeps the deals it means (a queryset in, a queryset out: it must stay one query). ``note``,
+    when given, takes the person's deals (unfiltered) and answers a few words shown beside the filter, e.g.
+    how old the figures it reads are ("" for none); it runs once per page and must stay a few queries."""
 
     name: str
     label: str
     narrow: Callable[[QuerySet[Lead]], QuerySet[Lead]]
+    note: Callable[[QuerySet[Lead]], str] | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,12 @@ def deal_list_filter_register(deal_filter: DealListFilter) -> None:
 
 def deal_list_filters() -> list[DealListFilter]:
     return list(_list_filters.values())
+
+
+def deal_list_filter_notes(deals: QuerySet[Lead]) -> dict[str, str]:
+    """Per filter name, what the filters with a ``note`` say beside themselves about ``deals``."""
+    notes = {item.name: item.note(deals) for item in _list_filters.values() if item.note is not None}
+    return {name: note for name, note in notes.items() if note}
 
 
 def deal_list_flags_register(flags: DealListFlags) -> None:

@@ -20,7 +20,7 @@ from apps.kommo.provenance import MirrorSource, mirror_provenance
 from apps.stakeholders.filters import DealFilterSet
 from apps.stakeholders.forms import AddStakeholderForm, ObjectionForm, StakeholderForm
 from apps.stakeholders.models import Approval, Role, Stakeholder
-from apps.stakeholders.panels import deal_list_flags_for, deal_panels_for
+from apps.stakeholders.panels import deal_list_filter_notes, deal_list_flags_for, deal_panels_for
 from apps.stakeholders.selectors import (
     StakeholderSummary,
     TimelineEntry,
@@ -87,6 +87,8 @@ class DealRow:
 def deal_list(request: HttpRequest) -> HttpResponse:
     deals = deals_with_stage_entry(deals_for_user(user=request.user))  # type: ignore[arg-type]
     filterset = DealFilterSet(request.GET or None, queryset=deals)
+    for name, note in deal_list_filter_notes(deals).items():  # e.g. how old the stuck states are
+        filterset.form.fields[name].help_text = note
     page = Paginator(filterset.qs, DEALS_PER_PAGE).get_page(request.GET.get("page"))
     listed = list(page)
     stakeholders = stakeholders_for_leads(lead_ids=[deal.pk for deal in listed])

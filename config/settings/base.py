@@ -54,6 +54,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # A page whose database does not answer is a 503 that says so, not a 500 (apps/core/unavailable.py).
+    "apps.core.unavailable.DatabaseUnavailableMiddleware",
     # Last, as django-axes asks: it turns a refused sign-in of a locked-out person into the lock-out page.
     "axes.middleware.AxesMiddleware",
 ]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -167,23 +166,6 @@ def test_the_intake_sweeper_queues_a_never_attempted_submission_after_seconds_an
 
 
 # -- with a real Redis stopped and started again, and a real worker ---------------------------------------
-
-
-@pytest.fixture
-def own_redis() -> Iterator[RedisServer]:
-    """A Redis of the test's own (stopping it leaves the suite's alone); this process publishes to it."""
-    from config.celery import app
-    from tests.conftest import _reset_producer_pools
-
-    server = RedisServer().start()
-    saved = app.conf.broker_url, app.conf.broker_transport_options
-    app.conf.broker_url = server.url
-    app.conf.broker_transport_options = {"visibility_timeout": 2, "socket_connect_timeout": 1}
-    _reset_producer_pools(app)
-    yield server
-    app.conf.broker_url, app.conf.broker_transport_options = saved
-    _reset_producer_pools(app)
-    server.stop()
 
 
 @pytest.mark.postgres

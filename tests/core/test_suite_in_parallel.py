@@ -1,11 +1,7 @@
 """What lets the suite run on several pytest-xdist workers at once: ports and folders of their own."""
 
-import os
-import subprocess
-import sys
-
 from tests.support import services
-from tests.support.services import ROOT, free_port
+from tests.support.services import ROOT, free_port, python_run
 
 
 def test_under_xdist_each_worker_takes_ports_from_a_range_of_its_own_below_the_ephemeral_range(monkeypatch):
@@ -30,14 +26,8 @@ def test_one_process_alone_takes_any_free_port(monkeypatch):
 
 def test_each_xdist_worker_and_its_processes_keep_their_files_in_a_folder_of_their_own():
     code = "from django.conf import settings; print(settings.RUN_DIR)"
-    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "config.settings.test", "PYTEST_XDIST_WORKER": "gw3"}
-    result = subprocess.run(
-        [sys.executable, "-c", f"import django; django.setup(); {code}"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
+    env = {"DJANGO_SETTINGS_MODULE": "config.settings.test", "PYTEST_XDIST_WORKER": "gw3"}
+    result = python_run(f"import django; django.setup(); {code}", env=env)
 
+    assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == str(ROOT / ".run" / "test-gw3")

@@ -1,5 +1,5 @@
 """The gates' board (a B2B pipeline in the mirror, a manager and a head of sales, a Kommo client answered
-by ``responses``), with deals whose stays are derived as the mirror derives them, and stage limits."""
+by the fake Kommo), with deals whose stays are derived as the mirror derives them, and stage limits."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pytest
 from apps.escalations.models import HeadOfSales, StageLimit
 from apps.kommo.models import Lead
 from apps.kommo.services.stays import leads_stays_refresh
-from tests.gates.conftest import NOW, Board, api, board, kommo_client  # noqa: F401 (the gates' fixtures)
+from tests.gates.conftest import NOW, Board, board, kommo, kommo_client  # noqa: F401 (the gates' fixtures)
 
 T0 = NOW - dt.timedelta(days=30)  # when the deals of these tests were created
 

@@ -23,24 +23,18 @@ from apps.kommo.models import KommoAccount, KommoUser, Lead, OutboundChange, Sta
 from apps.kommo.services.sync import mirror_sync
 from apps.stakeholders.bootstrap import account_bootstrap
 from kommo_sandbox.server import SandboxServer
-from tests.core.test_broker_outage import own_redis  # noqa: F401 (the fixture)
 from tests.escalations.test_end_to_end import escalation_tasks
 from tests.factories import KommoAccountFactory, StatusFactory
 from tests.kommo.sandbox_support import account_for
+from tests.support.marks import END_TO_END
 from tests.support.services import CeleryWorker, RedisServer, wait_for
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
-    pytest.mark.postgres,
-    pytest.mark.redis,
-    pytest.mark.worker,
-    pytest.mark.sandbox,
-]
+pytestmark = END_TO_END
 
 
 def test_escalations_written_while_redis_is_stopped_are_kept_and_sent_once_it_is_back(
     demo: SandboxServer,
-    own_redis: RedisServer,  # noqa: F811 (the fixture)
+    own_redis: RedisServer,
     worker_database_url: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -120,7 +114,7 @@ def test_escalations_written_while_redis_is_stopped_are_kept_and_sent_once_it_is
 
 
 def test_the_beats_fan_out_goes_on_past_a_check_it_cannot_queue(
-    own_redis: RedisServer,  # noqa: F811 (the fixture)
+    own_redis: RedisServer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     accounts = [KommoAccountFactory(name=name) for name in ("Acme", "Globex", "Initech")]

@@ -8,8 +8,6 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-import pytest
-
 from apps.escalations.models import Escalation, HeadOfSales, StageLimit
 from apps.escalations.services import escalations_check
 from apps.escalations.tasks import check_account, check_limits
@@ -21,15 +19,10 @@ from apps.kommo.services.sync import mirror_sync
 from apps.stakeholders.bootstrap import account_bootstrap
 from kommo_sandbox.server import SandboxServer
 from tests.kommo.sandbox_support import account_for, sandbox_api
+from tests.support.marks import END_TO_END
 from tests.support.services import wait_for
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
-    pytest.mark.postgres,
-    pytest.mark.redis,
-    pytest.mark.worker,
-    pytest.mark.sandbox,
-]
+pytestmark = END_TO_END
 
 
 def escalation_tasks(sandbox: SandboxServer, lead_id: int) -> list[dict[str, Any]]:

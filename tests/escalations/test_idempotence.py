@@ -5,12 +5,9 @@ batches through the outbound queue, as the gates' do."""
 from __future__ import annotations
 
 import datetime as dt
-import json
 import threading
 
 import pytest
-import requests
-import responses
 import time_machine
 
 from apps.escalations import services
@@ -19,32 +16,20 @@ from apps.escalations.services import escalations_check, escalations_enforce
 from apps.kommo.models import OutboundChange
 from apps.kommo.services.outbound import outbound_changes_drain
 from tests.escalations.conftest import T0, deal, limit
-from tests.gates.conftest import BASE_URL
+from tests.support.fake_kommo import FakeKommo
 
 State = OutboundChange.Status
 
 
-def echo_tasks(request: requests.PreparedRequest) -> tuple[int, dict[str, str], str]:
-    """Kommo's answer to a batch of tasks: one entry per task, its request_id echoed."""
-    items = json.loads(request.body or b"[]")
-    entries = [{"id": 800000 + index, "request_id": item["request_id"]} for index, item in enumerate(items)]
-    return 200, {}, json.dumps({"_embedded": {"tasks": entries}})
-
-
-def task_posts(api: responses.RequestsMock) -> list[int]:
+def task_posts(kommo: FakeKommo) -> list[int]:
     """The size of each task POST sent."""
-    return [
-        len(json.loads(call.request.body))
-        for call in api.calls
-        if call.request.method == "POST" and call.request.url.startswith(BASE_URL + "/api/v4/tasks")
-    ]
+    return [len(body) for body in kommo.bodies("POST", "/api/v4/tasks")]
 
 
 @pytest.mark.django_db
-def test_the_tasks_of_many_deals_past_both_limits_go_out_in_one_request(board, head, kommo_client, api):
+def test_the_tasks_of_many_deals_past_both_limits_go_out_in_one_request(board, head, kommo_client, kommo):
     deals = [deal(board, f"Deal {n}") for n in range(30)]
     limit(board, first="2", second="5")
-    api.add_callback("POST", BASE_URL + "/api/v4/tasks", callback=echo_tasks)
 
     with time_machine.travel(T0 + dt.timedelta(days=6), tick=False):
         run = escalations_enforce(account_id=board.account.pk, client=kommo_client)
@@ -52,7 +37,8 @@ def test_the_tasks_of_many_deals_past_both_limits_go_out_in_one_request(board, h
 
     assert run.check.escalated == 60
     assert (again.check.escalated, again.check.already) == (0, 60)
-    assert task_posts(api) == [60]
+    assert task_posts(kommo) == [60]
+    assert len(kommo.tasks) == 60
     assert set(OutboundChange.objects.values_list("status", flat=True)) == {State.SENT}
     for lead in deals:
         assert sorted(lead.escalations.values_list("level", flat=True)) == [1, 2]
@@ -60,45 +46,31 @@ def test_the_tasks_of_many_deals_past_both_limits_go_out_in_one_request(board, h
 
 @pytest.mark.django_db
 def test_a_task_whose_send_timed_out_is_found_by_its_marker_and_not_created_again(
-    board, head, kommo_client, api
+    board, head, kommo_client, kommo
 ):
     lead = deal(board)
     limit(board, first="2", second=None)
-    api.add("POST", BASE_URL + "/api/v4/tasks", body=requests.ReadTimeout("no answer"))
+    kommo.time_out_next("/api/v4/tasks", done=True)  # Kommo created it; its answer was lost
     with time_machine.travel(T0 + dt.timedelta(days=3), tick=False):
         escalations_enforce(account_id=board.account.pk, client=kommo_client)
     change = OutboundChange.objects.get()
     assert change.status == State.UNKNOWN  # Kommo may or may not have created it
+    [created] = kommo.tasks.values()
+    assert (created["entity_id"], created["text"]) == (lead.kommo_id, change.payload["text"])
 
-    # Kommo had created it. The next beat escalates nothing new; the drain finds the task by its marker.
-    api.reset()
-    api.get(
-        BASE_URL + "/api/v4/tasks",
-        json={
-            "_embedded": {
-                "tasks": [
-                    {
-                        "id": 555,
-                        "text": change.payload["text"],
-                        "entity_id": lead.kommo_id,
-                        "entity_type": "leads",
-                        "is_completed": False,
-                        "complete_till": 1746100800,
-                        "responsible_user_id": 501,
-                    }
-                ]
-            }
-        },
-    )
+    # The next beat escalates nothing new; the drain finds the task by its marker.
     OutboundChange.objects.filter(pk=change.pk).update(next_attempt_at=None)
     with time_machine.travel(T0 + dt.timedelta(days=3, hours=1), tick=False):
         assert escalations_check(account_id=board.account.pk).escalated == 0
         outbound_changes_drain(account_id=board.account.pk, client=kommo_client)
 
     change.refresh_from_db()
-    assert (change.status, change.result_ids) == (State.SENT, [555])
-    assert task_posts(api) == []
-    assert Escalation.objects.count() == 1
+    assert (change.status, change.result_ids) == (State.SENT, [created["id"]])
+    assert task_posts(kommo) == [1]  # the one that timed out: none after it
+    assert kommo.calls_to("/api/v4/tasks", "GET") == [
+        {"filter[entity_type]": ["leads"], "filter[entity_id][]": [str(lead.kommo_id)], "limit": ["250"]}
+    ]
+    assert len(kommo.tasks) == 1 and Escalation.objects.count() == 1
 
 
 @pytest.mark.postgres

@@ -13,7 +13,6 @@ from apps.flows.gates import sweep
 from apps.flows.tasks import sync_events, sync_incremental
 from apps.gates.services import SWEEP_AFTER
 from apps.kommo.models import OutboundChange
-from tests.core.test_broker_outage import own_redis  # noqa: F401 (the fixture)
 from tests.factories import KommoAccountFactory
 from tests.support.services import RedisServer
 
@@ -35,7 +34,7 @@ def not_queued(caplog: pytest.LogCaptureFixture) -> list[str]:
 def test_the_sync_beats_try_every_account_with_the_broker_stopped(
     beat,  # type: ignore[no-untyped-def]
     what: str,
-    own_redis: RedisServer,  # noqa: F811 (the fixture)
+    own_redis: RedisServer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     accounts = [KommoAccountFactory(name=name, connected=True) for name in ("Acme", "Globex", "Initech")]
@@ -50,7 +49,7 @@ def test_the_sync_beats_try_every_account_with_the_broker_stopped(
 
 
 def test_the_gates_sweeper_tries_every_evaluation_and_flush_with_the_broker_stopped(
-    own_redis: RedisServer,  # noqa: F811 (the fixture)
+    own_redis: RedisServer,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     accounts = [KommoAccountFactory(name=name) for name in ("Acme", "Globex")]

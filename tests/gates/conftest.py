@@ -1,10 +1,15 @@
-"""A B2B pipeline in the mirror, deals with stakeholders, gate rules, and a Kommo client whose HTTP is
-answered by ``responses``."""
+"""A B2B pipeline in the mirror, deals with stakeholders, gate rules, and a Kommo client answered by the
+suite's fake Kommo (tests/support/fake_kommo.py).
+
+``Board`` builds the mirror's world of a test: the account, pipeline, stages, users, deals, contacts and
+stakeholders through tests/factories.py; a recorded move (``move``: its from-stage read off the deal, the deal
+moved with it) and a gate rule with its conditions (``rule``) are the Board's own builders, since they are
+the gates' vocabulary. What Kommo holds is the fake's: ``in_kommo`` puts a mirror deal there as Kommo lists
+it."""
 
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +20,18 @@ import responses
 
 from apps.gates.models import GateCondition, GateRule
 from apps.kommo.client import KommoClient, RetryPolicy
-from apps.kommo.models import Contact, KommoAccount, KommoUser, Lead, Pipeline, StageChange, Status
+from apps.kommo.models import KommoAccount, KommoUser, Lead, Pipeline, StageChange, Status
 from apps.kommo.ratelimit import FileSlotStore, RateLimiter
 from apps.stakeholders.models import Role, Stakeholder
-from tests.factories import KommoAccountFactory, KommoUserFactory, PipelineFactory, StatusFactory
+from tests.factories import (
+    KommoAccountFactory,
+    KommoUserFactory,
+    LeadFactory,
+    PipelineFactory,
+    StakeholderFactory,
+    StatusFactory,
+)
+from tests.support.fake_kommo import FakeKommo, lead_payload
 
 BASE_URL = "https://acme.kommo.com"
 PIPELINE_ID = 3001
@@ -37,8 +50,6 @@ MANAGER_ID = 501
 HEAD_OF_SALES_ID = 502
 NOW = dt.datetime(2025, 5, 1, 12, 0, tzinfo=dt.UTC)
 
-_ids = itertools.count(70000)
-
 
 @dataclass
 class Board:
@@ -52,33 +63,23 @@ class Board:
         return self.stages[name]
 
     def lead(self, name: str = "Acme deal", stage: str = "Legal review", **fields: Any) -> Lead:
-        status = self.stages[stage]
-        return Lead.objects.create(
-            account=self.account,
-            kommo_id=fields.pop("kommo_id", next(_ids)),
+        fields.setdefault("updated_at", NOW)
+        return LeadFactory(
+            status=self.stages[stage],
             name=name,
-            pipeline=self.pipeline,
-            pipeline_kommo_id=PIPELINE_ID,
-            status=status,
-            status_kommo_id=status.kommo_id,
             responsible_user=self.manager,
             responsible_user_kommo_id=MANAGER_ID,
-            updated_at=fields.pop("updated_at", NOW),
             **fields,
         )
 
     def stakeholder(
         self, lead: Lead, role_code: str, approval: str = "pending", name: str = ""
     ) -> Stakeholder:
-        contact = Contact.objects.create(account=self.account, kommo_id=next(_ids), name=name or role_code)
-        return Stakeholder.objects.create(
-            account=self.account,
+        return StakeholderFactory(
             lead=lead,
-            contact=contact,
-            role=Role.objects.get(code=role_code),
+            contact__name=name or role_code,
+            role_code=role_code,
             approval_status=approval,
-            name=name or role_code,
-            source=Stakeholder.Source.CONTACT_FIELD,
         )
 
     def move(
@@ -119,7 +120,7 @@ class Board:
         conditions: tuple[tuple[str, str, int], ...] = (("lawyer", "approved", 1),),
         **fields: Any,
     ) -> GateRule:
-        fields.setdefault("name", f"Gate at {gated} {next(_ids)}")
+        fields.setdefault("name", f"Gate at {gated} {GateRule.objects.count() + 1}")
         fields.setdefault("mode", GateRule.Mode.ENFORCE)
         rule = GateRule.objects.create(
             account=self.account, pipeline=self.pipeline, gated_stage=self.stages[gated], **fields
@@ -157,6 +158,18 @@ def board(db: None) -> Board:
     return Board(account, pipeline, stages, manager, head)
 
 
+def legal_review_to_signing(board: Board, lead: Lead) -> dict[str, Any]:
+    """``lead``'s move from Legal review to Signing at ``NOW``, as ``stage_change_record`` takes it (the
+    caller adds the source, the follow-up and any event id)."""
+    return {
+        "account": board.account,
+        "lead": lead,
+        "from_status_id": board.stage("Legal review").kommo_id,
+        "to_status_id": board.stage("Signing").kommo_id,
+        "at": NOW,
+    }
+
+
 @pytest.fixture
 def kommo_client(board: Board, tmp_path: Path) -> KommoClient:
     limiter = RateLimiter(FileSlotStore(tmp_path / "ratelimit"))
@@ -166,43 +179,41 @@ def kommo_client(board: Board, tmp_path: Path) -> KommoClient:
 
 
 @pytest.fixture
-def api() -> Iterator[responses.RequestsMock]:
+def kommo(board: Board) -> Iterator[FakeKommo]:
+    """The board's account in the fake Kommo; a call it has no answer for fails the test."""
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
-        yield mock
+        fake = FakeKommo(mock, board.account.api_root)
+        yield fake
+        assert not fake.unrouted, f"calls the fake Kommo has no answer for: {fake.unrouted}"
 
 
 def kommo_lead(
-    lead: Lead, *, status: int | None = None, updated_at: dt.datetime = NOW, **extra: Any
+    lead: Lead,
+    *,
+    status: int | None = None,
+    updated_at: dt.datetime = NOW,
+    updated_by: int = MANAGER_ID,
+    tags: tuple[str, ...] | list[str] = (),
+    **extra: Any,
 ) -> dict[str, Any]:
-    """A lead as ``GET /api/v4/leads`` lists it."""
-    data: dict[str, Any] = {
-        "id": lead.kommo_id,
-        "name": lead.name,
-        "price": 0,
-        "responsible_user_id": MANAGER_ID,
-        "group_id": 0,
-        "status_id": status if status is not None else lead.status_kommo_id,
-        "pipeline_id": PIPELINE_ID,
-        "loss_reason_id": None,
-        "created_by": MANAGER_ID,
-        "updated_by": extra.pop("updated_by", MANAGER_ID),
-        "created_at": int((NOW - dt.timedelta(days=30)).timestamp()),
-        "updated_at": int(updated_at.timestamp()),
-        "closed_at": None,
-        "closest_task_at": None,
-        "is_deleted": False,
-        "custom_fields_values": None,
-        "score": None,
-        "account_id": 1,
-        "_embedded": {"tags": [{"id": 1, "name": tag} for tag in extra.pop("tags", [])]},
-    }
-    data.update(extra)
-    return data
+    """The mirror's ``lead`` as ``GET /api/v4/leads`` lists it, in ``status`` (its own unless given)."""
+    return lead_payload(
+        lead.kommo_id,
+        status if status is not None else lead.status_kommo_id,
+        PIPELINE_ID,
+        name=lead.name,
+        updated_at=int(updated_at.timestamp()),
+        responsible_user_id=MANAGER_ID,
+        updated_by=updated_by,
+        tags=tags,
+        price=0,
+        created_at=int((NOW - dt.timedelta(days=30)).timestamp()),
+        account_id=1,
+        **extra,
+    )
 
 
-def leads_page(*leads: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "_page": 1,
-        "_links": {"self": {"href": BASE_URL + "/api/v4/leads"}},
-        "_embedded": {"leads": list(leads)},
-    }
+def in_kommo(kommo: FakeKommo, lead: Lead, **fields: Any) -> dict[str, Any]:
+    """Kommo holds ``lead`` as :func:`kommo_lead` gives it (``status``, ``updated_at``, ``tags`` …)."""
+    kommo.leads[lead.kommo_id] = kommo_lead(lead, **fields)
+    return kommo.leads[lead.kommo_id]

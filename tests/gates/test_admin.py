@@ -21,6 +21,20 @@ def staff(client, django_user_model):
     return client
 
 
+def blocked(board, rule, lead, **fields) -> GateDecision:
+    """A decision of version 1 of ``rule`` that blocked ``lead``'s move from Legal review to Signing."""
+    return GateDecision.objects.create(
+        account=board.account,
+        rule=rule,
+        rule_version=1,
+        mode=rule.mode,
+        lead=lead,
+        transition="Legal review → Signing",
+        outcome="blocked",
+        **fields,
+    )
+
+
 def test_a_rule_is_edited_with_its_conditions_and_each_save_is_a_new_version(board, staff):
     rule = board.rule("Legal review")
     condition = rule.conditions.get()
@@ -90,24 +104,14 @@ def test_the_dry_run_action_shows_which_deals_would_be_blocked(board, staff):
     assert response.status_code == 302
     page = staff.get(response["Location"]).content.decode()
     assert "Pending lawyer" in page
-    assert "the Lawyer has not approved (Lena: pending)" in page
+    assert "the lawyer has not approved (Lena: pending)" in page
     assert "1 of 1 would be blocked" in page
 
 
 def test_decisions_and_outbound_changes_are_read_only(board, staff):
     rule = board.rule()
     lead = board.lead()
-    made = GateDecision.objects.create(
-        account=board.account,
-        rule=rule,
-        rule_version=1,
-        mode=rule.mode,
-        lead=lead,
-        to_status_kommo_id=4005,
-        transition="Legal review → Signing",
-        outcome="blocked",
-        reasons=["the Lawyer has not approved"],
-    )
+    made = blocked(board, rule, lead, to_status_kommo_id=4005, reasons=["the Lawyer has not approved"])
     assert staff.get(reverse("admin:gates_gatedecision_changelist") + "?outcome=blocked").status_code == 200
     page = staff.get(reverse("admin:gates_gatedecision_change", args=[made.pk])).content.decode()
     assert "the Lawyer has not approved" in page
@@ -141,16 +145,12 @@ def test_the_deal_page_shows_stakeholders_stage_history_and_decisions(board, sta
     board.stakeholder(lead, "lawyer", "pending", name="Lena Law")
     change = board.move(lead, "Signing")
     StageChange.objects.filter(pk=change.pk).update(sources=["webhook", "events"])
-    GateDecision.objects.create(
-        account=board.account,
-        rule=rule,
-        rule_version=1,
-        mode=rule.mode,
-        lead=lead,
+    blocked(
+        board,
+        rule,
+        lead,
         stage_change=change,
         to_status_kommo_id=4005,
-        transition="Legal review → Signing",
-        outcome="blocked",
         reasons=["The Lawyer has not approved (Lena Law: pending)"],
     )
     lead.raw = {"id": lead.kommo_id, "custom_fields_values": None}
@@ -178,17 +178,13 @@ def test_a_gate_decision_page_names_the_stages_and_gives_the_reasons_in_words(bo
     rule = board.rule()
     lead = board.lead("Northwind renewal")
     change = board.move(lead, "Signing")
-    decision = GateDecision.objects.create(
-        account=board.account,
-        rule=rule,
-        rule_version=1,
-        mode=rule.mode,
-        lead=lead,
+    decision = blocked(
+        board,
+        rule,
+        lead,
         stage_change=change,
         from_status_kommo_id=change.from_status_kommo_id,
         to_status_kommo_id=change.to_status_kommo_id,
-        transition="Legal review → Signing",
-        outcome="blocked",
         reasons=["The Lawyer has not approved (Lena Law: pending)"],
         actions=[{"action": "task", "text": "word " * 80}],
     )
@@ -216,16 +212,7 @@ def test_the_deal_page_costs_the_same_queries_however_many_stakeholders_and_deci
         for number in range(stakeholders):
             board.stakeholder(lead, "lawyer", "pending", name=f"Lawyer {number}")
         for _ in range(decisions):
-            GateDecision.objects.create(
-                account=board.account,
-                rule=board.rule(),
-                rule_version=1,
-                mode=GateRule.Mode.ENFORCE,
-                lead=lead,
-                to_status_kommo_id=4005,
-                transition="Legal review → Signing",
-                outcome="blocked",
-            )
+            blocked(board, board.rule(), lead, to_status_kommo_id=4005)  # enforced, as the board's rules
         with CaptureQueriesContext(connection) as queries:
             response = staff.get(reverse("admin:kommo_lead_change", args=[lead.pk]))
         assert response.status_code == 200

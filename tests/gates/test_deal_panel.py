@@ -32,7 +32,7 @@ def test_the_deal_page_names_what_the_next_gate_still_needs(manager_client, boar
 
     assert "Gates ahead" in page
     assert "The lawyer approved" in page
-    assert "The Lawyer has not approved (Chloe O&#x27;Brien: pending)" in page
+    assert "The lawyer has not approved (Chloe O&#x27;Brien: pending)" in page
     assert "A decision maker" not in page  # the deal is past DM qualification: that gate is behind it
 
 

@@ -14,15 +14,10 @@ from apps.stakeholders.models import Approval, Stakeholder
 from apps.stakeholders.services import StakeholderChange, stakeholder_update_in_kommo
 from kommo_sandbox.server import SandboxServer
 from tests.kommo.sandbox_support import GatedPortal, sandbox_api
+from tests.support.marks import END_TO_END
 from tests.support.services import wait_for
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
-    pytest.mark.postgres,
-    pytest.mark.redis,
-    pytest.mark.worker,
-    pytest.mark.sandbox,
-]
+pytestmark = END_TO_END
 
 LAWYER_GATE = "The lawyer approved to leave Legal review"
 
@@ -97,9 +92,9 @@ def _block_and_check(sandbox: SandboxServer, deal: Lead, legal: int, signing: in
     wait_for(lambda: gate_notes(sandbox, deal.kommo_id), timeout=10, message="the note")
     tasks = gate_tasks(sandbox, deal.kommo_id)
     assert len(tasks) == 1
-    assert "Lawyer has not approved" in tasks[0]["text"]
+    assert "lawyer has not approved" in tasks[0]["text"]
     assert tasks[0]["responsible_user_id"] == kommo_lead(sandbox, deal.kommo_id)["responsible_user_id"]
-    assert "Lawyer has not approved" in gate_notes(sandbox, deal.kommo_id)[0]["params"]["text"]
+    assert "lawyer has not approved" in gate_notes(sandbox, deal.kommo_id)[0]["params"]["text"]
     decision = GateDecision.objects.get(lead=deal, rule__name=LAWYER_GATE)
     assert decision.outcome == GateDecision.Outcome.BLOCKED
     assert decision.transition == "Legal review → Signing"

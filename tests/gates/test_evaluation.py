@@ -1,21 +1,19 @@
-"""Gate evaluation against the mirror, with Kommo's fresh read answered by ``responses``."""
+"""Gate evaluation against the mirror, with Kommo's fresh read answered by the fake Kommo."""
 
 from __future__ import annotations
 
 import datetime as dt
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
-import responses
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 
 from apps.gates.models import GateDecision, GateEvaluation, GateRule
 from apps.gates.services import gate_evaluations_run, stage_change_gate_intake
 from apps.kommo.models import OutboundChange, StageChange
-from tests.gates.conftest import BASE_URL, HEAD_OF_SALES_ID, MANAGER_ID, NOW, kommo_lead, leads_page
+from tests.gates.conftest import HEAD_OF_SALES_ID, MANAGER_ID, NOW, in_kommo
+from tests.support.fake_kommo import FakeKommo
 
-LEADS = BASE_URL + "/api/v4/leads"
 Outcome = GateDecision.Outcome
 
 
@@ -25,12 +23,8 @@ def queue(change: StageChange) -> GateEvaluation:
     return evaluation
 
 
-def fresh_reads(api: responses.RequestsMock) -> list[list[str]]:
-    return [
-        parse_qs(urlsplit(call.request.url).query).get("filter[id][]", [])
-        for call in api.calls
-        if call.request.method == "GET"
-    ]
+def fresh_reads(kommo: FakeKommo) -> list[list[str]]:
+    return [query.get("filter[id][]", []) for query in kommo.calls_to("/api/v4/leads", "GET")]
 
 
 @pytest.fixture
@@ -38,19 +32,19 @@ def legal_gate(board):
     return board.rule("Legal review", name="The lawyer approved to leave Legal review")
 
 
-def test_it_moves_the_deal_back_when_the_lawyer_has_not_approved(board, legal_gate, kommo_client, api):
+def test_it_moves_the_deal_back_when_the_lawyer_has_not_approved(board, legal_gate, kommo_client, kommo):
     lead = board.lead("Northwind renewal", "Legal review")
     board.stakeholder(lead, "lawyer", "pending", name="Lena Law")
     change = board.move(lead, "Signing")
     queue(change)
-    api.get(LEADS, json=leads_page(kommo_lead(lead, status=board.stage("Signing").kommo_id)))
+    in_kommo(kommo, lead, status=board.stage("Signing").kommo_id)
 
     run = gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
 
     decision = GateDecision.objects.get()
     assert decision.outcome == Outcome.BLOCKED
     assert decision.rule == legal_gate and decision.rule_version == legal_gate.version
-    assert decision.reasons == ["the Lawyer has not approved (Lena Law: pending)"]
+    assert decision.reasons == ["the lawyer has not approved (Lena Law: pending)"]
     assert decision.transition == "Legal review → Signing"
     assert decision.stakeholders == [
         {
@@ -71,21 +65,21 @@ def test_it_moves_the_deal_back_when_the_lawyer_has_not_approved(board, legal_ga
     # when the move was reported travels with the move back: the outbound plan bounds its wait by it
     assert move.payload["reported_at"] == GateEvaluation.objects.get().received_at.timestamp()
     task = OutboundChange.objects.get(kind=OutboundChange.Kind.TASK_CREATE)
-    assert "Lawyer has not approved" in task.payload["text"]
+    assert "lawyer has not approved" in task.payload["text"]
     assert "Northwind renewal was moved back from Signing to Legal review" in task.payload["text"]
     assert task.payload["responsible_user_id"] == MANAGER_ID
     note = OutboundChange.objects.get(kind=OutboundChange.Kind.NOTE_CREATE)
-    assert "Lawyer has not approved" in note.payload["text"]
+    assert "lawyer has not approved" in note.payload["text"]
     assert [action["action"] for action in decision.actions] == ["move back", "task", "note"]
     assert run.blocked == 1 and run.outbound == 3
     assert GateEvaluation.objects.get().status == GateEvaluation.Status.DONE
 
 
-def test_it_lets_the_move_stay_once_the_lawyer_approved(board, legal_gate, kommo_client, api):
+def test_it_lets_the_move_stay_once_the_lawyer_approved(board, legal_gate, kommo_client, kommo):
     lead = board.lead()
     board.stakeholder(lead, "lawyer", "approved")
     queue(board.move(lead, "Signing"))
-    api.get(LEADS, json=leads_page(kommo_lead(lead, status=board.stage("Signing").kommo_id)))
+    in_kommo(kommo, lead, status=board.stage("Signing").kommo_id)
 
     gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
 
@@ -93,26 +87,26 @@ def test_it_lets_the_move_stay_once_the_lawyer_approved(board, legal_gate, kommo
     assert not OutboundChange.objects.exists()
 
 
-def test_a_dry_run_rule_records_what_it_would_block_and_touches_nothing(board, kommo_client, api):
+def test_a_dry_run_rule_records_what_it_would_block_and_touches_nothing(board, kommo_client, kommo):
     board.rule("Legal review", mode=GateRule.Mode.DRY_RUN)
     lead = board.lead()
     queue(board.move(lead, "Signing"))
-    api.get(LEADS, json=leads_page(kommo_lead(lead, status=board.stage("Signing").kommo_id)))
+    in_kommo(kommo, lead, status=board.stage("Signing").kommo_id)
 
     gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
 
     decision = GateDecision.objects.get()
     assert decision.outcome == Outcome.WOULD_BLOCK
-    assert decision.reasons == ["no Lawyer is on the deal to approve"]
+    assert decision.reasons == ["no lawyer is on the deal to approve"]
     assert not OutboundChange.objects.exists()
 
 
-def test_a_move_by_an_exempt_user_passes_and_is_recorded(board, kommo_client, api):
+def test_a_move_by_an_exempt_user_passes_and_is_recorded(board, kommo_client, kommo):
     rule = board.rule("Legal review")
     rule.exempt_users.add(board.head_of_sales)
     lead = board.lead()
     queue(board.move(lead, "Signing", moved_by=HEAD_OF_SALES_ID))
-    api.get(LEADS, json=leads_page(kommo_lead(lead, status=board.stage("Signing").kommo_id)))
+    in_kommo(kommo, lead, status=board.stage("Signing").kommo_id)
 
     gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
 
@@ -122,27 +116,24 @@ def test_a_move_by_an_exempt_user_passes_and_is_recorded(board, kommo_client, ap
     assert not OutboundChange.objects.exists()
 
 
-def test_the_fresh_updated_by_counts_when_the_mover_is_unknown(board, kommo_client, api):
+def test_the_fresh_updated_by_counts_when_the_mover_is_unknown(board, kommo_client, kommo):
     rule = board.rule("Legal review")
     rule.exempt_users.add(board.head_of_sales)
     lead = board.lead()
     queue(board.move(lead, "Signing", moved_by=None))
     signing = board.stage("Signing").kommo_id
-    api.get(LEADS, json=leads_page(kommo_lead(lead, status=signing, updated_by=HEAD_OF_SALES_ID)))
+    in_kommo(kommo, lead, status=signing, updated_by=HEAD_OF_SALES_ID)
 
     gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
 
     assert GateDecision.objects.get().outcome == Outcome.EXEMPT
 
 
-def test_a_deal_carrying_the_override_tag_passes(board, kommo_client, api):
+def test_a_deal_carrying_the_override_tag_passes(board, kommo_client, kommo):
     board.rule("Legal review", override_tag="Legal waived")
     lead = board.lead()
     queue(board.move(lead, "Signing"))
-    api.get(
-        LEADS,
-        json=leads_page(kommo_lead(lead, status=board.stage("Signing").kommo_id, tags=["legal waived"])),
-    )
+    in_kommo(kommo, lead, status=board.stage("Signing").kommo_id, tags=["legal waived"])
 
     gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
 
@@ -151,15 +142,12 @@ def test_a_deal_carrying_the_override_tag_passes(board, kommo_client, api):
     assert "override tag" in decision.reasons[0]
 
 
-def test_a_stale_delivery_does_no_harm(board, legal_gate, kommo_client, api):
+def test_a_stale_delivery_does_no_harm(board, legal_gate, kommo_client, kommo):
     lead = board.lead()
     queue(board.move(lead, "Signing"))
     # Meanwhile the manager moved it back himself: Kommo has it in Legal review again.
     later = NOW + dt.timedelta(minutes=1)
-    api.get(
-        LEADS,
-        json=leads_page(kommo_lead(lead, status=board.stage("Legal review").kommo_id, updated_at=later)),
-    )
+    in_kommo(kommo, lead, status=board.stage("Legal review").kommo_id, updated_at=later)
 
     gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
 
@@ -169,7 +157,7 @@ def test_a_stale_delivery_does_no_harm(board, legal_gate, kommo_client, api):
     assert not OutboundChange.objects.exists()
 
 
-def test_an_earlier_move_delivered_after_a_later_one_is_skipped(board, legal_gate, kommo_client, api):
+def test_an_earlier_move_delivered_after_a_later_one_is_skipped(board, legal_gate, kommo_client, kommo):
     lead = board.lead(stage="Budget approval")
     first = board.move(lead, "Legal review", at=NOW)
     second = board.move(lead, "Signing", at=NOW + dt.timedelta(seconds=20))
@@ -179,7 +167,7 @@ def test_an_earlier_move_delivered_after_a_later_one_is_skipped(board, legal_gat
     # move Signing → won is known before the first is evaluated.
     won = board.move(lead, "Closed - won", at=NOW + dt.timedelta(seconds=40))
     del won
-    api.get(LEADS, json=leads_page(kommo_lead(lead, status=142, updated_at=NOW + dt.timedelta(seconds=40))))
+    in_kommo(kommo, lead, status=142, updated_at=NOW + dt.timedelta(seconds=40))
 
     gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
 
@@ -187,7 +175,7 @@ def test_an_earlier_move_delivered_after_a_later_one_is_skipped(board, legal_gat
     assert outcomes == {second.pk: Outcome.STALE}
 
 
-def test_backward_moves_and_moves_to_lost_are_not_gated_nor_read(board, legal_gate, kommo_client, api):
+def test_backward_moves_and_moves_to_lost_are_not_gated_nor_read(board, legal_gate, kommo_client, kommo):
     backward = board.lead(stage="Signing")
     lost = board.lead(stage="Legal review")
     queue(board.move(backward, "Budget approval"))
@@ -196,14 +184,14 @@ def test_backward_moves_and_moves_to_lost_are_not_gated_nor_read(board, legal_ga
     gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
 
     assert not GateDecision.objects.exists()
-    assert len(api.calls) == 0
+    assert kommo.calls == []
     assert set(GateEvaluation.objects.values_list("status", flat=True)) == {GateEvaluation.Status.DONE}
 
 
-def test_a_jump_straight_to_won_is_gated(board, legal_gate, kommo_client, api):
+def test_a_jump_straight_to_won_is_gated(board, legal_gate, kommo_client, kommo):
     lead = board.lead(stage="Technical validation")
     queue(board.move(lead, "Closed - won"))
-    api.get(LEADS, json=leads_page(kommo_lead(lead, status=142)))
+    in_kommo(kommo, lead, status=142)
 
     gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
 
@@ -212,12 +200,12 @@ def test_a_jump_straight_to_won_is_gated(board, legal_gate, kommo_client, api):
     assert move.payload["status_id"] == board.stage("Technical validation").kommo_id
 
 
-def test_a_skip_over_two_gates_moves_back_once_before_both_and_tasks_for_each(board, kommo_client, api):
+def test_a_skip_over_two_gates_moves_back_once_before_both_and_tasks_for_each(board, kommo_client, kommo):
     board.rule("DM qualification", conditions=(("decision_maker", "present", 1),))
     board.rule("Legal review")
     lead = board.lead(stage="DM qualification")
     queue(board.move(lead, "Signing"))
-    api.get(LEADS, json=leads_page(kommo_lead(lead, status=board.stage("Signing").kommo_id)))
+    in_kommo(kommo, lead, status=board.stage("Signing").kommo_id)
 
     gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
 
@@ -227,46 +215,48 @@ def test_a_skip_over_two_gates_moves_back_once_before_both_and_tasks_for_each(bo
     assert OutboundChange.objects.filter(kind=OutboundChange.Kind.TASK_CREATE).count() == 2
 
 
-def test_moves_pending_together_are_re_read_in_one_call(board, legal_gate, kommo_client, api):
+def test_moves_pending_together_are_re_read_in_one_call(board, legal_gate, kommo_client, kommo):
     leads = [board.lead(f"Deal {i}") for i in range(3)]
     for lead in leads:
         queue(board.move(lead, "Signing"))
     signing = board.stage("Signing").kommo_id
-    api.get(LEADS, json=leads_page(*(kommo_lead(lead, status=signing) for lead in leads)))
+    for lead in leads:
+        in_kommo(kommo, lead, status=signing)
 
     run = gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
 
-    assert fresh_reads(api) == [[str(lead.kommo_id) for lead in sorted(leads, key=lambda x: x.kommo_id)]]
+    assert fresh_reads(kommo) == [[str(lead.kommo_id) for lead in sorted(leads, key=lambda x: x.kommo_id)]]
     assert run.blocked == 3
 
 
-def account_reads_of_a_run(board, kommo_client, api, deals: int) -> int:
+def account_reads_of_a_run(board, kommo_client, kommo, deals: int) -> int:
     """How many times evaluating ``deals`` moves that are all blocked reads the account row."""
     leads = [board.lead(f"Deal {i}") for i in range(deals)]
     for lead in leads:
         queue(board.move(lead, "Signing"))
     signing = board.stage("Signing").kommo_id
-    api.replace(responses.GET, LEADS, json=leads_page(*(kommo_lead(lead, status=signing) for lead in leads)))
+    for lead in leads:
+        in_kommo(kommo, lead, status=signing)
     with CaptureQueriesContext(connection) as queries:
         run = gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
     assert run.blocked == deals and run.outbound == 3 * deals
     return sum('FROM "kommo_kommoaccount"' in query["sql"] for query in queries)
 
 
-def test_blocking_more_moves_does_not_read_the_account_again_per_move(board, legal_gate, kommo_client, api):
-    api.get(LEADS, json=leads_page())
-    one = account_reads_of_a_run(board, kommo_client, api, deals=1)
-    three = account_reads_of_a_run(board, kommo_client, api, deals=3)
+def test_blocking_more_moves_does_not_read_the_account_again_per_move(board, legal_gate, kommo_client, kommo):
+    one = account_reads_of_a_run(board, kommo_client, kommo, deals=1)
+    three = account_reads_of_a_run(board, kommo_client, kommo, deals=3)
 
     assert three == one
 
 
-def queries_of_a_run(board, kommo_client, api, *, deals: int) -> int:
+def queries_of_a_run(board, kommo_client, kommo, *, deals: int) -> int:
     leads = [board.lead(f"Deal {i}") for i in range(deals)]
     for lead in leads:
         queue(board.move(lead, "Signing"))
     signing = board.stage("Signing").kommo_id
-    api.replace(responses.GET, LEADS, json=leads_page(*(kommo_lead(lead, status=signing) for lead in leads)))
+    for lead in leads:
+        in_kommo(kommo, lead, status=signing)
     with CaptureQueriesContext(connection) as queries:
         run = gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
     assert run.blocked == deals and run.outbound == 3 * deals
@@ -274,22 +264,23 @@ def queries_of_a_run(board, kommo_client, api, *, deals: int) -> int:
 
 
 def test_a_blocked_move_queues_its_move_back_task_and_note_in_two_queries(
-    board, legal_gate, kommo_client, api
+    board, legal_gate, kommo_client, kommo
 ):
     # Each move is decided in a transaction of its own: the check that it was not decided before, the
     # decision, its evaluation done, and its three writes queued in one read of their keys and one INSERT
     # (three get_or_create were a read, a savepoint, an INSERT and a release each).
-    api.get(LEADS, json=leads_page())
-    one = queries_of_a_run(board, kommo_client, api, deals=1)
-    eleven = queries_of_a_run(board, kommo_client, api, deals=11)
+    one = queries_of_a_run(board, kommo_client, kommo, deals=1)
+    eleven = queries_of_a_run(board, kommo_client, kommo, deals=11)
 
     assert eleven - one <= 10 * 9  # 17 per move before
 
 
-def test_evaluating_the_same_move_again_decides_and_sends_nothing_more(board, legal_gate, kommo_client, api):
+def test_evaluating_the_same_move_again_decides_and_sends_nothing_more(
+    board, legal_gate, kommo_client, kommo
+):
     lead = board.lead()
     evaluation = queue(board.move(lead, "Signing"))
-    api.get(LEADS, json=leads_page(kommo_lead(lead, status=board.stage("Signing").kommo_id)))
+    in_kommo(kommo, lead, status=board.stage("Signing").kommo_id)
     gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
     GateEvaluation.objects.filter(pk=evaluation.pk).update(status=GateEvaluation.Status.PENDING)
 
@@ -299,10 +290,10 @@ def test_evaluating_the_same_move_again_decides_and_sends_nothing_more(board, le
     assert OutboundChange.objects.count() == 3
 
 
-def test_a_transient_read_failure_puts_the_moves_back_for_a_retry(board, legal_gate, kommo_client, api):
+def test_a_transient_read_failure_puts_the_moves_back_for_a_retry(board, legal_gate, kommo_client, kommo):
     lead = board.lead()
     queue(board.move(lead, "Signing"))
-    api.get(LEADS, status=503, json={"title": "Service Unavailable", "status": 503})
+    kommo.failure = (503, {"title": "Service Unavailable", "status": 503})
 
     run = gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
 
@@ -311,12 +302,10 @@ def test_a_transient_read_failure_puts_the_moves_back_for_a_retry(board, legal_g
     assert not GateDecision.objects.exists()
 
 
-def test_a_permanent_read_failure_is_recorded_as_an_error_decision(board, legal_gate, kommo_client, api):
+def test_a_permanent_read_failure_is_recorded_as_an_error_decision(board, legal_gate, kommo_client, kommo):
     lead = board.lead()
     queue(board.move(lead, "Signing"))
-    api.get(
-        LEADS, status=402, json={"title": "Payment Required", "status": 402, "detail": "Payment required"}
-    )
+    kommo.failure = (402, {"title": "Payment Required", "status": 402, "detail": "Payment required"})
 
     gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
 

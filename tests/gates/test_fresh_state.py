@@ -15,9 +15,8 @@ from apps.kommo import types
 from apps.kommo.models import Lead, StageChange, WebhookEvent
 from apps.kommo.webhooks.parser import encode_form
 from apps.kommo.webhooks.processing import Fetched, Policy, webhook_events_claim
-from tests.gates.conftest import BASE_URL, NOW, kommo_lead, leads_page
+from tests.gates.conftest import NOW, in_kommo, kommo_lead
 
-LEADS = BASE_URL + "/api/v4/leads"
 REPORTED = NOW + dt.timedelta(seconds=2)  # the webhook of the move reached the portal
 Outcome = GateDecision.Outcome
 
@@ -40,7 +39,7 @@ def queue_from_webhook_batch(board, change: StageChange) -> GateEvaluation:
 
 
 def test_a_move_whose_deal_was_fetched_after_the_report_is_decided_without_reading_kommo(
-    board, legal_gate, kommo_client, api
+    board, legal_gate, kommo_client, kommo
 ):
     lead = board.lead("Northwind renewal")
     change = board.move(lead, "Signing")
@@ -49,7 +48,7 @@ def test_a_move_whose_deal_was_fetched_after_the_report_is_decided_without_readi
 
     run = gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
 
-    assert len(api.calls) == 0
+    assert kommo.calls == []
     decision = GateDecision.objects.get()
     assert decision.outcome == Outcome.BLOCKED
     assert decision.fresh_state["read"] == "mirror" and decision.fresh_state["status_id"] == 4005
@@ -57,7 +56,7 @@ def test_a_move_whose_deal_was_fetched_after_the_report_is_decided_without_readi
 
 
 def test_the_mirrors_copy_still_has_to_show_the_deal_where_the_move_put_it(
-    board, legal_gate, kommo_client, api
+    board, legal_gate, kommo_client, kommo
 ):
     lead = board.lead()
     change = board.move(lead, "Signing")
@@ -68,20 +67,20 @@ def test_the_mirrors_copy_still_has_to_show_the_deal_where_the_move_put_it(
 
     gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
 
-    assert len(api.calls) == 0
+    assert kommo.calls == []
     assert GateDecision.objects.get().outcome == Outcome.STALE
 
 
-def test_a_copy_fetched_before_the_report_is_read_again(board, legal_gate, kommo_client, api):
+def test_a_copy_fetched_before_the_report_is_read_again(board, legal_gate, kommo_client, kommo):
     lead = board.lead()
     change = board.move(lead, "Signing")
     mirrored(board, lead, stage="Legal review", fetched_at=REPORTED - dt.timedelta(seconds=5))
     queue_from_webhook_batch(board, change)
-    api.get(LEADS, json=leads_page(kommo_lead(lead, status=board.stage("Signing").kommo_id)))
+    in_kommo(kommo, lead, status=board.stage("Signing").kommo_id)
 
     run = gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
 
-    assert [call.request.method for call in api.calls] == ["GET"]
+    assert [request.method for request in kommo.requests] == ["GET"]
     decision = GateDecision.objects.get()
     assert decision.outcome == Outcome.BLOCKED and decision.fresh_state["read"] == "kommo"
     assert (run.from_mirror, run.kommo_reads) == (0, 1)
@@ -89,32 +88,32 @@ def test_a_copy_fetched_before_the_report_is_read_again(board, legal_gate, kommo
 
 @pytest.mark.parametrize("source", [StageChange.Source.SYNC, StageChange.Source.EVENTS])
 def test_moves_reported_by_the_sync_or_the_events_are_read_again(
-    board, legal_gate, kommo_client, api, source
+    board, legal_gate, kommo_client, kommo, source
 ):
     lead = board.lead()
     change = board.move(lead, "Signing", source=source)
     mirrored(board, lead, stage="Signing", fetched_at=dt.datetime.now(tz=dt.UTC))
     assert stage_change_gate_intake(stage_change=change) is not None
-    api.get(LEADS, json=leads_page(kommo_lead(lead, status=board.stage("Signing").kommo_id)))
+    in_kommo(kommo, lead, status=board.stage("Signing").kommo_id)
 
     gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
 
-    assert [call.request.method for call in api.calls] == ["GET"]
+    assert [request.method for request in kommo.requests] == ["GET"]
 
 
-def test_only_the_moves_without_a_fresh_copy_are_read_in_one_call(board, legal_gate, kommo_client, api):
+def test_only_the_moves_without_a_fresh_copy_are_read_in_one_call(board, legal_gate, kommo_client, kommo):
     fresh_lead, stale_lead = board.lead("Fresh"), board.lead("Stale")
     fresh_change, stale_change = board.move(fresh_lead, "Signing"), board.move(stale_lead, "Signing")
     mirrored(board, fresh_lead, stage="Signing", fetched_at=REPORTED)
     mirrored(board, stale_lead, stage="Legal review", fetched_at=None)
     queue_from_webhook_batch(board, fresh_change)
     queue_from_webhook_batch(board, stale_change)
-    api.get(LEADS, json=leads_page(kommo_lead(stale_lead, status=board.stage("Signing").kommo_id)))
+    in_kommo(kommo, stale_lead, status=board.stage("Signing").kommo_id)
 
     gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
 
-    [read] = api.calls
-    assert read.request.url.endswith(f"filter%5Bid%5D%5B%5D={stale_lead.kommo_id}&limit=250")
+    [read] = kommo.requests
+    assert read.url.endswith(f"filter%5Bid%5D%5B%5D={stale_lead.kommo_id}&limit=250")
     assert GateDecision.objects.filter(outcome=Outcome.BLOCKED).count() == 2
 
 

@@ -144,7 +144,7 @@ class TestDryRun:
         rows = {row.lead.name: row for row in result.current}
         assert set(rows) == {"Pending lawyer", "Approved lawyer"}
         assert rows["Pending lawyer"].would_block
-        assert rows["Pending lawyer"].reasons == ["the Lawyer has not approved (Lena: pending)"]
+        assert rows["Pending lawyer"].reasons == ["the lawyer has not approved (Lena: pending)"]
         assert not rows["Approved lawyer"].would_block
         assert result.current_blocked == 1
 
@@ -218,7 +218,7 @@ class TestDryRun:
 
         rows = {row.lead.name: row for row in result.history}
         assert rows["Late"].would_block
-        assert rows["Late"].reasons == ["the Lawyer has not approved (Lena: pending)"]
+        assert rows["Late"].reasons == ["the lawyer has not approved (Lena: pending)"]
         assert not rows["Early"].would_block
         assert not rows["No history"].would_block
         # Today the other way round.

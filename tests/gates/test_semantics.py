@@ -22,6 +22,7 @@ from apps.gates.semantics import (
     gate_marker,
     missing_summary,
     move_back_target,
+    role_in_sentence,
     rule_marker,
     task_text_render,
     template_placeholders,
@@ -146,12 +147,12 @@ class TestConditions:
 
     def test_present_fails_without_a_holder(self):
         failures = conditions_failures(conditions=[cond(buyer, PRESENT)], stakeholders=[person("Bo", lawyer)])
-        assert failures == ["no Decision maker is identified on the deal"]
+        assert failures == ["no decision maker is identified on the deal"]
 
     def test_present_counts_to_n(self):
         people = [person("U1", user_role)]
         assert conditions_failures(conditions=[cond(user_role, PRESENT, 2)], stakeholders=people) == [
-            "2 stakeholders as User needed, 1 identified"
+            "2 stakeholders as user needed, 1 identified"
         ]
         people.append(person("U2", user_role))
         assert conditions_failures(conditions=[cond(user_role, PRESENT, 2)], stakeholders=people) == []
@@ -160,7 +161,7 @@ class TestConditions:
         failures = conditions_failures(
             conditions=[cond(lawyer, APPROVED)], stakeholders=[person("Lena Law", lawyer, "pending")]
         )
-        assert failures == ["the Lawyer has not approved (Lena Law: pending)"]
+        assert failures == ["the lawyer has not approved (Lena Law: pending)"]
 
     def test_approved_passes_once_the_lawyer_approved(self):
         people = [person("Lena Law", lawyer, "approved")]
@@ -168,19 +169,19 @@ class TestConditions:
 
     def test_approved_fails_without_a_lawyer(self):
         failures = conditions_failures(conditions=[cond(lawyer, APPROVED)], stakeholders=[])
-        assert failures == ["no Lawyer is on the deal to approve"]
+        assert failures == ["no lawyer is on the deal to approve"]
 
     def test_approved_fails_on_rejected_and_unknown_states(self):
         for state in ("rejected", "unknown"):
             failures = conditions_failures(
                 conditions=[cond(lawyer, APPROVED)], stakeholders=[person("L", lawyer, state)]
             )
-            assert failures == [f"the Lawyer has not approved (L: {state})"]
+            assert failures == [f"the lawyer has not approved (L: {state})"]
 
     def test_approved_with_n_counts_approvals(self):
         people = [person("A", lawyer, "approved"), person("B", lawyer, "pending")]
         assert conditions_failures(conditions=[cond(lawyer, APPROVED, 2)], stakeholders=people) == [
-            "2 approvals by a Lawyer needed, 1 given (B: pending)"
+            "2 approvals by a lawyer needed, 1 given (B: pending)"
         ]
 
     def test_none_blocking_passes_without_holders_and_while_pending(self):
@@ -191,7 +192,7 @@ class TestConditions:
     def test_none_blocking_fails_when_one_rejected(self):
         people = [person("L1", lawyer, "approved"), person("L2", lawyer, "rejected")]
         assert conditions_failures(conditions=[cond(lawyer, NOT_BLOCKING)], stakeholders=people) == [
-            "the Lawyer rejected (L2)"
+            "the lawyer rejected (L2)"
         ]
 
     def test_every_failing_condition_is_reported_in_order(self):
@@ -199,9 +200,23 @@ class TestConditions:
             conditions=[cond(buyer, PRESENT), cond(lawyer, APPROVED)], stakeholders=[person("L", lawyer)]
         )
         assert failures == [
-            "no Decision maker is identified on the deal",
-            "the Lawyer has not approved (L: pending)",
+            "no decision maker is identified on the deal",
+            "the lawyer has not approved (L: pending)",
         ]
+
+    def test_a_role_is_written_in_lower_case_mid_sentence_unless_an_acronym_or_a_name(self):
+        def failure(label: str) -> str:
+            condition = Condition(role_id=buyer, role_label=label, requirement=PRESENT)
+            (said,) = conditions_failures(conditions=[condition], stakeholders=[])
+            return said
+
+        assert failure("Decision maker (economic buyer)") == (
+            "no decision maker (economic buyer) is identified on the deal"
+        )
+        assert failure("CFO") == "no CFO is identified on the deal"
+        assert failure("VP of sales") == "no VP of sales is identified on the deal"
+        assert failure("cto") == "no cto is identified on the deal"  # typed so
+        assert role_in_sentence("") == "" and role_in_sentence("X") == "x"
 
     def test_stakeholders_without_a_role_count_for_nothing(self):
         people = [StakeholderView(name="X", role_id=None, role_label="", approval="approved")]

@@ -28,7 +28,7 @@ def test_an_approval_holds_until_its_roles_days_have_passed():
 
     assert fails("approved_current", [approved], now=given + dt.timedelta(days=29, hours=23)) is None
     assert fails("approved_current", [approved], now=given + dt.timedelta(days=30)) == (
-        f"the Lawyer has no current approval (Lena: approval of {given.date()} expired)"
+        f"the lawyer has no current approval (Lena: approval of {given.date()} expired)"
     )
     # The plain condition does not look at the time.
     assert fails("approved", [approved], now=given + dt.timedelta(days=300)) is None
@@ -54,17 +54,17 @@ def test_approved_within_n_days(decided_days_ago, holds):
 
     assert (failure is None) is holds
     if not holds:
-        assert failure.startswith("the Lawyer has not approved within 7 days (Lena: approved ")
+        assert failure.startswith("the lawyer has not approved within 7 days (Lena: approved ")
 
 
 def test_a_pending_or_rejected_approval_is_never_recent_enough():
     assert fails("approved_within", [lawyer(approval="pending")], days=7) == (
-        "the Lawyer has not approved within 7 days (Lena: pending)"
+        "the lawyer has not approved within 7 days (Lena: pending)"
     )
     assert fails("approved_current", [lawyer(approval="rejected")]) == (
-        "the Lawyer has no current approval (Lena: rejected)"
+        "the lawyer has no current approval (Lena: rejected)"
     )
-    assert fails("approved_current", []) == "no Lawyer is on the deal to approve"
+    assert fails("approved_current", []) == "no lawyer is on the deal to approve"
 
 
 def test_an_open_objection_at_or_above_the_weight_blocks():
@@ -79,7 +79,7 @@ def test_an_open_objection_at_or_above_the_weight_blocks():
     light = lawyer(approval="pending", objection_open=True, objection_weight=Decimal("0.3"))
 
     assert fails("no_objection", [heavy], min_weight=Decimal("0.5")) == (
-        "the Lawyer has an open objection (Lena: “Liability cap too low”, weight 0.7, open 12 days)"
+        "the lawyer has an open objection (Lena: “Liability cap too low”, weight 0.7, open 12 days)"
     )
     assert fails("no_objection", [heavy], min_weight=Decimal("0.7")) is not None
     assert fails("no_objection", [light], min_weight=Decimal("0.5")) is None
@@ -103,13 +103,13 @@ def test_touched_within_n_days():
 
     assert fails("touched_within", [recent], days=7) is None
     assert fails("touched_within", [stale], days=7) == (
-        f"the Lawyer was not touched within 7 days (last touch Lena: {(NOW - dt.timedelta(days=15)).date()})"
+        f"the lawyer was not touched within 7 days (last touch Lena: {(NOW - dt.timedelta(days=15)).date()})"
     )
     assert fails("touched_within", [never], days=7) == (
-        "the Lawyer was not touched within 7 days (last touch Lena: never)"
+        "the lawyer was not touched within 7 days (last touch Lena: never)"
     )
     assert fails("touched_within", [stale, recent], n=2, days=7) is not None
-    assert fails("touched_within", [], days=7) == "no Lawyer is on the deal to touch"
+    assert fails("touched_within", [], days=7) == "no lawyer is on the deal to touch"
 
 
 def test_the_snapshot_keeps_the_days_and_the_open_objection():

@@ -10,7 +10,7 @@ from apps.flows.sync import mirror_follow
 from apps.gates.models import GateEvaluation
 from apps.kommo.models import StageChange
 from apps.kommo.services.mirror import stage_change_record
-from tests.gates.conftest import NOW
+from tests.gates.conftest import legal_review_to_signing
 
 
 @pytest.mark.parametrize("source", ["webhook", "sync", "events"])
@@ -22,13 +22,7 @@ def test_a_recorded_move_is_queued_for_the_gates_and_a_run_is_scheduled_on_commi
     with mock.patch("apps.flows.gates.evaluate_pending.apply_async") as schedule:
         with django_capture_on_commit_callbacks(execute=False) as callbacks:
             change, created = stage_change_record(
-                account=board.account,
-                lead=lead,
-                from_status_id=board.stage("Legal review").kommo_id,
-                to_status_id=board.stage("Signing").kommo_id,
-                at=NOW,
-                source=source,
-                follow=mirror_follow,
+                **legal_review_to_signing(board, lead), source=source, follow=mirror_follow
             )
         assert created
         assert GateEvaluation.objects.get().stage_change == change
@@ -41,13 +35,7 @@ def test_a_recorded_move_is_queued_for_the_gates_and_a_run_is_scheduled_on_commi
 def test_a_second_report_of_the_same_move_is_not_evaluated_again(board, django_capture_on_commit_callbacks):
     board.rule("Legal review")
     lead = board.lead()
-    report = {
-        "account": board.account,
-        "lead": lead,
-        "from_status_id": board.stage("Legal review").kommo_id,
-        "to_status_id": board.stage("Signing").kommo_id,
-        "at": NOW,
-    }
+    report = legal_review_to_signing(board, lead)
     with mock.patch("apps.flows.gates.evaluate_pending.apply_async"):
         with django_capture_on_commit_callbacks(execute=True):
             stage_change_record(**report, source=StageChange.Source.WEBHOOK, follow=mirror_follow)
@@ -63,11 +51,7 @@ def test_only_the_first_pending_move_of_a_burst_schedules_a_run(board, django_ca
         with django_capture_on_commit_callbacks(execute=True):
             for _ in range(5):
                 stage_change_record(
-                    account=board.account,
-                    lead=board.lead(),
-                    from_status_id=board.stage("Legal review").kommo_id,
-                    to_status_id=board.stage("Signing").kommo_id,
-                    at=NOW,
+                    **legal_review_to_signing(board, board.lead()),
                     source=StageChange.Source.WEBHOOK,
                     follow=mirror_follow,
                 )

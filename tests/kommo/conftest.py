@@ -1,9 +1,14 @@
 """Fixtures for the Kommo client tests.
 
-``kommo`` runs a test twice: against recorded payloads served by ``responses`` and against a live Kommo
-sandbox (``kommo_sandbox.server.SandboxServer`` on 127.0.0.1, demo seed, connected through its
-long-lived token). ``kommo.recorded(...)`` registers a recorded answer; against the sandbox it does nothing,
-the live server answers. So any disagreement between our reading of Kommo and the emulation fails a test.
+``kommo`` runs a test twice: against the suite's fake Kommo (tests/support/fake_kommo.py) holding what the
+recorded payloads of tests/fixtures/kommo/api/ show, and against a live Kommo sandbox
+(``kommo_sandbox.server.SandboxServer`` on 127.0.0.1, demo seed, connected through its long-lived token).
+So any disagreement between our reading of Kommo and the emulation fails a test.
+
+``kommo.expects(method, path)`` names a call the test makes: against the fake, the calls made must be
+exactly those named, in order (a call named and not made fails, and so does one made and not named);
+against the sandbox it does nothing. ``kommo.fails_next(...)`` makes the fake answer the next call to a
+route with a recorded error; the sandbox answers for itself.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from apps.kommo.models import KommoAccount
 from apps.kommo.ratelimit import FileSlotStore, RateLimiter
 from kommo_sandbox.server import SandboxServer
 from tests.factories import KommoAccountFactory
+from tests.support.fake_kommo import FakeKommo
 
 RECORDED_BASE_URL = "https://example.kommo.com"
 LONG_LIVED_TOKEN = "long-lived-token-0123456789abcdef"
@@ -110,17 +116,29 @@ class Kommo:
     mode: str
     client: KommoClient
     account: KommoAccount
-    mock: responses.RequestsMock | None = None
+    fake: FakeKommo | None = None
     server: Any = None
+    expected: list[str] = field(default_factory=list)
 
     @property
     def live(self) -> bool:
         return self.mode == "sandbox"
 
-    def recorded(self, method: str, path: str, **answer: Any) -> None:
-        """The recorded answer to ``method path``; the live sandbox answers for itself."""
-        if self.mock is not None:
-            self.mock.add(method, self.account.api_root + path, **answer)
+    def expects(self, method: str, path: str) -> None:
+        """The test calls ``method path`` (once more); checked against the fake when the test ends."""
+        self.expected.append(f"{method} {path}")
+
+    def fails_next(self, method: str, route: str, status: int, body: Any) -> None:
+        """The fake answers the next call to ``route`` (a plain path) with this error; the sandbox
+        answers for itself."""
+        self.expects(method, route)
+        if self.fake is not None:
+            self.fake.answer_next(route, status, body)
+
+    def made(self) -> list[str]:
+        """The calls the fake answered, as ``METHOD /path``."""
+        assert self.fake is not None
+        return [call.split("?", 1)[0] for call in self.fake.calls]
 
     def store_account(self) -> Any:
         return self.server.store.account(self.server.credentials["account_id"])
@@ -131,9 +149,14 @@ def kommo(request: pytest.FixtureRequest, make_account: Any, sleeps: Sleeps) -> 
     if request.param == "recorded":
         account = make_account()
         limiter: RateLimiter = request.getfixturevalue("limiter")
-        with responses.RequestsMock(assert_all_requests_are_fired=True) as mock:
+        with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+            fake = FakeKommo(mock, account.api_root).load_recordings()
+            fake.token = account.access_token
             client = KommoClient(account, limiter=limiter, sleep=sleeps, retry=RetryPolicy(max_attempts=2))
-            yield Kommo("recorded", client, account, mock=mock)
+            kommo = Kommo("recorded", client, account, fake=fake)
+            yield kommo
+            assert not fake.unrouted, f"calls the fake Kommo has no answer for: {fake.unrouted}"
+        assert kommo.made() == kommo.expected, "the calls made are not the calls the test names"
         return
     server = request.getfixturevalue("sandbox")
     credentials = server.credentials

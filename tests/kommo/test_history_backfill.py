@@ -11,7 +11,7 @@ import pytest
 from django.core.management import call_command
 from django.test import override_settings
 
-from apps.flows.sync import mirror_follow
+from apps.flows.sync import field_changes_follow, mirror_follow, touches_follow
 from apps.kommo.models import Lead, StageChange, Status, SyncState
 from apps.kommo.services.mirror import nothing_follows
 from apps.kommo.services.sync import (
@@ -65,7 +65,7 @@ def test_the_backfill_records_every_past_move_and_each_deal_s_first_stay(fresh_d
     with mock.patch(
         "apps.kommo.services.mirror._follow", wraps=lambda follow, *args: follow(*args)
     ) as followed:
-        result = history_backfill(account=account, days=365)
+        result = history_backfill(account=account, days=365, field_changes_follow=field_changes_follow)
     heard = [call for call in followed.call_args_list if call.args[0] is not nothing_follows]
 
     expected = moves_in_sandbox(fresh_demo, int(result.start.timestamp()))
@@ -83,7 +83,7 @@ def test_the_backfill_records_every_past_move_and_each_deal_s_first_stay(fresh_d
     assert "backfill" not in state.cursor and state.last_full_at is not None
     assert not history_needed(account)
 
-    again = history_backfill(account=account, days=365)
+    again = history_backfill(account=account, days=365, field_changes_follow=field_changes_follow)
 
     assert (again.recorded, again.first_stays) == (0, 0)
     assert again.known == len(expected)
@@ -94,7 +94,7 @@ def test_each_first_stay_is_the_stage_the_earliest_move_left_or_the_current_one(
     account = account_for(fresh_small)
     mirror_sync(account=account, follow=mirror_follow)
 
-    history_backfill(account=account, days=365)
+    history_backfill(account=account, days=365, field_changes_follow=field_changes_follow)
 
     for deal in Lead.objects.filter(account=account, created_at__isnull=False):
         changes = list(StageChange.objects.filter(lead=deal).order_by("at", "pk"))
@@ -139,7 +139,12 @@ def test_an_interrupted_backfill_continues_where_it_stopped(fresh_small):
     account = account_for(fresh_small)
     mirror_sync(account=account, follow=mirror_follow)
     with pytest.raises(KeyboardInterrupt):
-        history_backfill(account=account, days=365, progress=_StopAfterWindows(3))
+        history_backfill(
+            account=account,
+            days=365,
+            progress=_StopAfterWindows(3),
+            field_changes_follow=field_changes_follow,
+        )
     state = SyncState.objects.get(account=account, resource="history")
     position = state.cursor["backfill"]
     assert position["window"] == position["from"] + 3 * 30 * DAY and position["page"] == 0
@@ -147,7 +152,8 @@ def test_an_interrupted_backfill_continues_where_it_stopped(fresh_small):
     partial = StageChange.objects.count()
     mark = fresh_small.app.request_log.last_seq
 
-    result = history_backfill(account=account, days=7)  # the unfinished range wins over a new span
+    # the unfinished range wins over a new span
+    result = history_backfill(account=account, days=7, field_changes_follow=field_changes_follow)
 
     windows = _event_windows(api_requests(fresh_small, mark))
     assert windows[0] == position["window"] and min(windows) == position["window"]
@@ -163,7 +169,7 @@ def test_the_events_reconciliation_derives_a_new_deal_s_first_stage_from_its_fir
     its move left, not the one it is in now."""
     account = account_for(fresh_small)
     mirror_sync(account=account, follow=mirror_follow)
-    events_reconcile(account=account, follow=mirror_follow)
+    events_reconcile(account=account, follow=mirror_follow, touches_follow=touches_follow)
     first, second = Status.objects.filter(account=account, is_won=False, is_lost=False, type=0).order_by(
         "sort"
     )[:2]
@@ -175,7 +181,7 @@ def test_the_events_reconciliation_derives_a_new_deal_s_first_stage_from_its_fir
     )["_embedded"]["leads"]
     sandbox_api(fresh_small, "PATCH", "/api/v4/leads", [{"id": created["id"], "status_id": second.kommo_id}])
 
-    result = events_reconcile(account=account, follow=mirror_follow)
+    result = events_reconcile(account=account, follow=mirror_follow, touches_follow=touches_follow)
 
     deal = Lead.objects.get(account=account, kommo_id=created["id"])
     changes = StageChange.objects.filter(lead=deal)
@@ -211,7 +217,7 @@ def test_a_lead_added_event_is_not_read_as_a_stage():
 def test_first_stays_are_left_alone_when_a_deal_has_one(fresh_small):
     account = account_for(fresh_small)
     mirror_sync(account=account, follow=mirror_follow)
-    history_backfill(account=account, days=365)
+    history_backfill(account=account, days=365, field_changes_follow=field_changes_follow)
     deals = list(Lead.objects.filter(account=account))
 
     assert first_stays_record(account=account, leads=deals, follow=mirror_follow) == []
@@ -254,7 +260,7 @@ def test_the_history_range_ends_when_the_backfill_starts(fresh_small):
     mirror_sync(account=account, follow=mirror_follow)
     before = dt.datetime.now(tz=dt.UTC).replace(microsecond=0)
 
-    result = history_backfill(account=account, days=10)
+    result = history_backfill(account=account, days=10, field_changes_follow=field_changes_follow)
 
     assert before <= result.end <= dt.datetime.now(tz=dt.UTC)
     assert result.end - result.start == dt.timedelta(days=10)

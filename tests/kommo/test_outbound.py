@@ -39,7 +39,6 @@ from apps.kommo.services.outbound import (
 )
 from apps.kommo.tasks import outbound_flush, outbound_flush_schedule
 from apps.kommo.webhooks.processing import webhook_backlog, webhook_moves_backlog
-from tests.core.test_broker_outage import own_redis  # noqa: F401 (the fixture)
 from tests.factories import KommoAccountFactory, PipelineFactory, StatusFactory
 from tests.support.services import RedisServer
 
@@ -754,7 +753,7 @@ def test_one_flush_is_scheduled_at_a_time(account):
 @pytest.mark.redis
 def test_a_flush_that_cannot_be_published_gives_its_reservation_back(
     account,
-    own_redis: RedisServer,  # noqa: F811 (the fixture)
+    own_redis: RedisServer,
 ):
     own_redis.stop()
 

@@ -193,8 +193,9 @@ HISTORY = [
 ]
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3, 4])
-def test_any_order_of_reports_with_repeats_gives_the_stays_of_a_rebuild(account, deal, seed):
+def history_reported_in_any_order_with_repeats(account, deal, seed: int) -> None:
+    """The moves of HISTORY in an order shuffled by ``seed``, four of them twice, each reported again by
+    the events API a second later."""
     reports = [(*item, index) for index, item in enumerate(HISTORY)]
     rng = random.Random(seed)  # noqa: S311 - a fixed shuffle, not a secret
     reports += rng.sample(reports, 4)  # the same moves again, from the events API
@@ -203,6 +204,11 @@ def test_any_order_of_reports_with_repeats_gives_the_stays_of_a_rebuild(account,
         move(account, deal, from_status, to_status, seconds, source=source)
         again = {"source": SOURCE.EVENTS, "kommo_event_id": f"e{index}"}
         move(account, deal, from_status, to_status, seconds + 1, **again)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_any_order_of_reports_with_repeats_gives_the_stays_of_a_rebuild(account, deal, seed):
+    history_reported_in_any_order_with_repeats(account, deal, seed)
     incremental = stays(deal)
 
     StageStay.objects.all().delete()
@@ -306,14 +312,7 @@ def test_a_late_move_reported_before_others_rewrites_the_earlier_time_of_the_sta
 def test_the_earlier_time_of_moves_reported_in_any_order_with_repeats_is_the_live_sum_and_the_rebuilds(
     account, deal, seed
 ):
-    reports = [(*item, index) for index, item in enumerate(HISTORY)]
-    rng = random.Random(seed)  # noqa: S311 - a fixed shuffle, not a secret
-    reports += rng.sample(reports, 4)
-    rng.shuffle(reports)
-    for from_status, to_status, seconds, source, index in reports:
-        move(account, deal, from_status, to_status, seconds, source=source)
-        again = {"source": SOURCE.EVENTS, "kommo_event_id": f"e{index}"}
-        move(account, deal, from_status, to_status, seconds + 1, **again)
+    history_reported_in_any_order_with_repeats(account, deal, seed)
     incremental = earlier_stored(deal)
     pks = list(StageStay.objects.filter(lead=deal).order_by("entered_at").values_list("pk", flat=True))
 

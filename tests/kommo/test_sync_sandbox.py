@@ -5,7 +5,7 @@ import urllib.parse
 
 import pytest
 
-from apps.flows.sync import mirror_follow
+from apps.flows.sync import mirror_follow, touches_follow
 from apps.kommo.models import (
     Catalog,
     CatalogElement,
@@ -144,7 +144,7 @@ def test_an_interrupted_full_sync_resumes_where_it_stopped():
 def test_the_events_reconciliation_repairs_a_deal_whose_status_webhook_was_dropped(fresh_demo):
     account = account_for(fresh_demo)
     mirror_sync(account=account, follow=mirror_follow)
-    events_reconcile(account=account, follow=mirror_follow)
+    events_reconcile(account=account, follow=mirror_follow, touches_follow=touches_follow)
     sandbox_admin(fresh_demo, "PUT", "/_sandbox/faults", {"webhook_drop_rate": 1.0})
     kommo = store_account(fresh_demo)
     manager = next(user for user in kommo.users.values() if not user.is_admin)
@@ -157,7 +157,7 @@ def test_the_events_reconciliation_repairs_a_deal_whose_status_webhook_was_dropp
             fresh_demo, "PATCH", "/api/v4/leads", [{"id": deal.kommo_id, "status_id": target.kommo_id}], token
         )
 
-        result = events_reconcile(account=account, follow=mirror_follow)
+        result = events_reconcile(account=account, follow=mirror_follow, touches_follow=touches_follow)
     finally:
         sandbox_admin(fresh_demo, "PUT", "/_sandbox/faults", {"webhook_drop_rate": 0.0})
 
@@ -168,14 +168,19 @@ def test_the_events_reconciliation_repairs_a_deal_whose_status_webhook_was_dropp
     assert change.source == StageChange.Source.EVENTS and change.at_is_exact
     assert change.moved_by_kommo_user_id == manager.id and change.moved_by.kommo_id == manager.id
     assert change.kommo_event_id
-    assert events_reconcile(account=account, follow=mirror_follow).new_stage_changes == []
+    assert (
+        events_reconcile(
+            account=account, follow=mirror_follow, touches_follow=touches_follow
+        ).new_stage_changes
+        == []
+    )
     assert StageChange.objects.filter(lead=deal).count() == 1
 
 
 def test_an_events_page_naming_moved_and_other_deals_costs_one_refetch(fresh_demo):
     account = account_for(fresh_demo)
     mirror_sync(account=account, follow=mirror_follow)
-    events_reconcile(account=account, follow=mirror_follow)
+    events_reconcile(account=account, follow=mirror_follow, touches_follow=touches_follow)
     moved, deleted = Lead.objects.filter(account=account, status__is_won=False, status__is_lost=False)[:2]
     target = Status.objects.filter(pipeline=moved.pipeline, sort__gt=moved.status.sort, is_won=False).first()
     sandbox_admin(fresh_demo, "PUT", "/_sandbox/faults", {"webhook_drop_rate": 1.0})
@@ -186,7 +191,7 @@ def test_an_events_page_naming_moved_and_other_deals_costs_one_refetch(fresh_dem
         sandbox_admin(fresh_demo, "POST", f"/_sandbox/leads/{deleted.kommo_id}/delete", {})
         mark = fresh_demo.app.request_log.last_seq
 
-        result = events_reconcile(account=account, follow=mirror_follow)
+        result = events_reconcile(account=account, follow=mirror_follow, touches_follow=touches_follow)
     finally:
         sandbox_admin(fresh_demo, "PUT", "/_sandbox/faults", {"webhook_drop_rate": 0.0})
 
@@ -204,7 +209,7 @@ def test_an_events_page_naming_moved_and_other_deals_costs_one_refetch(fresh_dem
 def test_the_events_reconciliation_records_a_new_deal_entering_its_first_stage(fresh_demo):
     account = account_for(fresh_demo)
     mirror_sync(account=account, follow=mirror_follow)
-    events_reconcile(account=account, follow=mirror_follow)
+    events_reconcile(account=account, follow=mirror_follow, touches_follow=touches_follow)
     stage = Status.objects.filter(account=account, is_won=False, is_lost=False).order_by("pk").first()
     sandbox_admin(fresh_demo, "PUT", "/_sandbox/faults", {"webhook_drop_rate": 1.0})
     try:
@@ -221,7 +226,7 @@ def test_the_events_reconciliation_records_a_new_deal_entering_its_first_stage(f
             ],
         )["_embedded"]["leads"]
 
-        result = events_reconcile(account=account, follow=mirror_follow)
+        result = events_reconcile(account=account, follow=mirror_follow, touches_follow=touches_follow)
     finally:
         sandbox_admin(fresh_demo, "PUT", "/_sandbox/faults", {"webhook_drop_rate": 0.0})
 
@@ -235,16 +240,16 @@ def test_the_events_reconciliation_records_a_new_deal_entering_its_first_stage(f
 def test_the_events_reconciliation_applies_deletions_and_restores(fresh_demo):
     account = account_for(fresh_demo)
     mirror_sync(account=account, follow=mirror_follow)
-    events_reconcile(account=account, follow=mirror_follow)
+    events_reconcile(account=account, follow=mirror_follow, touches_follow=touches_follow)
     deal = Lead.objects.filter(account=account).first()
 
     sandbox_admin(fresh_demo, "POST", f"/_sandbox/leads/{deal.kommo_id}/delete", {})
-    events_reconcile(account=account, follow=mirror_follow)
+    events_reconcile(account=account, follow=mirror_follow, touches_follow=touches_follow)
     deal.refresh_from_db()
     assert deal.is_deleted
 
     sandbox_admin(fresh_demo, "POST", f"/_sandbox/leads/{deal.kommo_id}/restore", {})
-    events_reconcile(account=account, follow=mirror_follow)
+    events_reconcile(account=account, follow=mirror_follow, touches_follow=touches_follow)
     deal.refresh_from_db()
     assert not deal.is_deleted
 

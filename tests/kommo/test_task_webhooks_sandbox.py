@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import time
 
-import pytest
-
 from apps.kommo.models import Lead
 from apps.stakeholders.bootstrap import WEBHOOK_SETTINGS
 from tests.kommo.sandbox_support import account_subscribed, sandbox_api
+from tests.support.marks import REAL_SERVERS
 from tests.support.services import wait_for
 
-pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.worker, pytest.mark.sandbox]
+pytestmark = REAL_SERVERS
 
 
 def test_a_task_added_then_completed_on_a_deal_in_kommo_sets_then_clears_its_open_task_in_the_mirror(

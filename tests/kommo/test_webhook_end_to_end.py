@@ -7,16 +7,16 @@ import datetime as dt
 import itertools
 from typing import Any
 
-import pytest
 import requests
 
 from apps.kommo.models import KommoAccount, Lead, StageChange, WebhookEvent
 from apps.kommo.webhooks.processing import webhook_events_sweep
 from kommo_sandbox.server import SandboxServer
 from tests.kommo.sandbox_support import account_subscribed, sandbox_admin, sandbox_api
+from tests.support.marks import REAL_SERVERS
 from tests.support.services import wait_for
 
-pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.worker, pytest.mark.sandbox]
+pytestmark = REAL_SERVERS
 Status = WebhookEvent.Status
 
 

@@ -17,7 +17,7 @@ from kommo_sandbox.changes import Change
 from kommo_sandbox.ratelimit import RateLimiter
 from kommo_sandbox.server import SandboxServer
 from tests.kommo_sandbox.conftest import Client, sample, start_server
-from tests.support.services import ROOT, wait_for
+from tests.support.services import ROOT, python_run, wait_for
 
 pytestmark = pytest.mark.sandbox
 
@@ -377,8 +377,7 @@ def test_the_sandbox_imports_no_django():
         "import sys, kommo_sandbox.cli, kommo_sandbox.app, kommo_sandbox.seed;"
         " print(any(m.startswith('django') for m in sys.modules))"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
-    )
+    result = python_run(code)
 
+    assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip() == "False"

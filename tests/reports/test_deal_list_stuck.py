@@ -3,7 +3,11 @@ calls stuck, and their rows say why."""
 
 from __future__ import annotations
 
+import datetime as dt
+import re
+
 import pytest
+import time_machine
 from django.contrib.auth.models import Group
 from django.urls import reverse
 from django.utils import timezone
@@ -11,10 +15,16 @@ from django.utils import timezone
 from apps.kommo.models import Contact, Lead
 from apps.reports.export import stuck as export_stuck
 from apps.reports.export.stuck import stuck_states_refresh
-from apps.reports.models import StuckState
+from apps.reports.models import StuckRefresh, StuckState
+from apps.reports.selectors.stuck import stuck_deals
+from apps.reports.tasks import stuck_refresh_account
 from apps.stakeholders.models import Role, Stakeholder
 from apps.users.models import User
 from tests.factories import KommoAccountFactory, PipelineFactory, StatusFactory
+from tests.reports.desk import NOW, Desk, desk
+from tests.reports.support import person
+
+__all__ = ["desk"]
 
 pytestmark = pytest.mark.django_db
 
@@ -111,3 +121,99 @@ def test_the_stuck_filter_and_badges_are_the_stored_stuck_states_not_a_live_eval
     assert {row.deal.name: row.flags for row in stuck.context["rows"]} == {
         name: [f"Stuck: {text}"] for name, text in stored.items()
     }
+
+
+# -- how old the stuck states are, and the queued refresh -----------------------------------------------
+
+
+@pytest.fixture
+def frozen_now():
+    with time_machine.travel(NOW, tick=False) as traveller:
+        yield traveller
+
+
+@pytest.fixture
+def queued(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The accounts whose stuck-states refresh a request queued (the task is recorded, not run)."""
+    sent: list[int] = []
+    monkeypatch.setattr(stuck_refresh_account, "delay", sent.append)
+    return sent
+
+
+def _refuse(**kwargs: object) -> None:
+    raise AssertionError("the deal list evaluated the stuck deals inside the request")
+
+
+def _note(html: str) -> str:
+    """The words beside the deal list's Stuck filter."""
+    found = re.search(r'<span class="filter-note[^"]*" data-filter="stuck">\((.*?)\)</span>', html)
+    assert found is not None, "no note beside the Stuck filter"
+    return found.group(1)
+
+
+def test_the_deal_list_says_when_its_stuck_states_are_from_and_queues_nothing_while_they_are_fresh(
+    client, desk: Desk, frozen_now, queued, monkeypatch
+) -> None:
+    desk.deal("Northwind", price=80_000, open_task=False)
+    with time_machine.travel(NOW - dt.timedelta(minutes=15), tick=False):
+        stuck_states_refresh(account=desk.account)  # the beat, 15 minutes ago: within two intervals
+    client.force_login(person("head", "Head of sales"))
+    monkeypatch.setattr(export_stuck, "stuck_deals", _refuse)
+
+    html = client.get(reverse("stakeholders:deal_list"), {"stuck": "on"}).content.decode()
+
+    assert _note(html) == "as of 01 May 2025 11:45"
+    assert "Stuck: no stakeholder identified · no open task" in html
+    assert queued == []
+
+
+def test_stale_stuck_states_on_the_deal_list_queue_one_refresh_and_are_never_computed_in_the_request(
+    client, desk: Desk, frozen_now, queued, monkeypatch, django_assert_max_num_queries
+) -> None:
+    desk.deal("Northwind", price=80_000, open_task=False)
+    with time_machine.travel(NOW - dt.timedelta(minutes=21), tick=False):
+        stuck_states_refresh(account=desk.account)  # the beat has not run for over two intervals
+    desk.deal("Latecomer", price=90_000, open_task=False)  # stuck since: not listed until the refresh
+    client.force_login(person("head", "Head of sales"))
+    monkeypatch.setattr(export_stuck, "stuck_deals", _refuse)
+
+    with django_assert_max_num_queries(16):  # the list's reads, the freshness and one claim
+        html = client.get(reverse("stakeholders:deal_list"), {"stuck": "on"}).content.decode()
+    again = client.get(reverse("stakeholders:deal_list")).content.decode()  # a second viewer
+
+    assert _note(html) == "as of 01 May 2025 11:39, stale; a refresh is queued"
+    assert _note(again) == _note(html)
+    assert "Northwind" in html and "Latecomer" not in html
+    assert queued == [desk.account.pk]  # one refresh for both viewers
+    assert StuckRefresh.objects.get(account=desk.account).queued_at == NOW
+
+    with pytest.MonkeyPatch.context() as patch:  # the worker runs the selector
+        patch.setattr(export_stuck, "stuck_deals", stuck_deals)
+        stuck_refresh_account(*queued)
+    frozen_now.move_to(NOW + dt.timedelta(minutes=1))
+    html = client.get(reverse("stakeholders:deal_list"), {"stuck": "on"}).content.decode()
+    assert _note(html) == "as of 01 May 2025 12:00"
+    assert "Latecomer" in html
+
+
+def test_a_deal_list_whose_stuck_states_were_never_computed_says_being_computed(
+    client, desk: Desk, frozen_now, queued, monkeypatch
+) -> None:
+    desk.deal("Northwind", price=80_000, open_task=False)
+    client.force_login(person("head", "Head of sales"))
+    monkeypatch.setattr(export_stuck, "stuck_deals", _refuse)
+
+    html = client.get(reverse("stakeholders:deal_list")).content.decode()
+
+    assert _note(html) == "being computed; a refresh is queued"
+    assert queued == [desk.account.pk]
+    assert not StuckState.objects.exists()
+
+
+def test_a_manager_without_deals_sees_no_note_and_queues_nothing(client, desk: Desk, queued) -> None:
+    client.force_login(person("nobody", "Manager"))
+
+    html = client.get(reverse("stakeholders:deal_list")).content.decode()
+
+    assert 'data-filter="stuck"' not in html
+    assert queued == []

@@ -11,7 +11,7 @@ import datetime as dt
 import pytest
 from django.utils import timezone
 
-from apps.flows.sync import mirror_follow
+from apps.flows.sync import field_changes_follow, mirror_follow, touches_follow
 from apps.kommo.models.mirror import LeadContact
 from apps.kommo.services.sync import events_reconcile, history_backfill, mirror_sync
 from apps.reports.coverage_snapshots import coverage_snapshots_backfill
@@ -33,10 +33,10 @@ def test_the_demo_s_year_dates_the_committee_and_the_backtest_fills_the_accuracy
         account = account_for(server)
         account_bootstrap(account=account, public_url="http://127.0.0.1:9")
         mirror_sync(account=account, follow=mirror_follow)
-        history = history_backfill(account=account, days=365)
-        events_reconcile(account=account, follow=mirror_follow)
+        history = history_backfill(account=account, days=365, field_changes_follow=field_changes_follow)
+        events_reconcile(account=account, follow=mirror_follow, touches_follow=touches_follow)
         touched = _note_and_meeting(server, account)
-        events_reconcile(account=account, follow=mirror_follow)
+        events_reconcile(account=account, follow=mirror_follow, touches_follow=touches_follow)
     finally:
         server.stop()
 

@@ -11,7 +11,6 @@ import redis
 
 from apps.reports.export.stuck import stuck_states_refresh
 from apps.reports.models import StuckRefresh
-from tests.core.test_broker_outage import own_redis  # noqa: F401 (the fixture)
 from tests.reports.desk import NOW, Desk, desk
 from tests.reports.support import html_table, person
 from tests.support.services import RedisServer
@@ -23,7 +22,7 @@ pytestmark = [pytest.mark.django_db, pytest.mark.redis]
 def test_with_redis_stopped_the_stuck_page_answers_stale_and_the_next_viewer_queues_once_it_is_back(
     client,
     desk: Desk,
-    own_redis: RedisServer,  # noqa: F811 (the fixture)
+    own_redis: RedisServer,
 ) -> None:
     desk.deal("Northwind", price=80_000, open_task=False)
     stuck_states_refresh(account=desk.account, now=NOW)  # long ago: the states are stale now

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import responses
 
 from apps.flows.sync import mirror_follow
 from apps.kommo import types
@@ -25,6 +26,7 @@ from apps.kommo.services.mirror import (
 from apps.stakeholders.models import FieldMapping, FieldMappingValue, Role
 from kommo_sandbox.server import SandboxServer
 from tests.factories import KommoAccountFactory
+from tests.support.fake_kommo import FakeKommo
 from tests.support.services import unavailable
 
 FOLDER = Path(__file__).resolve().parents[1] / "fixtures" / "kommo" / "stakeholders"
@@ -97,6 +99,19 @@ def kommo_client(account: KommoAccount, tmp_path: Path) -> KommoClient:
     return KommoClient(
         account, limiter=RateLimiter(FileSlotStore(tmp_path / "ratelimit")), sleep=lambda _: None
     )
+
+
+@pytest.fixture
+def kommo(account: KommoAccount) -> Iterator[FakeKommo]:
+    """The suite's fake Kommo holding the recorded contacts and Stakeholders elements of the account; a
+    call it has no answer for fails the test."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        fake = FakeKommo(mock, account.api_root)
+        fake.contacts = {c["id"]: c for c in stakeholder_payload("contacts.json")["_embedded"]["contacts"]}
+        elements = stakeholder_payload("catalog-elements.json")["_embedded"]["elements"]
+        fake.elements[CATALOG_ID] = {element["id"]: element for element in elements}
+        yield fake
+        assert not fake.unrouted, f"calls the fake Kommo has no answer for: {fake.unrouted}"
 
 
 @pytest.fixture

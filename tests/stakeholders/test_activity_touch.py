@@ -3,7 +3,6 @@ stakeholder's last touch follows it, through the webhook's dispatch and the one 
 history records it."""
 
 import datetime as dt
-import re
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ import responses
 from django.utils import timezone
 
 from apps.flows import tasks as flow_tasks
-from apps.flows.sync import mirror_follow
+from apps.flows.sync import mirror_follow, touches_follow
 from apps.kommo.models import KommoAccount, WebhookEvent
 from apps.kommo.models.mirror import LeadContact
 from apps.kommo.provenance import MirrorSource, mirror_provenance
@@ -152,14 +151,14 @@ def event(event_id: str, kind: str, entity_type: str, entity_id: int, at: int, a
 
 
 def test_the_events_sweep_touches_for_a_note_a_call_and_a_completed_meeting_but_not_a_follow_up(
-    mapped_account, kommo_client
+    mapped_account, kommo_client, kommo
 ):
     mirror_recorded_deal(mapped_account)
     chen = Stakeholder.objects.get(name="Chen Wu")
     main = Stakeholder.objects.get(lead__kommo_id=5001, contact__kommo_id=6001)  # the deal's main contact
     now = int(timezone.now().timestamp())
     called, met, followed_up = now - 7200, now - 3600, now - 60
-    events = [
+    kommo.events = [
         event("01called", "outgoing_call", "contact", chen.contact.kommo_id, called, [{"note": {"id": 1}}]),
         event("01meeting", "task_completed", "task", 50000001, met, []),
         event("01followup", "task_completed", "task", 50000002, followed_up, []),
@@ -168,25 +167,15 @@ def test_the_events_sweep_touches_for_a_note_a_call_and_a_completed_meeting_but_
         {"id": 50000001, "task_type_id": 2, "entity_type": "leads", "entity_id": 5001, "is_completed": True},
         {"id": 50000002, "task_type_id": 1, "entity_type": "leads", "entity_id": 5001, "is_completed": True},
     ]
-    page = {"_page": 1, "_links": {"self": {"href": f"{BASE_URL}/api/v4/events"}}}
+    kommo.tasks = {task["id"]: task | {"text": "t", "complete_till": now} for task in tasks}
 
-    with responses.RequestsMock() as mock:
-        mock.add(
-            responses.GET,
-            re.compile(f"{BASE_URL}/api/v4/events.*"),
-            json={**page, "_embedded": {"events": events}},
-        )
-        mock.add(
-            responses.GET,
-            re.compile(f"{BASE_URL}/api/v4/tasks.*"),
-            json={
-                **page,
-                "_embedded": {"tasks": [task | {"text": "t", "complete_till": now} for task in tasks]},
-            },
-        )
-        mock.add(responses.GET, re.compile(f"{BASE_URL}/api/v4/(leads|contacts)/notes.*"), status=204)
-        events_reconcile(account=mapped_account, client=kommo_client, follow=mirror_follow)
+    events_reconcile(
+        account=mapped_account, client=kommo_client, follow=mirror_follow, touches_follow=touches_follow
+    )
 
+    read = {call.split("?")[0] for call in kommo.calls}
+    assert {"GET /api/v4/events", "GET /api/v4/tasks"} <= read  # the events, then the meetings' tasks
+    assert read & {"GET /api/v4/leads/notes", "GET /api/v4/contacts/notes"}  # and the mail notes (none)
     chen.refresh_from_db()
     main.refresh_from_db()
     at = {ts: dt.datetime.fromtimestamp(ts, tz=dt.UTC) for ts in (called, met)}

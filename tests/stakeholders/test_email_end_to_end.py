@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 
-import pytest
 from django.utils import timezone
 
 from apps.gates.models import GateCondition, GateDecision, GateRule
@@ -16,15 +15,10 @@ from apps.kommo.models.mirror import LeadContact
 from apps.stakeholders.models import Stakeholder, StakeholderEvent
 from kommo_sandbox.server import SandboxServer
 from tests.kommo.sandbox_support import GatedPortal, sandbox_admin, sandbox_api
+from tests.support.marks import END_TO_END
 from tests.support.services import wait_for
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
-    pytest.mark.postgres,
-    pytest.mark.redis,
-    pytest.mark.worker,
-    pytest.mark.sandbox,
-]
+pytestmark = END_TO_END
 
 STAGE = "Technical validation"  # no default rule guards it
 

@@ -1,14 +1,11 @@
 """An e-mail on a deal or a contact is a touch: the Digital Pipeline's ``mail_in`` hook (dated when its
 delivery arrived), the mail note's webhook (dated at the note), and the events sweep's read of the mail
-notes (Kommo's events log has none). Kommo's API is answered by ``responses``."""
+notes (Kommo's events log has none). Kommo's API is answered by the fake Kommo."""
 
 from __future__ import annotations
 
 import datetime as dt
-import json
-import re
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import responses
@@ -17,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from apps.flows import tasks as flow_tasks
-from apps.flows.sync import mirror_follow
+from apps.flows.sync import mirror_follow, touches_follow
+from apps.kommo.exceptions import KommoServerError
 from apps.kommo.models import SyncState, WebhookEvent
 from apps.kommo.models.mirror import LeadContact
 from apps.kommo.provenance import MirrorSource, mirror_provenance
@@ -27,6 +25,7 @@ from apps.kommo.webhooks.parser import WebhookParseError, parse
 from apps.stakeholders.models import Stakeholder, StakeholderEvent
 from apps.stakeholders.services import stakeholders_touch
 from tests.stakeholders.conftest import BASE_URL, mirror_recorded_deal
+from tests.stakeholders.test_activity_touch import event
 
 pytestmark = pytest.mark.django_db
 
@@ -128,42 +127,25 @@ def mail_note(note_id: int, entity: str, entity_id: int, created_at: int) -> dic
     }
 
 
-def notes_page(entity: str, notes: list[dict]) -> dict:
-    return {
-        "_page": 1,
-        "_links": {"self": {"href": f"{BASE_URL}/api/v4/{entity}/notes?page=1&limit=250"}},
-        "_embedded": {"notes": notes},
-    }
-
-
-def test_the_events_sweep_reads_the_mail_notes_and_touches_the_people_once(mapped_account, kommo_client):
+def test_the_events_sweep_reads_the_mail_notes_and_touches_the_people_once(
+    mapped_account, kommo_client, kommo
+):
     mirror_recorded_deal(mapped_account)
     chen = Stakeholder.objects.get(name="Chen Wu")
     main = main_stakeholder()
     on_deal = int((timezone.now() - dt.timedelta(hours=3)).timestamp())
     on_contact = int((timezone.now() - dt.timedelta(hours=1)).timestamp())
-    answers = {
-        "leads": notes_page("leads", [mail_note(60000001, "leads", 5001, on_deal)]),
-        "contacts": notes_page(
-            "contacts", [mail_note(60000002, "contacts", chen.contact.kommo_id, on_contact)]
-        ),
-    }
-    asked: list[dict[str, list[str]]] = []
+    kommo.notes["leads"] = [mail_note(60000001, "leads", 5001, on_deal)]
+    kommo.notes["contacts"] = [mail_note(60000002, "contacts", chen.contact.kommo_id, on_contact)]
 
-    def notes(request):  # type: ignore[no-untyped-def]
-        query = parse_qs(urlsplit(request.url).query)
-        asked.append(query)
-        entity = urlsplit(request.url).path.split("/")[3]
-        return 200, {"Content-Type": "application/hal+json"}, json.dumps(answers[entity])
-
-    with responses.RequestsMock() as mock:
-        mock.add(responses.GET, re.compile(f"{BASE_URL}/api/v4/events.*"), status=204)
-        mock.add_callback(responses.GET, re.compile(f"{BASE_URL}/api/v4/(leads|contacts)/notes.*"), notes)
-        events_reconcile(account=mapped_account, client=kommo_client, follow=mirror_follow)
-        rows = StakeholderEvent.objects.filter(field="last_touch", source="sync").count()
-        events_reconcile(
-            account=mapped_account, client=kommo_client, follow=mirror_follow
-        )  # the same notes again
+    events_reconcile(
+        account=mapped_account, client=kommo_client, follow=mirror_follow, touches_follow=touches_follow
+    )
+    rows = StakeholderEvent.objects.filter(field="last_touch", source="sync").count()
+    events_reconcile(
+        account=mapped_account, client=kommo_client, follow=mirror_follow, touches_follow=touches_follow
+    )  # the same notes again
+    asked = kommo.calls_to("/notes", "GET")
 
     chen.refresh_from_db()
     main.refresh_from_db()
@@ -181,6 +163,49 @@ def test_the_events_sweep_reads_the_mail_notes_and_touches_the_people_once(mappe
     assert cursor == {"updated_at": on_contact + 5}
     # the second run starts a little before the latest note read, not from the lookback again
     assert int(asked[-1]["filter[updated_at][from]"][0]) > on_deal
+
+
+def test_a_mail_note_read_that_fails_halfway_keeps_the_events_and_leaves_the_mail_cursor_for_the_next_sweep(
+    mapped_account, kommo_client, kommo
+):
+    """The sweep reads the events, then the mail notes of deals, then those of contacts. Kommo answers the
+    contacts' 500 (every retry): the sweep fails, the touch its events brought stays recorded and the mail
+    cursor does not move. The next sweep reads from where the cursor was, so the contact's e-mail, older
+    than the deal's by more than the overlap, is not skipped."""
+    mirror_recorded_deal(mapped_account)
+    chen = Stakeholder.objects.get(name="Chen Wu")
+    main = main_stakeholder()
+    now = int(timezone.now().timestamp())
+    called, mailed_chen, mailed_deal = now - 4 * 3600, now - 3 * 3600, now - 3600
+    call = event("01called", "outgoing_call", "contact", chen.contact.kommo_id, called, [{"note": {"id": 1}}])
+    kommo.events = [call]
+    kommo.notes["leads"] = [mail_note(60000001, "leads", 5001, mailed_deal)]
+    kommo.notes["contacts"] = [mail_note(60000002, "contacts", chen.contact.kommo_id, mailed_chen)]
+    kommo.failures["/api/v4/contacts/notes"] = (500, {"status": 500})  # every retry
+
+    def sweep() -> None:
+        events_reconcile(
+            account=mapped_account, client=kommo_client, follow=mirror_follow, touches_follow=touches_follow
+        )
+
+    with pytest.raises(KommoServerError):
+        sweep()
+
+    chen.refresh_from_db()
+    assert chen.last_touch == dt.datetime.fromtimestamp(called, tz=dt.UTC)  # the events' touch stays
+    events_state = SyncState.objects.get(account=mapped_account, resource="events")
+    assert events_state.cursor["created_at"] == called and events_state.finished_at is not None
+    assert "updated_at" not in SyncState.objects.get(account=mapped_account, resource="mail").cursor
+
+    del kommo.failures["/api/v4/contacts/notes"]
+    sweep()
+
+    chen.refresh_from_db()
+    main.refresh_from_db()
+    assert chen.last_touch == dt.datetime.fromtimestamp(mailed_chen, tz=dt.UTC)
+    assert main.last_touch == dt.datetime.fromtimestamp(mailed_deal, tz=dt.UTC)
+    mail = SyncState.objects.get(account=mapped_account, resource="mail").cursor
+    assert mail == {"updated_at": mailed_deal + 5}
 
 
 # -- hostile input ----------------------------------------------------------------------------------------

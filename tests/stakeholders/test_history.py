@@ -9,7 +9,7 @@ import responses
 from django.contrib.auth.models import Group
 from django.urls import reverse
 
-from apps.flows.sync import mirror_follow
+from apps.flows.sync import field_changes_follow, mirror_follow
 from apps.kommo import types
 from apps.kommo.models.mirror import Lead
 from apps.kommo.provenance import MirrorSource, mirror_provenance
@@ -18,6 +18,7 @@ from apps.kommo.services.mirror import (
     catalog_elements_upsert_from_kommo,
     contacts_upsert_from_kommo,
 )
+from apps.kommo.services.sync import history_backfill
 from apps.stakeholders.models import Role, Stakeholder, StakeholderEvent
 from apps.stakeholders.selectors import stakeholder_state_as_of
 from apps.users.models import User
@@ -171,17 +172,13 @@ def test_the_state_as_of_reports_an_approval_past_its_roles_expiry(mapped_accoun
     assert ann.approval_state(when=ANN_UPDATED + dt.timedelta(days=300), valid_days=None) == "approved"
 
 
-@responses.activate
-def test_a_change_on_the_manager_page_is_recorded_as_the_managers(client, mapped_account):
+def test_a_change_on_the_manager_page_is_recorded_as_the_managers(client, mapped_account, kommo):
     mirror_recorded_deal(mapped_account)
     lead = Lead.objects.get(kommo_id=5001)
     chris = User.objects.create_user("chris", password="secret-pass-1", kommo_user_id=504141)
     chris.groups.add(Group.objects.get(name="Manager"))
     client.force_login(chris)
     boris = Stakeholder.objects.get(name="Boris Petrov")
-    answer = element(7102, updated_at=1717999000)
-    answer["custom_fields_values"][0]["values"] = [{"value": "Approved", "enum_id": 9202}]
-    responses.patch(f"{BASE_URL}/api/v4/catalogs/7001/elements", json={"_embedded": {"elements": [answer]}})
     prefix = f"s{boris.pk}"
 
     client.post(
@@ -239,35 +236,32 @@ def test_a_decision_keeps_the_day_the_approval_was_requested(mapped_account):
     assert [e.new for e in events("Boris Petrov", "approval_requested_at")] == [requested.isoformat()]
 
 
-def _field_event(
-    event_id: str, entity: str, entity_id: int, field_id: int, before, after, at: int
-) -> types.Event:
+def _field_event(event_id: str, entity: str, entity_id: int, field_id: int, before, after, at: int) -> dict:
+    """A ``custom_field_value_changed`` event as Kommo's events log lists it."""
+
     def values(items):
         return [
             {"custom_field_value": {"field_id": field_id, "field_type": 4, "enum_id": enum, "text": text}}
             for enum, text in items
         ]
 
-    return types.Event.from_api(
-        {
-            "id": event_id,
-            "type": "custom_field_value_changed",
-            "entity_id": entity_id,
-            "entity_type": entity,
-            "created_by": 0,
-            "created_at": at,
-            "value_before": values(before),
-            "value_after": values(after),
-        }
-    )
+    return {
+        "id": event_id,
+        "type": "custom_field_value_changed",
+        "entity_id": entity_id,
+        "entity_type": entity,
+        "created_by": 0,
+        "created_at": at,
+        "value_before": values(before),
+        "value_after": values(after),
+    }
 
 
-def test_past_field_changes_read_from_kommos_events_date_the_history_once(mapped_account):
+def test_past_field_changes_read_from_kommos_events_date_the_history_once(mapped_account, kommo_client):
     """Ann Lee's element says decision maker and approved; Kommo's events say she was given the role 10 hours
     after her element was created, asked at 20 and approved at 30 (before the element's last change): the
-    state at each hour follows, and reading the same events again adds nothing."""
-    from apps.kommo.signals import field_changes_seen
-
+    state at each hour follows, and reading the same events again (a second backfill) adds nothing. The
+    history backfill reads them and gives them to the flows' ``field_changes_follow``."""
     mirror_recorded_deal(mapped_account)
     hour = 3600
     start = 1717000000  # when her contact and element were created
@@ -283,11 +277,15 @@ def test_past_field_changes_read_from_kommos_events_date_the_history_once(mapped
         _field_event("e5", "lead", 5001, 880101, [], [(9101, "Decision maker")], start + 5 * hour),
         _field_event("e6", "catalog_7001", 7101, 123456, [], [(None, "x")], start + 5 * hour),
     ]
-    typed = [event.field_change() for event in changes]
+    typed = [types.Event.from_api(event).field_change() for event in changes]
     assert all(change is not None for change in typed)
 
-    for _ in range(2):
-        field_changes_seen.send(sender=None, account=mapped_account, changes=typed)
+    with responses.RequestsMock() as kommo:
+        kommo.get(f"{BASE_URL}/api/v4/events", json={"_embedded": {"events": changes}, "_links": {}})
+        for _ in range(2):
+            history_backfill(
+                account=mapped_account, days=1, client=kommo_client, field_changes_follow=field_changes_follow
+            )
 
     ann = Stakeholder.objects.get(name="Ann Lee")
     past = StakeholderEvent.objects.filter(stakeholder_id=ann.pk).exclude(kommo_event_id="")

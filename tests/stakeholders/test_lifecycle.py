@@ -6,7 +6,6 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-import responses
 import time_machine
 from django.contrib.auth.models import Group
 from django.urls import reverse
@@ -14,7 +13,7 @@ from django.urls import reverse
 from apps.kommo.models.mirror import Lead
 from apps.stakeholders.models import FieldMapping, Role, Stakeholder, StakeholderEvent
 from apps.users.models import User
-from tests.stakeholders.conftest import BASE_URL, CATALOG_ID, mirror_recorded_deal, stakeholder_payload
+from tests.stakeholders.conftest import CATALOG_ID, mirror_recorded_deal
 from tests.support.fake_kommo import FakeKommo
 
 pytestmark = pytest.mark.django_db
@@ -56,14 +55,11 @@ def manager(client):
 
 
 @pytest.fixture
-def kommo():
-    """The suite's fake Kommo holding the recorded Stakeholders elements."""
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as mocked:
-        fake = FakeKommo(mocked, BASE_URL)
-        elements = stakeholder_payload("catalog-elements.json")["_embedded"]["elements"]
-        fake.elements[CATALOG_ID] = {element["id"]: element for element in elements}
-        fake.field_types.update(TYPES)
-        yield fake
+def kommo(kommo: FakeKommo) -> FakeKommo:
+    """The fake Kommo holding the recorded Stakeholders elements (tests/stakeholders/conftest.py), with the
+    types of the fields bootstrap adds."""
+    kommo.field_types.update(TYPES)
+    return kommo
 
 
 def patches(kommo: FakeKommo) -> list[list[dict]]:

@@ -18,15 +18,10 @@ from apps.stakeholders.models import Approval, Role, Stakeholder, StakeholderEve
 from apps.users.models import User
 from kommo_sandbox.server import SandboxServer
 from tests.kommo.sandbox_support import GatedPortal, sandbox_api
+from tests.support.marks import END_TO_END
 from tests.support.services import wait_for
 
-pytestmark = [
-    pytest.mark.django_db(transaction=True, serialized_rollback=True),
-    pytest.mark.postgres,
-    pytest.mark.redis,
-    pytest.mark.worker,
-    pytest.mark.sandbox,
-]
+pytestmark = END_TO_END
 
 LAWYER_GATE = "The lawyer approved to leave Legal review"
 
@@ -124,7 +119,7 @@ def test_an_objection_raised_on_the_page_blocks_the_gate_and_resolving_it_lets_t
     blocked = GateDecision.objects.get(lead=deal, rule__name=LAWYER_GATE)
     assert blocked.outcome == GateDecision.Outcome.BLOCKED
     assert blocked.reasons == [
-        "the Lawyer has an open objection (" + lawyer.name + ": “Liability cap”, weight 0.8, open 0 days)"
+        "the lawyer has an open objection (" + lawyer.name + ": “Liability cap”, weight 0.8, open 0 days)"
     ]
 
     page = client.post(urls["objection_save"], {"action": "resolve"}, follow=True).content.decode()

@@ -14,7 +14,7 @@ from apps.kommo.models.mirror import Lead, StageChange, Status
 from apps.stakeholders.models import Stakeholder
 from apps.users.models import User
 from tests.factories import PipelineFactory, StatusFactory
-from tests.stakeholders.conftest import BASE_URL, mirror_recorded_deal, stakeholder_payload
+from tests.stakeholders.conftest import BASE_URL, mirror_recorded_deal
 
 pytestmark = pytest.mark.django_db
 
@@ -204,16 +204,9 @@ def test_a_deal_page_reads_the_deal_once_with_its_stage_and_pipeline(client, dea
     assert '"kommo_pipeline"' not in sources
 
 
-@responses.activate
-def test_saving_an_approval_writes_it_to_kommo_and_shows_it(client, deal):
+def test_saving_an_approval_writes_it_to_kommo_and_shows_it(client, deal, kommo):
     client.force_login(person("chris", "Manager", RESPONSIBLE))
     boris = Stakeholder.objects.get(name="Boris Petrov")
-    answer = next(
-        e for e in stakeholder_payload("catalog-elements.json")["_embedded"]["elements"] if e["id"] == 7102
-    )
-    answer["updated_at"] = 1717999000
-    answer["custom_fields_values"][0]["values"] = [{"value": "Approved", "enum_id": 9202}]
-    responses.patch(f"{BASE_URL}/api/v4/catalogs/7001/elements", json={"_embedded": {"elements": [answer]}})
     prefix = f"s{boris.pk}"
 
     response = client.post(
@@ -228,6 +221,11 @@ def test_saving_an_approval_writes_it_to_kommo_and_shows_it(client, deal):
 
     assert "Boris Petrov: saved in Kommo." in response.content.decode()
     assert Stakeholder.objects.get(pk=boris.pk).approval_status == "approved"
+    [[written]] = kommo.bodies("PATCH", "/api/v4/catalogs/7001/elements")
+    assert (written["id"], written["custom_fields_values"][0]) == (
+        7102,
+        {"field_id": 880102, "values": [{"enum_id": 9202}]},
+    )
 
 
 def test_an_approval_for_a_person_without_an_element_says_so_and_offers_to_create_it(client, deal):

@@ -1,7 +1,7 @@
-"""A person's change to a stakeholder is written where Kommo keeps it, and the mirror follows Kommo."""
+"""A person's change to a stakeholder is written where Kommo keeps it, and the mirror follows Kommo (the
+fake Kommo, holding the recorded contacts and Stakeholders elements)."""
 
 import datetime as dt
-import json
 from decimal import Decimal
 
 import pytest
@@ -17,23 +17,10 @@ from apps.stakeholders.services import (
     stakeholder_update_in_kommo,
 )
 from tests.kommo.payloads import payload
-from tests.stakeholders.conftest import BASE_URL, mirror_recorded_deal, stakeholder_payload
+from tests.stakeholders.conftest import mirror_recorded_deal
 
 pytestmark = pytest.mark.django_db
-
-
-def element(kommo_id: int) -> dict:
-    return next(
-        e
-        for e in stakeholder_payload("catalog-elements.json")["_embedded"]["elements"]
-        if e["id"] == kommo_id
-    )
-
-
-def contact(kommo_id: int) -> dict:
-    return next(
-        c for c in stakeholder_payload("contacts.json")["_embedded"]["contacts"] if c["id"] == kommo_id
-    )
+ELEMENTS = r"/api/v4/catalogs/\d+/elements"  # the fake's route
 
 
 def change_of(stakeholder: Stakeholder, **changes) -> StakeholderChange:
@@ -53,16 +40,8 @@ def recorded_deal(mapped_account):
     }
 
 
-@responses.activate
-def test_an_approval_is_written_to_the_deals_catalog_element(recorded_deal, kommo_client):
+def test_an_approval_is_written_to_the_deals_catalog_element(recorded_deal, kommo_client, kommo):
     ann = recorded_deal["Ann Lee"]
-    answer = element(7101)
-    answer["updated_at"] = 1717999000
-    answer["custom_fields_values"][1]["values"] = [{"value": "Rejected", "enum_id": 9203}]
-    patch = responses.patch(
-        f"{BASE_URL}/api/v4/catalogs/7001/elements", json={"_embedded": {"elements": [answer]}}
-    )
-
     decided = dt.datetime(2026, 3, 2, 10, 0, tzinfo=dt.UTC)
 
     with time_machine.travel(decided, tick=False):
@@ -72,61 +51,49 @@ def test_an_approval_is_written_to_the_deals_catalog_element(recorded_deal, komm
 
     assert written is True
     # A decision is a touch: the last touch is written with it (nothing maps the decision's day here).
-    assert json.loads(patch.calls[0].request.body) == [
-        {
-            "id": 7101,
-            "custom_fields_values": [
-                {"field_id": 880102, "values": [{"enum_id": 9203}]},
-                {"field_id": 880103, "values": [{"value": int(decided.timestamp())}]},
-            ],
-        }
+    assert kommo.bodies("PATCH", "/api/v4/catalogs/7001/elements") == [
+        [
+            {
+                "id": 7101,
+                "custom_fields_values": [
+                    {"field_id": 880102, "values": [{"enum_id": 9203}]},
+                    {"field_id": 880103, "values": [{"value": int(decided.timestamp())}]},
+                ],
+            }
+        ]
     ]
     assert Stakeholder.objects.get(pk=ann.pk).approval_status == "rejected"
 
 
-@responses.activate
-def test_a_last_touch_is_written_as_a_unix_timestamp(recorded_deal, kommo_client):
+def test_a_last_touch_is_written_as_a_unix_timestamp(recorded_deal, kommo_client, kommo):
     ann = recorded_deal["Ann Lee"]
     touched = dt.datetime(2024, 7, 1, tzinfo=dt.UTC)
-    answer = element(7101)
-    answer["updated_at"] = 1717999000
-    answer["custom_fields_values"][2]["values"] = [{"value": int(touched.timestamp())}]
-    patch = responses.patch(
-        f"{BASE_URL}/api/v4/catalogs/7001/elements", json={"_embedded": {"elements": [answer]}}
-    )
 
     stakeholder_update_in_kommo(
         stakeholder=ann, change=change_of(ann, last_touch=touched), client=kommo_client
     )
 
-    body = json.loads(patch.calls[0].request.body)
+    [body] = kommo.bodies("PATCH", "/api/v4/catalogs/7001/elements")
     assert body[0]["custom_fields_values"] == [
         {"field_id": 880103, "values": [{"value": int(touched.timestamp())}]}
     ]
     assert Stakeholder.objects.get(pk=ann.pk).last_touch == touched
 
 
-@responses.activate
 def test_a_role_of_a_contact_without_element_is_written_to_the_contact_and_read_back(
-    recorded_deal, kommo_client
+    recorded_deal, kommo_client, kommo
 ):
     chen = recorded_deal["Chen Wu"]
     blocker = Role.objects.get(code="blocker")
-    fresh = contact(6003)
-    fresh["updated_at"] = 1717999000
-    fresh["custom_fields_values"][0]["values"] = [{"value": "Blocker", "enum_id": 9006}]
-    patch = responses.patch(
-        f"{BASE_URL}/api/v4/contacts",
-        json={"_embedded": {"contacts": [{"id": 6003, "name": "Chen Wu", "updated_at": 1717999000}]}},
-    )
-    get = responses.get(f"{BASE_URL}/api/v4/contacts/6003", json=fresh)
 
     stakeholder_update_in_kommo(stakeholder=chen, change=change_of(chen, role=blocker), client=kommo_client)
 
-    assert json.loads(patch.calls[0].request.body) == [
-        {"id": 6003, "custom_fields_values": [{"field_id": 880001, "values": [{"enum_id": 9006}]}]}
+    assert kommo.bodies("PATCH", "/api/v4/contacts") == [
+        [{"id": 6003, "custom_fields_values": [{"field_id": 880001, "values": [{"enum_id": 9006}]}]}]
     ]
-    assert get.call_count == 1
+    assert [call.split("?")[0] for call in kommo.calls if call.startswith("GET")] == [
+        "GET /api/v4/contacts/6003"
+    ]
     assert Stakeholder.objects.get(pk=chen.pk).role == blocker
 
 
@@ -165,12 +132,9 @@ def test_nothing_is_written_when_nothing_changed(recorded_deal, kommo_client):
         )
 
 
-@responses.activate
-def test_kommos_refusal_is_reported_and_the_stakeholder_is_unchanged(recorded_deal, kommo_client):
+def test_kommos_refusal_is_reported_and_the_stakeholder_is_unchanged(recorded_deal, kommo_client, kommo):
     ann = recorded_deal["Ann Lee"]
-    responses.patch(
-        f"{BASE_URL}/api/v4/catalogs/7001/elements", json=payload("error-validation.json"), status=400
-    )
+    kommo.answer_next(ELEMENTS, 400, payload("error-validation.json"))
 
     with pytest.raises(StakeholderWriteError, match="Kommo refused the change") as caught:
         stakeholder_update_in_kommo(
@@ -182,10 +146,9 @@ def test_kommos_refusal_is_reported_and_the_stakeholder_is_unchanged(recorded_de
     assert Stakeholder.objects.get(pk=ann.pk).approval_status == "approved"
 
 
-@responses.activate
-def test_kommo_being_unavailable_is_reported_as_worth_retrying(recorded_deal, kommo_client):
+def test_kommo_being_unavailable_is_reported_as_worth_retrying(recorded_deal, kommo_client, kommo):
     ann = recorded_deal["Ann Lee"]
-    responses.patch(f"{BASE_URL}/api/v4/catalogs/7001/elements", json=payload("error-500.json"), status=500)
+    kommo.failures[ELEMENTS] = (500, payload("error-500.json"))
 
     with pytest.raises(StakeholderWriteError, match="Kommo could not take the change now") as caught:
         stakeholder_update_in_kommo(

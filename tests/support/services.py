@@ -18,7 +18,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +37,22 @@ def unavailable(reason: str) -> None:
     if in_ci():
         pytest.fail(f"{reason} — CI=true requires it (.ci/run installs it)", pytrace=False)
     pytest.skip(reason)
+
+
+def python_run(
+    code: str, *, env: Mapping[str, str | None] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run ``code`` in a child Python of the suite's interpreter, in the repository's root, with this
+    process's environment changed by ``env`` (a value of None removes the variable); its output is kept."""
+    changed = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        env={key: value for key, value in changed.items() if value is not None},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 # Under pytest-xdist each worker starts its own PostgreSQL, Redis and gunicorn: each worker takes their ports

@@ -16,7 +16,7 @@ from django.urls import URLPattern, path, reverse
 from unfold.admin import ModelAdmin
 from unfold.decorators import action
 
-from apps.kommo.admin.follow import admin_follow
+from apps.kommo.admin.follow import admin_field_changes_follow, admin_follow
 from apps.kommo.exceptions import KommoError
 from apps.kommo.models.account import KommoAccount
 from apps.kommo.services import accounts as account_services
@@ -258,7 +258,9 @@ class KommoAccountAdmin(ModelAdmin):  # type: ignore[type-arg]
                 self.message_user(request, f"{account}: not connected", messages.ERROR)
                 continue
             try:
-                result = sync_services.history_backfill(account=account)
+                result = sync_services.history_backfill(
+                    account=account, field_changes_follow=admin_field_changes_follow
+                )
             except KommoError as exc:
                 self.message_user(
                     request, f"{account}: {exc} — run the action again to continue", messages.ERROR

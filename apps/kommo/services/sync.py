@@ -52,7 +52,6 @@ from apps.kommo.models import (
 )
 from apps.kommo.provenance import MirrorSource, provenance
 from apps.kommo.services import mirror
-from apps.kommo.signals import field_changes_seen, touches_seen
 from apps.kommo.webhooks.dispatch import MAIL_NOTE_TYPE, Touch
 
 T = TypeVar("T")
@@ -95,6 +94,15 @@ STAGE_EVENT_TYPES = ("lead_status_changed", "lead_added")
 HISTORY_WINDOW = dt.timedelta(days=30)
 # In the order a full sync runs them: what later resources refer to comes first.
 RESOURCES = ("pipelines", "users", "catalogs", "custom_fields", "companies", "contacts", "leads")
+
+# What follows the touches the events sweep reads (notes, calls, SMS, completed meetings, e-mails), called
+# inside the sweep's transaction: the apps above the boundary are given them (the stakeholders' last touch).
+# Webhook processing hands the same touches over in its own flow, so a touch may arrive both ways.
+TouchesFollow = Callable[[KommoAccount, Sequence[Touch]], None]
+# What follows the past changes of contacts' and catalog elements' fields the history backfill reads, called
+# inside the page's transaction once the mirror holds those contacts and elements. The same change may come
+# again (a resumed or repeated backfill): what follows must be idempotent.
+FieldChangesFollow = Callable[[KommoAccount, Sequence[types.FieldChange]], None]
 
 
 class Progress(Protocol):
@@ -593,12 +601,14 @@ def events_reconcile(
     client: KommoClient | None = None,
     progress: Progress | None = None,
     follow: mirror.MirrorFollow,
+    touches_follow: TouchesFollow,
 ) -> mirror.BatchResult:
     """Read deal events from the stored cursor and repair the mirror with them: every stage move becomes a
     :class:`StageChange` (source ``events``, who moved it, the event id; merged with what a webhook already
     recorded), every deal an event names is re-fetched (250 ids per call), deletions and restores applied.
-    The cursor moves after each page of 100 events. ``follow``: what follows each write, inside its page's
-    transaction."""
+    The cursor moves after each page of 100 events; then the e-mails are read from their notes. ``follow``:
+    what follows each write, inside its page's transaction; ``touches_follow``: what follows the touches
+    read (the events' notes, calls and meetings, then the e-mails), inside the same transactions."""
     client = client or KommoClient(account)
     progress = progress or _Silent()
     state = _state(account, "events")
@@ -622,7 +632,7 @@ def events_reconcile(
             result.add(_events_apply(account=account, client=client, events=fresh, follow=follow))
             touches = _events_touches(client=client, events=fresh)
             if touches:
-                touches_seen.send(sender=KommoAccount, account=account, touches=touches)
+                touches_follow(account, touches)
             for event in fresh:
                 if event.type == "lead_added" and event.entity_id:
                     added.setdefault(str(event.entity_id), [event.id, event.created_by])
@@ -649,7 +659,7 @@ def events_reconcile(
     state.finished_at = timezone.now()
     state.save()
     # Last, once the events' run is finished: a failure to read the mail notes leaves it whole.
-    _mail_touches_reconcile(account=account, client=client)
+    _mail_touches_reconcile(account=account, client=client, touches_follow=touches_follow)
     progress.finish("events", result)
     return result
 
@@ -679,9 +689,12 @@ def _events_touches(*, client: KommoClient, events: Sequence[types.Event]) -> tu
     return tuple(touches)
 
 
-def _mail_touches_reconcile(*, account: KommoAccount, client: KommoClient) -> int:
+def _mail_touches_reconcile(
+    *, account: KommoAccount, client: KommoClient, touches_follow: TouchesFollow
+) -> int:
     """The e-mails on deals and contacts since the ``mail`` cursor, as touches dated at their note's
-    creation (when Kommo recorded the e-mail), announced like the events' touches. The cursor keeps the
+    creation (when Kommo recorded the e-mail), followed like the events' touches. Every note is read before
+    anything is followed or the cursor moves: a call that fails leaves both as they were. The cursor keeps the
     latest ``updated_at`` read and the next run starts ``OVERLAP`` before it: a touch is the later of the
     moments, so reading a note twice changes nothing. Returns the number of e-mail notes read."""
     state = _state(account, "mail")
@@ -696,7 +709,7 @@ def _mail_touches_reconcile(*, account: KommoAccount, client: KommoClient) -> in
                 touches.append(Touch(entity=kind, kommo_id=note.entity_id, at=note.created_at))
     with transaction.atomic():
         if touches:
-            touches_seen.send(sender=KommoAccount, account=account, touches=tuple(touches))
+            touches_follow(account, tuple(touches))
         state.cursor = {"updated_at": latest}
         state.seen, state.finished_at = read, timezone.now()
         state.save()
@@ -888,13 +901,15 @@ def history_backfill(
     days: int | None = None,
     client: KommoClient | None = None,
     progress: Progress | None = None,
+    field_changes_follow: FieldChangesFollow,
 ) -> HistoryResult:
     """Read back ``days`` (default ``KOMMO_HISTORY_DAYS``) of deal moves from ``/api/v4/events`` and
     record each as a :class:`StageChange` (source ``events``, its event id, who moved it, the exact time),
     then the first stay of every deal created in that range. Nothing follows the moves: past moves are
     history, not moves for the gates to judge. The same pages bring the past changes of contacts' and
-    catalog elements' fields, handed to the apps above as ``field_changes_seen`` (the stakeholders app
-    dates its history with them); run it after the mirror holds the contacts and elements.
+    catalog elements' fields, given page by page to ``field_changes_follow`` inside the page's transaction
+    (the flows' dates the stakeholders' history with them); run it after the mirror holds the contacts and
+    elements.
 
     The range ends when the backfill starts; it is read in windows of :data:`HISTORY_WINDOW`, 100 events
     per page. Its own cursor (``SyncState`` resource ``history``) keeps the range, the window and the last
@@ -928,7 +943,9 @@ def history_backfill(
         while more:
             events, more = _history_page(client, window, window_end, page)
             with transaction.atomic():
-                _history_apply(account=account, events=events, result=result)
+                _history_apply(
+                    account=account, events=events, result=result, field_changes_follow=field_changes_follow
+                )
                 position = {**position, "page": page}
                 state.cursor = {**state.cursor, "backfill": position}
                 state.seen += len(events)
@@ -971,7 +988,13 @@ def _history_page(client: KommoClient, start: int, end: int, page: int) -> tuple
     return events, bool(events) and isinstance(links, dict) and "next" in links
 
 
-def _history_apply(*, account: KommoAccount, events: Sequence[types.Event], result: HistoryResult) -> None:
+def _history_apply(
+    *,
+    account: KommoAccount,
+    events: Sequence[types.Event],
+    result: HistoryResult,
+    field_changes_follow: FieldChangesFollow,
+) -> None:
     changes = [
         change
         for change in (event.field_change() for event in events)
@@ -982,7 +1005,7 @@ def _history_apply(*, account: KommoAccount, events: Sequence[types.Event], resu
     result.events += len(events)
     if changes:
         result.field_changes += len(changes)
-        field_changes_seen.send(sender=history_backfill, account=account, changes=changes)
+        field_changes_follow(account, changes)
     ids = {event.entity_id for event in events if event.entity_id}
     deals = {row.kommo_id: row for row in Lead.objects.filter(account=account, kommo_id__in=ids)}
     moves: list[mirror.PastMove] = []

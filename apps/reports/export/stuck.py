@@ -34,8 +34,19 @@ def stuck_states_refresh(*, account: KommoAccount, now: dt.datetime | None = Non
     :class:`StuckState` rows that changed: their reasons (``changed`` = ``now`` when the codes changed),
     the reasons in words, the days in stage and the usual days; a deal no longer open keeps its row with
     empty reasons. Marks the account refreshed at ``now`` (:class:`StuckRefresh`). Returns the rows whose
-    codes changed."""
+    codes changed.
+
+    One transaction, the mark included: a refresh cut short (the database crashed, the worker was killed)
+    leaves the previous refresh's states whole and its time beside them, never some deals' new states under
+    the old "as of". ``CHUNK`` bounds the memory, not the transaction; PostgreSQL's readers do not wait for
+    it, and the page's claim of a refresh (:func:`stuck_refresh_queue`) waits only for the mark's row,
+    written last."""
     now = now or timezone.now()
+    with transaction.atomic():
+        return _refresh(account, now)
+
+
+def _refresh(account: KommoAccount, now: dt.datetime) -> int:
     open_ids = (
         Lead.objects.filter(account=account, is_deleted=False)
         .exclude(status_kommo_id__in=CLOSED_STATUS_IDS)
@@ -73,18 +84,17 @@ def stuck_states_refresh(*, account: KommoAccount, now: dt.datetime | None = Non
                 changed.append(state)
             elif tuple(before[1:]) != tuple(getattr(state, name) for name in DETAILS):
                 details.append(state)
-        with transaction.atomic():
-            StuckState.objects.bulk_create(
-                changed,
-                update_conflicts=True,
-                unique_fields=["lead"],
-                update_fields=["reasons", "changed", *DETAILS],
-            )
-            # The words and days move every day a deal stays stuck; ``changed`` (what the export's
-            # incremental loads compare) moves only with the codes.
-            StuckState.objects.bulk_create(
-                details, update_conflicts=True, unique_fields=["lead"], update_fields=list(DETAILS)
-            )
+        StuckState.objects.bulk_create(
+            changed,
+            update_conflicts=True,
+            unique_fields=["lead"],
+            update_fields=["reasons", "changed", *DETAILS],
+        )
+        # The words and days move every day a deal stays stuck; ``changed`` (what the export's incremental
+        # loads compare) moves only with the codes.
+        StuckState.objects.bulk_create(
+            details, update_conflicts=True, unique_fields=["lead"], update_fields=list(DETAILS)
+        )
         written += len(changed)
     gone = Q(lead__is_deleted=True) | Q(lead__status_kommo_id__in=CLOSED_STATUS_IDS)
     written += (

@@ -31,7 +31,7 @@ import datetime as dt
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal
 from enum import StrEnum
 
@@ -106,13 +106,6 @@ class StuckDeal:
     @property
     def is_stuck(self) -> bool:
         return bool(self.reasons)
-
-
-def _lower_first(label: str) -> str:
-    """A role's label inside a sentence: "Lawyer" → "lawyer", "CFO" stays."""
-    if len(label) > 1 and label[1].isupper():
-        return label
-    return label[:1].lower() + label[1:]
 
 
 def _days(days: float) -> str:
@@ -256,7 +249,7 @@ def _people(leads: QuerySet[Lead]) -> dict[int, list[Person]]:
     ) in rows:
         found[lead_id].append(
             Person(
-                name, role_id, _lower_first(label or ""), approval, touched, weight,
+                name, role_id, semantics.role_in_sentence(label or ""), approval, touched, weight,
                 objection=text, objection_raised_at=raised, objection_resolved_at=resolved,
                 approval_decided_at=decided, approval_valid_days=days,
             )
@@ -275,8 +268,7 @@ def _gates_at_stages(account: KommoAccount) -> dict[int, tuple[semantics.Conditi
     gates: dict[int, list[semantics.Condition]] = defaultdict(list)
     for rule in rules:
         for condition in rule.conditions.all():
-            view = condition.as_semantics()
-            gates[rule.gated_stage_id].append(replace(view, role_label=_lower_first(view.role_label)))
+            gates[rule.gated_stage_id].append(condition.as_semantics())
     return {stage_id: tuple(conditions) for stage_id, conditions in gates.items()}
 
 

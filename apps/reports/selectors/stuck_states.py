@@ -40,7 +40,12 @@ def stuck_states_as_of(scope: Scope, accounts: list[KommoAccount]) -> StuckFresh
     """When the stuck states of ``accounts`` are as of; for each account whose states are missing or older
     than twice ``REPORTS_EXPORT_STUCK_MINUTES``, one refresh queued (never run here: at 100,000 deals it
     takes seconds). One query, plus two per account that needs a refresh."""
-    oldest = scope.now - dt.timedelta(minutes=2 * float(settings.REPORTS_EXPORT_STUCK_MINUTES))
+    return stuck_freshness(accounts, now=scope.now)
+
+
+def stuck_freshness(accounts: list[KommoAccount], *, now: dt.datetime) -> StuckFreshness:
+    """:func:`stuck_states_as_of` for any page that reads the stuck states (the deal list too)."""
+    oldest = now - dt.timedelta(minutes=2 * float(settings.REPORTS_EXPORT_STUCK_MINUTES))
     marks = dict(StuckRefresh.objects.filter(account__in=accounts).values_list("account_id", "refreshed_at"))
     moments = []
     stale = missing = False
@@ -52,7 +57,7 @@ def stuck_states_as_of(scope: Scope, accounts: list[KommoAccount]) -> StuckFresh
         if refreshed is None or refreshed < oldest:
             missing = missing or refreshed is None
             stale = stale or refreshed is not None
-            queued = stuck_refresh_queue(account=account, now=scope.now) is not Queued.FAILED and queued
+            queued = stuck_refresh_queue(account=account, now=now) is not Queued.FAILED and queued
     return StuckFreshness(as_of=min(moments, default=None), stale=stale, missing=missing, queued=queued)
 
 

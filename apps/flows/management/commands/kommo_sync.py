@@ -23,7 +23,7 @@ from typing import Any, Protocol
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils.dateparse import parse_datetime
 
-from apps.flows.sync import mirror_follow
+from apps.flows.sync import field_changes_follow, mirror_follow, touches_follow
 from apps.kommo.exceptions import KommoError
 from apps.kommo.models import KommoAccount
 from apps.kommo.services.mirror import BatchResult
@@ -152,10 +152,18 @@ class Command(BaseCommand):
                     )
                 if history is not None or ("leads" in resources and history_needed(account)):
                     history_backfill(
-                        account=account, days=history if history and history > 0 else None, progress=progress
+                        account=account,
+                        days=history if history and history > 0 else None,
+                        progress=progress,
+                        field_changes_follow=field_changes_follow,
                     )
                 if "events" in chosen:
-                    events_reconcile(account=account, progress=progress, follow=mirror_follow)
+                    events_reconcile(
+                        account=account,
+                        progress=progress,
+                        follow=mirror_follow,
+                        touches_follow=touches_follow,
+                    )
             except KommoError as error:
                 raise CommandError(f"{account}: {error} — run the command again to continue") from error
 
