@@ -7,6 +7,8 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin
+from django.db.models import Exists, OuterRef, QuerySet, Subquery
+from django.http import HttpRequest
 from unfold.forms import UserChangeForm
 from unfold.widgets import UnfoldAdminSelectWidget
 
@@ -58,12 +60,22 @@ class PortalUserAdmin(UserAdmin):
     form = PortalUserChangeForm
     list_display = ("username", "email", "first_name", "last_name", "job", "kommo_user", "is_staff")
 
+    def get_queryset(self, request: HttpRequest) -> QuerySet[User]:
+        """Each person's Kommo user read with the page's users (its name, and whether the mirror has it),
+        not one query per row."""
+        users: QuerySet[User] = super().get_queryset(request)
+        mirrored = KommoUser.objects.filter(kommo_id=OuterRef("kommo_user_id")).order_by("pk")
+        return users.annotate(
+            kommo_user_known=Exists(mirrored), kommo_user_name=Subquery(mirrored.values("name")[:1])
+        )
+
     @admin.display(description="Kommo user", ordering="kommo_user_id")
     def kommo_user(self, user: User) -> str:
         if user.kommo_user_id is None:
             return self.get_empty_value_display()
-        found = KommoUser.objects.filter(kommo_id=user.kommo_user_id).order_by("pk").first()
-        return str(found) if found else f"Kommo user {user.kommo_user_id}"
+        if not getattr(user, "kommo_user_known", False):
+            return f"Kommo user {user.kommo_user_id}"
+        return getattr(user, "kommo_user_name", "") or f"user {user.kommo_user_id}"  # as KommoUser's str
 
 
 admin.site.unregister(User)
