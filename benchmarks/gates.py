@@ -19,7 +19,14 @@ are created in the sandbox's "Legal review" with no lawyer, so every move to "Si
    ``sending_at`` would leave out a wait for the rate limit after the claim); p50, p95 (target ≤ 1 s),
    max, the median of each step, and the portal's Kommo calls by kind meanwhile.
 
-Options: ``--deals`` per scenario (default 100), ``--rate`` moves per second in scenario 2 (default 10).
+   Where a paced move's time goes, per deal (p50 and p95 of each step): waiting for a worker (received →
+   its delivery claimed), webhook processing (→ the move recorded), the gates (→ decided), the outbound
+   plan and the wait for a rate-limit slot (decided → the drain's claim of the move back), the PATCH (→
+   accepted); the moves back per PATCH; and, with ``--trace``, the outbound plan's own decisions on the
+   moves back (the worker logs each at DEBUG): how often it held them for company and why.
+
+Options: ``--deals`` per scenario (default 100), ``--rate`` moves per second in scenario 2 (default 10),
+``--trace`` (the worker's outbound plan logs its decisions, which are counted; ``benchmarks/gates_trace.py``).
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import statistics
 import time
 from collections import Counter
@@ -41,8 +49,16 @@ def _percentile(values: list[float], share: float) -> float:
     return ordered[max(0, math.ceil(share * len(ordered)) - 1)]
 
 
+def _spread(values: list[float]) -> dict[str, float]:
+    return {"p50": round(statistics.median(values), 3), "p95": round(_percentile(values, 0.95), 3)}
+
+
+# The outbound plan's DEBUG line about the moves back (apps/kommo/services/outbound.py).
+PLAN_LINE = re.compile(r"outbound plan: account \d+, (\d+) moves? back waiting.*?: (\w+)(?: \((.*?)\))?$")
+
+
 class Bench:
-    def __init__(self, *, database_url: str, broker_url: str) -> None:
+    def __init__(self, *, database_url: str, broker_url: str, trace: bool = False) -> None:
         import requests
 
         from kommo_sandbox.server import SandboxServer
@@ -59,7 +75,10 @@ class Bench:
         )
         self.portal_url = self.portal.url
         self.worker = CeleryWorker(
-            broker_url=broker_url, database_url=database_url, extra_env={"REDIS_URL": broker_url}
+            broker_url=broker_url,
+            database_url=database_url,
+            extra_env={"REDIS_URL": broker_url},
+            include=["benchmarks.gates_trace"] if trace else [],
         ).start()
 
     def stop(self) -> None:
@@ -222,6 +241,7 @@ class Bench:
         from apps.kommo.models import OutboundChange, StageChange, WebhookEvent
 
         mark = self.log_mark()
+        log_from = len(self.worker.log())
         since = time.time()
         for index, lead_id in enumerate(ids):
             due = since + index / rate
@@ -235,19 +255,35 @@ class Bench:
             if not (call["method"] == "PATCH" and call["path"].startswith("/api/v4/leads/"))
         )
         calls_window = time.time() - since
-        events = list(WebhookEvent.objects.order_by("received_at").values_list("received_at", "body"))
+        plan_lines = self.worker.log()[log_from:].splitlines()
+        events = list(
+            WebhookEvent.objects.order_by("received_at").values_list("received_at", "claimed_at", "body")
+        )
         latencies: list[float] = []
         parts: dict[str, list[float]] = {"to_stage_change": [], "to_decision": [], "to_move_sent": []}
+        steps: dict[str, list[float]] = {
+            "waiting_for_a_worker": [],
+            "webhook_processing": [],
+            "gates": [],
+            "plan_and_slot": [],
+            "patch": [],
+        }
+        patches: Counter[Any] = Counter()
         for lead_id in ids:
             needle = quote("leads[status][0][id]", safe="").encode() + b"=" + str(lead_id).encode()
-            received = next((at for at, body in events if needle in bytes(body)), None)
-            sent = (
+            received, claimed = next(
+                ((at, claimed) for at, claimed, body in events if needle in bytes(body)), (None, None)
+            )
+            move = (
                 OutboundChange.objects.filter(entity_kommo_id=lead_id, kind=OutboundChange.Kind.LEAD_STATUS)
                 .exclude(sent_at=None)
                 .order_by("sent_at")
-                .values_list("sent_at", flat=True)
+                .values_list("sending_at", "sent_at")
                 .first()
             )
+            sending, sent = move if move is not None else (None, None)
+            if sending is not None:
+                patches[sending] += 1
             if received is not None and sent is not None:
                 latencies.append((sent - received).total_seconds())
                 recorded = (
@@ -264,6 +300,17 @@ class Bench:
                     parts["to_stage_change"].append((recorded - received).total_seconds())
                     parts["to_decision"].append((decided - recorded).total_seconds())
                     parts["to_move_sent"].append((sent - decided).total_seconds())
+                    if claimed is not None and sending is not None:
+                        steps["waiting_for_a_worker"].append((claimed - received).total_seconds())
+                        steps["webhook_processing"].append((recorded - claimed).total_seconds())
+                        steps["gates"].append((decided - recorded).total_seconds())
+                        steps["plan_and_slot"].append((sending - decided).total_seconds())
+                        steps["patch"].append((sent - sending).total_seconds())
+        plans: Counter[str] = Counter()
+        for line in plan_lines:
+            found = PLAN_LINE.search(line)
+            if found:
+                plans[found.group(2) + (f" ({found.group(3)})" if found.group(3) else "")] += 1
         return {
             "deals": len(ids),
             "moves_per_second": rate,
@@ -278,6 +325,9 @@ class Bench:
                 "stage_change_to_decision": round(statistics.median(parts["to_decision"]), 3),
                 "decision_to_move_back_sent": round(statistics.median(parts["to_move_sent"]), 3),
             },
+            "steps_s": {name: _spread(values) for name, values in steps.items() if values},
+            "moves_back_per_patch": sorted(Counter(patches.values()).items()),
+            "plan_decisions_on_moves_back": dict(plans) if plans else "run with --trace",
             "portal_kommo_calls": dict(portal_calls),
             "portal_kommo_calls_per_second": round(sum(portal_calls.values()) / calls_window, 2),
             "target_p95_s_max": 1.0,
@@ -291,6 +341,7 @@ def main() -> None:
     )
     parser.add_argument("--deals", type=int, default=100)
     parser.add_argument("--rate", type=float, default=10.0)
+    parser.add_argument("--trace", action="store_true", help="count the outbound plan's decisions")
     options = parser.parse_args()
     from tests.support.services import PostgresServer, RedisServer
 
@@ -303,7 +354,7 @@ def main() -> None:
             CELERY_BROKER_URL=redis_server.url,
             REDIS_URL=redis_server.url,  # the portal's shared rate limiter, in this process too
         )
-        bench = Bench(database_url=postgres.url, broker_url=redis_server.url)
+        bench = Bench(database_url=postgres.url, broker_url=redis_server.url, trace=options.trace)
         bench.connect()
         burst_ids = bench.create_deals(options.deals, "Burst deal")
         latency_ids = bench.create_deals(options.deals, "Paced deal")

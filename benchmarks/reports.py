@@ -142,6 +142,215 @@ def measure(database_url: str, deals: int, runs: int, years: float = 2.0) -> dic
     }
 
 
+SKIPPED = ("set_config(",)  # report_queries' own settings, not a page's reading
+
+
+def _plan_buffers(node: dict[str, Any]) -> int:
+    return int(node.get("Shared Hit Blocks", 0)) + int(node.get("Shared Read Blocks", 0))
+
+
+def _plan_nodes(node: dict[str, Any], depth: int = 0) -> list[dict[str, Any]]:
+    """Every node of an ``EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON)`` plan, depth first: what it is, the rows
+    it gave (over all its loops) and the shared buffers it touched itself (its children's left out)."""
+    children = node.get("Plans", [])
+    own = _plan_buffers(node) - sum(_plan_buffers(child) for child in children)
+    what = " ".join(
+        str(part)
+        for part in (
+            node.get("Node Type"),
+            node.get("Index Name") or node.get("Relation Name") or "",
+            f"({node['Parent Relationship']})"
+            if node.get("Parent Relationship") in ("InitPlan", "SubPlan")
+            else "",
+        )
+        if part
+    )
+    found = [
+        {
+            "depth": depth,
+            "node": what,
+            "rows": round(float(node.get("Actual Rows", 0)) * float(node.get("Actual Loops", 1))),
+            "loops": node.get("Actual Loops", 1),
+            "buffers": own,
+        }
+    ]
+    for child in children:
+        found.extend(_plan_nodes(child, depth + 1))
+    return found
+
+
+class _Capture:
+    """A database execute wrapper that keeps each statement and its parameters."""
+
+    def __init__(self, into: list[tuple[str, Any]]) -> None:
+        self.into = into
+
+    def __call__(self, execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
+        if not many:
+            self.into.append((sql, params))
+        return execute(sql, params, many, context)
+
+
+def measure_buffers(database_url: str, deals: int, years: float, query: str = "") -> dict[str, Any]:
+    """In this process: seed ``deals`` over ``years`` into the database unless it holds a synthetic account
+    already, then fetch every report page once more after two warm-up requests, capture its SQL and run
+    each statement again under ``EXPLAIN (ANALYZE, BUFFERS)`` with the report queries' settings (JIT and
+    parallel workers off): per page the shared buffers (hit + read) of every query and its plan's nodes.
+
+    Buffers do not depend on the machine's load, so they compare the sizes where the timings cannot: a
+    page whose plans read only the period's rows and the open deals touches about as many pages whatever
+    the length of the history. ``query``: filters added to every page's address (``period=last_quarter``)."""
+    from benchmarks.support import django_start
+
+    django_start("benchmarks.settings", DATABASE_URL=database_url)
+    from django.contrib.auth.models import Group
+    from django.core.management import call_command
+    from django.db import connection
+    from django.test import Client
+
+    from apps.kommo.models import KommoAccount, Lead
+    from apps.reports.export.stuck import stuck_states_refresh
+    from apps.reports.sql import report_queries
+    from apps.users.models import User
+
+    if not Lead.objects.exists():
+        call_command("reports_seed_synthetic", deals=deals, years=years, stdout=sys.stderr)
+        with connection.cursor() as cursor:
+            cursor.execute("VACUUM ANALYZE")
+        for account in KommoAccount.objects.all():
+            stuck_states_refresh(account=account)
+    user = User.objects.filter(username="head").first() or User.objects.create_user(
+        "head",
+        password="unused-password-1",  # noqa: S106 - throwaway database
+    )
+    user.groups.add(Group.objects.get(name="Head of sales"))
+    client = Client()
+    client.force_login(user)
+    pages: dict[str, Any] = {}
+    for name, page in report_pages():
+        path = f"{page}?{query}" if query else page
+        for _ in range(2):
+            client.get(path)
+        captured: list[tuple[str, Any]] = []
+        with connection.execute_wrapper(_Capture(captured)):
+            status = client.get(path).status_code
+        queries = []
+        for sql, params in captured:
+            start = sql.lstrip()[:6].upper()
+            if start not in ("SELECT", "WITH") or any(skip in sql for skip in SKIPPED):
+                continue
+            with report_queries(), connection.cursor() as cursor:
+                cursor.execute(f"EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) {sql}", params)
+                (raw,) = cursor.fetchone()
+            explained = (json.loads(raw) if isinstance(raw, str) else raw)[0]
+            queries.append(
+                {
+                    "sql": " ".join(sql.split())[:300],
+                    "buffers": _plan_buffers(explained["Plan"]),
+                    "ms": round(float(explained.get("Execution Time", 0.0)), 2),
+                    "nodes": _plan_nodes(explained["Plan"]),
+                }
+            )
+        pages[name] = {
+            "path": path,
+            "status": status,
+            "buffers": sum(query["buffers"] for query in queries),
+            "queries": queries,
+        }
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT count(*) FROM kommo_lead")
+        (counted,) = cursor.fetchone()
+    return {"deals": counted, "years": years, "pages": pages}
+
+
+def _run_measure_buffers(url: str, deals: int, years: float, query: str) -> dict[str, Any]:
+    command = [sys.executable, "-m", "benchmarks.reports", "--measure-buffers", url, "--deals", str(deals)]
+    output = subprocess.run(  # noqa: S603 - this module, on a throwaway or named database
+        [*command, "--years", str(years), "--query", query],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def buffers_main(
+    small_deals: int, large_deals: int, databases: list[str] | None, detail: bool, query: str = ""
+) -> int:
+    """Seeds (or reads) the small account over two years and the large one over a history as many times
+    longer, and prints each page's shared buffers at both and their ratio (target ≤ 2)."""
+    years = 2.0 * large_deals / small_deals
+    server = None
+    if databases is None:
+        sys.path.insert(0, str(ROOT))
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings")
+        from tests.support.services import PostgresServer
+
+        server = PostgresServer().start()
+        databases = [_database(server.url, "small"), _database(server.url, "long")]
+    try:
+        small = _run_measure_buffers(databases[0], small_deals, 2.0, query)
+        large = _run_measure_buffers(databases[1], large_deals, years, query)
+    finally:
+        if server is not None:
+            server.stop()
+    return _print_buffers(small, large, detail)
+
+
+def _print_buffers(small: dict[str, Any], large: dict[str, Any], detail: bool) -> int:
+    print(
+        f"shared buffers (hit + read) of each page's queries under EXPLAIN (ANALYZE, BUFFERS): "
+        f"{small['deals']} deals over {small['years']:g} years against {large['deals']} over "
+        f"{large['years']:g} years"
+    )
+    print(f"{'page':<28}{'queries':>8}{'small':>10}{'large':>10}{'ratio':>7}  biggest query at large (ratio)")
+    failed = []
+    for name, row in small["pages"].items():
+        big = large["pages"].get(name)
+        if big is None or row["status"] != 200 or big["status"] != 200:
+            print(f"{name:<28} answered {row['status']} / {big and big['status']}")
+            failed.append(name)
+            continue
+        ratio = big["buffers"] / max(row["buffers"], 1)
+        if ratio > RATIO_TARGET:
+            failed.append(name)
+        pairs = list(zip(row["queries"], big["queries"], strict=False))
+        top = max(pairs, key=lambda pair: pair[1]["buffers"], default=None)
+        biggest = f"{top[1]['buffers']} ({top[1]['buffers'] / max(top[0]['buffers'], 1):.2f})" if top else ""
+        print(
+            f"{name:<28}{len(big['queries']):>8}{row['buffers']:>10}{big['buffers']:>10}{ratio:>7.2f}  "
+            f"{biggest}{'' if ratio <= RATIO_TARGET else '  MISSED'}"
+        )
+        if detail:
+            _print_detail(row, big)
+    print(
+        f"target: buffers at {large['deals']} deals ≤ {RATIO_TARGET:g} times at {small['deals']}: "
+        + ("met by every page" if not failed else f"missed by {', '.join(failed)}")
+    )
+    return 1 if failed else 0
+
+
+def _print_detail(small: dict[str, Any], large: dict[str, Any]) -> None:
+    """The queries of a page whose buffers grew more than the target, with their plans' nodes at both
+    sizes (those that touched any buffer or gave rows)."""
+    if len(small["queries"]) != len(large["queries"]):
+        print(f"    {len(small['queries'])} queries at the small size, {len(large['queries'])} at the large")
+    for index, (little, big) in enumerate(zip(small["queries"], large["queries"], strict=False)):
+        if big["buffers"] <= RATIO_TARGET * max(little["buffers"], 1) or big["buffers"] < 50:
+            continue
+        grew = f"{little['buffers']} -> {big['buffers']} buffers, {big['ms']} ms"
+        print(f"    query {index}: {grew}: {big['sql']}")
+        for label, query in (("small", little), ("large", big)):
+            print(f"      {label}:")
+            for node in query["nodes"]:
+                indent = "  " * node["depth"]
+                print(
+                    f"        {indent}{node['node']}: rows {node['rows']}, loops {node['loops']},"
+                    f" buffers {node['buffers']}"
+                )
+
+
 def _database(server_url: str, name: str) -> str:
     import psycopg
 
@@ -175,13 +384,41 @@ def main() -> int:
         help="also measure --large deals created over a history as many times longer (the same deals per "
         "year as --small over two years), against --small",
     )
+    parser.add_argument(
+        "--buffers",
+        action="store_true",
+        help="instead of timing: the shared buffers each page's queries touch (EXPLAIN (ANALYZE, BUFFERS)), "
+        "--small deals over two years against --large over a history as many times longer; independent of "
+        "the machine's load",
+    )
+    parser.add_argument(
+        "--databases",
+        nargs=2,
+        metavar=("SMALL_URL", "LARGE_URL"),
+        help="with --buffers: two databases to read (each seeded first when it holds no deal) instead of a "
+        "throwaway server",
+    )
+    parser.add_argument(
+        "--detail", action="store_true", help="with --buffers: the plan nodes of every query over the ratio"
+    )
+    parser.add_argument(
+        "--query", default="", help="with --buffers: filters for every page, e.g. period=last_quarter"
+    )
     parser.add_argument("--measure", help=argparse.SUPPRESS)
+    parser.add_argument("--measure-buffers", help=argparse.SUPPRESS)
     parser.add_argument("--deals", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--years", type=float, default=2.0, help=argparse.SUPPRESS)
     options = parser.parse_args()
     if options.measure:
         print(json.dumps(measure(options.measure, options.deals, options.runs, options.years)))
         return 0
+    if options.measure_buffers:
+        print(
+            json.dumps(measure_buffers(options.measure_buffers, options.deals, options.years, options.query))
+        )
+        return 0
+    if options.buffers:
+        return buffers_main(options.small, options.large, options.databases, options.detail, options.query)
 
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "benchmarks.settings")

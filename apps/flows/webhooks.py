@@ -12,7 +12,7 @@ import logging
 from django.db import transaction
 
 from apps.flows.gates import gates_run_now, gates_run_soon
-from apps.gates.services import stage_change_gate_intake
+from apps.gates.services import stage_changes_gate_intake
 from apps.kommo.client import KommoClient
 from apps.kommo.models import WebhookEvent
 from apps.kommo.webhooks.processing import (
@@ -64,17 +64,11 @@ def webhook_batch(events: list[WebhookEvent], policy: Policy, client: KommoClien
             # Record the moves the deliveries report (the upsert inferred any other).
             moves = webhook_moves_record(work, fetched)
             # Queue the new moves for the gates, decidable on the mirror's copy fetched after the report.
-            queued = [
-                stage_change_gate_intake(
-                    stage_change=move.stage_change, fresh_after=work.reported_by, received_at=move.received_at
-                )
-                for move in moves
-            ] + [
-                stage_change_gate_intake(
-                    stage_change=change, fresh_after=work.reported_by, received_at=work.received_from
-                )
-                for change in written.new_stage_changes
-            ]
+            queued = stage_changes_gate_intake(
+                moves=[(move.stage_change, move.received_at) for move in moves]
+                + [(change, work.received_from) for change in written.new_stage_changes],
+                fresh_after=work.reported_by,
+            )
             webhook_batch_processed(work)
     except Exception as exc:
         return webhook_batch_failed(work, exc, policy=policy, client=client, step=webhook_batch)

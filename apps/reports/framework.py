@@ -17,7 +17,7 @@ from django import forms
 from django.db.models import Q
 from django.utils import timezone
 
-from apps.kommo.models.mirror import KommoUser, Pipeline
+from apps.kommo.models.mirror import KommoUser, Lead, Pipeline
 from apps.users.models import User
 
 # -- who sees what ---------------------------------------------------------------------------------------
@@ -53,10 +53,18 @@ class Scope:
         """The end of the period, or now when the period has not ended yet."""
         return min(self.end, self.now)
 
-    def deals(self, prefix: str = "") -> Q:
+    def deals(self, prefix: str = "", *, join: bool = True) -> Q:
         """The deals in scope (not deleted, in the pipeline, of the manager), as a filter on the Lead model
-        (``prefix=""``) or on a model that points at it (``prefix="lead__"``)."""
-        q = Q(**{f"{prefix}is_deleted": False})
+        (``prefix=""``) or on a model that points at it (``prefix="lead__"``).
+
+        ``join=False`` (with a prefix) leaves the deleted deals out by their list (``NOT IN``, a handful of
+        rows read from their own index) rather than by each deal's flag, for a query that reads nothing
+        else of the deals: joined for the flag alone, the deals table was read whole (every deal of the
+        history) to filter the period's rows."""
+        if prefix and not join:
+            q = ~Q(**{f"{prefix}in": Lead.objects.filter(is_deleted=True).values("pk")})
+        else:
+            q = Q(**{f"{prefix}is_deleted": False})
         if self.pipeline is not None:
             q &= Q(**{f"{prefix}pipeline_kommo_id": self.pipeline.kommo_id}) & Q(
                 **{f"{prefix}account_id": self.pipeline.account_id}
@@ -69,9 +77,9 @@ class Scope:
             q &= Q(**{f"{prefix}responsible_user_kommo_id": self.own_kommo_user_id or -1})
         return q
 
-    def stays(self) -> Q:
-        """Stage stays of the deals in scope, in the pipeline when one is chosen."""
-        q = self.deals("lead__")
+    def stays(self, *, join: bool = True) -> Q:
+        """Stage stays of the deals in scope, in the pipeline when one is chosen (``join``: as ``deals``)."""
+        q = self.deals("lead__", join=join)
         if self.pipeline is not None:
             q &= Q(pipeline_id=self.pipeline.pk)
         return q

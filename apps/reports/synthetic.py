@@ -421,7 +421,10 @@ class _Generator:
         for offset, number in enumerate(numbers):
             lead_pk = first_lead + offset
             pipeline = self.pipelines[0] if rng.random() < 0.8 else self.pipelines[1]
-            created = self.now_ts - rng.uniform(0, self.horizon)
+            # Deal n is created in the n-th of as many slices of the history as there are deals: the deals
+            # are numbered as they were created, as Kommo numbers them and the mirror stores them (its
+            # sync reads them in Kommo's id order).
+            created = self.now_ts - self.horizon * (1 - (number + rng.random()) / self.deals)
             path = self.walk(rng, pipeline, created, bounce)
             self.walks.append((lead_pk, path, created))
             manager = rng.choice(self.managers)

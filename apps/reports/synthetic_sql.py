@@ -195,7 +195,8 @@ def _walk(cursor: Any, params: dict[str, Any]) -> None:
         WITH RECURSIVE walk (deal, pipe, n, idx, home, at, source, drawn, phase, stalled) AS (
             SELECT g, CASE WHEN {_u("g", 0, 0)} < 0.8 THEN 0 ELSE 1 END, 0,
                    CASE WHEN {_u("g", 0, 2)} < 0.6 THEN 0 ELSE 1 END, -1,
-                   %(now)s - {_u("g", 0, 1)} * %(horizon)s, ''::text, ''::text, 'walk'::text,
+                   %(now)s - (1 - (g + {_u("g", 0, 1)}) / %(deals)s) * %(horizon)s, ''::text, ''::text,
+                   'walk'::text,
                    {_u("g", 0, 3)} < 0.04
             FROM generate_series(0, %(deals)s - 1) AS g
             UNION ALL

@@ -25,6 +25,8 @@ class UserAdmin(BaseUserAdmin, ModelAdmin):  # type: ignore[misc]
     add_form = UserCreationForm
     change_password_form = AdminPasswordChangeForm
     list_display = ("username", "email", "first_name", "last_name", "job", "kommo_user_id", "is_staff")
+    # One sign for "nothing here" in every column, the one the portal's pages use (Django's default is "-").
+    empty_value_display = "—"
     list_filter = ("is_staff", "is_superuser", "is_active", "groups")
     fieldsets = (*(BaseUserAdmin.fieldsets or ()), ("Kommo", {"fields": ("kommo_user_id",)}))
 
@@ -35,7 +37,7 @@ class UserAdmin(BaseUserAdmin, ModelAdmin):  # type: ignore[misc]
     @admin.display(description="job")
     def job(self, user: User) -> str:
         """The person's groups (Sales ops, Head of sales, Manager), read with the page's users."""
-        return ", ".join(sorted(group.name for group in user.groups.all())) or "—"
+        return ", ".join(sorted(group.name for group in user.groups.all())) or self.get_empty_value_display()
 
     def get_readonly_fields(self, request: HttpRequest, obj: User | None = None) -> tuple[str, ...]:
         """Only a superuser makes superusers or hands out single permissions; sales ops use the groups."""

@@ -62,6 +62,8 @@ def test_it_moves_the_deal_back_when_the_lawyer_has_not_approved(board, legal_ga
     assert move.entity_kommo_id == lead.kommo_id
     assert move.payload["status_id"] == board.stage("Legal review").kommo_id
     assert move.idempotency_key == f"gate:move:{change.pk}"
+    # when the move was reported travels with the move back: the outbound plan bounds its wait by it
+    assert move.payload["reported_at"] == GateEvaluation.objects.get().received_at.timestamp()
     task = OutboundChange.objects.get(kind=OutboundChange.Kind.TASK_CREATE)
     assert "lawyer has not approved" in task.payload["text"]
     assert "Northwind renewal was moved back from Signing to Legal review" in task.payload["text"]
@@ -246,6 +248,31 @@ def test_blocking_more_moves_does_not_read_the_account_again_per_move(board, leg
     three = account_reads_of_a_run(board, kommo_client, kommo, deals=3)
 
     assert three == one
+
+
+def queries_of_a_run(board, kommo_client, kommo, *, deals: int) -> int:
+    leads = [board.lead(f"Deal {i}") for i in range(deals)]
+    for lead in leads:
+        queue(board.move(lead, "Signing"))
+    signing = board.stage("Signing").kommo_id
+    for lead in leads:
+        in_kommo(kommo, lead, status=signing)
+    with CaptureQueriesContext(connection) as queries:
+        run = gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
+    assert run.blocked == deals and run.outbound == 3 * deals
+    return len(queries)
+
+
+def test_a_blocked_move_queues_its_move_back_task_and_note_in_two_queries(
+    board, legal_gate, kommo_client, kommo
+):
+    # Each move is decided in a transaction of its own: the check that it was not decided before, the
+    # decision, its evaluation done, and its three writes queued in one read of their keys and one INSERT
+    # (three get_or_create were a read, a savepoint, an INSERT and a release each).
+    one = queries_of_a_run(board, kommo_client, kommo, deals=1)
+    eleven = queries_of_a_run(board, kommo_client, kommo, deals=11)
+
+    assert eleven - one <= 10 * 9  # 17 per move before
 
 
 def test_evaluating_the_same_move_again_decides_and_sends_nothing_more(

@@ -1,3 +1,4 @@
+import re
 from unittest import mock
 
 import pytest
@@ -35,6 +36,17 @@ def test_a_deal_page_is_read_only_and_shows_the_payload_pretty(admin_client):
     body = response.content.decode()
     assert response.status_code == 200 and "<pre" in body and "&quot;loss_reason_id&quot;: 4203748" in body
     assert admin_client.post(reverse("admin:kommo_lead_delete", args=[deal.pk])).status_code == 403
+
+
+def test_the_deal_page_and_list_show_the_price_with_the_thousands_separator(admin_client):
+    deal = lead_upsert_from_kommo(account=account_create(), data=lead(), follow=mirror_follow).obj
+    Lead.objects.filter(pk=deal.pk).update(price=1_234_567)
+
+    page = admin_client.get(reverse("admin:kommo_lead_change", args=[deal.pk])).content.decode()
+    listed = admin_client.get(reverse("admin:kommo_lead_changelist")).content.decode()
+
+    assert "1,234,567" in page and "1234567" not in page.split("<pre", 1)[0]  # the payload aside
+    assert re.search(r'<td class="field-value[^>]*data-label="price">1,234,567</td>', listed)
 
 
 @pytest.mark.sandbox

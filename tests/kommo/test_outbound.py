@@ -17,17 +17,19 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
 from apps.kommo.client import KommoClient, RetryPolicy
-from apps.kommo.models import KommoAccount, Lead, OutboundChange, StageChange, WebhookEvent
+from apps.kommo.models import KommoAccount, Lead, OutboundChange, StageChange, StageStay, WebhookEvent
 from apps.kommo.ratelimit import FileSlotStore, RateLimiter
 from apps.kommo.services.accounts import account_unblock
 from apps.kommo.services.outbound import (
     BACKLOG_EVENTS,
+    BURST_BACKLOG,
     BURST_MOVES,
     CALM_MOVES,
     CALM_WINDOW,
     FOLLOW_UP_MAX,
     LEADS_BATCH,
     MOVE_HOLD_MAX,
+    MOVE_WAIT_MAX,
     outbound_change_enqueue,
     outbound_change_retry,
     outbound_changes_drain,
@@ -171,6 +173,37 @@ def test_a_burst_of_100_blocked_moves_costs_four_writes(account, client, api):
     assert set(OutboundChange.objects.values_list("status", flat=True)) == {State.SENT}
     move = OutboundChange.objects.filter(kind=Kind.LEAD_STATUS).first()
     assert move.kommo_request_id == "req-leads" and move.result_ids == [move.entity_kommo_id]
+
+
+def test_the_drains_own_moves_are_recorded_together_not_one_deal_at_a_time(
+    account, client, api, django_assert_max_num_queries
+):
+    """The moves back a drain sent enter the stage history as the portal's own (``gate``) in one go: the
+    deals locked together, their recent moves and the stages read once, their stays derived once — a
+    drain of 20 moves costs the queries of a drain of 2 and one INSERT per move more (one deal at a
+    time, each move cost a lock, its lookups, the stages and the stays again: about ten queries)."""
+    api.add_callback("PATCH", BASE + "/api/v4/leads", callback=echo_write("leads", updated=True))
+
+    def drain_moves(first: int, count: int) -> int:
+        for n in range(first, first + count):
+            lead_row(account, 10_000 + n)
+            blocked(account, 10_000 + n, n)
+        with django_assert_max_num_queries(1000) as counted:
+            outbound_changes_drain(account_id=account.pk, kinds=[Kind.LEAD_STATUS], client=client)
+        return len(counted.captured_queries)
+
+    few = drain_moves(0, 2)
+    many = drain_moves(100, 20)
+
+    assert many <= few + 18 + 2  # an INSERT per further move, and a little slack
+    moves = StageChange.objects.filter(account=account).order_by("lead__kommo_id")
+    assert moves.count() == 22
+    assert {(m.source, m.from_status_kommo_id, m.to_status_kommo_id) for m in moves} == {
+        ("gate", SIGNING, LEGAL)
+    }
+    assert not OutboundChange.objects.filter(kind=Kind.LEAD_STATUS, echoed_at=None).exists()
+    stays = StageStay.objects.filter(lead__account=account, left_at=None)
+    assert sorted(stays.values_list("status_kommo_id", flat=True)) == [LEGAL] * 22
 
 
 def test_a_drain_stores_every_outcome_of_a_large_batch_in_a_few_queries(
@@ -646,6 +679,41 @@ def test_moves_wait_while_kommo_has_told_of_more_moves_than_were_processed(accou
     )
 
     assert plan.moves_in is not None and plan.moves_in > 0
+
+
+def reported(account: KommoAccount, seconds_ago: float) -> None:
+    """The moves back waiting were queued for moves reported this long ago (what the gates write)."""
+    for change in OutboundChange.objects.filter(account=account, kind=Kind.LEAD_STATUS):
+        change.payload["reported_at"] = (timezone.now() - dt.timedelta(seconds=seconds_ago)).timestamp()
+        change.save(update_fields=["payload"])
+
+
+def test_a_move_back_waits_for_company_no_longer_than_the_bound_after_its_report_unless_a_burst_is_sure(
+    account,
+):
+    # A backlog of some deliveries of moves may be a burst, or a steady stream the worker is half a second
+    # behind: the move back waits for company, but no longer than MOVE_WAIT_MAX after its move's report.
+    with time_machine.travel(timezone.now(), tick=False):
+        blocked(account, 10_001, 1)
+        for _ in range(BACKLOG_EVENTS):
+            delivery(account, "leads[status] leads[update]")
+
+        def plan() -> float | None:
+            return outbound_drain_plan(
+                account_id=account.pk,
+                backlog=webhook_backlog(account_id=account.pk),
+                moves_backlog=webhook_moves_backlog(account_id=account.pk),
+            ).moves_in
+
+        reported(account, 0.1)
+        assert plan() == pytest.approx(MOVE_WAIT_MAX.total_seconds() - 0.1)
+        reported(account, MOVE_WAIT_MAX.total_seconds() + 0.01)
+        assert plan() == 0  # held for the backlog until now (3 s), sent at once since the bound
+        # A backlog no steady stream leaves is a burst for sure: the move back waits for company.
+        for _ in range(BURST_BACKLOG - BACKLOG_EVENTS):
+            delivery(account, "leads[status] leads[update]")
+        waiting = plan()
+        assert waiting is not None and waiting > 0
 
 
 def test_the_moves_backlog_counts_the_deliveries_of_moves_not_yet_processed(account):

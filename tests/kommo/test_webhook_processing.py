@@ -134,6 +134,43 @@ def test_waiting_events_are_processed_together_and_leads_fetched_250_at_a_time(
     assert all(run(event).attempts == 1 for event in events[1:])  # their own tasks find nothing to do
 
 
+def test_a_batch_of_moves_costs_one_query_more_per_move(
+    web, hooked, kommo, enqueued, settings, django_assert_max_num_queries
+) -> None:
+    """The moves a batch reports are recorded together (the deals locked at once, their recent moves, the
+    stages and the movers read once, the stays derived once) and its events are marked processed in one
+    UPDATE: a further move in the batch costs its INSERT, not a lock and lookups of its own."""
+    settings.KOMMO_WEBHOOK_BATCH_SIZE = 500
+    account = {"subdomain": "irestoremoldova", "id": "16503244"}
+
+    def batch(first: int, count: int) -> int:
+        events = []
+        for lead_id in range(first, first + count):
+            kommo.lead(lead_id, status_id=62, pipeline_id=7001)
+            item = {
+                "id": str(lead_id),
+                "status_id": "62",
+                "old_status_id": "61",
+                "pipeline_id": "7001",
+                "last_modified": "1732000000",
+                "modified_user_id": "12",
+            }
+            events.append(
+                deliver(web, hooked, encode_form({"leads": {"status": [item]}, "account": account}))
+            )
+        with django_assert_max_num_queries(1000) as counted:
+            run(events[0])
+        assert {event.status for event in map(run, events[1:])} <= {Status.PROCESSED}
+        return len(counted.captured_queries)
+
+    few = batch(1, 2)
+    many = batch(101, 12)
+
+    assert many <= few + 10 + 2  # an INSERT per further move, and a little slack
+    assert StageChange.objects.filter(to_status_kommo_id=62, source=StageChange.Source.WEBHOOK).count() == 14
+    assert set(WebhookEvent.objects.values_list("status", flat=True)) == {Status.PROCESSED}
+
+
 def test_a_run_of_several_batches_builds_one_client_and_waits_for_a_slot_before_each_claim(
     web, hooked, kommo, enqueued, settings, monkeypatch
 ) -> None:

@@ -13,6 +13,7 @@ from apps.reports.sql import report_queries
 
 indexes_migration = importlib.import_module("apps.reports.migrations.0007_report_indexes")
 gate_indexes_migration = importlib.import_module("apps.reports.migrations.0010_gate_report_indexes")
+period_indexes_migration = importlib.import_module("apps.reports.migrations.0014_period_covering_indexes")
 
 pytestmark = [pytest.mark.django_db, pytest.mark.postgres]
 
@@ -55,3 +56,15 @@ def test_the_indexes_the_plans_need_exist() -> None:
         cursor.execute("SELECT indexdef FROM pg_indexes WHERE indexname = 'reports_lead_live'")
         (definition,) = cursor.fetchone()
     assert "status_kommo_id, price, created_at" in definition  # reports.0013: probes read the deal from it
+
+
+def test_the_period_indexes_cover_what_the_pages_read() -> None:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT indexname, indexdef FROM pg_indexes WHERE indexname LIKE 'reports_%%'")
+        found = dict(cursor.fetchall())
+    assert set(period_indexes_migration.ADDED) <= set(found)
+    # reports.0014: time in stage reads the stays of the period from the index alone, the open stays are
+    # counted by their key, the open deals join their managers.
+    assert "id, earlier_seconds" in found["reports_stay_left"]
+    assert "pipeline_kommo_id, id)" in found["reports_stay_open_working"]
+    assert "responsible_user_id" in found["reports_lead_open_value"]

@@ -160,3 +160,13 @@ def test_the_deals_are_created_over_the_years_asked_for() -> None:
     assert min(created) < moment - dt.timedelta(days=5 * 365)
     assert min(created) >= moment - dt.timedelta(days=10 * 365 + 1)
     assert max(created) <= moment
+
+
+def test_the_deals_are_numbered_as_they_were_created(seeded: KommoAccount) -> None:
+    # As in the mirror: Kommo numbers deals as they are created and the sync stores them in that order.
+    by_kommo_id = list(
+        Lead.objects.filter(account=seeded).order_by("kommo_id").values_list("pk", "created_at")
+    )
+    assert [pk for pk, _ in by_kommo_id] == sorted(pk for pk, _ in by_kommo_id)
+    created = [at for _, at in by_kommo_id]
+    assert created == sorted(created)

@@ -138,9 +138,10 @@ class KommoAccountAdmin(ModelAdmin):  # type: ignore[type-arg]
         "regenerate_webhook_token",
         "backfill_history",
     )
+    # The two ways to connect share one menu: as five buttons beside unfold's History they left the header
+    # no room for the breadcrumb, which lost the account's name at 1280 px and was cut at 1440 px.
     actions_detail = (
-        "connect_oauth_detail",
-        "long_lived_token_detail",
+        {"title": "Connect", "icon": "link", "items": ("connect_oauth_detail", "long_lived_token_detail")},
         "sync_now_detail",
         "backfill_history_detail",
     )

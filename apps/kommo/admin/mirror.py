@@ -344,7 +344,7 @@ class LeadAdmin(ReadOnlyAdmin):
         "name",
         "kommo_id",
         "status",
-        "price",
+        "value",
         "responsible_user",
         "account",
         "updated_at",
@@ -380,7 +380,7 @@ class LeadAdmin(ReadOnlyAdmin):
             {
                 "fields": [
                     "name",
-                    ("price", "status"),
+                    ("value", "status"),
                     ("responsible_user", "company", "account"),
                     ("created_at", "updated_at", "closed_at"),
                 ]
@@ -406,6 +406,11 @@ class LeadAdmin(ReadOnlyAdmin):
         ),
     ]
     change_form_after_template = "admin/kommo/lead/raw_payload.html"
+
+    @admin.display(description="price", ordering="price")
+    def value(self, lead: Lead) -> str:
+        """Kommo's price with the thousands separator, as the managers' pages show it ("80,000")."""
+        return f"{lead.price:,}"
 
     def get_inlines(self, request: HttpRequest, obj: Any = None) -> list[type[InlineModelAdmin]]:  # type: ignore[type-arg]
         return [inline for _, inline in _LEAD_SECTIONS]

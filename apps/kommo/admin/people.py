@@ -61,7 +61,7 @@ class PortalUserAdmin(UserAdmin):
     @admin.display(description="Kommo user", ordering="kommo_user_id")
     def kommo_user(self, user: User) -> str:
         if user.kommo_user_id is None:
-            return "—"
+            return self.get_empty_value_display()
         found = KommoUser.objects.filter(kommo_id=user.kommo_user_id).order_by("pk").first()
         return str(found) if found else f"Kommo user {user.kommo_user_id}"
 

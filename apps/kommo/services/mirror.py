@@ -1039,66 +1039,148 @@ def stage_change_record(
     it for the gates); :func:`nothing_follows` records history without telling anyone — the backfill of
     past moves (the gates must not judge a move of last spring), the portal's own move back, or webhook
     processing, whose flow gives its new moves to the gates itself (``apps.flows.webhooks``).
+    Several reports at once: :func:`stage_changes_record`, which this is for one.
     """
+    report = MoveReport(
+        lead=lead,
+        from_status_id=from_status_id,
+        to_status_id=to_status_id,
+        at=at,
+        from_pipeline_id=from_pipeline_id,
+        to_pipeline_id=to_pipeline_id,
+        moved_by_kommo_user_id=moved_by_kommo_user_id,
+        kommo_event_id=kommo_event_id,
+        at_is_exact=at_is_exact,
+        not_before=not_before,
+        latest_as_of=latest_as_of,
+    )
+    return stage_changes_record(account=account, reports=[report], source=source, follow=follow)[0]
+
+
+@dataclass(frozen=True)
+class MoveReport:
+    """One report of a move, for :func:`stage_changes_record` (the arguments of
+    :func:`stage_change_record`, which describes them)."""
+
+    lead: Lead
+    from_status_id: int | None
+    to_status_id: int
+    at: dt.datetime
+    from_pipeline_id: int | None = None
+    to_pipeline_id: int | None = None
+    moved_by_kommo_user_id: int | None = None
+    kommo_event_id: str | None = None
+    at_is_exact: bool = True
+    not_before: dt.datetime | None = None
+    latest_as_of: dt.datetime | None = None
+
+    @property
+    def earliest_match(self) -> dt.datetime:
+        """No row recorded before this time can be this move, nor bear on which row it is."""
+        if self.at_is_exact:
+            return self.at - STAGE_CHANGE_WINDOW
+        earliest = self.at - STAGE_CHANGE_INFERRED_LAG
+        if self.not_before is not None:
+            earliest = max(earliest, self.not_before)
+        return min(earliest, self.at - STAGE_CHANGE_WINDOW)
+
+
+def stage_changes_record(
+    *, account: KommoAccount, reports: Sequence[MoveReport], source: str, follow: MirrorFollow
+) -> list[tuple[StageChange, bool]]:
+    """Record several reported moves, in order, as :func:`stage_change_record` would one after the other
+    (the same rows, matches and stays), at a cost that grows by one INSERT or UPDATE per move: one
+    transaction; the deals' rows locked together (in id order, as every writer takes them); their recent
+    moves, the stages and the movers read once; the stays of the deals derived again once. Each report is
+    matched against the rows recorded before it, those of this call included. Returns (row, new) per
+    report; ``follow`` is called once with every new row."""
+    if not reports:
+        return []
     with transaction.atomic():
-        Lead.objects.select_for_update().filter(pk=lead.pk).values_list("pk", flat=True).first()
-        row = _stage_change_match(
-            lead=lead,
-            from_status_id=from_status_id,
-            to_status_id=to_status_id,
-            at=at,
-            at_is_exact=at_is_exact,
-            kommo_event_id=kommo_event_id,
-            not_before=not_before,
-            latest_as_of=latest_as_of,
+        lead_ids = sorted({report.lead.pk for report in reports})
+        list(
+            Lead.objects.select_for_update()
+            .filter(pk__in=lead_ids)
+            .order_by("pk")
+            .values_list("pk", flat=True)
         )
-        users = _pk_map(KommoUser, account, [moved_by_kommo_user_id])
-        if row is None:
-            statuses = _status_map(account)
-            from_pipeline = from_pipeline_id or lead.pipeline_kommo_id
-            to_pipeline = to_pipeline_id or lead.pipeline_kommo_id
-            row = StageChange.objects.create(
-                account=account,
-                lead=lead,
-                from_status_kommo_id=from_status_id,
-                from_pipeline_kommo_id=from_pipeline if from_status_id is not None else None,
-                to_status_kommo_id=to_status_id,
-                to_pipeline_kommo_id=to_pipeline,
-                from_status_id=statuses.get((from_pipeline, from_status_id or 0)),
-                to_status_id=statuses.get((to_pipeline, to_status_id)),
-                at=at,
-                at_is_exact=at_is_exact,
-                source=source,
-                sources=[source],
-                moved_by_id=users.get(moved_by_kommo_user_id or 0),
-                moved_by_kommo_user_id=moved_by_kommo_user_id,
-                kommo_event_id=kommo_event_id,
-            )
-            leads_stays_refresh(lead_ids=[lead.pk])
-            _follow(follow, account, BatchResult(created=1, new_stage_changes=[row]))
-            return row, True
-        changed: set[str] = set()
-        if at_is_exact and not row.at_is_exact:
-            row.at, row.at_is_exact = at, True
-            changed |= {"at", "at_is_exact"}
-            if row.source == Source.SYNC and source != Source.SYNC:
-                row.source = source
-                changed.add("source")
-        if moved_by_kommo_user_id is not None and row.moved_by_kommo_user_id is None:
-            row.moved_by_kommo_user_id = moved_by_kommo_user_id
-            row.moved_by_id = users.get(moved_by_kommo_user_id)
-            changed |= {"moved_by_kommo_user_id", "moved_by"}
-        if kommo_event_id is not None and row.kommo_event_id is None:
-            row.kommo_event_id = kommo_event_id
-            changed.add("kommo_event_id")
-        if source not in row.sources:
-            row.sources = [*row.sources, source]
-            changed.add("sources")
-        if changed:
-            row.save(update_fields=sorted(changed))
-            if "at" in changed:
-                leads_stays_refresh(lead_ids=[lead.pk])
-        return row, False
+        since = min(report.earliest_match for report in reports)
+        history: dict[int, list[StageChange]] = {lead_id: [] for lead_id in lead_ids}
+        for known in StageChange.objects.filter(lead_id__in=lead_ids, at__gte=since).order_by("at", "pk"):
+            history[known.lead_id].append(known)
+        event_ids = [report.kommo_event_id for report in reports if report.kommo_event_id is not None]
+        by_event: dict[str, StageChange] = {}
+        if event_ids:
+            same_event = StageChange.objects.filter(lead__account_id=account.pk, kommo_event_id__in=event_ids)
+            for known in same_event.order_by("lead", "at", "id"):
+                by_event.setdefault(known.kommo_event_id or "", known)
+        users = _pk_map(KommoUser, account, [report.moved_by_kommo_user_id for report in reports])
+        statuses: dict[tuple[int, int], int] | None = None
+        outcome: list[tuple[StageChange, bool]] = []
+        created: list[StageChange] = []
+        restayed: set[int] = set()
+        for report in reports:
+            lead = report.lead
+            row: StageChange | None = None
+            if report.kommo_event_id is not None:
+                row = by_event.get(report.kommo_event_id)
+            if row is None:
+                row = _stage_change_match(report, history[lead.pk])
+            if row is None:
+                if statuses is None:
+                    statuses = _status_map(account)
+                from_pipeline = report.from_pipeline_id or lead.pipeline_kommo_id
+                to_pipeline = report.to_pipeline_id or lead.pipeline_kommo_id
+                row = StageChange.objects.create(
+                    account=account,
+                    lead=lead,
+                    from_status_kommo_id=report.from_status_id,
+                    from_pipeline_kommo_id=from_pipeline if report.from_status_id is not None else None,
+                    to_status_kommo_id=report.to_status_id,
+                    to_pipeline_kommo_id=to_pipeline,
+                    from_status_id=statuses.get((from_pipeline, report.from_status_id or 0)),
+                    to_status_id=statuses.get((to_pipeline, report.to_status_id)),
+                    at=report.at,
+                    at_is_exact=report.at_is_exact,
+                    source=source,
+                    sources=[source],
+                    moved_by_id=users.get(report.moved_by_kommo_user_id or 0),
+                    moved_by_kommo_user_id=report.moved_by_kommo_user_id,
+                    kommo_event_id=report.kommo_event_id,
+                )
+                history[lead.pk].append(row)
+                if report.kommo_event_id is not None:
+                    by_event.setdefault(report.kommo_event_id, row)
+                created.append(row)
+                restayed.add(lead.pk)
+                outcome.append((row, True))
+                continue
+            changed: set[str] = set()
+            if report.at_is_exact and not row.at_is_exact:
+                row.at, row.at_is_exact = report.at, True
+                changed |= {"at", "at_is_exact"}
+                if row.source == Source.SYNC and source != Source.SYNC:
+                    row.source = source
+                    changed.add("source")
+            if report.moved_by_kommo_user_id is not None and row.moved_by_kommo_user_id is None:
+                row.moved_by_kommo_user_id = report.moved_by_kommo_user_id
+                row.moved_by_id = users.get(report.moved_by_kommo_user_id)
+                changed |= {"moved_by_kommo_user_id", "moved_by"}
+            if report.kommo_event_id is not None and row.kommo_event_id is None:
+                row.kommo_event_id = report.kommo_event_id
+                by_event.setdefault(report.kommo_event_id, row)
+                changed.add("kommo_event_id")
+            if source not in row.sources:
+                row.sources = [*row.sources, source]
+                changed.add("sources")
+            if changed:
+                row.save(update_fields=sorted(changed))
+                if "at" in changed:
+                    restayed.add(lead.pk)
+            outcome.append((row, False))
+        leads_stays_refresh(lead_ids=restayed)
+        _follow(follow, account, BatchResult(created=len(created), new_stage_changes=created))
+    return outcome
 
 
 @dataclass(frozen=True)
@@ -1210,37 +1292,25 @@ def stage_changes_record_past(
     return created, known
 
 
-def _stage_change_match(
-    *,
-    lead: Lead,
-    from_status_id: int | None,
-    to_status_id: int,
-    at: dt.datetime,
-    at_is_exact: bool,
-    kommo_event_id: str | None,
-    not_before: dt.datetime | None,
-    latest_as_of: dt.datetime | None = None,
-) -> StageChange | None:
-    if kommo_event_id is not None:
-        same_event = StageChange.objects.filter(
-            lead__account_id=lead.account_id, kommo_event_id=kommo_event_id
-        ).first()
-        if same_event is not None:
-            return same_event
+def _stage_change_match(report: MoveReport, rows: Sequence[StageChange]) -> StageChange | None:
+    """The recorded row ``report`` is a report of, among ``rows``: the lead's moves from
+    ``report.earliest_match`` on, in the order they were recorded within a time (``at``, then pk)."""
+    from_status_id, to_status_id, at = report.from_status_id, report.to_status_id, report.at
     window, lag = STAGE_CHANGE_WINDOW, STAGE_CHANGE_INFERRED_LAG
-    if at_is_exact:
-        when = Q(at_is_exact=True, at__range=(at - window, at + window)) | Q(
-            at_is_exact=False, at__range=(at - window, at + lag)
-        )
-    else:
-        earliest = at - lag if not_before is None else max(at - lag, not_before)
-        when = Q(at__range=(earliest, at + window))
-    candidates = list(
-        StageChange.objects.filter(
-            when, lead=lead, from_status_kommo_id=from_status_id, to_status_kommo_id=to_status_id
-        )
-    )
-    if kommo_event_id is not None:
+
+    def near(row: StageChange) -> bool:
+        if report.at_is_exact:
+            if row.at_is_exact:
+                return at - window <= row.at <= at + window
+            return at - window <= row.at <= at + lag
+        earliest = at - lag if report.not_before is None else max(at - lag, report.not_before)
+        return earliest <= row.at <= at + window
+
+    same = (from_status_id, to_status_id)
+    candidates = [
+        row for row in rows if (row.from_status_kommo_id, row.to_status_kommo_id) == same and near(row)
+    ]
+    if report.kommo_event_id is not None:
         candidates = [row for row in candidates if row.kommo_event_id is None]
     if not candidates:
         return None
@@ -1248,10 +1318,11 @@ def _stage_change_match(
     latest = max(max(row.at for row in candidates), at)
     others = [
         row
-        for row in StageChange.objects.filter(lead=lead, at__range=(earliest, latest))
-        if (row.from_status_kommo_id, row.to_status_kommo_id) != (from_status_id, to_status_id)
+        for row in rows
+        if earliest <= row.at <= latest and (row.from_status_kommo_id, row.to_status_kommo_id) != same
     ]
     candidates = [row for row in candidates if not _moved_between(row, at, others)]
+    not_before = report.not_before
     if not_before is not None:
         # An inferred report saw the lead in the from-stage as of ``not_before``: its move came after the
         # lead last entered that stage, even within the same second (X→Y, moved back to X, X→Y again).
@@ -1259,15 +1330,17 @@ def _stage_change_match(
         candidates = [
             row for row in candidates if not any((back.at, back.pk) > (row.at, row.pk) for back in entered)
         ]
+    latest_as_of = report.latest_as_of
     if latest_as_of is not None and candidates:
         # The deal was seen at the to-stage after every move recorded by then: a row one of those moves
         # followed was left, so the report is a later move (ordered within a second by primary key).
+        first = min(row.at for row in candidates)
         followed = [
             other
-            for other in StageChange.objects.filter(
-                lead=lead, created__lte=latest_as_of, at__gte=min(row.at for row in candidates)
-            )
-            if (other.from_status_kommo_id, other.to_status_kommo_id) != (from_status_id, to_status_id)
+            for other in rows
+            if other.created <= latest_as_of
+            and other.at >= first
+            and (other.from_status_kommo_id, other.to_status_kommo_id) != same
         ]
         candidates = [
             row

@@ -32,8 +32,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
-from django.db import transaction
-from django.db.models import Q
+from django.db import IntegrityError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from apps.kommo.client import BATCH_SIZE, MAX_BATCH_SIZE, KommoClient
@@ -45,7 +45,7 @@ from apps.kommo.exceptions import (
 )
 from apps.kommo.models import KommoAccount, Lead, StageChange
 from apps.kommo.models.outbound import OutboundChange
-from apps.kommo.services.mirror import nothing_follows, stage_change_record
+from apps.kommo.services.mirror import MoveReport, nothing_follows, stage_changes_record
 from apps.kommo.types import JSON, LeadWrite, Note, NoteWrite, Task, TaskWrite, WriteResult, from_timestamp
 
 logger = logging.getLogger(__name__)
@@ -92,29 +92,108 @@ def outbound_change_enqueue(
     )
 
 
+@dataclass(frozen=True)
+class Intended:
+    """One write to queue with :func:`outbound_changes_enqueue` (the arguments of
+    :func:`outbound_change_enqueue`)."""
+
+    kind: str
+    entity_kommo_id: int
+    payload: JSON
+    idempotency_key: str
+    dedupe_key: str = ""
+
+
+def outbound_changes_enqueue(*, account: KommoAccount, writes: Sequence[Intended]) -> list[OutboundChange]:
+    """Queue several writes (in the caller's transaction), as :func:`outbound_change_enqueue` would one
+    by one — a key queued before is the existing row — in two queries: the rows of the keys, then one
+    INSERT of the new ones. Returns the rows in the order of ``writes``."""
+    keys = [write.idempotency_key for write in writes]
+    rows = {row.idempotency_key: row for row in OutboundChange.objects.filter(idempotency_key__in=keys)}
+    new = [
+        OutboundChange(
+            account=account,
+            kind=write.kind,
+            entity_type="leads",
+            entity_kommo_id=write.entity_kommo_id,
+            payload=write.payload,
+            idempotency_key=write.idempotency_key,
+            dedupe_key=write.dedupe_key,
+        )
+        for write in {write.idempotency_key: write for write in writes}.values()
+        if write.idempotency_key not in rows
+    ]
+    if new:
+        try:
+            with transaction.atomic():
+                created = OutboundChange.objects.bulk_create(new)
+        except IntegrityError:  # queued meanwhile by another transaction: one by one, as the single call
+            created = [
+                outbound_change_enqueue(
+                    account=account,
+                    kind=row.kind,
+                    entity_kommo_id=row.entity_kommo_id,
+                    payload=row.payload,
+                    idempotency_key=row.idempotency_key,
+                    dedupe_key=row.dedupe_key,
+                )[0]
+                for row in new
+            ]
+        rows.update((row.idempotency_key, row) for row in created)
+    return [rows[key] for key in keys]
+
+
 def outbound_move_echo_claim(
     *, account_id: int, lead_kommo_id: int, status_kommo_id: int, pipeline_kommo_id: int | None
 ) -> OutboundChange | None:
     """The portal's own recent move of this lead to this stage, if a reported move is its echo; the
     change is marked echoed so that one move is recognised once."""
+    return outbound_move_echoes_claim(
+        account_id=account_id, moves=[(lead_kommo_id, status_kommo_id, pipeline_kommo_id)]
+    )[0]
+
+
+def outbound_move_echoes_claim(
+    *, account_id: int, moves: Sequence[tuple[int, int, int | None]]
+) -> list[OutboundChange | None]:
+    """:func:`outbound_move_echo_claim` for several reported moves — (lead, stage, pipeline or None) — in
+    one read and one UPDATE: each is matched, in order, to the latest of the portal's recent moves of
+    that lead to that stage not matched yet. Returns the claimed change of each move, or None."""
+    if not moves:
+        return []
     now = timezone.now()
-    candidates = OutboundChange.objects.select_for_update().filter(
-        account_id=account_id,
-        kind=Kind.LEAD_STATUS,
-        entity_kommo_id=lead_kommo_id,
-        status__in=[Status.SENDING, Status.SENT, Status.UNKNOWN],
-        sending_at__gte=now - ECHO_WINDOW,
-        echoed_at__isnull=True,
-        payload__status_id=status_kommo_id,
+    candidates = list(
+        OutboundChange.objects.select_for_update()
+        .filter(
+            account_id=account_id,
+            kind=Kind.LEAD_STATUS,
+            entity_kommo_id__in={lead_kommo_id for lead_kommo_id, _, _ in moves},
+            status__in=[Status.SENDING, Status.SENT, Status.UNKNOWN],
+            sending_at__gte=now - ECHO_WINDOW,
+            echoed_at__isnull=True,
+        )
+        .order_by("-sending_at")
     )
-    if pipeline_kommo_id is not None:
-        candidates = candidates.filter(payload__pipeline_id=pipeline_kommo_id)
-    change = candidates.order_by("-sending_at").first()
-    if change is None:
-        return None
-    change.echoed_at = now
-    change.save(update_fields=["echoed_at", "modified"])
-    return change
+    claimed: list[OutboundChange | None] = []
+    for lead_kommo_id, status_kommo_id, pipeline_kommo_id in moves:
+        change = next(
+            (
+                candidate
+                for candidate in candidates
+                if candidate.echoed_at is None
+                and candidate.entity_kommo_id == lead_kommo_id
+                and candidate.payload.get("status_id") == status_kommo_id
+                and (pipeline_kommo_id is None or candidate.payload.get("pipeline_id") == pipeline_kommo_id)
+            ),
+            None,
+        )
+        if change is not None:
+            change.echoed_at = change.modified = now
+        claimed.append(change)
+    echoed = [change.pk for change in claimed if change is not None]
+    if echoed:
+        OutboundChange.objects.filter(pk__in=echoed).update(echoed_at=now, modified=now)
+    return claimed
 
 
 def outbound_change_retry(*, change: OutboundChange) -> bool:
@@ -171,7 +250,10 @@ def _claim(account_id: int, now: dt.datetime, kinds: Collection[str]) -> list[_C
             item.row.status = Status.SENDING
             item.row.sending_at = now
             item.row.attempts += 1
-        OutboundChange.objects.bulk_update(rows, ["status", "sending_at", "attempts"])
+        # One plain UPDATE: the same values for every row (bulk_update would build a CASE per row).
+        OutboundChange.objects.filter(pk__in=[row.pk for row in rows]).update(
+            status=Status.SENDING, sending_at=now, attempts=F("attempts") + 1
+        )
     return claimed
 
 
@@ -197,12 +279,18 @@ class _Drain:
 
     # -- outcomes --
 
-    def _sent(self, item: _Claimed, ids: Iterable[int], updated_at: dt.datetime | None = None) -> None:
+    def _sent(
+        self,
+        item: _Claimed,
+        ids: Iterable[int],
+        updated_at: dt.datetime | None = None,
+        answered_at: dt.datetime | None = None,
+    ) -> None:
         item.outcome = Status.SENT
         item.kommo_updated_at = updated_at
         item.fields = {
             "result_ids": list(ids),
-            "sent_at": timezone.now(),
+            "sent_at": answered_at or timezone.now(),
             "error": "",
             "kommo_request_id": self.request_ids.last,
             "next_attempt_at": None,
@@ -264,6 +352,7 @@ class _Drain:
             except KommoError as error:
                 self._error(chunk, error)
                 continue
+            answered_at = timezone.now()  # Kommo accepted the chunk's items with one answer
             by_request = {result.request_id: result for result in results if result.request_id}
             for index, item in enumerate(chunk):
                 result = by_request.get(str(item.row.pk))
@@ -274,7 +363,7 @@ class _Drain:
                         item, KommoError("Kommo's answer did not name this item"), outcome_known=False
                     )
                 else:
-                    self._sent(item, [result.id], result.updated_at)
+                    self._sent(item, [result.id], result.updated_at, answered_at)
 
     # -- lead stages --
 
@@ -444,7 +533,9 @@ class _Drain:
 def _record_gate_moves(account: KommoAccount, items: Sequence[_Claimed]) -> None:
     """The portal's own moves enter the stage history as ``source=gate`` right away, at Kommo's own
     ``updated_at`` of the write, so that Kommo's webhook of the same move is matched to the same row
-    rather than evaluated as a manager's move. A move recorded here needs no echo any more."""
+    rather than evaluated as a manager's move. A move recorded here needs no echo any more. The drain's
+    moves are recorded together (``stage_changes_record``: one lock of their deals, one read of their
+    recent moves and of the stages, one derivation of their stays), not one deal at a time."""
     moved = [item for item in items if item.row.kind == Kind.LEAD_STATUS and item.outcome == Status.SENT]
     if not moved:
         return
@@ -454,22 +545,26 @@ def _record_gate_moves(account: KommoAccount, items: Sequence[_Claimed]) -> None
             account=account, kommo_id__in=[item.row.entity_kommo_id for item in moved]
         )
     }
+    reports = []
     for item in moved:
         lead = leads.get(item.row.entity_kommo_id)
         if lead is None:
             continue
         payload = item.row.payload
-        stage_change_record(
-            account=account,
-            lead=lead,
-            from_status_id=payload.get("expected_status_id"),
-            to_status_id=payload["status_id"],
-            from_pipeline_id=payload.get("expected_pipeline_id"),
-            to_pipeline_id=payload.get("pipeline_id"),
-            at=item.kommo_updated_at or item.fields["sent_at"],
-            source=StageChange.Source.GATE,
-            follow=nothing_follows,  # the portal's own move: not one for the gates to judge
+        reports.append(
+            MoveReport(
+                lead=lead,
+                from_status_id=payload.get("expected_status_id"),
+                to_status_id=payload["status_id"],
+                from_pipeline_id=payload.get("expected_pipeline_id"),
+                to_pipeline_id=payload.get("pipeline_id"),
+                at=item.kommo_updated_at or item.fields["sent_at"],
+            )
         )
+    # One transaction for the drain's moves, the portal's own: not ones for the gates to judge.
+    stage_changes_record(
+        account=account, reports=reports, source=StageChange.Source.GATE, follow=nothing_follows
+    )
     OutboundChange.objects.filter(pk__in=[item.row.pk for item in moved], echoed_at__isnull=True).update(
         echoed_at=timezone.now()
     )
@@ -522,7 +617,12 @@ def outbound_changes_drain(
 #   met both budgets, when each move came as leads[status] and leads[update] only), or BURST_MOVES or more
 #   moves were queued within BURST_WINDOW (half as many
 #   again as the steady 10 per second the latency budget is set for; the window spans the gaps between
-#   webhook processing's batches, which bring a burst in groups);
+#   webhook processing's batches, which bring a burst in groups). A backlog alone is not a sure sign of a
+#   burst — a steady stream looks the same whenever the worker falls half a second behind — so while fewer
+#   than BURST_BACKLOG deliveries of moves wait and no BURST_MOVES were queued in the window, a move back
+#   waits for company at most until MOVE_WAIT_MAX after its move was reported (``reported_at`` in the
+#   change's payload, epoch seconds; when it was queued for a change without one): a manager's move is
+#   undone within a second of its report unless a burst is certain;
 # * tasks and notes go out right after the moves, in the same drain, once every move back of the account
 #   is out and all is calm (no webhook delivery waiting, fewer than CALM_MOVES moves queued within
 #   CALM_WINDOW) — a lone block is moved back, tasked and noted in one drain, a burst's tasks and notes go
@@ -534,6 +634,8 @@ BURST_MOVES = 15
 BACKLOG_EVENTS = 5
 BACKLOG_RECHECK = dt.timedelta(seconds=0.5)  # a hold for a backlog is looked at again this often
 MOVE_HOLD_MAX = dt.timedelta(seconds=3)
+BURST_BACKLOG = 20  # deliveries of moves waiting: 2 s of the steady 10 per second, a burst for sure
+MOVE_WAIT_MAX = dt.timedelta(seconds=0.5)  # after the move's report, unless a burst is certain
 CALM_WINDOW = dt.timedelta(seconds=1)
 CALM_MOVES = 3
 FOLLOW_UP_MAX = dt.timedelta(seconds=10)
@@ -551,6 +653,13 @@ class DrainPlan:
     def next_in(self) -> float | None:
         times = [value for value in (self.moves_in, self.follow_ups_in) if value is not None]
         return min(times) if times else None
+
+
+def _reported(reported_at: Any, queued: dt.datetime) -> dt.datetime:
+    """When a move back's move was reported (the payload's epoch seconds), else when it was queued."""
+    if isinstance(reported_at, int | float):
+        return dt.datetime.fromtimestamp(reported_at, tz=dt.UTC)
+    return queued
 
 
 def _seconds(until: dt.datetime, now: dt.datetime) -> float:
@@ -579,7 +688,7 @@ def outbound_drain_plan(
     rows = list(
         OutboundChange.objects.filter(
             account_id=account_id, status__in=[Status.PENDING, Status.UNKNOWN, Status.SENDING]
-        ).values_list("kind", "status", "created", "next_attempt_at", "sending_at")
+        ).values_list("kind", "status", "created", "next_attempt_at", "sending_at", "payload__reported_at")
     )
     queued = sorted(
         OutboundChange.objects.filter(
@@ -589,10 +698,12 @@ def outbound_drain_plan(
     burst = [at for at in queued if at > now - BURST_WINDOW]
     recent = [at for at in queued if at > now - CALM_WINDOW]
 
+    reported: list[dt.datetime] = []  # when the moves of the due moves back were reported
+
     def waiting(kinds: Collection[str]) -> tuple[list[dt.datetime], list[dt.datetime]]:
         """(queued times of the due ones, retry times of the others) among the waiting changes."""
         due, later = [], []
-        for kind, status, created, retry_at, sending_at in rows:
+        for kind, status, created, retry_at, sending_at, reported_at in rows:
             if kind not in kinds:
                 continue
             if status == Status.SENDING:
@@ -603,6 +714,8 @@ def outbound_drain_plan(
                 later.append(retry_at)
             else:
                 due.append(created)
+                if kind == Kind.LEAD_STATUS:
+                    reported.append(_reported(reported_at, created))
         return due, later
 
     moves, moves_later = waiting([Kind.LEAD_STATUS])
@@ -612,11 +725,26 @@ def outbound_drain_plan(
         moves_at = now
         moves_told = backlog if moves_backlog is None else moves_backlog
         bursting = len(burst) >= BURST_MOVES or moves_told >= BACKLOG_EVENTS
+        certain = len(burst) >= BURST_MOVES or moves_told >= BURST_BACKLOG
         if len(moves) < LEADS_BATCH and bursting and now - oldest < MOVE_HOLD_MAX:
             over_at = now + BACKLOG_RECHECK
             if len(burst) >= BURST_MOVES:
                 over_at = max(over_at, _eases_at(burst, BURST_WINDOW, BURST_MOVES))
             moves_at = min(oldest + MOVE_HOLD_MAX, over_at)
+            if not certain:
+                moves_at = min(moves_at, min(reported) + MOVE_WAIT_MAX)
+        why = "queued" if len(burst) >= BURST_MOVES else "backlog" if certain else "small backlog"
+        logger.debug(
+            "outbound plan: account %s, %d moves back waiting (oldest queued %.2f s ago, reported %.2f s "
+            "ago), %d queued in the last second, %d deliveries of moves waiting: %s",
+            account_id,
+            len(moves),
+            (now - oldest).total_seconds(),
+            (now - min(reported)).total_seconds(),
+            len(burst),
+            moves_told,
+            "now" if moves_at <= now else f"held ({why})",
+        )
     elif moves_later:
         moves_at = min(moves_later)
 
@@ -749,9 +877,27 @@ def _finish(claimed: Sequence[_Claimed], result: DrainResult) -> None:
         groups.setdefault(tuple(sorted(item.fields)), []).append(item.row)
     with transaction.atomic():
         for names, rows in groups.items():
-            OutboundChange.objects.bulk_update(rows, ["status", "attempts", "modified", *names])
+            _store(rows, ["status", "attempts", "modified", *names])
     if result.failed:
         logger.warning("outbound changes: %d failed", result.failed)
+
+
+def _store(rows: Sequence[OutboundChange], names: Sequence[str]) -> None:
+    """Write ``names`` of ``rows``: the columns every row gives the same value in one plain UPDATE, only
+    the others through ``bulk_update`` (which builds a CASE over the rows for each column it writes: for
+    a drain's 50 moves, the Python to build it took longer than the round trip)."""
+    uniform: dict[str, Any] = {}
+    varying: list[str] = []
+    for name in names:
+        values = [getattr(row, name) for row in rows]
+        if all(value == values[0] for value in values):
+            uniform[name] = values[0]
+        else:
+            varying.append(name)
+    if uniform:
+        OutboundChange.objects.filter(pk__in=[row.pk for row in rows]).update(**uniform)
+    if varying:
+        OutboundChange.objects.bulk_update(rows, varying)
 
 
 def _next_due(account_id: int, kinds: Collection[str]) -> float | None:

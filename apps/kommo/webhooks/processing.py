@@ -46,6 +46,7 @@ from apps.kommo.models import CatalogElement, Contact, KommoAccount, Lead, Stage
 from apps.kommo.provenance import MirrorSource, provenance
 from apps.kommo.services.mirror import BatchResult as MirrorResult
 from apps.kommo.services.mirror import (
+    MoveReport,
     catalog_element_mark_deleted,
     catalog_elements_upsert_from_kommo,
     companies_upsert_from_kommo,
@@ -56,7 +57,7 @@ from apps.kommo.services.mirror import (
     leads_upsert_from_kommo,
     mirror_pks,
     nothing_follows,
-    stage_change_record,
+    stage_changes_record,
 )
 from apps.kommo.webhooks.dispatch import Move, Plan, plan_items
 from apps.kommo.webhooks.intake import webhook_event_enqueue
@@ -371,39 +372,42 @@ class ReceivedMove:
 
 def webhook_moves_record(work: BatchWork, fetched: Fetched) -> list[ReceivedMove]:
     """Records the moves the deliveries report, after the upserts (which create the new deals), with
-    nothing following them. Returns the moves recorded for the first time (a report of a known move enriches
-    its row and is not returned)."""
+    nothing following them, all in one ``stage_changes_record`` (in the order reported: each is matched
+    against those recorded before it). Returns the moves recorded for the first time (a report of a known
+    move enriches its row and is not returned)."""
     account, plan = work.account, work.plan
     if not plan.moves:
         return []
     moved = Lead.objects.filter(account=account, kommo_id__in={move.lead_id for move in plan.moves})
     deals = {lead.kommo_id: lead for lead in moved}
     last = {move.lead_id: index for index, move in enumerate(plan.moves)}
-    new: list[ReceivedMove] = []
+    reports: list[tuple[MoveReport, dt.datetime]] = []
     for index, (move, received_at) in enumerate(zip(plan.moves, work.moves_at, strict=True)):
         lead = deals.get(move.lead_id)
         if lead is None:  # Kommo no longer has it: nothing to attach the move to
             continue
         latest = last[move.lead_id] == index
-        change, created = _record_move(account, lead, move, fetched, received_at, last=latest)
-        if created:
-            new.append(ReceivedMove(change, received_at))
-    return new
+        reports.append((_move_report(lead, move, fetched, received_at, last=latest), received_at))
+    recorded = stage_changes_record(
+        account=account,
+        reports=[report for report, _ in reports],
+        source=StageChange.Source.WEBHOOK,
+        follow=nothing_follows,
+    )
+    return [
+        ReceivedMove(change, received_at)
+        for (change, created), (_, received_at) in zip(recorded, reports, strict=True)
+        if created
+    ]
 
 
-def _record_move(
-    account: KommoAccount,
-    lead: Lead,
-    move: Move,
-    fetched: Fetched,
-    received_at: dt.datetime,
-    *,
-    last: bool,
-) -> tuple[StageChange, bool]:
-    """Records one reported move. ``last``: no later move of the deal in the batch; when the re-fetch
-    (which left after the delivery arrived) found the deal at the move's to-stage, the move is the deal's
-    latest as of the re-fetch (``latest_as_of``), which tells it from an earlier identical move the deal
-    was moved back from within the same second."""
+def _move_report(
+    lead: Lead, move: Move, fetched: Fetched, received_at: dt.datetime, *, last: bool
+) -> MoveReport:
+    """One reported move. ``last``: no later move of the deal in the batch; when the re-fetch (which
+    left after the delivery arrived) found the deal at the move's to-stage, the move is the deal's latest
+    as of the re-fetch (``latest_as_of``), which tells it from an earlier identical move the deal was
+    moved back from within the same second."""
     current = fetched.leads.get(move.lead_id)
     arrived = current is not None and (current.status_id, current.pipeline_id) == (
         move.to_status_id,
@@ -414,26 +418,30 @@ def _record_move(
         still_there = current is not None and current.status_id == move.to_status_id
         at = current.updated_at if still_there and current and current.updated_at else received_at
         exact = False
-    return stage_change_record(
-        account=account,
+    return MoveReport(
         lead=lead,
         from_status_id=move.from_status_id,
         to_status_id=move.to_status_id,
         from_pipeline_id=move.from_pipeline_id,
         to_pipeline_id=move.to_pipeline_id,
         at=at,
-        source=StageChange.Source.WEBHOOK,
         moved_by_kommo_user_id=move.moved_by,
         at_is_exact=exact,
         latest_as_of=fetched.leads_asked_at if exact and last and arrived else None,
-        follow=nothing_follows,
     )
 
 
 def webhook_batch_processed(work: BatchWork) -> None:
-    """Marks the batch's events processed (inside the transaction of its writes)."""
+    """Marks the batch's events processed (inside the transaction of its writes): one UPDATE for the
+    events claimed together with the same note (as a rule, the whole batch), not one per event."""
+    groups: dict[tuple[dt.datetime | None, str], list[int]] = {}
     for event in work.events:
-        _finish(event, Status.PROCESSED, error=event.error)
+        groups.setdefault((event.claimed_at, event.error), []).append(event.pk)
+    now = timezone.now()
+    for (claimed_at, error), ids in groups.items():
+        WebhookEvent.objects.filter(pk__in=ids, status=Status.PROCESSING, claimed_at=claimed_at).update(
+            status=Status.PROCESSED, error=_text(error), traceback="", processed_at=now
+        )
 
 
 def _finish(event: WebhookEvent, status: str, *, error: str = "", trace: str = "") -> None:

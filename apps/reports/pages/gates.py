@@ -36,7 +36,10 @@ def _group_rows(first: str, groups: list[GroupBlocks]) -> list[dict[str, Any]]:
 )
 def gates(scope: Scope) -> list[Table]:
     report = gates_report(
-        account=scope_account(scope), since=scope.start, until=scope.until, deals=scope.deals("lead__")
+        account=scope_account(scope),
+        since=scope.start,
+        until=scope.until,
+        deals=scope.deals("lead__", join=False),
     )
     names = report.rule_names
     series = {name: f"rule_{index}" for index, name in enumerate(names)}

@@ -29,6 +29,7 @@ from django.db.models.functions import TruncWeek
 
 from apps.gates.models import GateDecision, GateRule
 from apps.kommo.models import KommoAccount, KommoUser, Lead
+from apps.reports.selectors.common import deals_from_first
 
 Outcome = GateDecision.Outcome
 BLOCKING = (Outcome.BLOCKED, Outcome.WOULD_BLOCK)
@@ -162,7 +163,7 @@ def gates_report(
     deals: Q | None = None,
 ) -> GatesReport:
     """The blocks decided in ``[since, until)`` on the deals among ``leads_qs`` (or those ``deals``, a filter
-    on the decisions' deals such as ``Scope.deals("lead__")``, which joins rather than lists them), of
+    on the decisions' deals such as ``Scope.deals("lead__", join=False)``, which does not list them), of
     ``account`` (every account when None).
 
     The period's blocks are read once (rule, outcome, deal, its manager) and counted per rule, stage and
@@ -170,7 +171,11 @@ def gates_report(
     query."""
     decisions = _decisions(account, leads_qs, deals)
     period = decisions.filter(outcome__in=BLOCKING, decided_at__gte=since, decided_at__lt=until).order_by()
-    blocks = list(period.values_list("rule_id", "outcome", "lead_id", "lead__responsible_user_kommo_id"))
+    blocks = list(
+        period.annotate(deal=deals_from_first(period)).values_list(
+            "rule_id", "outcome", "lead_id", "deal__responsible_user_kommo_id"
+        )
+    )
     rules = GateRule.objects.select_related("gated_stage").in_bulk({row[0] for row in blocks})
     by_rule: dict[int, RuleBlocks] = {}
     rule_deals: dict[int, set[int]] = defaultdict(set)

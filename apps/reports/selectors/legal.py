@@ -19,6 +19,7 @@ from apps.reports.framework import Scope
 from apps.reports.selectors.common import (
     CLOSED,
     open_at_end,
+    open_stays_at_end,
     pipeline_count,
     stage_label,
     stays_in_scope,
@@ -74,11 +75,11 @@ def legal_reviews(*, scope: Scope) -> list[ReviewRow]:
     stages = legal_stages(scope=scope)
     if not stages:
         return []
-    stays = stays_in_scope(scope).filter(status_id__in=stages)
     length = DaysBetween("left_at", "entered_at")
     ended = {
         row["status_id"]: row
-        for row in stays.filter(left_at__gte=scope.start, left_at__lt=scope.end)
+        for row in stays_in_scope(scope, join=False)
+        .filter(status_id__in=stages, left_at__gte=scope.start, left_at__lt=scope.end)
         .values("status_id")
         .annotate(
             passed=Count("id", filter=Q(left_how__in=[LeftHow.FORWARD, LeftHow.WON])),
@@ -90,8 +91,8 @@ def legal_reviews(*, scope: Scope) -> list[ReviewRow]:
     stale_before = scope.until - dt.timedelta(days=settings.REPORTS_LEGAL_REVIEW_STALE_DAYS)
     opened = {
         row["status_id"]: row
-        for row in stays.filter(open_at_end(scope))
-        .exclude(status_kommo_id__in=CLOSED)  # never a legal stage: lets the open-stays index serve
+        for row in open_stays_at_end(scope)
+        .filter(status_id__in=stages)
         .values("status_id")
         .annotate(open=Count("id"), stale=Count("id", filter=Q(entered_at__lt=stale_before)))
     }

@@ -11,7 +11,13 @@ from django.db.models.fields.json import KT
 
 from apps.kommo.models.mirror import LOST_STATUS_ID, WON_STATUS_ID, Lead, StageStay
 from apps.reports.framework import Scope
-from apps.reports.selectors.common import pipeline_count, share, stage_label, stays_in_scope
+from apps.reports.selectors.common import (
+    deals_from_first,
+    pipeline_count,
+    share,
+    stage_label,
+    stays_in_scope,
+)
 from apps.reports.sql import DaysBetween, Percentile
 
 LeftHow = StageStay.LeftHow
@@ -32,31 +38,32 @@ def outcomes(*, scope: Scope) -> list[OutcomeRow]:
     """Deals won or lost in the period (they entered won or lost then), in total and per manager: counts,
     win rate = won ÷ (won + lost), the value won, and the median and 75th percentile of the won deals'
     cycle, from the deal's creation to its win."""
-    cycle = DaysBetween("entered_at", "lead__created_at")
-    closed = stays_in_scope(scope).filter(
+    cycle = DaysBetween("entered_at", "deal__created_at")
+    closed = stays_in_scope(scope, join=False).filter(
         entered_at__gte=scope.start,
         entered_at__lt=scope.end,
         status_kommo_id__in=[WON_STATUS_ID, LOST_STATUS_ID],
     )
+    closed = closed.annotate(deal=deals_from_first(closed))
     won = Q(status_kommo_id=WON_STATUS_ID)
     figures = {
         "won": Count("lead_id", distinct=True, filter=won),
         "lost": Count("lead_id", distinct=True, filter=Q(status_kommo_id=LOST_STATUS_ID)),
-        "won_value": Sum("lead__price", filter=won),
+        "won_value": Sum("deal__price", filter=won),
         "cycle_median": Percentile(cycle, 0.5, filter=won),
         "cycle_p75": Percentile(cycle, 0.75, filter=won),
     }
     total = closed.aggregate(**figures)
     per_manager = (
-        closed.values("lead__responsible_user_kommo_id", "lead__responsible_user__name")
+        closed.values("deal__responsible_user_kommo_id", "deal__responsible_user__name")
         .annotate(**figures)
-        .order_by("lead__responsible_user__name", "lead__responsible_user_kommo_id")
+        .order_by("deal__responsible_user__name", "deal__responsible_user_kommo_id")
     )
     rows = [_outcome("All managers", total)] if total["won"] or total["lost"] else []
     for row in per_manager:
-        name = row["lead__responsible_user__name"] or (
-            f"user {row['lead__responsible_user_kommo_id']}"
-            if row["lead__responsible_user_kommo_id"]
+        name = row["deal__responsible_user__name"] or (
+            f"user {row['deal__responsible_user_kommo_id']}"
+            if row["deal__responsible_user_kommo_id"]
             else "nobody"
         )
         rows.append(_outcome(name, row))
@@ -79,23 +86,25 @@ def losses_by_stage(*, scope: Scope) -> tuple[list[str], list[dict[str, Any]]]:
     """Deals lost in the period, by the stage they were lost from (the stay that ended lost) and their
     loss reason. Returns the reasons (the column order: most frequent first) and one row per stage:
     ``{"stage": …, "total": n, "reason:<id>": n, …}``."""
+    lost = stays_in_scope(scope, join=False).filter(
+        left_how=LeftHow.LOST, left_at__gte=scope.start, left_at__lt=scope.end
+    )
     rows = list(
-        stays_in_scope(scope)
-        .filter(left_how=LeftHow.LOST, left_at__gte=scope.start, left_at__lt=scope.end)
+        lost.annotate(deal=deals_from_first(lost))
         .values(
             "status_kommo_id",
             "status__name",
             "status__sort",
             "pipeline__name",
             "pipeline__sort",
-            "lead__loss_reason_kommo_id",
+            "deal__loss_reason_kommo_id",
         )
         .annotate(deals=Count("lead_id", distinct=True))
         .order_by("pipeline__sort", "pipeline__name", "status__sort", "status_kommo_id")
     )
     counts: dict[int | None, int] = {}
     for row in rows:
-        reason = row["lead__loss_reason_kommo_id"]
+        reason = row["deal__loss_reason_kommo_id"]
         counts[reason] = counts.get(reason, 0) + row["deals"]
     names = _reason_names([reason for reason in counts if reason is not None])
     reasons = sorted(counts, key=lambda reason: (-counts[reason], reason is None, reason or 0))
@@ -104,7 +113,7 @@ def losses_by_stage(*, scope: Scope) -> tuple[list[str], list[dict[str, Any]]]:
     for row in rows:
         label = stage_label(row, pipelines)
         target = by_stage.setdefault(label, {"stage": label, "total": 0})
-        key = f"reason:{row['lead__loss_reason_kommo_id'] or 'none'}"
+        key = f"reason:{row['deal__loss_reason_kommo_id'] or 'none'}"
         target[key] = target.get(key, 0) + row["deals"]
         target["total"] += row["deals"]
     labels = [
@@ -117,14 +126,17 @@ def losses_by_stage(*, scope: Scope) -> tuple[list[str], list[dict[str, Any]]]:
 
 def _reason_names(reason_ids: list[int]) -> dict[int, str]:
     """Kommo's names of loss reasons, from deals fetched with them embedded (``_embedded.loss_reason``)."""
-    if not reason_ids:
-        return {}
-    rows = (
-        Lead.objects.filter(loss_reason_kommo_id__in=reason_ids)
-        .annotate(reason_name=KT("raw___embedded__loss_reason__0__name"))
-        .exclude(reason_name__isnull=True)
-        .values_list("loss_reason_kommo_id", "reason_name")
-        .order_by("loss_reason_kommo_id")
-        .distinct()
-    )
-    return {reason: name for reason, name in rows if reason is not None and name}
+    names = {}
+    for reason in sorted(set(reason_ids)):
+        # One deal that names the reason is enough: a look-up in the index of the reasons' names
+        # (reports.0014), where every deal lost for the reason was read before (the history's).
+        found = list(
+            Lead.objects.filter(loss_reason_kommo_id=reason)
+            .annotate(reason_name=KT("raw___embedded__loss_reason__0__name"))
+            .exclude(reason_name__isnull=True)
+            .order_by()
+            .values_list("reason_name", flat=True)[:1]
+        )
+        if found and found[0]:
+            names[reason] = found[0]
+    return names

@@ -8,7 +8,13 @@ from typing import Any
 from django.db.models import Count, DateTimeField, ExpressionWrapper, F, FloatField, Max, Value
 
 from apps.reports.framework import Scope
-from apps.reports.selectors.common import CLOSED, open_at_end, pipeline_count, stage_label, stays_in_scope
+from apps.reports.selectors.common import (
+    CLOSED,
+    open_stays_at_end,
+    pipeline_count,
+    stage_label,
+    stays_in_scope,
+)
 from apps.reports.sql import DaysBetween, Percentile
 
 DAY_SECONDS = 86400.0
@@ -49,7 +55,7 @@ def time_in_stage(*, scope: Scope) -> list[TimeInStageRow]:
     # a column of the rows already read, where it was a look-up of each stay's predecessors.
     cumulative = ExpressionWrapper(F("earlier_seconds") / DAY_SECONDS + length, output_field=FloatField())
     completed = (
-        stays_in_scope(scope)
+        stays_in_scope(scope, join=False)
         .filter(left_at__gte=scope.start, left_at__lt=scope.end)
         .exclude(status_kommo_id__in=CLOSED)
         .values(*_STAGE)
@@ -62,9 +68,7 @@ def time_in_stage(*, scope: Scope) -> list[TimeInStageRow]:
     )
     age = DaysBetween(Value(scope.until, output_field=DateTimeField()), "entered_at")
     open_now = (
-        stays_in_scope(scope)
-        .filter(open_at_end(scope))
-        .exclude(status_kommo_id__in=CLOSED)
+        open_stays_at_end(scope)
         .values(*_STAGE)
         .annotate(open=Count("id"), open_median_age=Percentile(age, 0.5), open_oldest=Max(age))
     )
