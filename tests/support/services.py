@@ -17,11 +17,13 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -105,6 +107,63 @@ def wait_for(predicate, *, timeout: float, interval: float = 0.05, message: str 
     raise TimeoutError(f"timed out after {timeout}s waiting for {message}")
 
 
+# -- stopped on SIGTERM and SIGINT too -------------------------------------------------------------------
+#
+# A fixture's teardown stops what it started, but a run killed by SIGTERM (``timeout``, CI cancelling a job)
+# runs no teardown, and PostgreSQL (pg_ctl puts it in a session of its own) and the Celery workers (started
+# in sessions of their own, so that a test can kill one whole) outlived it. Every server below registers its
+# stop here while it runs; the first SIGTERM or SIGINT stops them all, then the signal does what it would
+# have done (SIGTERM ends the process as before, SIGINT raises KeyboardInterrupt for pytest to report).
+
+_running: dict[int, tuple[int, Callable[[], None]]] = {}  # id(server) -> (order, its stop)
+_handled_in: int | None = None  # the process whose handlers are installed (a forked child is not it)
+_previous: dict[int, Any] = {}
+
+
+def _running_add(server: object, stop: Callable[[], None], *, order: int) -> None:
+    """``stop`` runs on SIGTERM or SIGINT while ``server`` runs (lower ``order`` first: workers before the
+    broker and database they use)."""
+    _signals_handle()
+    _running[id(server)] = (order, stop)
+
+
+def _running_remove(server: object) -> None:
+    _running.pop(id(server), None)
+
+
+def running_stop_all() -> None:
+    """Stops every server still registered, each once, whatever the others do."""
+    for key, (_, stop) in sorted(_running.items(), key=lambda item: item[1][0]):
+        _running.pop(key, None)
+        try:
+            stop()
+        except Exception as error:  # the others must still be stopped
+            print(f"stopping a test server on a signal failed: {error!r}", file=sys.stderr)
+
+
+def _on_signal(number: int, frame: Any) -> None:
+    if os.getpid() == _handled_in:  # not in a process forked from this one: the servers are not its own
+        running_stop_all()
+    previous = _previous.get(number, signal.SIG_DFL)
+    if callable(previous):
+        previous(number, frame)  # SIGINT: KeyboardInterrupt
+        return
+    signal.signal(number, signal.SIG_DFL)
+    os.kill(os.getpid(), number)  # SIGTERM: the process ends as it would have, with the same status
+
+
+def _signals_handle() -> None:
+    global _handled_in
+    if _handled_in == os.getpid() or threading.current_thread() is not threading.main_thread():
+        return
+    for number in (signal.SIGTERM, signal.SIGINT):
+        current = signal.getsignal(number)
+        if current is not _on_signal:
+            _previous[number] = current
+            signal.signal(number, _on_signal)
+    _handled_in = os.getpid()
+
+
 def postgres_program(name: str) -> str | None:
     candidates = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}"), reverse=True)
     return candidates[0] if candidates else shutil.which(name)
@@ -152,6 +211,7 @@ class PostgresServer:
         self._run_as = run_as
         self._pg_ctl = pg_ctl
         self._options = options
+        _running_add(self, self.stop, order=2)
         self.start_again()
         return self
 
@@ -216,6 +276,7 @@ class PostgresServer:
         )
 
     def stop(self) -> None:
+        _running_remove(self)
         if self.folder is None:
             return
         subprocess.run(
@@ -245,6 +306,7 @@ class RedisServer:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
+        _running_add(self, self.stop, order=1)
         import redis
 
         client = redis.Redis.from_url(self.url)
@@ -259,6 +321,7 @@ class RedisServer:
         return self
 
     def stop(self) -> None:
+        _running_remove(self)
         if self.process is not None:
             self.process.terminate()
             self.process.wait(timeout=10)
@@ -296,6 +359,7 @@ class CeleryWorker:
         self.process = subprocess.Popen(
             argv, cwd=ROOT, env=env, stdout=fd, stderr=subprocess.STDOUT, start_new_session=True
         )
+        _running_add(self, self.kill_all, order=0)
         os.close(fd)
         wait_for(
             lambda: "ready." in self.log() or self.process.poll() is not None,
@@ -315,7 +379,15 @@ class CeleryWorker:
         assert self.process is not None
         self.process.wait(timeout=10)
 
+    def kill_all(self) -> None:
+        """SIGKILL the worker's whole session, without waiting for it to finish its tasks (on a signal)."""
+        _running_remove(self)
+        self._signal(signal.SIGKILL)
+        if self.log_path is not None:
+            self.log_path.unlink(missing_ok=True)
+
     def stop(self) -> None:
+        _running_remove(self)
         if self.process is not None and self.process.poll() is None:
             self._signal(signal.SIGTERM)
             try:
@@ -361,6 +433,7 @@ class CeleryBeat:
         self.process = subprocess.Popen(
             argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
+        _running_add(self, self.stop, order=0)
         log.close()
         wait_for(
             lambda: "beat: Starting" in self.log() or self.process.poll() is not None,  # type: ignore[union-attr]
@@ -376,6 +449,7 @@ class CeleryBeat:
         return path.read_text(errors="replace") if path and path.exists() else ""
 
     def stop(self) -> None:
+        _running_remove(self)
         if self.process is not None:
             try:
                 os.killpg(self.process.pid, signal.SIGKILL)
