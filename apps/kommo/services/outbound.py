@@ -623,8 +623,9 @@ def outbound_changes_drain(
 #   MOVE_WAIT_MAX after its move was reported (``reported_at`` in the change's payload, epoch seconds;
 #   when it was queued for a change without one): a manager's move is undone within a second of its
 #   report. Certain: BURST_BACKLOG or more deliveries of moves wait, or BURST_MOVES of the moves back
-#   queued within MOVE_HOLD_MAX were *reported* within BURST_WINDOW of each other (what the worker's lag
-#   cannot fake: a steady 10 per second is reported 10 a second, however bunched its decisions);
+#   queued within MOVE_HOLD_MAX were *made* within MADE_TOGETHER of each other by Kommo's clock
+#   (``moved_at`` in the payload; what neither the deliveries' nor the worker's lag can fake: a steady 10
+#   per second is made 10 a second, however bunched its reports and decisions);
 # * tasks and notes go out right after the moves, in the same drain, once every move back of the account
 #   is out and all is calm (no webhook delivery waiting, fewer than CALM_MOVES moves queued within
 #   CALM_WINDOW) — a lone block is moved back, tasked and noted in one drain, a burst's tasks and notes go
@@ -638,6 +639,9 @@ BACKLOG_RECHECK = dt.timedelta(seconds=0.5)  # a hold for a backlog is looked at
 MOVE_HOLD_MAX = dt.timedelta(seconds=3)
 BURST_BACKLOG = 20  # deliveries of moves waiting: 2 s of the steady 10 per second, a burst for sure
 MOVE_WAIT_MAX = dt.timedelta(seconds=0.5)  # after the move's report, unless a burst is certain
+# Moves made within this of each other count as made together: Kommo's times are whole seconds, so this
+# is one second of Kommo's clock (a steady 10 moves a second is 10 made together, a burst more).
+MADE_TOGETHER = dt.timedelta(seconds=0.9)
 CALM_WINDOW = dt.timedelta(seconds=1)
 CALM_MOVES = 3
 FOLLOW_UP_MAX = dt.timedelta(seconds=10)
@@ -658,7 +662,8 @@ class DrainPlan:
 
 
 def _reported(reported_at: Any, queued: dt.datetime) -> dt.datetime:
-    """When a move back's move was reported (the payload's epoch seconds), else when it was queued."""
+    """When a move back's move was reported or made (the payload's epoch seconds), else when it was
+    queued."""
     if isinstance(reported_at, int | float):
         return dt.datetime.fromtimestamp(reported_at, tz=dt.UTC)
     return queued
@@ -707,14 +712,15 @@ def outbound_drain_plan(
             account_id=account_id,
             kind=Kind.LEAD_STATUS,
             created__gt=now - max(BURST_WINDOW, CALM_WINDOW, MOVE_HOLD_MAX),
-        ).values_list("created", "payload__reported_at")
+        ).values_list("created", "payload__moved_at")
     )
     queued = sorted(created for created, _ in lately)
     burst = [at for at in queued if at > now - BURST_WINDOW]
     recent = [at for at in queued if at > now - CALM_WINDOW]
-    # The moves of the moves back queued within the hold's bound, by when they were reported: a burst
-    # reported them close together, however the worker's lag spread or bunched their decisions.
-    reports = sorted(_reported(reported_at, created) for created, reported_at in lately)
+    # The moves of the moves back queued within the hold's bound, by when Kommo says they were made (the
+    # payload's moved_at): a burst made them together, however the deliveries or the worker's lag spread
+    # or bunched their reports and decisions.
+    made = sorted(_reported(moved_at, created) for created, moved_at in lately)
 
     reported: list[dt.datetime] = []  # when the moves of the due moves back were reported
 
@@ -743,7 +749,7 @@ def outbound_drain_plan(
         moves_at = now
         moves_told = backlog if moves_backlog is None else moves_backlog
         bursting = len(burst) >= BURST_MOVES or moves_told >= BACKLOG_EVENTS
-        dense = _most_within(reports, BURST_WINDOW) >= BURST_MOVES
+        dense = _most_within(made, MADE_TOGETHER) >= BURST_MOVES
         certain = dense or moves_told >= BURST_BACKLOG
         if len(moves) < LEADS_BATCH and bursting and now - oldest < MOVE_HOLD_MAX:
             over_at = now + BACKLOG_RECHECK
@@ -752,7 +758,7 @@ def outbound_drain_plan(
             moves_at = min(oldest + MOVE_HOLD_MAX, over_at)
             if not certain:
                 moves_at = min(moves_at, min(reported) + MOVE_WAIT_MAX)
-        why = "reported together" if dense else "backlog" if certain else "not sure"
+        why = "made together" if dense else "backlog" if certain else "not sure"
         logger.debug(
             "outbound plan: account %s, %d moves back waiting (oldest queued %.2f s ago, reported %.2f s "
             "ago), %d queued in the last second, %d deliveries of moves waiting: %s",
