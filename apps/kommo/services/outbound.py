@@ -623,7 +623,7 @@ def outbound_changes_drain(
 #   MOVE_WAIT_MAX after its move was reported (``reported_at`` in the change's payload, epoch seconds;
 #   when it was queued for a change without one): a manager's move is undone within a second of its
 #   report. Certain: BURST_BACKLOG or more deliveries of moves wait, or BURST_MOVES of the moves back
-#   queued within MOVE_HOLD_MAX were *made* within MADE_TOGETHER of each other by Kommo's clock
+#   queued within BURST_MEMORY were *made* within MADE_TOGETHER of each other by Kommo's clock
 #   (``moved_at`` in the payload; what neither the deliveries' nor the worker's lag can fake: a steady 10
 #   per second is made 10 a second, however bunched its reports and decisions);
 # * tasks and notes go out right after the moves, in the same drain, once every move back of the account
@@ -642,6 +642,8 @@ MOVE_WAIT_MAX = dt.timedelta(seconds=0.5)  # after the move's report, unless a b
 # Moves made within this of each other count as made together: Kommo's times are whole seconds, so this
 # is one second of Kommo's clock (a steady 10 moves a second is 10 made together, a burst more).
 MADE_TOGETHER = dt.timedelta(seconds=0.9)
+# ...among the moves back queued this long: a loaded worker decides a burst's moves in groups seconds apart.
+BURST_MEMORY = dt.timedelta(seconds=10)
 CALM_WINDOW = dt.timedelta(seconds=1)
 CALM_MOVES = 3
 FOLLOW_UP_MAX = dt.timedelta(seconds=10)
@@ -711,13 +713,13 @@ def outbound_drain_plan(
         OutboundChange.objects.filter(
             account_id=account_id,
             kind=Kind.LEAD_STATUS,
-            created__gt=now - max(BURST_WINDOW, CALM_WINDOW, MOVE_HOLD_MAX),
+            created__gt=now - max(BURST_WINDOW, CALM_WINDOW, BURST_MEMORY),
         ).values_list("created", "payload__moved_at")
     )
     queued = sorted(created for created, _ in lately)
     burst = [at for at in queued if at > now - BURST_WINDOW]
     recent = [at for at in queued if at > now - CALM_WINDOW]
-    # The moves of the moves back queued within the hold's bound, by when Kommo says they were made (the
+    # The moves of the moves back queued within BURST_MEMORY, by when Kommo says they were made (the
     # payload's moved_at): a burst made them together, however the deliveries or the worker's lag spread
     # or bunched their reports and decisions.
     made = sorted(_reported(moved_at, created) for created, moved_at in lately)
