@@ -728,6 +728,28 @@ def test_a_move_back_waits_for_company_no_longer_than_the_bound_after_its_report
         assert waiting is not None and waiting > 0
 
 
+def test_a_steady_stream_decided_in_a_bunch_is_not_held_but_a_burst_decided_late_is(account):
+    # A worker 1.5 s behind a steady 10 moves a second decides 15 of them at once: 15 moves back queued
+    # within a second, but reported 0.1 s apart, which no burst is. They go at once. The same 15 reported
+    # within half a second are a burst, however late they are decided: they wait for company.
+    with time_machine.travel(timezone.now(), tick=False):
+        for n in range(BURST_MOVES):
+            blocked(account, 10_000 + n, n)
+
+        def report(spacing: float) -> None:
+            moves = OutboundChange.objects.filter(kind=Kind.LEAD_STATUS).order_by("pk")
+            for index, change in enumerate(moves):
+                ago = 2.0 - index * spacing
+                change.payload["reported_at"] = (timezone.now() - dt.timedelta(seconds=ago)).timestamp()
+                change.save(update_fields=["payload"])
+
+        report(0.1)
+        assert outbound_drain_plan(account_id=account.pk).moves_in == 0
+        report(0.03)
+        held = outbound_drain_plan(account_id=account.pk).moves_in
+        assert held is not None and held > 0
+
+
 def test_the_moves_backlog_counts_the_deliveries_of_moves_not_yet_processed(account):
     for status in WebhookEvent.Status:
         delivery(account, "leads[status] leads[update]", status)
