@@ -22,7 +22,7 @@ from apps.kommo.services.sync import history_backfill
 from apps.stakeholders.models import Role, Stakeholder, StakeholderEvent
 from apps.stakeholders.selectors import stakeholder_state_as_of
 from apps.users.models import User
-from tests.stakeholders.conftest import mirror_recorded_deal, stakeholder_payload
+from tests.stakeholders.conftest import event, mirror_recorded_deal, stakeholder_payload
 
 pytestmark = pytest.mark.django_db
 
@@ -245,16 +245,8 @@ def _field_event(event_id: str, entity: str, entity_id: int, field_id: int, befo
             for enum, text in items
         ]
 
-    return {
-        "id": event_id,
-        "type": "custom_field_value_changed",
-        "entity_id": entity_id,
-        "entity_type": entity,
-        "created_by": 0,
-        "created_at": at,
-        "value_before": values(before),
-        "value_after": values(after),
-    }
+    kind = "custom_field_value_changed"
+    return event(event_id, kind, entity, entity_id, at, after=values(after), before=values(before))
 
 
 def test_past_field_changes_read_from_kommos_events_date_the_history_once(
