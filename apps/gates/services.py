@@ -724,6 +724,8 @@ def _enqueue_block(
             "expected_pipeline_id": to_pipeline,
             # the outbound plan holds a move back for company only so long after its move was reported
             "reported_at": (evaluation.received_at or change.created).timestamp(),
+            # ...and holds it long only for a burst: many moves made together by Kommo's clock
+            "moved_at": change.at.timestamp(),
         },
         idempotency_key=f"gate:move:{change.pk}",
     )

@@ -64,6 +64,7 @@ def test_it_moves_the_deal_back_when_the_lawyer_has_not_approved(board, legal_ga
     assert move.idempotency_key == f"gate:move:{change.pk}"
     # when the move was reported travels with the move back: the outbound plan bounds its wait by it
     assert move.payload["reported_at"] == GateEvaluation.objects.get().received_at.timestamp()
+    assert move.payload["moved_at"] == change.at.timestamp()
     task = OutboundChange.objects.get(kind=OutboundChange.Kind.TASK_CREATE)
     assert "lawyer has not approved" in task.payload["text"]
     assert "Northwind renewal was moved back from Signing to Legal review" in task.payload["text"]

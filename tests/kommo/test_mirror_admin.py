@@ -199,6 +199,7 @@ def test_the_deals_stage_filter_costs_no_query_per_stage(admin_client):
 @pytest.mark.parametrize("page", ["admin:kommo_stagechange_changelist", "admin:kommo_lead_change"])
 def test_the_portals_own_move_back_is_shown_as_made_by_the_portal_not_by_its_token_user(admin_client, page):
     import datetime as dt
+    import functools
 
     from apps.kommo.models import StageChange
     from apps.kommo.services.mirror import stage_change_record
@@ -209,26 +210,17 @@ def test_the_portals_own_move_back_is_shown_as_made_by_the_portal_not_by_its_tok
         account=account, data=lead(pipeline_id=3177727, status_id=32392159), follow=mirror_follow
     ).obj
     KommoUserFactory(account=account, kommo_id=777, name="Token Owner")
-    at = dt.datetime(2024, 1, 1, tzinfo=dt.UTC)
-    back, _ = stage_change_record(
+    move = functools.partial(
+        stage_change_record,
         account=account,
         lead=deal,
         from_status_id=32392165,
         to_status_id=32392159,
-        at=at,
-        source="gate",
+        at=dt.datetime(2024, 1, 1, tzinfo=dt.UTC),
         follow=mirror_follow,
     )
-    stage_change_record(  # the webhook of the same move names the user whose token the portal used
-        account=account,
-        lead=deal,
-        from_status_id=32392165,
-        to_status_id=32392159,
-        at=at,
-        source="webhook",
-        moved_by_kommo_user_id=777,
-        follow=mirror_follow,
-    )
+    back, _ = move(source="gate")
+    move(source="webhook", moved_by_kommo_user_id=777)  # the webhook of the same move names the token's user
     assert StageChange.objects.get(pk=back.pk).moved_by.name == "Token Owner"
 
     body = admin_client.get(

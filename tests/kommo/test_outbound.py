@@ -40,6 +40,7 @@ from apps.kommo.services.outbound import (
 from apps.kommo.tasks import outbound_flush, outbound_flush_schedule
 from apps.kommo.webhooks.processing import webhook_backlog, webhook_moves_backlog
 from tests.factories import KommoAccountFactory, PipelineFactory, StatusFactory
+from tests.support.fake_kommo import FakeKommo
 from tests.support.services import RedisServer
 
 BASE = "https://acme.kommo.com"
@@ -71,6 +72,16 @@ def client(account: KommoAccount, tmp_path: Path) -> KommoClient:
 def api() -> Iterator[responses.RequestsMock]:
     with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
         yield mock
+
+
+@pytest.fixture
+def kommo(account: KommoAccount) -> Iterator[FakeKommo]:
+    """The suite's fake Kommo, for the tests about what the drain finds in Kommo's data (a write Kommo did
+    whose answer was lost); a call it has no answer for fails the test."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        fake = FakeKommo(mock, account.api_root)
+        yield fake
+        assert not fake.unrouted, f"calls the fake Kommo has no answer for: {fake.unrouted}"
 
 
 def lead_row(account: KommoAccount, kommo_id: int) -> Lead:
@@ -289,90 +300,102 @@ def test_the_portals_move_enters_the_stage_history_as_a_gate_move(account, clien
     assert change.at == dt.datetime.fromtimestamp(1746100000, tz=dt.UTC)
 
 
-def test_a_move_whose_outcome_is_unknown_is_checked_and_not_sent_twice(account, client, api):
+def test_a_move_whose_outcome_is_unknown_is_checked_and_not_sent_twice(account, client, kommo):
     lead_row(account, 10_001)
+    kommo.lead(10_001, SIGNING, PIPELINE)
     blocked(account, 10_001, 1)
-    api.add("PATCH", BASE + "/api/v4/leads", body=requests.ReadTimeout("no answer"))
-    api.add_callback("POST", BASE + "/api/v4/tasks", callback=echo_write("tasks"))
-    api.add_callback("POST", BASE + "/api/v4/leads/notes", callback=echo_write("notes"))
+    # Kommo moves the deal back to Legal review; its answer is lost on the way back.
+    kommo.time_out_next("/api/v4/leads", done=True)
 
     first = outbound_changes_drain(account_id=account.pk, client=client)
 
     move = OutboundChange.objects.get(kind=Kind.LEAD_STATUS)
     assert move.status == State.UNKNOWN and first.unknown == 1 and first.retry_in is not None
-    # The write did land: Kommo has the deal back in Legal review.
+    assert kommo.leads[10_001]["status_id"] == LEGAL
     OutboundChange.objects.filter(pk=move.pk).update(next_attempt_at=None)
-    api.get(BASE + "/api/v4/leads", json={"_embedded": {"leads": [lead_json(10_001, LEGAL)]}})
-    api.calls.reset()
+    before = len(kommo.requests)
 
     outbound_changes_drain(account_id=account.pk, client=client)
 
     move.refresh_from_db()
     assert move.status == State.SENT
-    assert [call.request.method for call in api.calls] == ["GET"]
+    assert [request.method for request in kommo.requests[before:]] == ["GET"]
 
 
-def test_a_move_whose_outcome_is_unknown_is_sent_again_when_it_did_not_land(account, client, api):
+def test_a_move_whose_outcome_is_unknown_is_sent_again_when_it_did_not_land(account, client, kommo):
     lead_row(account, 10_001)
+    kommo.lead(10_001, SIGNING, PIPELINE)
     blocked(account, 10_001, 1)
     OutboundChange.objects.exclude(kind=Kind.LEAD_STATUS).delete()
-    OutboundChange.objects.update(status=State.UNKNOWN)
-    api.get(BASE + "/api/v4/leads", json={"_embedded": {"leads": [lead_json(10_001, SIGNING)]}})
-    api.add_callback("PATCH", BASE + "/api/v4/leads", callback=echo_write("leads"))
+    kommo.time_out_next("/api/v4/leads", done=False)
+    outbound_changes_drain(account_id=account.pk, client=client)
+    assert OutboundChange.objects.get().status == State.UNKNOWN
+    OutboundChange.objects.update(next_attempt_at=None)
+    before = len(kommo.requests)
 
     outbound_changes_drain(account_id=account.pk, client=client)
 
-    assert [call.request.method for call in api.calls] == ["GET", "PATCH"]
+    assert [request.method for request in kommo.requests[before:]] == ["GET", "PATCH"]
     assert OutboundChange.objects.get().status == State.SENT
+    assert kommo.leads[10_001]["status_id"] == LEGAL
 
 
-def test_an_unknown_move_is_dropped_when_the_manager_moved_the_deal_elsewhere(account, client, api):
+def test_an_unknown_move_is_dropped_when_the_manager_moved_the_deal_elsewhere(account, client, kommo):
     lead_row(account, 10_001)
+    kommo.lead(10_001, SIGNING, PIPELINE)
     blocked(account, 10_001, 1)
     OutboundChange.objects.exclude(kind=Kind.LEAD_STATUS).delete()
-    OutboundChange.objects.update(status=State.UNKNOWN)
-    api.get(BASE + "/api/v4/leads", json={"_embedded": {"leads": [lead_json(10_001, 142)]}})
+    kommo.time_out_next("/api/v4/leads", done=False)
+    outbound_changes_drain(account_id=account.pk, client=client)
+    assert OutboundChange.objects.get().status == State.UNKNOWN
+    OutboundChange.objects.update(next_attempt_at=None)
+    kommo.leads[10_001]["status_id"] = 142  # the manager closed the deal meanwhile
+    before = len(kommo.requests)
 
     outbound_changes_drain(account_id=account.pk, client=client)
 
-    assert [call.request.method for call in api.calls] == ["GET"]
+    assert [request.method for request in kommo.requests[before:]] == ["GET"]
     assert OutboundChange.objects.get().status == State.SKIPPED
+    assert kommo.leads[10_001]["status_id"] == 142
 
 
-def test_a_task_whose_outcome_is_unknown_is_found_by_its_marker_and_not_created_twice(account, client, api):
+def test_a_task_whose_outcome_is_unknown_is_found_by_its_marker_and_not_created_twice(account, client, kommo):
     lead_row(account, 10_001)
     blocked(account, 10_001, 1)
     OutboundChange.objects.exclude(kind=Kind.TASK_CREATE).delete()
+    # Kommo creates the task; its answer is lost on the way back.
+    kommo.time_out_next("/api/v4/tasks", done=True)
+    outbound_changes_drain(account_id=account.pk, client=client)
     task = OutboundChange.objects.get()
-    OutboundChange.objects.update(status=State.UNKNOWN)
-    api.get(
-        BASE + "/api/v4/tasks",
-        json={"_embedded": {"tasks": [task_json(555, 10_001, task.payload["text"])]}},
-    )
+    assert task.status == State.UNKNOWN
+    (created,) = kommo.tasks
+    OutboundChange.objects.update(next_attempt_at=None)
+    before = len(kommo.requests)
 
     outbound_changes_drain(account_id=account.pk, client=client)
 
     task.refresh_from_db()
-    assert (task.status, task.result_ids) == (State.SENT, [555])
-    assert [call.request.method for call in api.calls] == ["GET"]
+    assert (task.status, task.result_ids) == (State.SENT, [created])
+    assert [request.method for request in kommo.requests[before:]] == ["GET"]
+    assert list(kommo.tasks) == [created]
 
 
-def test_a_timed_out_task_is_created_again_when_kommo_does_not_have_it(account, client, api):
+def test_a_timed_out_task_is_created_again_when_kommo_does_not_have_it(account, client, kommo):
     lead_row(account, 10_001)
     blocked(account, 10_001, 1)
     OutboundChange.objects.exclude(kind=Kind.TASK_CREATE).delete()
-    api.add("POST", BASE + "/api/v4/tasks", body=requests.ReadTimeout("no answer"))
+    kommo.time_out_next("/api/v4/tasks", done=False)
     outbound_changes_drain(account_id=account.pk, client=client)
     assert OutboundChange.objects.get().status == State.UNKNOWN
+    assert not kommo.tasks
     OutboundChange.objects.update(next_attempt_at=None)
-    api.reset()
-    api.add("GET", BASE + "/api/v4/tasks", status=204)
-    api.add_callback("POST", BASE + "/api/v4/tasks", callback=echo_write("tasks"))
+    before = len(kommo.requests)
 
     outbound_changes_drain(account_id=account.pk, client=client)
 
-    assert [call.request.method for call in api.calls] == ["GET", "POST"]
+    assert [request.method for request in kommo.requests[before:]] == ["GET", "POST"]
     assert OutboundChange.objects.get().status == State.SENT
+    assert len(kommo.tasks) == 1
 
 
 def test_no_second_open_task_for_the_same_deal_and_rule(account, client, api):
@@ -468,17 +491,6 @@ def test_the_same_intention_is_queued_once(account):
     blocked(account, 10_001, 1)
     blocked(account, 10_001, 1)
     assert OutboundChange.objects.count() == 3
-
-
-def lead_json(lead_id: int, status: int) -> dict[str, Any]:
-    return {
-        "id": lead_id,
-        "name": "Deal",
-        "status_id": status,
-        "pipeline_id": PIPELINE,
-        "updated_at": 1746100000,
-        "is_deleted": False,
-    }
 
 
 def task_json(task_id: int, lead_id: int, text: str, completed: bool = False) -> dict[str, Any]:
@@ -714,6 +726,29 @@ def test_a_move_back_waits_for_company_no_longer_than_the_bound_after_its_report
             delivery(account, "leads[status] leads[update]")
         waiting = plan()
         assert waiting is not None and waiting > 0
+
+
+def test_a_steady_stream_decided_in_a_bunch_is_not_held_but_a_burst_decided_late_is(account):
+    # A worker 1.5 s behind a steady 10 moves a second decides 15 of them at once: 15 moves back queued
+    # within a second, but made 0.1 s apart by Kommo's clock, which no burst is. They go at once. The same
+    # 15 made within half a second are a burst, however late they are reported and decided: they wait.
+    with time_machine.travel(timezone.now(), tick=False):
+        for n in range(BURST_MOVES):
+            blocked(account, 10_000 + n, n)
+
+        def report(spacing: float) -> None:
+            moves = OutboundChange.objects.filter(kind=Kind.LEAD_STATUS).order_by("pk")
+            for index, change in enumerate(moves):
+                ago = 2.0 - index * spacing
+                change.payload["moved_at"] = (timezone.now() - dt.timedelta(seconds=ago)).timestamp()
+                change.payload["reported_at"] = (timezone.now() - dt.timedelta(seconds=1.9)).timestamp()
+                change.save(update_fields=["payload"])
+
+        report(0.1)
+        assert outbound_drain_plan(account_id=account.pk).moves_in == 0
+        report(0.03)
+        held = outbound_drain_plan(account_id=account.pk).moves_in
+        assert held is not None and held > 0
 
 
 def test_the_moves_backlog_counts_the_deliveries_of_moves_not_yet_processed(account):

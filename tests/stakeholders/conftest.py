@@ -1,5 +1,5 @@
 """An account whose stakeholders are mapped both ways (see tests/fixtures/kommo/stakeholders/README.md),
-and helpers that fill the mirror through the mirror's own upserts."""
+helpers that fill the mirror through the mirror's own upserts, and Kommo's events-log items (``event``)."""
 
 from __future__ import annotations
 
@@ -92,6 +92,31 @@ def mirror_recorded_deal(account: KommoAccount) -> None:
     leads_upsert_from_kommo(
         account=account, leads=[types.Lead.from_api(stakeholder_payload("lead.json"))], follow=mirror_follow
     )
+
+
+def event(
+    event_id: str,
+    kind: str,
+    entity_type: str,
+    entity_id: int,
+    at: int,
+    after: list,
+    before: list | None = None,
+) -> dict[str, Any]:
+    """An events-log item in the shape of Kommo's (shared/kommo/samples/events.json)."""
+    return {
+        "id": event_id,
+        "type": kind,
+        "entity_id": entity_id,
+        "entity_type": entity_type,
+        "created_by": 10500001,
+        "created_at": at,
+        "value_after": after,
+        "value_before": before or [],
+        "account_id": 31000001,
+        "_links": {"self": {"href": f"{BASE_URL}/api/v4/events/{event_id}"}},
+        "_embedded": {"entity": {"id": entity_id}},
+    }
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from apps.kommo.webhooks.dispatch import Touch, plan_items
 from apps.kommo.webhooks.parser import parse
 from apps.stakeholders.models import Stakeholder, StakeholderEvent
 from apps.stakeholders.services import stakeholders_touch
-from tests.stakeholders.conftest import BASE_URL, mirror_recorded_deal
+from tests.stakeholders.conftest import event, mirror_recorded_deal
 
 pytestmark = pytest.mark.django_db
 
@@ -131,23 +131,6 @@ def test_a_meeting_completed_with_a_contact_is_its_last_touch_through_webhook_pr
 
 
 # -- the events sweep -------------------------------------------------------------------------------------
-
-
-def event(event_id: str, kind: str, entity_type: str, entity_id: int, at: int, after: list) -> dict:
-    """An events-log item in the shape of Kommo's (shared/kommo/samples/events.json)."""
-    return {
-        "id": event_id,
-        "type": kind,
-        "entity_id": entity_id,
-        "entity_type": entity_type,
-        "created_by": 10500001,
-        "created_at": at,
-        "value_after": after,
-        "value_before": [],
-        "account_id": 31000001,
-        "_links": {"self": {"href": f"{BASE_URL}/api/v4/events/{event_id}"}},
-        "_embedded": {"entity": {"id": entity_id}},
-    }
 
 
 def test_the_events_sweep_touches_for_a_note_a_call_and_a_completed_meeting_but_not_a_follow_up(

@@ -24,8 +24,7 @@ from apps.kommo.webhooks.dispatch import Touch, plan_items
 from apps.kommo.webhooks.parser import WebhookParseError, parse
 from apps.stakeholders.models import Stakeholder, StakeholderEvent
 from apps.stakeholders.services import stakeholders_touch
-from tests.stakeholders.conftest import BASE_URL, mirror_recorded_deal
-from tests.stakeholders.test_activity_touch import event
+from tests.stakeholders.conftest import BASE_URL, event, mirror_recorded_deal
 
 pytestmark = pytest.mark.django_db
 

@@ -5,7 +5,7 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
-import responses
+import time_machine
 from django.contrib.auth.models import Group
 from django.urls import reverse
 
@@ -22,7 +22,7 @@ from apps.kommo.services.sync import history_backfill
 from apps.stakeholders.models import Role, Stakeholder, StakeholderEvent
 from apps.stakeholders.selectors import stakeholder_state_as_of
 from apps.users.models import User
-from tests.stakeholders.conftest import BASE_URL, mirror_recorded_deal, stakeholder_payload
+from tests.stakeholders.conftest import event, mirror_recorded_deal, stakeholder_payload
 
 pytestmark = pytest.mark.django_db
 
@@ -245,23 +245,18 @@ def _field_event(event_id: str, entity: str, entity_id: int, field_id: int, befo
             for enum, text in items
         ]
 
-    return {
-        "id": event_id,
-        "type": "custom_field_value_changed",
-        "entity_id": entity_id,
-        "entity_type": entity,
-        "created_by": 0,
-        "created_at": at,
-        "value_before": values(before),
-        "value_after": values(after),
-    }
+    kind = "custom_field_value_changed"
+    return event(event_id, kind, entity, entity_id, at, after=values(after), before=values(before))
 
 
-def test_past_field_changes_read_from_kommos_events_date_the_history_once(mapped_account, kommo_client):
+def test_past_field_changes_read_from_kommos_events_date_the_history_once(
+    mapped_account, kommo_client, kommo
+):
     """Ann Lee's element says decision maker and approved; Kommo's events say she was given the role 10 hours
     after her element was created, asked at 20 and approved at 30 (before the element's last change): the
     state at each hour follows, and reading the same events again (a second backfill) adds nothing. The
-    history backfill reads them and gives them to the flows' ``field_changes_follow``."""
+    history backfill, run two days after her element was created, reads them from the fake Kommo's events
+    (filtered by the period it asks for) and gives them to the flows' ``field_changes_follow``."""
     mirror_recorded_deal(mapped_account)
     hour = 3600
     start = 1717000000  # when her contact and element were created
@@ -280,12 +275,16 @@ def test_past_field_changes_read_from_kommos_events_date_the_history_once(mapped
     typed = [types.Event.from_api(event).field_change() for event in changes]
     assert all(change is not None for change in typed)
 
-    with responses.RequestsMock() as kommo:
-        kommo.get(f"{BASE_URL}/api/v4/events", json={"_embedded": {"events": changes}, "_links": {}})
+    kommo.events = changes
+    with time_machine.travel(dt.datetime.fromtimestamp(start + 48 * hour, tz=dt.UTC), tick=False):
         for _ in range(2):
             history_backfill(
-                account=mapped_account, days=1, client=kommo_client, field_changes_follow=field_changes_follow
+                account=mapped_account, days=2, client=kommo_client, field_changes_follow=field_changes_follow
             )
+    asked = kommo.calls_to("/api/v4/events")
+    assert [(q["filter[created_at][from]"], q["filter[created_at][to]"]) for q in asked] == [
+        ([str(start)], [str(start + 48 * hour)])
+    ] * 2
 
     ann = Stakeholder.objects.get(name="Ann Lee")
     past = StakeholderEvent.objects.filter(stakeholder_id=ann.pk).exclude(kommo_event_id="")

@@ -617,12 +617,15 @@ def outbound_changes_drain(
 #   met both budgets, when each move came as leads[status] and leads[update] only), or BURST_MOVES or more
 #   moves were queued within BURST_WINDOW (half as many
 #   again as the steady 10 per second the latency budget is set for; the window spans the gaps between
-#   webhook processing's batches, which bring a burst in groups). A backlog alone is not a sure sign of a
-#   burst — a steady stream looks the same whenever the worker falls half a second behind — so while fewer
-#   than BURST_BACKLOG deliveries of moves wait and no BURST_MOVES were queued in the window, a move back
-#   waits for company at most until MOVE_WAIT_MAX after its move was reported (``reported_at`` in the
-#   change's payload, epoch seconds; when it was queued for a change without one): a manager's move is
-#   undone within a second of its report unless a burst is certain;
+#   webhook processing's batches, which bring a burst in groups). Neither is a sure sign of a burst — a
+#   steady stream looks the same whenever the worker falls half a second behind and then decides a
+#   backlog at once — so unless the burst is certain, a move back waits for company at most until
+#   MOVE_WAIT_MAX after its move was reported (``reported_at`` in the change's payload, epoch seconds;
+#   when it was queued for a change without one): a manager's move is undone within a second of its
+#   report. Certain: BURST_BACKLOG or more deliveries of moves wait, or BURST_MOVES of the moves back
+#   queued within BURST_MEMORY were *made* within MADE_TOGETHER of each other by Kommo's clock
+#   (``moved_at`` in the payload; what neither the deliveries' nor the worker's lag can fake: a steady 10
+#   per second is made 10 a second, however bunched its reports and decisions);
 # * tasks and notes go out right after the moves, in the same drain, once every move back of the account
 #   is out and all is calm (no webhook delivery waiting, fewer than CALM_MOVES moves queued within
 #   CALM_WINDOW) — a lone block is moved back, tasked and noted in one drain, a burst's tasks and notes go
@@ -636,6 +639,11 @@ BACKLOG_RECHECK = dt.timedelta(seconds=0.5)  # a hold for a backlog is looked at
 MOVE_HOLD_MAX = dt.timedelta(seconds=3)
 BURST_BACKLOG = 20  # deliveries of moves waiting: 2 s of the steady 10 per second, a burst for sure
 MOVE_WAIT_MAX = dt.timedelta(seconds=0.5)  # after the move's report, unless a burst is certain
+# Moves made within this of each other count as made together: Kommo's times are whole seconds, so this
+# is one second of Kommo's clock (a steady 10 moves a second is 10 made together, a burst more).
+MADE_TOGETHER = dt.timedelta(seconds=0.9)
+# ...among the moves back queued this long: a loaded worker decides a burst's moves in groups seconds apart.
+BURST_MEMORY = dt.timedelta(seconds=10)
 CALM_WINDOW = dt.timedelta(seconds=1)
 CALM_MOVES = 3
 FOLLOW_UP_MAX = dt.timedelta(seconds=10)
@@ -656,10 +664,21 @@ class DrainPlan:
 
 
 def _reported(reported_at: Any, queued: dt.datetime) -> dt.datetime:
-    """When a move back's move was reported (the payload's epoch seconds), else when it was queued."""
+    """When a move back's move was reported or made (the payload's epoch seconds), else when it was
+    queued."""
     if isinstance(reported_at, int | float):
         return dt.datetime.fromtimestamp(reported_at, tz=dt.UTC)
     return queued
+
+
+def _most_within(times: Sequence[dt.datetime], window: dt.timedelta) -> int:
+    """The most of ``times`` (sorted) that lie within one ``window`` of each other."""
+    most, first = 0, 0
+    for last, at in enumerate(times):
+        while at - times[first] > window:
+            first += 1
+        most = max(most, last - first + 1)
+    return most
 
 
 def _seconds(until: dt.datetime, now: dt.datetime) -> float:
@@ -690,13 +709,20 @@ def outbound_drain_plan(
             account_id=account_id, status__in=[Status.PENDING, Status.UNKNOWN, Status.SENDING]
         ).values_list("kind", "status", "created", "next_attempt_at", "sending_at", "payload__reported_at")
     )
-    queued = sorted(
+    lately = list(
         OutboundChange.objects.filter(
-            account_id=account_id, kind=Kind.LEAD_STATUS, created__gt=now - max(BURST_WINDOW, CALM_WINDOW)
-        ).values_list("created", flat=True)
+            account_id=account_id,
+            kind=Kind.LEAD_STATUS,
+            created__gt=now - max(BURST_WINDOW, CALM_WINDOW, BURST_MEMORY),
+        ).values_list("created", "payload__moved_at")
     )
+    queued = sorted(created for created, _ in lately)
     burst = [at for at in queued if at > now - BURST_WINDOW]
     recent = [at for at in queued if at > now - CALM_WINDOW]
+    # The moves of the moves back queued within BURST_MEMORY, by when Kommo says they were made (the
+    # payload's moved_at): a burst made them together, however the deliveries or the worker's lag spread
+    # or bunched their reports and decisions.
+    made = sorted(_reported(moved_at, created) for created, moved_at in lately)
 
     reported: list[dt.datetime] = []  # when the moves of the due moves back were reported
 
@@ -725,7 +751,8 @@ def outbound_drain_plan(
         moves_at = now
         moves_told = backlog if moves_backlog is None else moves_backlog
         bursting = len(burst) >= BURST_MOVES or moves_told >= BACKLOG_EVENTS
-        certain = len(burst) >= BURST_MOVES or moves_told >= BURST_BACKLOG
+        dense = _most_within(made, MADE_TOGETHER) >= BURST_MOVES
+        certain = dense or moves_told >= BURST_BACKLOG
         if len(moves) < LEADS_BATCH and bursting and now - oldest < MOVE_HOLD_MAX:
             over_at = now + BACKLOG_RECHECK
             if len(burst) >= BURST_MOVES:
@@ -733,7 +760,7 @@ def outbound_drain_plan(
             moves_at = min(oldest + MOVE_HOLD_MAX, over_at)
             if not certain:
                 moves_at = min(moves_at, min(reported) + MOVE_WAIT_MAX)
-        why = "queued" if len(burst) >= BURST_MOVES else "backlog" if certain else "small backlog"
+        why = "made together" if dense else "backlog" if certain else "not sure"
         logger.debug(
             "outbound plan: account %s, %d moves back waiting (oldest queued %.2f s ago, reported %.2f s "
             "ago), %d queued in the last second, %d deliveries of moves waiting: %s",

@@ -110,13 +110,9 @@ class StuckListed:
 
 
 def stuck_states_listed(scope: Scope, limit: int) -> list[StuckListed]:
-    """The ``limit`` stuck deals in scope of highest value (then by deal), with their stage and manager.
-
-    The deals are chosen first by what the open deals' index holds (value and key), and only those are
-    read for their names: selected and sorted in one step, every stuck deal's row was read to list fifty."""
-    top = stuck_states(scope).order_by("-lead__price", "lead_id").values("lead_id")[:limit]
+    """The ``limit`` stuck deals in scope of highest value (then by deal), with their stage and manager."""
     rows = (
-        StuckState.objects.filter(lead_id__in=top)
+        stuck_states(scope)
         .order_by("-lead__price", "lead_id")
         .values_list(
             "lead_id", "lead__kommo_id", "lead__account_id", "lead__name", "lead__status__name",
