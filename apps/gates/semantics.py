@@ -16,6 +16,7 @@ from decimal import Decimal
 from enum import StrEnum
 
 from apps.kommo.types import LOST_STATUS_ID, WON_STATUS_ID
+from apps.stakeholders.wording import role_in_sentence
 
 CLOSED_STATUS_IDS = frozenset({WON_STATUS_ID, LOST_STATUS_ID})
 
@@ -153,15 +154,6 @@ class StakeholderView:
             if self.objection_open
             else None,
         }
-
-
-def role_in_sentence(label: str) -> str:
-    """A role's label inside a sentence, its first letter lowered ("Decision maker (economic buyer)" →
-    "decision maker (economic buyer)", "Lawyer" → "lawyer"), unless its second letter is a capital too:
-    an acronym or a name stays as typed ("CFO", "VP of sales")."""
-    if len(label) > 1 and label[1].isupper():
-        return label
-    return label[:1].lower() + label[1:]
 
 
 def _names(people: Sequence[StakeholderView]) -> str:

@@ -43,6 +43,7 @@ from apps.stakeholders.services import (
     stakeholder_add_in_kommo,
     stakeholder_update_in_kommo,
 )
+from apps.stakeholders.wording import role_in_sentence
 
 DEALS_PER_PAGE = 50
 
@@ -249,7 +250,7 @@ def stakeholder_add(request: HttpRequest, deal_id: int) -> HttpResponse:
         retry = "" if error.permanent else " Try again in a moment."
         messages.error(request, f"{name}: not added. {error}{retry}")
         return _render_deal(request, deal, add_form=form)
-    messages.success(request, f"{name}: added in Kommo as {new.change.role}.")
+    messages.success(request, f"{name}: added in Kommo as {role_in_sentence(str(new.change.role))}.")
     return redirect("stakeholders:deal_detail", deal_id=deal.pk)
 
 

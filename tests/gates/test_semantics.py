@@ -22,11 +22,11 @@ from apps.gates.semantics import (
     gate_marker,
     missing_summary,
     move_back_target,
-    role_in_sentence,
     rule_marker,
     task_text_render,
     template_placeholders,
 )
+from apps.stakeholders.wording import role_in_sentence
 
 B2B = 10
 OTHER = 20

@@ -162,7 +162,7 @@ def test_a_manager_adds_a_stakeholder_and_approves_one_and_kommo_has_both(prepar
     page.select_option("#id_add-role", label="Lawyer")
     page.click("form.add-stakeholder button[type=submit]")
     page.wait_for_selector(".messages .success")
-    assert page.locator(".messages").inner_text() == "Lena Counsel: added in Kommo as Lawyer."
+    assert page.locator(".messages").inner_text() == "Lena Counsel: added in Kommo as lawyer."
     added = Stakeholder.objects.get(lead=deal, name="Lena Counsel")
     assert added.role.code == "lawyer" and Stakeholder.objects.filter(lead=deal).count() == before + 1
     assert page.locator(f"#stakeholder-{added.pk}").inner_text().startswith("Lena Counsel")

@@ -47,6 +47,7 @@ from apps.kommo.models import KommoAccount, Lead, StageStay, Status
 from apps.reports.models import StageNorm
 from apps.reports.sql import SecondsBetween
 from apps.stakeholders.models import Stakeholder, objection_is_open
+from apps.stakeholders.wording import role_in_sentence
 
 OVERDUE_FACTOR = Decimal("1.5")
 USUAL_WINDOW_DAYS = 180
@@ -249,7 +250,7 @@ def _people(leads: QuerySet[Lead]) -> dict[int, list[Person]]:
     ) in rows:
         found[lead_id].append(
             Person(
-                name, role_id, semantics.role_in_sentence(label or ""), approval, touched, weight,
+                name, role_id, role_in_sentence(label or ""), approval, touched, weight,
                 objection=text, objection_raised_at=raised, objection_resolved_at=resolved,
                 approval_decided_at=decided, approval_valid_days=days,
             )
