@@ -153,3 +153,25 @@ def test_postgresqls_window_and_counts_answer_as_the_python_walk(desk: Desk, mon
     ]
     empty = gates_report(account=desk.account, since=NOW, until=NOW + dt.timedelta(days=1))
     assert (empty.rules, empty.weeks, empty.missing) == ([], [], [])
+
+
+@pytest.mark.parametrize("counted_by", ["database", "python walk"])
+def test_a_condition_worded_before_and_after_roles_were_lowered_mid_sentence_is_one(
+    desk: Desk, monkeypatch, counted_by: str
+) -> None:
+    from django.db import connection
+
+    legal = desk.rule("Legal review", name="Lawyer approved")
+    old, new = desk.deal("decided before"), desk.deal("decided after")
+    desk.decision(legal, old, Outcome.BLOCKED, days_ago(9), ["the Lawyer has not approved (Ann: pending)"])
+    desk.decision(legal, new, Outcome.BLOCKED, days_ago(2), ["the lawyer has not approved (Bo: pending)"])
+    desk.decision(legal, new, Outcome.BLOCKED, days_ago(1), ["the CFO has not approved (Cy: pending)"])
+    if counted_by == "python walk":
+        monkeypatch.setattr(connection, "vendor", "python walk")
+
+    report = gates_report(account=desk.account, since=SINCE, until=NOW)
+
+    assert [(m.condition, m.times, m.deals) for m in report.missing] == [
+        ("the lawyer has not approved", 2, 2),
+        ("the CFO has not approved", 1, 1),
+    ]

@@ -118,14 +118,17 @@ def _decisions(
 
 
 # Each reason of the blocks (``{blocks}``: Django's query of them) without the names in brackets at its
-# end, as missing_condition: how often, and on how many deals.
+# end, as missing_condition: how often, and on how many deals. Reasons that differ only in case are one
+# condition, named by the form with the fewest capitals (the last in byte order): decisions recorded before
+# roles were written in lower case mid-sentence say "the Lawyer has not approved", later ones "the lawyer
+# has not approved".
 _MISSING = r"""
-SELECT m.condition, count(*), count(DISTINCT m.lead_id)
+SELECT max(m.condition COLLATE "C"), count(*), count(DISTINCT m.lead_id)
 FROM (
     SELECT b.lead_id, btrim(regexp_replace(r.reason, '\s*\([^()]*\)\s*$', '')) AS condition
     FROM ({blocks}) b CROSS JOIN LATERAL jsonb_array_elements_text(b.reasons) AS r(reason)
 ) m
-GROUP BY m.condition
+GROUP BY lower(m.condition)
 """
 
 
@@ -134,6 +137,7 @@ def _missing(blocks: QuerySet[GateDecision]) -> list[MissingCondition]:
     Python elsewhere."""
     times: Counter[str] = Counter()
     deals: dict[str, set[int]] = defaultdict(set)
+    named: dict[str, str] = {}
     found: list[tuple[str, int, int]] = []
     if connection.vendor == "postgresql":
         sql, params = blocks.values("lead_id", "reasons").query.sql_with_params()
@@ -145,9 +149,11 @@ def _missing(blocks: QuerySet[GateDecision]) -> list[MissingCondition]:
         for lead_id, reasons in blocks.values_list("lead_id", "reasons"):
             for reason in reasons or []:
                 condition = missing_condition(str(reason))
-                times[condition] += 1
-                deals[condition].add(lead_id)
-        found = [(condition, count, len(deals[condition])) for condition, count in times.items()]
+                key = condition.lower()
+                named[key] = max(named.get(key, condition), condition)
+                times[key] += 1
+                deals[key].add(lead_id)
+        found = [(named[key], count, len(deals[key])) for key, count in times.items()]
     return [
         MissingCondition(condition=condition, times=count, deals=leads)
         for condition, count, leads in sorted(found, key=lambda item: (-item[1], item[0]))
