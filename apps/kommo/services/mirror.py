@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -1129,25 +1129,15 @@ def stage_changes_record(
             if row is None:
                 if statuses is None:
                     statuses = _status_map(account)
-                from_pipeline = report.from_pipeline_id or lead.pipeline_kommo_id
-                to_pipeline = report.to_pipeline_id or lead.pipeline_kommo_id
-                row = StageChange.objects.create(
-                    account=account,
-                    lead=lead,
-                    from_status_kommo_id=report.from_status_id,
-                    from_pipeline_kommo_id=from_pipeline if report.from_status_id is not None else None,
-                    to_status_kommo_id=report.to_status_id,
-                    to_pipeline_kommo_id=to_pipeline,
-                    from_status_id=statuses.get((from_pipeline, report.from_status_id or 0)),
-                    to_status_id=statuses.get((to_pipeline, report.to_status_id)),
-                    at=report.at,
+                row = _stage_change_new(
+                    account,
+                    report,
                     at_is_exact=report.at_is_exact,
                     source=source,
-                    sources=[source],
-                    moved_by_id=users.get(report.moved_by_kommo_user_id or 0),
-                    moved_by_kommo_user_id=report.moved_by_kommo_user_id,
-                    kommo_event_id=report.kommo_event_id,
+                    statuses=statuses,
+                    users=users,
                 )
+                row.save(force_insert=True)
                 history[lead.pk].append(row)
                 if report.kommo_event_id is not None:
                     by_event.setdefault(report.kommo_event_id, row)
@@ -1248,25 +1238,9 @@ def stage_changes_record_past(
             elif move.lead.pk in unmatched:
                 careful.append(move)
                 continue
-            from_pipeline = move.from_pipeline_id or move.lead.pipeline_kommo_id
-            to_pipeline = move.to_pipeline_id or move.lead.pipeline_kommo_id
             fresh.append(
-                StageChange(
-                    account=account,
-                    lead=move.lead,
-                    from_status_kommo_id=move.from_status_id,
-                    from_pipeline_kommo_id=from_pipeline if move.from_status_id is not None else None,
-                    to_status_kommo_id=move.to_status_id,
-                    to_pipeline_kommo_id=to_pipeline,
-                    from_status_id=statuses.get((from_pipeline, move.from_status_id or 0)),
-                    to_status_id=statuses.get((to_pipeline, move.to_status_id)),
-                    at=move.at,
-                    at_is_exact=True,
-                    source=source,
-                    sources=[source],
-                    moved_by_id=users.get(move.moved_by_kommo_user_id or 0),
-                    moved_by_kommo_user_id=move.moved_by_kommo_user_id,
-                    kommo_event_id=move.kommo_event_id,
+                _stage_change_new(
+                    account, move, at_is_exact=True, source=source, statuses=statuses, users=users
                 )
             )
         created = StageChange.objects.bulk_create(fresh)
@@ -1290,6 +1264,38 @@ def stage_changes_record_past(
             else:
                 known += 1
     return created, known
+
+
+def _stage_change_new(
+    account: KommoAccount,
+    move: MoveReport | PastMove,
+    *,
+    at_is_exact: bool,
+    source: str,
+    statuses: Mapping[tuple[int, int], int],
+    users: Mapping[int, int],
+) -> StageChange:
+    """The unsaved row of a new move: the stages and the mover linked through the maps read for the batch
+    (``_status_map``, ``_pk_map``), a pipeline not reported taken as the deal's."""
+    from_pipeline = move.from_pipeline_id or move.lead.pipeline_kommo_id
+    to_pipeline = move.to_pipeline_id or move.lead.pipeline_kommo_id
+    return StageChange(
+        account=account,
+        lead=move.lead,
+        from_status_kommo_id=move.from_status_id,
+        from_pipeline_kommo_id=from_pipeline if move.from_status_id is not None else None,
+        to_status_kommo_id=move.to_status_id,
+        to_pipeline_kommo_id=to_pipeline,
+        from_status_id=statuses.get((from_pipeline, move.from_status_id or 0)),
+        to_status_id=statuses.get((to_pipeline, move.to_status_id)),
+        at=move.at,
+        at_is_exact=at_is_exact,
+        source=source,
+        sources=[source],
+        moved_by_id=users.get(move.moved_by_kommo_user_id or 0),
+        moved_by_kommo_user_id=move.moved_by_kommo_user_id,
+        kommo_event_id=move.kommo_event_id,
+    )
 
 
 def _stage_change_match(report: MoveReport, rows: Sequence[StageChange]) -> StageChange | None:
