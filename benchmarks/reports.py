@@ -263,16 +263,22 @@ def measure_buffers(database_url: str, deals: int, years: float, query: str = ""
     return {"deals": counted, "years": years, "pages": pages}
 
 
-def _run_measure_buffers(url: str, deals: int, years: float, query: str) -> dict[str, Any]:
-    command = [sys.executable, "-m", "benchmarks.reports", "--measure-buffers", url, "--deals", str(deals)]
+def _run_child(mode: str, url: str, deals: int, years: float, *options: str) -> dict[str, Any]:
+    """Runs this module as ``--measure`` or ``--measure-buffers`` of the database at ``url`` in a process of
+    its own, and returns the JSON it prints last."""
+    command = [sys.executable, "-m", "benchmarks.reports", mode, url, "--deals", str(deals)]
     output = subprocess.run(  # noqa: S603 - this module, on a throwaway or named database
-        [*command, "--years", str(years), "--query", query],
+        [*command, "--years", str(years), *options],
         cwd=ROOT,
         check=True,
         capture_output=True,
         text=True,
     ).stdout
     return json.loads(output.strip().splitlines()[-1])
+
+
+def _run_measure_buffers(url: str, deals: int, years: float, query: str) -> dict[str, Any]:
+    return _run_child("--measure-buffers", url, deals, years, "--query", query)
 
 
 def buffers_main(
@@ -360,15 +366,7 @@ def _database(server_url: str, name: str) -> str:
 
 
 def _run_measure(url: str, deals: int, runs: int, years: float = 2.0) -> dict[str, Any]:
-    command = [sys.executable, "-m", "benchmarks.reports", "--measure", url, "--deals", str(deals)]
-    output = subprocess.run(  # noqa: S603 - this module, on a throwaway database
-        [*command, "--runs", str(runs), "--years", str(years)],
-        cwd=ROOT,
-        check=True,
-        capture_output=True,
-        text=True,
-    ).stdout
-    return json.loads(output.strip().splitlines()[-1])
+    return _run_child("--measure", url, deals, years, "--runs", str(runs))
 
 
 def main() -> int:

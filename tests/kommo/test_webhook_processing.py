@@ -108,23 +108,29 @@ def test_a_duplicate_delivery_has_no_further_effect(web, hooked, kommo, enqueued
     assert Lead.objects.count() == 1
 
 
+def moved_61_to_62(lead_id: int) -> bytes:
+    """One delivery of deal ``lead_id`` moved from 61 to 62 in pipeline 7001."""
+    item = {
+        "id": str(lead_id),
+        "status_id": "62",
+        "old_status_id": "61",
+        "pipeline_id": "7001",
+        "last_modified": "1732000000",
+        "modified_user_id": "12",
+    }
+    return encode_form(
+        {"leads": {"status": [item]}, "account": {"subdomain": "irestoremoldova", "id": "16503244"}}
+    )
+
+
 def test_waiting_events_are_processed_together_and_leads_fetched_250_at_a_time(
     web, hooked, kommo, enqueued, settings
 ) -> None:
     settings.KOMMO_WEBHOOK_BATCH_SIZE = 500
-    account = {"subdomain": "irestoremoldova", "id": "16503244"}
     events = []
     for lead_id in range(1, 301):
         kommo.lead(lead_id, status_id=62, pipeline_id=7001)
-        item = {
-            "id": str(lead_id),
-            "status_id": "62",
-            "old_status_id": "61",
-            "pipeline_id": "7001",
-            "last_modified": "1732000000",
-            "modified_user_id": "12",
-        }
-        events.append(deliver(web, hooked, encode_form({"leads": {"status": [item]}, "account": account})))
+        events.append(deliver(web, hooked, moved_61_to_62(lead_id)))
 
     run(events[0])
 
@@ -141,23 +147,12 @@ def test_a_batch_of_moves_costs_one_query_more_per_move(
     stages and the movers read once, the stays derived once) and its events are marked processed in one
     UPDATE: a further move in the batch costs its INSERT, not a lock and lookups of its own."""
     settings.KOMMO_WEBHOOK_BATCH_SIZE = 500
-    account = {"subdomain": "irestoremoldova", "id": "16503244"}
 
     def batch(first: int, count: int) -> int:
         events = []
         for lead_id in range(first, first + count):
             kommo.lead(lead_id, status_id=62, pipeline_id=7001)
-            item = {
-                "id": str(lead_id),
-                "status_id": "62",
-                "old_status_id": "61",
-                "pipeline_id": "7001",
-                "last_modified": "1732000000",
-                "modified_user_id": "12",
-            }
-            events.append(
-                deliver(web, hooked, encode_form({"leads": {"status": [item]}, "account": account}))
-            )
+            events.append(deliver(web, hooked, moved_61_to_62(lead_id)))
         with django_assert_max_num_queries(1000) as counted:
             run(events[0])
         assert {event.status for event in map(run, events[1:])} <= {Status.PROCESSED}
