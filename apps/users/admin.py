@@ -26,7 +26,6 @@ class UserAdmin(BaseUserAdmin, ModelAdmin):  # type: ignore[misc]
     change_password_form = AdminPasswordChangeForm
     list_display = ("username", "email", "first_name", "last_name", "job", "kommo_user_id", "is_staff")
     # One sign for "nothing here" in every column, the one the portal's pages use (Django's default is "-").
-    empty_value_display = "—"
     list_filter = ("is_staff", "is_superuser", "is_active", "groups")
     fieldsets = (*(BaseUserAdmin.fieldsets or ()), ("Kommo", {"fields": ("kommo_user_id",)}))
 
