@@ -305,7 +305,7 @@ def test_a_move_whose_outcome_is_unknown_is_checked_and_not_sent_twice(account, 
     kommo.lead(10_001, SIGNING, PIPELINE)
     blocked(account, 10_001, 1)
     # Kommo moves the deal back to Legal review; its answer is lost on the way back.
-    kommo.time_out_next("/api/v4/leads", done=True)
+    kommo.time_out_next("/api/v4/leads", done=True, method="PATCH")
 
     first = outbound_changes_drain(account_id=account.pk, client=client)
 
@@ -327,7 +327,7 @@ def test_a_move_whose_outcome_is_unknown_is_sent_again_when_it_did_not_land(acco
     kommo.lead(10_001, SIGNING, PIPELINE)
     blocked(account, 10_001, 1)
     OutboundChange.objects.exclude(kind=Kind.LEAD_STATUS).delete()
-    kommo.time_out_next("/api/v4/leads", done=False)
+    kommo.time_out_next("/api/v4/leads", done=False, method="PATCH")
     outbound_changes_drain(account_id=account.pk, client=client)
     assert OutboundChange.objects.get().status == State.UNKNOWN
     OutboundChange.objects.update(next_attempt_at=None)
@@ -345,7 +345,7 @@ def test_an_unknown_move_is_dropped_when_the_manager_moved_the_deal_elsewhere(ac
     kommo.lead(10_001, SIGNING, PIPELINE)
     blocked(account, 10_001, 1)
     OutboundChange.objects.exclude(kind=Kind.LEAD_STATUS).delete()
-    kommo.time_out_next("/api/v4/leads", done=False)
+    kommo.time_out_next("/api/v4/leads", done=False, method="PATCH")
     outbound_changes_drain(account_id=account.pk, client=client)
     assert OutboundChange.objects.get().status == State.UNKNOWN
     OutboundChange.objects.update(next_attempt_at=None)

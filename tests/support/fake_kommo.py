@@ -20,9 +20,9 @@ list answers in pages of that many items, with ``_links.next`` while a page is f
 
 Faults: ``failure`` answers every call with one status and body while it is set, ``failures[route]`` every
 call to one route; ``answer_next`` replaces the next answer to one route; ``time_out_next`` makes the next
-call to one route time out, after doing what it asked (Kommo did it, the answer was lost) or before;
-``merge_into`` makes /leads/complex report a merge into an existing deal; a subclass may override
-:meth:`FakeKommo.intercept` to answer some calls itself.
+call to one route (of one method, if given) time out, after doing what it asked (Kommo did it, the answer
+was lost) or before; ``merge_into`` makes /leads/complex report a merge into an existing deal; a subclass
+may override :meth:`FakeKommo.intercept` to answer some calls itself.
 
 The HTTP-level behaviour of the client itself (retries, 401 refresh, 429 and the rate limit, 504 halving,
 timeouts, the circuit breaker) is tested with raw ``responses`` answers on purpose, in the client's and the
@@ -173,7 +173,7 @@ class FakeKommo:
         self.merge_into: tuple[int, int] | None = None
         self.next_id = 5000
         self.overrides: dict[str, list[tuple[int, Any]]] = {}
-        self.timeouts: dict[str, list[bool]] = {}
+        self.timeouts: dict[str, list[tuple[str | None, bool]]] = {}  # route → (method or any, done)
         self.requests: list[Any] = []  # every request answered, kept after the mock is closed
         routes: list[tuple[str, str, Callable[[str, Query, Any], tuple[int, Any]]]] = [
             ("GET", r"/api/v4/account", self.account_get),
@@ -252,10 +252,11 @@ class FakeKommo:
         """The next call to ``route`` (a path pattern of the table above) gets this answer instead."""
         self.overrides.setdefault(route, []).append((status, body))
 
-    def time_out_next(self, route: str, *, done: bool) -> None:
-        """The next call to ``route`` times out (``requests.ReadTimeout``): after the fake did what it
-        asked when ``done`` (Kommo did it, the answer was lost on the way back), before otherwise."""
-        self.timeouts.setdefault(route, []).append(done)
+    def time_out_next(self, route: str, *, done: bool, method: str | None = None) -> None:
+        """The next call to ``route`` (of ``method``, when given: one path serves GET, POST and PATCH)
+        times out (``requests.ReadTimeout``): after the fake did what it asked when ``done`` (Kommo did it,
+        the answer was lost on the way back), before otherwise."""
+        self.timeouts.setdefault(route, []).append((method, done))
 
     def intercept(self, request: Any) -> Answer | None:
         """An answer of a subclass's own to ``request`` (before any other), or None to go on."""
@@ -334,8 +335,9 @@ class FakeKommo:
             if pending:
                 status, problem = pending.pop(0)
                 return status, {"Content-Type": "application/problem+json"}, json.dumps(problem)
-            timeouts = self.timeouts.get(route)
-            done = timeouts.pop(0) if timeouts else None
+            timeouts = self.timeouts.get(route, [])
+            due = [i for i, (method, _) in enumerate(timeouts) if method in (None, request.method)]
+            done = timeouts.pop(due[0])[1] if due else None
             if done is False:
                 raise requests.ReadTimeout("the fake Kommo did not answer")
             parts = urlsplit(request.url)
@@ -667,19 +669,21 @@ class FakeKommo:
 
     def events_get(self, path: str, query: Query, body: Any) -> tuple[int, Any]:
         """The events, by ``filter[type]`` and ``filter[entity]`` (comma-separated lists, as the client
-        sends them) and ``filter[created_at][from]`` when given."""
+        sends them) and ``filter[created_at][from]`` and ``[to]`` (both inclusive) when given."""
 
         def listed(key: str) -> set[str]:
             return {item for value in query.get(key, []) for item in value.split(",") if item}
 
         kinds, entities = listed("filter[type]") | listed("filter[type][]"), listed("filter[entity]")
         since = int(query.get("filter[created_at][from]", ["0"])[0])
+        until = int(query["filter[created_at][to]"][0]) if "filter[created_at][to]" in query else None
         found = [
             event
             for event in self.events
             if (not kinds or event["type"] in kinds)
             and (not entities or event["entity_type"] in entities)
             and event["created_at"] >= since
+            and (until is None or event["created_at"] <= until)
         ]
         return self._page("events", found, path, query)
 
