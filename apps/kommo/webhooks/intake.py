@@ -23,6 +23,7 @@ from celery import current_app
 from django.conf import settings
 from django.db import OperationalError, connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.http.request import HttpHeaders
 from django.utils import timezone
 
 from apps.core.broker import publish_or_log
@@ -33,6 +34,7 @@ PROCESS_TASK = "apps.kommo.tasks.webhook_process"
 ACCOUNTS_TTL = 5.0  # seconds an in-process copy of the accounts' tokens is trusted
 # Request headers never stored with an event: Kommo sends none of them, and they may hold secrets.
 UNSTORED_HEADERS = frozenset({"cookie", "authorization", "proxy-authorization"})
+UNPREFIXED_HEADERS = frozenset(HttpHeaders.UNPREFIXED_HEADERS)  # CONTENT_TYPE, CONTENT_LENGTH (PEP 3333)
 
 
 @dataclass(frozen=True)
@@ -149,21 +151,16 @@ def account_mismatch(account: AccountRef, routing: Routing) -> str:
     return ""
 
 
-def webhook_event_record(
-    *,
-    account: AccountRef,
-    body: bytes,
-    content_type: str,
-    headers: Mapping[str, str],
-    remote_addr: str | None,
-) -> int:
+def webhook_event_record(*, account: AccountRef, body: bytes, meta: Mapping[str, Any]) -> int:
     """Stores one delivery as received and, when it is for this account and readable, enqueues it.
 
-    Returns the stored event's id.
+    ``meta`` is the request's WSGI environment (``request.META``): its headers, content type and remote
+    address are stored with the body. Returns the stored event's id.
 
     An unreadable body is stored as ``failed`` and a body naming another account as ``rejected``: both
     are kept for inspection and never processed on their own.
     """
+    content_type = meta.get("CONTENT_TYPE", meta.get("HTTP_CONTENT_TYPE", ""))
     status, error = WebhookEvent.Status.RECEIVED, ""
     try:
         routing = route(body, content_type)
@@ -174,18 +171,14 @@ def webhook_event_record(
         mismatch = account_mismatch(account, routing)
         if mismatch:
             status, error = WebhookEvent.Status.REJECTED, mismatch
-    stored = {
-        _text(name.lower()): _text(value)
-        for name, value in headers.items()
-        if name.lower() not in UNSTORED_HEADERS
-    }
+    stored = stored_headers(meta)
     event_id = _insert_event(
         {
             "account_id": account.id,
             "body": body,
             "content_type": _text(content_type)[:200],
             "headers": stored,
-            "remote_addr": remote_addr or None,
+            "remote_addr": meta.get("REMOTE_ADDR") or None,
             "request_id": stored.get("x-amocrm-requestid", "")[:100],
             "kind": routing.kind.value,
             "events": _text(" ".join(routing.events))[:255],
@@ -215,6 +208,35 @@ def _text(value: str) -> str:
         return value
     cleaned = value.replace("\x00", "\ufffd")
     return cleaned.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
+def stored_headers(meta: Mapping[str, Any]) -> dict[str, str]:
+    """The request's headers as an event stores them: named in lower case as sent ("x-amocrm-requestid"),
+    without ``UNSTORED_HEADERS``, each name and value fit for jsonb (:func:`_text`) — what Django's
+    ``request.headers`` gives, named in lower case, read from ``meta`` (``request.META``) in one pass
+    without building it (its per-header work was a tenth of what the request costs beyond its INSERT)."""
+    stored: dict[str, str] = {}
+    for key, value in meta.items():
+        if key.startswith("HTTP_"):
+            name = key[5:]
+        elif key in UNPREFIXED_HEADERS:
+            name = key
+        else:
+            continue
+        if not name.isascii():  # never from gunicorn, which takes only ASCII names: named as Django does
+            return _stored_of(HttpHeaders(meta))
+        name = name.replace("_", "-").lower()
+        if name and name not in UNSTORED_HEADERS:
+            stored[_text(name)] = _text(value)
+    return stored
+
+
+def _stored_of(headers: Mapping[str, str]) -> dict[str, str]:
+    return {
+        _text(name.lower()): _text(value)
+        for name, value in headers.items()
+        if name.lower() not in UNSTORED_HEADERS
+    }
 
 
 def _insert_event(row: dict[str, Any]) -> int:

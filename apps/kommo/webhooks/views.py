@@ -69,11 +69,5 @@ class KommoWebhookView(View):
             body = b""
         if len(body) > limit:
             return HttpResponse(status=413)
-        webhook_event_record(
-            account=account,
-            body=body,
-            content_type=request.META.get("CONTENT_TYPE", request.META.get("HTTP_CONTENT_TYPE", "")),
-            headers=request.headers,
-            remote_addr=request.META.get("REMOTE_ADDR"),
-        )
+        webhook_event_record(account=account, body=body, meta=request.META)
         return HttpResponse(b"ok", content_type="text/plain")
