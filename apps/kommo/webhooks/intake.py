@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hmac
 import json
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -93,15 +94,26 @@ class _Doorbell:
 
     A task claims every waiting event of its account, so one task published after an event's commit is
     enough for it and for the others of that account committed before the task claims. An event whose
-    account rang less than ``window`` ago gets a task published when the window ends (a timer), unless
-    one is already due: every committed event is followed by a publish within ``window``; a burst costs
-    one publish per window instead of one per delivery.
+    account rang less than ``window`` ago gets a task published when the window ends, unless one is
+    already due: every committed event is followed by a publish within ``window``; a burst costs one
+    publish per window instead of one per delivery.
+
+    The publishes due later are sent by one thread of the process, started when first needed (and again
+    in a forked child), which sleeps until the next one is due. A timer thread per window cost about as
+    much CPU again as the publish it made: starting the thread, and Celery's per-thread state (its result
+    backend) set up anew for each publish (docs/webhooks.md).
     """
 
     def __init__(self) -> None:
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)  # the parent's thread does not exist in a child
+
+    def _reset(self) -> None:
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._last: dict[int, float] = {}
-        self._due: set[int] = set()
+        self._due: dict[int, tuple[float, int]] = {}  # account id → (when, the event to name)
+        self._thread: threading.Thread | None = None
 
     def ring(self, *, account_id: int, event_id: int, window: float) -> None:
         now = time.monotonic()
@@ -112,19 +124,37 @@ class _Doorbell:
             if wait <= 0:
                 self._last[account_id] = now
             else:
-                self._due.add(account_id)
+                self._due[account_id] = (now + wait, event_id)
+                self._started()
+                self._changed.notify()
         if wait <= 0:
             _publish(event_id)
-            return
-        timer = threading.Timer(wait, self._fire, kwargs={"account_id": account_id, "event_id": event_id})
-        timer.daemon = True
-        timer.start()
 
-    def _fire(self, *, account_id: int, event_id: int) -> None:
-        with self._lock:
-            self._due.discard(account_id)
-            self._last[account_id] = time.monotonic()
-        _publish(event_id)
+    def _started(self) -> None:
+        """Starts the thread that publishes what is due, unless it runs (called holding the lock)."""
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="webhook-doorbell", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                account_id, event_id = self._next_due()
+                del self._due[account_id]
+                self._last[account_id] = time.monotonic()
+            _publish(event_id)
+
+    def _next_due(self) -> tuple[int, int]:
+        """Waits (holding the lock between its waits) until a publish is due; its account and event."""
+        while True:
+            if not self._due:
+                self._changed.wait()
+                continue
+            account_id, (when, event_id) = min(self._due.items(), key=lambda due: due[1][0])
+            left = when - time.monotonic()
+            if left <= 0:
+                return account_id, event_id
+            self._changed.wait(left)
 
 
 def _publish(event_id: int) -> None:
