@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ import pytest
 import requests
 import responses
 import time_machine
+from django.db import connection, connections, transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
@@ -30,9 +33,11 @@ from apps.kommo.services.outbound import (
     LEADS_BATCH,
     MOVE_HOLD_MAX,
     MOVE_WAIT_MAX,
+    Intended,
     outbound_change_enqueue,
     outbound_change_retry,
     outbound_changes_drain,
+    outbound_changes_enqueue,
     outbound_changes_flush,
     outbound_drain_plan,
     outbound_flush_reserve,
@@ -491,6 +496,80 @@ def test_the_same_intention_is_queued_once(account):
     blocked(account, 10_001, 1)
     blocked(account, 10_001, 1)
     assert OutboundChange.objects.count() == 3
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("meanwhile", ["committed before the insert", "committed while the insert waits"])
+def test_a_key_queued_meanwhile_by_another_transaction_is_its_row_and_the_others_are_queued_once(
+    account, monkeypatch, meanwhile
+):
+    """Between the read of the keys and the INSERT of the new ones another worker queues one of them: the
+    INSERT fails on the unique key (at once, or once the other commits), and the writes are queued one by
+    one instead: that key is the other worker's row, the rest are new, none twice and none lost."""
+    keys = [f"gate:7:{n}:note" for n in range(3)]
+    writes = [
+        Intended(
+            kind=Kind.NOTE_CREATE, entity_kommo_id=10_001, payload={"text": f"note {n}"}, idempotency_key=key
+        )
+        for n, key in enumerate(keys)
+    ]
+    inserted, failures = threading.Event(), []
+
+    def another_worker() -> None:
+        try:
+            with transaction.atomic():
+                OutboundChange.objects.create(
+                    account=account,
+                    kind=Kind.NOTE_CREATE,
+                    entity_kommo_id=10_001,
+                    payload={"text": "the other worker's"},
+                    idempotency_key=keys[1],
+                )
+                inserted.set()
+                if meanwhile == "committed while the insert waits":
+                    with connection.cursor() as cursor:  # this thread's own connection
+                        for _ in range(200):
+                            cursor.execute(
+                                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                                " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+                            )
+                            if cursor.fetchone()[0]:
+                                break
+                            time.sleep(0.05)
+                        else:
+                            failures.append("the INSERT never waited for this transaction")
+        except Exception as exc:
+            failures.append(exc)
+        finally:
+            connections.close_all()
+
+    other = threading.Thread(target=another_worker)
+    insert = OutboundChange.objects.bulk_create
+    inserts: list[int] = []
+
+    def insert_after_the_other(rows, *args, **kwargs):  # type: ignore[no-untyped-def]
+        inserts.append(len(rows))
+        other.start()
+        if meanwhile == "committed before the insert":
+            other.join(30)
+        else:
+            assert inserted.wait(30)
+        return insert(rows, *args, **kwargs)
+
+    monkeypatch.setattr(OutboundChange.objects, "bulk_create", insert_after_the_other)
+    with transaction.atomic():  # the caller's transaction, as the gates' is
+        rows = outbound_changes_enqueue(account=account, writes=writes)
+    other.join(30)
+
+    assert not failures and inserts == [3]
+    theirs = OutboundChange.objects.get(idempotency_key=keys[1])
+    assert [row.idempotency_key for row in rows] == keys
+    assert rows[1].pk == theirs.pk and theirs.payload == {"text": "the other worker's"}
+    stored = OutboundChange.objects.order_by("idempotency_key")
+    assert [row.idempotency_key for row in stored] == keys
+    assert {row.pk for row in rows} == {row.pk for row in stored}
+    assert [row.payload["text"] for row in stored] == ["note 0", "the other worker's", "note 2"]
 
 
 def task_json(task_id: int, lead_id: int, text: str, completed: bool = False) -> dict[str, Any]:
