@@ -229,6 +229,7 @@ def _upsert_rows(
         before = _snapshot(row, wanted)
         for name in different:
             setattr(row, name, wanted[name])
+        row.modified = now  # auto_now is save()'s: bulk_update writes the value the row holds
         changed_fields |= different
         to_update.append(row)
         applied.append(_Applied(row, item, before))
