@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from django.conf import settings
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connections, models, router, transaction
 from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
@@ -236,10 +236,49 @@ def _upsert_rows(
     if to_create:
         model._default_manager.bulk_create(to_create)
     if to_update:
-        model._default_manager.bulk_update(to_update, sorted(changed_fields | {"modified"}))
+        _rows_update(model, to_update, sorted(changed_fields | {"modified"}))
     result.created += len(to_create)
     result.updated += len(to_update)
     return result, applied
+
+
+# Bind parameters per UPDATE … FROM (VALUES …): a page of 250 deals' 18 columns is 4,500.
+_VALUES_PARAMS_MAX = 30_000
+
+
+def _rows_update(model: type[M], rows: Sequence[M], names: Sequence[str]) -> None:
+    """Write the columns ``names`` of ``rows`` as they hold them. On PostgreSQL one statement,
+    ``UPDATE … SET column = v.column FROM (VALUES (pk, value, …), …) AS v WHERE pk = v.pk``: Django's
+    ``bulk_update`` builds a CASE with a WHEN per row for every column, whose expressions took most of the
+    time of a webhook batch's upsert of its deals. Elsewhere (SQLite) ``bulk_update``."""
+    connection = connections[router.db_for_write(model)]
+    if connection.vendor != "postgresql":
+        model._default_manager.bulk_update(rows, names)
+        return
+    meta = model._meta
+    quote = connection.ops.quote_name
+    fields: list[models.Field[Any, Any]] = []
+    columns: list[str] = []
+    for found in (meta.pk, *(meta.get_field(name) for name in names)):
+        assert isinstance(found, models.Field) and found.column is not None
+        fields.append(found)
+        columns.append(quote(found.column))
+    table, pk, listed = quote(meta.db_table), columns[0], ", ".join(columns)
+    row_sql = "(" + ", ".join(f"%s::{field.cast_db_type(connection)}" for field in fields) + ")"
+    assignments = ", ".join(f"{column} = v.{column}" for column in columns[1:])
+    per_statement = max(1, _VALUES_PARAMS_MAX // len(fields))
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start : start + per_statement]
+            values = ", ".join([row_sql] * len(chunk))
+            params = [
+                field.get_db_prep_save(getattr(row, field.attname), connection)
+                for row in chunk
+                for field in fields
+            ]
+            # Every name is the model's, quoted; every value a parameter.
+            sql = f"UPDATE {table} SET {assignments} FROM (VALUES {values}) AS v({listed})"  # noqa: S608
+            cursor.execute(f"{sql} WHERE {table}.{pk} = v.{pk}", params)
 
 
 def _undeletes_with_stale_payload(
