@@ -3,6 +3,7 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+import time_machine
 
 from apps.flows.sync import mirror_follow
 from apps.kommo import types
@@ -87,6 +88,28 @@ def test_an_older_updated_at_never_overwrites_a_newer_one(account):
         account=account, data=lead(name="Newest", updated_at=at(61)), follow=mirror_follow
     )
     assert fresher.changed and Lead.objects.get().name == "Newest"
+
+
+def test_a_row_an_upsert_changes_has_its_modified_time_moved_and_one_it_leaves_alone_keeps_it(account):
+    """``modified`` is when the portal last changed the row: the BI export's incremental loads compare it
+    (``updated_since``), so a deal renamed or moved in Kommo must come again in the next load."""
+    first = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)
+    with time_machine.travel(first, tick=False):
+        leads_upsert_from_kommo(
+            account=account,
+            leads=[lead(name="Before", updated_at=at(0)), lead(id=3912172, updated_at=at(0))],
+            follow=mirror_follow,
+        )
+    with time_machine.travel(first + dt.timedelta(hours=1), tick=False):
+        leads_upsert_from_kommo(
+            account=account,
+            leads=[lead(name="After", updated_at=at(60)), lead(id=3912172, updated_at=at(0))],
+            follow=mirror_follow,
+        )
+
+    rows = {row.kommo_id: row for row in Lead.objects.all()}
+    assert (rows[3912171].name, rows[3912171].modified) == ("After", first + dt.timedelta(hours=1))
+    assert rows[3912172].modified == first
 
 
 def test_a_page_keeps_the_newest_of_two_payloads_of_the_same_lead(account):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -13,6 +15,7 @@ import pytest
 import requests
 import responses
 import time_machine
+from django.db import DatabaseError, connection, connections, transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
@@ -30,12 +33,15 @@ from apps.kommo.services.outbound import (
     LEADS_BATCH,
     MOVE_HOLD_MAX,
     MOVE_WAIT_MAX,
+    Intended,
     outbound_change_enqueue,
     outbound_change_retry,
     outbound_changes_drain,
+    outbound_changes_enqueue,
     outbound_changes_flush,
     outbound_drain_plan,
     outbound_flush_reserve,
+    outbound_move_echoes_claim,
 )
 from apps.kommo.tasks import outbound_flush, outbound_flush_schedule
 from apps.kommo.webhooks.processing import webhook_backlog, webhook_moves_backlog
@@ -359,6 +365,75 @@ def test_an_unknown_move_is_dropped_when_the_manager_moved_the_deal_elsewhere(ac
     assert kommo.leads[10_001]["status_id"] == 142
 
 
+# What PostgreSQL does, from the second deal's row on, to the drain recording its moves back: an error, or
+# the drain's own session terminated (as a restart or a failover does), in the middle of the INSERTs.
+STAGE_CHANGE_FAULTS = {
+    "an error": "RAISE EXCEPTION 'the database failed mid-batch'",
+    "the session terminated": "PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(10)",
+}
+
+
+@pytest.fixture
+def stage_change_fault(request: pytest.FixtureRequest) -> Iterator[Callable[[str, int], None]]:
+    """``fail(fault, lead_pk)``: every INSERT of a stage change of that deal meets the fault (a trigger);
+    removed after the test."""
+    table = StageChange._meta.db_table
+
+    def fail(fault: str, lead_pk: int) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "CREATE FUNCTION test_stage_change_fault() RETURNS trigger LANGUAGE plpgsql AS $$"
+                f" BEGIN IF NEW.lead_id = {int(lead_pk)} THEN {STAGE_CHANGE_FAULTS[fault]}; END IF;"
+                " RETURN NEW; END $$"
+            )
+            cursor.execute(
+                f"CREATE TRIGGER test_stage_change_fault BEFORE INSERT ON {table}"
+                " FOR EACH ROW EXECUTE FUNCTION test_stage_change_fault()"
+            )
+
+    yield fail
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TRIGGER IF EXISTS test_stage_change_fault ON {table}")
+        cursor.execute("DROP FUNCTION IF EXISTS test_stage_change_fault()")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("fault", list(STAGE_CHANGE_FAULTS))
+def test_a_database_failure_while_the_drain_records_its_moves_back_loses_none_and_sends_none_twice(
+    account, client, kommo, stage_change_fault, fault
+):
+    """Kommo has accepted the drain's three moves back and their outcomes are stored; recording them in
+    the stage history fails at the second deal's row. The batch is rolled back whole (no move of it
+    recorded, the first one's row included); the moves stay sent, not echoed yet: the next drain sends
+    none of them again, and Kommo's report of each is still recognised as the portal's own move."""
+    leads = [lead_row(account, 10_000 + n) for n in (1, 2, 3)]
+    for n, lead in enumerate(leads, start=1):
+        kommo.lead(lead.kommo_id, SIGNING, PIPELINE)
+        blocked(account, lead.kommo_id, n)
+    OutboundChange.objects.exclude(kind=Kind.LEAD_STATUS).delete()
+    stage_change_fault(fault, leads[1].pk)
+
+    with pytest.raises(DatabaseError, match=r"failed mid-batch|terminating connection"):
+        outbound_changes_drain(account_id=account.pk, kinds=[Kind.LEAD_STATUS], client=client)
+
+    patches = kommo.calls_to("/api/v4/leads", "PATCH")
+    assert len(patches) == 1 and all(kommo.leads[lead.kommo_id]["status_id"] == LEGAL for lead in leads)
+    assert not StageChange.objects.exists()
+    moves = list(OutboundChange.objects.order_by("entity_kommo_id"))
+    assert [(move.status, move.attempts, move.echoed_at) for move in moves] == [(State.SENT, 1, None)] * 3
+
+    connection.close()  # the worker's next task starts on a connection of its own
+    result = outbound_changes_drain(account_id=account.pk, kinds=[Kind.LEAD_STATUS], client=client)
+
+    assert (result.sent, len(kommo.calls_to("/api/v4/leads", "PATCH"))) == (0, 1)
+    with transaction.atomic():  # Kommo's reports of the moves, as webhook processing records them
+        claimed = outbound_move_echoes_claim(
+            account_id=account.pk, moves=[(lead.kommo_id, LEGAL, PIPELINE) for lead in leads]
+        )
+    assert [change.pk if change else None for change in claimed] == [move.pk for move in moves]
+
+
 def test_a_task_whose_outcome_is_unknown_is_found_by_its_marker_and_not_created_twice(account, client, kommo):
     lead_row(account, 10_001)
     blocked(account, 10_001, 1)
@@ -491,6 +566,80 @@ def test_the_same_intention_is_queued_once(account):
     blocked(account, 10_001, 1)
     blocked(account, 10_001, 1)
     assert OutboundChange.objects.count() == 3
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("meanwhile", ["committed before the insert", "committed while the insert waits"])
+def test_a_key_queued_meanwhile_by_another_transaction_is_its_row_and_the_others_are_queued_once(
+    account, monkeypatch, meanwhile
+):
+    """Between the read of the keys and the INSERT of the new ones another worker queues one of them: the
+    INSERT fails on the unique key (at once, or once the other commits), and the writes are queued one by
+    one instead: that key is the other worker's row, the rest are new, none twice and none lost."""
+    keys = [f"gate:7:{n}:note" for n in range(3)]
+    writes = [
+        Intended(
+            kind=Kind.NOTE_CREATE, entity_kommo_id=10_001, payload={"text": f"note {n}"}, idempotency_key=key
+        )
+        for n, key in enumerate(keys)
+    ]
+    inserted, failures = threading.Event(), []
+
+    def another_worker() -> None:
+        try:
+            with transaction.atomic():
+                OutboundChange.objects.create(
+                    account=account,
+                    kind=Kind.NOTE_CREATE,
+                    entity_kommo_id=10_001,
+                    payload={"text": "the other worker's"},
+                    idempotency_key=keys[1],
+                )
+                inserted.set()
+                if meanwhile == "committed while the insert waits":
+                    with connection.cursor() as cursor:  # this thread's own connection
+                        for _ in range(200):
+                            cursor.execute(
+                                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                                " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+                            )
+                            if cursor.fetchone()[0]:
+                                break
+                            time.sleep(0.05)
+                        else:
+                            failures.append("the INSERT never waited for this transaction")
+        except Exception as exc:
+            failures.append(exc)
+        finally:
+            connections.close_all()
+
+    other = threading.Thread(target=another_worker)
+    insert = OutboundChange.objects.bulk_create
+    inserts: list[int] = []
+
+    def insert_after_the_other(rows, *args, **kwargs):  # type: ignore[no-untyped-def]
+        inserts.append(len(rows))
+        other.start()
+        if meanwhile == "committed before the insert":
+            other.join(30)
+        else:
+            assert inserted.wait(30)
+        return insert(rows, *args, **kwargs)
+
+    monkeypatch.setattr(OutboundChange.objects, "bulk_create", insert_after_the_other)
+    with transaction.atomic():  # the caller's transaction, as the gates' is
+        rows = outbound_changes_enqueue(account=account, writes=writes)
+    other.join(30)
+
+    assert not failures and inserts == [3]
+    theirs = OutboundChange.objects.get(idempotency_key=keys[1])
+    assert [row.idempotency_key for row in rows] == keys
+    assert rows[1].pk == theirs.pk and theirs.payload == {"text": "the other worker's"}
+    stored = OutboundChange.objects.order_by("idempotency_key")
+    assert [row.idempotency_key for row in stored] == keys
+    assert {row.pk for row in rows} == {row.pk for row in stored}
+    assert [row.payload["text"] for row in stored] == ["note 0", "the other worker's", "note 2"]
 
 
 def task_json(task_id: int, lead_id: int, text: str, completed: bool = False) -> dict[str, Any]:

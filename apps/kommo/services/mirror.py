@@ -229,6 +229,7 @@ def _upsert_rows(
         before = _snapshot(row, wanted)
         for name in different:
             setattr(row, name, wanted[name])
+        row.modified = now  # auto_now is save()'s: bulk_update writes the value the row holds
         changed_fields |= different
         to_update.append(row)
         applied.append(_Applied(row, item, before))
@@ -1057,6 +1058,15 @@ def stage_change_record(
     return stage_changes_record(account=account, reports=[report], source=source, follow=follow)[0]
 
 
+def _leads_lock(lead_ids: Iterable[int]) -> list[int]:
+    """Lock the rows of these deals until the transaction ends, in id order as every writer of moves
+    takes them (so two batches sharing deals wait for each other instead of deadlocking). Returns the
+    ids, sorted and without repeats."""
+    ids = sorted(set(lead_ids))
+    list(Lead.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk", flat=True))
+    return ids
+
+
 @dataclass(frozen=True)
 class MoveReport:
     """One report of a move, for :func:`stage_changes_record` (the arguments of
@@ -1097,13 +1107,7 @@ def stage_changes_record(
     if not reports:
         return []
     with transaction.atomic():
-        lead_ids = sorted({report.lead.pk for report in reports})
-        list(
-            Lead.objects.select_for_update()
-            .filter(pk__in=lead_ids)
-            .order_by("pk")
-            .values_list("pk", flat=True)
-        )
+        lead_ids = _leads_lock(report.lead.pk for report in reports)
         since = min(report.earliest_match for report in reports)
         history: dict[int, list[StageChange]] = {lead_id: [] for lead_id in lead_ids}
         for known in StageChange.objects.filter(lead_id__in=lead_ids, at__gte=since).order_by("at", "pk"):
@@ -1204,13 +1208,7 @@ def stage_changes_record_past(
     if not moves:
         return [], 0
     with transaction.atomic():
-        lead_ids = sorted({move.lead.pk for move in moves})
-        list(
-            Lead.objects.select_for_update()
-            .filter(pk__in=lead_ids)
-            .order_by("pk")
-            .values_list("pk", flat=True)
-        )
+        lead_ids = _leads_lock(move.lead.pk for move in moves)
         event_ids = [move.kommo_event_id for move in moves if move.kommo_event_id]
         recorded = set(
             StageChange.objects.filter(account=account, kommo_event_id__in=event_ids).values_list(
