@@ -25,7 +25,9 @@ from apps.kommo.ratelimit import FileSlotStore, RateLimiter
 from apps.kommo.services.accounts import account_unblock
 from apps.kommo.services.outbound import (
     BACKLOG_EVENTS,
+    BACKLOG_RECHECK,
     BURST_BACKLOG,
+    BURST_HOLD_MAX,
     BURST_MOVES,
     CALM_MOVES,
     CALM_WINDOW,
@@ -909,6 +911,156 @@ def test_the_moves_backlog_counts_the_deliveries_of_moves_not_yet_processed(acco
     # received and being processed; not processed, ignored, failed, dead or rejected ones
     assert webhook_moves_backlog(account_id=account.pk) == 3
     assert webhook_backlog(account_id=account.pk) == 4
+
+
+def recorded_moves(account: KommoAccount, at: dt.datetime, count: int, **fields: Any) -> None:
+    """``count`` moves to Signing of deals of their own, recorded as webhook processing records them:
+    made at ``at`` by Kommo's clock (``fields`` change the rows: an echo, a time not Kommo's)."""
+    first = 20_000 + Lead.objects.count()
+    leads = Lead.objects.bulk_create(
+        Lead(
+            account=account,
+            kommo_id=first + n,
+            name=f"Deal {first + n}",
+            pipeline_kommo_id=PIPELINE,
+            status_kommo_id=SIGNING,
+        )
+        for n in range(count)
+    )
+    values = {"source": StageChange.Source.WEBHOOK, "sources": [StageChange.Source.WEBHOOK], **fields}
+    StageChange.objects.bulk_create(
+        StageChange(
+            account=account,
+            lead=lead,
+            from_status_kommo_id=LEGAL,
+            from_pipeline_kommo_id=PIPELINE,
+            to_status_kommo_id=SIGNING,
+            to_pipeline_kommo_id=PIPELINE,
+            at=at,
+            **values,
+        )
+        for lead in leads
+    )
+
+
+def decided(account: KommoAccount, moves: int, *, made: dt.datetime, reported_ago: float) -> None:
+    """The gates decided ``moves`` of the moves recorded at ``made``: their moves back wait, for moves
+    reported ``reported_ago`` seconds ago (the gates write both times in the payload)."""
+    first = OutboundChange.objects.filter(kind=Kind.LEAD_STATUS).count()
+    for n in range(first, first + moves):
+        blocked(account, 10_000 + n, n)
+    reported_at = (timezone.now() - dt.timedelta(seconds=reported_ago)).timestamp()
+    for change in OutboundChange.objects.filter(kind=Kind.LEAD_STATUS).order_by("pk")[first:]:
+        change.payload.update(moved_at=made.timestamp(), reported_at=reported_at)
+        change.save(update_fields=["payload"])
+
+
+def kommo_second(ago: float = 1.0) -> dt.datetime:
+    """A time of Kommo's clock (whole seconds) about ``ago`` seconds back."""
+    return (timezone.now() - dt.timedelta(seconds=ago)).replace(microsecond=0)
+
+
+def test_a_burst_kommo_reported_together_holds_its_first_moves_back_before_the_gates_decided_it(account):
+    # 40 deals moved at once (one batch PATCH in Kommo): webhook processing has recorded them all, the
+    # gates have decided 3. Nothing else shows a burst yet (3 moves back queued, no delivery waiting), yet
+    # those 3 wait for company past MOVE_WAIT_MAX after their report, until BURST_HOLD_MAX.
+    with time_machine.travel(timezone.now(), tick=False):
+        second = kommo_second()
+        recorded_moves(account, second, 40)
+        decided(account, 3, made=second, reported_ago=MOVE_WAIT_MAX.total_seconds() + 0.1)
+
+        # The gates, after deciding the 3, know that 37 are left: they look again soon. A flush that cannot
+        # know (the Kommo boundary's own) holds them to the bound.
+        for undecided, held in ((37, BACKLOG_RECHECK), (None, BURST_HOLD_MAX)):
+            plan = outbound_drain_plan(account_id=account.pk, moves_backlog=0, undecided=undecided)
+            assert plan.moves_in == pytest.approx(held.total_seconds())
+
+
+@pytest.mark.parametrize(
+    "moves",
+    ["a steady 10 a second", "the portal's own moves back coming back", "moves not timed by Kommo"],
+)
+def test_moves_kommo_did_not_report_together_are_no_sure_burst(account, moves):
+    # Five deliveries of moves wait (it may be a burst), and the moves back were reported 0.6 s ago: held
+    # for a sure burst, they would still wait; they go, for the moves recorded in their Kommo second are
+    # 10 (a steady stream, decided in a bunch: 15 moves back), or 40 that do not count.
+    with time_machine.travel(timezone.now(), tick=False):
+        second = kommo_second(2)
+        if moves == "a steady 10 a second":
+            for later in (0, 1):
+                recorded_moves(account, second + dt.timedelta(seconds=later), 10)
+            decided(account, 10, made=second, reported_ago=0.6)
+            decided(account, 5, made=second + dt.timedelta(seconds=1), reported_ago=0.6)
+        else:
+            fields = (
+                {"source": StageChange.Source.GATE, "sources": [StageChange.Source.WEBHOOK, "gate"]}
+                if moves == "the portal's own moves back coming back"
+                else {"at_is_exact": False}
+            )
+            recorded_moves(account, second, 40, **fields)
+            decided(account, 3, made=second, reported_ago=0.6)
+
+        plan = outbound_drain_plan(account_id=account.pk, moves_backlog=BACKLOG_EVENTS, undecided=5)
+
+        assert plan.moves_in == 0
+
+
+def test_a_burst_kommo_reported_together_goes_at_once_when_its_last_move_is_decided(account, client, api):
+    # The gates decided the last of the 40 recorded moves: none is left for them and no delivery of moves
+    # waits, so the burst is over and its moves back go in one PATCH, not when the hold runs out.
+    answer_writes(api)
+    with time_machine.travel(timezone.now(), tick=False):
+        second = kommo_second()
+        recorded_moves(account, second, 40)
+        decided(account, 40, made=second, reported_ago=1)
+
+        def plan(**told: int) -> float | None:
+            return outbound_drain_plan(account_id=account.pk, **told).moves_in
+
+        assert plan(moves_backlog=0, undecided=1) == pytest.approx(BACKLOG_RECHECK.total_seconds())
+        assert plan(moves_backlog=1, undecided=0) == pytest.approx(BACKLOG_RECHECK.total_seconds())
+        assert plan(moves_backlog=0) == pytest.approx(BURST_HOLD_MAX.total_seconds())  # not known: held
+        assert plan(moves_backlog=0, undecided=0) == 0
+
+        outbound_changes_flush(account_id=account.pk, client=client, moves_backlog=0, undecided=0)
+
+    assert writes(api)[0] == ("PATCH", "/api/v4/leads", 40)
+
+
+def test_a_held_burst_sends_its_full_patches_and_keeps_the_rest_waiting_for_company(account, client, api):
+    # 82 of the 100 moves Kommo reported together are decided: a full PATCH goes (the oldest 50), the 32
+    # others wait for the 18 still undecided rather than going in a PATCH of their own.
+    answer_writes(api)
+    with time_machine.travel(timezone.now(), tick=False):
+        second = kommo_second()
+        recorded_moves(account, second, 100)
+        decided(account, 82, made=second, reported_ago=1)
+
+        flushed = outbound_changes_flush(account_id=account.pk, client=client, moves_backlog=0, undecided=18)
+
+        assert writes(api) == [("PATCH", "/api/v4/leads", LEADS_BATCH)]
+        oldest = OutboundChange.objects.filter(kind=Kind.LEAD_STATUS).order_by("pk")[:LEADS_BATCH]
+        assert {change.status for change in oldest} == {State.SENT}
+        assert flushed.next_in is not None and flushed.next_in > 0
+        # Tasks and notes wait for the moves back of the burst: they go right after them.
+        assert not any(method == "POST" for method, _, _ in writes(api))
+
+
+def test_a_burst_kommo_reported_together_waits_for_company_longer_than_others_but_not_forever(account):
+    with time_machine.travel(timezone.now(), tick=False):
+        second = kommo_second(MOVE_HOLD_MAX.total_seconds() + 2)
+        recorded_moves(account, second, 40)
+        decided(account, 3, made=second, reported_ago=MOVE_HOLD_MAX.total_seconds() + 1.5)
+        queued_earlier(MOVE_HOLD_MAX.total_seconds() + 1)
+
+        # Past the bound of any other hold, the first moves back still wait for the rest of the burst...
+        plan = outbound_drain_plan(account_id=account.pk, moves_backlog=0)
+        assert plan.moves_in == pytest.approx((BURST_HOLD_MAX - MOVE_HOLD_MAX).total_seconds() - 1)
+        plan = outbound_drain_plan(account_id=account.pk, moves_backlog=0, undecided=37)
+        assert plan.moves_in == pytest.approx(BACKLOG_RECHECK.total_seconds())
+        # ...until BURST_HOLD_MAX after the oldest was queued, decided or not.
+        queued_earlier(BURST_HOLD_MAX.total_seconds())
+        assert outbound_drain_plan(account_id=account.pk, moves_backlog=0, undecided=37).moves_in == 0
 
 
 def test_tasks_and_notes_of_a_steady_stream_go_out_at_the_latest_after_the_follow_up_bound(account):
