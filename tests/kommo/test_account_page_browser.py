@@ -8,6 +8,7 @@ import pytest
 from apps.users.models import User
 from tests.factories import KommoAccountFactory
 from tests.stakeholders.conftest import chromium  # noqa: F401 (fixture)
+from tests.support.browser import PASSWORD, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -18,14 +19,9 @@ BUTTONS = ("a[href$='/history/']", CONNECT, "a[href$='/sync-now/']", "a[href$='/
 
 def test_the_account_page_breadcrumb_shows_the_whole_name_beside_the_buttons(live_server, chromium) -> None:  # noqa: F811
     account = KommoAccountFactory(name="Northbeam Software", base_url="https://northbeam.kommo.com")
-    User.objects.create_superuser("admin", "admin@example.com", "secret-pass-1")
+    User.objects.create_superuser("admin", "admin@example.com", PASSWORD)
     page = chromium.new_page(viewport={"width": 1280, "height": 800})
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", "secret-pass-1")
-    page.click("button[type=submit]")
-    page.wait_for_load_state()
-    page.goto(f"{live_server.url}/admin/kommo/kommoaccount/{account.pk}/change/")
+    sign_in(page, f"{live_server.url}/admin/kommo/kommoaccount/{account.pk}/change/", "admin")
 
     for width in (1280, 1440):
         page.set_viewport_size({"width": width, "height": 800})
