@@ -34,6 +34,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import re
 import statistics
 import time
@@ -170,15 +171,35 @@ class Bench:
         wait_for(done, timeout=timeout, interval=0.2, message="every deal moved back, tasked and noted")
         time.sleep(2)  # let the echoes of the moves back be processed before counting
 
+    def plan_decisions(self, scenario: str, log_from: int, upto: int | None = None) -> dict[str, int] | str:
+        """The outbound plan's decisions on the moves back the worker logged from ``log_from`` (with
+        ``--trace``), by decision and reason; ``GATES_BENCH_PLAN_LOG=FILE`` appends the lines to FILE,
+        under the scenario's name."""
+        lines = [
+            line
+            for line in self.worker.log()[log_from:upto].splitlines()
+            if PLAN_LINE.search(line) is not None
+        ]
+        if os.environ.get("GATES_BENCH_PLAN_LOG"):
+            with open(os.environ["GATES_BENCH_PLAN_LOG"], "a") as out:
+                out.writelines([f"# {scenario}\n", *(line + "\n" for line in lines)])
+        plans: Counter[str] = Counter()
+        for line in lines:
+            found = PLAN_LINE.search(line)
+            assert found is not None
+            plans[found.group(2) + (f" ({found.group(3)})" if found.group(3) else "")] += 1
+        return dict(plans) if plans else "run with --trace"
+
     # -- scenarios ----------------------------------------------------------------------------------------
 
     def burst(self, ids: list[int]) -> dict[str, Any]:
         from django.utils import timezone
 
         from apps.gates.models import GateDecision
-        from apps.kommo.models import WebhookEvent
+        from apps.kommo.models import OutboundChange, WebhookEvent
 
         mark = self.log_mark()
+        log_from = len(self.worker.log())
         self.burst_started = timezone.now()
         started = time.monotonic()
         for start in range(0, len(ids), 50):
@@ -230,6 +251,14 @@ class Bench:
             if first and last_decided
             else None,
             "webhook_processing_refetches": len(intake),
+            "moves_back_per_patch": sorted(
+                Counter(
+                    OutboundChange.objects.filter(
+                        entity_kommo_id__in=ids, kind=OutboundChange.Kind.LEAD_STATUS
+                    ).values_list("sending_at", flat=True)
+                ).values()
+            ),
+            "plan_decisions_on_moves_back": self.plan_decisions("burst", log_from),
             "all_kommo_calls_after_the_move": len(calls) - math.ceil(len(ids) / 50),
             "seconds_until_all_moved_back": round(elapsed, 2),
             "target_gate_calls_max": 6,
@@ -255,7 +284,7 @@ class Bench:
             if not (call["method"] == "PATCH" and call["path"].startswith("/api/v4/leads/"))
         )
         calls_window = time.time() - since
-        plan_lines = self.worker.log()[log_from:].splitlines()
+        log_upto = len(self.worker.log())
         events = list(
             WebhookEvent.objects.order_by("received_at").values_list("received_at", "claimed_at", "body")
         )
@@ -306,11 +335,7 @@ class Bench:
                         steps["gates"].append((decided - recorded).total_seconds())
                         steps["plan_and_slot"].append((sending - decided).total_seconds())
                         steps["patch"].append((sent - sending).total_seconds())
-        plans: Counter[str] = Counter()
-        for line in plan_lines:
-            found = PLAN_LINE.search(line)
-            if found:
-                plans[found.group(2) + (f" ({found.group(3)})" if found.group(3) else "")] += 1
+        plans = self.plan_decisions("paced", log_from, log_upto)
         return {
             "deals": len(ids),
             "moves_per_second": rate,
@@ -327,7 +352,7 @@ class Bench:
             },
             "steps_s": {name: _spread(values) for name, values in steps.items() if values},
             "moves_back_per_patch": sorted(Counter(patches.values()).items()),
-            "plan_decisions_on_moves_back": dict(plans) if plans else "run with --trace",
+            "plan_decisions_on_moves_back": plans,
             "portal_kommo_calls": dict(portal_calls),
             "portal_kommo_calls_per_second": round(sum(portal_calls.values()) / calls_window, 2),
             "target_p95_s_max": 1.0,

@@ -15,7 +15,7 @@ signals and hooks:
   field changes the history backfill reads given to the stakeholders (``sync.touches_follow``,
   ``sync.field_changes_follow``, given to them as ``touches_follow`` and ``field_changes_follow``).
 * ``intake.intake_submission_process`` — a stored intake submission: dedupe its people → ``leads/complex``
-  → upsert the mirror → derive the stakeholders → queue any new move for the gates (``mirror_follow``).
+  → upsert the mirror → derive the stakeholders → queue any new move for the gates (``intake_follow``).
 * ``gates.gates_run_now`` — evaluate an account's pending moves and send what the outbound plan says is
   due, scheduling what follows (the ``evaluate_pending`` task, and the moves other sources record).
 
@@ -24,6 +24,10 @@ The entry points are here too: the Celery tasks (``tasks``, under their old name
 which is given the sync's follow-up when the apps are ready (``apps.FlowsConfig.ready``). Nothing the
 Kommo boundary writes or reads reaches the apps above through a signal: every writer, the sweep and the
 backfill are given what follows them as parameters, and fail when called without it.
+
+Who made the changes is a parameter too: each flow passes a ``Provenance`` (``apps.kommo.provenance``:
+``webhook``, ``sync``, ``intake``; a manager's page passes ``manager`` with the user) to the stakeholders'
+services, which record it in their history; it is a required argument of every one of them.
 
 No app imports this package (``lint-imports``: it is the top layer).
 """

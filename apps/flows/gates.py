@@ -3,12 +3,14 @@
 :func:`gates_run_now` is the whole of it for one account — evaluate the pending moves (on the mirror's copy
 of a deal when it is fresh, else one re-read), write the decisions and queue the writes, send what the
 outbound plan says is due — and schedules what follows: the evaluation again when moves are left or the
-re-read must be retried, the account's outbound flush when changes wait. Webhook processing's flow calls
-it at the end of its batch; the ``evaluate_pending`` task runs it for the moves the other sources record
-(the sync, the events sweep), a short window after the first of them.
+re-read must be retried, the account's outbound flush when changes wait (:func:`gates_outbound_flush`, the
+Kommo boundary's flush told how many moves the gates have still to decide, which ends a burst's hold).
+Webhook processing's flow calls it at the end of its batch; the ``evaluate_pending`` task runs it for the
+moves the other sources record (the sync, the events sweep), a short window after the first of them.
 
 The task names stay those of the gates' tasks module they were once in: a broker may hold messages under
-them, and the routes (``CELERY_TASK_ROUTES``) send them to the ``kommo`` queue by name.
+them, and the routes (``CELERY_TASK_ROUTES``) send them to the ``kommo`` queue by name (the flush's too,
+``apps.gates.tasks.outbound_flush``, for the same route).
 """
 
 from __future__ import annotations
@@ -24,12 +26,14 @@ from apps.gates.services import (
     BATCH_WINDOW_SECONDS,
     EnforcementRun,
     gate_evaluation_starts_batch,
+    gate_moves_undecided,
     gates_enforce,
     gates_sweep,
     stage_change_gate_intake,
 )
 from apps.kommo.client import KommoClient
 from apps.kommo.models import StageChange
+from apps.kommo.services.outbound import outbound_changes_flush, outbound_flush_release
 from apps.kommo.tasks import outbound_flush, outbound_flush_schedule
 from apps.kommo.webhooks.processing import webhook_backlog, webhook_moves_backlog
 
@@ -45,7 +49,7 @@ def gates_run_now(*, account_id: int, client: KommoClient | None = None) -> Enfo
     if run.evaluation.retry_in is not None:
         evaluate_pending.apply_async((account_id,), countdown=run.evaluation.retry_in)
     if run.flush_in is not None:
-        outbound_flush_schedule(account_id=account_id, delay=run.flush_in)
+        outbound_flush_schedule(account_id=account_id, delay=run.flush_in, task=gates_outbound_flush)
     return run
 
 
@@ -74,6 +78,23 @@ def evaluate_pending(account_id: int) -> None:
     """Evaluate the account's pending moves and send the moves back that are due at once; tasks and notes
     follow as the outbound plan has it."""
     gates_run_now(account_id=account_id)
+
+
+@shared_task(name="apps.gates.tasks.outbound_flush", ignore_result=True)
+def gates_outbound_flush(account_id: int, *, reserved: bool = True) -> None:
+    """The account's outbound flush (``apps.kommo.tasks.outbound_flush``) as the gates schedule it: the
+    plan is told how many moves still wait for their decision, so that a burst's moves back go as soon as
+    it is over rather than when their hold runs out. It schedules itself for the rest."""
+    if reserved:
+        outbound_flush_release(account_id=account_id)
+    result = outbound_changes_flush(
+        account_id=account_id,
+        backlog=webhook_backlog(account_id=account_id),
+        moves_backlog=webhook_moves_backlog(account_id=account_id),
+        undecided=gate_moves_undecided(account_id=account_id),
+    )
+    if result.next_in is not None:
+        outbound_flush_schedule(account_id=account_id, delay=result.next_in, task=gates_outbound_flush)
 
 
 @shared_task(name="apps.gates.tasks.sweep", ignore_result=True)

@@ -15,6 +15,7 @@ from apps.flows.gates import gates_run_now, gates_run_soon
 from apps.gates.services import stage_changes_gate_intake
 from apps.kommo.client import KommoClient
 from apps.kommo.models import WebhookEvent
+from apps.kommo.provenance import MirrorSource, Provenance
 from apps.kommo.webhooks.processing import (
     BatchResult,
     Policy,
@@ -30,6 +31,9 @@ from apps.kommo.webhooks.processing import (
 from apps.stakeholders.services import stakeholders_derive_for_mirror_changes, stakeholders_touch
 
 logger = logging.getLogger(__name__)
+
+# Who made what a batch brings: a Kommo user, in Kommo, told by a webhook.
+WEBHOOK = Provenance(MirrorSource.WEBHOOK)
 
 
 def webhook_events_process(*, event_id: int) -> ProcessOutcome:
@@ -58,9 +62,10 @@ def webhook_batch(events: list[WebhookEvent], policy: Policy, client: KommoClien
                 lead_ids=written.lead_ids,
                 contact_ids=written.contact_ids,
                 catalog_element_ids=written.catalog_element_ids,
+                provenance=WEBHOOK,
             )
             if work.plan.touches:
-                stakeholders_touch(account=account, touches=work.plan.touches)
+                stakeholders_touch(account=account, touches=work.plan.touches, provenance=WEBHOOK)
             # Record the moves the deliveries report (the upsert inferred any other).
             moves = webhook_moves_record(work, fetched)
             # Queue the new moves for the gates, decidable on the mirror's copy fetched after the report.

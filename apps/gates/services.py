@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from apps.gates import semantics
@@ -192,6 +192,9 @@ class EvaluationRun:
     from_mirror: int = 0  # moves decided on the mirror's copy of the deal (fetched after the report)
     kommo_reads: int = 0  # moves whose deal was re-read from Kommo
     retry_in: float | None = None  # set when the fresh read failed transiently or more is pending
+    # After deciding: how many of the account's moves still wait for a decision (pending, or claimed by
+    # another run), which tells the outbound plan whether a burst is over; None when nothing was decided.
+    undecided: int | None = None
 
 
 def _claim(account_id: int) -> list[GateEvaluation]:
@@ -508,14 +511,32 @@ def gate_evaluations_run(*, account_id: int, client: KommoClient | None = None) 
         run.decisions += written.decisions
         run.blocked += written.blocked
         run.outbound += written.outbound
-    if (
-        run.retry_in is None
-        and GateEvaluation.objects.filter(
-            account_id=account_id, status=GateEvaluation.Status.PENDING
-        ).exists()
-    ):
+    pending, running = _undecided(account_id)
+    run.undecided = pending + running
+    if run.retry_in is None and pending:
         run.retry_in = 0.0
     return run
+
+
+def _undecided(account_id: int) -> tuple[int, int]:
+    """The account's moves waiting for a decision, in one read (the queue's index): (pending: the next
+    run's, running: claimed by a run that is deciding them — one lost for STUCK_RUNNING is not)."""
+    left = GateEvaluation.objects.filter(
+        account_id=account_id, status__in=[GateEvaluation.Status.PENDING, GateEvaluation.Status.RUNNING]
+    ).aggregate(
+        pending=Count("pk", filter=Q(status=GateEvaluation.Status.PENDING)),
+        running=Count(
+            "pk",
+            filter=Q(status=GateEvaluation.Status.RUNNING, claimed_at__gte=timezone.now() - STUCK_RUNNING),
+        ),
+    )
+    return left["pending"], left["running"]
+
+
+def gate_moves_undecided(*, account_id: int) -> int:
+    """How many of the account's recorded moves wait for the gates' decision (pending, or being decided):
+    none, and no delivery of moves waiting, is the end of a burst for the outbound plan."""
+    return sum(_undecided(account_id))
 
 
 @dataclass
@@ -538,12 +559,17 @@ def gates_enforce(
 ) -> EnforcementRun:
     """Evaluate the account's pending moves; when that queued writes, send what is due at once (the moves
     back, and the tasks and notes when they are ready — ``outbound_drain_plan``, which weighs ``backlog``:
-    the account's webhook deliveries still waiting to be processed, and ``moves_backlog``: those of them
-    that report stage moves)."""
+    the account's webhook deliveries still waiting to be processed, ``moves_backlog``: those of them that
+    report stage moves, and the moves left undecided after this run: none, and no delivery of moves
+    waiting, ends a burst's hold)."""
     run = EnforcementRun(evaluation=gate_evaluations_run(account_id=account_id, client=client))
     if run.evaluation.outbound:
         run.flush = outbound_changes_flush(
-            account_id=account_id, client=client, backlog=backlog, moves_backlog=moves_backlog
+            account_id=account_id,
+            client=client,
+            backlog=backlog,
+            moves_backlog=moves_backlog,
+            undecided=run.evaluation.undecided,
         )
     return run
 

@@ -16,7 +16,7 @@ with what follows its mirror writes), under a lock per identity of its people:
 7. what was created is upserted into the mirror from what was sent plus the ids Kommo answered
    (:mod:`apps.intake.echo`), without reading it back, so the next submission finds these people
    locally — before the locks are released; each write followed, in its transaction, by the caller's
-   ``follow`` (the flow's: the stakeholders derived, a new move queued for the gates).
+   ``follow`` (the flow's: the stakeholders derived, recorded as intake's, a new move queued for the gates).
 
 Every step commits what it got from Kommo at once, so a failure never loses a created id and a retry
 resumes where the last attempt stopped. The marker is stored before ``/leads/complex`` is called: a retry
@@ -65,7 +65,6 @@ from apps.kommo.client import KommoClient
 from apps.kommo.exceptions import KommoError, KommoPayloadError, KommoValidationError
 from apps.kommo.models import KommoAccount
 from apps.kommo.models.mirror import Company, Contact, Lead
-from apps.kommo.provenance import MirrorSource, provenance
 from apps.kommo.services import mirror
 from apps.stakeholders.derivation import names_same_person
 
@@ -215,7 +214,6 @@ def intake_submission_fail(*, submission_id: int, error: str) -> None:
 # -- processing -----------------------------------------------------------------------------------------
 
 
-@provenance(MirrorSource.INTAKE)
 def intake_submission_run(*, submission_id: int, follow: mirror.MirrorFollow) -> bool:
     """Create the submission in Kommo (see the module docstring), ``follow`` following each of its
     writes of the mirror. Returns False when another worker has it or it is not waiting. A permanent

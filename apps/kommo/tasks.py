@@ -6,7 +6,7 @@ so do the sync's and the events sweep's (``apps.kommo.tasks.sync_*``, in ``apps.
 
 from __future__ import annotations
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.conf import settings
 
 from apps.kommo.services.outbound import (
@@ -52,15 +52,18 @@ def outbound_flush(account_id: int, *, reserved: bool = True) -> None:
         outbound_flush_schedule(account_id=account_id, delay=result.next_in)
 
 
-def outbound_flush_schedule(*, account_id: int, delay: float) -> bool:
+def outbound_flush_schedule(*, account_id: int, delay: float, task: Task | None = None) -> bool:
     """Schedules the account's next flush in ``delay`` seconds unless one is already due by then. When
     the task cannot be published (the broker is down), the reservation is given back before the error is
-    raised, so that the next caller schedules a flush instead of trusting one that was never sent."""
+    raised, so that the next caller schedules a flush instead of trusting one that was never sent.
+    ``task``: the flush to run, :func:`outbound_flush` unless a caller has its own that tells the plan
+    more (the gates' flow: ``apps.flows.gates.gates_outbound_flush``, which knows the moves they have not
+    decided yet); it takes the account's id and ``reserved``."""
     reserved = outbound_flush_reserve(account_id=account_id, delay=delay)
     if reserved is None:
         return False
     try:
-        outbound_flush.apply_async((account_id,), countdown=delay)
+        (task or outbound_flush).apply_async((account_id,), countdown=delay)
     except Exception:
         outbound_flush_unreserve(account_id=account_id, at=reserved)
         raise

@@ -17,9 +17,10 @@ from apps.kommo.client import KommoClient
 from apps.kommo.exceptions import KommoError, KommoValidationError
 from apps.kommo.models import KommoAccount
 from apps.kommo.models.mirror import CatalogElement, Contact, Lead, LeadCatalogElement, LeadContact
-from apps.kommo.provenance import current_provenance
+from apps.kommo.provenance import Provenance
 from apps.kommo.services.mirror import (
     BatchResult,
+    MirrorFollow,
     catalog_elements_upsert_from_kommo,
     contacts_upsert_from_kommo,
     leads_upsert_from_kommo,
@@ -166,9 +167,8 @@ class _Seen:
 class _History:
     """The history rows one derivation writes, with their provenance."""
 
-    def __init__(self, account: KommoAccount) -> None:
+    def __init__(self, account: KommoAccount, provenance: Provenance) -> None:
         self.account = account
-        provenance = current_provenance()
         self.source = provenance.source.value
         self.user_id = provenance.user_id
         self.now = timezone.now()
@@ -292,10 +292,12 @@ def _seen_for_lead(lead: Lead) -> dict[tuple[int | None, int | None], _Seen]:
 
 
 @transaction.atomic
-def stakeholders_derive_for_leads(*, account: KommoAccount, lead_ids: Collection[int]) -> bool:
+def stakeholders_derive_for_leads(
+    *, account: KommoAccount, lead_ids: Collection[int], provenance: Provenance
+) -> bool:
     """Recompute the stakeholders of these deals (local Lead pks) from the mirror and the account's field
-    mappings, and record every change in the history (``StakeholderEvent``), with the provenance the
-    caller set (``apps.kommo.provenance``). Returns whether any row was created, changed or removed."""
+    mappings, and record every change in the history (``StakeholderEvent``) as made by ``provenance``
+    (who wrote the mirror: the caller says). Returns whether any row was created, changed or removed."""
     if not lead_ids:
         return False
     mappings = field_mappings_for_account(account=account)
@@ -316,7 +318,7 @@ def stakeholders_derive_for_leads(*, account: KommoAccount, lead_ids: Collection
     create: list[Stakeholder] = []
     update: list[Stakeholder] = []
     delete: list[int] = []
-    history = _History(account)
+    history = _History(account, provenance)
     for lead in leads:
         rows = _sync_lead_rows(
             account=account,
@@ -341,12 +343,12 @@ def stakeholders_derive_for_leads(*, account: KommoAccount, lead_ids: Collection
     return bool(create or update or delete)
 
 
-def stakeholders_touch(*, account: KommoAccount, touches: Iterable[Any]) -> bool:
+def stakeholders_touch(*, account: KommoAccount, touches: Iterable[Any], provenance: Provenance) -> bool:
     """Notes, calls, e-mails, messages and completed meetings seen in Kommo (``Touch``: entity lead or
     contact, Kommo id, when) touch the people behind them: a contact's, its stakeholder rows on every deal;
     a deal's, the stakeholder who is the deal's main contact. Their last touch becomes the later of Kommo's
-    field and this activity; the deals are re-derived, which records the change. Returns whether any last
-    touch moved."""
+    field and this activity; the deals are re-derived, which records the change as made by ``provenance``.
+    Returns whether any last touch moved."""
     latest: dict[int, dt.datetime] = {}  # Stakeholder pk → the latest activity
     by_contact: dict[int, dt.datetime] = {}
     by_lead: dict[int, dt.datetime] = {}
@@ -382,7 +384,7 @@ def stakeholders_touch(*, account: KommoAccount, touches: Iterable[Any]) -> bool
             Stakeholder.objects.filter(pk=row.pk).update(activity_at=at)
             moved.add(row.lead_id)
     if moved:
-        stakeholders_derive_for_leads(account=account, lead_ids=moved)
+        stakeholders_derive_for_leads(account=account, lead_ids=moved, provenance=provenance)
     return bool(moved)
 
 
@@ -392,13 +394,15 @@ def stakeholders_derive_for_mirror_changes(
     lead_ids: Iterable[int] = (),
     contact_ids: Iterable[int] = (),
     catalog_element_ids: Iterable[int] = (),
+    provenance: Provenance,
 ) -> bool:
     """Re-derive the deals that these changed deals, contacts and catalog elements (local pks) belong to:
-    what follows every write of the mirror. Returns whether any stakeholder changed."""
+    what follows every write of the mirror, made by ``provenance``. Returns whether any stakeholder
+    changed."""
     touched = lead_ids_touched(
         account=account, lead_ids=lead_ids, contact_ids=contact_ids, catalog_element_ids=catalog_element_ids
     )
-    return stakeholders_derive_for_leads(account=account, lead_ids=touched)
+    return stakeholders_derive_for_leads(account=account, lead_ids=touched, provenance=provenance)
 
 
 def lead_ids_touched(
@@ -596,12 +600,15 @@ def stakeholder_update_in_kommo(
     *,
     stakeholder: Stakeholder,
     change: StakeholderChange,
+    provenance: Provenance,
     client: KommoClient | None = None,
     create_element: bool = False,
 ) -> bool:
     """Write a person's change of role, approval, last touch or objection weight to Kommo, then refresh the
-    mirror from Kommo's answer (which re-derives the stakeholders). Each attribute goes where it is read
-    from: the deal's catalog element when there is one and the catalog maps it, else the contact's field.
+    mirror from Kommo's answer (which re-derives the stakeholders, the history recording every change,
+    the re-read deal's too, as made by ``provenance``: the manager's page gives the signed-in user). Each
+    attribute goes where it is read from: the deal's catalog element when there is one and the catalog
+    maps it, else the contact's field.
 
     An attribute only the catalog maps, for a person with no element on this deal, raises
     StakeholderNeedsElement; with ``create_element`` the element is created instead (named after the person,
@@ -642,20 +649,21 @@ def stakeholder_update_in_kommo(
             "create the element to save it."
         )
     client = client or KommoClient(account)
+    follow = edit_follow(provenance)
     try:
         if element is not None and element_writes:
             updated = client.catalog_elements_update(
                 element.catalog_kommo_id,
                 [CatalogElementWrite(id=element.kommo_id, custom_fields_values=tuple(element_writes))],
             )
-            catalog_elements_upsert_from_kommo(account=account, elements=updated, follow=edit_follow)
+            catalog_elements_upsert_from_kommo(account=account, elements=updated, follow=follow)
         if contact is not None and contact_writes:
             client.contacts_update(
                 [ContactWrite(id=contact.kommo_id, custom_fields_values=tuple(contact_writes))]
             )
             fresh = client.contacts_get(contact.kommo_id, with_=("catalog_elements",))
             if fresh is not None:
-                contacts_upsert_from_kommo(account=account, contacts=[fresh], follow=edit_follow)
+                contacts_upsert_from_kommo(account=account, contacts=[fresh], follow=follow)
         if create_element:
             if element is not None:
                 raise StakeholderWriteError(f"{name} already has a Stakeholders element on this deal.")
@@ -664,7 +672,12 @@ def stakeholder_update_in_kommo(
                     "Kommo has no Stakeholders catalog mapped for this account: sales ops can map one."
                 )
             _element_create(
-                client=client, lead=stakeholder.lead, name=stakeholder.name, change=change, catalog=catalog
+                client=client,
+                lead=stakeholder.lead,
+                name=stakeholder.name,
+                change=change,
+                catalog=catalog,
+                follow=follow,
             )
     except KommoValidationError as error:
         raise StakeholderWriteError(f"Kommo refused the change: {error}") from error
@@ -688,28 +701,34 @@ def _catalog_writes(fields: dict[str, AttributeField], change: StakeholderChange
     return writes
 
 
-def _lead_refresh(*, client: KommoClient, lead: Lead) -> None:
+def _lead_refresh(*, client: KommoClient, lead: Lead, follow: MirrorFollow) -> None:
     """Re-read the deal with its contacts and elements and mirror it (which re-derives its stakeholders).
     It records no move: a stage the deal reached in Kommo meanwhile is Kommo's to report (its webhook, or
     the events sweep, with the exact time and who moved it), and those paths hand it to the gates."""
     fresh = client.leads_get(lead.kommo_id, with_=("contacts", "catalog_elements"))
     if fresh is not None:
         leads_upsert_from_kommo(
-            account=lead.account, leads=[fresh], moves_reported_for={fresh.id}, follow=edit_follow
+            account=lead.account, leads=[fresh], moves_reported_for={fresh.id}, follow=follow
         )
 
 
-def edit_follow(account: KommoAccount, result: BatchResult) -> None:
-    """What follows the mirror writes of a manager's edit (the writers' ``follow``): the stakeholders of
-    the deals whose deal, contacts or elements changed are derived again, in the write's transaction. No
-    move follows: the edit's writes record none (its re-read of the deal infers none, see
-    :func:`_lead_refresh`), so nothing of the gates' is needed."""
-    stakeholders_derive_for_mirror_changes(
-        account=account,
-        lead_ids=result.lead_ids,
-        contact_ids=result.contact_ids,
-        catalog_element_ids=result.catalog_element_ids,
-    )
+def edit_follow(provenance: Provenance) -> MirrorFollow:
+    """What follows the mirror writes of an edit made by ``provenance`` (the writers' ``follow``): the
+    stakeholders of the deals whose deal, contacts or elements changed are derived again, in the write's
+    transaction, the history recording the edit's maker — for the deal's re-read too. No move follows: the
+    edit's writes record none (its re-read of the deal infers none, see :func:`_lead_refresh`), so nothing
+    of the gates' is needed."""
+
+    def follow(account: KommoAccount, result: BatchResult) -> None:
+        stakeholders_derive_for_mirror_changes(
+            account=account,
+            lead_ids=result.lead_ids,
+            contact_ids=result.contact_ids,
+            catalog_element_ids=result.catalog_element_ids,
+            provenance=provenance,
+        )
+
+    return follow
 
 
 def _element_create(
@@ -719,6 +738,7 @@ def _element_create(
     name: str,
     change: StakeholderChange,
     catalog: tuple[int, dict[str, AttributeField]],
+    follow: MirrorFollow,
 ) -> None:
     """One "Stakeholders" element named after the person, with the change's values, linked to the deal."""
     catalog_id, fields = catalog
@@ -728,7 +748,7 @@ def _element_create(
     )
     if not elements:
         raise StakeholderWriteError("Kommo answered no element.")
-    catalog_elements_upsert_from_kommo(account=lead.account, elements=elements, follow=edit_follow)
+    catalog_elements_upsert_from_kommo(account=lead.account, elements=elements, follow=follow)
     client.links_create(
         "leads",
         lead.kommo_id,
@@ -741,7 +761,7 @@ def _element_create(
             )
         ],
     )
-    _lead_refresh(client=client, lead=lead)
+    _lead_refresh(client=client, lead=lead, follow=follow)
 
 
 @dataclass(frozen=True)
@@ -755,8 +775,11 @@ class NewStakeholder:
     as_contact: bool = False
 
 
-def stakeholder_add_in_kommo(*, lead: Lead, new: NewStakeholder, client: KommoClient | None = None) -> None:
-    """Add a stakeholder to the deal in Kommo, then mirror the deal again (which derives it).
+def stakeholder_add_in_kommo(
+    *, lead: Lead, new: NewStakeholder, provenance: Provenance, client: KommoClient | None = None
+) -> None:
+    """Add a stakeholder to the deal in Kommo, then mirror the deal again (which derives it, the history
+    recording the person's arrival as made by ``provenance``: the manager's page gives the signed-in user).
 
     A contact (one of the deal's, or a new one linked to the deal) gets the attributes the contact field
     mappings hold; whatever only the catalog holds (approval, usually) goes on a "Stakeholders" element
@@ -797,6 +820,7 @@ def stakeholder_add_in_kommo(*, lead: Lead, new: NewStakeholder, client: KommoCl
         )
     )
     client = client or KommoClient(account)
+    follow = edit_follow(provenance)
     try:
         if new.contact is not None:
             if contact_writes:
@@ -805,7 +829,7 @@ def stakeholder_add_in_kommo(*, lead: Lead, new: NewStakeholder, client: KommoCl
                 )
                 fresh = client.contacts_get(new.contact.kommo_id, with_=("catalog_elements",))
                 if fresh is not None:
-                    contacts_upsert_from_kommo(account=account, contacts=[fresh], follow=edit_follow)
+                    contacts_upsert_from_kommo(account=account, contacts=[fresh], follow=follow)
         elif new.as_contact:
             created = client.contacts_create(
                 [
@@ -823,12 +847,14 @@ def stakeholder_add_in_kommo(*, lead: Lead, new: NewStakeholder, client: KommoCl
             )
             fresh = client.contacts_get(created[0].id, with_=("catalog_elements",))
             if fresh is not None:
-                contacts_upsert_from_kommo(account=account, contacts=[fresh], follow=edit_follow)
+                contacts_upsert_from_kommo(account=account, contacts=[fresh], follow=follow)
         if needs_element:
             assert catalog is not None
-            _element_create(client=client, lead=lead, name=name, change=change, catalog=catalog)
+            _element_create(
+                client=client, lead=lead, name=name, change=change, catalog=catalog, follow=follow
+            )
         else:
-            _lead_refresh(client=client, lead=lead)
+            _lead_refresh(client=client, lead=lead, follow=follow)
     except KommoValidationError as error:
         raise StakeholderWriteError(f"Kommo refused the new stakeholder: {error}") from error
     except KommoError as error:
@@ -837,13 +863,16 @@ def stakeholder_add_in_kommo(*, lead: Lead, new: NewStakeholder, client: KommoCl
         ) from error
 
 
-def stakeholders_derive_for_account(*, account: KommoAccount, batch_size: int = 500) -> bool:
-    """Re-derive every deal of the account (after its field mappings changed), in batches."""
+def stakeholders_derive_for_account(
+    *, account: KommoAccount, provenance: Provenance, batch_size: int = 500
+) -> bool:
+    """Re-derive every deal of the account (after its field mappings changed), in batches, the history
+    recording the changes as made by ``provenance``."""
     lead_ids = list(Lead.objects.filter(account=account).order_by("pk").values_list("pk", flat=True))
     changed = False
     for start in range(0, len(lead_ids), batch_size):
         changed |= stakeholders_derive_for_leads(
-            account=account, lead_ids=lead_ids[start : start + batch_size]
+            account=account, lead_ids=lead_ids[start : start + batch_size], provenance=provenance
         )
     return changed
 
@@ -902,7 +931,9 @@ def _field_attribute(
 
 
 @transaction.atomic
-def stakeholders_history_from_field_changes(*, account: KommoAccount, changes: Iterable[FieldChange]) -> int:
+def stakeholders_history_from_field_changes(
+    *, account: KommoAccount, changes: Iterable[FieldChange], provenance: Provenance
+) -> int:
     """Past changes of the mapped fields of contacts and catalog elements, read back from Kommo's events
     (the history backfill), as history rows dated when they happened: a role given late, an approval
     requested then given, an objection raised then withdrawn. Each becomes a row for every stakeholder
@@ -910,7 +941,7 @@ def stakeholders_history_from_field_changes(*, account: KommoAccount, changes: I
     same attribute: the element wins, as in derivation); a change to pending or to a decision also dates the
     request or the decision, as derivation does when Kommo's date field says nothing. The rows carry the
     event's id, so reading the same events again adds nothing. Returns the rows offered (a row already
-    there is skipped)."""
+    there is skipped). The rows are recorded as made by ``provenance`` (the backfill's: a sync)."""
     mappings = field_mappings_for_account(account=account)
     seen: list[tuple[FieldChange, str, AttributeField, int | None]] = []
     for change in changes:
@@ -957,7 +988,6 @@ def stakeholders_history_from_field_changes(*, account: KommoAccount, changes: I
         for change, attribute, _, _ in seen
         if attribute not in (*_SELECTS, *_TEXTS, *_NUMBERS)
     }
-    provenance = current_provenance()
     now = timezone.now()
     events: list[StakeholderEvent] = []
 

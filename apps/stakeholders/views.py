@@ -16,7 +16,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from apps.kommo.models.mirror import Lead
-from apps.kommo.provenance import MirrorSource, mirror_provenance
+from apps.kommo.provenance import MirrorSource, Provenance
 from apps.stakeholders.filters import DealFilterSet
 from apps.stakeholders.forms import AddStakeholderForm, ObjectionForm, StakeholderForm
 from apps.stakeholders.models import Approval, Role, Stakeholder
@@ -72,6 +72,11 @@ def _deal_for(request: HttpRequest, deal_id: int) -> Lead:
     if Lead.objects.filter(is_deleted=False, pk=deal_id).exists():
         raise PermissionDenied("This deal belongs to another manager.")
     raise Http404("No such deal.")
+
+
+def _by_manager(request: HttpRequest) -> Provenance:
+    """Who the history records for a change made on these pages: the signed-in manager."""
+    return Provenance(MirrorSource.MANAGER, user_id=request.user.pk)
 
 
 @dataclass(frozen=True)
@@ -200,12 +205,12 @@ def stakeholder_update(request: HttpRequest, deal_id: int, stakeholder_id: int) 
         last_touch=form.last_touch_moment(stakeholder.last_touch),
     )
     try:
-        with mirror_provenance(MirrorSource.MANAGER, user_id=request.user.pk):
-            written = stakeholder_update_in_kommo(
-                stakeholder=stakeholder,
-                change=change,
-                create_element=request.POST.get("create_element") == "1",
-            )
+        written = stakeholder_update_in_kommo(
+            stakeholder=stakeholder,
+            change=change,
+            provenance=_by_manager(request),
+            create_element=request.POST.get("create_element") == "1",
+        )
     except StakeholderNeedsElement as error:
         messages.error(request, f"{stakeholder.name}: not saved. {error}")
         return _render_deal(request, deal, bound=form, needs_element=stakeholder.pk)
@@ -244,8 +249,7 @@ def stakeholder_add(request: HttpRequest, deal_id: int) -> HttpResponse:
     )
     name = form.contact.name if form.contact is not None else form.cleaned_data["name"].strip()
     try:
-        with mirror_provenance(MirrorSource.MANAGER, user_id=request.user.pk):
-            stakeholder_add_in_kommo(lead=deal, new=new)
+        stakeholder_add_in_kommo(lead=deal, new=new, provenance=_by_manager(request))
     except StakeholderWriteError as error:
         retry = "" if error.permanent else " Try again in a moment."
         messages.error(request, f"{name}: not added. {error}{retry}")
@@ -267,12 +271,12 @@ def _write(
 ) -> HttpResponse:
     """Write a change made on the page to Kommo as the signed-in manager's, and say how it went."""
     try:
-        with mirror_provenance(MirrorSource.MANAGER, user_id=request.user.pk):
-            stakeholder_update_in_kommo(
-                stakeholder=stakeholder,
-                change=change,
-                create_element=request.POST.get("create_element") == "1",
-            )
+        stakeholder_update_in_kommo(
+            stakeholder=stakeholder,
+            change=change,
+            provenance=_by_manager(request),
+            create_element=request.POST.get("create_element") == "1",
+        )
     except StakeholderNeedsElement as error:
         messages.error(request, f"{stakeholder.name}: not saved. {error}")
         return _render_deal(request, deal, needs_element=stakeholder.pk)

@@ -15,18 +15,11 @@ from apps.users.models import User
 from tests.escalations.conftest import deal, limit
 from tests.gates.conftest import MANAGER_ID
 from tests.stakeholders.conftest import chromium  # noqa: F401 (fixture)
+from tests.support.browser import sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 SCREENSHOTS = Path(__file__).resolve().parents[2] / ".run" / "screenshots"
-
-
-def sign_in(page, url: str, username: str) -> None:  # type: ignore[no-untyped-def]
-    page.goto(f"{url}/accounts/login/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", "secret-pass-1")
-    page.click("button[type=submit]")
-    page.wait_for_load_state()
 
 
 def shoot(page, name: str) -> None:  # type: ignore[no-untyped-def]
@@ -48,8 +41,7 @@ def test_sales_ops_and_the_manager_see_the_limits_and_escalations(board, head, l
     manager.groups.add(Group.objects.get(name="Manager"))
 
     page = chromium.new_page(viewport={"width": 1400, "height": 900})
-    sign_in(page, live_server.url, "olga")
-    page.goto(f"{live_server.url}/admin/escalations/stagelimit/")
+    sign_in(page, f"{live_server.url}/admin/escalations/stagelimit/", "olga")
     assert "Legal review" in page.locator("#result_list").inner_text()
     shoot(page, "admin-limits")
     page.goto(f"{live_server.url}/admin/escalations/stagelimit/{legal.pk}/change/")
@@ -63,8 +55,7 @@ def test_sales_ops_and_the_manager_see_the_limits_and_escalations(board, head, l
     shoot(page, "admin-deal")
 
     page.context.clear_cookies()
-    sign_in(page, live_server.url, "chris")
-    page.goto(f"{live_server.url}/deals/{lead.pk}/")
+    sign_in(page, f"{live_server.url}/deals/{lead.pk}/", "chris")
     section = page.locator("section.stage-limits")
     assert "past the second limit" in section.inner_text()
     assert section.locator("tr.escalation").count() == 2

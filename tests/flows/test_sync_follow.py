@@ -17,6 +17,7 @@ from apps.gates.models import GateEvaluation
 from apps.kommo import types
 from apps.kommo.admin import follow as admin_follow
 from apps.kommo.models import SyncState
+from apps.kommo.provenance import MirrorSource, Provenance
 from apps.kommo.services.mirror import leads_upsert_from_kommo, stage_change_record
 from apps.kommo.services.sync import events_reconcile, history_backfill
 from tests.factories import KommoAccountFactory
@@ -41,7 +42,11 @@ def test_a_move_a_sync_page_infers_is_queued_for_the_gates_and_its_deal_derived_
         leads_upsert_from_kommo(account=board.account, leads=page, follow=mirror_follow)
 
     derive.assert_called_once_with(
-        account=board.account, lead_ids=[lead.pk], contact_ids=[], catalog_element_ids=[]
+        account=board.account,
+        lead_ids=[lead.pk],
+        contact_ids=[],
+        catalog_element_ids=[],
+        provenance=Provenance(MirrorSource.SYNC),
     )
     evaluation = GateEvaluation.objects.get()
     assert (evaluation.stage_change.to_status_kommo_id, evaluation.fresh_after) == (signing, None)
@@ -89,7 +94,9 @@ def test_the_admins_backfill_is_given_the_flows_field_changes_follow_and_fails_w
     account = KommoAccountFactory(connected=True)
     with mock.patch("apps.flows.sync.stakeholders_history_from_field_changes") as history:
         admin_follow.admin_field_changes_follow(account, ["a change"])
-    history.assert_called_once_with(account=account, changes=["a change"])
+    history.assert_called_once_with(
+        account=account, changes=["a change"], provenance=Provenance(MirrorSource.SYNC)
+    )
 
     monkeypatch.setattr(admin_follow, "_given", [])
     with pytest.raises(ImproperlyConfigured):

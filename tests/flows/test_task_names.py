@@ -10,6 +10,7 @@ KEPT = {
     "apps.kommo.tasks.webhook_process": "webhooks",  # now apps.flows.tasks.webhook_process
     "apps.gates.tasks.evaluate_pending": "kommo",  # now apps.flows.gates.evaluate_pending
     "apps.gates.tasks.sweep": "kommo",  # now apps.flows.gates.sweep
+    "apps.gates.tasks.outbound_flush": "kommo",  # apps.flows.gates.gates_outbound_flush
     "apps.gates.tasks.drain_outbound": "kommo",  # the old name of apps.kommo.tasks.outbound_drain
     "apps.kommo.tasks.outbound_drain": "kommo",
     "apps.kommo.tasks.outbound_flush": "kommo",

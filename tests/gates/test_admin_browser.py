@@ -11,6 +11,7 @@ from django.contrib.auth.models import Group
 
 from apps.users.models import User
 from tests.stakeholders.conftest import chromium  # noqa: F401 (fixture)
+from tests.support.browser import sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -27,12 +28,7 @@ def test_the_last_section_of_the_deal_page_is_above_the_bottom_bar_and_opens(boa
     ops.groups.add(Group.objects.get(name="Sales ops"))
 
     page = chromium.new_page(viewport={"width": 1400, "height": 900})
-    page.goto(f"{live_server.url}/accounts/login/")
-    page.fill("#id_username", "olga")
-    page.fill("#id_password", "secret-pass-1")
-    page.click("button[type=submit]")
-    page.wait_for_load_state()
-    page.goto(f"{live_server.url}/admin/kommo/lead/{lead.pk}/change/")
+    sign_in(page, f"{live_server.url}/admin/kommo/lead/{lead.pk}/change/", "olga")
     page.mouse.wheel(0, 100_000)
     page.wait_for_timeout(300)
 

@@ -10,6 +10,7 @@ import pytest
 
 from apps.gates.models import GateDecision
 from apps.kommo.models import KommoAccount, Lead, StageChange
+from apps.kommo.provenance import MirrorSource, Provenance
 from apps.stakeholders.models import Approval, Stakeholder
 from apps.stakeholders.services import StakeholderChange, stakeholder_update_in_kommo
 from kommo_sandbox.server import SandboxServer
@@ -78,6 +79,7 @@ def _approve(lawyer: Stakeholder) -> None:
         change=StakeholderChange(
             role=lawyer.role, approval_status=Approval.APPROVED, last_touch=lawyer.last_touch
         ),
+        provenance=Provenance(MirrorSource.MANAGER),
     )
     assert Stakeholder.objects.get(pk=lawyer.pk).approval_status == Approval.APPROVED
 

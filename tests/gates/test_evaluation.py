@@ -3,14 +3,25 @@
 from __future__ import annotations
 
 import datetime as dt
+from unittest import mock
 
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
+from apps.flows.gates import gates_outbound_flush, gates_run_now
+from apps.gates import services
 from apps.gates.models import GateDecision, GateEvaluation, GateRule
-from apps.gates.services import gate_evaluations_run, stage_change_gate_intake
-from apps.kommo.models import OutboundChange, StageChange
+from apps.gates.services import (
+    gate_evaluations_run,
+    gate_moves_undecided,
+    gates_enforce,
+    stage_change_gate_intake,
+)
+from apps.kommo.models import OutboundChange, StageChange, WebhookEvent
+from apps.kommo.services.outbound import BACKLOG_RECHECK, BURST_HOLD_MAX, BURST_MOVES
+from apps.kommo.tasks import outbound_flush
 from tests.gates.conftest import HEAD_OF_SALES_ID, MANAGER_ID, NOW, in_kommo
 from tests.support.fake_kommo import FakeKommo
 
@@ -294,6 +305,87 @@ def test_a_transient_read_failure_puts_the_moves_back_for_a_retry(board, legal_g
     assert run.retry_in is not None and run.retry_in > 0
     assert GateEvaluation.objects.get().status == GateEvaluation.Status.PENDING
     assert not GateDecision.objects.exists()
+
+
+def test_after_deciding_a_run_tells_how_many_moves_still_wait_for_a_decision(
+    board, legal_gate, kommo_client, kommo, monkeypatch
+):
+    # What ends a burst's hold in the outbound plan: none left (and no delivery of moves waiting).
+    monkeypatch.setattr(services, "CLAIM_LIMIT", 1)
+    leads = [board.lead(f"Deal {i}") for i in range(3)]
+    evaluations = [queue(board.move(lead, "Signing")) for lead in leads]
+    for lead in leads:
+        in_kommo(kommo, lead, status=board.stage("Signing").kommo_id)
+    GateEvaluation.objects.filter(pk=evaluations[2].pk).update(  # another run is deciding it
+        status=GateEvaluation.Status.RUNNING, claimed_at=timezone.now()
+    )
+
+    first = gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
+    second = gate_evaluations_run(account_id=board.account.pk, client=kommo_client)
+
+    assert (first.blocked, first.undecided, first.retry_in) == (1, 2, 0.0)
+    assert (second.blocked, second.undecided, second.retry_in) == (1, 1, None)
+    assert gate_moves_undecided(account_id=board.account.pk) == 1
+    # A run lost for STUCK_RUNNING is not waited for: the sweeper gives its moves to another run.
+    GateEvaluation.objects.filter(pk=evaluations[2].pk).update(
+        claimed_at=timezone.now() - services.STUCK_RUNNING - dt.timedelta(seconds=1)
+    )
+    assert gate_moves_undecided(account_id=board.account.pk) == 0
+
+
+def test_a_burst_goes_back_in_one_patch_once_its_last_move_is_decided(
+    board, legal_gate, kommo_client, kommo, monkeypatch
+):
+    # 16 deals moved to Signing in one Kommo second, decided in two runs: the first run's 10 moves back
+    # wait for the rest of the burst Kommo reported, and the flush after the last decision sends all 16.
+    monkeypatch.setattr(services, "CLAIM_LIMIT", 10)
+    leads = [board.lead(f"Deal {i}") for i in range(16)]
+    for lead in leads:
+        queue(board.move(lead, "Signing"))
+        in_kommo(kommo, lead, status=board.stage("Signing").kommo_id)
+
+    first = gates_enforce(account_id=board.account.pk, client=kommo_client)
+    assert (first.evaluation.blocked, first.evaluation.undecided) == (10, 6)
+    assert kommo.bodies("PATCH", "/api/v4/leads") == []
+
+    gates_enforce(account_id=board.account.pk, client=kommo_client)
+
+    assert [len(body) for body in kommo.bodies("PATCH", "/api/v4/leads")] == [16]
+
+
+def test_the_gates_own_scheduled_flush_sends_a_burst_once_it_is_over_and_kommos_waits_for_the_bound(
+    board, legal_gate, kommo_client, kommo
+):
+    # The flush after the burst's last decision saw a delivery of moves waiting (the portal's own moves
+    # back coming back, or the burst's last moves): the moves back stay held, to be looked at again soon.
+    # Once it is processed, the gates' scheduled flush knows nothing is left to decide and sends them; the
+    # Kommo boundary's own flush cannot know that, and leaves them to the bound.
+    leads = [board.lead(f"Deal {i}") for i in range(BURST_MOVES)]
+    for lead in leads:
+        queue(board.move(lead, "Signing"))
+        in_kommo(kommo, lead, status=board.stage("Signing").kommo_id)
+    delivery = WebhookEvent.objects.create(
+        account=board.account,
+        body=b"",
+        content_type="application/x-www-form-urlencoded",
+        events="leads[status]",
+    )
+
+    with mock.patch("apps.kommo.tasks.outbound_flush_reserve", return_value=None) as scheduled:
+        run = gates_run_now(account_id=board.account.pk, client=kommo_client)
+    assert run.evaluation.undecided == 0 and kommo.bodies("PATCH", "/api/v4/leads") == []
+    assert run.flush_in == pytest.approx(BACKLOG_RECHECK.total_seconds(), abs=0.1)
+    scheduled.assert_called_once()
+    WebhookEvent.objects.filter(pk=delivery.pk).update(status=WebhookEvent.Status.PROCESSED)
+
+    with mock.patch("apps.kommo.tasks.outbound_flush_schedule") as kommos_next:
+        outbound_flush(board.account.pk, reserved=False)
+    assert kommo.bodies("PATCH", "/api/v4/leads") == []
+    assert kommos_next.call_args.kwargs["delay"] > BURST_HOLD_MAX.total_seconds() - 1
+    with mock.patch("apps.flows.gates.outbound_flush_schedule"):
+        gates_outbound_flush(board.account.pk, reserved=False)
+
+    assert [len(body) for body in kommo.bodies("PATCH", "/api/v4/leads")] == [BURST_MOVES]
 
 
 def test_a_permanent_read_failure_is_recorded_as_an_error_decision(board, legal_gate, kommo_client, kommo):

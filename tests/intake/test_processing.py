@@ -5,12 +5,12 @@ from __future__ import annotations
 import pytest
 
 from apps.flows.intake import intake_submission_process
-from apps.flows.sync import mirror_follow
+from apps.flows.sync import SYNC, mirror_follow
 from apps.intake.models import IntakeSubmission
 from apps.kommo import types
 from apps.kommo.models.mirror import CatalogElement, Company, Contact, Lead, LeadCatalogElement, LeadContact
 from apps.kommo.services.mirror import contacts_upsert_from_kommo
-from apps.stakeholders.models import FieldMapping, FieldMappingValue, Role, Stakeholder
+from apps.stakeholders.models import FieldMapping, FieldMappingValue, Role, Stakeholder, StakeholderEvent
 from apps.stakeholders.services import stakeholders_derive_for_leads
 from tests.intake.conftest import submission_body
 from tests.kommo.payloads import payload
@@ -308,6 +308,22 @@ def test_a_filled_field_is_in_the_mirror_so_the_next_submission_does_not_fill_it
     assert kommo.calls.count("PATCH /api/v4/contacts") == 1
 
 
+def test_a_submissions_stakeholders_enter_the_history_as_intakes(api, kommo, account):
+    """The flow's mirror writes derive the deal's people: their history rows say intake, not sync."""
+    role_mapping(account, "contact_field", field_id=900)
+    ann = {"name": "Ann Buyer", "emails": ["ann@acme.example"], "role": "decision_maker"}
+    lee = {"name": "Lee Lawyer", "emails": ["lee@acme.example"], "role": "lawyer"}
+
+    submission = process(submit(api, submission_body(contacts=[ann, lee])))
+
+    history = StakeholderEvent.objects.filter(lead__kommo_id=submission.kommo_lead_id)
+    assert sorted(history.filter(field="presence").values_list("new", flat=True)) == [
+        "Ann Buyer",
+        "Lee Lawyer",
+    ]
+    assert set(history.values_list("source", "user_id")) == {("intake", None)}
+
+
 def test_a_person_sent_under_another_name_is_one_stakeholder_of_the_deal_named_as_in_kommo(
     api, kommo, account
 ):
@@ -321,7 +337,7 @@ def test_a_person_sent_under_another_name_is_one_stakeholder_of_the_deal_named_a
     elements = kommo.body(kommo.calls.index("POST /api/v4/catalogs/77/elements"))
     assert [element["name"] for element in elements] == ["Ann Buyer"]
     lead = Lead.objects.get(kommo_id=submission.kommo_lead_id)
-    stakeholders_derive_for_leads(account=account, lead_ids=[lead.pk])
+    stakeholders_derive_for_leads(account=account, lead_ids=[lead.pk], provenance=SYNC)
     rows = list(Stakeholder.objects.filter(lead=lead))
     assert [(row.name, row.role.code, row.source) for row in rows] == [
         ("Ann Buyer", "decision_maker", "both")

@@ -9,6 +9,7 @@ import pytest
 from apps.users.models import User
 from tests.factories import KommoAccountFactory
 from tests.stakeholders.conftest import chromium  # noqa: F401 (fixture)
+from tests.support.browser import PASSWORD, sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -26,13 +27,9 @@ def test_the_account_page_breadcrumb_shows_the_whole_name_beside_the_buttons(liv
         KommoAccountFactory(name="Northbeam Software", base_url="https://northbeam.kommo.com"),
         KommoAccountFactory(name=LONG_NAME, base_url="https://northbeam-europe.kommo.com"),
     ]
-    User.objects.create_superuser("admin", "admin@example.com", "secret-pass-1")
+    User.objects.create_superuser("admin", "admin@example.com", PASSWORD)
     page = chromium.new_page(viewport={"width": 1280, "height": 800})
-    page.goto(f"{live_server.url}/admin/login/")
-    page.fill("#id_username", "admin")
-    page.fill("#id_password", "secret-pass-1")
-    page.click("button[type=submit]")
-    page.wait_for_load_state()
+    sign_in(page, f"{live_server.url}/admin/kommo/kommoaccount/{accounts[0].pk}/change/", "admin")
 
     lines = {}
     for account in accounts:

@@ -7,6 +7,7 @@ from django.urls import reverse
 from apps.flows.sync import mirror_follow
 from apps.kommo import types
 from apps.kommo.models import Company, Contact, Lead, Status
+from apps.kommo.provenance import MirrorSource, Provenance
 from apps.kommo.services.mirror import lead_upsert_from_kommo
 from apps.kommo.services.sync import mirror_sync
 from tests.factories import KommoUserFactory
@@ -249,7 +250,11 @@ def test_a_resync_is_followed_as_the_sync_is_the_deal_derived_and_its_move_queue
             )
 
         derive.assert_called_once_with(
-            account=account, lead_ids=[deal.pk], contact_ids=[], catalog_element_ids=[]
+            account=account,
+            lead_ids=[deal.pk],
+            contact_ids=[],
+            catalog_element_ids=[],
+            provenance=Provenance(MirrorSource.SYNC),
         )
         (call,) = queued.call_args_list
         assert (call.kwargs["stage_change"].lead_id, call.kwargs["stage_change"].to_status_kommo_id) == (

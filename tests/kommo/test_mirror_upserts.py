@@ -3,6 +3,9 @@ import datetime as dt
 from decimal import Decimal
 
 import pytest
+import time_machine
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 
 from apps.flows.sync import mirror_follow
 from apps.kommo import types
@@ -13,6 +16,7 @@ from apps.kommo.models import (
     Contact,
     ContactChannel,
     CustomField,
+    KommoAccount,
     KommoUser,
     Lead,
     LeadCatalogElement,
@@ -21,6 +25,7 @@ from apps.kommo.models import (
     StageChange,
     Status,
 )
+from apps.kommo.services import mirror
 from apps.kommo.services.mirror import (
     catalog_elements_upsert_from_kommo,
     catalogs_upsert_from_kommo,
@@ -87,6 +92,77 @@ def test_an_older_updated_at_never_overwrites_a_newer_one(account):
         account=account, data=lead(name="Newest", updated_at=at(61)), follow=mirror_follow
     )
     assert fresher.changed and Lead.objects.get().name == "Newest"
+
+
+def test_a_row_an_upsert_changes_has_its_modified_time_moved_and_one_it_leaves_alone_keeps_it(account):
+    """``modified`` is when the portal last changed the row: the BI export's incremental loads compare it
+    (``updated_since``), so a deal renamed or moved in Kommo must come again in the next load."""
+    first = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)
+    with time_machine.travel(first, tick=False):
+        leads_upsert_from_kommo(
+            account=account,
+            leads=[lead(name="Before", updated_at=at(0)), lead(id=3912172, updated_at=at(0))],
+            follow=mirror_follow,
+        )
+    with time_machine.travel(first + dt.timedelta(hours=1), tick=False):
+        leads_upsert_from_kommo(
+            account=account,
+            leads=[lead(name="After", updated_at=at(60)), lead(id=3912172, updated_at=at(0))],
+            follow=mirror_follow,
+        )
+
+    rows = {row.kommo_id: row for row in Lead.objects.all()}
+    assert (rows[3912171].name, rows[3912171].modified) == ("After", first + dt.timedelta(hours=1))
+    assert rows[3912172].modified == first
+
+
+LEADS_UPDATE = 'UPDATE "kommo_lead"'
+COMPARED = ("kommo_id", "name", "price", "status_kommo_id", "status_id", "closed_at", "updated_at")
+
+
+@pytest.mark.postgres
+def test_changed_leads_are_written_in_one_update_from_values_with_the_rows_bulk_update_would_write(
+    account, monkeypatch
+):
+    """On PostgreSQL the changed rows of a page are written by one ``UPDATE … FROM (VALUES …)``, not
+    Django's ``bulk_update`` (a CASE per row and column, most of a webhook batch's upsert time), and the rows
+    come out as ``bulk_update`` writes them: quotes and non-ASCII text, a price past 32 bits, a time set
+    and one cleared, a deletion, the payload; a lead that did not change is not written."""
+    first = dt.datetime(2026, 3, 1, 9, 0, tzinfo=dt.UTC)
+    ids = (3912171, 3912172, 3912173, 3912174)
+    page = [
+        lead(id=ids[0], name='O\'Brien "Ölçü" — renewal', price=2**40, status_id=142, updated_at=at(60)),
+        lead(id=ids[1], status_id=142, closed_at=None, updated_at=at(60)),
+        lead(id=ids[2], is_deleted=True, updated_at=at(60)),
+        lead(id=ids[3], updated_at=at(0)),  # as before
+    ]
+
+    def upsert_twice(into: KommoAccount) -> dict[int, Lead]:
+        with time_machine.travel(first, tick=False):
+            before = [lead(id=kommo_id, updated_at=at(0)) for kommo_id in ids]
+            leads_upsert_from_kommo(account=into, leads=before, follow=mirror_follow)
+        with time_machine.travel(first + dt.timedelta(hours=1), tick=False):
+            leads_upsert_from_kommo(account=into, leads=page, follow=mirror_follow)
+        return {row.kommo_id: row for row in Lead.objects.filter(account=into)}
+
+    with CaptureQueriesContext(connection) as queries:
+        rows = upsert_twice(account)
+    updates = [query["sql"] for query in queries.captured_queries if query["sql"].startswith(LEADS_UPDATE)]
+    monkeypatch.setattr(
+        mirror, "_rows_update", lambda model, changed, names: model.objects.bulk_update(changed, names)
+    )
+    expected = upsert_twice(account_create(name="Beta", base_url="https://beta.kommo.com"))
+
+    assert len(updates) == 1 and "FROM (VALUES" in updates[0] and "CASE" not in updates[0]
+    for kommo_id, row in rows.items():
+        same = expected[kommo_id]
+        assert [getattr(row, name) for name in COMPARED] == [getattr(same, name) for name in COMPARED]
+        assert (row.raw, row.is_deleted) == (same.raw, same.is_deleted)
+        assert (row.deleted_at is None) == (same.deleted_at is None)
+    assert rows[ids[0]].name == 'O\'Brien "Ölçü" — renewal' and rows[ids[0]].price == 2**40
+    assert rows[ids[1]].closed_at is None and rows[ids[2]].is_deleted and rows[ids[2]].deleted_at is not None
+    assert rows[ids[0]].raw["name"] == rows[ids[0]].name
+    assert [rows[kommo_id].modified for kommo_id in ids] == [first + dt.timedelta(hours=1)] * 3 + [first]
 
 
 def test_a_page_keeps_the_newest_of_two_payloads_of_the_same_lead(account):

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -13,6 +15,7 @@ import pytest
 import requests
 import responses
 import time_machine
+from django.db import DatabaseError, connection, connections, transaction
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerError
 
@@ -22,7 +25,9 @@ from apps.kommo.ratelimit import FileSlotStore, RateLimiter
 from apps.kommo.services.accounts import account_unblock
 from apps.kommo.services.outbound import (
     BACKLOG_EVENTS,
+    BACKLOG_RECHECK,
     BURST_BACKLOG,
+    BURST_HOLD_MAX,
     BURST_MOVES,
     CALM_MOVES,
     CALM_WINDOW,
@@ -30,12 +35,15 @@ from apps.kommo.services.outbound import (
     LEADS_BATCH,
     MOVE_HOLD_MAX,
     MOVE_WAIT_MAX,
+    Intended,
     outbound_change_enqueue,
     outbound_change_retry,
     outbound_changes_drain,
+    outbound_changes_enqueue,
     outbound_changes_flush,
     outbound_drain_plan,
     outbound_flush_reserve,
+    outbound_move_echoes_claim,
 )
 from apps.kommo.tasks import outbound_flush, outbound_flush_schedule
 from apps.kommo.webhooks.processing import webhook_backlog, webhook_moves_backlog
@@ -359,6 +367,75 @@ def test_an_unknown_move_is_dropped_when_the_manager_moved_the_deal_elsewhere(ac
     assert kommo.leads[10_001]["status_id"] == 142
 
 
+# What PostgreSQL does, from the second deal's row on, to the drain recording its moves back: an error, or
+# the drain's own session terminated (as a restart or a failover does), in the middle of the INSERTs.
+STAGE_CHANGE_FAULTS = {
+    "an error": "RAISE EXCEPTION 'the database failed mid-batch'",
+    "the session terminated": "PERFORM pg_terminate_backend(pg_backend_pid()); PERFORM pg_sleep(10)",
+}
+
+
+@pytest.fixture
+def stage_change_fault(request: pytest.FixtureRequest) -> Iterator[Callable[[str, int], None]]:
+    """``fail(fault, lead_pk)``: every INSERT of a stage change of that deal meets the fault (a trigger);
+    removed after the test."""
+    table = StageChange._meta.db_table
+
+    def fail(fault: str, lead_pk: int) -> None:
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "CREATE FUNCTION test_stage_change_fault() RETURNS trigger LANGUAGE plpgsql AS $$"
+                f" BEGIN IF NEW.lead_id = {int(lead_pk)} THEN {STAGE_CHANGE_FAULTS[fault]}; END IF;"
+                " RETURN NEW; END $$"
+            )
+            cursor.execute(
+                f"CREATE TRIGGER test_stage_change_fault BEFORE INSERT ON {table}"
+                " FOR EACH ROW EXECUTE FUNCTION test_stage_change_fault()"
+            )
+
+    yield fail
+    with connection.cursor() as cursor:
+        cursor.execute(f"DROP TRIGGER IF EXISTS test_stage_change_fault ON {table}")
+        cursor.execute("DROP FUNCTION IF EXISTS test_stage_change_fault()")
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("fault", list(STAGE_CHANGE_FAULTS))
+def test_a_database_failure_while_the_drain_records_its_moves_back_loses_none_and_sends_none_twice(
+    account, client, kommo, stage_change_fault, fault
+):
+    """Kommo has accepted the drain's three moves back and their outcomes are stored; recording them in
+    the stage history fails at the second deal's row. The batch is rolled back whole (no move of it
+    recorded, the first one's row included); the moves stay sent, not echoed yet: the next drain sends
+    none of them again, and Kommo's report of each is still recognised as the portal's own move."""
+    leads = [lead_row(account, 10_000 + n) for n in (1, 2, 3)]
+    for n, lead in enumerate(leads, start=1):
+        kommo.lead(lead.kommo_id, SIGNING, PIPELINE)
+        blocked(account, lead.kommo_id, n)
+    OutboundChange.objects.exclude(kind=Kind.LEAD_STATUS).delete()
+    stage_change_fault(fault, leads[1].pk)
+
+    with pytest.raises(DatabaseError, match=r"failed mid-batch|terminating connection"):
+        outbound_changes_drain(account_id=account.pk, kinds=[Kind.LEAD_STATUS], client=client)
+
+    patches = kommo.calls_to("/api/v4/leads", "PATCH")
+    assert len(patches) == 1 and all(kommo.leads[lead.kommo_id]["status_id"] == LEGAL for lead in leads)
+    assert not StageChange.objects.exists()
+    moves = list(OutboundChange.objects.order_by("entity_kommo_id"))
+    assert [(move.status, move.attempts, move.echoed_at) for move in moves] == [(State.SENT, 1, None)] * 3
+
+    connection.close()  # the worker's next task starts on a connection of its own
+    result = outbound_changes_drain(account_id=account.pk, kinds=[Kind.LEAD_STATUS], client=client)
+
+    assert (result.sent, len(kommo.calls_to("/api/v4/leads", "PATCH"))) == (0, 1)
+    with transaction.atomic():  # Kommo's reports of the moves, as webhook processing records them
+        claimed = outbound_move_echoes_claim(
+            account_id=account.pk, moves=[(lead.kommo_id, LEGAL, PIPELINE) for lead in leads]
+        )
+    assert [change.pk if change else None for change in claimed] == [move.pk for move in moves]
+
+
 def test_a_task_whose_outcome_is_unknown_is_found_by_its_marker_and_not_created_twice(account, client, kommo):
     lead_row(account, 10_001)
     blocked(account, 10_001, 1)
@@ -491,6 +568,80 @@ def test_the_same_intention_is_queued_once(account):
     blocked(account, 10_001, 1)
     blocked(account, 10_001, 1)
     assert OutboundChange.objects.count() == 3
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("meanwhile", ["committed before the insert", "committed while the insert waits"])
+def test_a_key_queued_meanwhile_by_another_transaction_is_its_row_and_the_others_are_queued_once(
+    account, monkeypatch, meanwhile
+):
+    """Between the read of the keys and the INSERT of the new ones another worker queues one of them: the
+    INSERT fails on the unique key (at once, or once the other commits), and the writes are queued one by
+    one instead: that key is the other worker's row, the rest are new, none twice and none lost."""
+    keys = [f"gate:7:{n}:note" for n in range(3)]
+    writes = [
+        Intended(
+            kind=Kind.NOTE_CREATE, entity_kommo_id=10_001, payload={"text": f"note {n}"}, idempotency_key=key
+        )
+        for n, key in enumerate(keys)
+    ]
+    inserted, failures = threading.Event(), []
+
+    def another_worker() -> None:
+        try:
+            with transaction.atomic():
+                OutboundChange.objects.create(
+                    account=account,
+                    kind=Kind.NOTE_CREATE,
+                    entity_kommo_id=10_001,
+                    payload={"text": "the other worker's"},
+                    idempotency_key=keys[1],
+                )
+                inserted.set()
+                if meanwhile == "committed while the insert waits":
+                    with connection.cursor() as cursor:  # this thread's own connection
+                        for _ in range(200):
+                            cursor.execute(
+                                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+                                " AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()"
+                            )
+                            if cursor.fetchone()[0]:
+                                break
+                            time.sleep(0.05)
+                        else:
+                            failures.append("the INSERT never waited for this transaction")
+        except Exception as exc:
+            failures.append(exc)
+        finally:
+            connections.close_all()
+
+    other = threading.Thread(target=another_worker)
+    insert = OutboundChange.objects.bulk_create
+    inserts: list[int] = []
+
+    def insert_after_the_other(rows, *args, **kwargs):  # type: ignore[no-untyped-def]
+        inserts.append(len(rows))
+        other.start()
+        if meanwhile == "committed before the insert":
+            other.join(30)
+        else:
+            assert inserted.wait(30)
+        return insert(rows, *args, **kwargs)
+
+    monkeypatch.setattr(OutboundChange.objects, "bulk_create", insert_after_the_other)
+    with transaction.atomic():  # the caller's transaction, as the gates' is
+        rows = outbound_changes_enqueue(account=account, writes=writes)
+    other.join(30)
+
+    assert not failures and inserts == [3]
+    theirs = OutboundChange.objects.get(idempotency_key=keys[1])
+    assert [row.idempotency_key for row in rows] == keys
+    assert rows[1].pk == theirs.pk and theirs.payload == {"text": "the other worker's"}
+    stored = OutboundChange.objects.order_by("idempotency_key")
+    assert [row.idempotency_key for row in stored] == keys
+    assert {row.pk for row in rows} == {row.pk for row in stored}
+    assert [row.payload["text"] for row in stored] == ["note 0", "the other worker's", "note 2"]
 
 
 def task_json(task_id: int, lead_id: int, text: str, completed: bool = False) -> dict[str, Any]:
@@ -760,6 +911,156 @@ def test_the_moves_backlog_counts_the_deliveries_of_moves_not_yet_processed(acco
     # received and being processed; not processed, ignored, failed, dead or rejected ones
     assert webhook_moves_backlog(account_id=account.pk) == 3
     assert webhook_backlog(account_id=account.pk) == 4
+
+
+def recorded_moves(account: KommoAccount, at: dt.datetime, count: int, **fields: Any) -> None:
+    """``count`` moves to Signing of deals of their own, recorded as webhook processing records them:
+    made at ``at`` by Kommo's clock (``fields`` change the rows: an echo, a time not Kommo's)."""
+    first = 20_000 + Lead.objects.count()
+    leads = Lead.objects.bulk_create(
+        Lead(
+            account=account,
+            kommo_id=first + n,
+            name=f"Deal {first + n}",
+            pipeline_kommo_id=PIPELINE,
+            status_kommo_id=SIGNING,
+        )
+        for n in range(count)
+    )
+    values = {"source": StageChange.Source.WEBHOOK, "sources": [StageChange.Source.WEBHOOK], **fields}
+    StageChange.objects.bulk_create(
+        StageChange(
+            account=account,
+            lead=lead,
+            from_status_kommo_id=LEGAL,
+            from_pipeline_kommo_id=PIPELINE,
+            to_status_kommo_id=SIGNING,
+            to_pipeline_kommo_id=PIPELINE,
+            at=at,
+            **values,
+        )
+        for lead in leads
+    )
+
+
+def decided(account: KommoAccount, moves: int, *, made: dt.datetime, reported_ago: float) -> None:
+    """The gates decided ``moves`` of the moves recorded at ``made``: their moves back wait, for moves
+    reported ``reported_ago`` seconds ago (the gates write both times in the payload)."""
+    first = OutboundChange.objects.filter(kind=Kind.LEAD_STATUS).count()
+    for n in range(first, first + moves):
+        blocked(account, 10_000 + n, n)
+    reported_at = (timezone.now() - dt.timedelta(seconds=reported_ago)).timestamp()
+    for change in OutboundChange.objects.filter(kind=Kind.LEAD_STATUS).order_by("pk")[first:]:
+        change.payload.update(moved_at=made.timestamp(), reported_at=reported_at)
+        change.save(update_fields=["payload"])
+
+
+def kommo_second(ago: float = 1.0) -> dt.datetime:
+    """A time of Kommo's clock (whole seconds) about ``ago`` seconds back."""
+    return (timezone.now() - dt.timedelta(seconds=ago)).replace(microsecond=0)
+
+
+def test_a_burst_kommo_reported_together_holds_its_first_moves_back_before_the_gates_decided_it(account):
+    # 40 deals moved at once (one batch PATCH in Kommo): webhook processing has recorded them all, the
+    # gates have decided 3. Nothing else shows a burst yet (3 moves back queued, no delivery waiting), yet
+    # those 3 wait for company past MOVE_WAIT_MAX after their report, until BURST_HOLD_MAX.
+    with time_machine.travel(timezone.now(), tick=False):
+        second = kommo_second()
+        recorded_moves(account, second, 40)
+        decided(account, 3, made=second, reported_ago=MOVE_WAIT_MAX.total_seconds() + 0.1)
+
+        # The gates, after deciding the 3, know that 37 are left: they look again soon. A flush that cannot
+        # know (the Kommo boundary's own) holds them to the bound.
+        for undecided, held in ((37, BACKLOG_RECHECK), (None, BURST_HOLD_MAX)):
+            plan = outbound_drain_plan(account_id=account.pk, moves_backlog=0, undecided=undecided)
+            assert plan.moves_in == pytest.approx(held.total_seconds())
+
+
+@pytest.mark.parametrize(
+    "moves",
+    ["a steady 10 a second", "the portal's own moves back coming back", "moves not timed by Kommo"],
+)
+def test_moves_kommo_did_not_report_together_are_no_sure_burst(account, moves):
+    # Five deliveries of moves wait (it may be a burst), and the moves back were reported 0.6 s ago: held
+    # for a sure burst, they would still wait; they go, for the moves recorded in their Kommo second are
+    # 10 (a steady stream, decided in a bunch: 15 moves back), or 40 that do not count.
+    with time_machine.travel(timezone.now(), tick=False):
+        second = kommo_second(2)
+        if moves == "a steady 10 a second":
+            for later in (0, 1):
+                recorded_moves(account, second + dt.timedelta(seconds=later), 10)
+            decided(account, 10, made=second, reported_ago=0.6)
+            decided(account, 5, made=second + dt.timedelta(seconds=1), reported_ago=0.6)
+        else:
+            fields = (
+                {"source": StageChange.Source.GATE, "sources": [StageChange.Source.WEBHOOK, "gate"]}
+                if moves == "the portal's own moves back coming back"
+                else {"at_is_exact": False}
+            )
+            recorded_moves(account, second, 40, **fields)
+            decided(account, 3, made=second, reported_ago=0.6)
+
+        plan = outbound_drain_plan(account_id=account.pk, moves_backlog=BACKLOG_EVENTS, undecided=5)
+
+        assert plan.moves_in == 0
+
+
+def test_a_burst_kommo_reported_together_goes_at_once_when_its_last_move_is_decided(account, client, api):
+    # The gates decided the last of the 40 recorded moves: none is left for them and no delivery of moves
+    # waits, so the burst is over and its moves back go in one PATCH, not when the hold runs out.
+    answer_writes(api)
+    with time_machine.travel(timezone.now(), tick=False):
+        second = kommo_second()
+        recorded_moves(account, second, 40)
+        decided(account, 40, made=second, reported_ago=1)
+
+        def plan(**told: int) -> float | None:
+            return outbound_drain_plan(account_id=account.pk, **told).moves_in
+
+        assert plan(moves_backlog=0, undecided=1) == pytest.approx(BACKLOG_RECHECK.total_seconds())
+        assert plan(moves_backlog=1, undecided=0) == pytest.approx(BACKLOG_RECHECK.total_seconds())
+        assert plan(moves_backlog=0) == pytest.approx(BURST_HOLD_MAX.total_seconds())  # not known: held
+        assert plan(moves_backlog=0, undecided=0) == 0
+
+        outbound_changes_flush(account_id=account.pk, client=client, moves_backlog=0, undecided=0)
+
+    assert writes(api)[0] == ("PATCH", "/api/v4/leads", 40)
+
+
+def test_a_held_burst_sends_its_full_patches_and_keeps_the_rest_waiting_for_company(account, client, api):
+    # 82 of the 100 moves Kommo reported together are decided: a full PATCH goes (the oldest 50), the 32
+    # others wait for the 18 still undecided rather than going in a PATCH of their own.
+    answer_writes(api)
+    with time_machine.travel(timezone.now(), tick=False):
+        second = kommo_second()
+        recorded_moves(account, second, 100)
+        decided(account, 82, made=second, reported_ago=1)
+
+        flushed = outbound_changes_flush(account_id=account.pk, client=client, moves_backlog=0, undecided=18)
+
+        assert writes(api) == [("PATCH", "/api/v4/leads", LEADS_BATCH)]
+        oldest = OutboundChange.objects.filter(kind=Kind.LEAD_STATUS).order_by("pk")[:LEADS_BATCH]
+        assert {change.status for change in oldest} == {State.SENT}
+        assert flushed.next_in is not None and flushed.next_in > 0
+        # Tasks and notes wait for the moves back of the burst: they go right after them.
+        assert not any(method == "POST" for method, _, _ in writes(api))
+
+
+def test_a_burst_kommo_reported_together_waits_for_company_longer_than_others_but_not_forever(account):
+    with time_machine.travel(timezone.now(), tick=False):
+        second = kommo_second(MOVE_HOLD_MAX.total_seconds() + 2)
+        recorded_moves(account, second, 40)
+        decided(account, 3, made=second, reported_ago=MOVE_HOLD_MAX.total_seconds() + 1.5)
+        queued_earlier(MOVE_HOLD_MAX.total_seconds() + 1)
+
+        # Past the bound of any other hold, the first moves back still wait for the rest of the burst...
+        plan = outbound_drain_plan(account_id=account.pk, moves_backlog=0)
+        assert plan.moves_in == pytest.approx((BURST_HOLD_MAX - MOVE_HOLD_MAX).total_seconds() - 1)
+        plan = outbound_drain_plan(account_id=account.pk, moves_backlog=0, undecided=37)
+        assert plan.moves_in == pytest.approx(BACKLOG_RECHECK.total_seconds())
+        # ...until BURST_HOLD_MAX after the oldest was queued, decided or not.
+        queued_earlier(BURST_HOLD_MAX.total_seconds())
+        assert outbound_drain_plan(account_id=account.pk, moves_backlog=0, undecided=37).moves_in == 0
 
 
 def test_tasks_and_notes_of_a_steady_stream_go_out_at_the_latest_after_the_follow_up_bound(account):

@@ -9,13 +9,20 @@ import random
 from urllib.parse import quote_plus
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from apps.kommo.webhooks.dispatch import plan_items
 from apps.kommo.webhooks.parser import (
+    CACHED_LAYOUT_BODY_BYTES,
+    DP_FIELDS,
     Kind,
+    Routing,
     WebhookParseError,
+    _checked,
+    _key_parts,
+    _routing,
+    _unquote,
     decode,
     decode_form,
     encode_form,
@@ -383,3 +390,105 @@ def test_any_json_body_raises_nothing_but_a_parse_error(tree) -> None:
         read_fully(body, "application/json")
     except WebhookParseError:
         pass
+
+
+# -- routing by the body's layout ---------------------------------------------------------------------------
+
+
+def routed_pair_by_pair(body: bytes) -> Routing | str:
+    """What route() answered for a form body before it remembered layouts — each pair read in order — or the
+    reason it refused it."""
+    account: dict[str, str] = {}
+    events: set[str] = set()
+    general = False
+    try:
+        for piece in body.split(b"&"):
+            raw_key, _, raw_value = piece.partition(b"=")
+            parts = _key_parts(raw_key)
+            if parts[0] == "account":
+                if len(parts) == 2:
+                    account[parts[1]] = _checked(_unquote(raw_value), "value")
+                else:
+                    general = True
+                continue
+            if len(parts) >= 2:
+                events.add(f"{parts[0]}[{parts[1]}]")
+            if len(parts) < 4 or parts[0] != "leads" or parts[3] not in DP_FIELDS:
+                general = True
+    except WebhookParseError as exc:
+        return str(exc)
+    return _routing(account, events, general)
+
+
+def routed(body: bytes) -> Routing | str:
+    try:
+        return route(body)
+    except WebhookParseError as exc:
+        return str(exc)
+
+
+def form_bodies() -> list[bytes]:
+    recorded = [recording(name).body.strip() for name in body_names()]
+    hostile = [(HOSTILE / name).read_bytes() for name in hostile_names() if name.endswith(".txt")]
+    return recorded + [reordered(body, 0) for body in recorded] + hostile
+
+
+def test_routing_by_layout_says_what_reading_each_pair_said_of_every_recorded_body() -> None:
+    for body in form_bodies():
+        assert routed(body) == routed_pair_by_pair(body), body[:80]
+        assert routed(body) == routed_pair_by_pair(body), body[:80]  # the layout remembered
+
+
+def test_a_remembered_layout_reads_each_bodys_own_account_values() -> None:
+    body = recording("leads-status.form.txt").body.strip()
+    other = body.replace(b"account%5Bsubdomain%5D=irestoremoldova", b"account%5Bsubdomain%5D=other")
+    nul = body.replace(b"account%5Bsubdomain%5D=irestoremoldova", b"account%5Bsubdomain%5D=a%00b")
+    assert other != body and nul != body
+
+    assert route(body).subdomain == "irestoremoldova"
+    assert route(other).subdomain == "other"
+    with pytest.raises(WebhookParseError, match="NUL character in a value"):
+        route(nul)
+
+
+def test_a_body_with_several_faults_is_refused_for_the_first_pair_that_has_one() -> None:
+    body = b"account%5Bid%5D=%00&leads%00=1"
+
+    assert routed(body) == routed_pair_by_pair(body) == "NUL character in a value"
+    assert routed(body[::-1]) == routed_pair_by_pair(body[::-1])
+
+
+def test_a_long_body_is_routed_as_any_other() -> None:
+    body = recording("leads-status.form.txt").body.strip()
+    many = b"&".join([body.replace(b"[0]", f"[{index}]".encode()) for index in range(10)])
+    assert len(many) > CACHED_LAYOUT_BODY_BYTES
+
+    assert routed(many) == routed_pair_by_pair(many)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    pairs=st.lists(
+        st.tuples(
+            st.one_of(
+                wire_keys, st.sampled_from(["account[id]", "account[subdomain]"]), st.text(max_size=20)
+            ),
+            st.one_of(numbers, st.text(max_size=20)),
+        ),
+        max_size=12,
+    )
+)
+def test_any_form_body_is_routed_by_its_layout_as_pair_by_pair(pairs) -> None:
+    body = "&".join(f"{quote_plus(key)}={quote_plus(value)}" for key, value in pairs).encode(
+        "utf-8", "surrogatepass"
+    )
+
+    assert routed(body) == routed_pair_by_pair(body)
+    assert routed(body) == routed_pair_by_pair(body)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=st.binary(max_size=300))
+def test_any_bytes_are_routed_by_their_layout_as_pair_by_pair(body: bytes) -> None:
+    assume(body.lstrip()[:1] != b"{")  # read as JSON
+    assert routed(body) == routed_pair_by_pair(body)

@@ -7,6 +7,7 @@ import io
 import json
 
 import pytest
+from django.http.request import HttpHeaders
 from django.test import Client
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -89,6 +90,65 @@ def test_nul_in_a_header_or_the_content_type_is_stored_without_it(hooked) -> Non
     assert event.status == Status.RECEIVED
     assert event.request_id == "a\ufffdb"
     assert "\x00" not in event.content_type
+
+
+def headers_as_django_names_them(meta: dict[str, str]) -> dict[str, str]:
+    """What the row stored before the headers were read from META directly: Django's request.headers,
+    named in lower case, without the unstored ones, fit for jsonb."""
+    return {
+        intake._text(name.lower()): intake._text(value)
+        for name, value in HttpHeaders(meta).items()
+        if name.lower() not in intake.UNSTORED_HEADERS
+    }
+
+
+header_names = st.one_of(
+    st.sampled_from(
+        ["HOST", "USER_AGENT", "X_AMOCRM_REQUESTID", "COOKIE", "AUTHORIZATION", "CONTENT_TYPE", ""]
+    ),
+    st.text(alphabet="ABCXYZabc_-\x00", max_size=8),
+    st.text(max_size=6),
+)
+meta_keys = st.one_of(
+    header_names.map("HTTP_{}".format),
+    st.sampled_from(["CONTENT_TYPE", "CONTENT_LENGTH", "REMOTE_ADDR", "PATH_INFO", "wsgi.input"]),
+    st.text(max_size=8),
+)
+header_values = st.one_of(st.text(max_size=12), st.sampled_from(["a\x00b", "\ud800", "é"]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(meta=st.dictionaries(meta_keys, header_values, max_size=10))
+def test_the_stored_headers_are_what_django_names_from_any_environment(meta: dict[str, str]) -> None:
+    assert intake.stored_headers(meta) == headers_as_django_names_them(meta)
+
+
+def test_the_stored_headers_of_a_kommo_delivery_are_what_django_named() -> None:
+    meta = {
+        "REQUEST_METHOD": "POST",
+        "CONTENT_TYPE": FORM,
+        "CONTENT_LENGTH": "2359",
+        "HTTP_HOST": "portal.example",
+        "HTTP_USER_AGENT": "amoCRM-Webhooks/3.0",
+        "HTTP_X_AMOCRM_REQUESTID": "6f1c7a52",
+        "HTTP_COOKIE": "sessionid=secret",
+        "HTTP_AUTHORIZATION": "Bearer secret",
+        "HTTP_X_FORWARDED_FOR": "203.0.113.7",
+        "REMOTE_ADDR": "127.0.0.1",
+    }
+
+    assert (
+        intake.stored_headers(meta)
+        == headers_as_django_names_them(meta)
+        == {
+            "content-type": FORM,
+            "content-length": "2359",
+            "host": "portal.example",
+            "user-agent": "amoCRM-Webhooks/3.0",
+            "x-amocrm-requestid": "6f1c7a52",
+            "x-forwarded-for": "203.0.113.7",
+        }
+    )
 
 
 def chunked(body: bytes, *, terminated: bool = True) -> dict[str, object]:

@@ -24,6 +24,7 @@ from tests.reports.support import (
     world_create,
 )
 from tests.stakeholders.conftest import chromium  # noqa: F401 - the fixture
+from tests.support.browser import sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
@@ -95,11 +96,7 @@ def test_every_report_page_renders_and_draws_its_charts_and_the_filters_change_i
     )
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.on("response", lambda response: errors.append(response.url) if response.status >= 400 else None)
-    page.goto(f"{live_server.url}/reports/")
-    page.fill("#id_username", "head")
-    page.fill("#id_password", "secret-pass-1")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/reports/")
+    sign_in(page, f"{live_server.url}/reports/", "head")
     page.screenshot(path=str(shots / "index.png"), full_page=True)
 
     for report in reports_listed():

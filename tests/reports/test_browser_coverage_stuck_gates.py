@@ -16,6 +16,7 @@ from apps.reports.export.stuck import stuck_states_refresh
 from tests.reports.desk import days_ago, make_desk
 from tests.reports.support import person
 from tests.stakeholders.conftest import chromium
+from tests.support.browser import sign_in
 
 __all__ = ["chromium"]
 pytestmark = [pytest.mark.browser, pytest.mark.postgres]
@@ -76,11 +77,7 @@ def test_the_page_renders_draws_its_charts_and_its_filters_change_the_figures(
 
     page.on("console", console)
     page.on("pageerror", lambda error: problems.append(str(error)))
-    page.goto(f"{live_server.url}/accounts/login/?next=/reports/{slug}/")
-    page.fill("#id_username", "head")
-    page.fill("#id_password", "pw")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/reports/{slug}/")
+    sign_in(page, f"{live_server.url}/reports/{slug}/", "head", "pw")
 
     canvases = page.locator("canvas.report-chart")
     assert canvases.count() >= 1

@@ -13,7 +13,7 @@ from apps.flows import tasks as flow_tasks
 from apps.flows.sync import mirror_follow, touches_follow
 from apps.kommo.models import KommoAccount, WebhookEvent
 from apps.kommo.models.mirror import LeadContact
-from apps.kommo.provenance import MirrorSource, mirror_provenance
+from apps.kommo.provenance import MirrorSource, Provenance
 from apps.kommo.services.sync import events_reconcile
 from apps.kommo.webhooks.dispatch import Touch, plan_items
 from apps.kommo.webhooks.parser import parse
@@ -42,8 +42,7 @@ def test_a_text_note_or_a_call_is_a_touch_and_a_service_message_is_not():
 
 
 def announce(account: KommoAccount, *touches: Touch) -> None:
-    with mirror_provenance(MirrorSource.WEBHOOK):
-        stakeholders_touch(account=account, touches=touches)
+    stakeholders_touch(account=account, touches=touches, provenance=Provenance(MirrorSource.WEBHOOK))
 
 
 def test_a_call_with_a_contact_touches_its_stakeholder(mapped_account):

@@ -7,9 +7,10 @@ import pytest
 from django.utils import timezone
 
 from apps.kommo.models.mirror import Lead, StageChange, Status
+from apps.kommo.provenance import MirrorSource, Provenance
 from apps.kommo.types import ContactWrite, FieldValueWrite, LeadWrite, LinkWrite
 from apps.stakeholders.bootstrap import account_bootstrap
-from apps.stakeholders.models import FieldMapping, Role, Stakeholder
+from apps.stakeholders.models import FieldMapping, Role, Stakeholder, StakeholderEvent
 from apps.stakeholders.services import (
     NewStakeholder,
     StakeholderChange,
@@ -20,6 +21,7 @@ from apps.stakeholders.services import (
 from tests.stakeholders.conftest import client_for, connect, mirror_sync
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.django_db(transaction=False)]
+BY_MANAGER = Provenance(MirrorSource.MANAGER)  # a change made on the deal's stakeholder page
 
 
 @pytest.fixture
@@ -58,8 +60,10 @@ def test_a_contact_only_stakeholders_approval_creates_their_element_on_request(p
     with pytest.raises(
         StakeholderNeedsElement, match="Nora Contact has no Stakeholders element on this deal"
     ):
-        stakeholder_update_in_kommo(stakeholder=nora, change=change, client=client)
-    written = stakeholder_update_in_kommo(stakeholder=nora, change=change, client=client, create_element=True)
+        stakeholder_update_in_kommo(stakeholder=nora, change=change, provenance=BY_MANAGER, client=client)
+    written = stakeholder_update_in_kommo(
+        stakeholder=nora, change=change, provenance=BY_MANAGER, client=client, create_element=True
+    )
 
     assert written is True
     rows = Stakeholder.objects.filter(lead=deal, name="Nora Contact")
@@ -77,7 +81,10 @@ def test_a_stakeholder_added_as_a_new_contact_is_a_contact_of_the_deal_with_its_
     change = StakeholderChange(role=user, approval_status="pending", last_touch=timezone.now())
 
     stakeholder_add_in_kommo(
-        lead=deal, new=NewStakeholder(change=change, name="Omar New", as_contact=True), client=client
+        lead=deal,
+        new=NewStakeholder(change=change, name="Omar New", as_contact=True),
+        provenance=BY_MANAGER,
+        client=client,
     )
 
     (row,) = Stakeholder.objects.filter(lead=deal, name="Omar New")
@@ -86,6 +93,10 @@ def test_a_stakeholder_added_as_a_new_contact_is_a_contact_of_the_deal_with_its_
     kommo_deal = client.leads_get(deal.kommo_id, with_=("contacts", "catalog_elements"))
     assert row.contact.kommo_id in {contact.id for contact in kommo_deal.contacts}
     assert row.catalog_element.kommo_id in {element.id for element in kommo_deal.catalog_elements}
+    # Derived on the deal's re-read after the element was linked: the history says who added the person.
+    history = StakeholderEvent.objects.filter(stakeholder_id=row.pk)
+    assert history.filter(field="presence").exists()
+    assert set(history.values_list("source", flat=True)) == {"manager"}
 
 
 def test_an_edit_s_re_read_of_a_deal_moved_in_kommo_meanwhile_records_no_move_and_derives_it(prepared):
@@ -106,7 +117,9 @@ def test_an_edit_s_re_read_of_a_deal_moved_in_kommo_meanwhile_records_no_move_an
         role=Role.objects.get(code="user"), approval_status="pending", last_touch=timezone.now()
     )
 
-    stakeholder_add_in_kommo(lead=deal, new=NewStakeholder(change=change, name="Pia Element"), client=client)
+    stakeholder_add_in_kommo(
+        lead=deal, new=NewStakeholder(change=change, name="Pia Element"), provenance=BY_MANAGER, client=client
+    )
 
     deal.refresh_from_db()
     assert deal.status_kommo_id == target.kommo_id  # the re-read mirrored the deal

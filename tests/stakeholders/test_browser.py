@@ -10,6 +10,7 @@ from apps.stakeholders.bootstrap import account_bootstrap
 from apps.stakeholders.models import FieldMapping, Stakeholder
 from apps.users.models import User
 from tests.stakeholders.conftest import client_for, connect, mirror_sync
+from tests.support.browser import sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.sandbox]
 
@@ -33,11 +34,7 @@ def test_a_manager_approves_a_stakeholder_and_kommo_has_it(demo_sandbox, live_se
     user.groups.add(Group.objects.get(name="Manager"))
 
     page = chromium.new_page()
-    page.goto(f"{live_server.url}/deals/")
-    page.fill("#id_username", "manager")
-    page.fill("#id_password", "secret-pass-1")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/deals/")
+    sign_in(page, f"{live_server.url}/deals/", "manager")
     page.click(f"a[href='/deals/{pending.lead_id}/']")
     row = page.locator(f"#stakeholder-{pending.pk}")
     assert row.locator("td").first.inner_text() == pending.name

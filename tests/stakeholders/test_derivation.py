@@ -3,17 +3,19 @@ import datetime as dt
 import pytest
 
 from apps.kommo.models.mirror import Contact, Lead
+from apps.kommo.provenance import MirrorSource, Provenance
 from apps.stakeholders.models import FieldMapping, Stakeholder
 from apps.stakeholders.selectors import stakeholders_for_lead, stakeholders_for_leads
 from apps.stakeholders.services import stakeholders_derive_for_leads
 from tests.stakeholders.conftest import map_account, mirror_recorded_deal
 
 pytestmark = pytest.mark.django_db
+SYNC = Provenance(MirrorSource.SYNC)
 
 
 def derive(account) -> Lead:
     lead = Lead.objects.get(account=account, kommo_id=5001)
-    stakeholders_derive_for_leads(account=account, lead_ids=[lead.pk])
+    stakeholders_derive_for_leads(account=account, lead_ids=[lead.pk], provenance=SYNC)
     return lead
 
 
@@ -90,7 +92,7 @@ def test_deriving_again_changes_nothing_and_keeps_notes(mapped_account):
     Stakeholder.objects.filter(lead=lead, name="Ann Lee").update(notes="Prefers calls")
     before = {row.pk: row.updated for row in Stakeholder.objects.all()}
 
-    assert stakeholders_derive_for_leads(account=mapped_account, lead_ids=[lead.pk]) is False
+    assert stakeholders_derive_for_leads(account=mapped_account, lead_ids=[lead.pk], provenance=SYNC) is False
     assert {row.pk: row.updated for row in Stakeholder.objects.all()} == before
     assert Stakeholder.objects.get(name="Ann Lee").notes == "Prefers calls"
 
@@ -100,7 +102,7 @@ def test_a_deleted_contact_is_no_longer_a_stakeholder(mapped_account):
     lead = derive(mapped_account)
     Contact.objects.filter(account=mapped_account, kommo_id=6003).update(is_deleted=True)
 
-    assert stakeholders_derive_for_leads(account=mapped_account, lead_ids=[lead.pk]) is True
+    assert stakeholders_derive_for_leads(account=mapped_account, lead_ids=[lead.pk], provenance=SYNC) is True
     assert "Chen Wu" not in by_name(lead)
 
 
@@ -109,7 +111,7 @@ def test_a_deleted_deal_has_no_stakeholders(mapped_account):
     lead = derive(mapped_account)
     Lead.objects.filter(pk=lead.pk).update(is_deleted=True)
 
-    stakeholders_derive_for_leads(account=mapped_account, lead_ids=[lead.pk])
+    stakeholders_derive_for_leads(account=mapped_account, lead_ids=[lead.pk], provenance=SYNC)
 
     assert stakeholders_for_lead(lead=lead) == []
 
@@ -134,6 +136,6 @@ def test_derivation_of_many_deals_takes_a_fixed_number_of_queries(
     lead_ids = list(Lead.objects.values_list("pk", flat=True))
 
     with django_assert_max_num_queries(10):
-        stakeholders_derive_for_leads(account=mapped_account, lead_ids=lead_ids)
+        stakeholders_derive_for_leads(account=mapped_account, lead_ids=lead_ids, provenance=SYNC)
 
     assert sum(len(rows) for rows in stakeholders_for_leads(lead_ids=lead_ids).values()) == 4 + 20

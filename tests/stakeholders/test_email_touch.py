@@ -18,7 +18,7 @@ from apps.flows.sync import mirror_follow, touches_follow
 from apps.kommo.exceptions import KommoServerError
 from apps.kommo.models import SyncState, WebhookEvent
 from apps.kommo.models.mirror import LeadContact
-from apps.kommo.provenance import MirrorSource, mirror_provenance
+from apps.kommo.provenance import MirrorSource, Provenance
 from apps.kommo.services.sync import events_reconcile
 from apps.kommo.webhooks.dispatch import Touch, plan_items
 from apps.kommo.webhooks.parser import WebhookParseError, parse
@@ -250,10 +250,11 @@ def test_touches_at_any_moment_never_move_a_last_touch_back_or_past_now(mapped_a
     chen = Stakeholder.objects.get(name="Chen Wu")
     for moment in moments:
         before = Stakeholder.objects.get(pk=chen.pk).last_touch
-        with mirror_provenance(MirrorSource.WEBHOOK):
-            stakeholders_touch(
-                account=mapped_account, touches=[Touch("contact", chen.contact.kommo_id, moment)]
-            )
+        stakeholders_touch(
+            account=mapped_account,
+            touches=[Touch("contact", chen.contact.kommo_id, moment)],
+            provenance=Provenance(MirrorSource.WEBHOOK),
+        )
         after = Stakeholder.objects.get(pk=chen.pk).last_touch
         assert after is not None and after <= timezone.now()
         assert before is None or after >= before

@@ -3,24 +3,30 @@ read back from those rows (``stakeholder_state_as_of``)."""
 
 import datetime as dt
 from decimal import Decimal
+from pathlib import Path
 
 import pytest
 import time_machine
 from django.contrib.auth.models import Group
 from django.urls import reverse
+from django.utils import timezone
 
-from apps.flows.sync import field_changes_follow, mirror_follow
+from apps.flows import tasks as flow_tasks
+from apps.flows.intake import intake_follow
+from apps.flows.sync import account_events_sweep, field_changes_follow, mirror_follow, mirror_follow_as
 from apps.kommo import types
+from apps.kommo.models import WebhookEvent
 from apps.kommo.models.mirror import Lead
-from apps.kommo.provenance import MirrorSource, mirror_provenance
+from apps.kommo.provenance import MirrorSource, Provenance
 from apps.kommo.services.mirror import (
     catalog_element_mark_deleted,
     catalog_elements_upsert_from_kommo,
     contacts_upsert_from_kommo,
 )
 from apps.kommo.services.sync import history_backfill
-from apps.stakeholders.models import Role, Stakeholder, StakeholderEvent
+from apps.stakeholders.models import FieldMappingValue, Role, Stakeholder, StakeholderEvent
 from apps.stakeholders.selectors import stakeholder_state_as_of
+from apps.stakeholders.tasks import stakeholders_derive_account
 from apps.users.models import User
 from tests.stakeholders.conftest import event, mirror_recorded_deal, stakeholder_payload
 
@@ -28,6 +34,9 @@ pytestmark = pytest.mark.django_db
 
 CREATED = dt.datetime.fromtimestamp(1717000000, tz=dt.UTC)  # every recorded contact and element
 ANN_UPDATED = dt.datetime.fromtimestamp(1717200000, tz=dt.UTC)  # Ann Lee's element, last changed
+WEBHOOKS = Path(__file__).resolve().parents[1] / "fixtures" / "kommo" / "webhooks"
+# What follows a write the webhook flow makes (it derives the stakeholders itself, as a webhook's).
+webhook_follow = mirror_follow_as(Provenance(MirrorSource.WEBHOOK))
 
 
 def element(kommo_id: int, **changes) -> dict:
@@ -78,19 +87,66 @@ def test_a_kommo_edit_seen_by_webhook_is_one_row_with_old_and_new(mapped_account
     fields = [dict(chen.raw["custom_fields_values"][0], values=[{"value": "Blocker", "enum_id": 9006}])]
     edited = dt.datetime.fromtimestamp(1717900000, tz=dt.UTC)
 
-    with mirror_provenance(MirrorSource.WEBHOOK):
-        contacts_upsert_from_kommo(
-            account=mapped_account,
-            contacts=[
-                types.Contact.from_api(contact(6003, updated_at=1717900000, custom_fields_values=fields))
-            ],
-            follow=mirror_follow,
-        )
+    contacts_upsert_from_kommo(
+        account=mapped_account,
+        contacts=[types.Contact.from_api(contact(6003, updated_at=1717900000, custom_fields_values=fields))],
+        follow=webhook_follow,
+    )
 
     (row,) = events("Chen Wu", "role")[1:]
     blocker = Role.objects.get(code="blocker")
     assert (row.new, row.at, row.source, row.user_id) == (blocker.pk, edited, "webhook", None)
     assert row.old == Role.objects.get(code="technical_evangelist").pk
+
+
+def test_a_kommo_edit_through_the_webhook_flow_is_recorded_as_the_webhooks(mapped_account, kommo):
+    """The webhook batch's flow re-fetches the contact a delivery names, mirrors it and derives the deal's
+    stakeholders itself: the history says webhook."""
+    mirror_recorded_deal(mapped_account)
+    chen = contact(6003, updated_at=1717900000)
+    chen["custom_fields_values"] = [
+        dict(chen["custom_fields_values"][0], values=[{"value": "Blocker", "enum_id": 9006}])
+    ]
+    kommo.contacts[6003] = chen
+    body = (WEBHOOKS / "contacts-update.sandbox.form.txt").read_bytes()
+    event = WebhookEvent.objects.create(
+        account=mapped_account,
+        body=body.replace(b"%5Bid%5D=7201", b"%5Bid%5D=6003"),
+        content_type="application/x-www-form-urlencoded",
+    )
+
+    flow_tasks.webhook_process(event.pk)
+
+    event.refresh_from_db()
+    assert event.status == WebhookEvent.Status.PROCESSED, event.error
+    (row,) = events("Chen Wu", "role")[1:]
+    assert (row.new, row.source, row.user_id) == (Role.objects.get(code="blocker").pk, "webhook", None)
+
+
+def test_the_events_sweep_flow_records_what_it_finds_as_the_syncs(mapped_account, kommo):
+    """The events sweep's flow: the deal an event names is re-fetched and derived again (Chen Wu was
+    unlinked from it in Kommo: he leaves), a call touches the person it was with; both are the sync's."""
+    mirror_recorded_deal(mapped_account)
+    deal = stakeholder_payload("lead.json")
+    deal["_embedded"]["contacts"] = [c for c in deal["_embedded"]["contacts"] if c["id"] != 6003]
+    deal["updated_at"] += 100
+    kommo.leads[5001] = deal
+    now = int(timezone.now().timestamp())
+    kommo.events = [
+        event("01unlinked", "entity_unlinked", "lead", 5001, now - 60, [{"link": {"contact": {"id": 6003}}}]),
+        event("01called", "outgoing_call", "contact", 6002, now - 120, [{"note": {"id": 1}}]),
+    ]
+
+    account_events_sweep(account_id=mapped_account.pk)
+
+    (left,) = events("Chen Wu", "presence")[1:]
+    assert (left.old, left.new, left.source, left.user_id) == ("Chen Wu", None, "sync", None)
+    touched = events("Boris Petrov", "last_touch")[-1]
+    assert (touched.new, touched.source, touched.user_id) == (
+        dt.datetime.fromtimestamp(now - 120, tz=dt.UTC).isoformat(),
+        "sync",
+        None,
+    )
 
 
 def test_a_sync_sees_an_objection_and_a_person_leaving(mapped_account):
@@ -125,12 +181,11 @@ def test_a_sync_sees_an_objection_and_a_person_leaving(mapped_account):
 def test_the_state_as_of_a_day_is_read_back_from_the_history(mapped_account):
     mirror_recorded_deal(mapped_account)
     lead = Lead.objects.get(kommo_id=5001)
-    with mirror_provenance(MirrorSource.WEBHOOK):
-        rejected = element(7101, updated_at=1718000000)
-        rejected["custom_fields_values"][1]["values"] = [{"value": "Rejected", "enum_id": 9203}]
-        catalog_elements_upsert_from_kommo(
-            account=mapped_account, elements=[types.CatalogElement.from_api(rejected)], follow=mirror_follow
-        )
+    rejected = element(7101, updated_at=1718000000)
+    rejected["custom_fields_values"][1]["values"] = [{"value": "Rejected", "enum_id": 9203}]
+    catalog_elements_upsert_from_kommo(
+        account=mapped_account, elements=[types.CatalogElement.from_api(rejected)], follow=webhook_follow
+    )
     catalog_element_mark_deleted(account=mapped_account, kommo_id=7103, follow=mirror_follow)
     removed_at = StakeholderEvent.objects.get(field="presence", new__isnull=True).at
 
@@ -194,7 +249,51 @@ def test_a_change_on_the_manager_page_is_recorded_as_the_managers(client, mapped
     assert (row.old, row.new, row.source, row.user_id) == ("pending", "approved", "manager", chris.pk)
 
 
-def test_intake_and_the_portal_name_themselves(mapped_account):
+def test_a_person_added_on_the_manager_page_is_the_managers_though_derived_from_the_deals_re_read(
+    client, mapped_account, kommo
+):
+    """Adding a person creates the contact in Kommo, links it to the deal, then re-reads the deal and
+    mirrors it, as a sync would: the person is derived on that re-read, and the history records the
+    manager who added them, for every row."""
+    mirror_recorded_deal(mapped_account)
+    lead = Lead.objects.get(kommo_id=5001)
+    kommo.leads[lead.kommo_id] = stakeholder_payload("lead.json")
+    chris = User.objects.create_user("chris", password="secret-pass-1", kommo_user_id=504141)
+    chris.groups.add(Group.objects.get(name="Manager"))
+    client.force_login(chris)
+
+    response = client.post(
+        reverse("stakeholders:stakeholder_add", args=[lead.pk]),
+        {
+            "add-person": "new_contact",
+            "add-name": "Dora New",
+            "add-role": Role.objects.get(code="user").pk,
+            "add-approval_status": "unknown",
+        },
+    )
+
+    assert response.status_code == 302
+    assert kommo.calls[-1].startswith(f"GET /api/v4/leads/{lead.kommo_id}")  # the re-read, last
+    rows = events("Dora New")
+    assert [e.field for e in rows] == ["presence", "role"]
+    assert {(e.source, e.user_id) for e in rows} == {("manager", chris.pk)}
+
+
+def test_a_rederivation_after_the_mappings_changed_is_recorded_as_the_syncs(mapped_account):
+    """The mappings now read differently what the sync mirrored: the change is the sync's."""
+    mirror_recorded_deal(mapped_account)
+    influencer = Role.objects.get(code="influencer")
+    values = FieldMappingValue.objects.filter(mapping__source="contact_field")
+    values.filter(role=influencer).delete()
+    values.filter(enum_id=9002).update(role=influencer)  # Chen Wu's option: technical evangelist before
+
+    stakeholders_derive_account(mapped_account.pk)
+
+    (row,) = events("Chen Wu", "role")[1:]
+    assert (row.new, row.source, row.user_id) == (influencer.pk, "sync", None)
+
+
+def test_intakes_writes_are_recorded_as_intakes(mapped_account):
     mirror_recorded_deal(mapped_account)
     weight = Decimal("0.3")
     from apps.stakeholders.models import FieldMapping
@@ -211,12 +310,10 @@ def test_intake_and_the_portal_name_themselves(mapped_account):
         *ann["custom_fields_values"],
         {"field_id": 880104, "field_type": "numeric", "values": [{"value": str(weight)}]},
     ]
-    with mirror_provenance(MirrorSource.INTAKE), mirror_provenance(MirrorSource.PORTAL):
-        catalog_elements_upsert_from_kommo(
-            account=mapped_account, elements=[types.CatalogElement.from_api(ann)], follow=mirror_follow
-        )
+    catalog_elements_upsert_from_kommo(
+        account=mapped_account, elements=[types.CatalogElement.from_api(ann)], follow=intake_follow
+    )
 
-    # The outermost entry point is the one recorded.
     assert [e.source for e in events("Ann Lee", "objection_weight")] == ["intake"]
 
 
@@ -295,6 +392,7 @@ def test_past_field_changes_read_from_kommos_events_date_the_history_once(
         ("e3", "approval_decided_at"),
         ("e3", "approval_status"),
     ]
+    assert set(past.values_list("source", "user_id")) == {("sync", None)}
 
     def state(hours: int):
         when = dt.datetime.fromtimestamp(start + hours * hour, tz=dt.UTC)

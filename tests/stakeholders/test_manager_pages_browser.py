@@ -18,6 +18,7 @@ from apps.stakeholders.bootstrap import account_bootstrap
 from apps.stakeholders.models import FieldMapping, Stakeholder
 from apps.users.models import User
 from tests.stakeholders.conftest import client_for, connect, mirror_sync
+from tests.support.browser import sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.sandbox]
 
@@ -33,14 +34,6 @@ def prepared(demo_sandbox, live_server, tmp_path):  # type: ignore[no-untyped-de
     companies_upsert_from_kommo(account=account, companies=list(client.companies_list()))
     mirror_sync(account=account, client=client)
     return account, client
-
-
-def sign_in(page, live_server, username: str) -> None:  # type: ignore[no-untyped-def]
-    page.goto(f"{live_server.url}/deals/")
-    page.fill("#id_username", username)
-    page.fill("#id_password", "secret-pass-1")
-    page.click("button[type=submit]")
-    page.wait_for_url(f"{live_server.url}/deals/")
 
 
 def person(username: str, group: str, kommo_user_id: int | None = None) -> User:
@@ -64,7 +57,7 @@ def test_the_head_of_sales_searches_filters_and_sorts_deals_and_opens_one_in_kom
     account, _ = prepared
     person("dana", "Head of sales")
     page = chromium.new_page(viewport={"width": 1400, "height": 900})
-    sign_in(page, live_server, "dana")
+    sign_in(page, f"{live_server.url}/deals/", "dana")
     everything = Lead.objects.filter(account=account, is_deleted=False).count()
     assert f"{everything} deals" in page.locator("main").inner_text()
 
@@ -152,7 +145,7 @@ def test_a_manager_adds_a_stakeholder_and_approves_one_and_kommo_has_both(prepar
     deal = pending.lead
     person("manager", "Manager", deal.responsible_user.kommo_id)
     page = chromium.new_page(viewport={"width": 1400, "height": 1000})
-    sign_in(page, live_server, "manager")
+    sign_in(page, f"{live_server.url}/deals/", "manager")
     page.click(f"a[href='/deals/{deal.pk}/']")
     before = Stakeholder.objects.filter(lead=deal).count()
 

@@ -9,6 +9,7 @@ import responses
 import time_machine
 
 from apps.kommo.exceptions import KommoValidationError
+from apps.kommo.provenance import MirrorSource, Provenance
 from apps.stakeholders.models import FieldMappingValue, Role, Stakeholder
 from apps.stakeholders.services import (
     StakeholderChange,
@@ -21,6 +22,7 @@ from tests.stakeholders.conftest import mirror_recorded_deal
 
 pytestmark = pytest.mark.django_db
 ELEMENTS = r"/api/v4/catalogs/\d+/elements"  # the fake's route
+BY_MANAGER = Provenance(MirrorSource.MANAGER)  # a change made on the deal's stakeholder page
 
 
 def change_of(stakeholder: Stakeholder, **changes) -> StakeholderChange:
@@ -46,7 +48,10 @@ def test_an_approval_is_written_to_the_deals_catalog_element(recorded_deal, komm
 
     with time_machine.travel(decided, tick=False):
         written = stakeholder_update_in_kommo(
-            stakeholder=ann, change=change_of(ann, approval_status="rejected"), client=kommo_client
+            stakeholder=ann,
+            change=change_of(ann, approval_status="rejected"),
+            provenance=BY_MANAGER,
+            client=kommo_client,
         )
 
     assert written is True
@@ -70,7 +75,7 @@ def test_a_last_touch_is_written_as_a_unix_timestamp(recorded_deal, kommo_client
     touched = dt.datetime(2024, 7, 1, tzinfo=dt.UTC)
 
     stakeholder_update_in_kommo(
-        stakeholder=ann, change=change_of(ann, last_touch=touched), client=kommo_client
+        stakeholder=ann, change=change_of(ann, last_touch=touched), provenance=BY_MANAGER, client=kommo_client
     )
 
     [body] = kommo.bodies("PATCH", "/api/v4/catalogs/7001/elements")
@@ -86,7 +91,9 @@ def test_a_role_of_a_contact_without_element_is_written_to_the_contact_and_read_
     chen = recorded_deal["Chen Wu"]
     blocker = Role.objects.get(code="blocker")
 
-    stakeholder_update_in_kommo(stakeholder=chen, change=change_of(chen, role=blocker), client=kommo_client)
+    stakeholder_update_in_kommo(
+        stakeholder=chen, change=change_of(chen, role=blocker), provenance=BY_MANAGER, client=kommo_client
+    )
 
     assert kommo.bodies("PATCH", "/api/v4/contacts") == [
         [{"id": 6003, "custom_fields_values": [{"field_id": 880001, "values": [{"enum_id": 9006}]}]}]
@@ -105,7 +112,10 @@ def test_an_attribute_kommo_has_no_field_for_is_refused_before_any_call(recorded
         pytest.raises(StakeholderWriteError, match="no field for the objection weight of Ann Lee"),
     ):
         stakeholder_update_in_kommo(
-            stakeholder=ann, change=change_of(ann, objection_weight=Decimal("2.5")), client=kommo_client
+            stakeholder=ann,
+            change=change_of(ann, objection_weight=Decimal("2.5")),
+            provenance=BY_MANAGER,
+            client=kommo_client,
         )
 
 
@@ -119,7 +129,10 @@ def test_an_approval_only_the_catalog_holds_asks_for_the_persons_element_before_
         pytest.raises(StakeholderNeedsElement, match="Chen Wu has no Stakeholders element on this deal"),
     ):
         stakeholder_update_in_kommo(
-            stakeholder=chen, change=change_of(chen, approval_status="approved"), client=kommo_client
+            stakeholder=chen,
+            change=change_of(chen, approval_status="approved"),
+            provenance=BY_MANAGER,
+            client=kommo_client,
         )
 
 
@@ -128,7 +141,10 @@ def test_nothing_is_written_when_nothing_changed(recorded_deal, kommo_client):
 
     with responses.RequestsMock():
         assert (
-            stakeholder_update_in_kommo(stakeholder=ann, change=change_of(ann), client=kommo_client) is False
+            stakeholder_update_in_kommo(
+                stakeholder=ann, change=change_of(ann), provenance=BY_MANAGER, client=kommo_client
+            )
+            is False
         )
 
 
@@ -138,7 +154,10 @@ def test_kommos_refusal_is_reported_and_the_stakeholder_is_unchanged(recorded_de
 
     with pytest.raises(StakeholderWriteError, match="Kommo refused the change") as caught:
         stakeholder_update_in_kommo(
-            stakeholder=ann, change=change_of(ann, approval_status="pending"), client=kommo_client
+            stakeholder=ann,
+            change=change_of(ann, approval_status="pending"),
+            provenance=BY_MANAGER,
+            client=kommo_client,
         )
 
     assert isinstance(caught.value.__cause__, KommoValidationError)
@@ -152,7 +171,10 @@ def test_kommo_being_unavailable_is_reported_as_worth_retrying(recorded_deal, ko
 
     with pytest.raises(StakeholderWriteError, match="Kommo could not take the change now") as caught:
         stakeholder_update_in_kommo(
-            stakeholder=ann, change=change_of(ann, approval_status="pending"), client=kommo_client
+            stakeholder=ann,
+            change=change_of(ann, approval_status="pending"),
+            provenance=BY_MANAGER,
+            client=kommo_client,
         )
 
     assert caught.value.permanent is False
@@ -168,4 +190,6 @@ def test_a_role_the_kommo_field_has_no_option_for_is_refused_before_any_call(rec
         responses.RequestsMock(),
         pytest.raises(StakeholderWriteError, match="Kommo has no option for “Blocker”"),
     ):
-        stakeholder_update_in_kommo(stakeholder=ann, change=change_of(ann, role=blocker), client=kommo_client)
+        stakeholder_update_in_kommo(
+            stakeholder=ann, change=change_of(ann, role=blocker), provenance=BY_MANAGER, client=kommo_client
+        )

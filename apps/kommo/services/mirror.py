@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
 from django.conf import settings
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, connections, models, router, transaction
 from django.db.models import OuterRef, Q, Subquery
 from django.utils import timezone
 
@@ -229,16 +229,56 @@ def _upsert_rows(
         before = _snapshot(row, wanted)
         for name in different:
             setattr(row, name, wanted[name])
+        row.modified = now  # auto_now is save()'s: bulk_update writes the value the row holds
         changed_fields |= different
         to_update.append(row)
         applied.append(_Applied(row, item, before))
     if to_create:
         model._default_manager.bulk_create(to_create)
     if to_update:
-        model._default_manager.bulk_update(to_update, sorted(changed_fields | {"modified"}))
+        _rows_update(model, to_update, sorted(changed_fields | {"modified"}))
     result.created += len(to_create)
     result.updated += len(to_update)
     return result, applied
+
+
+# Bind parameters per UPDATE … FROM (VALUES …): a page of 250 deals' 18 columns is 4,500.
+_VALUES_PARAMS_MAX = 30_000
+
+
+def _rows_update(model: type[M], rows: Sequence[M], names: Sequence[str]) -> None:
+    """Write the columns ``names`` of ``rows`` as they hold them. On PostgreSQL one statement,
+    ``UPDATE … SET column = v.column FROM (VALUES (pk, value, …), …) AS v WHERE pk = v.pk``: Django's
+    ``bulk_update`` builds a CASE with a WHEN per row for every column, whose expressions took most of the
+    time of a webhook batch's upsert of its deals. Elsewhere (SQLite) ``bulk_update``."""
+    connection = connections[router.db_for_write(model)]
+    if connection.vendor != "postgresql":
+        model._default_manager.bulk_update(rows, names)
+        return
+    meta = model._meta
+    quote = connection.ops.quote_name
+    fields: list[models.Field[Any, Any]] = []
+    columns: list[str] = []
+    for found in (meta.pk, *(meta.get_field(name) for name in names)):
+        assert isinstance(found, models.Field) and found.column is not None
+        fields.append(found)
+        columns.append(quote(found.column))
+    table, pk, listed = quote(meta.db_table), columns[0], ", ".join(columns)
+    row_sql = "(" + ", ".join(f"%s::{field.cast_db_type(connection)}" for field in fields) + ")"
+    assignments = ", ".join(f"{column} = v.{column}" for column in columns[1:])
+    per_statement = max(1, _VALUES_PARAMS_MAX // len(fields))
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start : start + per_statement]
+            values = ", ".join([row_sql] * len(chunk))
+            params = [
+                field.get_db_prep_save(getattr(row, field.attname), connection)
+                for row in chunk
+                for field in fields
+            ]
+            # Every name is the model's, quoted; every value a parameter.
+            sql = f"UPDATE {table} SET {assignments} FROM (VALUES {values}) AS v({listed})"  # noqa: S608
+            cursor.execute(f"{sql} WHERE {table}.{pk} = v.{pk}", params)
 
 
 def _undeletes_with_stale_payload(
@@ -1057,6 +1097,15 @@ def stage_change_record(
     return stage_changes_record(account=account, reports=[report], source=source, follow=follow)[0]
 
 
+def _leads_lock(lead_ids: Iterable[int]) -> list[int]:
+    """Lock the rows of these deals until the transaction ends, in id order as every writer of moves
+    takes them (so two batches sharing deals wait for each other instead of deadlocking). Returns the
+    ids, sorted and without repeats."""
+    ids = sorted(set(lead_ids))
+    list(Lead.objects.select_for_update().filter(pk__in=ids).order_by("pk").values_list("pk", flat=True))
+    return ids
+
+
 @dataclass(frozen=True)
 class MoveReport:
     """One report of a move, for :func:`stage_changes_record` (the arguments of
@@ -1097,13 +1146,7 @@ def stage_changes_record(
     if not reports:
         return []
     with transaction.atomic():
-        lead_ids = sorted({report.lead.pk for report in reports})
-        list(
-            Lead.objects.select_for_update()
-            .filter(pk__in=lead_ids)
-            .order_by("pk")
-            .values_list("pk", flat=True)
-        )
+        lead_ids = _leads_lock(report.lead.pk for report in reports)
         since = min(report.earliest_match for report in reports)
         history: dict[int, list[StageChange]] = {lead_id: [] for lead_id in lead_ids}
         for known in StageChange.objects.filter(lead_id__in=lead_ids, at__gte=since).order_by("at", "pk"):
@@ -1204,13 +1247,7 @@ def stage_changes_record_past(
     if not moves:
         return [], 0
     with transaction.atomic():
-        lead_ids = sorted({move.lead.pk for move in moves})
-        list(
-            Lead.objects.select_for_update()
-            .filter(pk__in=lead_ids)
-            .order_by("pk")
-            .values_list("pk", flat=True)
-        )
+        lead_ids = _leads_lock(move.lead.pk for move in moves)
         event_ids = [move.kommo_event_id for move in moves if move.kommo_event_id]
         recorded = set(
             StageChange.objects.filter(account=account, kommo_event_id__in=event_ids).values_list(

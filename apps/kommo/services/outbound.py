@@ -33,7 +33,7 @@ from typing import Any
 
 import requests
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import Count, F, Q
 from django.utils import timezone
 
 from apps.kommo.client import BATCH_SIZE, MAX_BATCH_SIZE, KommoClient
@@ -235,7 +235,7 @@ def _backoff(attempts: int) -> float:
     return float(min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, attempts - 1)))
 
 
-def _claim(account_id: int, now: dt.datetime, kinds: Collection[str]) -> list[_Claimed]:
+def _claim(account_id: int, now: dt.datetime, kinds: Collection[str], *, limit: int) -> list[_Claimed]:
     due = Q(next_attempt_at__isnull=True) | Q(next_attempt_at__lte=now)
     stuck = Q(status=Status.SENDING, sending_at__lt=now - STUCK_SENDING)
     with transaction.atomic():
@@ -243,7 +243,7 @@ def _claim(account_id: int, now: dt.datetime, kinds: Collection[str]) -> list[_C
             OutboundChange.objects.select_for_update(skip_locked=True)
             .filter(account_id=account_id, kind__in=kinds)
             .filter((Q(status__in=[Status.PENDING, Status.UNKNOWN]) & due) | stuck)
-            .order_by("id")[:CLAIM_LIMIT]
+            .order_by("id")[:limit]
         )
         claimed = [_Claimed(row=row, was_unknown=row.status != Status.PENDING) for row in rows]
         for item in claimed:
@@ -571,18 +571,22 @@ def _record_gate_moves(account: KommoAccount, items: Sequence[_Claimed]) -> None
 
 
 def outbound_changes_drain(
-    *, account_id: int, kinds: Collection[str] | None = None, client: KommoClient | None = None
+    *,
+    account_id: int,
+    kinds: Collection[str] | None = None,
+    client: KommoClient | None = None,
+    limit: int | None = None,
 ) -> DrainResult:
-    """Send every due change of one account (of ``kinds``, default all) in batches — moves, then tasks,
-    then notes — and record each outcome. Safe to run concurrently: changes are claimed with
-    ``SKIP LOCKED``. ``retry_in`` is about the same kinds."""
+    """Send every due change of one account (of ``kinds``, default all; the oldest ``limit`` of them when
+    given) in batches — moves, then tasks, then notes — and record each outcome. Safe to run concurrently:
+    changes are claimed with ``SKIP LOCKED``. ``retry_in`` is about the same kinds."""
     account = KommoAccount.objects.get(pk=account_id)
     client = client or KommoClient(account)
     # The first write could not go out before a slot is free: changes queued meanwhile join it.
     client.wait_for_free_slot()
     now = timezone.now()
     kinds = list(kinds) if kinds is not None else list(Kind.values)
-    claimed = _claim(account_id, now, kinds)
+    claimed = _claim(account_id, now, kinds, limit=CLAIM_LIMIT if limit is None else min(limit, CLAIM_LIMIT))
     result = DrainResult()
     if claimed:
         drain = _Drain(account, client, now)
@@ -609,34 +613,53 @@ def outbound_changes_drain(
 # Moves back are urgent (the manager is looking at the board); tasks and notes are not, and every request
 # spends one of the account's 7 per second, which webhook processing needs too. So:
 #
-# * a move back goes out at once — unless a burst is under way, when the moves wait for company until a
-#   PATCH is full (LEADS_BATCH), the burst is over, or the oldest has waited MOVE_HOLD_MAX. A burst: Kommo
-#   has told the portal of more moves than it has processed yet (BACKLOG_EVENTS or more of the account's
-#   deliveries that report stage moves waiting, ``moves_backlog``: the echoes of the portal's own tasks and
-#   notes and Kommo's leads[update] twins report none; 5 of them are the 10 deliveries of the plan that
-#   met both budgets, when each move came as leads[status] and leads[update] only), or BURST_MOVES or more
-#   moves were queued within BURST_WINDOW (half as many
-#   again as the steady 10 per second the latency budget is set for; the window spans the gaps between
-#   webhook processing's batches, which bring a burst in groups). Neither is a sure sign of a burst — a
-#   steady stream looks the same whenever the worker falls half a second behind and then decides a
-#   backlog at once — so unless the burst is certain, a move back waits for company at most until
-#   MOVE_WAIT_MAX after its move was reported (``reported_at`` in the change's payload, epoch seconds;
-#   when it was queued for a change without one): a manager's move is undone within a second of its
-#   report. Certain: BURST_BACKLOG or more deliveries of moves wait, or BURST_MOVES of the moves back
-#   queued within BURST_MEMORY were *made* within MADE_TOGETHER of each other by Kommo's clock
-#   (``moved_at`` in the payload; what neither the deliveries' nor the worker's lag can fake: a steady 10
-#   per second is made 10 a second, however bunched its reports and decisions);
+# * a move back goes out at once — unless a burst is under way, when the moves wait for company until the
+#   burst is over, a bound, or a PATCH is full (LEADS_BATCH: full PATCHes of the oldest go, the rest waits
+#   on). A burst: Kommo has told the portal of more moves than it has processed yet (BACKLOG_EVENTS or
+#   more of the account's deliveries that report stage moves waiting, ``moves_backlog``: the echoes of the
+#   portal's own tasks and notes and Kommo's leads[update] twins report none; 5 of them are the 10
+#   deliveries of the plan that met both budgets, when each move came as leads[status] and leads[update]
+#   only), or BURST_MOVES or more moves back were queued within BURST_WINDOW (half as many again as the
+#   steady 10 per second the latency budget is set for; the window spans the gaps between webhook
+#   processing's batches, which bring a burst in groups). Neither is a sure sign of a burst — a steady
+#   stream looks the same whenever the worker falls half a second behind and then decides a backlog at
+#   once — so unless the burst is certain, a move back waits for company at most until MOVE_WAIT_MAX
+#   after its move was reported (``reported_at`` in the change's payload, epoch seconds; when it was
+#   queued for a change without one), and at most MOVE_HOLD_MAX after the oldest was queued: a manager's
+#   move is undone within a second of its report;
+# * a burst is under way, and certain, when Kommo *reported* the moves together — BURST_MOVES or more of
+#   the account's recorded moves (``StageChange``) were made at the Kommo time of a waiting move back's
+#   move (``moved_at`` in its payload; Kommo's times are whole seconds, so this is one second of Kommo's
+#   clock: a steady 10 per second is made 10 a second, however late or bunched its reports and
+#   decisions), whatever the signs above say. They count whether the gates have decided them or not —
+#   webhook processing records a batch's moves before the gates decide them, so the burst shows before
+#   most of its moves back are queued — but not the portal's own moves back coming back
+#   (``source=gate``) nor moves whose time is not Kommo's (``at_is_exact`` false).
+#   Such a burst's moves back wait at most BURST_HOLD_MAX after the oldest was queued (a loaded worker
+#   decides a burst of 100 over 4 s or more). Also certain — a hold the signs above began is then not
+#   bound by MOVE_WAIT_MAX, only by MOVE_HOLD_MAX — when BURST_MOVES of the moves back queued within
+#   BURST_MEMORY were made within MADE_TOGETHER of each other, or BURST_BACKLOG or more deliveries of
+#   moves wait;
+# * a burst is over — its moves back go at once — when no delivery of moves waits and none of the
+#   account's recorded moves waits for the gates' decision (``undecided``; only the gates know it: they
+#   give it when they flush after deciding and in their scheduled flush, ``apps.flows.gates``). A hold of
+#   a burst Kommo reported together is looked at again every BACKLOG_RECHECK by a caller that knows
+#   ``undecided``, and at its bound by one that does not (``apps.kommo.tasks.outbound_flush``), which
+#   cannot see its end;
 # * tasks and notes go out right after the moves, in the same drain, once every move back of the account
 #   is out and all is calm (no webhook delivery waiting, fewer than CALM_MOVES moves queued within
 #   CALM_WINDOW) — a lone block is moved back, tasked and noted in one drain, a burst's tasks and notes go
 #   in one request each after its last move — and at the latest FOLLOW_UP_MAX after the oldest was queued,
-#   so that a steady stream of blocks sends them every few seconds rather than three requests per move.
+#   so that a steady stream of blocks sends them every few seconds rather than three requests per move;
+#   but never before the moves back of a burst Kommo reported together that are held: right after them.
 
 BURST_WINDOW = dt.timedelta(seconds=1)
 BURST_MOVES = 15
 BACKLOG_EVENTS = 5
 BACKLOG_RECHECK = dt.timedelta(seconds=0.5)  # a hold for a backlog is looked at again this often
 MOVE_HOLD_MAX = dt.timedelta(seconds=3)
+# A burst Kommo reported together: a loaded worker decides a burst of 100 over 4 s or more.
+BURST_HOLD_MAX = dt.timedelta(seconds=8)
 BURST_BACKLOG = 20  # deliveries of moves waiting: 2 s of the steady 10 per second, a burst for sure
 MOVE_WAIT_MAX = dt.timedelta(seconds=0.5)  # after the move's report, unless a burst is certain
 # Moves made within this of each other count as made together: Kommo's times are whole seconds, so this
@@ -656,6 +679,7 @@ class DrainPlan:
 
     moves_in: float | None
     follow_ups_in: float | None
+    moves_batch: int | None = None  # when the moves back are due: how many of them (oldest first); None: all
 
     @property
     def next_in(self) -> float | None:
@@ -691,23 +715,51 @@ def _eases_at(queued: Sequence[dt.datetime], window: dt.timedelta, limit: int) -
     return queued[len(queued) - limit] + window
 
 
+def _reported_together(account_id: int, made: Collection[dt.datetime]) -> int:
+    """The most of the account's recorded moves made at any one of the Kommo times ``made`` (one query, on
+    the ``kommo_stage_change_at`` index): decided by the gates or not, the portal's own moves back coming
+    back and moves whose time is not Kommo's left out."""
+    if not made:
+        return 0
+    counts = (
+        StageChange.objects.filter(account_id=account_id, at__in=made, at_is_exact=True)
+        .exclude(source=StageChange.Source.GATE)
+        .order_by()
+        .values_list("at")
+        .annotate(moves=Count("pk"))
+        .values_list("moves", flat=True)
+    )
+    return max(counts, default=0)
+
+
 def outbound_drain_plan(
     *,
     account_id: int,
     now: dt.datetime | None = None,
     backlog: int = 0,
     moves_backlog: int | None = None,
+    undecided: int | None = None,
 ) -> DrainPlan:
     """When the account's waiting changes should be sent, by the rules above. A change waiting for a
     retry is due at its ``next_attempt_at``. ``backlog``: how many of the account's webhook deliveries
     wait to be processed, whatever they report (``webhook_backlog``): while any waits it is not calm.
     ``moves_backlog``: how many of them report stage moves (``webhook_moves_backlog``): the moves back wait
-    for company when they are many; ``backlog`` when not given."""
+    for company when they are many; ``backlog`` when not given. ``undecided``: how many of the account's
+    recorded moves wait for the gates' decision, when the caller knows (the gates' flushes); none, and no
+    delivery of moves waiting, is the end of a burst."""
     now = now or timezone.now()
     rows = list(
         OutboundChange.objects.filter(
             account_id=account_id, status__in=[Status.PENDING, Status.UNKNOWN, Status.SENDING]
-        ).values_list("kind", "status", "created", "next_attempt_at", "sending_at", "payload__reported_at")
+        ).values_list(
+            "kind",
+            "status",
+            "created",
+            "next_attempt_at",
+            "sending_at",
+            "payload__reported_at",
+            "payload__moved_at",
+        )
     )
     lately = list(
         OutboundChange.objects.filter(
@@ -725,11 +777,12 @@ def outbound_drain_plan(
     made = sorted(_reported(moved_at, created) for created, moved_at in lately)
 
     reported: list[dt.datetime] = []  # when the moves of the due moves back were reported
+    made_at: set[dt.datetime] = set()  # ...and when Kommo says they were made, where it does
 
     def waiting(kinds: Collection[str]) -> tuple[list[dt.datetime], list[dt.datetime]]:
         """(queued times of the due ones, retry times of the others) among the waiting changes."""
         due, later = [], []
-        for kind, status, created, retry_at, sending_at, reported_at in rows:
+        for kind, status, created, retry_at, sending_at, reported_at, moved_at in rows:
             if kind not in kinds:
                 continue
             if status == Status.SENDING:
@@ -742,35 +795,66 @@ def outbound_drain_plan(
                 due.append(created)
                 if kind == Kind.LEAD_STATUS:
                     reported.append(_reported(reported_at, created))
+                    if isinstance(moved_at, int | float):
+                        made_at.add(dt.datetime.fromtimestamp(moved_at, tz=dt.UTC))
         return due, later
 
     moves, moves_later = waiting([Kind.LEAD_STATUS])
     moves_at: dt.datetime | None = None
+    held_until: dt.datetime | None = None  # the moves back of a burst Kommo reported together wait till then
+    moves_batch: int | None = None  # how many of them go now, when not all (full PATCHes of a burst)
     if moves:
         oldest = min(moves)
         moves_at = now
         moves_told = backlog if moves_backlog is None else moves_backlog
         bursting = len(burst) >= BURST_MOVES or moves_told >= BACKLOG_EVENTS
+        told_together = _reported_together(account_id, made_at)
+        together = told_together >= BURST_MOVES
         dense = _most_within(made, MADE_TOGETHER) >= BURST_MOVES
-        certain = dense or moves_told >= BURST_BACKLOG
-        if len(moves) < LEADS_BATCH and bursting and now - oldest < MOVE_HOLD_MAX:
-            over_at = now + BACKLOG_RECHECK
-            if len(burst) >= BURST_MOVES:
-                over_at = max(over_at, _eases_at(burst, BURST_WINDOW, BURST_MOVES))
-            moves_at = min(oldest + MOVE_HOLD_MAX, over_at)
+        certain = together or dense or moves_told >= BURST_BACKLOG
+        over = undecided == 0 and moves_told == 0
+        hold_max = BURST_HOLD_MAX if together else MOVE_HOLD_MAX
+        if (bursting or together) and not over and now - oldest < hold_max:
+            if together:
+                # What ends it before the bound is the burst's end, which only a caller that knows the
+                # undecided moves sees: looked at again soon by such a caller, at the bound otherwise.
+                moves_at = oldest + hold_max
+                if undecided is not None:
+                    moves_at = min(moves_at, now + BACKLOG_RECHECK)
+                held_until = moves_at
+            else:
+                over_at = now + BACKLOG_RECHECK
+                if len(burst) >= BURST_MOVES:
+                    over_at = max(over_at, _eases_at(burst, BURST_WINDOW, BURST_MOVES))
+                moves_at = min(oldest + hold_max, over_at)
             if not certain:
                 moves_at = min(moves_at, min(reported) + MOVE_WAIT_MAX)
-        why = "made together" if dense else "backlog" if certain else "not sure"
+            if moves_at > now and len(moves) >= LEADS_BATCH:
+                # Full PATCHes go now (the oldest moves back); the rest waits on for company.
+                moves_batch = len(moves) // LEADS_BATCH * LEADS_BATCH
+                moves_at = now
+        why = (
+            "reported together"
+            if together
+            else "made together"
+            if dense
+            else "backlog"
+            if certain
+            else "not sure"
+        )
         logger.debug(
             "outbound plan: account %s, %d moves back waiting (oldest queued %.2f s ago, reported %.2f s "
-            "ago), %d queued in the last second, %d deliveries of moves waiting: %s",
+            "ago), %d queued in the last second, %d deliveries of moves waiting, %d reported together, "
+            "%s undecided: %s",
             account_id,
             len(moves),
             (now - oldest).total_seconds(),
             (now - min(reported)).total_seconds(),
             len(burst),
             moves_told,
-            "now" if moves_at <= now else f"held ({why})",
+            told_together,
+            "?" if undecided is None else undecided,
+            f"batch ({why})" if moves_batch else "now" if moves_at <= now else f"held ({why})",
         )
     elif moves_later:
         moves_at = min(moves_later)
@@ -779,6 +863,8 @@ def outbound_drain_plan(
     follow_ups_at: dt.datetime | None = None
     if follow_ups:
         deadline = min(follow_ups) + FOLLOW_UP_MAX
+        if held_until is not None:  # not before the burst's moves back: right after them, in their drain
+            deadline = max(deadline, held_until)
         calm_at = now if len(recent) < CALM_MOVES else _eases_at(recent, CALM_WINDOW, CALM_MOVES)
         if backlog:
             calm_at = max(calm_at, now + BACKLOG_RECHECK)
@@ -794,6 +880,7 @@ def outbound_drain_plan(
     return DrainPlan(
         moves_in=None if moves_at is None else _seconds(moves_at, now),
         follow_ups_in=None if follow_ups_at is None else _seconds(follow_ups_at, now),
+        moves_batch=moves_batch,
     )
 
 
@@ -815,24 +902,32 @@ def outbound_changes_flush(
     client: KommoClient | None = None,
     backlog: int = 0,
     moves_backlog: int | None = None,
+    undecided: int | None = None,
 ) -> FlushResult:
     """One drain as the plan has it: the moves back when they are due, then — planned again once they
     are out — the tasks and notes when they are; ``next_in`` says when to come back. Nothing is sent, and
     nothing is planned, while the account's circuit breaker is open (its reset drains the queue).
-    ``backlog``, ``moves_backlog``: the account's webhook deliveries waiting, as the plan wants them."""
+    ``backlog``, ``moves_backlog``: the account's webhook deliveries waiting, and ``undecided``: its moves
+    waiting for the gates, as the plan wants them."""
     result = FlushResult()
     account = KommoAccount.objects.get(pk=account_id)
     if account.blocked_since is not None:
         result.blocked = True
         return result
     client = client or KommoClient(account)
-    plan = outbound_drain_plan(account_id=account_id, backlog=backlog, moves_backlog=moves_backlog)
+    plan = outbound_drain_plan(
+        account_id=account_id, backlog=backlog, moves_backlog=moves_backlog, undecided=undecided
+    )
     if plan.moves_in == 0:
-        result.moves = outbound_changes_drain(account_id=account_id, kinds=[Kind.LEAD_STATUS], client=client)
+        result.moves = outbound_changes_drain(
+            account_id=account_id, kinds=[Kind.LEAD_STATUS], client=client, limit=plan.moves_batch
+        )
         if result.moves.blocked:
             result.blocked = True
             return result
-        plan = outbound_drain_plan(account_id=account_id, backlog=backlog, moves_backlog=moves_backlog)
+        plan = outbound_drain_plan(
+            account_id=account_id, backlog=backlog, moves_backlog=moves_backlog, undecided=undecided
+        )
     if plan.follow_ups_in == 0:
         result.follow_ups = outbound_changes_drain(
             account_id=account_id, kinds=FOLLOW_UP_KINDS, client=client
@@ -840,7 +935,9 @@ def outbound_changes_flush(
         if result.follow_ups.blocked:
             result.blocked = True
             return result
-        plan = outbound_drain_plan(account_id=account_id, backlog=backlog, moves_backlog=moves_backlog)
+        plan = outbound_drain_plan(
+            account_id=account_id, backlog=backlog, moves_backlog=moves_backlog, undecided=undecided
+        )
     result.next_in = plan.next_in
     return result
 

@@ -50,7 +50,6 @@ from apps.kommo.models import (
     StageChange,
     SyncState,
 )
-from apps.kommo.provenance import MirrorSource, provenance
 from apps.kommo.services import mirror
 from apps.kommo.webhooks.dispatch import MAIL_NOTE_TYPE, Touch
 
@@ -199,7 +198,6 @@ def account_ids_syncable() -> list[int]:
     return [account.pk for account in accounts if account.is_connected]
 
 
-@provenance(MirrorSource.SYNC)
 def mirror_sync(
     *,
     account: KommoAccount,
@@ -513,7 +511,6 @@ def _incremental_sync(
 # -- re-fetching named rows ------------------------------------------------------------------------------
 
 
-@provenance(MirrorSource.SYNC)
 def leads_refetch(
     *,
     account: KommoAccount,
@@ -544,7 +541,6 @@ def leads_refetch(
     return result
 
 
-@provenance(MirrorSource.SYNC)
 def contacts_refetch(
     *,
     account: KommoAccount,
@@ -555,7 +551,6 @@ def contacts_refetch(
     return _refetch(account=account, resource="contacts", kommo_ids=kommo_ids, client=client, follow=follow)
 
 
-@provenance(MirrorSource.SYNC)
 def companies_refetch(
     *,
     account: KommoAccount,
@@ -594,7 +589,6 @@ def _events_cursor_start(account: KommoAccount, started_at: int) -> None:
         state.save()
 
 
-@provenance(MirrorSource.SYNC)
 def events_reconcile(
     *,
     account: KommoAccount,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hmac
 import json
+import os
 import threading
 import time
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ from celery import current_app
 from django.conf import settings
 from django.db import OperationalError, connections, router, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.http.request import HttpHeaders
 from django.utils import timezone
 
 from apps.core.broker import publish_or_log
@@ -33,6 +35,7 @@ PROCESS_TASK = "apps.kommo.tasks.webhook_process"
 ACCOUNTS_TTL = 5.0  # seconds an in-process copy of the accounts' tokens is trusted
 # Request headers never stored with an event: Kommo sends none of them, and they may hold secrets.
 UNSTORED_HEADERS = frozenset({"cookie", "authorization", "proxy-authorization"})
+UNPREFIXED_HEADERS = frozenset(HttpHeaders.UNPREFIXED_HEADERS)  # CONTENT_TYPE, CONTENT_LENGTH (PEP 3333)
 
 
 @dataclass(frozen=True)
@@ -91,15 +94,26 @@ class _Doorbell:
 
     A task claims every waiting event of its account, so one task published after an event's commit is
     enough for it and for the others of that account committed before the task claims. An event whose
-    account rang less than ``window`` ago gets a task published when the window ends (a timer), unless
-    one is already due: every committed event is followed by a publish within ``window``; a burst costs
-    one publish per window instead of one per delivery.
+    account rang less than ``window`` ago gets a task published when the window ends, unless one is
+    already due: every committed event is followed by a publish within ``window``; a burst costs one
+    publish per window instead of one per delivery.
+
+    The publishes due later are sent by one thread of the process, started when first needed (and again
+    in a forked child), which sleeps until the next one is due. A timer thread per window cost about as
+    much CPU again as the publish it made: starting the thread, and Celery's per-thread state (its result
+    backend) set up anew for each publish (docs/webhooks.md).
     """
 
     def __init__(self) -> None:
+        self._reset()
+        os.register_at_fork(after_in_child=self._reset)  # the parent's thread does not exist in a child
+
+    def _reset(self) -> None:
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._last: dict[int, float] = {}
-        self._due: set[int] = set()
+        self._due: dict[int, tuple[float, int]] = {}  # account id → (when, the event to name)
+        self._thread: threading.Thread | None = None
 
     def ring(self, *, account_id: int, event_id: int, window: float) -> None:
         now = time.monotonic()
@@ -110,19 +124,37 @@ class _Doorbell:
             if wait <= 0:
                 self._last[account_id] = now
             else:
-                self._due.add(account_id)
+                self._due[account_id] = (now + wait, event_id)
+                self._started()
+                self._changed.notify()
         if wait <= 0:
             _publish(event_id)
-            return
-        timer = threading.Timer(wait, self._fire, kwargs={"account_id": account_id, "event_id": event_id})
-        timer.daemon = True
-        timer.start()
 
-    def _fire(self, *, account_id: int, event_id: int) -> None:
-        with self._lock:
-            self._due.discard(account_id)
-            self._last[account_id] = time.monotonic()
-        _publish(event_id)
+    def _started(self) -> None:
+        """Starts the thread that publishes what is due, unless it runs (called holding the lock)."""
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="webhook-doorbell", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                account_id, event_id = self._next_due()
+                del self._due[account_id]
+                self._last[account_id] = time.monotonic()
+            _publish(event_id)
+
+    def _next_due(self) -> tuple[int, int]:
+        """Waits (holding the lock between its waits) until a publish is due; its account and event."""
+        while True:
+            if not self._due:
+                self._changed.wait()
+                continue
+            account_id, (when, event_id) = min(self._due.items(), key=lambda due: due[1][0])
+            left = when - time.monotonic()
+            if left <= 0:
+                return account_id, event_id
+            self._changed.wait(left)
 
 
 def _publish(event_id: int) -> None:
@@ -149,21 +181,16 @@ def account_mismatch(account: AccountRef, routing: Routing) -> str:
     return ""
 
 
-def webhook_event_record(
-    *,
-    account: AccountRef,
-    body: bytes,
-    content_type: str,
-    headers: Mapping[str, str],
-    remote_addr: str | None,
-) -> int:
+def webhook_event_record(*, account: AccountRef, body: bytes, meta: Mapping[str, Any]) -> int:
     """Stores one delivery as received and, when it is for this account and readable, enqueues it.
 
-    Returns the stored event's id.
+    ``meta`` is the request's WSGI environment (``request.META``): its headers, content type and remote
+    address are stored with the body. Returns the stored event's id.
 
     An unreadable body is stored as ``failed`` and a body naming another account as ``rejected``: both
     are kept for inspection and never processed on their own.
     """
+    content_type = meta.get("CONTENT_TYPE", meta.get("HTTP_CONTENT_TYPE", ""))
     status, error = WebhookEvent.Status.RECEIVED, ""
     try:
         routing = route(body, content_type)
@@ -174,18 +201,14 @@ def webhook_event_record(
         mismatch = account_mismatch(account, routing)
         if mismatch:
             status, error = WebhookEvent.Status.REJECTED, mismatch
-    stored = {
-        _text(name.lower()): _text(value)
-        for name, value in headers.items()
-        if name.lower() not in UNSTORED_HEADERS
-    }
+    stored = stored_headers(meta)
     event_id = _insert_event(
         {
             "account_id": account.id,
             "body": body,
             "content_type": _text(content_type)[:200],
             "headers": stored,
-            "remote_addr": remote_addr or None,
+            "remote_addr": meta.get("REMOTE_ADDR") or None,
             "request_id": stored.get("x-amocrm-requestid", "")[:100],
             "kind": routing.kind.value,
             "events": _text(" ".join(routing.events))[:255],
@@ -215,6 +238,35 @@ def _text(value: str) -> str:
         return value
     cleaned = value.replace("\x00", "\ufffd")
     return cleaned.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
+def stored_headers(meta: Mapping[str, Any]) -> dict[str, str]:
+    """The request's headers as an event stores them: named in lower case as sent ("x-amocrm-requestid"),
+    without ``UNSTORED_HEADERS``, each name and value fit for jsonb (:func:`_text`) — what Django's
+    ``request.headers`` gives, named in lower case, read from ``meta`` (``request.META``) in one pass
+    without building it (its per-header work was a tenth of what the request costs beyond its INSERT)."""
+    stored: dict[str, str] = {}
+    for key, value in meta.items():
+        if key.startswith("HTTP_"):
+            name = key[5:]
+        elif key in UNPREFIXED_HEADERS:
+            name = key
+        else:
+            continue
+        if not name.isascii():  # never from gunicorn, which takes only ASCII names: named as Django does
+            return _stored_of(HttpHeaders(meta))
+        name = name.replace("_", "-").lower()
+        if name and name not in UNSTORED_HEADERS:
+            stored[_text(name)] = _text(value)
+    return stored
+
+
+def _stored_of(headers: Mapping[str, str]) -> dict[str, str]:
+    return {
+        _text(name.lower()): _text(value)
+        for name, value in headers.items()
+        if name.lower() not in UNSTORED_HEADERS
+    }
 
 
 def _insert_event(row: dict[str, Any]) -> int:

@@ -223,15 +223,41 @@ def route(body: bytes, content_type: str = FORM) -> Routing:
     """The account block and ``section[action]`` pairs of a body, from its keys alone."""
     if _is_json(body, content_type):
         return _route_tree(decode(body, content_type))
-    account: dict[str, str] = {}
+    pieces = body.split(b"&")
+    layout = tuple([piece.partition(b"=")[0] for piece in pieces])
+    try:
+        events, kind, account_at = (
+            _layout_routing(layout) if len(body) <= CACHED_LAYOUT_BODY_BYTES else _keys_routing(layout)
+        )
+    except WebhookParseError:
+        _refuse_in_order(pieces)  # the reason is the first pair's that cannot be read
+        raise
+    account = {
+        name: _checked(_unquote(pieces[index].partition(b"=")[2]), "value") for name, index in account_at
+    }
+    return Routing(account_id=account.get("id"), subdomain=account.get("subdomain"), events=events, kind=kind)
+
+
+# A body's layout: its keys as sent, in order, without the values. Kommo sends the same few layouts again
+# and again (one per kind of event and set of custom fields of an account), and everything route() says
+# but the account block's values follows from the layout alone, so it is worked out once per layout: the
+# request then only splits the pairs and decodes the account's values.
+CACHED_LAYOUT_BODY_BYTES = 16384  # longer bodies (of many items, or hostile) are routed without the cache
+LayoutRouting = tuple[tuple[str, ...], Kind, tuple[tuple[str, int], ...]]
+
+
+def _keys_routing(layout: tuple[bytes, ...]) -> LayoutRouting:
+    """The events and kind of a body whose keys are ``layout``, and where its ``account[…]`` values are
+    (by name and position among the pairs, in order); :class:`WebhookParseError` for a key that cannot be
+    read."""
+    account_at: list[tuple[str, int]] = []
     events: set[str] = set()
     general = False
-    for piece in body.split(b"&"):
-        raw_key, _, raw_value = piece.partition(b"=")
+    for index, raw_key in enumerate(layout):
         parts = _key_parts(raw_key)
         if parts[0] == ACCOUNT:
             if len(parts) == 2:
-                account[parts[1]] = _checked(_unquote(raw_value), "value")
+                account_at.append((parts[1], index))
             else:
                 general = True  # account[_links][self]: Digital Pipeline hooks never carry it
             continue
@@ -239,7 +265,21 @@ def route(body: bytes, content_type: str = FORM) -> Routing:
             events.add(f"{parts[0]}[{parts[1]}]")
         if len(parts) < 4 or parts[0] != "leads" or parts[3] not in DP_FIELDS:
             general = True
-    return _routing(account, events, general)
+    routing = _routing({}, events, general)
+    return routing.events, routing.kind, tuple(account_at)
+
+
+_layout_routing = functools.lru_cache(maxsize=256)(_keys_routing)
+
+
+def _refuse_in_order(pieces: list[bytes]) -> None:
+    """Raises the :class:`WebhookParseError` of the first pair that cannot be read, its key or (in the
+    account block) its value, as reading the pairs in order meets it."""
+    for piece in pieces:
+        raw_key, _, raw_value = piece.partition(b"=")
+        parts = _key_parts(raw_key)
+        if parts[0] == ACCOUNT and len(parts) == 2:
+            _checked(_unquote(raw_value), "value")
 
 
 # Kommo spells the same few dozen keys in every delivery: remembering how a short key splits saves the

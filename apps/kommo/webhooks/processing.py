@@ -43,7 +43,6 @@ from apps.kommo import types
 from apps.kommo.client import IDS_PER_CALL, LEAD_WITH, KommoClient
 from apps.kommo.exceptions import KommoBlocked, KommoError
 from apps.kommo.models import CatalogElement, Contact, KommoAccount, Lead, StageChange, WebhookEvent
-from apps.kommo.provenance import MirrorSource, provenance
 from apps.kommo.services.mirror import BatchResult as MirrorResult
 from apps.kommo.services.mirror import (
     MoveReport,
@@ -515,7 +514,6 @@ def _earliest(a: tuple[int, float] | None, b: tuple[int, float] | None) -> tuple
 BatchStep = Callable[[list[WebhookEvent], Policy, KommoClient], BatchResult]
 
 
-@provenance(MirrorSource.WEBHOOK)
 def webhook_events_run(*, event_id: int, step: BatchStep) -> ProcessOutcome:
     """Processes the events waiting for ``event_id``'s account, a batch at a time, each claimed batch
     through ``step``, until none is left or a batch must be retried (see the module notes)."""

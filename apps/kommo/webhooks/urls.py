@@ -1,9 +1,9 @@
 from django.urls import path
 
-from apps.kommo.webhooks.views import KommoWebhookView
+from apps.kommo.webhooks.views import kommo_webhook
 
 app_name = "kommo_webhooks"
 
 urlpatterns = [
-    path("<str:token>/", KommoWebhookView.as_view(), name="receive"),
+    path("<str:token>/", kommo_webhook, name="receive"),
 ]

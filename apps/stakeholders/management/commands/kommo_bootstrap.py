@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from apps.kommo.exceptions import KommoError
 from apps.kommo.management.accounts import account_from_option
+from apps.kommo.provenance import MirrorSource, Provenance
 from apps.stakeholders.bootstrap import account_bootstrap
 from apps.stakeholders.services import stakeholders_derive_for_account
 
@@ -38,7 +39,8 @@ class Command(BaseCommand):
         for line in report.warnings:
             self.stdout.write(self.style.WARNING(f"warning  {line}"))
         if report.mappings_changed:
-            stakeholders_derive_for_account(account=account)
+            # What the mappings now read is what the sync mirrored: its changes are recorded as the sync's.
+            stakeholders_derive_for_account(account=account, provenance=Provenance(MirrorSource.SYNC))
             self.stdout.write("mapped   field mappings updated; stakeholders re-derived")
         else:
             self.stdout.write("mapped   field mappings unchanged")
