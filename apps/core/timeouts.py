@@ -1,4 +1,5 @@
-"""Bounds on the database time of the request paths that someone waits on with a deadline of their own.
+"""Bounds on the database time of the request paths that someone waits on with a deadline of their own,
+and a longer deadline for every other request (at the end).
 
 Kommo gives a webhook 2 seconds, and an intake client is told to retry on a 503. On the paths in
 ``DATABASE_BOUNDED_PATHS`` three bounds apply:
@@ -33,6 +34,26 @@ Kommo gives a webhook 2 seconds, and an intake client is told to retry on a 503.
 
 The budget is the longer of the two bounds (1.5 s against 1 s), so that a lock wait is cancelled by the
 server first and the connection kept.
+
+**Every other request** (a manager's pages, the admin, the reports, the export API) has a database deadline
+of its own, longer, ``DATABASE_PAGE_BUDGET_MS`` (15 s) after it reached the application, kept the same way
+by the client: a frozen server answers the page 503 (``apps/core/unavailable.py``) by then, instead of
+holding the worker until gunicorn kills it at ``GUNICORN_TIMEOUT`` (the person then got no answer at all).
+Unlike the bounded paths:
+
+- no ``statement_timeout``: a server that runs enforces nothing on them, as before. It is a setting of the
+  connection, and would also cut what a page's connection runs outside the deadline (the CSV export's
+  ``COPY`` streams after the view returned, for minutes); in the fault at hand the server cannot enforce
+  it anyway.
+- no fast-fail hold: a webhook's missed 1.5 s is no sign that a page's 15 s will be missed (a stall of a
+  few seconds), a person does not send bursts that queue behind each other, and the "Try again" of the 503
+  page must really try. A page missing its deadline does not start the webhooks' hold either: it may be a
+  page whose own queries took that long.
+- the time the request spends waiting for Kommo (the manager's stakeholder edits call it) is off the clock
+  (:func:`off_the_database_clock`), as a slow client's body is: a slow Kommo is not the database's fault,
+  and the 503 says the database does not answer.
+- the response's ``close()`` (Django's connection checks after the answer) gets a deadline of its own, as
+  the CSV export's stream may have lasted minutes before it.
 """
 
 from __future__ import annotations
@@ -55,12 +76,15 @@ _BOUNDED = "_portal_statement_timeout_on"  # attribute on the wrapper: the drive
 class DatabaseBudget:
     """A request's deadline for the database: ``seconds`` after it started (``time.monotonic``)."""
 
-    __slots__ = ("deadline", "held", "missed", "seconds", "waited")
+    __slots__ = ("deadline", "held", "missed", "page", "seconds", "waited")
 
-    def __init__(self, seconds: float, *, started: float | None = None, held: bool = False) -> None:
+    def __init__(
+        self, seconds: float, *, started: float | None = None, held: bool = False, page: bool = False
+    ) -> None:
         self.seconds = seconds
         self.deadline = (monotonic() if started is None else started) + seconds
         self.held = held  # answered without the database: the fast-fail hold (``left`` is 0 from the start)
+        self.page = page  # a request off the bounded paths: ``DATABASE_PAGE_BUDGET_MS``, no hold
         self.missed = False  # a wait was cut at the deadline
         self.waited = False  # a wait ended with the server's answer in time
 
@@ -74,20 +98,38 @@ _budget: ContextVar[DatabaseBudget | None] = ContextVar("portal_database_budget"
 
 
 def database_budget() -> DatabaseBudget | None:
-    """The budget of the request being served in this thread, or None outside a bounded request."""
+    """The budget of the request being served in this thread, or None outside one (a task, a command)."""
     return _budget.get()
 
 
 @contextmanager
-def database_budget_for(seconds: float, *, held: bool = False) -> Iterator[DatabaseBudget]:
+def database_budget_for(
+    seconds: float, *, held: bool = False, page: bool = False
+) -> Iterator[DatabaseBudget]:
     """Every database wait inside the block ends within ``seconds`` of its start (on the portal's PostgreSQL
-    backend; other backends ignore it); ``held``: none is even tried."""
-    budget = DatabaseBudget(seconds, held=held)
+    backend; other backends ignore it); ``held``: none is even tried; ``page``: a page's budget (the time
+    spent waiting for Kommo not counted)."""
+    budget = DatabaseBudget(seconds, held=held, page=page)
     token = _budget.set(budget)
     try:
         yield budget
     finally:
         _budget.reset(token)
+
+
+@contextmanager
+def off_the_database_clock() -> Iterator[None]:
+    """The time spent inside the block is added to a page's deadline: waiting for something that is not
+    the database (Kommo). A bounded request's deadline is the one its client keeps, and stays as it is."""
+    budget = _budget.get()
+    if budget is None or not budget.page:
+        yield
+        return
+    started = monotonic()
+    try:
+        yield
+    finally:
+        budget.deadline += monotonic() - started
 
 
 class Passage(Enum):
@@ -142,6 +184,25 @@ def _bounds_apply(path: str) -> bool:
     )
 
 
+def _page_budget_applies(path: str) -> bool:
+    return (
+        connection.vendor == "postgresql"
+        and bool(int(settings.DATABASE_PAGE_BUDGET_MS))
+        and not path.startswith(_bounded_paths())
+    )
+
+
+@contextmanager
+def _page_budget() -> Iterator[DatabaseBudget]:
+    """The budget of any other request from now: no statement timeout, no hold."""
+    budget = DatabaseBudget(int(settings.DATABASE_PAGE_BUDGET_MS) / 1000, page=True)
+    token = _budget.set(budget)
+    try:
+        yield budget
+    finally:
+        _budget.reset(token)
+
+
 @contextmanager
 def _request_budget() -> Iterator[DatabaseBudget]:
     """The budget of one bounded request from now, and the fast-fail hold's say on it."""
@@ -193,22 +254,28 @@ class _InputOffTheClock:
 
 
 def bounded_wsgi(application: Callable[..., Any]) -> Callable[..., Any]:
-    """The WSGI application with the budget of a bounded request starting as the request reaches it: before
-    Django's ``request_started`` (its check of a persistent connection) and around the response's
-    ``close()`` (``request_finished``: the same checks, after the answer, still holding the worker)."""
+    """The WSGI application with the request's budget (a bounded request's, or a page's) starting as the
+    request reaches it: before Django's ``request_started`` (its check of a persistent connection) and
+    around the response's ``close()`` (``request_finished``: the same checks, after the answer, still holding
+    the worker; for a page, with a deadline of its own from there)."""
 
     def bounded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
         path = environ.get("SCRIPT_NAME", "").rstrip("/") + environ.get("PATH_INFO", "")
-        if not _bounds_apply(path):
+        if _bounds_apply(path):
+            budgeted = _request_budget
+        elif _page_budget_applies(path):
+            budgeted = _page_budget
+        else:
             return application(environ, start_response)  # type: ignore[no-any-return]
-        with _request_budget() as budget:
+        with budgeted() as budget:
             environ["wsgi.input"] = _InputOffTheClock(environ["wsgi.input"], budget)
             response = application(environ, start_response)
         close = getattr(response, "close", None)
         if close is not None:
 
             def close_within_budget() -> None:
-                token = _budget.set(budget)
+                closing = DatabaseBudget(budget.seconds, page=True) if budget.page else budget
+                token = _budget.set(closing)
                 try:
                     close()
                 finally:
@@ -225,8 +292,9 @@ def _bounded_paths() -> tuple[str, ...]:
 
 
 class RequestPathTimeoutMiddleware:
-    """Sets the statement timeouts of the path; gives a bounded request its budget when no WSGI server
-    started it already (:func:`bounded_wsgi`): under the test client, for instance."""
+    """Sets the statement timeouts of the path; gives the request its budget (a bounded request's or a
+    page's) when no WSGI server started it already (:func:`bounded_wsgi`): under the test client, for
+    instance."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -235,10 +303,18 @@ class RequestPathTimeoutMiddleware:
         if connection.vendor != "postgresql":
             return self.get_response(request)
         bounded = request.path.startswith(_bounded_paths())
-        if not bounded or database_budget() is not None or not _bounds_apply(request.path):
+        if database_budget() is not None:
+            budgeted = None
+        elif _bounds_apply(request.path):
+            budgeted = _request_budget
+        elif _page_budget_applies(request.path):
+            budgeted = _page_budget
+        else:
+            budgeted = None
+        if budgeted is None:
             self._apply(bounded=bounded)
             return self.get_response(request)
-        with _request_budget():
+        with budgeted():
             self._apply(bounded=bounded)
             return self.get_response(request)
 

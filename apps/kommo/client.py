@@ -25,6 +25,7 @@ from urllib.parse import urlsplit
 import requests
 from django.conf import settings
 
+from apps.core.timeouts import off_the_database_clock
 from apps.kommo import auth
 from apps.kommo.exceptions import (
     KommoAuthError,
@@ -291,9 +292,10 @@ class KommoClient:
     def wait_for_free_slot(self) -> float:
         """Waits until the account's rate limit would let a request go at once (reserving nothing), so
         that a caller gathering work into one request gathers what arrives meanwhile. Returns the wait."""
-        return self.limiter.wait_for_free_slot(
-            self.limiter_key, self.account.rate_limit_per_second, max_wait=self.retry.rate_limit_max_wait
-        )
+        with off_the_database_clock():
+            return self.limiter.wait_for_free_slot(
+                self.limiter_key, self.account.rate_limit_per_second, max_wait=self.retry.rate_limit_max_wait
+            )
 
     def _url(self, path: str) -> str:
         """An absolute URL under the account's base URL. Links Kommo sends back (``_links.next``) keep
@@ -365,12 +367,13 @@ class KommoClient:
         while True:
             attempt += 1
             self._ensure_not_blocked()
-            self.limiter.acquire(
-                self.limiter_key,
-                self.account.rate_limit_per_second,
-                max_wait=self.retry.rate_limit_max_wait,
-                behind_others=self._behind_others,
-            )
+            with off_the_database_clock():  # a page's database deadline does not run while Kommo is waited on
+                self.limiter.acquire(
+                    self.limiter_key,
+                    self.account.rate_limit_per_second,
+                    max_wait=self.retry.rate_limit_max_wait,
+                    behind_others=self._behind_others,
+                )
             headers: dict[str, str] = {}
             token = ""
             if authenticate:
@@ -379,9 +382,10 @@ class KommoClient:
             started = time.monotonic()
             unsent = False
             try:
-                response = self.session.request(
-                    method, url, params=params, json=body, headers=headers, timeout=self.timeout
-                )
+                with off_the_database_clock():
+                    response = self.session.request(
+                        method, url, params=params, json=body, headers=headers, timeout=self.timeout
+                    )
             except requests.ConnectTimeout:
                 error: KommoError = KommoConnectionError(f"connecting to {urlsplit(url).netloc} timed out")
                 unsent = True
@@ -431,7 +435,8 @@ class KommoClient:
                 attempt,
                 delay,
             )
-            self.sleep(delay)
+            with off_the_database_clock():
+                self.sleep(delay)
 
     def _json(self, response: requests.Response) -> Any:
         if response.status_code == 204 or not response.content:

@@ -109,6 +109,14 @@ DATABASE_REQUEST_FAST_FAIL_MS = env.int("DATABASE_REQUEST_FAST_FAIL_MS", default
 # The paths bounded so: the webhook and intake requests, and the health check, which a frozen database would
 # otherwise hold until gunicorn's worker timeout, one worker per probe of the load balancer.
 DATABASE_BOUNDED_PATHS = ("/webhooks/kommo/", "/api/v1/intake/", "/healthz")
+# Every other request (the pages, the admin, the reports, the export API): every wait of theirs on PostgreSQL
+# ends this many milliseconds after the request reached the application (the time spent waiting for Kommo
+# not counted), the connection is closed and the page answers 503, instead of a frozen server holding the
+# worker until gunicorn kills it (GUNICORN_TIMEOUT, 30 s) and the person gets no answer at all. Longer than
+# any page legitimately waits (the reports' slowest are a few seconds at 100,000 deals on a loaded machine),
+# well below GUNICORN_TIMEOUT. No statement timeout and no fast-fail hold for them (apps/core/timeouts.py).
+# 0 turns it off.
+DATABASE_PAGE_BUDGET_MS = env.int("DATABASE_PAGE_BUDGET_MS", default=15000)
 
 
 POSTGRESQL_BACKEND = "apps.core.postgresql"

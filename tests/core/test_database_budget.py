@@ -1,6 +1,7 @@
 """The request's database budget (apps/core/timeouts.py, apps/core/postgresql): every wait on PostgreSQL of a
 bounded request, connecting included, ends by the request's deadline, whatever the server does; after a
-request missed it, the process holds the others off the database for a while (the fast-fail hold)."""
+request missed it, the process holds the others off the database for a while (the fast-fail hold). Every
+other request (a page) has a longer deadline of its own, and no hold."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.http import HttpRequest, HttpResponse
 from django.test import RequestFactory
 from django.test.client import RequestFactory as EnvironFactory
+from django.urls import path as url_path
 
 from apps.core import timeouts
 from apps.core.timeouts import (
@@ -30,6 +32,7 @@ from apps.core.timeouts import (
     bounded_wsgi,
     database_budget,
     database_budget_for,
+    off_the_database_clock,
 )
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db]
@@ -132,6 +135,7 @@ def test_a_wsgi_request_keeps_its_deadline_from_before_djangos_connection_checks
     """``request_started`` checks a persistent connection (``close_old_connections``) before any
     middleware runs, and ``request_finished`` again when the server closes the response."""
     settings.DATABASE_REQUEST_BUDGET_MS = 1500
+    settings.DATABASE_PAGE_BUDGET_MS = 15000
     seen: dict[str, DatabaseBudget | None] = {}
 
     def on_started(**kwargs: object) -> None:
@@ -160,10 +164,14 @@ def test_a_wsgi_request_keeps_its_deadline_from_before_djangos_connection_checks
         request_finished.connect(close_old_connections)
 
     started, finished = seen["/webhooks/kommo/abc/"]  # type: ignore[misc]
-    assert started is not None and started.seconds == 1.5
+    assert started is not None and started.seconds == 1.5 and not started.page
     assert finished is started  # the same deadline, when the response is closed after the answer
-    assert seen["/favicon.ico"] == (None, None)  # not a bounded path
+    started, finished = seen["/favicon.ico"]  # type: ignore[misc]
+    assert started is not None and started.seconds == 15 and started.page  # any other path: a page's
+    # ...and its close() a deadline of its own: a streamed response (the CSV export) may have taken minutes
+    assert finished is not None and finished is not started and finished.seconds == 15 and finished.page
     assert seen["/webhooks/kommo/abc/ served"] is None  # not left behind between the two
+    assert seen["/favicon.ico served"] is None
 
 
 def test_the_time_a_client_takes_to_send_its_body_is_off_the_clock(settings) -> None:
@@ -266,37 +274,145 @@ def test_the_middleware_holds_bounded_requests_after_a_missed_deadline(settings,
     middleware = RequestPathTimeoutMiddleware(view)
     for path in ("/webhooks/kommo/miss/", "/webhooks/kommo/abc/", "/api/v1/intake/leads"):
         middleware(RequestFactory().post(path))
-    middleware(RequestFactory().get("/admin/"))  # no budget, no hold: the view runs as usual
+    middleware(RequestFactory().get("/admin/"))  # a page: a budget of its own, not held
 
     assert held == [
         ("/webhooks/kommo/miss/", False),
         ("/webhooks/kommo/abc/", True),
         ("/api/v1/intake/leads", True),
-        ("/admin/", None),
+        ("/admin/", False),
     ]
 
 
-def test_only_the_bounded_paths_get_a_budget(settings) -> None:
+def test_a_page_is_never_held_and_its_missed_deadline_starts_no_hold(settings, monkeypatch) -> None:
+    """A webhook's missed 1.5 s is no sign that a page's 15 s will be missed, and a page that missed its
+    deadline may have run its own long queries: the hold is the webhook and intake requests' alone."""
     settings.DATABASE_REQUEST_BUDGET_MS = 1500
+    settings.DATABASE_PAGE_BUDGET_MS = 15000
     settings.DATABASE_REQUEST_STATEMENT_TIMEOUT_MS = 0
-    seen: dict[str, float | None] = {}
+    settings.DATABASE_REQUEST_FAST_FAIL_MS = 60_000
+    monkeypatch.setattr(timeouts, "fast_fail", FastFail())
+    seen: list[tuple[str, float, bool]] = []
 
     def view(request: HttpRequest) -> HttpResponse:
         budget = database_budget()
-        seen[request.path] = budget.seconds if budget else None
+        assert budget is not None
+        seen.append((request.path, budget.seconds, budget.held))
+        if request.path.endswith("miss/"):
+            budget.missed = True  # as the backend marks a wait cut at the deadline
         return HttpResponse()
 
     middleware = RequestPathTimeoutMiddleware(view)
-    for path in ("/webhooks/kommo/abc/", "/api/v1/intake/leads", "/admin/", "/reports/"):
+    middleware(RequestFactory().get("/reports/miss/"))  # a page cut at its deadline
+    middleware(RequestFactory().post("/webhooks/kommo/abc/"))  # not held for it
+    middleware(RequestFactory().post("/webhooks/kommo/miss/"))  # a webhook cut at its own: the hold
+    middleware(RequestFactory().post("/webhooks/kommo/abc/"))
+    middleware(RequestFactory().get("/deals/"))  # a page within the hold: tried all the same
+
+    assert seen == [
+        ("/reports/miss/", 15, False),
+        ("/webhooks/kommo/abc/", 1.5, False),
+        ("/webhooks/kommo/miss/", 1.5, False),
+        ("/webhooks/kommo/abc/", 1.5, True),
+        ("/deals/", 15, False),
+    ]
+
+
+def test_time_off_the_database_clock_is_added_to_a_pages_deadline_only() -> None:
+    """Waiting for Kommo is not the database's fault: a page is not answered "the database does not
+    answer" after a slow Kommo call. A bounded request's deadline is its client's, Kommo or not."""
+    with database_budget_for(0.5, page=True) as page:
+        with off_the_database_clock():
+            time.sleep(0.3)
+        assert page.left > 0.4
+    with database_budget_for(0.5) as bounded:
+        with off_the_database_clock():
+            time.sleep(0.3)
+        assert bounded.left < 0.25
+    with off_the_database_clock():  # no budget at all (a task): nothing to add to
+        pass
+
+
+_pages_connection: list[BaseDatabaseWrapper] = []
+
+
+def _page_on_its_own_connection(request: HttpRequest) -> HttpResponse:
+    with _pages_connection[0].cursor() as cursor:
+        cursor.execute("SELECT 1")
+    return HttpResponse("the page")
+
+
+urlpatterns = [url_path("deals/", _page_on_its_own_connection)]
+
+
+def test_a_page_on_a_frozen_server_is_answered_503_at_its_deadline_and_its_connection_closed(
+    separate: BaseDatabaseWrapper, settings, client
+) -> None:
+    """The page's budget through the portal's middleware under the test client, answered by its 503 page
+    (apps/core/unavailable.py): the view's query cut at the deadline, the connection never used again."""
+    settings.DATABASE_PAGE_BUDGET_MS = 300
+    settings.ROOT_URLCONF = __name__
+    _pages_connection[:] = [separate]
+    with separate.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        (backend,) = cursor.fetchone()
+
+    os.kill(backend, signal.SIGSTOP)  # this connection's server process only: the suite's go on
+    thaw = threading.Timer(NEVER, os.kill, (backend, signal.SIGCONT))  # so that the old code fails, not hangs
+    thaw.start()
+    started = time.monotonic()
+    try:
+        response = client.get("/deals/")
+        took = time.monotonic() - started
+        assert separate.connection.closed
+    finally:
+        thaw.cancel()
+        os.kill(backend, signal.SIGCONT)
+        _pages_connection.clear()
+
+    assert (response.status_code, response["Retry-After"]) == (503, "30")
+    assert "Temporarily unavailable" in response.content.decode()
+    assert took < 0.3 + 0.5, took  # the deadline, and a margin for writing the page on a loaded machine
+    separate.close()
+    _pages_connection[:] = [separate]
+    try:
+        assert client.get("/deals/").content == b"the page"  # the next request connects again
+    finally:
+        _pages_connection.clear()
+
+
+def test_the_bounded_paths_get_their_budget_and_every_other_request_a_pages(settings) -> None:
+    settings.DATABASE_REQUEST_BUDGET_MS = 1500
+    settings.DATABASE_PAGE_BUDGET_MS = 15000
+    settings.DATABASE_REQUEST_STATEMENT_TIMEOUT_MS = 0
+    seen: dict[str, tuple[float, bool] | None] = {}
+
+    def view(request: HttpRequest) -> HttpResponse:
+        budget = database_budget()
+        seen[request.path] = (budget.seconds, budget.page) if budget else None
+        return HttpResponse()
+
+    middleware = RequestPathTimeoutMiddleware(view)
+    for path in (
+        "/webhooks/kommo/abc/",
+        "/api/v1/intake/leads",
+        "/admin/",
+        "/reports/",
+        "/api/v1/export/deals",
+    ):
         middleware(RequestFactory().post(path))
-    settings.DATABASE_REQUEST_BUDGET_MS = 0  # off
+    settings.DATABASE_REQUEST_BUDGET_MS = 0  # off: not a page's budget instead
     middleware(RequestFactory().post("/api/v1/intake/submissions/1"))
+    settings.DATABASE_PAGE_BUDGET_MS = 0  # off
+    middleware(RequestFactory().post("/deals/"))
 
     assert seen == {
-        "/webhooks/kommo/abc/": 1.5,
-        "/api/v1/intake/leads": 1.5,
-        "/admin/": None,
-        "/reports/": None,
+        "/webhooks/kommo/abc/": (1.5, False),
+        "/api/v1/intake/leads": (1.5, False),
+        "/admin/": (15, True),
+        "/reports/": (15, True),
+        "/api/v1/export/deals": (15, True),
         "/api/v1/intake/submissions/1": None,
+        "/deals/": None,
     }
     assert database_budget() is None  # not left behind

@@ -3,12 +3,14 @@
 import datetime as dt
 import json
 import logging
+import time
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 import requests
 import responses
 
+from apps.core.timeouts import database_budget_for
 from apps.kommo.client import KommoClient, RetryPolicy, query_params
 from apps.kommo.exceptions import (
     KommoAuthError,
@@ -65,6 +67,23 @@ def test_every_call_has_a_connect_and_a_read_timeout(client, api, settings):
     finally:
         requests.Session.request = original
     assert seen == [(3.0, 17.0)]
+
+
+def test_a_pages_database_deadline_does_not_run_while_kommo_is_waited_on(client, api):
+    """A manager's stakeholder edit calls Kommo during the request: a slow Kommo must not leave the page's
+    database deadline spent, and the page answered "the database does not answer" (apps/core/timeouts.py)."""
+
+    def slow(request):
+        time.sleep(0.4)
+        return (200, {}, json.dumps(payload("account.json")))
+
+    api.add_callback("GET", f"{URL}/api/v4/account", callback=slow)
+    with database_budget_for(0.5, page=True) as page:
+        client.account_get()
+        assert page.left > 0.3  # Kommo's 0.4 s not counted
+    with database_budget_for(0.5) as bounded:  # a webhook's deadline is Kommo's 2 s: everything counts
+        client.account_get()
+        assert bounded.left < 0.1
 
 
 def test_it_follows_next_links_page_by_page_and_stops_at_the_last_page(client, api):

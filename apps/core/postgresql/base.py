@@ -41,8 +41,9 @@ def _spent(budget: DatabaseBudget, *, cut: bool = False) -> DatabaseBudgetSpent:
         )
     if cut:
         budget.missed = True
+    setting = "DATABASE_PAGE_BUDGET_MS" if budget.page else "DATABASE_REQUEST_BUDGET_MS"
     return DatabaseBudgetSpent(
-        f"the request's database budget ({budget.seconds * 1000:.0f} ms, DATABASE_REQUEST_BUDGET_MS) is spent"
+        f"the request's database budget ({budget.seconds * 1000:.0f} ms, {setting}) is spent"
     )
 
 
