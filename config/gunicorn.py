@@ -10,6 +10,7 @@ import os
 
 from gunicorn.glogging import Logger
 
+from apps.core import heartbeat
 from apps.kommo.webhooks.logmask import MaskWebhookToken
 
 
@@ -29,6 +30,11 @@ threads = int(setting("GUNICORN_THREADS", "1"))
 # at once for DATABASE_REQUEST_FAST_FAIL_MS, so that they do not queue behind each other. Every other request
 # (the pages, the admin) keeps to DATABASE_PAGE_BUDGET_MS (15 s), which must stay below this timeout: killed
 # here, a worker sends no answer at all, where the deadline sends the 503 page.
+# A sync worker tells the arbiter it is alive only between requests, so a response still streaming after
+# this timeout would be killed mid-stream (the BI export's CSV of a large account: a truncated file). The
+# export's stream tells it per chunk instead (apps/core/heartbeat.py, given the worker's heartbeat by
+# post_worker_init below): a stream that makes progress keeps its worker, a worker with no progress for this
+# long (a query that never answers, a client that reads nothing) is killed as before.
 timeout = int(setting("GUNICORN_TIMEOUT", "30"))
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None
 
@@ -45,3 +51,8 @@ class MaskingLogger(Logger):
 
 
 logger_class = MaskingLogger
+
+
+def post_worker_init(worker):  # type: ignore[no-untyped-def]
+    """The worker's heartbeat, for responses that stream longer than ``timeout`` (apps/core/heartbeat.py)."""
+    heartbeat.install(worker.notify)

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 from decimal import Decimal
 from typing import Any
 
+from apps.core.heartbeat import alive
 from apps.reports.export.tables import Kind, Table
 
 CSV_ROWS_PER_CHUNK = 2000
@@ -92,13 +93,15 @@ def csv_line(cells: Sequence[Any]) -> str:
 
 def csv_stream(table: Table, rows: Iterator[Sequence[Any]]) -> Iterator[bytes]:
     """The header, then the rows, ``CSV_ROWS_PER_CHUNK`` at a time: memory stays the same whatever the
-    number of rows (``rows`` must be a server-side iterator). Any database."""
+    number of rows (``rows`` must be a server-side iterator). Any database. Each chunk tells gunicorn the
+    worker is alive (apps/core/heartbeat.py): a long stream is not cut at its timeout."""
     yield csv_line(table.column_names).encode()
     cells = csv_cells(table)
     lines: list[str] = []
     for row in rows:
         lines.append(csv_line(cells(row)))
         if len(lines) == CSV_ROWS_PER_CHUNK:
+            alive()
             yield "".join(lines).encode()
             lines.clear()
     if lines:
@@ -137,7 +140,8 @@ def copy_sql(table: Table, rows: Any) -> str:
 
 def csv_copy_stream(table: Table, rows: Any) -> Iterator[bytes]:
     """The CSV of ``rows`` as PostgreSQL writes it, passed on in chunks of about 64 KiB as it comes: one
-    statement (one snapshot), memory the same whatever the number of rows."""
+    statement (one snapshot), memory the same whatever the number of rows. Each chunk tells gunicorn the
+    worker is alive (apps/core/heartbeat.py): a long stream is not cut at its timeout."""
     from django.db import connection
 
     statement = copy_sql(table, rows)
@@ -149,6 +153,7 @@ def csv_copy_stream(table: Table, rows: Any) -> Iterator[bytes]:
                 pending.append(bytes(data))
                 size += len(data)
                 if size >= COPY_CHUNK_BYTES:
+                    alive()
                     yield b"".join(pending)
                     pending.clear()
                     size = 0
