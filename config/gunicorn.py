@@ -34,7 +34,8 @@ threads = int(setting("GUNICORN_THREADS", "1"))
 # this timeout would be killed mid-stream (the BI export's CSV of a large account: a truncated file). The
 # export's stream tells it per chunk instead (apps/core/heartbeat.py, given the worker's heartbeat by
 # post_worker_init below): a stream that makes progress keeps its worker, a worker with no progress for this
-# long (a query that never answers, a client that reads nothing) is killed as before.
+# long (a query that never answers, a client that reads nothing) is killed as before. Not covered: the wait
+# for COPY's first row, which for a large account's deals can approach this timeout (docs/reliability.md).
 timeout = int(setting("GUNICORN_TIMEOUT", "30"))
 accesslog = os.environ.get("GUNICORN_ACCESS_LOG", "-") or None
 
