@@ -92,7 +92,7 @@ def webhook_account_for_token(token: str) -> AccountRef | None:
 
 # Deliveries of one account within one window (after the publish that opened it) that make the account's
 # next window the flood window: a paced stream (one a window) never lengthens it.
-FLOOD_RINGS = 3
+FLOOD_RINGS = 5
 
 
 class _Doorbell:
