@@ -375,8 +375,11 @@ KOMMO_WEBHOOK_STUCK_AFTER_SECONDS = 300
 KOMMO_WEBHOOK_HEARTBEAT_SECONDS = 5
 KOMMO_WEBHOOK_CLAIM_EXPIRES_SECONDS = 20
 KOMMO_WEBHOOK_ENQUEUE_WINDOW_MS = 50
+# An account's window while its deliveries come faster than one a window (intake.FLOOD_RINGS or more within
+# one): a flood costs a process five publishes a second instead of twenty.
+KOMMO_WEBHOOK_ENQUEUE_FLOOD_WINDOW_MS = 200
 # An event still ``received`` this long after its commit lost its publish (the broker was down): the sweeper
-# (every 15 s) sends its account a task. A request publishes within KOMMO_WEBHOOK_ENQUEUE_WINDOW_MS.
+# (every 15 s) sends its account a task. A request publishes within KOMMO_WEBHOOK_ENQUEUE_FLOOD_WINDOW_MS.
 KOMMO_WEBHOOK_UNQUEUED_AFTER_SECONDS = 10
 # Region for phone numbers written without a country code (ISO 3166 code such as "US"); unset: only numbers
 # in international form (+…, 00…) get a lookup key.
