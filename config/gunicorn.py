@@ -28,8 +28,9 @@ threads = int(setting("GUNICORN_THREADS", "1"))
 # apps/core/timeouts.py, which starts in config/wsgi.py) even when the database cannot answer, so a frozen
 # database does not hold a worker until this timeout kills it; and after one missed it, a worker answers them
 # at once for DATABASE_REQUEST_FAST_FAIL_MS, so that they do not queue behind each other. Every other request
-# (the pages, the admin) keeps to DATABASE_PAGE_BUDGET_MS (15 s), which must stay below this timeout: killed
-# here, a worker sends no answer at all, where the deadline sends the 503 page.
+# (the pages, the admin) keeps to DATABASE_PAGE_BUDGET_MS (15 s) for the database and KOMMO_PAGE_BUDGET_MS
+# (12 s) for Kommo, which together must stay below this timeout: killed here, a worker sends no answer at
+# all, where the deadlines send the 503 page or say that Kommo did not answer.
 # A sync worker tells the arbiter it is alive only between requests, so a response still streaming after
 # this timeout would be killed mid-stream (the BI export's CSV of a large account: a truncated file). The
 # export's stream tells it per chunk instead (apps/core/heartbeat.py, given the worker's heartbeat by

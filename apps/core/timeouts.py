@@ -76,13 +76,14 @@ _BOUNDED = "_portal_statement_timeout_on"  # attribute on the wrapper: the drive
 class DatabaseBudget:
     """A request's deadline for the database: ``seconds`` after it started (``time.monotonic``)."""
 
-    __slots__ = ("deadline", "held", "missed", "page", "seconds", "waited")
+    __slots__ = ("deadline", "held", "missed", "page", "seconds", "started", "waited")
 
     def __init__(
         self, seconds: float, *, started: float | None = None, held: bool = False, page: bool = False
     ) -> None:
         self.seconds = seconds
-        self.deadline = (monotonic() if started is None else started) + seconds
+        self.started = monotonic() if started is None else started  # when the request reached the application
+        self.deadline = self.started + seconds
         self.held = held  # answered without the database: the fast-fail hold (``left`` is 0 from the start)
         self.page = page  # a request off the bounded paths: ``DATABASE_PAGE_BUDGET_MS``, no hold
         self.missed = False  # a wait was cut at the deadline

@@ -33,8 +33,7 @@ from apps.gates.services import (
 )
 from apps.kommo.client import KommoClient
 from apps.kommo.models import StageChange
-from apps.kommo.services.outbound import outbound_changes_flush, outbound_flush_release
-from apps.kommo.tasks import outbound_flush, outbound_flush_schedule
+from apps.kommo.tasks import outbound_flush, outbound_flush_run, outbound_flush_schedule
 from apps.kommo.webhooks.processing import webhook_backlog, webhook_moves_backlog
 
 
@@ -85,16 +84,12 @@ def gates_outbound_flush(account_id: int, *, reserved: bool = True) -> None:
     """The account's outbound flush (``apps.kommo.tasks.outbound_flush``) as the gates schedule it: the
     plan is told how many moves still wait for their decision, so that a burst's moves back go as soon as
     it is over rather than when their hold runs out. It schedules itself for the rest."""
-    if reserved:
-        outbound_flush_release(account_id=account_id)
-    result = outbound_changes_flush(
+    outbound_flush_run(
         account_id=account_id,
-        backlog=webhook_backlog(account_id=account_id),
-        moves_backlog=webhook_moves_backlog(account_id=account_id),
+        reserved=reserved,
         undecided=gate_moves_undecided(account_id=account_id),
+        task=gates_outbound_flush,
     )
-    if result.next_in is not None:
-        outbound_flush_schedule(account_id=account_id, delay=result.next_in, task=gates_outbound_flush)
 
 
 @shared_task(name="apps.gates.tasks.sweep", ignore_result=True)

@@ -30,7 +30,7 @@ from apps.kommo.services.sync import events_reconcile, history_backfill, history
 from apps.kommo.types import FieldChange
 from apps.kommo.webhooks.dispatch import Touch
 from apps.stakeholders.services import (
-    stakeholders_derive_for_mirror_changes,
+    stakeholders_follow,
     stakeholders_history_from_field_changes,
     stakeholders_touch,
 )
@@ -45,14 +45,10 @@ def mirror_follow_as(provenance: Provenance) -> MirrorFollow:
     deals whose deal, contacts or catalog elements changed are derived again (the history recording
     ``provenance``), and each new move is queued for the gates."""
 
+    derive = stakeholders_follow(provenance)
+
     def follow(account: KommoAccount, result: BatchResult) -> None:
-        stakeholders_derive_for_mirror_changes(
-            account=account,
-            lead_ids=result.lead_ids,
-            contact_ids=result.contact_ids,
-            catalog_element_ids=result.catalog_element_ids,
-            provenance=provenance,
-        )
+        derive(account, result)
         for change in result.new_stage_changes:
             gates_queue_move(stage_change=change)
 

@@ -25,7 +25,7 @@ from urllib.parse import urlsplit
 import requests
 from django.conf import settings
 
-from apps.core.timeouts import off_the_database_clock
+from apps.core.timeouts import database_budget, off_the_database_clock
 from apps.kommo import auth
 from apps.kommo.exceptions import (
     KommoAuthError,
@@ -273,6 +273,26 @@ class KommoClient:
         self.timeout = (float(settings.KOMMO_CONNECT_TIMEOUT), float(settings.KOMMO_READ_TIMEOUT))
         self._behind_others = False
 
+    @staticmethod
+    def _page_time_left() -> float | None:
+        """Seconds left of the time a page may wait for Kommo (``KOMMO_PAGE_BUDGET_MS`` from when its request
+        reached the application), or None outside a page (a task, a command, a webhook or intake request,
+        which never calls Kommo). A person waits for the page, and gunicorn restarts a worker that has not
+        answered within ``GUNICORN_TIMEOUT``: without this, five tries of up to ``KOMMO_READ_TIMEOUT`` each
+        would outlast it and the person would get no answer at all."""
+        budget = database_budget()
+        allowance = int(settings.KOMMO_PAGE_BUDGET_MS)
+        if budget is None or not budget.page or not allowance:
+            return None
+        return budget.started + allowance / 1000 - time.monotonic()
+
+    @staticmethod
+    def _page_time_spent() -> KommoConnectionError:
+        """The request is not sent: the page's time for Kommo is spent (so its outcome is known)."""
+        return KommoConnectionError(
+            f"not sent: the page's {int(settings.KOMMO_PAGE_BUDGET_MS) / 1000:g} s for Kommo are spent"
+        )
+
     # -- plumbing ---------------------------------------------------------------------------------------
 
     @property
@@ -367,13 +387,24 @@ class KommoClient:
         while True:
             attempt += 1
             self._ensure_not_blocked()
+            max_wait, timeout = self.retry.rate_limit_max_wait, self.timeout
+            left = self._page_time_left()
+            if left is not None:
+                if left <= 0:
+                    raise self._page_time_spent()
+                max_wait = min(max_wait, left)
             with off_the_database_clock():  # a page's database deadline does not run while Kommo is waited on
                 self.limiter.acquire(
                     self.limiter_key,
                     self.account.rate_limit_per_second,
-                    max_wait=self.retry.rate_limit_max_wait,
+                    max_wait=max_wait,
                     behind_others=self._behind_others,
                 )
+            left = self._page_time_left()
+            if left is not None:
+                if left <= 0:
+                    raise self._page_time_spent()
+                timeout = (min(timeout[0], left), min(timeout[1], left))
             headers: dict[str, str] = {}
             token = ""
             if authenticate:
@@ -384,13 +415,13 @@ class KommoClient:
             try:
                 with off_the_database_clock():
                     response = self.session.request(
-                        method, url, params=params, json=body, headers=headers, timeout=self.timeout
+                        method, url, params=params, json=body, headers=headers, timeout=timeout
                     )
             except requests.ConnectTimeout:
                 error: KommoError = KommoConnectionError(f"connecting to {urlsplit(url).netloc} timed out")
                 unsent = True
             except requests.Timeout:
-                error = KommoTimeout(f"no answer within {self.timeout[1]:.0f}s")
+                error = KommoTimeout(f"no answer within {timeout[1]:.0f}s")
             except requests.ConnectionError as exc:
                 error = KommoConnectionError(f"cannot reach {urlsplit(url).netloc}: {type(exc).__name__}")
                 unsent = isinstance(exc, requests.exceptions.ProxyError | requests.exceptions.SSLError)
@@ -425,7 +456,8 @@ class KommoClient:
             ):
                 raise error
             delay = self._delay(error, attempt)
-            if delay is None:
+            left = self._page_time_left()
+            if delay is None or (left is not None and delay >= left):
                 raise error
             logger.info(
                 "kommo %s %s: %s, retry %d in %.1fs",

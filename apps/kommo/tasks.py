@@ -41,15 +41,25 @@ def outbound_flush(account_id: int, *, reserved: bool = True) -> None:
     """Sends the account's outbound changes that are due (moves back, then tasks and notes, as
     ``outbound_drain_plan`` has it) and schedules itself for the rest — one scheduled flush per account.
     ``reserved``: this run was scheduled through ``outbound_flush_schedule`` (its reservation ends now)."""
+    outbound_flush_run(account_id=account_id, reserved=reserved)
+
+
+def outbound_flush_run(
+    *, account_id: int, reserved: bool, undecided: int | None = None, task: Task | None = None
+) -> None:
+    """One scheduled flush of the account: its reservation ended (``reserved``), what the plan says is due
+    sent, and ``task`` (:func:`outbound_flush` unless given) scheduled for the rest. ``undecided``: the moves
+    still waiting for the gates' decision, when the caller knows (``outbound_drain_plan``)."""
     if reserved:
         outbound_flush_release(account_id=account_id)
     result = outbound_changes_flush(
         account_id=account_id,
         backlog=webhook_backlog(account_id=account_id),
         moves_backlog=webhook_moves_backlog(account_id=account_id),
+        undecided=undecided,
     )
     if result.next_in is not None:
-        outbound_flush_schedule(account_id=account_id, delay=result.next_in)
+        outbound_flush_schedule(account_id=account_id, delay=result.next_in, task=task)
 
 
 def outbound_flush_schedule(*, account_id: int, delay: float, task: Task | None = None) -> bool:

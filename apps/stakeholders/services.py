@@ -649,7 +649,7 @@ def stakeholder_update_in_kommo(
             "create the element to save it."
         )
     client = client or KommoClient(account)
-    follow = edit_follow(provenance)
+    follow = stakeholders_follow(provenance)
     try:
         if element is not None and element_writes:
             updated = client.catalog_elements_update(
@@ -712,12 +712,12 @@ def _lead_refresh(*, client: KommoClient, lead: Lead, follow: MirrorFollow) -> N
         )
 
 
-def edit_follow(provenance: Provenance) -> MirrorFollow:
-    """What follows the mirror writes of an edit made by ``provenance`` (the writers' ``follow``): the
-    stakeholders of the deals whose deal, contacts or elements changed are derived again, in the write's
-    transaction, the history recording the edit's maker — for the deal's re-read too. No move follows: the
-    edit's writes record none (its re-read of the deal infers none, see :func:`_lead_refresh`), so nothing
-    of the gates' is needed."""
+def stakeholders_follow(provenance: Provenance) -> MirrorFollow:
+    """A mirror writer's ``follow`` that derives again, in the write's transaction, the stakeholders of the
+    deals whose deal, contacts or catalog elements changed, the history recording ``provenance``. All an
+    edit on the portal's pages needs — for the deal's re-read too: its writes record no move (the re-read
+    infers none, see :func:`_lead_refresh`), so nothing of the gates' follows; the flows that record moves
+    add the gates' part (``apps.flows.sync.mirror_follow_as``)."""
 
     def follow(account: KommoAccount, result: BatchResult) -> None:
         stakeholders_derive_for_mirror_changes(
@@ -820,7 +820,7 @@ def stakeholder_add_in_kommo(
         )
     )
     client = client or KommoClient(account)
-    follow = edit_follow(provenance)
+    follow = stakeholders_follow(provenance)
     try:
         if new.contact is not None:
             if contact_writes:

@@ -350,6 +350,13 @@ KOMMO_RATE_LIMIT_PER_SECOND = env.float("KOMMO_RATE_LIMIT_PER_SECOND", default=7
 KOMMO_TOKEN_REFRESH_MARGIN_SECONDS = env.int("KOMMO_TOKEN_REFRESH_MARGIN_SECONDS", default=600)
 KOMMO_CONNECT_TIMEOUT = env.float("KOMMO_CONNECT_TIMEOUT", default=5.0)
 KOMMO_READ_TIMEOUT = env.float("KOMMO_READ_TIMEOUT", default=30.0)
+# A page that calls Kommo (a manager's stakeholder edit, the admin's Sync now, connecting an account) waits
+# for it at most this many milliseconds from when its request reached the application, retries and
+# rate-limit waits included, and then says Kommo did not answer: the page's database deadline
+# (DATABASE_PAGE_BUDGET_MS) does not run while Kommo is waited on, so the two together (15 + 12 s) stay below
+# GUNICORN_TIMEOUT (30 s), past which the person would get no answer at all. PostgreSQL only, as the page's
+# database deadline; 0 turns it off (each call then has KOMMO_READ_TIMEOUT and five tries).
+KOMMO_PAGE_BUDGET_MS = env.int("KOMMO_PAGE_BUDGET_MS", default=12000)
 # The address Kommo posts webhooks to (this portal as seen from Kommo), e.g. https://portal.example.com
 KOMMO_PUBLIC_URL = env("KOMMO_PUBLIC_URL", default="http://127.0.0.1:8000")
 KOMMO_WEBHOOK_MAX_BODY_BYTES = env.int("KOMMO_WEBHOOK_MAX_BODY_BYTES", default=1_048_576)
@@ -368,8 +375,11 @@ KOMMO_WEBHOOK_STUCK_AFTER_SECONDS = 300
 KOMMO_WEBHOOK_HEARTBEAT_SECONDS = 5
 KOMMO_WEBHOOK_CLAIM_EXPIRES_SECONDS = 20
 KOMMO_WEBHOOK_ENQUEUE_WINDOW_MS = 50
+# An account's window while its deliveries come in a flood (intake.FLOOD_RINGS, five, or more within one
+# window: faster than 100 a second): a flood costs a process five publishes a second instead of twenty.
+KOMMO_WEBHOOK_ENQUEUE_FLOOD_WINDOW_MS = 200
 # An event still ``received`` this long after its commit lost its publish (the broker was down): the sweeper
-# (every 15 s) sends its account a task. A request publishes within KOMMO_WEBHOOK_ENQUEUE_WINDOW_MS.
+# (every 15 s) sends its account a task. A request publishes within KOMMO_WEBHOOK_ENQUEUE_FLOOD_WINDOW_MS.
 KOMMO_WEBHOOK_UNQUEUED_AFTER_SECONDS = 10
 # Region for phone numbers written without a country code (ISO 3166 code such as "US"); unset: only numbers
 # in international form (+…, 00…) get a lookup key.

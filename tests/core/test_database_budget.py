@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from django.core.handlers.wsgi import WSGIHandler
@@ -53,26 +54,34 @@ def separate() -> Iterator[BaseDatabaseWrapper]:
     wrapper.close()
 
 
-def test_a_query_to_a_frozen_server_is_cut_at_the_budget_and_its_connection_never_used_again(
-    separate: BaseDatabaseWrapper,
-) -> None:
+@contextmanager
+def frozen_backend(separate: BaseDatabaseWrapper) -> Iterator[None]:
+    """The server process of ``separate``'s connection stopped (SIGSTOP) inside the block — that one only:
+    the suite's go on — and resumed after it, or after NEVER seconds, so that old code fails, not hangs."""
     with separate.cursor() as cursor:
         cursor.execute("SELECT pg_backend_pid()")
         (backend,) = cursor.fetchone()
-    os.kill(backend, signal.SIGSTOP)  # this connection's server process only: the suite's go on
-    thaw = threading.Timer(NEVER, os.kill, (backend, signal.SIGCONT))  # so that the old code fails, not hangs
+    os.kill(backend, signal.SIGSTOP)
+    thaw = threading.Timer(NEVER, os.kill, (backend, signal.SIGCONT))
     thaw.start()
-    started = time.monotonic()
     try:
+        yield
+    finally:
+        thaw.cancel()
+        os.kill(backend, signal.SIGCONT)
+
+
+def test_a_query_to_a_frozen_server_is_cut_at_the_budget_and_its_connection_never_used_again(
+    separate: BaseDatabaseWrapper,
+) -> None:
+    with frozen_backend(separate):
+        started = time.monotonic()
         with database_budget_for(0.3), pytest.raises(OperationalError, match="database budget"):
             with separate.cursor() as cursor:
                 cursor.execute("SELECT 1")
         took = time.monotonic() - started
         assert separate.connection.closed  # what the server was sent may still run: never reused
         assert not separate.is_usable()
-    finally:
-        thaw.cancel()
-        os.kill(backend, signal.SIGCONT)
     assert took < NEVER
 
     separate.close()
@@ -353,21 +362,13 @@ def test_a_page_on_a_frozen_server_is_answered_503_at_its_deadline_and_its_conne
     settings.DATABASE_PAGE_BUDGET_MS = 300
     settings.ROOT_URLCONF = __name__
     _pages_connection[:] = [separate]
-    with separate.cursor() as cursor:
-        cursor.execute("SELECT pg_backend_pid()")
-        (backend,) = cursor.fetchone()
-
-    os.kill(backend, signal.SIGSTOP)  # this connection's server process only: the suite's go on
-    thaw = threading.Timer(NEVER, os.kill, (backend, signal.SIGCONT))  # so that the old code fails, not hangs
-    thaw.start()
-    started = time.monotonic()
     try:
-        response = client.get("/deals/")
-        took = time.monotonic() - started
-        assert separate.connection.closed
+        with frozen_backend(separate):
+            started = time.monotonic()
+            response = client.get("/deals/")
+            took = time.monotonic() - started
+            assert separate.connection.closed
     finally:
-        thaw.cancel()
-        os.kill(backend, signal.SIGCONT)
         _pages_connection.clear()
 
     assert (response.status_code, response["Retry-After"]) == (503, "30")

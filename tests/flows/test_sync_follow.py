@@ -36,7 +36,7 @@ def test_a_move_a_sync_page_infers_is_queued_for_the_gates_and_its_deal_derived_
     page = [types.Lead.from_api(kommo_lead(lead, status=signing, updated_at=NOW + dt.timedelta(hours=1)))]
     with (
         mock.patch("apps.flows.gates.evaluate_pending.apply_async") as schedule,
-        mock.patch("apps.flows.sync.stakeholders_derive_for_mirror_changes") as derive,
+        mock.patch("apps.stakeholders.services.stakeholders_derive_for_mirror_changes") as derive,
         django_capture_on_commit_callbacks(execute=True),
     ):
         leads_upsert_from_kommo(account=board.account, leads=page, follow=mirror_follow)

@@ -47,25 +47,26 @@ def test_it_sends_the_bearer_token_and_reads_the_account(client, api):
     assert api.calls[0].request.headers["Authorization"] == f"Bearer {LONG_LIVED_TOKEN}"
 
 
-def test_every_call_has_a_connect_and_a_read_timeout(client, api, settings):
-    settings.KOMMO_CONNECT_TIMEOUT, settings.KOMMO_READ_TIMEOUT = 3.0, 17.0
-    seen = []
-    api.add_callback(
-        "GET",
-        f"{URL}/api/v4/account",
-        callback=lambda request: (200, {}, json.dumps(payload("account.json"))),
-    )
+def timeouts_passed(monkeypatch) -> list[tuple[float, float]]:
+    """The ``timeout`` of every request the client sends."""
+    seen: list[tuple[float, float]] = []
     original = requests.Session.request
 
     def spy(self, *args, **kwargs):
-        seen.append(kwargs.get("timeout"))
+        seen.append(kwargs["timeout"])
         return original(self, *args, **kwargs)
 
-    requests.Session.request = spy
-    try:
-        KommoClient(client.account, limiter=client.limiter).account_get()
-    finally:
-        requests.Session.request = original
+    monkeypatch.setattr(requests.Session, "request", spy)
+    return seen
+
+
+def test_every_call_has_a_connect_and_a_read_timeout(client, api, settings, monkeypatch):
+    settings.KOMMO_CONNECT_TIMEOUT, settings.KOMMO_READ_TIMEOUT = 3.0, 17.0
+    seen = timeouts_passed(monkeypatch)
+    api.get(f"{URL}/api/v4/account", json=payload("account.json"))
+
+    KommoClient(client.account, limiter=client.limiter).account_get()
+
     assert seen == [(3.0, 17.0)]
 
 
@@ -84,6 +85,54 @@ def test_a_pages_database_deadline_does_not_run_while_kommo_is_waited_on(client,
     with database_budget_for(0.5) as bounded:  # a webhook's deadline is Kommo's 2 s: everything counts
         client.account_get()
         assert bounded.left < 0.1
+
+
+def test_a_page_waits_for_kommo_no_longer_than_its_allowance_from_the_requests_start(
+    client, api, sleeps, settings, monkeypatch
+):
+    """A person waits for the page, and gunicorn restarts a worker that has not answered within
+    GUNICORN_TIMEOUT: five tries of up to KOMMO_READ_TIMEOUT each would outlast it (no answer at all)."""
+    settings.KOMMO_PAGE_BUDGET_MS = 400
+    seen = timeouts_passed(monkeypatch)
+
+    def slow_failure(request):
+        time.sleep(0.15)
+        return (500, {}, json.dumps(payload("error-500.json")))
+
+    api.add_callback("GET", f"{URL}/api/v4/account", callback=slow_failure)
+    with database_budget_for(15, page=True), pytest.raises(KommoServerError):
+        client.account_get()
+
+    assert 1 <= len(api.calls) < client.retry.max_attempts  # given up when the 0.4 s were spent
+    assert all(read <= 0.4 and connect <= 0.4 for connect, read in seen)  # each wait within what was left
+    assert seen[-1][1] < seen[0][1]
+
+
+def test_a_call_is_not_sent_once_the_pages_time_for_kommo_is_spent(client, api, settings, monkeypatch):
+    settings.KOMMO_PAGE_BUDGET_MS = 1
+    api.get(f"{URL}/api/v4/account", json=payload("account.json"))
+
+    with database_budget_for(15, page=True):
+        time.sleep(0.01)
+        with pytest.raises(KommoConnectionError, match=r"not sent: the page's 0\.001 s for Kommo are spent"):
+            client.account_get()
+    assert not api.calls
+
+
+def test_tasks_and_bounded_requests_keep_the_read_timeout_and_every_try(
+    client, api, sleeps, settings, monkeypatch
+):
+    settings.KOMMO_PAGE_BUDGET_MS, settings.KOMMO_READ_TIMEOUT = 400, 17.0
+    seen = timeouts_passed(monkeypatch)
+    api.get(f"{URL}/api/v4/account", status=500, json=payload("error-500.json"))
+
+    with pytest.raises(KommoServerError):  # a task: no request
+        KommoClient(client.account, limiter=client.limiter, sleep=sleeps, retry=client.retry).account_get()
+    with database_budget_for(1.5), pytest.raises(KommoServerError):  # a webhook's: never calls Kommo
+        KommoClient(client.account, limiter=client.limiter, sleep=sleeps, retry=client.retry).account_get()
+
+    assert len(api.calls) == 2 * client.retry.max_attempts
+    assert {read for _, read in seen} == {17.0}
 
 
 def test_it_follows_next_links_page_by_page_and_stops_at_the_last_page(client, api):

@@ -242,7 +242,7 @@ def test_a_resync_is_followed_as_the_sync_is_the_deal_derived_and_its_move_queue
         sandbox_api(server, "PATCH", "/api/v4/leads", [{"id": deal.kommo_id, "status_id": target.kommo_id}])
 
         with (
-            mock.patch("apps.flows.sync.stakeholders_derive_for_mirror_changes") as derive,
+            mock.patch("apps.stakeholders.services.stakeholders_derive_for_mirror_changes") as derive,
             mock.patch("apps.flows.sync.gates_queue_move") as queued,
         ):
             admin_client.post(

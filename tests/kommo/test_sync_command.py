@@ -49,7 +49,7 @@ def test_the_command_runs_one_resource_incrementally_since_a_date(sandbox):
 def test_the_command_s_writes_are_followed_by_the_stakeholders(sandbox):
     account = account_for(sandbox)
 
-    with mock.patch("apps.flows.sync.stakeholders_derive_for_mirror_changes") as derive:
+    with mock.patch("apps.stakeholders.services.stakeholders_derive_for_mirror_changes") as derive:
         call_command("kommo_sync", "--account", str(account.pk), "--resource", "leads", stdout=io.StringIO())
 
     derived = {pk for call in derive.call_args_list for pk in call.kwargs["lead_ids"]}

@@ -3,7 +3,8 @@
 Everything here runs inside Kommo's 2-second window, so it does the least that keeps a delivery safe:
 one constant-time token match (against an in-process copy of the accounts' tokens), a look at the keys of
 the body (:func:`~apps.kommo.webhooks.parser.route`), one INSERT, and a task sent after the commit (at
-most one per account per ``KOMMO_WEBHOOK_ENQUEUE_WINDOW_MS`` from a process: see :class:`_Doorbell`).
+most one per account per ``KOMMO_WEBHOOK_ENQUEUE_WINDOW_MS`` from a process, longer under a flood: see
+:class:`_Doorbell`).
 """
 
 from __future__ import annotations
@@ -89,14 +90,25 @@ def webhook_account_for_token(token: str) -> AccountRef | None:
     return _tokens.find(token)
 
 
+# Deliveries of one account within one window (after the publish that opened it) that make the account's
+# next window the flood window: a paced stream (one a window) never lengthens it.
+FLOOD_RINGS = 5
+
+
 class _Doorbell:
-    """At most one processing task per account per ``window`` seconds from this process.
+    """At most one processing task per account per window from this process.
 
     A task claims every waiting event of its account, so one task published after an event's commit is
     enough for it and for the others of that account committed before the task claims. An event whose
-    account rang less than ``window`` ago gets a task published when the window ends, unless one is
-    already due: every committed event is followed by a publish within ``window``; a burst costs one
-    publish per window instead of one per delivery.
+    account rang less than a window ago gets a task published when the window ends, unless one is
+    already due: every committed event is followed by a publish within the account's current window; a
+    burst costs one publish per window instead of one per delivery.
+
+    The window is ``window`` (``KOMMO_WEBHOOK_ENQUEUE_WINDOW_MS``) while an account is calm. When
+    :data:`FLOOD_RINGS` or more deliveries came within one window, the account's next window is
+    ``flood_window`` (``KOMMO_WEBHOOK_ENQUEUE_FLOOD_WINDOW_MS``), and stays so while each window holds as
+    many; a window holding fewer, or a delivery after a window that held none, returns it to ``window``.
+    A flood then costs a few publishes a second (about 2 ms of CPU each) instead of one per ``window``.
 
     The publishes due later are sent by one thread of the process, started when first needed (and again
     in a forked child), which sleeps until the next one is due. A timer thread per window cost about as
@@ -113,18 +125,27 @@ class _Doorbell:
         self._changed = threading.Condition(self._lock)
         self._last: dict[int, float] = {}
         self._due: dict[int, tuple[float, int]] = {}  # account id → (when, the event to name)
+        self._rings: dict[int, int] = {}  # account id → deliveries in the window its due publish ends
+        self._flooded: set[int] = set()  # accounts whose current window is the flood window
         self._thread: threading.Thread | None = None
 
-    def ring(self, *, account_id: int, event_id: int, window: float) -> None:
+    def ring(
+        self, *, account_id: int, event_id: int, window: float, flood_window: float | None = None
+    ) -> None:
         now = time.monotonic()
         with self._lock:
             if account_id in self._due:
+                self._rings[account_id] += 1
                 return
+            if account_id in self._flooded and flood_window is not None:
+                window = flood_window
             wait = self._last.get(account_id, float("-inf")) + window - now
-            if wait <= 0:
+            if wait <= 0:  # nothing came within the window: the account is calm
                 self._last[account_id] = now
+                self._flooded.discard(account_id)
             else:
                 self._due[account_id] = (now + wait, event_id)
+                self._rings[account_id] = 1
                 self._started()
                 self._changed.notify()
         if wait <= 0:
@@ -142,6 +163,10 @@ class _Doorbell:
                 account_id, event_id = self._next_due()
                 del self._due[account_id]
                 self._last[account_id] = time.monotonic()
+                if self._rings.pop(account_id) >= FLOOD_RINGS:
+                    self._flooded.add(account_id)
+                else:
+                    self._flooded.discard(account_id)
             _publish(event_id)
 
     def _next_due(self) -> tuple[int, int]:
@@ -168,6 +193,10 @@ _doorbell = _Doorbell()
 
 def _enqueue_window() -> float:
     return float(settings.KOMMO_WEBHOOK_ENQUEUE_WINDOW_MS) / 1000
+
+
+def _enqueue_flood_window() -> float:
+    return float(settings.KOMMO_WEBHOOK_ENQUEUE_FLOOD_WINDOW_MS) / 1000
 
 
 def account_mismatch(account: AccountRef, routing: Routing) -> str:
@@ -225,7 +254,13 @@ def webhook_event_record(*, account: AccountRef, body: bytes, meta: Mapping[str,
     )
     if status == WebhookEvent.Status.RECEIVED:
         # After the commit: at once in autocommit, at the end of an enclosing transaction otherwise.
-        ring = partial(_doorbell.ring, account_id=account.id, event_id=event_id, window=_enqueue_window())
+        ring = partial(
+            _doorbell.ring,
+            account_id=account.id,
+            event_id=event_id,
+            window=_enqueue_window(),
+            flood_window=_enqueue_flood_window(),
+        )
         transaction.on_commit(ring)
     return event_id
 

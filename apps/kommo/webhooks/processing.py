@@ -606,8 +606,9 @@ def webhook_events_sweep_unqueued(
 ) -> list[int]:
     """One task per account whose events wait ``received`` for longer than
     ``KOMMO_WEBHOOK_UNQUEUED_AFTER_SECONDS``: their publish was lost (the broker was down when the request
-    committed them). A request publishes within ``KOMMO_WEBHOOK_ENQUEUE_WINDOW_MS``, so a short wait tells
-    them apart; one task per account is enough, since it processes every waiting event of its account.
+    committed them). A request publishes within ``KOMMO_WEBHOOK_ENQUEUE_FLOOD_WINDOW_MS`` at most, so a
+    short wait tells them apart; one task per account is enough, since it processes every waiting event of
+    its account.
     Returns the events the tasks were sent for (each account's oldest)."""
     now = now or timezone.now()
     if older_than is None:
