@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from apps.kommo.models.mirror import Contact
 from apps.stakeholders.models import Approval, Role, Stakeholder
+from apps.stakeholders.wording import name_key
 
 
 class StakeholderForm(forms.Form):
@@ -93,11 +94,6 @@ class ObjectionForm(forms.Form):
         return data
 
 
-def _name_key(name: str) -> str:
-    """A person's name as compared: case and runs of spaces aside."""
-    return " ".join(name.split()).casefold()
-
-
 class AddStakeholderForm(forms.Form):
     """A manager adds a person to a deal: one of its contacts not yet a stakeholder, or a new person kept as
     a Kommo contact or as a "Stakeholders" element."""
@@ -117,7 +113,7 @@ class AddStakeholderForm(forms.Form):
         self.contacts = {str(contact.pk): contact for contact in contacts}
         # The deal's stakeholders by name: a new person of the same name is the same person added again (a
         # second click, a colleague's add), and would be a second stakeholder for one person.
-        self.taken_names = {_name_key(name) for name in taken_names if name}
+        self.taken_names = {name_key(name) for name in taken_names if name}
         field: forms.ChoiceField = self.fields["person"]  # type: ignore[assignment]
         field.choices = [
             *(
@@ -138,7 +134,7 @@ class AddStakeholderForm(forms.Form):
         if person in (self.NEW_CONTACT, self.NEW_ELEMENT):
             if not name:
                 self.add_error("name", "Give the new person's name.")
-            elif _name_key(name) in self.taken_names:
+            elif name_key(name) in self.taken_names:
                 self.add_error(
                     "name",
                     f"{name} is already a stakeholder of this deal: change their role or approval above "

@@ -13,6 +13,7 @@ from django.db import transaction
 from django.db.models import Prefetch, Q
 from django.utils import timezone
 
+from apps.core.locks import advisory_lock_if_free, advisory_lock_key
 from apps.kommo.client import KommoClient
 from apps.kommo.exceptions import KommoError, KommoValidationError
 from apps.kommo.models import KommoAccount
@@ -41,6 +42,7 @@ from apps.stakeholders.derivation import (
     merge_stakeholders,
 )
 from apps.stakeholders.models import Approval, FieldMapping, Role, Stakeholder, StakeholderEvent
+from apps.stakeholders.wording import name_key
 
 # Columns of a Stakeholder row that derivation owns; ``notes`` is the portal's and survives.
 DERIVED_COLUMNS = (
@@ -785,13 +787,40 @@ def stakeholder_add_in_kommo(
     mappings hold; whatever only the catalog holds (approval, usually) goes on a "Stakeholders" element
     named after the person, linked to the deal. A person added as an element only gets the element.
     Raises StakeholderWriteError with a readable reason."""
+    name = new.contact.name if new.contact is not None else new.name.strip()
+    if not name:
+        raise StakeholderWriteError("Give the person's name.")
+    # Two clicks on Add at the same instant (two requests, maybe two processes) would each find the person
+    # missing and add them twice: one add per deal at a time, the second told, and the person looked for
+    # again once the add holds the deal (an add that ended meanwhile has derived them).
+    with advisory_lock_if_free(advisory_lock_key(f"stakeholder-add:{lead.pk}")) as ours:
+        if not ours:
+            raise StakeholderWriteError(
+                "Another stakeholder is being added to this deal right now.", permanent=False
+            )
+        if _already_a_stakeholder(lead, new, name):
+            raise StakeholderWriteError(
+                f"{name} is already a stakeholder of this deal: change their role or approval instead."
+            )
+        _stakeholder_add(lead=lead, new=new, name=name, provenance=provenance, client=client)
+
+
+def _already_a_stakeholder(lead: Lead, new: NewStakeholder, name: str) -> bool:
+    """The deal's contact is a stakeholder already, or a new person's name is one's (as the add form
+    checks them)."""
+    people = Stakeholder.objects.filter(lead=lead)
+    if new.contact is not None:
+        return people.filter(contact=new.contact).exists()
+    return name_key(name) in {name_key(other) for other in people.values_list("name", flat=True) if other}
+
+
+def _stakeholder_add(
+    *, lead: Lead, new: NewStakeholder, name: str, provenance: Provenance, client: KommoClient | None
+) -> None:
     account = lead.account
     mappings = field_mappings_for_account(account=account)
     catalog = _catalog_for_roles(mappings)
     change = new.change
-    name = new.contact.name if new.contact is not None else new.name.strip()
-    if not name:
-        raise StakeholderWriteError("Give the person's name.")
     wants_contact = new.contact is not None or new.as_contact
     if wants_contact and FieldMapping.Attribute.ROLE not in mappings.contact and catalog is None:
         raise StakeholderWriteError("Kommo has no field for the role: sales ops can map one in the admin.")

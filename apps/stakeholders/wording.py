@@ -1,4 +1,5 @@
-"""How a role is written inside a sentence: in gate reasons, stuck reasons and the managers' messages."""
+"""How a role is written inside a sentence (gate reasons, stuck reasons, the managers' messages), and how a
+person's name is compared."""
 
 from __future__ import annotations
 
@@ -10,3 +11,8 @@ def role_in_sentence(label: str) -> str:
     if len(label) > 1 and label[1].isupper():
         return label
     return label[:1].lower() + label[1:]
+
+
+def name_key(name: str) -> str:
+    """A person's name as compared: case and runs of spaces aside."""
+    return " ".join(name.split()).casefold()

@@ -5,13 +5,21 @@ import datetime as dt
 import pytest
 import responses
 from django.contrib.auth.models import Group
-from django.db import connection
+from django.db import connection, connections
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone
 
+from apps.core.locks import advisory_lock_key
 from apps.kommo.models.mirror import Lead, StageChange, Status
-from apps.stakeholders.models import Stakeholder
+from apps.kommo.provenance import MirrorSource, Provenance
+from apps.stakeholders.models import Approval, Stakeholder
+from apps.stakeholders.services import (
+    NewStakeholder,
+    StakeholderChange,
+    StakeholderWriteError,
+    stakeholder_add_in_kommo,
+)
 from apps.users.models import User
 from tests.factories import PipelineFactory, StatusFactory
 from tests.stakeholders.conftest import BASE_URL, mirror_recorded_deal
@@ -264,6 +272,46 @@ def test_adding_a_new_person_named_as_a_stakeholder_of_the_deal_is_refused_befor
     assert "is already a stakeholder of this deal" in response.content.decode()
     assert len(responses.calls) == 0
     assert Stakeholder.objects.filter(lead=deal, name__iexact="Boris Petrov").count() == 1
+
+
+@pytest.mark.postgres
+def test_an_add_while_another_add_on_the_deal_is_under_way_is_refused_before_kommo(client, deal):
+    """Two clicks on Add at the same instant are two requests that each pass the form: the second is told
+    the first is under way (here another connection holds the deal's add, as a request mid-add does)."""
+    client.force_login(person("chris", "Manager", RESPONSIBLE))
+    role = Stakeholder.objects.get(name="Boris Petrov").role_id
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT pg_advisory_lock(%s)", [advisory_lock_key(f"stakeholder-add:{deal.pk}")])
+        response = client.post(
+            reverse("stakeholders:stakeholder_add", args=[deal.pk]),
+            {
+                "add-person": "new_element",
+                "add-name": "Vera Lang",
+                "add-role": role,
+                "add-approval_status": "unknown",
+            },
+        )
+    finally:
+        other.close()  # its session's locks go with it
+
+    assert "Another stakeholder is being added to this deal right now. Try again in a moment." in (
+        response.content.decode()
+    )
+    assert len(responses.calls) == 0
+    assert not Stakeholder.objects.filter(lead=deal, name="Vera Lang").exists()
+
+
+def test_an_add_finds_the_person_again_once_it_holds_the_deal(deal):
+    """The add that ended while this one waited for its form has derived the person: not added twice."""
+    role = Stakeholder.objects.get(name="Boris Petrov").role
+    change = StakeholderChange(role=role, approval_status=Approval.UNKNOWN, last_touch=None)
+    new = NewStakeholder(change=change, name=" boris  petrov")
+
+    with pytest.raises(StakeholderWriteError, match="boris  petrov is already a stakeholder of this deal"):
+        stakeholder_add_in_kommo(lead=deal, new=new, provenance=Provenance(MirrorSource.MANAGER))
+    assert len(responses.calls) == 0
 
 
 def test_the_deal_list_searches_deal_company_and_contact_names(client, deal, other_deal):
