@@ -594,8 +594,22 @@ def _catalog_for_roles(mappings: MappingSet) -> tuple[int, dict[str, AttributeFi
     return None
 
 
+# An attribute's name inside a sentence where its label alone does not read as a noun.
+_ATTRIBUTE_NOUNS: dict[str, str] = {
+    FieldMapping.Attribute.APPROVAL_REQUESTED: "approval's request date",
+    FieldMapping.Attribute.APPROVAL_DECIDED: "approval's decision date",
+    FieldMapping.Attribute.OBJECTION_RAISED: "objection's date",
+    FieldMapping.Attribute.OBJECTION_RESOLVED: "objection's resolution date",
+}
+
+
 def _attribute_name(attribute: str) -> str:
-    return FieldMapping.Attribute(attribute).label.lower()
+    return _ATTRIBUTE_NOUNS.get(attribute) or FieldMapping.Attribute(attribute).label.lower()
+
+
+def _in_words(names: Sequence[str]) -> str:
+    """``a``, ``a and b``, ``a, b and c``."""
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def stakeholder_update_in_kommo(
@@ -645,10 +659,10 @@ def stakeholder_update_in_kommo(
             )
     name = stakeholder.name or "This person"
     if missing_element and not create_element:
-        what = " and ".join(_attribute_name(attribute) for attribute in missing_element)
+        what = _in_words([_attribute_name(attribute) for attribute in missing_element])
         raise StakeholderNeedsElement(
-            f"{name} has no Stakeholders element on this deal, and the {what} is kept there in Kommo: "
-            "create the element to save it."
+            f"{name} has no Stakeholders element on this deal, where Kommo keeps their {what}: create the "
+            f"element to save {'it' if len(missing_element) == 1 else 'them'}."
         )
     client = client or KommoClient(account)
     follow = stakeholders_follow(provenance)

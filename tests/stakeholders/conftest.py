@@ -15,6 +15,7 @@ from apps.flows.sync import mirror_follow
 from apps.kommo import types
 from apps.kommo.client import KommoClient
 from apps.kommo.models import KommoAccount
+from apps.kommo.models.mirror import Lead
 from apps.kommo.ratelimit import FileSlotStore, RateLimiter
 from apps.kommo.services.mirror import (
     catalog_elements_upsert_from_kommo,
@@ -23,7 +24,7 @@ from apps.kommo.services.mirror import (
     pipelines_upsert_from_kommo,
     users_upsert_from_kommo,
 )
-from apps.stakeholders.models import FieldMapping, FieldMappingValue, Role
+from apps.stakeholders.models import FieldMapping, FieldMappingValue, Role, Stakeholder
 from kommo_sandbox.server import SandboxServer
 from tests.factories import KommoAccountFactory
 from tests.support.fake_kommo import FakeKommo
@@ -209,6 +210,29 @@ def mirror_sync(*, account: KommoAccount, client: KommoClient) -> None:
         account=account,
         leads=list(client.leads_list(with_=("contacts", "catalog_elements"))),
         follow=mirror_follow,
+    )
+
+
+def contact_only_stakeholder(
+    *, account: KommoAccount, client: KommoClient, deal: Lead, name: str, role: Role
+) -> Stakeholder:
+    """A person made a stakeholder of ``deal`` in Kommo as a contact only: a new contact with the role in
+    its role field, linked to the deal, no Stakeholders element; mirrored as a full sync does."""
+    role_field = FieldMapping.objects.get(account=account, attribute="role", source="contact_field")
+    enum_id = role_field.values.get(role=role).enum_id
+    (created,) = client.contacts_create(
+        [
+            types.ContactWrite(
+                name=name, custom_fields_values=(types.FieldValueWrite.enums(role_field.field_id, enum_id),)
+            )
+        ]
+    )
+    client.links_create(
+        "leads", deal.kommo_id, [types.LinkWrite(to_entity_id=created.id, to_entity_type="contacts")]
+    )
+    mirror_sync(account=account, client=client)
+    return Stakeholder.objects.select_related("account", "contact", "catalog_element", "lead__account").get(
+        lead=deal, name=name
     )
 
 

@@ -8,9 +8,9 @@ from django.utils import timezone
 
 from apps.kommo.models.mirror import Lead, StageChange, Status
 from apps.kommo.provenance import MirrorSource, Provenance
-from apps.kommo.types import ContactWrite, FieldValueWrite, LeadWrite, LinkWrite
+from apps.kommo.types import LeadWrite
 from apps.stakeholders.bootstrap import account_bootstrap
-from apps.stakeholders.models import FieldMapping, Role, Stakeholder, StakeholderEvent
+from apps.stakeholders.models import Role, Stakeholder, StakeholderEvent
 from apps.stakeholders.services import (
     NewStakeholder,
     StakeholderChange,
@@ -18,7 +18,7 @@ from apps.stakeholders.services import (
     stakeholder_add_in_kommo,
     stakeholder_update_in_kommo,
 )
-from tests.stakeholders.conftest import client_for, connect, mirror_sync
+from tests.stakeholders.conftest import client_for, connect, contact_only_stakeholder, mirror_sync
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.django_db(transaction=False)]
 BY_MANAGER = Provenance(MirrorSource.MANAGER)  # a change made on the deal's stakeholder page
@@ -36,23 +36,9 @@ def prepared(demo_sandbox, tmp_path):  # type: ignore[no-untyped-def]
 def test_a_contact_only_stakeholders_approval_creates_their_element_on_request(prepared):
     account, client = prepared
     deal = Lead.objects.filter(account=account, is_deleted=False).order_by("kommo_id").first()
-    role_field = FieldMapping.objects.get(account=account, attribute="role", source="contact_field")
     lawyer = Role.objects.get(code="lawyer")
-    enum_id = role_field.values.get(role=lawyer).enum_id
-    (created,) = client.contacts_create(
-        [
-            ContactWrite(
-                name="Nora Contact",
-                custom_fields_values=(FieldValueWrite.enums(role_field.field_id, enum_id),),
-            )
-        ]
-    )
-    client.links_create(
-        "leads", deal.kommo_id, [LinkWrite(to_entity_id=created.id, to_entity_type="contacts")]
-    )
-    mirror_sync(account=account, client=client)
-    nora = Stakeholder.objects.select_related("account", "contact", "catalog_element", "lead__account").get(
-        lead=deal, name="Nora Contact"
+    nora = contact_only_stakeholder(
+        account=account, client=client, deal=deal, name="Nora Contact", role=lawyer
     )
     assert (nora.catalog_element, nora.role, nora.approval_status) == (None, lawyer, "unknown")
     change = StakeholderChange(role=lawyer, approval_status="approved", last_touch=timezone.now())

@@ -15,9 +15,9 @@ from django.utils import timezone
 from apps.kommo.models.mirror import Lead, Status
 from apps.kommo.services.mirror import companies_upsert_from_kommo
 from apps.stakeholders.bootstrap import account_bootstrap
-from apps.stakeholders.models import FieldMapping, Stakeholder
+from apps.stakeholders.models import FieldMapping, Role, Stakeholder
 from apps.users.models import User
-from tests.stakeholders.conftest import client_for, connect, mirror_sync
+from tests.stakeholders.conftest import client_for, connect, contact_only_stakeholder, mirror_sync
 from tests.support.browser import sign_in
 
 pytestmark = [pytest.mark.browser, pytest.mark.sandbox]
@@ -195,3 +195,44 @@ def test_a_manager_adds_a_stakeholder_and_approves_one_and_kommo_has_both(prepar
     page.locator(f"#lifecycle-{pending.pk} details.timeline summary").click()
     assert "— → Needs SSO first" in page.locator(f"#lifecycle-{pending.pk} details.timeline").inner_text()
     screenshot(page, "deal-page-lifecycle.png")
+
+
+def test_a_contact_only_stakeholders_approval_offers_their_element_and_creates_it(
+    prepared, live_server, chromium
+):
+    """A person Kommo holds as a contact only (role in the contact's field, no Stakeholders element): the
+    approval is kept on the element, so saving it says so and offers to create the element, which saves it."""
+    account, client = prepared
+    deal = (
+        Lead.objects.filter(account=account, is_deleted=False, responsible_user__isnull=False)
+        .select_related("responsible_user")
+        .order_by("kommo_id")
+        .first()
+    )
+    assert deal is not None
+    nora = contact_only_stakeholder(
+        account=account, client=client, deal=deal, name="Nora Contact", role=Role.objects.get(code="lawyer")
+    )
+    assert nora.catalog_element is None
+    person("manager", "Manager", deal.responsible_user.kommo_id)
+    page = chromium.new_page(viewport={"width": 1400, "height": 1000})
+    sign_in(page, f"{live_server.url}/deals/{deal.pk}/", "manager")
+
+    row = page.locator(f"#stakeholder-{nora.pk}")
+    row.locator("select[name$=approval_status]").select_option("approved")
+    row.locator("button[type=submit]").first.click()
+    page.wait_for_selector(".messages .error")
+    assert page.locator(".messages").inner_text() == (
+        "Nora Contact: not saved. Nora Contact has no Stakeholders element on this deal, where Kommo keeps "
+        "their approval status, last touch and approval's decision date: create the element to save them."
+    )
+    offer = page.locator(f"#stakeholder-{nora.pk} button[name=create_element]")
+    assert offer.inner_text() == "Create their Stakeholders element and save"
+    screenshot(page, "deal-page-needs-element.png")
+
+    offer.click()
+    page.wait_for_selector(".messages .success")
+    assert page.locator(".messages").inner_text() == "Nora Contact: saved in Kommo."
+    row = Stakeholder.objects.get(lead=deal, name="Nora Contact")
+    assert (row.approval_status, row.source) == ("approved", "both") and row.catalog_element is not None
+    assert page.locator(f"#stakeholder-{row.pk} td.approval .tag").inner_text() == "Approved"
